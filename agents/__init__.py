@@ -1,0 +1,4 @@
+"""Thin faust agents: decode, read state, call the pure step, write state, send.
+
+Each module has a ``register(app, runtime)`` called once from :mod:`app.wiring`.
+"""

@@ -1,0 +1,6 @@
+"""eventide: a Kafka-native customer-event processor.
+
+``app`` holds the wiring (settings, topic registry, the faust app, the HTTP API, the CLI and the
+embedded broker); ``agents`` holds the thin stream processors; ``tables`` holds the partitioned
+RocksDB state and its changelogs; the pure logic lives in ``app.core`` and friends.
+"""

@@ -1,0 +1,47 @@
+"""Credentials: HTTP Basic ``site_id:api_key`` for tracking, a bearer app key for reads.
+
+Comparisons are constant-time (``hmac.compare_digest``) so response timing does not reveal how
+much of a guessed key was right. The two kinds never stand in for each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from aiohttp import web
+
+from app.api.responses import ApiError
+from app.settings import Settings
+
+_BASIC_CHALLENGE = 'Basic realm="eventide track"'
+
+
+def _equal(given: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_track(request: web.Request, settings: Settings) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise ApiError(401, "unauthorized: send HTTP Basic credentials site_id:api_key")
+    try:
+        site_id, _, api_key = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError(401, "unauthorized: malformed Basic credentials") from None
+    # Evaluate both halves before deciding, so timing does not tell which one was wrong.
+    site_ok = _equal(site_id, settings.site_id)
+    key_ok = _equal(api_key, settings.api_key)
+    if not (site_ok and key_ok):
+        raise ApiError(401, "unauthorized: wrong site_id or api_key")
+
+
+def require_app(request: web.Request, settings: Settings) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized: send the app key as 'Authorization: Bearer <key>'")
+    if not _equal(token.strip(), settings.app_key):
+        raise ApiError(401, "unauthorized: wrong app key")

@@ -1,0 +1,99 @@
+"""Read API (bearer app key): activities of a person or an anonymous id, and profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from app.api.auth import require_app
+from app.api.responses import ApiError, json_response
+from app.core import history
+from app.core.profiles import public_view
+from app.producer import partition_for
+from app.runtime import Runtime
+from app.topics import ANONYMOUS_HISTORY, HISTORY, PROFILES
+
+DAY_S = 86_400
+MAX_LIMIT = 500
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name}: must be an integer") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"{name}: must be between {low} and {high}")
+    return value
+
+
+def activity_query(request: web.Request, now_s: float) -> history.ActivityQuery:
+    days = _int_param(request, "days", 30, 1, 3650)
+    cursor = request.query.get("cursor") or None
+    if cursor is not None:
+        try:
+            history.decode_cursor(cursor)
+        except ValueError:
+            raise ApiError(400, "cursor: not a cursor this API returned") from None
+    return history.ActivityQuery(
+        since_s=now_s - days * DAY_S,
+        type=request.query.get("type") or None,
+        name=request.query.get("name") or None,
+        cursor=cursor,
+        limit=_int_param(request, "limit", 50, 1, MAX_LIMIT),
+    )
+
+
+def _public(activity: dict[str, Any]) -> dict[str, Any]:
+    return {key: activity[key] for key in ("id", "name", "type", "data", "timestamp",
+                                           "processed_at")}
+
+
+def routes(rt: Runtime) -> list[web.RouteDef]:
+    settings = rt.settings
+    topics = rt.topics
+    tables = rt.state.tables
+
+    def lookup(table: str, key: str) -> Any | None:
+        spec = topics.table(table)
+        source = topics.person_events if spec.source_topic == topics.person_events.name \
+            else topics.raw_anonymous
+        return tables[table].get(partition_for(key.encode(), source.partitions), key)
+
+    def page(events: list[dict[str, Any]], request: web.Request) -> web.Response:
+        found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
+        return json_response({"activities": [_public(a) for a in found], "next": next_cursor})
+
+    async def customer_activities(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        customer = request.match_info["customer_id"]
+        events = lookup(HISTORY, customer)
+        if events is None and lookup(PROFILES, customer) is None:
+            raise ApiError(404, f"customer {customer!r} not found")
+        return page(events or [], request)
+
+    async def anonymous_activities(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        anonymous_id = request.match_info["anonymous_id"]
+        state = lookup(ANONYMOUS_HISTORY, anonymous_id)
+        if state is None:
+            raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
+        return page(state["events"], request)
+
+    async def customer_profile(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        customer = request.match_info["customer_id"]
+        profile = lookup(PROFILES, customer)
+        if profile is None:
+            raise ApiError(404, f"customer {customer!r} not found")
+        return json_response({"customer": public_view(profile)})
+
+    return [
+        web.get("/api/v1/customers/{customer_id}/activities", customer_activities),
+        web.get("/api/v1/anonymous/{anonymous_id}/activities", anonymous_activities),
+        web.get("/api/v1/customers/{customer_id}", customer_profile),
+    ]

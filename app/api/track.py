@@ -1,0 +1,72 @@
+"""Track API v1: events (identified and anonymous) and identify. 200 only once the broker acked."""
+
+from __future__ import annotations
+
+
+from aiohttp import web
+from ulid import ULID
+
+from app.api.auth import require_track
+from app.api.bodies import read_body
+from app.api.responses import ApiError, json_response
+from app.ingest.validate import ValidationError, validate_event, validate_identify
+from app.producer import BrokerUnavailable
+from app.runtime import Runtime
+from app.topics import TopicSpec
+
+
+def _new_id() -> str:
+    return str(ULID())
+
+
+async def _accept(rt: Runtime, topic: TopicSpec, key: str, item: dict) -> web.Response:
+    try:
+        await rt.batcher.submit(topic.name, topic.partitions, key, item)
+    except BrokerUnavailable as exc:
+        raise ApiError(503, f"broker: {exc}; nothing was accepted, retry") from None
+    rt.counters[f"accepted:{item['op']}"] += 1
+    return json_response({})
+
+
+def routes(rt: Runtime) -> list[web.RouteDef]:
+    settings = rt.settings
+    topics = rt.topics
+
+    async def parse(request: web.Request):  # type: ignore[no-untyped-def]
+        require_track(request, settings)
+        return await read_body(request, settings.max_body_bytes), rt.clock.now()
+
+    async def track_customer_event(request: web.Request) -> web.Response:
+        body, now_s = await parse(request)
+        customer = request.match_info["customer_id"]
+        try:
+            item = validate_event(body, customer=customer, anonymous=False, now_s=now_s,
+                                  new_id=_new_id, received_at_ms=int(now_s * 1000))
+        except ValidationError as exc:
+            raise ApiError(400, *exc.messages()) from None
+        return await _accept(rt, topics.raw_events, customer, item)
+
+    async def track_anonymous_event(request: web.Request) -> web.Response:
+        body, now_s = await parse(request)
+        try:
+            item = validate_event(body, customer=None, anonymous=True, now_s=now_s,
+                                  new_id=_new_id, received_at_ms=int(now_s * 1000))
+        except ValidationError as exc:
+            raise ApiError(400, *exc.messages()) from None
+        return await _accept(rt, topics.raw_anonymous, item["anonymous_id"], item)
+
+    async def identify(request: web.Request) -> web.Response:
+        body, now_s = await parse(request)
+        customer = request.match_info["customer_id"]
+        try:
+            item = validate_identify(body, customer=customer, now_s=now_s, new_id=_new_id,
+                                     received_at_ms=int(now_s * 1000))
+        except ValidationError as exc:
+            raise ApiError(400, *exc.messages()) from None
+        return await _accept(rt, topics.raw_identifies, customer, item)
+
+    return [
+        web.post("/api/v1/customers/{customer_id}/events", track_customer_event),
+        web.post("/api/v1/events", track_anonymous_event),
+        web.put("/api/v1/customers/{customer_id}", identify),
+    ]

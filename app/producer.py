@@ -1,0 +1,111 @@
+"""The one Kafka producer of a process, and the partitioner every hop agrees on.
+
+Records are grouped per (topic, partition) into aiokafka batches and sent with one future per
+batch, so a processing batch of thousands of outputs costs a handful of awaits, not one per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from app.settings import Settings
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2), as Java clients and faust compute it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class OutRecord:
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge a write."""
+
+
+class Producer:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        options: dict = {
+            "bootstrap_servers": settings.bootstrap_servers,
+            "acks": "all",
+            "linger_ms": 1,
+            "max_batch_size": 1024 * 1024,
+            "max_request_size": 4 * 1024 * 1024,
+            "request_timeout_ms": 15_000,
+        }
+        if not settings.embedded:
+            # Idempotence removes broker-side duplicates on retries; Tansu does not implement it.
+            options["enable_idempotence"] = True
+        self._options = options
+        # aiokafka binds to the running loop at construction, so it is built in start().
+        self._producer: AIOKafkaProducer = None  # type: ignore[assignment]
+        self._started = False
+
+    async def start(self) -> None:
+        if not self._started:
+            self._producer = AIOKafkaProducer(**self._options)
+            await self._producer.start()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def send_one(self, record: OutRecord) -> int:
+        """Send one record and return its offset once acknowledged."""
+        [offset] = await self.send_all([record])
+        return offset
+
+    async def send_all(self, records: Sequence[OutRecord]) -> list[int]:
+        """Send records and wait until all are acknowledged; returns each record's offset.
+
+        Raises :class:`BrokerUnavailable` if any write is not acknowledged.
+        """
+        if not records:
+            return []
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for index, record in enumerate(records):
+            groups[(record.topic, record.partition)].append(index)
+        offsets = [0] * len(records)
+        pending: list[tuple[asyncio.Future, list[int]]] = []
+        try:
+            for (topic, partition), indexes in groups.items():
+                batch = self._producer.create_batch()
+                members: list[int] = []
+                for index in indexes:
+                    record = records[index]
+                    headers = [(k, v) for k, v in record.headers]
+                    if batch.append(key=record.key, value=record.value, timestamp=None,
+                                    headers=headers) is None:
+                        pending.append((await self._send_batch(batch, topic, partition), members))
+                        batch, members = self._producer.create_batch(), []
+                        batch.append(key=record.key, value=record.value, timestamp=None,
+                                     headers=headers)
+                    members.append(index)
+                pending.append((await self._send_batch(batch, topic, partition), members))
+            for future, members in pending:
+                metadata = await future
+                for position, index in enumerate(members):
+                    offsets[index] = metadata.offset + position
+        except BrokerUnavailable:
+            raise
+        except Exception as exc:  # aiokafka raises a family of errors; the caller needs one
+            raise BrokerUnavailable(f"broker did not acknowledge the write: {exc!r}") from exc
+        return offsets
+
+    async def _send_batch(self, batch, topic: str, partition: int) -> asyncio.Future:
+        return await self._producer.send_batch(batch, topic, partition=partition)

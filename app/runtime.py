@@ -1,0 +1,76 @@
+"""Everything a worker process shares: settings, topics, clock, producer, state, counters.
+
+Built once by :func:`app.wiring.create_app`; agents and HTTP handlers receive it explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from app.clock import Clock
+from app.ingest.batcher import IngestBatcher
+from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
+from app.settings import Settings
+from app.topics import Topics
+from tables.state import StateManager, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    topics: Topics
+    clock: Clock
+    producer: Producer
+    state: StateManager
+    batcher: IngestBatcher
+    counters: Counter = field(default_factory=Counter)
+    #: Topic partitions currently assigned to this worker.
+    assigned: set[tuple[str, int]] = field(default_factory=set)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set once the consumer has joined its group and had partitions assigned at least once.
+    joined: bool = False
+
+    def deadletter(self, unit: UnitOfWork, *, topic: str, partition: int, offset: int,
+                   key: bytes | None, value: bytes | None, error: str,
+                   index: int | None = None) -> None:
+        """Send an unprocessable record (or one item of it) aside, with its provenance."""
+        headers = [
+            ("origin.topic", topic.encode()),
+            ("origin.partition", str(partition).encode()),
+            ("origin.offset", str(offset).encode()),
+            ("error", error.encode()[:4000]),
+        ]
+        if index is not None:
+            headers.append(("origin.index", str(index).encode()))
+        spec = self.topics.deadletter
+        target = partition_for(key or b"", spec.partitions)
+        unit.send(OutRecord(spec.name, target, key, value, headers))
+        self.counters["deadletters"] += 1
+        log.warning("dead-lettered %s[%d]@%d%s: %s", topic, partition, offset,
+                    "" if index is None else f" item {index}", error)
+
+    async def commit(self, unit: UnitOfWork) -> None:
+        """Persist a unit of work; retries while the broker is away, never skips.
+
+        Giving up would let faust acknowledge the batch (its ``take`` acks in a ``finally``), which
+        is silent loss. So a worker that cannot persist keeps trying and, if it is being stopped
+        meanwhile, exits hard: its inputs stay uncommitted and are redelivered.
+        """
+        delay = 0.2
+        while True:
+            try:
+                await self.state.commit(unit)
+                return
+            except BrokerUnavailable as exc:
+                log.error("commit failed, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            except asyncio.CancelledError:
+                log.error("stopped while a batch was uncommitted; exiting so it is redelivered")
+                os._exit(3)

@@ -1,0 +1,55 @@
+"""Segment definitions and their evaluation (pure logic: no I/O, no asyncio).
+
+* :mod:`.paths` -- ``items[].type``-style paths into JSON documents.
+* :mod:`.operators` -- the comparison operators of where-clauses and attribute conditions.
+* :mod:`.definition` -- the condition tree, validation (:class:`DefinitionError`) and canonical JSON.
+* :mod:`.evaluate` -- membership at a time, and the next time membership could change by itself.
+"""
+
+from .definition import (
+    AllOf,
+    AnyOf,
+    AttributeCondition,
+    Condition,
+    Count,
+    DefinitionError,
+    EventCondition,
+    Not,
+    Segment,
+    SendEvent,
+    Where,
+    Window,
+    parse_segment,
+)
+from .evaluate import Evaluation, evaluate, is_member, next_change_at
+from .operators import OPERATORS, apply
+from .paths import Each, Index, Key, Step, format_path, parse_path, resolve
+
+__all__ = [
+    "AllOf",
+    "AnyOf",
+    "AttributeCondition",
+    "Condition",
+    "Count",
+    "DefinitionError",
+    "Each",
+    "Evaluation",
+    "EventCondition",
+    "Index",
+    "Key",
+    "Not",
+    "OPERATORS",
+    "Segment",
+    "SendEvent",
+    "Step",
+    "Where",
+    "Window",
+    "apply",
+    "evaluate",
+    "format_path",
+    "is_member",
+    "next_change_at",
+    "parse_path",
+    "parse_segment",
+    "resolve",
+]

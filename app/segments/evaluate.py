@@ -1,0 +1,225 @@
+"""Membership of one person in a segment, and when it can next change on its own.
+
+Inputs are the person's stored activities (``{"id", "name", "type", "data", "timestamp",
+"processed_at"}``, ``timestamp`` = event time in Unix seconds) and profile attributes (a dict).
+
+Time semantics, with ``w`` the window length in seconds:
+
+* an event counts for a ``within`` condition at time ``now`` iff ``now - w < timestamp <= now``: it
+  enters at ``timestamp`` and leaves at ``timestamp + w`` (an event exactly ``w`` seconds old is out);
+* without ``within`` it counts iff ``timestamp <= now``: future-stamped events count once their time
+  comes, and never leave.
+
+Event conditions match on ``name`` alone, whatever the activity ``type`` (event/page/screen).
+Activities without a numeric ``timestamp`` never count. ``processed_at`` plays no part: windows are
+judged by event time, so a back-dated event can arrive already outside its window.
+
+Cost: the activities are bucketed by the segment's event names in one pass; each event condition
+then walks only its own bucket once, checking the (cheap) time test before the ``where`` paths.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from . import operators
+from .definition import (
+    AllOf,
+    AnyOf,
+    AttributeCondition,
+    Condition,
+    EventCondition,
+    Not,
+    Segment,
+    Where,
+)
+from .paths import resolve
+
+Activity = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """Membership now, and the earliest time after now at which it could change by itself."""
+
+    member: bool
+    next_change_at: int | None
+
+
+def is_member(
+    segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
+) -> bool:
+    """Whether the person is in ``segment`` at ``now_s``."""
+    return _Evaluator(segment, activities, attributes, now_s).value(segment.match)
+
+
+def next_change_at(
+    segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
+) -> int | None:
+    """The earliest ``t > now_s`` at which :func:`is_member` could change with no new input.
+
+    Membership is guaranteed constant on ``[now_s, t)``; at ``t`` it may or may not change (the
+    answer is conservative, never late). None: it cannot change until new input arrives.
+    """
+    return evaluate(segment, activities, attributes, now_s).next_change_at
+
+
+def evaluate(
+    segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
+) -> Evaluation:
+    """:func:`is_member` and :func:`next_change_at` together, sharing one pass over the activities."""
+    member, change = _Evaluator(segment, activities, attributes, now_s).value_and_change(
+        segment.match
+    )
+    return Evaluation(member, change)
+
+
+def _is_static(condition: Condition) -> bool:
+    """True when the subtree reads only attributes, so its truth cannot change with time."""
+    if isinstance(condition, AttributeCondition):
+        return True
+    if isinstance(condition, EventCondition):
+        return False
+    if isinstance(condition, Not):
+        return _is_static(condition.condition)
+    return all(_is_static(c) for c in condition.conditions)
+
+
+def _static_first(children: tuple[Condition, ...]) -> list[Condition]:
+    # Attribute-only children are cheap and time-invariant: evaluating them first lets all/any
+    # short-circuit before any pass over the activities.
+    return sorted(children, key=lambda c: not _is_static(c))
+
+
+def _where_holds(where: tuple[Where, ...], data: Any) -> bool:
+    return all(operators.apply(w.op, resolve(data, w.path), w.value) for w in where)
+
+
+def _ceil(t: int | float) -> int:
+    # Change points are whole seconds: a fractional timestamp takes effect at the next second.
+    return t if isinstance(t, int) else math.ceil(t)
+
+
+class _Evaluator:
+    """State of one evaluation call (never shared between calls)."""
+
+    def __init__(
+        self,
+        segment: Segment,
+        activities: Iterable[Activity],
+        attributes: Mapping[str, Any],
+        now_s: int,
+    ) -> None:
+        self.now = now_s
+        self.attributes = attributes
+        names = segment.event_names()
+        buckets: dict[str, list[Activity]] = {name: [] for name in names}
+        if names:
+            for activity in activities:
+                bucket = buckets.get(activity.get("name"))  # type: ignore[arg-type]
+                if bucket is not None:
+                    stamp = activity.get("timestamp")
+                    if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+                        bucket.append(activity)
+        self.buckets = buckets
+
+    # -- membership only, short-circuiting ------------------------------------------------------
+
+    def value(self, condition: Condition) -> bool:
+        if isinstance(condition, AttributeCondition):
+            return self._attribute(condition)
+        if isinstance(condition, EventCondition):
+            return self._event(condition)
+        if isinstance(condition, Not):
+            return not self.value(condition.condition)
+        if isinstance(condition, AllOf):
+            return all(self.value(c) for c in _static_first(condition.conditions))
+        return any(self.value(c) for c in _static_first(condition.conditions))
+
+    def _attribute(self, condition: AttributeCondition) -> bool:
+        return operators.apply(condition.op, resolve(self.attributes, condition.path), condition.value)
+
+    def _event(self, condition: EventCondition) -> bool:
+        now = self.now
+        start = None if condition.within is None else now - condition.within.seconds
+        saturation = condition.count.saturation
+        where = condition.where
+        count = 0
+        for activity in self.buckets[condition.event]:
+            stamp = activity["timestamp"]
+            if stamp > now or (start is not None and stamp <= start):
+                continue
+            if where and not _where_holds(where, activity.get("data")):
+                continue
+            count += 1
+            if count >= saturation:  # more events cannot change the verdict
+                break
+        return condition.count.holds(count)
+
+    # -- membership and the next time it could change -------------------------------------------
+
+    def value_and_change(self, condition: Condition) -> tuple[bool, int | None]:
+        if isinstance(condition, AttributeCondition):
+            return self._attribute(condition), None
+        if isinstance(condition, EventCondition):
+            return self._event_and_change(condition)
+        if isinstance(condition, Not):
+            value, change = self.value_and_change(condition.condition)
+            return not value, change
+        is_all = isinstance(condition, AllOf)
+        # For all: a false child decides; for any: a true child decides.
+        deciding = not is_all
+        results: list[tuple[bool, int | None]] = []
+        for child in _static_first(condition.conditions):
+            if _is_static(child):
+                value = self.value(child)
+                if value == deciding:  # decided forever by a time-invariant child
+                    return deciding, None
+                continue  # a static non-deciding child never changes: it bounds nothing
+            results.append(self.value_and_change(child))
+        if any(value == deciding for value, _ in results):
+            # Decided now; it stays so while at least one deciding child keeps its value, i.e.
+            # at least until the LAST of their first changes (later if others take over).
+            changes = [change for value, change in results if value == deciding]
+            if any(change is None for change in changes):
+                return deciding, None
+            return deciding, max(changes)  # type: ignore[type-var]
+        # Not decided: every child holds the non-deciding value; the first child to change may
+        # decide it.
+        changes = [change for _, change in results if change is not None]
+        return not deciding, min(changes) if changes else None
+
+    def _event_and_change(self, condition: EventCondition) -> tuple[bool, int | None]:
+        now = self.now
+        window = None if condition.within is None else condition.within.seconds
+        where = condition.where
+        count = 0
+        deltas: list[tuple[int, int]] = []  # (when, +1 enters / -1 leaves), all after now
+        for activity in self.buckets[condition.event]:
+            stamp = activity["timestamp"]
+            if window is not None and stamp <= now - window:
+                continue  # already out of the window, and stays out
+            if where and not _where_holds(where, activity.get("data")):
+                continue
+            if stamp <= now:
+                count += 1
+            else:
+                deltas.append((_ceil(stamp), 1))
+            if window is not None:
+                deltas.append((_ceil(stamp + window), -1))
+        value = condition.count.holds(count)
+        if not deltas:
+            return value, None
+        # Replay the future: the first instant at which the count's verdict differs is exact.
+        deltas.sort()
+        index, size = 0, len(deltas)
+        while index < size:
+            when = deltas[index][0]
+            while index < size and deltas[index][0] == when:
+                count += deltas[index][1]
+                index += 1
+            if condition.count.holds(count) != value:
+                return value, when
+        return value, None

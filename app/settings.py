@@ -1,0 +1,97 @@
+"""One frozen settings object, read from the environment once (flags may override fields)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: ``kafka://host:port[,host:port]`` of an existing Kafka; ``None`` starts the embedded broker.
+    broker: str | None = None
+    embedded_broker_port: int = 9092
+    http_host: str = "127.0.0.1"
+    http_port: int = 6066
+    data_dir: Path = Path(".eventide")
+    site_id: str = ""
+    api_key: str = ""
+    app_key: str = ""
+    #: Consumer-group / changelog namespace. Tests give every run its own.
+    app_id: str = "eventide"
+    #: Prefix of every topic name, so tests can use fresh topics on one broker.
+    topic_prefix: str = "eventide"
+    partitions: int = 8
+    replication_factor: int = 1
+    #: Dedup horizon, judged by the ULID's own timestamp (Customer.io does not state one; 30 days
+    #: covers every retry policy we know of).
+    dedup_horizon_s: int = 30 * DAY_S
+    #: How long stored events are kept, by event time.
+    history_retention_s: int = 400 * DAY_S
+    #: At most this many stored events per person (oldest dropped first).
+    history_max_events: int = 5_000
+    #: Anonymous activity is kept this long waiting for an identify.
+    anonymous_horizon_s: int = 30 * DAY_S
+    max_body_bytes: int = 1024 * 1024
+    #: How long the HTTP tier waits to coalesce concurrent requests into one record.
+    ingest_linger_ms: int = 2
+    ingest_max_batch: int = 500
+    #: Records per processing batch (faust ``take``).
+    batch_max: int = 200
+    batch_within_s: float = 0.01
+    log_level: str = "info"
+    log_json: bool = False
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker is None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        if self.broker is None:
+            return f"127.0.0.1:{self.embedded_broker_port}"
+        return self.broker.removeprefix("kafka://").replace(";", ",")
+
+    @property
+    def broker_url(self) -> str:
+        return "kafka://" + self.bootstrap_servers
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def replace(self, **changes: object) -> "Settings":
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        get = (os.environ if env is None else env).get
+        return cls(
+            broker=get("EVENTIDE_BROKER") or None,
+            embedded_broker_port=int(get("EVENTIDE_EMBEDDED_BROKER_PORT") or 9092),
+            http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
+            http_port=int(get("EVENTIDE_HTTP_PORT") or 6066),
+            data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
+            site_id=get("EVENTIDE_SITE_ID") or "",
+            api_key=get("EVENTIDE_API_KEY") or "",
+            app_key=get("EVENTIDE_APP_KEY") or "",
+            app_id=get("EVENTIDE_APP_ID") or "eventide",
+            topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
+            partitions=int(get("EVENTIDE_PARTITIONS") or 8),
+            replication_factor=int(get("EVENTIDE_REPLICATION_FACTOR") or 1),
+            log_level=get("EVENTIDE_LOG_LEVEL") or "info",
+            log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
+        )
+
+    def with_generated_credentials(self) -> "Settings":
+        """Fill in any missing credential with a random one (printed by ``eventide up``)."""
+        return self.replace(
+            site_id=self.site_id or "site-" + secrets.token_hex(4),
+            api_key=self.api_key or secrets.token_urlsafe(18),
+            app_key=self.app_key or secrets.token_urlsafe(24),
+        )

@@ -1,0 +1,92 @@
+"""The one registry of topics and tables: names, keys, partitions, retention.
+
+Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW rule 1):
+
+    raw.events     key: customer identifier as sent   ─┐ route_customers ─▶ person.events
+    raw.identifies key: customer identifier as sent   ─┘
+    raw.anonymous  key: anonymous id                     route_anonymous ─▶ anonymous_history
+    person.events  key: canonical person id              process_people ─▶ dedup, history, profiles
+    deadletter     key: origin key                       (records no agent could process)
+
+Raw topics are the source of truth for replay, so they keep everything (``retention.ms=-1``).
+Changelogs are compacted and named after the state version (``app_id``), so a replay into a fresh
+version never mixes with the old one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.settings import Settings
+from tables.state import TableSpec
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    #: What the record key is, for humans and for the registry's consistency check.
+    key: str
+    compacted: bool = False
+
+    def config(self) -> dict[str, str]:
+        if self.compacted:
+            return {"cleanup.policy": "compact", "retention.ms": "-1"}
+        return {"cleanup.policy": "delete", "retention.ms": "-1"}
+
+
+@dataclass(frozen=True)
+class Topics:
+    raw_events: TopicSpec
+    raw_identifies: TopicSpec
+    raw_anonymous: TopicSpec
+    person_events: TopicSpec
+    deadletter: TopicSpec
+    tables: tuple[TableSpec, ...]
+
+    @property
+    def raw(self) -> tuple[TopicSpec, ...]:
+        return (self.raw_events, self.raw_identifies, self.raw_anonymous)
+
+    def all(self) -> list[TopicSpec]:
+        partitions = self.person_events.partitions
+        changelogs = [TopicSpec(t.changelog_topic, partitions, "table key", compacted=True)
+                      for t in self.tables]
+        return [*self.raw, self.person_events, self.deadletter, *changelogs]
+
+    def table(self, name: str) -> TableSpec:
+        return next(t for t in self.tables if t.name == name)
+
+
+# Table names, used by agents and readers alike.
+DEDUP = "dedup"                      # person id → {event id: [ulid ms, partition, offset, index]}
+HISTORY = "history"                  # person id → [activity, ...] oldest first
+PROFILES = "profiles"                # person id → profile
+ANONYMOUS_HISTORY = "anonymous_history"  # anonymous id → {"events": [...], "seen": {...}}
+
+
+def build_topics(settings: Settings) -> Topics:
+    prefix, n = settings.topic_prefix, settings.partitions
+
+    def topic(name: str, key: str, compacted: bool = False) -> TopicSpec:
+        return TopicSpec(f"{prefix}.{name}", n, key, compacted)
+
+    person_events = topic("person.events", "canonical person id")
+    raw_anonymous = topic("raw.anonymous", "anonymous id")
+
+    def table(name: str, source: TopicSpec) -> TableSpec:
+        return TableSpec(name, source.name, f"{prefix}.{settings.app_id}.changelog.{name}")
+
+    return Topics(
+        raw_events=topic("raw.events", "customer identifier as sent"),
+        raw_identifies=topic("raw.identifies", "customer identifier as sent"),
+        raw_anonymous=raw_anonymous,
+        person_events=person_events,
+        deadletter=topic("deadletter", "origin record key"),
+        tables=(
+            table(DEDUP, person_events),
+            table(HISTORY, person_events),
+            table(PROFILES, person_events),
+            table(ANONYMOUS_HISTORY, raw_anonymous),
+        ),
+    )

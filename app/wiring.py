@@ -1,0 +1,113 @@
+"""The one place that builds a worker: settings → topics → runtime → faust app, agents, web."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from agents import people, routing
+from app.api.server import WebServer
+from app.clock import Clock, SystemClock
+from app.ingest.batcher import IngestBatcher
+from app.producer import Producer
+from app.runtime import Runtime
+from app.settings import Settings
+from app.topics import build_topics
+from tables.state import StateManager
+
+log = logging.getLogger(__name__)
+
+
+class EventideApp(faust.App):
+    """A faust app that starts eventide's producer first and closes its state last."""
+
+    runtime: Runtime
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        await self.runtime.producer.start()
+        self.runtime.started.set()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        await self.runtime.batcher.drain()
+        await self.runtime.producer.stop()
+        self.runtime.state.close()
+
+
+def faust_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = dict(
+        broker=settings.broker_url,
+        store="memory://",  # eventide's tables are its own (tables/); faust keeps none
+        datadir=str(settings.data_dir / "faust"),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,  # every topic is created up front with its partition count
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.http_host,
+        web_port=settings.http_port,
+        web_host=settings.http_host,
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=256,
+    )
+    if settings.embedded:
+        # Tansu holds a first JoinGroup for about session_timeout/2: keep that short.
+        options.update(broker_session_timeout=6, broker_heartbeat_interval=1.5,
+                       broker_rebalance_timeout=12)
+    return options
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
+    topics = build_topics(settings)
+    producer = Producer(settings)
+    runtime = Runtime(
+        settings=settings,
+        topics=topics,
+        clock=clock or SystemClock(),
+        producer=producer,
+        state=StateManager(topics.tables, settings.data_dir / "tables", producer,
+                           settings.bootstrap_servers),
+        batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
+                              max_items=settings.ingest_max_batch),
+    )
+    app = EventideApp(settings.app_id, **faust_options(settings))
+    app.runtime = runtime
+    routing.register(app, runtime)
+    people.register(app, runtime)
+    app.web_server(WebServer(runtime))
+    _track_assignment(app, runtime)
+    return app
+
+
+def _track_assignment(app: faust.App, rt: Runtime) -> None:
+    """Keep the runtime's view of owned partitions; recover newly assigned ones eagerly."""
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
+        by_topic: dict[str, list[int]] = {}
+        for tp in revoked:
+            rt.assigned.discard((tp.topic, tp.partition))
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        for topic, partitions in by_topic.items():
+            rt.state.forget(topic, partitions)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set, **kwargs: Any) -> None:
+        by_topic: dict[str, list[int]] = {}
+        rt.assigned.clear()
+        for tp in assigned:
+            rt.assigned.add((tp.topic, tp.partition))
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        rt.joined = True
+        for topic, partitions in by_topic.items():
+            task = asyncio.ensure_future(rt.state.ensure_recovered(topic, partitions))
+            task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Future) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("recovery failed: %r", task.exception())
