@@ -9,6 +9,7 @@ from faust.types import EventT
 
 from agents.batches import deadletter_item, items_of, recover_for, run
 from app.core import history
+from app.core.dedup import Verdict
 from app.core.person import PersonState, Policy, step
 from app.runtime import Runtime
 from app.topics import DEDUP, HISTORY, PROFILES
@@ -46,6 +47,7 @@ async def process_people_batch(rt: Runtime, events: Sequence[EventT]) -> None:
     unit = rt.state.begin()
     policy = policy_of(rt)
     now_s = rt.clock.now()
+    accepted_at_ms: list[int] = []
     loaded: dict[tuple[int, str], PersonState] = {}
     current: dict[tuple[int, str], PersonState] = {}
     for located in items_of(rt, unit, events):
@@ -58,11 +60,15 @@ async def process_people_batch(rt: Runtime, events: Sequence[EventT]) -> None:
             current[slot], verdict = step(current[slot], person, item, (partition, offset, index),
                                           now_s=now_s, policy=policy)
             rt.counters[f"verdict:{verdict.value}"] += 1
+            if verdict is Verdict.NEW and item["op"] == "event":
+                accepted_at_ms.append(item["received_at"])
         except Exception as exc:
             deadletter_item(rt, unit, located, exc)
     for slot, after in current.items():
         save_person(unit, slot[0], slot[1], loaded[slot], after)
     await rt.commit(unit)
+    done_ms = rt.clock.now() * 1000
+    rt.latency.observe_many((done_ms - at) / 1000 for at in accepted_at_ms)
 
 
 def register(app: faust.App, rt: Runtime) -> None:

@@ -46,7 +46,7 @@ class Producer:
             "max_request_size": 4 * 1024 * 1024,
             "request_timeout_ms": 15_000,
         }
-        if not settings.embedded:
+        if not settings.tansu:
             # Idempotence removes broker-side duplicates on retries; Tansu does not implement it.
             options["enable_idempotence"] = True
         self._options = options

@@ -53,7 +53,9 @@ class TemplateError(Exception):
         return f"line {self.line}: {self.message}" if self.line is not None else self.message
 
 
-def render(template: str, *, customer: dict[str, Any], event: dict[str, Any], strict: bool = False) -> str:
+def render(
+    template: str, *, customer: dict[str, Any], event: dict[str, Any], strict: bool = False
+) -> str:
     """Render liquid ``template`` for ``customer`` (attributes) and ``event`` (event data).
 
     Raises :class:`TemplateError` on a syntax error, on any render-time liquid error and, when
@@ -115,13 +117,17 @@ def _date_utc(value: object, fmt: str, *, environment: Environment) -> str:
     The stock filter uses the server's local zone for Unix timestamps, so the same template would
     print different dates on differently configured hosts. Event timestamps are UTC.
     """
+    # Like liquid, print what cannot be read as a date unchanged; digit strings are measured
+    # first because int() refuses more than 4,300 digits (liquid's own filter would crash).
     if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 18:
+            return value
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             value = dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
         except (OverflowError, OSError, ValueError):
-            pass  # out-of-range numbers fall through to liquid, which prints them unchanged
+            return str(value)
     return str(_liquid_date(value, fmt, environment=environment))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from app.clock import Clock
 from app.ingest.batcher import IngestBatcher
+from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
 from app.settings import Settings
 from app.topics import Topics
@@ -30,6 +31,8 @@ class Runtime:
     state: StateManager
     batcher: IngestBatcher
     counters: Counter = field(default_factory=Counter)
+    #: Accept (HTTP or record time) → durably in history, per new event.
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     #: Topic partitions currently assigned to this worker.
     assigned: set[tuple[str, int]] = field(default_factory=set)
     started: asyncio.Event = field(default_factory=asyncio.Event)

@@ -16,6 +16,9 @@ class Settings:
     #: ``kafka://host:port[,host:port]`` of an existing Kafka; ``None`` starts the embedded broker.
     broker: str | None = None
     embedded_broker_port: int = 9092
+    #: ``tansu`` (the embedded broker's quirks handled) or ``kafka`` (Kafka defaults, idempotent
+    #: producer). Unset: ``tansu`` when embedded, else ``kafka``.
+    broker_flavor: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 6066
     data_dir: Path = Path(".eventide")
@@ -31,8 +34,9 @@ class Settings:
     #: Dedup horizon, judged by the ULID's own timestamp (Customer.io does not state one; 30 days
     #: covers every retry policy we know of).
     dedup_horizon_s: int = 30 * DAY_S
-    #: How long stored events are kept, by event time.
-    history_retention_s: int = 400 * DAY_S
+    #: How long stored events are kept, by event time; 0 keeps every age (the count cap still
+    #: bounds it). Back-dated imports are common, and segments may look back years.
+    history_retention_s: int = 0
     #: At most this many stored events per person (oldest dropped first).
     history_max_events: int = 5_000
     #: Anonymous activity is kept this long waiting for an identify.
@@ -50,6 +54,10 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return self.broker is None
+
+    @property
+    def tansu(self) -> bool:
+        return (self.broker_flavor or ("tansu" if self.embedded else "kafka")) == "tansu"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -74,6 +82,7 @@ class Settings:
         return cls(
             broker=get("EVENTIDE_BROKER") or None,
             embedded_broker_port=int(get("EVENTIDE_EMBEDDED_BROKER_PORT") or 9092),
+            broker_flavor=get("EVENTIDE_BROKER_FLAVOR") or None,
             http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
             http_port=int(get("EVENTIDE_HTTP_PORT") or 6066),
             data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
@@ -84,6 +93,9 @@ class Settings:
             topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
             partitions=int(get("EVENTIDE_PARTITIONS") or 8),
             replication_factor=int(get("EVENTIDE_REPLICATION_FACTOR") or 1),
+            dedup_horizon_s=int(get("EVENTIDE_DEDUP_HORIZON_DAYS") or 30) * DAY_S,
+            history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
+            history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
         )

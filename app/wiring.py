@@ -54,7 +54,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=256,
     )
-    if settings.embedded:
+    if settings.tansu:
         # Tansu holds a first JoinGroup for about session_timeout/2: keep that short.
         options.update(broker_session_timeout=6, broker_heartbeat_interval=1.5,
                        broker_rebalance_timeout=12)

@@ -202,6 +202,10 @@ class StateManager:
         finally:
             await consumer.stop()
 
+    def approximate_size_bytes(self) -> int:
+        return sum(table.store(p).approximate_size_bytes()
+                   for table in self.tables.values() for p in table.open_partitions())
+
     def close(self) -> None:
         for table in self.tables.values():
             table.close()

@@ -32,7 +32,7 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 
 
 def activity_query(request: web.Request, now_s: float) -> history.ActivityQuery:
-    days = _int_param(request, "days", 30, 1, 3650)
+    days = _int_param(request, "days", 30, 1, 36_500)
     cursor = request.query.get("cursor") or None
     if cursor is not None:
         try:

@@ -8,6 +8,8 @@ import mode
 from aiohttp import web
 
 from app.api import read, track
+from app.api.auth import require_app
+from app.metrics import peak_rss_bytes, render
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
 
@@ -42,7 +44,16 @@ def build_web_app(rt: Runtime) -> web.Application:
             return json_response({"status": "ok"})
         return error_response(503, "not ready: joining the consumer group or recovering state")
 
+    async def metrics(request: web.Request) -> web.Response:
+        require_app(request, rt.settings)
+        gauges = {"peak_rss_bytes": float(peak_rss_bytes()),
+                  "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
+                  "ready": float(ready(rt))}
+        return web.Response(text=render(rt.counters, rt.latency, gauges),
+                            content_type="text/plain")
+
     application.router.add_get("/healthz", healthz)
+    application.router.add_get("/metrics", metrics)
     application.router.add_routes(track.routes(rt))
     application.router.add_routes(read.routes(rt))
     return application

@@ -42,10 +42,12 @@ def append(history: list[Activity], activity: Activity, *, now_s: float,
 
 
 def prune(history: list[Activity], *, now_s: float, retention: Retention) -> list[Activity]:
-    """Drop events older than the retention age, then the oldest beyond the count limit."""
-    cutoff = now_s - retention.max_age_s
-    start = bisect.bisect_left(history, cutoff, key=lambda a: a["timestamp"])
-    start = max(start, len(history) - retention.max_events)
+    """Drop events older than the retention age (0: no age limit), then the oldest beyond the
+    count limit."""
+    start = len(history) - retention.max_events
+    if retention.max_age_s:
+        cutoff = now_s - retention.max_age_s
+        start = max(start, bisect.bisect_left(history, cutoff, key=lambda a: a["timestamp"]))
     return history if start <= 0 else history[start:]
 
 

@@ -29,7 +29,7 @@ RESERVED_OVERRIDES: Mapping[str, str] = {
 
 
 def is_fresh(event_timestamp_s: int, now_s: float) -> bool:
-    """Return whether an event stamped ``event_timestamp_s`` may still trigger campaigns at ``now_s``.
+    """Whether an event stamped ``event_timestamp_s`` may still trigger campaigns at ``now_s``.
 
     The horizon is inclusive: an event exactly 72 hours old still triggers, one second older does
     not. Future-stamped events count as fresh; rejecting implausible future stamps is the job of

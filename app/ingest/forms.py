@@ -2,8 +2,8 @@
 
 Customer.io's own curl examples send ``-d name=purchased -d data[price]=23.45``, so bracketed keys
 nest the way Rack/PHP do it: ``data[cart][total]=5`` builds nested objects and a trailing ``[]``
-(``data[tags][]=a``) appends to a list. Values stay strings; :mod:`app.ingest.validate` converts what
-needs converting (timestamps, ``_update``).
+(``data[tags][]=a``) appends to a list. Values stay strings; :mod:`app.ingest.validate` converts
+what needs converting (timestamps, ``_update``).
 """
 
 from __future__ import annotations

@@ -236,7 +236,8 @@ def _check_id(value: Any, errors: list[FieldError]) -> str | None:
     try:
         return str(ULID.from_str(value))
     except ValueError:
-        errors.append(FieldError("id", "invalid", "must be a ULID (26 Crockford base32 characters)"))
+        message = "must be a ULID (26 Crockford base32 characters)"
+        errors.append(FieldError("id", "invalid", message))
         return None
 
 

@@ -189,7 +189,7 @@ class _Evaluator:
         # Not decided: every child holds the non-deciding value; the first child to change may
         # decide it.
         changes = [change for _, change in results if change is not None]
-        return not deciding, min(changes) if changes else None
+        return not deciding, max(changes) if changes else None
 
     def _event_and_change(self, condition: EventCondition) -> tuple[bool, int | None]:
         now = self.now

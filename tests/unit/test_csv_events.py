@@ -180,7 +180,8 @@ def test_row_numbers_count_rows_not_physical_lines() -> None:
     )
     first, second = results(text)
     assert first.row_number == 1
-    assert first.event is not None and first.event["data"] == {"note": "line one\r\nline two\r\nline three"}
+    assert first.event is not None
+    assert first.event["data"] == {"note": "line one\r\nline two\r\nline three"}
     assert (second.row_number, second.code) == (2, "blank_name")
 
 
@@ -286,7 +287,8 @@ def test_name_longer_than_the_api_limit_is_rejected() -> None:
 
 
 def test_customer_longer_than_the_api_limit_is_rejected() -> None:
-    assert only_event(f"{HEADER}buy,{'c' * MAX_CUSTOMER_BYTES},\n")["customer"] == "c" * MAX_CUSTOMER_BYTES
+    longest = "c" * MAX_CUSTOMER_BYTES
+    assert only_event(f"{HEADER}buy,{longest},\n")["customer"] == longest
     reason = only_reason(f"{HEADER}buy,{'c' * (MAX_CUSTOMER_BYTES + 1)},\n")
     assert reason.startswith("customer_too_long: ")
 
@@ -322,6 +324,7 @@ def test_first_problem_in_a_row_decides_its_reason() -> None:
         ("1699999000", 1_699_999_000),
         ("0", 0),
         (" 1699999000 ", 1_699_999_000),
+        ("0000001699999000", 1_699_999_000),  # leading zeros are not mistaken for milliseconds
         ("2023-11-14T22:13:20Z", 1_700_000_000),
         ("2023-11-14T22:13:20+00:00", 1_700_000_000),
         ("2023-11-15T00:13:20+02:00", 1_700_000_000),
@@ -364,6 +367,9 @@ def test_compact_digits_read_as_unix_seconds_not_as_a_basic_iso_date() -> None:
         ("1969-12-31T23:59:59.500Z", "before 1970"),
         ("\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660", "neither Unix seconds"),
         ("9999-12-31", "out of range"),
+        ("1" * 15, "out of range"),
+        ("9" * 5000, "out of range"),
+        ("99999999999999", "looks like milliseconds"),
         ("2023-11-16T22:13:21Z", "more than 24 hours in the future"),
     ],
 )
@@ -573,7 +579,7 @@ def test_write_rejects_with_nothing_rejected_writes_only_the_header(tmp_path: Pa
 def test_open_csv_reads_a_bom_file_with_embedded_crlf(tmp_path: Path) -> None:
     path = tmp_path / "events.csv"
     path.write_bytes(
-        "\ufeff_cio_name,_cio_customer_id,note\r\nbuy,ada@example.com,\"a\r\nb\"\r\n".encode("utf-8")
+        b"\xef\xbb\xbf_cio_name,_cio_customer_id,note\r\nbuy,ada@example.com,\"a\r\nb\"\r\n"
     )
     with open_csv(path) as handle:
         assert scan_identifier_kinds(handle) == "email"

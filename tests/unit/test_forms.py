@@ -120,7 +120,11 @@ def test_values_are_never_interpreted() -> None:
 
 
 def test_segment_names_may_hold_spaces_dots_and_unicode() -> None:
-    pairs = [("data[sign up date]", "2024"), ("data[property.subproperty]", "x"), ("data[prix€]", "1")]
+    pairs = [
+        ("data[sign up date]", "2024"),
+        ("data[property.subproperty]", "x"),
+        ("data[prix€]", "1"),
+    ]
     assert decode_form(pairs) == {
         "data": {"sign up date": "2024", "property.subproperty": "x", "prix€": "1"}
     }

@@ -562,7 +562,9 @@ def test_reserved_email_fields_must_be_strings(value: Any) -> None:
 def test_every_bad_reserved_email_field_is_reported() -> None:
     data = {"recipient": "x", "from_address": "y", "reply_to": "z"}
     assert failures(lambda: event({"name": "x", "data": data})) == [
-        ("data.recipient", "invalid"), ("data.from_address", "invalid"), ("data.reply_to", "invalid"),
+        ("data.recipient", "invalid"),
+        ("data.from_address", "invalid"),
+        ("data.reply_to", "invalid"),
     ]
 
 
@@ -794,7 +796,8 @@ def test_all_identify_errors_are_collected() -> None:
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
 

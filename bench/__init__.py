@@ -1,0 +1,1 @@
+"""End-to-end benchmarks of eventide (``python -m bench.run``)."""

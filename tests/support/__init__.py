@@ -1,0 +1,1 @@
+"""Test harness: the real embedded broker, real worker processes, plain Kafka clients."""

@@ -1,0 +1,203 @@
+"""Run real eventide workers against the session's embedded broker, and read its topics.
+
+Every test gets fresh topic names (its own prefix), its own consumer group, data dir and HTTP
+port, so tests never see each other's records even on one broker. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.broker import ensure_topics
+from app.settings import Settings
+from app.topics import Topics, build_topics
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTIDE = str(Path(sys.executable).with_name("eventide"))
+_counter = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Deployment:
+    """One test's namespace on the shared broker: settings, topics, credentials."""
+
+    bootstrap: str
+    root: Path
+    settings: Settings = field(init=False)
+    topics: Topics = field(init=False)
+
+    def __post_init__(self) -> None:
+        run = f"t{os.getpid()}x{next(_counter)}x{uuid.uuid4().hex[:6]}"
+        self.settings = Settings(
+            broker=f"kafka://{self.bootstrap}", http_port=free_port(),
+            data_dir=self.root / "data", site_id="site-test", api_key="track-key",
+            app_key="app-key", app_id=f"eventide-{run}", topic_prefix=run, partitions=4)
+        self.topics = build_topics(self.settings)
+
+    async def create_topics(self) -> None:
+        await ensure_topics(self.bootstrap, self.topics.all())
+
+    def env(self, **extra: str) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            EVENTIDE_BROKER=s.broker or "", EVENTIDE_HTTP_PORT=str(s.http_port),
+            EVENTIDE_DATA_DIR=str(s.data_dir), EVENTIDE_SITE_ID=s.site_id,
+            EVENTIDE_API_KEY=s.api_key, EVENTIDE_APP_KEY=s.app_key,
+            EVENTIDE_APP_ID=s.app_id, EVENTIDE_TOPIC_PREFIX=s.topic_prefix,
+            EVENTIDE_PARTITIONS=str(s.partitions), EVENTIDE_LOG_LEVEL="info",
+            EVENTIDE_BROKER_FLAVOR="tansu")
+        env.update(extra)
+        return env
+
+    @property
+    def url(self) -> str:
+        return self.settings.http_url
+
+    @property
+    def track_auth(self) -> dict[str, str]:
+        token = base64.b64encode(f"{self.settings.site_id}:{self.settings.api_key}".encode())
+        return {"Authorization": "Basic " + token.decode()}
+
+    @property
+    def app_auth(self) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.settings.app_key}
+
+
+class Worker:
+    """An ``eventide worker`` process."""
+
+    def __init__(self, deployment: Deployment, name: str = "worker", **env: str) -> None:
+        self.deployment = deployment
+        self.log_path = deployment.root / f"{name}.log"
+        self._env = deployment.env(**env)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([EVENTIDE, "worker"], env=self._env, cwd=REPO,
+                                        stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        return self
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise AssertionError(f"worker exited with {self.process.returncode}:\n"
+                                         + self.tail())
+                try:
+                    async with session.get(self.deployment.url + "/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError("worker not ready in time:\n" + self.tail())
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM), hard kill if it does not finish in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout_s: float = 30.0,
+                     interval_s: float = 0.2) -> Any:
+    """Retry ``check`` until it returns without AssertionError; re-raise the last one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(interval_s)
+
+
+async def read_topic(bootstrap: str, topic: str, *, partitions: int,
+                     timeout_s: float = 5.0) -> list[Any]:
+    """Every record now on ``topic`` (all partitions), read to the fetch high-watermark."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        done: set[TopicPartition] = set()
+        deadline = time.monotonic() + timeout_s
+        while len(done) < len(tps) and time.monotonic() < deadline:
+            fetched = await consumer.getmany(timeout_ms=200)
+            for batch in fetched.values():
+                records.extend(batch)
+            for tp in tps:
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    done.add(tp)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def produce_raw(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]],
+                      partition: int | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key, partition=partition)
+                   for key, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def items_on(records: list[Any]) -> list[dict[str, Any]]:
+    from app.model import decode_envelope
+
+    return [item for record in records for item in decode_envelope(record.value)]
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
