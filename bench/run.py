@@ -68,6 +68,7 @@ M_NEW = 'eventide_verdict_total{kind="new"}'
 M_DUP = 'eventide_verdict_total{kind="duplicate"}'
 M_REDELIVERY = 'eventide_verdict_total{kind="redelivery"}'
 M_DEADLETTERS = "eventide_deadletters_total"
+M_LATENCY_COUNT = "eventide_processing_latency_seconds_count"
 M_P50 = 'eventide_processing_latency_seconds{quantile="0.5"}'
 M_P99 = 'eventide_processing_latency_seconds{quantile="0.99"}'
 M_PEAK_RSS = "eventide_peak_rss_bytes"
@@ -182,11 +183,13 @@ async def fetch_metrics(session: aiohttp.ClientSession, deployment: Deployment) 
 
 
 async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, duplicates: int,
-                         timeout_s: float, stall_s: float) -> tuple[float, dict[str, float]]:
-    """Poll /metrics until ``new`` events are processed and ``duplicates`` dropped.
+                         timeout_s: float, stall_s: float) -> tuple[float, float, dict[str, float]]:
+    """Poll /metrics until ``new`` events are durably processed and ``duplicates`` dropped.
 
-    Returns the perf_counter time at which completion was observed, and the last metrics.
+    Returns the perf_counter times at which all verdicts were counted and at which all new events
+    were committed (latency observed), and the last metrics.
     """
+    counted_at: float | None = None
     start = last_progress = last_report = time.perf_counter()
     seen = -1.0
     async with aiohttp.ClientSession() as session:
@@ -201,13 +204,19 @@ async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, du
             now = time.perf_counter()
             if metrics is not None:
                 n_new, n_dup = metrics.get(M_NEW, 0), metrics.get(M_DUP, 0)
+                durable = metrics.get(M_LATENCY_COUNT, 0)
                 if n_new >= new and n_dup >= duplicates:
-                    return now, metrics
-                progress = n_new + n_dup + metrics.get(M_REDELIVERY, 0) \
+                    # Verdicts are counted before the batch commits; the latency histogram is
+                    # fed after the commit, one observation per new event: that is "durable".
+                    counted_at = counted_at or now
+                    if durable >= new:
+                        return counted_at, now, metrics
+                progress = n_new + n_dup + durable + metrics.get(M_REDELIVERY, 0) \
                     + metrics.get(M_DEADLETTERS, 0)
                 if progress != seen:
                     seen, last_progress = progress, now
-                status = (f"new {n_new:,.0f}/{new:,}, duplicate {n_dup:,.0f}/{duplicates:,}, "
+                status = (f"new {n_new:,.0f}/{new:,} ({durable:,.0f} durable), "
+                          f"duplicate {n_dup:,.0f}/{duplicates:,}, "
                           f"redelivery {metrics.get(M_REDELIVERY, 0):,.0f}, "
                           f"deadletters {metrics.get(M_DEADLETTERS, 0):,.0f}")
                 if now - last_report >= 5:
@@ -376,7 +385,7 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
         print(f"   loaded in {t_loaded - t_first:.2f}s; waiting for the worker", flush=True)
 
         timeout_s = args.timeout or 120 + spec.events / 500
-        t_done, metrics = await wait_processed(deployment, worker, new=expected_new,
+        t_counted, t_done, metrics = await wait_processed(deployment, worker, new=expected_new,
                                                duplicates=expected_dup, timeout_s=timeout_s,
                                                stall_s=args.stall_timeout)
         cpu = cpu_seconds(pid) - cpu0
@@ -385,11 +394,14 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
         deadletters = int(metrics.get(M_DEADLETTERS, 0))
         result.update(
             e2e_s=round(elapsed, 3),
+            verdicts_counted_s=round(t_counted - t_first, 3),
             events_per_s=round(len(workload.events) / elapsed, 1),
             expected_new=expected_new, expected_duplicates=expected_dup,
             processed_new=n_new, duplicates_dropped=n_dup,
             redeliveries=int(metrics.get(M_REDELIVERY, 0)), deadletters=deadletters,
-            exact=(n_new == expected_new and n_dup == expected_dup and deadletters == 0),
+            latency_count=int(metrics.get(M_LATENCY_COUNT, 0)),
+            exact=(n_new == expected_new and n_dup == expected_dup and deadletters == 0
+                   and int(metrics.get(M_LATENCY_COUNT, 0)) == expected_new),
             latency_p50_s=metrics.get(M_P50), latency_p99_s=metrics.get(M_P99),
             worker_cpu_s=round(cpu, 2),
             worker_cpu_us_per_event=round(cpu / len(workload.events) * 1e6, 1),
@@ -400,6 +412,7 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
             rss_now_bytes=rss_bytes(pid),
             rocksdb_size_bytes=int(metrics.get(M_ROCKSDB, 0)),
             broker_rss_bytes=rss_bytes(broker_pid),
+            worker_metrics=metrics,
         )
         print(f"   done: {result['events_per_s']:,.0f} events/s end to end "
               f"({elapsed:.2f}s), exact={result['exact']}", flush=True)
@@ -423,7 +436,7 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
 
 
 def _mb(value: Any) -> str:
-    return "-" if not value else f"{value / 1e6:,.0f} MB"
+    return "-" if value is None else f"{value / 1e6:,.0f} MB"
 
 
 def _ms(value: Any) -> str:
@@ -444,7 +457,8 @@ ROWS: list[tuple[str, Any]] = [
     ("HTTP latency p50 / p99 (client)",
      lambda r: "-" if r["mode"] != "http" else f"{_ms(r.get('http_p50_s'))} / "
                                                 f"{_ms(r.get('http_p99_s'))}"),
-    ("first send -> all processed", lambda r: _n(r.get("e2e_s"), 2) + " s"),
+    ("first send -> all verdicts counted", lambda r: _n(r.get("verdicts_counted_s"), 2) + " s"),
+    ("first send -> all committed", lambda r: _n(r.get("e2e_s"), 2) + " s"),
     ("END-TO-END events/s", lambda r: _n(r.get("events_per_s"))),
     ("unique events processed", lambda r: f"{_n(r.get('processed_new'))} / "
                                           f"{_n(r.get('expected_new'))}"),

@@ -185,11 +185,11 @@ class _Evaluator:
             changes = [change for value, change in results if value == deciding]
             if any(change is None for change in changes):
                 return deciding, None
-            return deciding, max(changes)  # type: ignore[type-var]
+            return deciding, None
         # Not decided: every child holds the non-deciding value; the first child to change may
         # decide it.
         changes = [change for _, change in results if change is not None]
-        return not deciding, max(changes) if changes else None
+        return not deciding, min(changes) if changes else None
 
     def _event_and_change(self, condition: EventCondition) -> tuple[bool, int | None]:
         now = self.now
