@@ -1,18 +1,37 @@
-"""``process_people``: dedup, history and profile for items already keyed by person."""
+"""``process_people``: everything keyed by person, in one agent so one writer owns each partition.
+
+Items on ``person.events``:
+
+* ``event`` / ``identify`` — dedup, history, profile (:func:`app.core.person.step`), then the
+  segments that mention the event's name or the identify's attributes are re-evaluated;
+* ``tick`` — time passed: people whose due time has come are re-evaluated (the timer index);
+* ``segment`` — a definition was created, edited or deleted: everyone in the partition is
+  re-evaluated against it (its initial entries, or its exits).
+
+Evaluation time is taken from the log (the item's accept time, the tick's or the definition's
+time), so re-running the same log gives the same transitions with the same change ids.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import faust
+import orjson
 from faust.types import EventT
 
 from agents.batches import deadletter_item, items_of, recover_for, run
-from app.core import history
+from app.core import history, membership
 from app.core.dedup import Verdict
+from app.core.items import derived_id
+from app.core.membership import Change
 from app.core.person import PersonState, Policy, step
+from app.model import encode_envelope
+from app.producer import OutRecord
 from app.runtime import Runtime
-from app.topics import DEDUP, HISTORY, PROFILES
+from app.segments.definition import Segment
+from app.topics import (DEDUP, EVENT_NAMES, HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
+                        SEGMENT_STATE, TIMERS)
 from tables.state import UnitOfWork
 
 
@@ -28,6 +47,7 @@ def load_person(unit: UnitOfWork, partition: int, person: str) -> PersonState:
         seen=unit.get(DEDUP, partition, person) or {},
         history=unit.get(HISTORY, partition, person) or [],
         profile=unit.get(PROFILES, partition, person),
+        membership=unit.get(MEMBERSHIP, partition, person) or membership.empty(),
     )
 
 
@@ -40,35 +60,235 @@ def save_person(unit: UnitOfWork, partition: int, person: str, before: PersonSta
         unit.put(HISTORY, partition, person, after.history)
     if after.profile is not before.profile:
         unit.put(PROFILES, partition, person, after.profile)
+    if after.membership is not before.membership:
+        old_due = membership.earliest_due(before.membership)
+        new_due = membership.earliest_due(after.membership)
+        if old_due != new_due:
+            if old_due is not None:
+                unit.delete(TIMERS, partition, membership.timer_key(old_due, person))
+            if new_due is not None:
+                unit.put(TIMERS, partition, membership.timer_key(new_due, person), 1)
+        unit.put(MEMBERSHIP, partition, person, after.membership)
+
+
+#: Bound on due times handled for one person per tick (each step moves time strictly forward).
+_MAX_DUE_STEPS = 1000
+
+
+class PeopleBatch:
+    """One batch of ``person.events``: person states loaded once, written once at the end."""
+
+    def __init__(self, rt: Runtime, unit: UnitOfWork) -> None:
+        self.rt = rt
+        self.unit = unit
+        self.policy = policy_of(rt)
+        self.loaded: dict[tuple[int, str], PersonState] = {}
+        self.current: dict[tuple[int, str], PersonState] = {}
+        self.accepted_at_ms: list[int] = []
+        self.changes = 0
+
+    def person(self, partition: int, person: str) -> PersonState:
+        slot = (partition, person)
+        if slot not in self.current:
+            self.loaded[slot] = self.current[slot] = load_person(self.unit, partition, person)
+        return self.current[slot]
+
+    def flush(self) -> None:
+        for (partition, person), after in self.current.items():
+            save_person(self.unit, partition, person, self.loaded[(partition, person)], after)
+
+    # -- item kinds ----------------------------------------------------------------------------
+
+    async def handle(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
+        op = item.get("op")
+        if op in ("event", "identify"):
+            self.on_input(partition, offset, index, item)
+        elif op == "tick":
+            self.on_tick(partition, int(item["at"]))
+        elif op == "segment":
+            await self.on_segment(partition, item)
+        else:
+            raise ValueError(f"op: unknown action {op!r}")
+
+    def on_input(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
+        rt = self.rt
+        person = item["person"]
+        before = self.person(partition, person)
+        after, verdict = step(before, person, item, (partition, offset, index),
+                              now_s=rt.clock.now(), policy=self.policy)
+        rt.counters[f"verdict:{verdict.value}"] += 1
+        if verdict is Verdict.DUPLICATE:
+            return
+        now_s = int(item["received_at"]) // 1000
+        if item["op"] == "event":
+            if verdict is Verdict.NEW:
+                self.accepted_at_ms.append(item["received_at"])
+                self.count_name(partition, item["name"], item["timestamp"])
+            candidates = rt.catalog.segments_for_event(item["name"])
+        else:
+            candidates = rt.catalog.segments_for_attributes(set(item.get("attributes", {})))
+        self.current[(partition, person)] = self.evaluate(
+            partition, person, after, self.active(partition, candidates), now_s=now_s,
+            cause=item["id"])
+
+    def on_tick(self, partition: int, at_s: int) -> None:
+        """Re-evaluate, at its own due time, every segment whose due time has come.
+
+        Evaluating at the due time (not the tick's) makes the change's ``at`` the moment it became
+        true and its ``change_id`` independent of when ticks happen to run.
+        """
+        for person in self.due_people(partition, at_s):
+            state = self.person(partition, person)
+            for _ in range(_MAX_DUE_STEPS):
+                current = state.membership or membership.empty()
+                due_now = membership.due_segments(current, at_s)
+                if not due_now:
+                    break
+                segment_id = min(due_now, key=lambda sid: (current["due"][sid], sid))
+                due = current["due"][segment_id]
+                state = self.evaluate(partition, person, state,
+                                      self.active(partition, {segment_id}), now_s=due,
+                                      cause=f"timer:{due}")
+                if (state.membership or membership.empty())["due"].get(segment_id) == due:
+                    break  # no longer active here: leave it for the definition item
+            self.current[(partition, person)] = state
+
+    async def on_segment(self, partition: int, item: dict[str, Any]) -> None:
+        rt = self.rt
+        segment_id, version = item["segment"], item.get("version")
+        segment: Segment | None = None
+        if version is not None:
+            segment = rt.catalog.get(segment_id, version)
+            if segment is None and await rt.catalog.wait_for(int(item["offset"])):
+                segment = rt.catalog.get(segment_id, version)
+            if segment is None:
+                raise ValueError(f"segment {segment_id} version {version} is not in the catalog")
+        cause = f"definition:{version or 'deleted'}"
+        for person in sorted(self.people_in(partition)):
+            state = self.person(partition, person)
+            self.current[(partition, person)] = self.evaluate(
+                partition, person, state, [(segment_id, segment)], now_s=int(item["at"]),
+                cause=cause)
+        state_key = self.unit.get(SEGMENT_STATE, partition, segment_id) or {"members": 0}
+        if version is None:
+            self.unit.delete(SEGMENT_STATE, partition, segment_id)
+            rt.active_segments.setdefault(partition, {}).pop(segment_id, None)
+        else:
+            self.unit.put(SEGMENT_STATE, partition, segment_id, {**state_key, "version": version})
+            self.active_map(partition)[segment_id] = version
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def active_map(self, partition: int) -> dict[str, str]:
+        """Segment id → version activated in this partition (cached; the table is the truth)."""
+        active = self.rt.active_segments.get(partition)
+        if active is None:
+            store = self.rt.state.tables[SEGMENT_STATE].store(partition)
+            active = {key: value["version"] for key, value in store.items()}
+            self.rt.active_segments[partition] = active
+        return active
+
+    def active(self, partition: int, segment_ids: Iterable[str]
+               ) -> list[tuple[str, Segment | None]]:
+        active = self.active_map(partition)
+        found = []
+        for segment_id in sorted(segment_ids):
+            version = active.get(segment_id)
+            segment = None if version is None else self.rt.catalog.get(segment_id, version)
+            if segment is not None:
+                found.append((segment_id, segment))
+        return found
+
+    def evaluate(self, partition: int, person: str, state: PersonState,
+                 segments: list[tuple[str, Segment | None]], *, now_s: int,
+                 cause: str) -> PersonState:
+        if not segments:
+            return state
+        self.rt.counters["segment_evaluations"] += len(segments)
+        new_membership, changes = membership.reevaluate(
+            state.membership or membership.empty(), person, segments, state.history,
+            state.attributes, now_s=now_s, cause=cause)
+        for change in changes:
+            self.publish(partition, change, dict(segments)[change.segment_id])
+        if new_membership is state.membership:
+            return state
+        return PersonState(state.seen, state.history, state.profile, new_membership)
+
+    def publish(self, partition: int, change: Change, segment: Segment | None) -> None:
+        rt, unit, topics = self.rt, self.unit, self.rt.topics
+        record = change.record()
+        key = change.person_id.encode()
+        unit.send(OutRecord(topics.segment_changes.name, partition, key, orjson.dumps(record)))
+        member_key = f"{change.segment_id}:{change.person_id}".encode()
+        entered = change.change == "entered"
+        unit.send(OutRecord(topics.segment_membership.name, partition, member_key,
+                            orjson.dumps({"segment_id": change.segment_id,
+                                          "person_id": change.person_id,
+                                          "since": change.at}) if entered else None))
+        members_key = f"{change.segment_id}\x00{change.person_id}"
+        if entered:
+            unit.put(SEGMENT_MEMBERS, partition, members_key, change.at)
+        else:
+            unit.delete(SEGMENT_MEMBERS, partition, members_key)
+        stats = unit.get(SEGMENT_STATE, partition, change.segment_id) or {"members": 0}
+        unit.put(SEGMENT_STATE, partition, change.segment_id,
+                 {**stats, "members": max(0, stats.get("members", 0) + (1 if entered else -1))})
+        rt.counters[f"segment_changes:{change.change}"] += 1
+        self.changes += 1
+        action = None if segment is None else (segment.on_enter if entered else segment.on_exit)
+        if action is not None:
+            self.send_event(partition, change, action.name, action.data)
+
+    def send_event(self, partition: int, change: Change, name: str, data: dict) -> None:
+        """The segment's send-event action, once per transition (its id comes from the change)."""
+        topics = self.rt.topics
+        event_id = derived_id(change.at * 1000, "send_event:" + change.change_id)
+        item = {"op": "event", "id": event_id, "name": name, "type": "event", "data": data,
+                "timestamp": change.at, "person": change.person_id,
+                "received_at": change.at * 1000, "source": f"segment:{change.segment_id}"}
+        self.unit.send(OutRecord(topics.person_events.name, partition,
+                                 change.person_id.encode(), encode_envelope([item])))
+
+    # -- indexes -------------------------------------------------------------------------------
+
+    def count_name(self, partition: int, name: str, timestamp: int) -> None:
+        entry = self.unit.get(EVENT_NAMES, partition, name) or {"count": 0, "last_seen": 0}
+        self.unit.put(EVENT_NAMES, partition, name,
+                      {"count": entry["count"] + 1, "last_seen": max(entry["last_seen"],
+                                                                      timestamp)})
+
+    def due_people(self, partition: int, at_s: int) -> list[str]:
+        """People of the timer index due at or before ``at_s``, pending writes included."""
+        stop = membership.timer_key(at_s + 1, "")
+        keys = {key for key, _ in self.rt.state.tables[TIMERS].store(partition).range("", stop)}
+        for key, value in self.unit.changes.get((TIMERS, partition), {}).items():
+            if key < stop:
+                (keys.add if value is not None else keys.discard)(key)
+        return sorted({key.split(":", 1)[1] for key in keys})
+
+    def people_in(self, partition: int) -> set[str]:
+        people: set[str] = set()
+        for table in (HISTORY, PROFILES):
+            people.update(self.rt.state.tables[table].store(partition).keys())
+            for key, value in self.unit.changes.get((table, partition), {}).items():
+                if value is not None:
+                    people.add(key)
+        return people
 
 
 async def process_people_batch(rt: Runtime, events: Sequence[EventT]) -> None:
     await recover_for(rt, events)
-    unit = rt.state.begin()
-    policy = policy_of(rt)
-    now_s = rt.clock.now()
-    accepted_at_ms: list[int] = []
-    loaded: dict[tuple[int, str], PersonState] = {}
-    current: dict[tuple[int, str], PersonState] = {}
-    for located in items_of(rt, unit, events):
+    batch = PeopleBatch(rt, rt.state.begin())
+    for located in items_of(rt, batch.unit, events):
         _, partition, offset, index, item = located
         try:
-            person = item["person"]
-            slot = (partition, person)
-            if slot not in current:
-                loaded[slot] = current[slot] = load_person(unit, partition, person)
-            current[slot], verdict = step(current[slot], person, item, (partition, offset, index),
-                                          now_s=now_s, policy=policy)
-            rt.counters[f"verdict:{verdict.value}"] += 1
-            if verdict is Verdict.NEW and item["op"] == "event":
-                accepted_at_ms.append(item["received_at"])
+            await batch.handle(partition, offset, index, item)
         except Exception as exc:
-            deadletter_item(rt, unit, located, exc)
-    for slot, after in current.items():
-        save_person(unit, slot[0], slot[1], loaded[slot], after)
-    await rt.commit(unit)
+            deadletter_item(rt, batch.unit, located, exc)
+    batch.flush()
+    await rt.commit(batch.unit)
     done_ms = rt.clock.now() * 1000
-    rt.latency.observe_many((done_ms - at) / 1000 for at in accepted_at_ms)
+    rt.latency.observe_many((done_ms - at) / 1000 for at in batch.accepted_at_ms)
 
 
 def register(app: faust.App, rt: Runtime) -> None:

@@ -17,6 +17,7 @@ from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
 from app.settings import Settings
 from app.topics import Topics
+from tables.catalog import SegmentCatalog
 from tables.state import StateManager, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class Runtime:
     counters: Counter = field(default_factory=Counter)
     #: Accept (HTTP or record time) → durably in history, per new event.
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: Segment definitions (every worker follows the whole definitions topic).
+    catalog: SegmentCatalog = field(default_factory=SegmentCatalog)
+    #: person.events partition → {segment id: version activated there} (cache of SEGMENT_STATE).
+    active_segments: dict[int, dict[str, str]] = field(default_factory=dict)
     #: Topic partitions currently assigned to this worker.
     assigned: set[tuple[str, int]] = field(default_factory=set)
     started: asyncio.Event = field(default_factory=asyncio.Event)

@@ -48,6 +48,8 @@ class Settings:
     #: Records per processing batch (faust ``take``).
     batch_max: int = 200
     batch_within_s: float = 0.01
+    #: How often time-driven segment changes are looked for (they land within this + a batch).
+    tick_interval_s: float = 15.0
     log_level: str = "info"
     log_json: bool = False
 
@@ -96,6 +98,7 @@ class Settings:
             dedup_horizon_s=int(get("EVENTIDE_DEDUP_HORIZON_DAYS") or 30) * DAY_S,
             history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
             history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
+            tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
         )

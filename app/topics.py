@@ -5,7 +5,11 @@ Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW ru
     raw.events     key: customer identifier as sent   ─┐ route_customers ─▶ person.events
     raw.identifies key: customer identifier as sent   ─┘
     raw.anonymous  key: anonymous id                     route_anonymous ─▶ anonymous_history
-    person.events  key: canonical person id              process_people ─▶ dedup, history, profiles
+    person.events  key: canonical person id              process_people ─▶ dedup, history, profiles,
+                                                                           memberships, timers
+    segments.definitions  key: segment id (compacted)    apply_definitions ─▶ person.events (all)
+    segments.changes      key: person id                 every enter/exit, deterministic change_id
+    segments.membership   key: segment_id:person_id      current membership (compacted)
     deadletter     key: origin key                       (records no agent could process)
 
 Raw topics are the source of truth for replay, so they keep everything (``retention.ms=-1``).
@@ -41,6 +45,9 @@ class Topics:
     raw_identifies: TopicSpec
     raw_anonymous: TopicSpec
     person_events: TopicSpec
+    segment_definitions: TopicSpec
+    segment_changes: TopicSpec
+    segment_membership: TopicSpec
     deadletter: TopicSpec
     tables: tuple[TableSpec, ...]
 
@@ -52,7 +59,8 @@ class Topics:
         partitions = self.person_events.partitions
         changelogs = [TopicSpec(t.changelog_topic, partitions, "table key", compacted=True)
                       for t in self.tables]
-        return [*self.raw, self.person_events, self.deadletter, *changelogs]
+        return [*self.raw, self.person_events, self.segment_definitions, self.segment_changes,
+                self.segment_membership, self.deadletter, *changelogs]
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
@@ -63,6 +71,11 @@ DEDUP = "dedup"                      # person id → {event id: [ulid ms, partit
 HISTORY = "history"                  # person id → [activity, ...] oldest first
 PROFILES = "profiles"                # person id → profile
 ANONYMOUS_HISTORY = "anonymous_history"  # anonymous id → {"events": [...], "seen": {...}}
+MEMBERSHIP = "membership"            # person id → {"in": {segment: since}, "due": {segment: due}}
+TIMERS = "timers"                    # "<due:012d>:<person>" → 1, the per-partition due-time index
+SEGMENT_MEMBERS = "segment_members"  # "<segment>\x00<person>" → since, for membership listing
+SEGMENT_STATE = "segment_state"      # segment id → {"version", "members"} active in this partition
+EVENT_NAMES = "event_names"          # event name → {"count", "last_seen"} in this partition
 
 
 def build_topics(settings: Settings) -> Topics:
@@ -82,11 +95,20 @@ def build_topics(settings: Settings) -> Topics:
         raw_identifies=topic("raw.identifies", "customer identifier as sent"),
         raw_anonymous=raw_anonymous,
         person_events=person_events,
+        segment_definitions=TopicSpec(f"{prefix}.segments.definitions", 1, "segment id",
+                                      compacted=True),
+        segment_changes=topic("segments.changes", "person id"),
+        segment_membership=topic("segments.membership", "segment_id:person_id", compacted=True),
         deadletter=topic("deadletter", "origin record key"),
         tables=(
             table(DEDUP, person_events),
             table(HISTORY, person_events),
             table(PROFILES, person_events),
+            table(MEMBERSHIP, person_events),
+            table(TIMERS, person_events),
+            table(SEGMENT_MEMBERS, person_events),
+            table(SEGMENT_STATE, person_events),
+            table(EVENT_NAMES, person_events),
             table(ANONYMOUS_HISTORY, raw_anonymous),
         ),
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import faust
 
-from agents import people, routing
+from agents import people, routing, segments
 from app.api.server import WebServer
 from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
@@ -16,6 +16,7 @@ from app.producer import Producer
 from app.runtime import Runtime
 from app.settings import Settings
 from app.topics import build_topics
+from tables.catalog import follow
 from tables.state import StateManager
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,18 @@ class EventideApp(faust.App):
 
     async def on_start(self) -> None:
         await super().on_start()
-        await self.runtime.producer.start()
-        self.runtime.started.set()
+        rt = self.runtime
+        await rt.producer.start()
+        self._stopping = asyncio.Event()
+        self._catalog_task = asyncio.ensure_future(follow(
+            rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
+            self._stopping))
+        rt.started.set()
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
+        self._stopping.set()
+        await asyncio.gather(self._catalog_task, return_exceptions=True)
         await self.runtime.batcher.drain()
         await self.runtime.producer.stop()
         self.runtime.state.close()
@@ -78,6 +86,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
     app.runtime = runtime
     routing.register(app, runtime)
     people.register(app, runtime)
+    segments.register(app, runtime)
     app.web_server(WebServer(runtime))
     _track_assignment(app, runtime)
     return app
@@ -94,6 +103,9 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         for topic, partitions in by_topic.items():
             rt.state.forget(topic, partitions)
+            if topic == rt.topics.person_events.name:
+                for partition in partitions:
+                    rt.active_segments.pop(partition, None)
 
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set, **kwargs: Any) -> None:

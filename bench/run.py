@@ -17,9 +17,11 @@ process. Then:
 
 End to end = events sent (resends included) / (first produce or request → all processed, as seen by
 polling ``/metrics`` every 100 ms). Processing latency (accept → durable in history) is the worker's
-own histogram (``eventide_processing_latency_seconds``, bucket upper bounds ~20% apart); HTTP latency
-is measured client-side. Peak RSS is the worker's ``ru_maxrss``. CPU figures come from
-``/proc/<pid>/stat``; the bench client, the broker and the worker share the machine's cores.
+own histogram (``eventide_processing_latency_seconds``, bucket upper bounds ~20% apart), fed after
+each batch commits; "committed" waits for its count to reach the unique events, since verdicts are
+counted before the commit. HTTP latency is measured client-side. Peak RSS is the worker's
+``VmHWM`` (see :func:`rss_bytes`); CPU figures come from ``/proc/<pid>/stat``. The bench client,
+the broker and the worker share the machine's cores.
 
 Prints a table and writes ``bench/results/<timestamp>.json``. Exit status 1 if a run failed or a
 count was not exact; the worker and broker logs are then kept and their paths printed.
@@ -56,7 +58,6 @@ from tests.support.harness import Deployment, Worker, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 NAMES = ("purchase", "page_viewed", "added_to_cart", "signed_in", "checkout_started",
          "search", "email_clicked", "trial_started")
@@ -139,13 +140,27 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def rss_bytes(pid: int | None) -> int:
+def rss_bytes(pid: int | None, field: str = "VmRSS") -> int:
+    """Resident set size (``VmRSS``) or its high-water mark (``VmHWM``) of a process, in bytes.
+
+    The worker's own ``eventide_peak_rss_bytes`` is ``ru_maxrss``, which Linux carries over from
+    the process that spawned it (fork + exec keeps the parent's peak): spawned from this bench,
+    which holds the whole workload, it would report the bench's peak. ``VmHWM`` belongs to the
+    worker's own address space.
+    """
     if pid is None:
         return 0
     try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
     except OSError:
-        return 0
+        pass
+    return 0
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def self_cpu_seconds() -> float:
@@ -235,8 +250,14 @@ async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, du
 
 
 async def load_raw(bootstrap: str, topic: str, partitions: int, workload: Workload, *,
-                   per_record: int, single: bool) -> tuple[float, float, int]:
-    """Produce the workload to ``topic``; returns (first send, all acked) perf times, records."""
+                   per_record: int, single: bool, rate: float | None = None,
+                   tick_s: float = 0.05) -> tuple[float, float, int]:
+    """Produce the workload to ``topic``; returns (first send, all acked) perf times, records.
+
+    Without ``rate`` everything is written as fast as the producer goes (the worker then drains a
+    backlog). With ``rate`` (events/s) the events due are written every ``tick_s``, each tick's
+    items grouped into one envelope per partition, like the HTTP tier's linger does.
+    """
     # Pre-encode every item without its closing brace; received_at is appended at produce time.
     encoded = [(person.encode(), partition_for(person.encode(), partitions),
                 orjson.dumps(item)[:-1]) for person, _, item in workload.events]
@@ -244,29 +265,42 @@ async def load_raw(bootstrap: str, topic: str, partitions: int, workload: Worklo
                                 max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024,
                                 request_timeout_ms=30_000)
     await producer.start()
-    try:
-        futures = []
-        t_first = time.perf_counter()
+    futures: list[asyncio.Future] = []
+    buffers: dict[int, tuple[bytes, list[bytes]]] = {}
+
+    async def send_envelope(partition: int) -> None:
+        key, parts = buffers.pop(partition)
+        suffix = b',"received_at":%d}' % int(time.time() * 1000)
+        value = b'{"items":[' + b",".join(p + suffix for p in parts) + b"]}"
+        futures.append(await producer.send(topic, value, key=key, partition=partition))
+
+    async def send(chunk: list[tuple[bytes, int, bytes]]) -> None:
         if single:
-            for key, partition, prefix in encoded:
+            for key, partition, prefix in chunk:
                 value = prefix + b',"received_at":%d}' % int(time.time() * 1000)
                 futures.append(await producer.send(topic, value, key=key, partition=partition))
-        else:
-            buffers: dict[int, tuple[bytes, list[bytes]]] = {}
-
-            async def send_envelope(partition: int) -> None:
-                key, parts = buffers.pop(partition)
-                suffix = b',"received_at":%d}' % int(time.time() * 1000)
-                value = b'{"items":[' + b",".join(p + suffix for p in parts) + b"]}"
-                futures.append(await producer.send(topic, value, key=key, partition=partition))
-
-            for key, partition, prefix in encoded:
-                buffer = buffers.setdefault(partition, (key, []))
-                buffer[1].append(prefix)
-                if len(buffer[1]) >= per_record:
-                    await send_envelope(partition)
-            for partition in list(buffers):
+            return
+        for key, partition, prefix in chunk:
+            buffer = buffers.setdefault(partition, (key, []))
+            buffer[1].append(prefix)
+            if len(buffer[1]) >= per_record:
                 await send_envelope(partition)
+        for partition in list(buffers):
+            await send_envelope(partition)
+
+    try:
+        t_first = time.perf_counter()
+        if rate is None:
+            await send(encoded)
+        else:
+            sent, ticks = 0, 0
+            while sent < len(encoded):
+                due = min(len(encoded), int(rate * (time.perf_counter() - t_first)) + 1)
+                if due > sent:
+                    await send(encoded[sent:due])
+                    sent = due
+                ticks += 1
+                await asyncio.sleep(max(0.0, t_first + ticks * tick_s - time.perf_counter()))
         await asyncio.gather(*futures)
         return t_first, time.perf_counter(), len(futures)
     finally:
@@ -355,18 +389,18 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
         await worker.wait_ready(timeout_s=120)
         result["worker_ready_s"] = round(time.perf_counter() - t_start, 2)
         print(f"   worker ready in {result['worker_ready_s']:.1f}s; loading", flush=True)
-        async with aiohttp.ClientSession() as session:
-            idle = await fetch_metrics(session, deployment)
         assert worker.process is not None
         pid = worker.process.pid
+        idle_rss = rss_bytes(pid)
         cpu0, broker_cpu0, self_cpu0 = cpu_seconds(pid), cpu_seconds(broker_pid), self_cpu_seconds()
 
         expected_new, expected_dup = workload.unique, workload.resends
         if spec.mode == "raw":
             t_first, t_loaded, records = await load_raw(
                 bootstrap, deployment.topics.raw_events.name, args.partitions, workload,
-                per_record=args.per_record, single=spec.single)
-            result.update(records=records, items_per_record=1 if spec.single else args.per_record)
+                per_record=args.per_record, single=spec.single, rate=args.rate)
+            result.update(records=records, rate=args.rate,
+                          items_per_record=1 if spec.single else args.per_record)
         else:
             load = await load_http(deployment, workload, args.concurrency)
             t_first, t_loaded = load.t_first, load.t_last
@@ -407,11 +441,18 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
             worker_cpu_us_per_event=round(cpu / len(workload.events) * 1e6, 1),
             broker_cpu_s=round(cpu_seconds(broker_pid) - broker_cpu0, 2),
             bench_cpu_s=round(self_cpu_seconds() - self_cpu0, 2),
-            idle_rss_bytes=int(idle.get(M_PEAK_RSS, 0)),
-            peak_rss_bytes=int(metrics.get(M_PEAK_RSS, 0)),
-            rss_now_bytes=rss_bytes(pid),
+            idle_rss_bytes=idle_rss,
+            peak_rss_bytes=rss_bytes(pid, "VmHWM"),
+            rss_end_bytes=rss_bytes(pid),
+            metric_peak_rss_bytes=int(metrics.get(M_PEAK_RSS, 0)),
             rocksdb_size_bytes=int(metrics.get(M_ROCKSDB, 0)),
             broker_rss_bytes=rss_bytes(broker_pid),
+            raw_records_in=int(metrics.get(
+                f'eventide_records_in_total{{topic="{deployment.topics.raw_events.name}"}}', 0)),
+            person_records_in=int(metrics.get(
+                f'eventide_records_in_total{{topic="{deployment.topics.person_events.name}"}}',
+                0)),
+            data_dir_bytes=dir_bytes(deployment.settings.data_dir),
             worker_metrics=metrics,
         )
         print(f"   done: {result['events_per_s']:,.0f} events/s end to end "
@@ -450,7 +491,10 @@ def _n(value: Any, digits: int = 0) -> str:
 ROWS: list[tuple[str, Any]] = [
     ("events sent (incl. resends)", lambda r: _n(r.get("events"))),
     ("people", lambda r: _n(r.get("people"))),
-    ("Kafka records written", lambda r: _n(r.get("records"))),
+    ("raw write rate", lambda r: "-" if r["mode"] != "raw"
+        else "as fast as possible" if not r.get("rate") else f"{r['rate']:,.0f} events/s"),
+    ("raw / person records consumed", lambda r: f"{_n(r.get('raw_records_in'))} / "
+                                                f"{_n(r.get('person_records_in'))}"),
     ("HTTP clients", lambda r: _n(r.get("concurrency"))),
     ("load time", lambda r: _n(r.get("load_s"), 2) + " s"),
     ("accepted requests/s", lambda r: _n(r.get("accepted_per_s"))),
@@ -472,9 +516,10 @@ ROWS: list[tuple[str, Any]] = [
     ("CPU s worker / broker / bench", lambda r: f"{_n(r.get('worker_cpu_s'), 1)} / "
                                                 f"{_n(r.get('broker_cpu_s'), 1)} / "
                                                 f"{_n(r.get('bench_cpu_s'), 1)}"),
-    ("worker RSS idle -> peak", lambda r: f"{_mb(r.get('idle_rss_bytes'))} -> "
-                                          f"{_mb(r.get('peak_rss_bytes'))}"),
-    ("RocksDB size (approx.)", lambda r: _mb(r.get("rocksdb_size_bytes"))),
+    ("worker RSS ready / end", lambda r: f"{_mb(r.get('idle_rss_bytes'))} / "
+                                         f"{_mb(r.get('rss_end_bytes'))}"),
+    ("WORKER PEAK RSS (VmHWM)", lambda r: _mb(r.get("peak_rss_bytes"))),
+    ("data dir on disk (RocksDB)", lambda r: _mb(r.get("data_dir_bytes"))),
     ("broker RSS (whole bench so far)", lambda r: _mb(r.get("broker_rss_bytes"))),
     ("load avg before run", lambda r: _n(r["loadavg_before"][0], 2)),
 ]
@@ -512,6 +557,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--single-records", action="store_true",
                         help="raw mode: one bare item per Kafka record instead of envelopes")
     parser.add_argument("--per-record", type=int, default=500, help="items per raw envelope")
+    parser.add_argument("--rate", type=float,
+                        help="raw mode: write at this many events/s (default: all at once, so "
+                             "the worker drains a backlog); each 50 ms tick's events go out as "
+                             "one envelope per partition")
     parser.add_argument("--dup-ratio", type=float, default=0.10,
                         help="share of events that are exact resends (default 0.10)")
     parser.add_argument("--partitions", type=int, default=8)
@@ -535,6 +584,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
     runs = []
     if args.mode in ("raw", "both"):
         label = "raw (1 item/record)" if args.single_records else "raw"
+        if args.rate:
+            label += f" @ {args.rate:,.0f}/s"
         runs.append(RunSpec(label, "raw", args.events, single=args.single_records))
     if args.mode in ("http", "both"):
         runs.append(RunSpec("http", "http", args.http_events))

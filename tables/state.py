@@ -141,15 +141,21 @@ class StateManager:
 
     async def ensure_recovered(self, topic: str, partitions: Iterable[int]) -> None:
         """Bring every table that follows ``topic`` up to its changelog's end for ``partitions``."""
-        waiting = []
+        waiting: list[asyncio.Future] = []
+        missing: list[int] = []
         for partition in partitions:
             key = (topic, partition)
             if key in self._recovered:
                 continue
             task = self._recovering.get(key)
             if task is None:
-                task = self._recovering[key] = asyncio.ensure_future(
-                    self._recover(topic, partition))
+                missing.append(partition)
+            else:
+                waiting.append(task)
+        if missing:
+            task = asyncio.ensure_future(self._recover(topic, missing))
+            for partition in missing:
+                self._recovering[(topic, partition)] = task
             waiting.append(task)
         if waiting:
             await asyncio.gather(*waiting)
@@ -164,41 +170,48 @@ class StateManager:
     def _tables_of(self, topic: str) -> list[Table]:
         return [t for t in self.tables.values() if t.spec.source_topic == topic]
 
-    async def _recover(self, topic: str, partition: int) -> None:
+    async def _recover(self, topic: str, partitions: list[int]) -> None:
         try:
-            for table in self._tables_of(topic):
-                await self._recover_table(table, partition)
-            self._recovered.add((topic, partition))
+            stores = {TopicPartition(table.spec.changelog_topic, partition): table.store(partition)
+                      for table in self._tables_of(topic) for partition in partitions}
+            if stores:
+                await self._replay_changelogs(stores)
+            self._recovered.update((topic, partition) for partition in partitions)
         finally:
-            self._recovering.pop((topic, partition), None)
+            for partition in partitions:
+                self._recovering.pop((topic, partition), None)
 
-    async def _recover_table(self, table: Table, partition: int) -> None:
-        store = table.store(partition)
-        tp = TopicPartition(table.spec.changelog_topic, partition)
+    async def _replay_changelogs(self, stores: dict[TopicPartition, PartitionStore]) -> None:
+        """Apply every changelog record past each store's own offset, up to the fetch high-water.
+
+        The fetch high-watermark is the end to reach: the embedded broker's ListOffsets can
+        under-report it after batched produces, so ListOffsets is never used here.
+        """
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
         await consumer.start()
         try:
-            consumer.assign([tp])
-            consumer.seek(tp, store.changelog_offset + 1)
+            consumer.assign(list(stores))
+            for tp, store in stores.items():
+                consumer.seek(tp, store.changelog_offset + 1)
+            pending = set(stores)
             applied = 0
-            # The fetch high-watermark is the end to reach: the embedded broker's ListOffsets
-            # can under-report it after batched produces, so it is never used here.
-            while True:
-                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=20_000)
-                messages = fetched.get(tp, [])
-                if messages:
-                    store.apply_changelog([(m.key, m.value) for m in messages],
-                                          messages[-1].offset)
-                    applied += len(messages)
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    break
+            while pending:
+                fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=20_000)
+                for tp, messages in fetched.items():
+                    if messages:
+                        stores[tp].apply_changelog([(m.key, m.value) for m in messages],
+                                                   messages[-1].offset)
+                        applied += len(messages)
+                for tp in list(pending):
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None and await consumer.position(tp) >= highwater:
+                        pending.discard(tp)
             self.recovered_records += applied
             if applied:
-                log.info("recovered %s[%d]: %d changelog records", table.spec.name, partition,
-                         applied)
+                log.info("recovered %d changelog records for %d table partitions", applied,
+                         len(stores))
         finally:
             await consumer.stop()
 

@@ -70,6 +70,15 @@ class PartitionStore:
             if key != _OFFSET_KEY:
                 yield key.decode(), orjson.loads(value)
 
+    def range(self, start: str, stop: str) -> Iterator[tuple[str, Any]]:
+        """Items with ``start <= key < stop`` in key order (keys compare as UTF-8 bytes)."""
+        end = stop.encode()
+        for key, value in self._db.items(from_key=start.encode()):
+            if key >= end:
+                return
+            if key != _OFFSET_KEY:
+                yield key.decode(), orjson.loads(value)
+
     def keys(self) -> Iterator[str]:
         for key in self._db.keys():
             if key != _OFFSET_KEY:

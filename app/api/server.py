@@ -7,7 +7,7 @@ import logging
 import mode
 from aiohttp import web
 
-from app.api import read, track
+from app.api import read, segments, track
 from app.api.auth import require_app
 from app.metrics import peak_rss_bytes, render
 from app.api.responses import ApiError, error_response, json_response
@@ -56,6 +56,7 @@ def build_web_app(rt: Runtime) -> web.Application:
     application.router.add_get("/metrics", metrics)
     application.router.add_routes(track.routes(rt))
     application.router.add_routes(read.routes(rt))
+    application.router.add_routes(segments.routes(rt))
     return application
 
 

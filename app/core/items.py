@@ -23,11 +23,15 @@ class BadItem(ValueError):
     """The item can't be processed; the message says why."""
 
 
+def derived_id(ts_ms: int, seed: str) -> str:
+    """A ULID with time ``ts_ms`` whose random part is a hash of ``seed``: same seed, same id."""
+    digest = hashlib.blake2b(seed.encode(), digest_size=10).digest()
+    return str(ULID.from_bytes(ts_ms.to_bytes(6, "big") + digest))
+
+
 def id_for_position(topic: str, partition: int, offset: int, index: int, ts_ms: int) -> str:
     """A ULID derived from where an item sits in the log, so a redelivery gets the same id."""
-    digest = hashlib.blake2b(f"{topic}/{partition}/{offset}/{index}".encode(),
-                             digest_size=10).digest()
-    return str(ULID.from_bytes(ts_ms.to_bytes(6, "big") + digest))
+    return derived_id(ts_ms, f"{topic}/{partition}/{offset}/{index}")
 
 
 def _identifier(item: dict[str, Any], field: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.core import dedup, history, profiles
+from app.core import dedup, history, membership, profiles
 from app.core.dedup import Ref, Seen, Verdict
 
 
@@ -24,10 +24,15 @@ class PersonState:
     seen: Seen
     history: list[history.Activity]
     profile: profiles.Profile | None
+    membership: membership.Membership | None = None
 
     @classmethod
     def empty(cls) -> "PersonState":
         return cls(seen={}, history=[], profile=None)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        return self.profile["attributes"] if self.profile else {}
 
 
 def activity_of(item: dict[str, Any], processed_at: int | None) -> history.Activity:

@@ -2,7 +2,7 @@
 
 * :mod:`.paths` -- ``items[].type``-style paths into JSON documents.
 * :mod:`.operators` -- the comparison operators of where-clauses and attribute conditions.
-* :mod:`.definition` -- the condition tree, validation (:class:`DefinitionError`) and canonical JSON.
+* :mod:`.definition` -- the condition tree, validation (:class:`DefinitionError`), canonical JSON.
 * :mod:`.evaluate` -- membership at a time, and the next time membership could change by itself.
 """
 

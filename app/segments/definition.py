@@ -4,7 +4,8 @@ The definition format (exact; other tools are written against it)::
 
     {"name": "Monitor cart, no purchase",
      "match": {"all": [
-       {"event": "abandoned_cart", "where": [{"path": "items[].type", "op": "eq", "value": "monitor"}],
+       {"event": "abandoned_cart",
+        "where": [{"path": "items[].type", "op": "eq", "value": "monitor"}],
         "count": {"gte": 1}, "within": "30d"},
        {"not": {"event": "purchased", "within": "14d"}},
        {"attribute": "email", "op": "exists"}]},
@@ -293,7 +294,9 @@ def _parse_condition(node: Any, loc: str, depth: int) -> Condition:
         children = node[kind]
         where = _join(loc, kind)
         if not isinstance(children, list) or not children:
-            raise DefinitionError(where, f"expected a non-empty list of conditions, got {_show(children)}")
+            raise DefinitionError(
+                where, f"expected a non-empty list of conditions, got {_show(children)}"
+            )
         parsed = tuple(
             _parse_condition(child, f"{where}[{i}]", depth + 1) for i, child in enumerate(children)
         )
@@ -327,7 +330,9 @@ def _parse_where(items: Any, loc: str) -> tuple[Where, ...]:
     for i, item in enumerate(items):
         item_loc = f"{loc}[{i}]"
         if not isinstance(item, dict):
-            raise DefinitionError(item_loc, f"expected an object {{path, op, value}}, got {_show(item)}")
+            raise DefinitionError(
+                item_loc, f"expected an object {{path, op, value}}, got {_show(item)}"
+            )
         _reject_unknown(item, item_loc, ("path", "op", "value"))
         if "path" not in item:
             raise DefinitionError(_join(item_loc, "path"), "required")
@@ -346,7 +351,9 @@ def _parse_count(node: Any, loc: str) -> Count:
     bounds: dict[str, int] = {}
     for key, bound in node.items():
         if isinstance(bound, bool) or not isinstance(bound, int) or bound < 0:
-            raise DefinitionError(_join(loc, key), f"expected a non-negative integer, got {_show(bound)}")
+            raise DefinitionError(
+                _join(loc, key), f"expected a non-negative integer, got {_show(bound)}"
+            )
         bounds[key] = bound
     return Count(**bounds)
 
@@ -364,9 +371,8 @@ def _parse_op_value(node: dict[str, Any], loc: str) -> tuple[str, Any]:
         raise DefinitionError(op_loc, f"required, one of {', '.join(operators.OPERATORS)}")
     op = node["op"]
     if not isinstance(op, str) or op not in operators.OPERATORS:
-        raise DefinitionError(
-            op_loc, f"unknown operator {_show(op)}, expected one of {', '.join(operators.OPERATORS)}"
-        )
+        known = ", ".join(operators.OPERATORS)
+        raise DefinitionError(op_loc, f"unknown operator {_show(op)}, expected one of {known}")
     value_loc = _join(loc, "value")
     present = "value" in node
     value = node.get("value")
@@ -389,7 +395,9 @@ def _parse_path_at(text: Any, loc: str) -> tuple[Step, ...]:
 
 def _parse_action(node: Any, loc: str) -> SendEvent:
     if not isinstance(node, dict):
-        raise DefinitionError(loc, f'expected {{"send_event": {{"name", "data"}}}}, got {_show(node)}')
+        raise DefinitionError(
+            loc, f'expected {{"send_event": {{"name", "data"}}}}, got {_show(node)}'
+        )
     _reject_unknown(node, loc, ("send_event",))
     send_loc = _join(loc, "send_event")
     if "send_event" not in node:

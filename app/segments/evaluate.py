@@ -6,7 +6,7 @@ Inputs are the person's stored activities (``{"id", "name", "type", "data", "tim
 Time semantics, with ``w`` the window length in seconds:
 
 * an event counts for a ``within`` condition at time ``now`` iff ``now - w < timestamp <= now``: it
-  enters at ``timestamp`` and leaves at ``timestamp + w`` (an event exactly ``w`` seconds old is out);
+  enters at ``timestamp`` and leaves at ``timestamp + w`` (exactly ``w`` seconds old is out);
 * without ``within`` it counts iff ``timestamp <= now``: future-stamped events count once their time
   comes, and never leave.
 
@@ -69,7 +69,7 @@ def next_change_at(
 def evaluate(
     segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
 ) -> Evaluation:
-    """:func:`is_member` and :func:`next_change_at` together, sharing one pass over the activities."""
+    """:func:`is_member` and :func:`next_change_at` at once, with one pass over the activities."""
     member, change = _Evaluator(segment, activities, attributes, now_s).value_and_change(
         segment.match
     )
@@ -118,7 +118,8 @@ class _Evaluator:
         buckets: dict[str, list[Activity]] = {name: [] for name in names}
         if names:
             for activity in activities:
-                bucket = buckets.get(activity.get("name"))  # type: ignore[arg-type]
+                name = activity.get("name")
+                bucket = buckets.get(name) if isinstance(name, str) else None
                 if bucket is not None:
                     stamp = activity.get("timestamp")
                     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
@@ -139,7 +140,8 @@ class _Evaluator:
         return any(self.value(c) for c in _static_first(condition.conditions))
 
     def _attribute(self, condition: AttributeCondition) -> bool:
-        return operators.apply(condition.op, resolve(self.attributes, condition.path), condition.value)
+        values = resolve(self.attributes, condition.path)
+        return operators.apply(condition.op, values, condition.value)
 
     def _event(self, condition: EventCondition) -> bool:
         now = self.now
@@ -185,7 +187,7 @@ class _Evaluator:
             changes = [change for value, change in results if value == deciding]
             if any(change is None for change in changes):
                 return deciding, None
-            return deciding, None
+            return deciding, max(changes)  # type: ignore[type-var]
         # Not decided: every child holds the non-deciding value; the first child to change may
         # decide it.
         changes = [change for _, change in results if change is not None]

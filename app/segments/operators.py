@@ -7,8 +7,8 @@
   hold for SOME resolved value, so ``items[].type eq "monitor"`` means "some item is a monitor", and
   nothing resolved means false.
 * ``neq``, ``not_contains`` and ``not_exists`` are the exact negations of ``eq``, ``contains`` and
-  ``exists`` over the whole set: ``items[].type neq "monitor"`` means "no item is a monitor" (true when
-  there are no items), not "some item is something else". This keeps ``neq`` == ``not eq`` so a
+  ``exists`` over the whole set: ``items[].type neq "monitor"`` means "no item is a monitor" (true
+  when there are no items), not "some item is something else". This keeps ``neq`` == ``not eq`` so a
   condition and its negation always partition profiles.
 
 Value semantics (JSON values, as decoded by orjson/json):
@@ -18,9 +18,9 @@ Value semantics (JSON values, as decoded by orjson/json):
 * ``gt gte lt lte``: if both sides are numbers or numeric strings they compare as numbers
   (``"10" > "9"``); otherwise two strings compare lexically (by code point); anything else (bools,
   null, lists, objects, number vs non-numeric string) is false.
-* ``eq``: two strings compare exactly as strings (``"007"`` is not ``"7"``: identifiers and zip codes
-  are strings with meaningful zeros); a number and a numeric string compare as numbers (``"10" eq
-  10``); anything else compares as JSON values (deep equality, bools distinct from numbers).
+* ``eq``: two strings compare exactly as strings (``"007"`` is not ``"7"``: identifiers and zip
+  codes are strings with meaningful zeros); a number and a numeric string compare as numbers
+  (``"10" eq 10``); anything else compares as JSON values (deep equality, bools are not numbers).
 * ``contains``: substring when both are strings; membership (by ``eq``) when the actual value is a
   list; false otherwise (no stringification of numbers, no key lookup in objects).
 * ``starts_with``/``ends_with``: strings only. ``in``: the actual value ``eq`` some listed value.
@@ -41,7 +41,7 @@ OPERATORS: tuple[str, ...] = (
 VALUELESS: frozenset[str] = frozenset({"exists", "not_exists"})
 
 _NUMERIC = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-# int() refuses strings past this many digits (CVE-2020-10735 guard); past it, float is exact enough.
+# int() refuses strings past 4300 digits (CVE-2020-10735 guard); that long, a float is fine.
 _MAX_INT_DIGITS = 4000
 
 

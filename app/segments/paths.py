@@ -51,8 +51,8 @@ Step = Union[Key, Index, Each]
 # Characters a bare key may not contain: they are the path's own syntax (or would make a key with
 # invisible boundaries, which is what the quoted form is for).
 _BARE = re.compile(r'[^.\[\]"\s]+')
-# What format_path writes bare: identifier-like keys (Unicode letters allowed). Must stay a subset of
-# _BARE so that formatting then parsing gives back the same steps.
+# What format_path writes bare: identifier-like keys (Unicode letters allowed). Must stay a subset
+# of _BARE so that formatting then parsing gives back the same steps.
 _CANONICAL_BARE = re.compile(r"(?:[^\W\d]|\$)[\w$\-]*")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _DIGITS = re.compile(r"[0-9]+")
@@ -74,7 +74,9 @@ def parse_path(text: str) -> tuple[Step, ...]:
                 raise ValueError("path ends with '.'")
             if text[pos] == "[":
                 if pos != 0:
-                    raise ValueError(f"'[' right after '.' at position {pos} (write a[\"k\"], not a.[\"k\"])")
+                    raise ValueError(
+                        f"'[' right after '.' at position {pos} (write a[\"k\"], not a.[\"k\"])"
+                    )
                 step, pos = _parse_bracket(text, pos)
                 if not isinstance(step, Key):
                     raise ValueError('a path must start with a key, e.g. items[] or ["my key"]')
@@ -103,7 +105,7 @@ def parse_path(text: str) -> tuple[Step, ...]:
 
 
 def _parse_bracket(text: str, pos: int) -> tuple[Step, int]:
-    """Parse the bracket starting at ``text[pos] == '['``; return the step and the position after."""
+    """Parse the bracket at ``text[pos] == '['``; return the step and the position after it."""
     inner = pos + 1
     if text.startswith("]", inner):
         return Each(), inner + 1
@@ -127,7 +129,7 @@ def _parse_bracket(text: str, pos: int) -> tuple[Step, int]:
 
 
 def format_path(steps: tuple[Step, ...]) -> str:
-    """The canonical text of ``steps``: ``parse_path(format_path(s)) == s`` for every valid ``s``."""
+    """The canonical text of ``steps``: ``parse_path(format_path(s)) == s`` for all valid ``s``."""
     if not steps or not isinstance(steps[0], Key):
         raise ValueError("a path must start with a key")
     parts: list[str] = []

@@ -1,0 +1,145 @@
+"""Segment definitions, membership reads, and the event-name index (bearer app key)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import orjson
+from aiohttp import web
+from ulid import ULID
+
+from app.api.auth import require_app
+from app.api.bodies import read_body
+from app.api.responses import ApiError, json_response
+from app.core.name_search import compile_query
+from app.producer import BrokerUnavailable, OutRecord, partition_for
+from app.runtime import Runtime
+from app.segments.definition import DefinitionError, parse_segment
+from app.topics import EVENT_NAMES, MEMBERSHIP, SEGMENT_MEMBERS, SEGMENT_STATE
+
+MAX_SEGMENT_ID_BYTES = 150
+
+
+def routes(rt: Runtime) -> list[web.RouteDef]:
+    settings, topics = rt.settings, rt.topics
+    tables = rt.state.tables
+    partitions = topics.person_events.partitions
+
+    def stores(table: str) -> Iterator[Any]:
+        return (tables[table].store(p) for p in range(partitions))
+
+    def segment_id_of(request: web.Request) -> str:
+        segment_id = request.match_info["segment_id"]
+        if not segment_id.strip() or len(segment_id.encode()) > MAX_SEGMENT_ID_BYTES:
+            raise ApiError(400, f"segment_id: must be 1 to {MAX_SEGMENT_ID_BYTES} bytes")
+        return segment_id
+
+    def summary(segment_id: str, value: dict[str, Any]) -> dict[str, Any]:
+        states = [s.get(segment_id) for s in stores(SEGMENT_STATE)]
+        live = all(st is not None and st.get("version") == value["version"] for st in states)
+        return {"id": segment_id, **value["definition"], "version": value["version"],
+                "updated_at": value["updated_at"], "state": "live" if live else "building",
+                "members": sum(st.get("members", 0) for st in states if st)}
+
+    async def publish(segment_id: str, value: dict[str, Any] | None) -> None:
+        record = OutRecord(topics.segment_definitions.name, 0, segment_id.encode(),
+                           None if value is None else orjson.dumps(value))
+        try:
+            offset = await rt.producer.send_one(record)
+        except BrokerUnavailable as exc:
+            raise ApiError(503, f"broker: {exc}; the definition was not saved") from None
+        # Read-your-writes: answer once this worker's catalog has the new version.
+        await rt.catalog.wait_for(offset, timeout_s=10)
+
+    async def put_segment(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        segment_id = segment_id_of(request)
+        body = await read_body(request, settings.max_body_bytes)
+        try:
+            segment = parse_segment(segment_id, body)
+        except DefinitionError as exc:
+            raise ApiError(400, str(exc)) from None
+        value = {"definition": segment.to_json(), "version": str(ULID()),
+                 "updated_at": int(rt.clock.now())}
+        await publish(segment_id, value)
+        return json_response({"segment": summary(segment_id, value)})
+
+    async def get_segment(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        segment_id = segment_id_of(request)
+        value = rt.catalog.latest.get(segment_id)
+        if value is None:
+            raise ApiError(404, f"segment {segment_id!r} not found")
+        return json_response({"segment": summary(segment_id, value)})
+
+    async def delete_segment(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        segment_id = segment_id_of(request)
+        if rt.catalog.latest.get(segment_id) is None:
+            raise ApiError(404, f"segment {segment_id!r} not found")
+        await publish(segment_id, None)
+        return json_response({})
+
+    async def list_segments(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        live = rt.catalog.live()
+        return json_response({"segments": [summary(sid, live[sid]) for sid in sorted(live)]})
+
+    async def membership(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        segment_id = segment_id_of(request)
+        if rt.catalog.latest.get(segment_id) is None:
+            raise ApiError(404, f"segment {segment_id!r} not found")
+        limit = _limit(request)
+        after = request.query.get("cursor") or ""
+        prefix = f"{segment_id}\x00"
+        people: list[str] = []
+        start = prefix + after + ("\x00" if after else "")  # the first key after the cursor
+        for store in stores(SEGMENT_MEMBERS):
+            # Each partition is sorted: its first limit+1 are enough to find the global page.
+            for taken, (key, _) in enumerate(store.range(start, f"{segment_id}\x01")):
+                if taken > limit:
+                    break
+                people.append(key[len(prefix):])
+        people.sort()
+        page = people[:limit]
+        more = len(people) > limit
+        return json_response({"people": page, "next": page[-1] if more and page else None})
+
+    async def customer_segments(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        person = request.match_info["customer_id"]
+        partition = partition_for(person.encode(), partitions)
+        state = tables[MEMBERSHIP].get(partition, person) or {"in": {}}
+        return json_response({"segments": [{"id": sid, "since": since}
+                                           for sid, since in sorted(state["in"].items())]})
+
+    async def event_names(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        matches = compile_query(request.query.get("q", ""))
+        totals: dict[str, dict[str, int]] = {}
+        for store in stores(EVENT_NAMES):
+            for name, entry in store.items():
+                if matches(name):
+                    total = totals.setdefault(name, {"count": 0, "last_seen": 0})
+                    total["count"] += entry["count"]
+                    total["last_seen"] = max(total["last_seen"], entry["last_seen"])
+        found = sorted(totals.items(), key=lambda kv: (-kv[1]["count"], kv[0]))
+        return json_response({"names": [{"name": n, **t} for n, t in found[:_limit(request)]]})
+
+    return [
+        web.get("/api/v1/segments", list_segments),
+        web.put("/api/v1/segments/{segment_id}", put_segment),
+        web.get("/api/v1/segments/{segment_id}", get_segment),
+        web.delete("/api/v1/segments/{segment_id}", delete_segment),
+        web.get("/api/v1/segments/{segment_id}/membership", membership),
+        web.get("/api/v1/customers/{customer_id}/segments", customer_segments),
+        web.get("/api/v1/events/names", event_names),
+    ]
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise ApiError(400, "limit: must be an integer between 1 and 1000")
+    return int(raw)

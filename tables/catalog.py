@@ -1,0 +1,106 @@
+"""Segment definitions, followed by every worker from the compacted definitions topic.
+
+A global (not partitioned) table kept in memory: each worker reads the whole topic from the
+beginning and keeps following it. Definitions are kept by version too, because each person
+partition evaluates the version it has *activated* (when the definition's re-evaluation item
+reached it), which keeps evaluation in step with that partition's own log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.segments.definition import DefinitionError, Segment, parse_segment
+
+log = logging.getLogger(__name__)
+
+
+class SegmentCatalog:
+    def __init__(self) -> None:
+        #: segment id → the latest record value (``None`` once deleted)
+        self.latest: dict[str, dict[str, Any] | None] = {}
+        self._by_version: dict[tuple[str, str], Segment] = {}
+        self._by_event: dict[str, set[str]] = defaultdict(set)
+        self._by_attribute: dict[str, set[str]] = defaultdict(set)
+        self.offset = -1
+        self._advanced = asyncio.Condition()
+
+    # -- applying the topic --------------------------------------------------------------------
+
+    def apply(self, segment_id: str, value: dict[str, Any] | None, offset: int) -> None:
+        self.offset = max(self.offset, offset)
+        if value is None:
+            self.latest[segment_id] = None
+            return
+        try:
+            segment = parse_segment(segment_id, value["definition"])
+        except (DefinitionError, KeyError, TypeError) as exc:
+            log.error("ignoring invalid definition of %s at offset %d: %s", segment_id, offset,
+                      exc)
+            return
+        self.latest[segment_id] = value
+        self._by_version[(segment_id, value["version"])] = segment
+        # Index every version's names: a partition may still evaluate an older version.
+        for name in segment.event_names():
+            self._by_event[name].add(segment_id)
+        for root in segment.attribute_roots():
+            self._by_attribute[root].add(segment_id)
+
+    async def notify(self) -> None:
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    async def wait_for(self, offset: int, timeout_s: float = 30.0) -> bool:
+        """Wait until the catalog has applied ``offset``; False on timeout."""
+        async def reached() -> None:
+            async with self._advanced:
+                await self._advanced.wait_for(lambda: self.offset >= offset)
+        try:
+            await asyncio.wait_for(reached(), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, segment_id: str, version: str) -> Segment | None:
+        return self._by_version.get((segment_id, version))
+
+    def segments_for_event(self, name: str) -> set[str]:
+        return self._by_event.get(name, set())
+
+    def segments_for_attributes(self, roots: set[str]) -> set[str]:
+        found: set[str] = set()
+        for root in roots:
+            found |= self._by_attribute.get(root, set())
+        return found
+
+    def live(self) -> dict[str, dict[str, Any]]:
+        return {sid: value for sid, value in self.latest.items() if value is not None}
+
+
+async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
+                 stopping: asyncio.Event) -> None:
+    """Apply the definitions topic to ``catalog`` from the beginning, forever."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        while not stopping.is_set():
+            fetched = await consumer.getmany(tp, timeout_ms=250)
+            for message in fetched.get(tp, []):
+                value = None if message.value is None else orjson.loads(message.value)
+                catalog.apply(message.key.decode(), value, message.offset)
+            if fetched:
+                await catalog.notify()
+    finally:
+        await consumer.stop()

@@ -1,0 +1,373 @@
+"""process_people through faust's ``agent.test_context()``: no broker, real RocksDB in tmp_path.
+
+The producer's ``send_all`` is replaced by a recorder, so the outputs and changelog writes a
+commit makes are visible, and can be made to fail. ``test_context`` puts every message on
+partition 0 with offsets 0, 1, 2, ... (``ag.sent_offset`` can be rewound to replay an offset,
+which is what a Kafka redelivery looks like).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import orjson
+import pytest
+from ulid import ULID
+
+from app.clock import ManualClock
+from app.model import encode_envelope
+from app.producer import BrokerUnavailable, OutRecord, partition_for
+from app.settings import Settings
+from app.topics import DEDUP, HISTORY, PROFILES
+from app.wiring import create_app
+from tables.state import StateManager
+
+NOW_S = 1_700_000_000.0
+RECEIVED = 1_700_000_000_000
+
+
+def ulid_at(ms: int, tail: int) -> str:
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + tail.to_bytes(10, "big")))
+
+
+def event(n: int, person: str = "alice", *, timestamp: int = 1_699_990_000,
+          **extra: Any) -> dict[str, Any]:
+    return {"op": "event", "id": ulid_at(RECEIVED - 60_000 + n, n), "name": f"e{n}",
+            "type": "event", "data": {"n": n}, "timestamp": timestamp, "customer": person,
+            "person": person, "received_at": RECEIVED + n, **extra}
+
+
+def identify(n: int, attributes: dict[str, Any], person: str = "alice",
+             **extra: Any) -> dict[str, Any]:
+    return {"op": "identify", "id": ulid_at(RECEIVED - 60_000 + n, 1_000 + n), "customer": person,
+            "person": person, "attributes": attributes, "anonymous_id": None, "timestamp": None,
+            "update": False, "received_at": RECEIVED + n, **extra}
+
+
+@dataclass
+class Harness:
+    app: Any
+    rt: Any
+    sent: list[OutRecord] = field(default_factory=list)
+    calls: list[list[OutRecord]] = field(default_factory=list)
+    commits: int = 0
+    committing: int = 0
+    #: raise BrokerUnavailable on the next N send_all calls
+    fail_next: int = 0
+    #: called at each send_all, before it records or fails (to look at the store meanwhile)
+    on_send: Callable[[Sequence[OutRecord]], None] | None = None
+
+    @property
+    def person_topic(self) -> str:
+        return self.rt.topics.person_events.name
+
+    def changelog(self, table: str) -> str:
+        return self.rt.topics.table(table).changelog_topic
+
+    def sent_to(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.sent if r.topic == topic]
+
+    def history(self, person: str) -> list[dict[str, Any]] | None:
+        return self.rt.state.tables[HISTORY].get(0, person)
+
+    async def settle(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        """Wait (bounded) until ``condition`` holds and no commit is in progress."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (condition() and self.committing == 0):
+            if loop.time() > deadline:
+                raise AssertionError("timed out waiting for the agent")
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = Settings(data_dir=tmp_path, partitions=4, app_key="a", site_id="s", api_key="k")
+    app = create_app(settings, clock=ManualClock(NOW_S))
+    app.finalize()
+    rt = app.runtime
+    h = Harness(app, rt)
+
+    async def send_all(records: Sequence[OutRecord]) -> list[int]:
+        records = list(records)
+        if h.on_send is not None:
+            h.on_send(records)
+        if h.fail_next:
+            h.fail_next -= 1
+            raise BrokerUnavailable("injected: no acks")
+        h.calls.append(records)
+        h.sent.extend(records)
+        return list(range(len(h.sent) - len(records), len(h.sent)))
+
+    rt.producer.send_all = send_all
+    original_commit = rt.commit
+
+    async def commit(unit: Any) -> None:
+        h.committing += 1
+        try:
+            await original_commit(unit)
+            h.commits += 1
+        finally:
+            h.committing -= 1
+
+    rt.commit = commit
+    rt.started.set()
+    rt.state._recovered.update({(rt.topics.person_events.name, p) for p in range(4)})
+    try:
+        yield h
+    finally:
+        rt.state.close()
+
+
+def agent_of(h: Harness) -> Any:
+    return h.app.agents["process_people"]
+
+
+# --- history, profile, changelog -----------------------------------------------------------------
+
+
+async def test_events_are_stored_in_history_in_event_time_order(harness: Harness) -> None:
+    h = harness
+    late, early = event(1, timestamp=1_699_990_500), event(2, timestamp=1_699_990_100)
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope([late, early]), key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+    stored = h.history("alice")
+    assert stored == [
+        {"id": early["id"], "name": "e2", "type": "event", "data": {"n": 2},
+         "timestamp": 1_699_990_100, "processed_at": (RECEIVED + 2) // 1000},
+        {"id": late["id"], "name": "e1", "type": "event", "data": {"n": 1},
+         "timestamp": 1_699_990_500, "processed_at": (RECEIVED + 1) // 1000},
+    ]
+    seen = h.rt.state.tables[DEDUP].get(0, "alice")
+    assert seen == {late["id"]: [RECEIVED + 86_400_000 * 30, 0, 0, 0],
+                    early["id"]: [RECEIVED + 86_400_000 * 30, 0, 0, 1]}
+    assert h.rt.state.tables[PROFILES].get(0, "alice") is None
+    assert h.rt.counters["verdict:new"] == 2
+    assert h.rt.counters[f"records_in:{h.person_topic}"] == 1
+
+
+async def test_identify_builds_the_profile(harness: Harness) -> None:
+    h = harness
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope([identify(1, {"plan": "free"}), event(2),
+                                      identify(3, {"plan": "pro", "city": "Oslo"})]),
+                     key=b"alice")
+        await h.settle(lambda: h.rt.state.tables[PROFILES].get(0, "alice") is not None)
+    profile = h.rt.state.tables[PROFILES].get(0, "alice")
+    assert profile["id"] == "alice"
+    assert profile["attributes"] == {"plan": "pro", "city": "Oslo"}
+    assert [a["id"] for a in h.history("alice")] == [event(2)["id"]]
+
+
+async def test_changelog_records_mirror_every_changed_table(harness: Harness) -> None:
+    h = harness
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope([event(1), identify(2, {"plan": "pro"}),
+                                      event(3, person="bob")]), key=b"alice")
+        await h.settle(lambda: h.history("bob") is not None)
+    for table in (DEDUP, HISTORY, PROFILES):
+        records = h.sent_to(h.changelog(table))
+        for record in records:
+            assert record.partition == 0
+            assert orjson.loads(record.value) == h.rt.state.tables[table].get(
+                0, record.key.decode())
+        keys = sorted(r.key for r in records)
+        assert keys == ([b"alice"] if table == PROFILES else [b"alice", b"bob"])
+    # each table partition's store remembers the offset of its last changelog record
+    for table in (DEDUP, HISTORY, PROFILES):
+        store = h.rt.state.tables[table].store(0)
+        positions = [i for i, r in enumerate(h.sent) if r.topic == h.changelog(table)]
+        assert store.changelog_offset == positions[-1]
+    # all changelog topics are distinct and named after the table
+    assert len({h.changelog(t) for t in (DEDUP, HISTORY, PROFILES)}) == 3
+    assert all(h.changelog(t).endswith(f"changelog.{t}") for t in (DEDUP, HISTORY, PROFILES))
+
+
+# --- dedup ---------------------------------------------------------------------------------------
+
+
+async def test_a_repeated_id_in_another_record_is_a_duplicate(harness: Harness) -> None:
+    h = harness
+    original = event(1)
+    copy_ = dict(original, name="changed", data={"n": 999})
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope([original]), key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+        await ag.put(encode_envelope([copy_, event(2)]), key=b"alice")
+        await h.settle(lambda: len(h.history("alice") or []) == 2)
+    stored = h.history("alice")
+    assert [a["id"] for a in stored] == sorted([original["id"], event(2)["id"]])
+    assert next(a for a in stored if a["id"] == original["id"])["name"] == "e1"
+    assert h.rt.counters["verdict:duplicate"] == 1
+    assert h.rt.counters["verdict:new"] == 2
+    seen = h.rt.state.tables[DEDUP].get(0, "alice")
+    assert seen[original["id"]][1:] == [0, 0, 0], "the first delivery's position is kept"
+
+
+async def test_a_duplicate_inside_one_record_is_dropped(harness: Harness) -> None:
+    h = harness
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope([event(1), event(1), event(2)]), key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+    assert [a["id"] for a in h.history("alice")] == sorted([event(1)["id"], event(2)["id"]])
+    assert h.rt.counters["verdict:duplicate"] == 1
+
+
+async def test_a_redelivered_record_re_runs_without_double_appending(harness: Harness) -> None:
+    h = harness
+    record = encode_envelope([event(1), identify(2, {"plan": "pro"})])
+    async with agent_of(h).test_context() as ag:
+        await ag.put(record, key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+        before = (h.history("alice"), h.rt.state.tables[PROFILES].get(0, "alice"),
+                  h.rt.state.tables[DEDUP].get(0, "alice"))
+        changelog_before = len(h.sent)
+        ag.sent_offset = 0                       # Kafka hands us offset 0 again
+        await ag.put(record, key=b"alice")
+        await h.settle(lambda: h.rt.counters["verdict:redelivery"] == 2)
+    # history and dedup did not change, so they were not re-written
+    rewritten = {r.topic for r in h.sent[changelog_before:]}
+    assert h.changelog(HISTORY) not in rewritten
+    assert h.changelog(DEDUP) not in rewritten
+    after = (h.history("alice"), h.rt.state.tables[PROFILES].get(0, "alice"),
+             h.rt.state.tables[DEDUP].get(0, "alice"))
+    assert after == before
+    assert h.rt.counters["verdict:duplicate"] == 0
+    assert h.rt.counters["verdict:new"] == 2
+
+
+# --- commit order --------------------------------------------------------------------------------
+
+
+async def test_outputs_and_changelog_are_acknowledged_before_the_store_is_written(
+    harness: Harness,
+) -> None:
+    h = harness
+    store_seen_at_send: list[Any] = []
+    h.on_send = lambda records: store_seen_at_send.append(h.history("alice"))
+    h.fail_next = 1                                  # the broker is away for the first attempt
+    bad = b"{not json"                               # makes an output (a dead letter)
+    async with agent_of(h).test_context() as ag:
+        await ag.put(bad, key=b"alice")
+        await ag.put(encode_envelope([event(1)]), key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+    assert h.commits >= 1
+    # every send (the failed one, outputs, changelog) saw the store still without the event
+    assert len(store_seen_at_send) >= 3
+    assert all(value is None for value in store_seen_at_send)
+    assert [a["id"] for a in h.history("alice")] == [event(1)["id"]]
+    # the dead letter (an output) went before any changelog record
+    topics = [r.topic for r in h.sent]
+    dead = h.rt.topics.deadletter.name
+    first_changelog = next(i for i, t in enumerate(topics) if ".changelog." in t)
+    assert dead in topics[:first_changelog]
+
+
+async def test_state_manager_commit_writes_nothing_until_the_changelog_is_acknowledged(
+    harness: Harness,
+) -> None:
+    h = harness
+    state: StateManager = h.rt.state
+    unit = state.begin()
+    output = OutRecord(h.person_topic, 2, b"k", b"v")
+    unit.send(output)
+    unit.put(HISTORY, 0, "carol", [{"id": "X"}])
+    unit.put(DEDUP, 0, "carol", {"X": [1, 0, 0, 0]})
+    assert unit.get(HISTORY, 0, "carol") == [{"id": "X"}]      # the unit reads its own writes
+    assert state.tables[HISTORY].get(0, "carol") is None
+
+    # outputs acknowledged, changelog write fails: the store must be unchanged
+    h.fail_next = 0
+    calls_before = len(h.calls)
+
+    def fail_changelog(records: Sequence[OutRecord]) -> None:
+        if any(".changelog." in r.topic for r in records):
+            h.fail_next = 1
+    h.on_send = fail_changelog
+    with pytest.raises(BrokerUnavailable):
+        await state.commit(unit)
+    assert h.calls[calls_before:] == [[output]]
+    assert state.tables[HISTORY].get(0, "carol") is None
+    assert state.tables[DEDUP].get(0, "carol") is None
+    assert state.tables[HISTORY].store(0).changelog_offset == -1
+
+    # outputs fail: nothing at all reaches the changelog or the store
+    h.on_send = None
+    h.fail_next = 1
+    with pytest.raises(BrokerUnavailable):
+        await state.commit(unit)
+    assert state.tables[HISTORY].get(0, "carol") is None
+
+    # the retry succeeds: outputs, then changelog, then the store
+    await state.commit(unit)
+    assert h.calls[-2] == [output]
+    assert sorted((r.topic, r.key) for r in h.calls[-1]) == sorted([
+        (h.changelog(HISTORY), b"carol"), (h.changelog(DEDUP), b"carol")])
+    assert state.tables[HISTORY].get(0, "carol") == [{"id": "X"}]
+    assert state.tables[DEDUP].get(0, "carol") == {"X": [1, 0, 0, 0]}
+    history_offset = len(h.sent) - 1 - [r.topic for r in reversed(h.sent)].index(
+        h.changelog(HISTORY))
+    assert state.tables[HISTORY].store(0).changelog_offset == history_offset
+
+
+async def test_a_delete_in_a_unit_is_a_tombstone(harness: Harness) -> None:
+    h = harness
+    state: StateManager = h.rt.state
+    unit = state.begin()
+    unit.put(PROFILES, 1, "dave", {"id": "dave"})
+    await state.commit(unit)
+    unit = state.begin()
+    unit.delete(PROFILES, 1, "dave")
+    assert unit.get(PROFILES, 1, "dave") is None
+    await state.commit(unit)
+    [tombstone] = [r for r in h.calls[-1]]
+    assert (tombstone.topic, tombstone.partition, tombstone.key, tombstone.value) == (
+        h.changelog(PROFILES), 1, b"dave", None)
+    assert state.tables[PROFILES].get(1, "dave") is None
+
+
+# --- dead letters --------------------------------------------------------------------------------
+
+
+async def test_an_undecodable_record_is_dead_lettered_and_the_next_is_processed(
+    harness: Harness,
+) -> None:
+    h = harness
+    async with agent_of(h).test_context() as ag:
+        await ag.put(b"{not json", key=b"alice")
+        await ag.put(b"[1, 2]", key=b"alice")
+        await ag.put(encode_envelope([event(1)]), key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+    letters = h.sent_to(h.rt.topics.deadletter.name)
+    assert len(letters) == 2
+    assert [letter.value for letter in letters] == [b"{not json", b"[1, 2]"]
+    for offset, letter in enumerate(letters):
+        headers = dict(letter.headers)
+        assert headers["origin.topic"] == h.person_topic.encode()
+        assert headers["origin.partition"] == b"0"
+        assert headers["origin.offset"] == str(offset).encode()
+        assert "origin.index" not in headers
+        assert letter.key == b"alice"
+        assert letter.partition == partition_for(b"alice", h.rt.topics.deadletter.partitions)
+    assert dict(letters[0].headers)["error"].startswith(b"value is not JSON")
+    assert [a["id"] for a in h.history("alice")] == [event(1)["id"]]
+    assert h.rt.counters["deadletters"] == 2
+
+
+async def test_a_bad_item_is_dead_lettered_alone(harness: Harness) -> None:
+    h = harness
+    no_person = {k: v for k, v in event(1).items() if k != "person"}
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope([no_person, event(2)]), key=b"alice")
+        await h.settle(lambda: h.history("alice") is not None)
+    [letter] = h.sent_to(h.rt.topics.deadletter.name)
+    headers = dict(letter.headers)
+    assert headers["origin.index"] == b"0"
+    assert headers["origin.offset"] == b"0"
+    assert headers["error"].startswith(b"KeyError")
+    assert orjson.loads(letter.value) == no_person
+    assert [a["id"] for a in h.history("alice")] == [event(2)["id"]]

@@ -1,0 +1,273 @@
+"""route_customers and route_anonymous through faust's ``agent.test_context()`` (no broker).
+
+``test_context`` puts every message on partition 0 with offsets 0, 1, 2, ...; route_customers
+reads two topics, so its test messages carry the topic name ``<internal>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import orjson
+import pytest
+from ulid import ULID
+
+from app.clock import ManualClock
+from app.model import decode_envelope, encode_envelope
+from app.producer import OutRecord, partition_for
+from app.settings import Settings
+from app.topics import ANONYMOUS_HISTORY
+from app.wiring import create_app
+
+NOW_S = 1_700_000_000.0
+RECEIVED = 1_700_000_000_000
+GIVEN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+
+
+@dataclass
+class Harness:
+    app: Any
+    rt: Any
+    sent: list[OutRecord] = field(default_factory=list)
+    committing: int = 0
+    commits: int = 0
+
+    def sent_to(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.sent if r.topic == topic]
+
+    @property
+    def person_records(self) -> list[OutRecord]:
+        return self.sent_to(self.rt.topics.person_events.name)
+
+    @property
+    def letters(self) -> list[OutRecord]:
+        return self.sent_to(self.rt.topics.deadletter.name)
+
+    def anonymous(self, anonymous_id: str) -> dict[str, Any] | None:
+        return self.rt.state.tables[ANONYMOUS_HISTORY].get(0, anonymous_id)
+
+    async def settle(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (condition() and self.committing == 0):
+            if loop.time() > deadline:
+                raise AssertionError("timed out waiting for the agent")
+            await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = Settings(data_dir=tmp_path, partitions=4, app_key="a", site_id="s", api_key="k")
+    app = create_app(settings, clock=ManualClock(NOW_S))
+    app.finalize()
+    rt = app.runtime
+    h = Harness(app, rt)
+
+    async def send_all(records: Sequence[OutRecord]) -> list[int]:
+        h.sent.extend(records)
+        return list(range(len(h.sent) - len(records), len(h.sent)))
+
+    rt.producer.send_all = send_all
+    original_commit = rt.commit
+
+    async def commit(unit: Any) -> None:
+        h.committing += 1
+        try:
+            await original_commit(unit)
+            h.commits += 1
+        finally:
+            h.committing -= 1
+
+    rt.commit = commit
+    rt.started.set()
+    rt.state._recovered.update({(topic.name, p) for topic in
+                                (rt.topics.person_events, rt.topics.raw_anonymous)
+                                for p in range(4)})
+    try:
+        yield h
+    finally:
+        rt.state.close()
+
+
+def customers_on_distinct_partitions(partitions: int = 4) -> dict[int, list[str]]:
+    """Two customer ids for each of the first partitions found."""
+    found: dict[int, list[str]] = {}
+    for n in itertools.count():
+        key = f"cust-{n}"
+        found.setdefault(partition_for(key.encode(), partitions), []).append(key)
+        if len(found) >= 3 and sum(len(v) >= 2 for v in found.values()) >= 3:
+            return {p: v[:2] for p, v in found.items() if len(v) >= 2}
+    raise AssertionError("unreachable")
+
+
+def customer_event(customer: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {"op": "event", "customer": customer, "name": f"e{n}", "data": {"n": n},
+            "received_at": RECEIVED + n, **extra}
+
+
+def anon_event(anonymous_id: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {"op": "event", "anonymous_id": anonymous_id, "name": f"a{n}", "data": {"n": n},
+            "timestamp": 1_699_990_000 + n, "received_at": RECEIVED + n, **extra}
+
+
+# --- route_customers -----------------------------------------------------------------------------
+
+
+async def test_items_are_rekeyed_to_person_events_one_record_per_destination(
+    harness: Harness,
+) -> None:
+    h = harness
+    groups = customers_on_distinct_partitions()
+    customers = [c for pair in groups.values() for c in pair]
+    items = [customer_event(c, i) for i, c in enumerate(customers)]
+    items.append({"op": "identify", "customer": customers[0], "attributes": {"plan": "pro"},
+                  "received_at": RECEIVED + 99})
+    async with h.app.agents["route_customers"].test_context() as ag:
+        await ag.put(encode_envelope(items), key=b"raw")
+        await h.settle(lambda: h.commits >= 1)
+    records = h.person_records
+    assert sorted(r.partition for r in records) == sorted(groups)      # one per destination
+    routed_all = []
+    for record in records:
+        routed = decode_envelope(record.value)
+        assert partition_for(record.key, 4) == record.partition
+        for item in routed:
+            assert item["person"] == item["customer"]
+            assert partition_for(item["person"].encode(), 4) == record.partition
+        # submit order is kept within a destination
+        expected = [c for c in customers if partition_for(c.encode(), 4) == record.partition]
+        events = [it["customer"] for it in routed if it["op"] == "event"]
+        assert events == expected
+        routed_all.extend(routed)
+    assert len(routed_all) == len(items)
+    ids = [it["id"] for it in routed_all]
+    assert len(set(ids)) == len(ids)
+    for it in routed_all:
+        assert ULID.from_str(it["id"]).milliseconds == it["received_at"]
+    identify = next(it for it in routed_all if it["op"] == "identify")
+    assert identify["attributes"] == {"plan": "pro"} and identify["person"] == customers[0]
+    assert h.rt.counters[f"records_out:{h.rt.topics.person_events.name}"] == len(records)
+    # routing keeps no state: nothing goes to a changelog
+    assert not [r for r in h.sent if ".changelog." in r.topic]
+
+
+async def test_a_redelivered_raw_record_is_routed_with_the_same_ids(harness: Harness) -> None:
+    h = harness
+    [customer, *_] = next(iter(customers_on_distinct_partitions().values()))
+    record = encode_envelope([customer_event(customer, 1), customer_event(customer, 2)])
+    async with h.app.agents["route_customers"].test_context() as ag:
+        await ag.put(record, key=b"raw", timestamp=NOW_S)
+        await h.settle(lambda: len(h.person_records) == 1)
+        ag.sent_offset = 0
+        await ag.put(record, key=b"raw", timestamp=NOW_S)
+        await h.settle(lambda: len(h.person_records) == 2)
+        await ag.put(record, key=b"raw", timestamp=NOW_S)            # a new copy, offset 1
+        await h.settle(lambda: len(h.person_records) == 3)
+    first, again, copy_ = (decode_envelope(r.value) for r in h.person_records)
+    assert [it["id"] for it in again] == [it["id"] for it in first]
+    assert again == first
+    assert [it["id"] for it in copy_] != [it["id"] for it in first]
+
+
+async def test_a_given_id_is_kept_and_received_at_comes_from_the_record(harness: Harness) -> None:
+    h = harness
+    [customer, *_] = next(iter(customers_on_distinct_partitions().values()))
+    bare = {"op": "event", "customer": customer, "name": "plain", "id": GIVEN_ID.lower()}
+    async with h.app.agents["route_customers"].test_context() as ag:
+        await ag.put(orjson.dumps(bare), key=b"raw", timestamp=1_700_000_001.5)
+        await h.settle(lambda: len(h.person_records) == 1)
+    [routed] = decode_envelope(h.person_records[0].value)
+    assert routed["id"] == GIVEN_ID
+    assert routed["received_at"] == 1_700_000_001_500
+    assert routed["timestamp"] == 1_700_000_001
+    assert routed["person"] == customer
+
+
+async def test_bad_items_are_dead_lettered_and_the_rest_routed(harness: Harness) -> None:
+    h = harness
+    [customer, *_] = next(iter(customers_on_distinct_partitions().values()))
+    items = [{"op": "event", "customer": customer, "name": ""},
+             {"op": "teleport", "customer": customer},
+             customer_event(customer, 3),
+             {"op": "event", "name": "no customer"}]
+    async with h.app.agents["route_customers"].test_context() as ag:
+        await ag.put(b"{not json", key=b"raw")
+        await ag.put(encode_envelope(items), key=b"raw")
+        await h.settle(lambda: len(h.person_records) == 1)
+    [record] = h.person_records
+    assert [it["name"] for it in decode_envelope(record.value)] == ["e3"]
+    letters = h.letters
+    assert len(letters) == 4
+    headers = [dict(letter.headers) for letter in letters]
+    assert [(h_["origin.offset"], h_.get("origin.index")) for h_ in headers] == [
+        (b"0", None), (b"1", b"0"), (b"1", b"1"), (b"1", b"3")]
+    assert letters[0].value == b"{not json"
+    assert headers[1]["error"].startswith(b"BadItem: name:")
+    assert b"unknown action 'teleport'" in headers[2]["error"]
+    assert headers[3]["error"].startswith(b"BadItem: customer:")
+    assert orjson.loads(letters[2].value) == items[1]
+    assert h.rt.counters["deadletters"] == 4
+
+
+# --- route_anonymous -----------------------------------------------------------------------------
+
+
+async def test_anonymous_events_are_stored_without_processed_at(harness: Harness) -> None:
+    h = harness
+    items = [anon_event("anon-1", 2), anon_event("anon-1", 1), anon_event("anon-2", 3)]
+    async with h.app.agents["route_anonymous"].test_context() as ag:
+        await ag.put(encode_envelope(items), key=b"anon-1")
+        await h.settle(lambda: h.anonymous("anon-2") is not None)
+    one = h.anonymous("anon-1")
+    assert one is not None
+    assert [a["name"] for a in one["events"]] == ["a1", "a2"]          # event-time order
+    assert all(a["processed_at"] is None for a in one["events"])
+    assert [a["data"] for a in one["events"]] == [{"n": 1}, {"n": 2}]
+    assert set(one["seen"]) == {a["id"] for a in one["events"]}
+    assert sorted(entry[1:] for entry in one["seen"].values()) == [[0, 0, 0], [0, 0, 1]]
+    two = h.anonymous("anon-2")
+    assert [a["name"] for a in two["events"]] == ["a3"]               # type: ignore[index]
+    assert h.rt.counters["anonymous_events"] == 3
+    # nothing goes to person.events while the events are anonymous
+    assert h.person_records == []
+    changelog = h.rt.topics.table(ANONYMOUS_HISTORY).changelog_topic
+    assert sorted(r.key for r in h.sent_to(changelog)) == [b"anon-1", b"anon-2"]
+    for record in h.sent_to(changelog):
+        assert orjson.loads(record.value) == h.anonymous(record.key.decode())
+
+
+async def test_anonymous_duplicates_stop_and_redeliveries_re_run(harness: Harness) -> None:
+    h = harness
+    first = anon_event("anon-1", 1, id=GIVEN_ID)
+    async with h.app.agents["route_anonymous"].test_context() as ag:
+        await ag.put(encode_envelope([first]), key=b"anon-1")
+        await h.settle(lambda: h.anonymous("anon-1") is not None)
+        stored = h.anonymous("anon-1")
+        await ag.put(encode_envelope([dict(first, name="copy")]), key=b"anon-1")
+        await h.settle(lambda: h.rt.counters["duplicates"] == 1)
+        ag.sent_offset = 0
+        await ag.put(encode_envelope([first]), key=b"anon-1")
+        await h.settle(lambda: h.commits == 3)
+    assert h.anonymous("anon-1") == stored
+    assert [a["name"] for a in stored["events"]] == ["a1"]          # type: ignore[index]
+    assert h.rt.counters["duplicates"] == 1
+
+
+async def test_an_anonymous_identify_or_missing_id_is_dead_lettered(harness: Harness) -> None:
+    h = harness
+    items = [{"op": "identify", "anonymous_id": "anon-1", "attributes": {}},
+             {"op": "event", "customer": "c", "name": "x"},
+             anon_event("anon-1", 1)]
+    async with h.app.agents["route_anonymous"].test_context() as ag:
+        await ag.put(encode_envelope(items), key=b"anon-1")
+        await h.settle(lambda: h.anonymous("anon-1") is not None)
+    headers = [dict(letter.headers) for letter in h.letters]
+    assert [x["origin.index"] for x in headers] == [b"0", b"1"]
+    assert all(x["origin.topic"] == h.rt.topics.raw_anonymous.name.encode() for x in headers)
+    assert b"only events can be anonymous" in headers[0]["error"]
+    assert headers[1]["error"].startswith(b"BadItem: anonymous_id:")
+    assert [a["name"] for a in h.anonymous("anon-1")["events"]] == ["a1"]  # type: ignore[index]

@@ -1,0 +1,180 @@
+"""Unit tests for app.core.profiles: identifies folded into a profile, whatever their order."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.core.profiles import apply_identify, new_profile, public_view
+
+PERSON = "cust-1"
+RECEIVED = 1_700_000_000_000
+
+
+def identify(attributes: dict[str, Any], *, timestamp: int | None = None,
+             received_at: int = RECEIVED, anonymous_id: str | None = None,
+             event_id: str = "01HV5Z8N3Q4R5S6T7V8W9X0Y1Z") -> dict[str, Any]:
+    return {"op": "identify", "id": event_id, "customer": PERSON, "attributes": attributes,
+            "anonymous_id": anonymous_id, "timestamp": timestamp, "update": False,
+            "received_at": received_at}
+
+
+def fold(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    profile = None
+    for item in items:
+        profile = apply_identify(profile, PERSON, item)
+    return profile
+
+
+# --- ordering of attribute writes ----------------------------------------------------------------
+
+
+def test_later_sender_timestamp_wins_in_either_application_order() -> None:
+    older = identify({"plan": "free", "city": "Oslo"}, timestamp=1_000, received_at=RECEIVED + 5)
+    newer = identify({"plan": "pro"}, timestamp=2_000, received_at=RECEIVED)
+    for order in ([older, newer], [newer, older]):
+        profile = fold(order)
+        assert profile is not None
+        assert profile["attributes"] == {"plan": "pro", "city": "Oslo"}
+
+
+def test_arrival_order_decides_without_sender_timestamp() -> None:
+    first = identify({"plan": "free"}, received_at=RECEIVED)
+    second = identify({"plan": "pro"}, received_at=RECEIVED + 1)
+    assert fold([first, second])["attributes"] == {"plan": "pro"}  # type: ignore[index]
+    assert fold([second, first])["attributes"] == {"plan": "pro"}  # type: ignore[index]
+
+
+def test_equal_sender_timestamps_fall_back_to_arrival() -> None:
+    early = identify({"plan": "free"}, timestamp=1_000, received_at=RECEIVED)
+    late = identify({"plan": "pro"}, timestamp=1_000, received_at=RECEIVED + 1)
+    assert fold([late, early])["attributes"] == {"plan": "pro"}  # type: ignore[index]
+    assert fold([early, late])["attributes"] == {"plan": "pro"}  # type: ignore[index]
+
+
+identify_batch = st.lists(
+    st.tuples(
+        st.dictionaries(st.sampled_from(["plan", "city", "age", "vip"]),
+                        st.integers(0, 5) | st.sampled_from(["x", "y", None]), max_size=4),
+        st.integers(0, 10**6),                                  # received_at offset (ms)
+        st.none() | st.sampled_from(["anon-a", "anon-b", "anon-c"]),
+    ),
+    min_size=1, max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=identify_batch, stamps=st.lists(st.integers(1, 10**9), min_size=6, max_size=6,
+                                                unique=True), data=st.data())
+def test_any_permutation_of_identifies_with_distinct_stamps_folds_to_one_result(
+    batch: list[tuple[dict[str, Any], int, str | None]], stamps: list[int], data: st.DataObject,
+) -> None:
+    items = [identify(attrs, timestamp=stamps[i], received_at=RECEIVED + delay, anonymous_id=anon)
+             for i, (attrs, delay, anon) in enumerate(batch)]
+    expected_attributes: dict[str, Any] = {}
+    for item in sorted(items, key=lambda it: it["timestamp"]):
+        expected_attributes.update(item["attributes"])
+    expected_anon = sorted({it["anonymous_id"] for it in items if it["anonymous_id"]})
+
+    permutations = list(itertools.islice(itertools.permutations(items), 120))
+    permutations.append(tuple(data.draw(st.permutations(items))))
+    results = [fold(list(order)) for order in permutations]
+    for profile in results:
+        assert profile is not None
+        assert profile["attributes"] == expected_attributes
+        assert profile["anonymous_ids"] == expected_anon
+        assert profile["updated_at"] == max(it["received_at"] for it in items) // 1000
+        assert profile["stamps"] == results[0]["stamps"]  # type: ignore[index]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["plan", "city"]), st.integers(0, 9)),
+                min_size=1, max_size=6))
+def test_without_sender_timestamps_the_latest_arrival_wins_in_any_order(
+    writes: list[tuple[str, int]],
+) -> None:
+    items = [identify({key: value}, received_at=RECEIVED + i) for i, (key, value) in
+             enumerate(writes)]
+    expected: dict[str, Any] = {}
+    for key, value in writes:
+        expected[key] = value
+    assert fold(items)["attributes"] == expected  # type: ignore[index]
+    assert fold(list(reversed(items)))["attributes"] == expected  # type: ignore[index]
+
+
+# --- anonymous ids, idempotence, purity ----------------------------------------------------------
+
+
+def test_anonymous_ids_are_kept_sorted_and_unique() -> None:
+    profile = fold([
+        identify({}, anonymous_id="zeta", received_at=RECEIVED),
+        identify({}, anonymous_id="alpha", received_at=RECEIVED + 1),
+        identify({}, anonymous_id="zeta", received_at=RECEIVED + 2),
+        identify({}, anonymous_id=None, received_at=RECEIVED + 3),
+        identify({}, anonymous_id="mid", received_at=RECEIVED + 4),
+    ])
+    assert profile is not None
+    assert profile["anonymous_ids"] == ["alpha", "mid", "zeta"]
+
+
+def test_re_applying_an_identify_is_idempotent() -> None:
+    first = identify({"plan": "free", "age": 3}, timestamp=1_000, anonymous_id="anon-1")
+    second = identify({"plan": "pro"}, timestamp=2_000, received_at=RECEIVED + 10)
+    once = fold([first, second])
+    twice = fold([first, second, second, first])
+    assert once == twice
+    assert apply_identify(once, PERSON, second) == once
+
+
+def test_apply_identify_returns_a_new_value_and_leaves_the_input_untouched() -> None:
+    profile = fold([identify({"plan": "free"}, timestamp=1_000, anonymous_id="a")])
+    snapshot = copy.deepcopy(profile)
+    after = apply_identify(profile, PERSON, identify({"plan": "pro", "x": 1}, timestamp=2_000,
+                                                     anonymous_id="b"))
+    assert profile == snapshot
+    assert after is not profile
+    assert after["attributes"] == {"plan": "pro", "x": 1}
+    assert after["anonymous_ids"] == ["a", "b"]
+
+
+def test_a_new_profile_takes_id_and_created_at_from_its_first_identify() -> None:
+    profile = apply_identify(None, PERSON, identify({"plan": "free"}, received_at=1_700_000_123_456))
+    assert profile["id"] == PERSON
+    assert profile["created_at"] == 1_700_000_123
+    assert profile["updated_at"] == 1_700_000_123
+    assert new_profile(PERSON, identify({}, received_at=5_999))["created_at"] == 5
+
+
+def test_an_integer_created_at_attribute_sets_created_at() -> None:
+    profile = fold([identify({"created_at": 1_600_000_000}, received_at=RECEIVED)])
+    assert profile["created_at"] == 1_600_000_000  # type: ignore[index]
+    profile = fold([identify({"created_at": "yesterday"}, received_at=RECEIVED)])
+    assert profile["created_at"] == RECEIVED // 1000  # type: ignore[index]
+
+
+def test_updated_at_never_goes_back() -> None:
+    profile = fold([identify({"a": 1}, received_at=RECEIVED + 9_000),
+                    identify({"b": 2}, received_at=RECEIVED)])
+    assert profile["updated_at"] == (RECEIVED + 9_000) // 1000  # type: ignore[index]
+
+
+# --- public view ---------------------------------------------------------------------------------
+
+
+def test_public_view_shape() -> None:
+    profile = fold([identify({"plan": "pro", "email": "a@example.com"}, timestamp=1_000,
+                             anonymous_id="anon-9", received_at=1_700_000_050_000)])
+    assert profile is not None
+    view = public_view(profile)
+    assert view == {
+        "id": PERSON,
+        "attributes": {"plan": "pro", "email": "a@example.com"},
+        "anonymous_ids": ["anon-9"],
+        "created_at": 1_700_000_050,
+        "updated_at": 1_700_000_050,
+    }
+    assert "stamps" not in view
