@@ -267,7 +267,8 @@ class PeopleBatch:
         return sorted({key.split(":", 1)[1] for key in keys})
 
     def people_in(self, partition: int) -> set[str]:
-        people: set[str] = set()
+        """Everyone with a history or a profile here: stored, or loaded by this batch."""
+        people = {person for (p, person) in self.current if p == partition}
         for table in (HISTORY, PROFILES):
             people.update(self.rt.state.tables[table].store(partition).keys())
             for key, value in self.unit.changes.get((table, partition), {}).items():

@@ -1,30 +1,30 @@
 """End-to-end benchmark of eventide on this machine.
 
     .venv/bin/python -m bench.run [--mode raw|http|both] [--events N] [--http-events N]
-                                  [--people P] [--concurrency C] [--single-records] [--quick]
+        [--people P] [--concurrency C] [--single-records] [--rate R] [--quick]
 
-Starts its own embedded broker (Tansu, memory storage) on a free port and, for every run, a fresh
-deployment (own topic prefix, consumer group, data dir, 8 partitions) with ONE ``eventide worker``
-process. Then:
+Starts its own embedded broker (Tansu, memory storage) on a free port and, for every run, a
+fresh deployment (own topic prefix, consumer group, data dir, 8 partitions) with ONE
+``eventide worker`` process. Then:
 
-* **raw**: pre-generates N events for P people (10% are exact resends of an earlier event of the
-  same person, which the worker must drop), writes them straight to ``raw.events`` as batch
-  envelopes (~500 items per record, grouped per partition; ``--single-records``: one bare item per
-  record), and polls the worker's ``/metrics`` until every unique event is processed and every resend
-  dropped.
-* **http**: C concurrent clients POST ``/api/v1/customers/{id}/events`` (Basic auth), N events, then
-  the same wait.
+* **raw**: pre-generates N events for P people (every 10th is an exact resend of a random
+  earlier event of the same person, which the worker must drop) and writes them straight to
+  ``raw.events`` as batch envelopes (<= 500 items per record, grouped per partition;
+  ``--single-records``: one bare item per record). By default everything is written at once and
+  the worker drains a backlog; ``--rate R`` writes R events/s instead (steady state).
+* **http**: C concurrent clients POST ``/api/v1/customers/{id}/events`` (Basic auth).
 
-End to end = events sent (resends included) / (first produce or request → all processed, as seen by
-polling ``/metrics`` every 100 ms). Processing latency (accept → durable in history) is the worker's
-own histogram (``eventide_processing_latency_seconds``, bucket upper bounds ~20% apart), fed after
-each batch commits; "committed" waits for its count to reach the unique events, since verdicts are
-counted before the commit. HTTP latency is measured client-side. Peak RSS is the worker's
-``VmHWM`` (see :func:`rss_bytes`); CPU figures come from ``/proc/<pid>/stat``. The bench client,
-the broker and the worker share the machine's cores.
+Both then poll the worker's ``/metrics`` every 100 ms until every unique event is processed and
+committed and every resend dropped. End to end = events sent (resends included) / (first
+produce or request -> all committed). Verdicts are counted before a batch commits, the latency
+histogram after it, so "committed" waits for ``eventide_processing_latency_seconds_count`` to
+reach the unique events. Processing latency (accept -> durable in history) is that histogram's
+p50/p99 (bucket upper bounds, ~20% apart); HTTP latency is measured client-side. Peak RSS is the
+worker's ``VmHWM`` (see :func:`rss_bytes`); CPU comes from ``/proc/<pid>/stat``. The bench
+client, the broker and the worker share the machine's cores.
 
 Prints a table and writes ``bench/results/<timestamp>.json``. Exit status 1 if a run failed or a
-count was not exact; the worker and broker logs are then kept and their paths printed.
+count was not exact; the work dir (worker and broker logs) is then kept and its path printed.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, du
             if now - last_progress > stall_s:
                 raise BenchError(f"no progress for {stall_s:.0f}s: {status}")
             if now - start > timeout_s:
-                raise BenchError(f"not done after {timeout_s:.0f}s: {status}")
+                raise BenchError(f"not done after {timeout_s:g}s: {status}")
             await asyncio.sleep(0.1)
 
 
@@ -374,7 +374,8 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
                               "people": args.people, "partitions": args.partitions,
                               "loadavg_before": list(os.getloadavg())}
     results.append(result)
-    deployment = new_deployment(bootstrap, root / spec.label.replace(" ", "_"), args.partitions)
+    run_dir = root / re.sub(r"[^A-Za-z0-9]+", "-", spec.label).strip("-")
+    deployment = new_deployment(bootstrap, run_dir, args.partitions)
     worker = Worker(deployment, name="worker")
     result["worker_log"] = str(worker.log_path)
     print(f"\n== {spec.label}: {spec.events:,} events, {args.people:,} people, "
@@ -519,7 +520,7 @@ ROWS: list[tuple[str, Any]] = [
     ("worker RSS ready / end", lambda r: f"{_mb(r.get('idle_rss_bytes'))} / "
                                          f"{_mb(r.get('rss_end_bytes'))}"),
     ("WORKER PEAK RSS (VmHWM)", lambda r: _mb(r.get("peak_rss_bytes"))),
-    ("data dir on disk (RocksDB)", lambda r: _mb(r.get("data_dir_bytes"))),
+    ("RocksDB dir at end (incl. WAL)", lambda r: _mb(r.get("data_dir_bytes"))),
     ("broker RSS (whole bench so far)", lambda r: _mb(r.get("broker_rss_bytes"))),
     ("load avg before run", lambda r: _n(r["loadavg_before"][0], 2)),
 ]
@@ -643,7 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         document = {"started_at": stamp, "ok": not failed, "error": error, "machine": machine(),
                     "args": vars(args), "runs": results}
         out.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
-        print(f"\nresults: {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
+        shown = out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out
+        print(f"\nresults: {shown}")
     if failed:
         print(f"work dir kept: {root} (worker logs: {root}/*/worker.log, broker: "
               f"{root}/broker.log)", file=sys.stderr)

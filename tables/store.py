@@ -8,9 +8,10 @@ from typing import Any, Iterator, Mapping
 import orjson
 from rocksdict import Options, Rdict, WriteBatch
 
-#: Where a partition remembers the last changelog offset it has applied. The leading NUL keeps it
-#: out of every key range a caller can write (keys are non-empty text).
-_OFFSET_KEY = b"\x00changelog-offset"
+#: Where a partition remembers the last changelog offset it has applied. Caller keys are text
+#: encoded as UTF-8, where the byte 0xFF never occurs: no caller key can collide with this one,
+#: and it sorts after every caller key, outside every range scan.
+_OFFSET_KEY = b"\xff\xffchangelog-offset"
 
 
 def _options() -> Options:

@@ -19,8 +19,26 @@ _MAX_ID_BYTES = 150
 _EVENT_TYPES = ("event", "page", "screen")
 
 
+#: ULIDs hold 48 bits of milliseconds.
+_MAX_ULID_MS = 1 << 48
+
+
 class BadItem(ValueError):
     """The item can't be processed; the message says why."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ulid(value: Any) -> str:
+    """The canonical form of a ULID, or :class:`BadItem` (the regex alone admits 2**130 values)."""
+    if not isinstance(value, str) or not _ULID.match(value.upper()):
+        raise BadItem("id: must be a ULID")
+    try:
+        return str(ULID.from_str(value.upper()))
+    except ValueError:
+        raise BadItem("id: must be a ULID (value out of range)") from None
 
 
 def derived_id(ts_ms: int, seed: str) -> str:
@@ -54,18 +72,19 @@ def normalize(item: dict[str, Any], *, topic: str, partition: int, offset: int, 
     received_at = item.get("received_at")
     if received_at is None:
         out["received_at"] = received_at = record_ts_ms
-    elif not isinstance(received_at, int) or isinstance(received_at, bool):
-        raise BadItem("received_at: must be an integer (ms)")
+    elif not _is_int(received_at) or not 0 <= received_at < _MAX_ULID_MS:
+        raise BadItem("received_at: must be an integer of milliseconds since the epoch")
     event_id = item.get("id")
     if event_id is None:
         out["id"] = id_for_position(topic, partition, offset, index, received_at)
-    elif not isinstance(event_id, str) or not _ULID.match(event_id.upper()):
-        raise BadItem("id: must be a ULID")
     else:
-        out["id"] = event_id.upper()
+        out["id"] = _ulid(event_id)
     if op == "identify":
         if not isinstance(item.get("attributes", {}), dict):
             raise BadItem("attributes: must be an object")
+        sent = item.get("timestamp")
+        if sent is not None and (not _is_int(sent) or sent < 0):
+            raise BadItem("timestamp: must be a non-negative integer (Unix seconds)")
         out.setdefault("attributes", {})
         return out
     name = item.get("name")
@@ -81,6 +100,6 @@ def normalize(item: dict[str, Any], *, topic: str, partition: int, offset: int, 
     if not isinstance(data, dict):
         raise BadItem("data: must be an object")
     timestamp = out.setdefault("timestamp", received_at // 1000)
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool) or timestamp < 0:
+    if not _is_int(timestamp) or timestamp < 0:
         raise BadItem("timestamp: must be a non-negative integer (Unix seconds)")
     return out

@@ -157,3 +157,21 @@ def test_partitions_are_separate_databases(tmp_path: Path) -> None:
     finally:
         zero.close()
         one.close()
+
+
+def test_range_is_ordered_half_open_and_hides_the_offset_key(store: PartitionStore) -> None:
+    store.write({"t:0003:b": 1, "t:0001:a": 1, "t:0002:c": 1, "u:0000:z": 1}, 9)
+    assert [k for k, _ in store.range("", "t:0003")] == ["t:0001:a", "t:0002:c"]
+    assert [k for k, _ in store.range("t:0002", "u")] == ["t:0002:c", "t:0003:b"]
+    assert list(store.range("v", "w")) == []
+
+
+def test_a_caller_key_equal_to_the_internal_offset_key_is_kept_apart(
+    store: PartitionStore,
+) -> None:
+    person = "\x00changelog-offset"
+    history = [{"id": "A", "timestamp": 1}]
+    store.write({person: history, "other": 1}, 5)
+    assert store.changelog_offset == 5
+    assert store.get(person) == history
+    assert sorted(store.keys()) == sorted([person, "other"])

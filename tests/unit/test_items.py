@@ -189,10 +189,6 @@ def test_identify_attributes_must_be_an_object() -> None:
 # --- bugs: things the route stage lets through to the person stage -------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: normalize checks ids with a regex only; a 26-character id whose first character is "
-    "above 7 overflows 128 bits, is not a ULID (ULID.from_str raises, as validate._check_id "
-    "does), and later makes dedup.ulid_ms raise in the person stage"))
 def test_an_id_that_overflows_128_bits_is_rejected() -> None:
     overflowing = "8ZZZZZZZZZZZZZZZZZZZZZZZZZ"
     with pytest.raises(ValueError):
@@ -200,19 +196,12 @@ def test_an_id_that_overflows_128_bits_is_rejected() -> None:
     bad(ev(id=overflowing), "id")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: normalize does not check an identify's sender timestamp (_timestamp); a non-integer "
-    "reaches the person stage, where profiles._stamp calls int() on it (a string crashes the "
-    "step there, True/1.9 are silently taken as 1)"))
 @pytest.mark.parametrize("timestamp", ["soon", True, -5, 1.9])
 def test_identify_with_a_bad_sender_timestamp_is_rejected(timestamp: Any) -> None:
     bad({"op": "identify", "customer": "c", "timestamp": timestamp, "received_at": RECEIVED},
         "timestamp")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a negative (or >= 2**48) received_at without an id makes id_for_position raise "
-    "OverflowError from int.to_bytes instead of BadItem('received_at: ...')"))
 @pytest.mark.parametrize("received_at", [-1, 2**48])
 def test_out_of_range_received_at_is_a_bad_item(received_at: int) -> None:
     bad(ev(received_at=received_at), "received_at")

@@ -1,0 +1,153 @@
+"""Live segments end to end: definitions over HTTP, changes read with a plain aiokafka consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.support.harness import Deployment, Worker, eventually, read_topic
+
+pytestmark = pytest.mark.integration
+
+CART = {"name": "abandoned_cart", "data": {"total": 215, "items": [
+    {"category": "computers", "type": "monitor", "price": 200},
+    {"category": "cables", "type": "hdmi", "price": 15}]}}
+HDMI_ONLY = {"name": "abandoned_cart", "data": {"items": [{"type": "hdmi"}]}}
+
+
+def monitor_segment(within: str) -> dict:
+    return {"name": "Monitor cart, no purchase", "match": {"all": [
+        {"event": "abandoned_cart", "where": [{"path": "items[].type", "op": "eq",
+                                               "value": "monitor"}],
+         "count": {"gte": 1}, "within": within},
+        {"not": {"event": "purchased", "within": "14d"}}]}}
+
+
+async def changes(d: Deployment) -> list[dict]:
+    records = await read_topic(d.bootstrap, d.topics.segment_changes.name, partitions=4)
+    return [orjson.loads(r.value) for r in records]
+
+
+def transitions(found: list[dict], person: str) -> list[str]:
+    seen, out = set(), []
+    for change in found:
+        if change["person_id"] == person and change["change_id"] not in seen:
+            seen.add(change["change_id"])
+            out.append(change["change"])
+    return out
+
+
+@pytest.fixture
+async def fast_ticks(deployment: Deployment):
+    started = Worker(deployment, EVENTIDE_TICK_INTERVAL_S="1").start()
+    try:
+        await started.wait_ready()
+        yield started
+    finally:
+        started.stop()
+
+
+async def test_seed_example_enters_exits_with_time_and_rebuilds_on_edit(
+        deployment: Deployment, fast_ticks: Worker) -> None:
+    d = deployment
+    now = int(time.time())
+    async with aiohttp.ClientSession() as session:
+        async def call(method: str, path: str, **kwargs) -> tuple[int, dict]:
+            headers = kwargs.pop("headers", d.app_auth)
+            async with session.request(method, d.url + path, headers=headers,
+                                       **kwargs) as response:
+                return response.status, await response.json()
+
+        status, body = await call("PUT", "/api/v1/segments/monitor-cart",
+                                  json=monitor_segment("1m"))
+        assert status == 200, body
+        # ann: a monitor cart stamped 50 s ago → in now, out ~10 s later when the 1m window passes.
+        # bob: a monitor cart now, then a purchase → enters, then exits at the purchase.
+        # cal: only an hdmi cart → never enters.
+        for person, event in (("ann", {**CART, "timestamp": now - 50}), ("bob", CART),
+                              ("cal", HDMI_ONLY)):
+            status, _ = await call("POST", f"/api/v1/customers/{person}/events", json=event,
+                                   headers=d.track_auth)
+            assert status == 200
+        await asyncio.sleep(1)
+        status, _ = await call("POST", "/api/v1/customers/bob/events",
+                               json={"name": "purchased"}, headers=d.track_auth)
+        assert status == 200
+
+        async def ann_and_bob_out() -> list[dict]:
+            found = await changes(d)
+            assert transitions(found, "ann") == ["entered", "exited"]
+            assert transitions(found, "bob") == ["entered", "exited"]
+            return found
+        found = await eventually(ann_and_bob_out, timeout_s=40)
+        assert transitions(found, "cal") == []
+        ann = [c for c in found if c["person_id"] == "ann"]
+        assert ann[1]["cause"] == f"timer:{now - 50 + 60}" and ann[1]["at"] == now + 10
+        bob_exit = [c for c in found if c["person_id"] == "bob"][1]
+        assert bob_exit["cause"] != bob_exit["change_id"]  # caused by the purchase event's id
+
+        status, body = await call("GET", "/api/v1/customers/ann/segments")
+        assert body == {"segments": []}
+
+        # Editing to a 30-day window re-evaluates everyone from stored history: ann re-enters
+        # (her cart is 50 s old), bob stays out (he purchased), cal stays out.
+        status, body = await call("PUT", "/api/v1/segments/monitor-cart",
+                                  json=monitor_segment("30d"))
+        assert status == 200
+
+        async def rebuilt() -> dict:
+            status, body = await call("GET", "/api/v1/segments/monitor-cart")
+            assert body["segment"]["state"] == "live" and body["segment"]["members"] == 1
+            return body
+        await eventually(rebuilt)
+        found = await changes(d)
+        assert transitions(found, "ann") == ["entered", "exited", "entered"]
+        assert transitions(found, "bob") == ["entered", "exited"]
+        reentry = [c for c in found if c["person_id"] == "ann"][2]
+        assert reentry["cause"].startswith("definition:")
+
+        status, body = await call("GET", "/api/v1/segments/monitor-cart/membership")
+        assert body == {"people": ["ann"], "next": None}
+        status, body = await call("GET", "/api/v1/segments")
+        assert [(s["id"], s["members"]) for s in body["segments"]] == [("monitor-cart", 1)]
+        status, body = await call("GET", "/api/v1/events/names", params={"q": "*cart+purch*"})
+        assert {n["name"]: n["count"] for n in body["names"]} == {"abandoned_cart": 3,
+                                                                    "purchased": 1}
+
+        # Deleting the segment emits exits for its members.
+        status, _ = await call("DELETE", "/api/v1/segments/monitor-cart")
+        assert status == 200
+
+        async def deleted() -> None:
+            assert transitions(await changes(d), "ann") == ["entered", "exited", "entered",
+                                                              "exited"]
+        await eventually(deleted)
+        status, _ = await call("GET", "/api/v1/segments/monitor-cart")
+        assert status == 404
+
+    membership = await read_topic(d.bootstrap, d.topics.segment_membership.name, partitions=4)
+    last = {}
+    for record in membership:
+        last[record.key] = record.value
+    assert last[b"monitor-cart:ann"] is None  # compacted view ends in a tombstone
+
+
+async def test_invalid_definition_is_400_naming_the_part(deployment: Deployment,
+                                                         worker: Worker) -> None:
+    d = deployment
+    bad = {"name": "x", "match": {"all": [{"event": "a", "within": "30 days"}]}}
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{d.url}/api/v1/segments/s1", json=bad,
+                               headers=d.app_auth) as response:
+            assert response.status == 400
+            errors = (await response.json())["meta"]["errors"]
+        assert errors[0].startswith("match.all[0].within:")
+        async with session.get(f"{d.url}/api/v1/segments/s1", headers=d.app_auth) as response:
+            assert response.status == 404  # nothing changed
+        async with session.put(f"{d.url}/api/v1/segments/s1", json={"name": "x"},
+                               headers=d.track_auth) as response:
+            assert response.status == 401
