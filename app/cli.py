@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from app import cli_ops
 from app.broker import EmbeddedBroker, claim_data_dir, ensure_topics
 from app.settings import Settings
 from app.topics import build_topics
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--port", type=int, help="HTTP port (overrides EVENTIDE_HTTP_PORT)")
         sub.add_argument("--data-dir", help="state directory (overrides EVENTIDE_DATA_DIR)")
         sub.set_defaults(handler=handler)
+    cli_ops.register(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return int(args.handler(args))

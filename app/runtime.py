@@ -44,6 +44,10 @@ class Runtime:
     #: Set once the consumer has joined its group and had partitions assigned at least once.
     joined: bool = False
 
+    def resolve_person(self, identifier: str) -> str | None:
+        """The canonical person id an identifier currently names (itself until aliases exist)."""
+        return identifier
+
     def deadletter(self, unit: UnitOfWork, *, topic: str, partition: int, offset: int,
                    key: bytes | None, value: bytes | None, error: str,
                    index: int | None = None) -> None:
