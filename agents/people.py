@@ -21,13 +21,13 @@ import orjson
 from faust.types import EventT
 
 from agents.batches import deadletter_item, items_of, recover_for, run
-from app.core import history, membership
+from app.core import dedup, history, membership, profiles, triggers
 from app.core.dedup import Verdict
 from app.core.items import derived_id
 from app.core.membership import Change
 from app.core.person import PersonState, Policy, step
 from app.model import encode_envelope
-from app.producer import OutRecord
+from app.producer import OutRecord, partition_for
 from app.runtime import Runtime
 from app.segments.definition import Segment
 from app.topics import (DEDUP, EVENT_NAMES, HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
@@ -86,6 +86,8 @@ class PeopleBatch:
         self.current: dict[tuple[int, str], PersonState] = {}
         self.accepted_at_ms: list[int] = []
         self.changes = 0
+        #: People deleted in this batch: their keys are removed at flush, not written.
+        self.deleted: set[tuple[int, str]] = set()
 
     def person(self, partition: int, person: str) -> PersonState:
         slot = (partition, person)
@@ -96,13 +98,32 @@ class PeopleBatch:
     def flush(self) -> None:
         for (partition, person), after in self.current.items():
             save_person(self.unit, partition, person, self.loaded[(partition, person)], after)
+            # Deleted, and not identified again later in this batch: remove the keys entirely.
+            if (partition, person) in self.deleted and after.profile is None and \
+                    not after.history:
+                for table in (DEDUP, HISTORY, PROFILES, MEMBERSHIP):
+                    self.unit.delete(table, partition, person)
 
     # -- item kinds ----------------------------------------------------------------------------
 
     async def handle(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
         op = item.get("op")
-        if op in ("event", "identify"):
-            self.on_input(partition, offset, index, item)
+        if op in ("event", "identify", "merge_from", "absorb", "delete"):
+            state = self.person(partition, item["person"])
+            if op == "merge_from" and (item["into"] == item["person"] or
+                                       (state.profile or {}).get("merged_into")):
+                self.rt.counters["merges:repeat"] += 1  # merging twice is merging once
+            elif state.profile and state.profile.get("merged_into"):
+                # Someone merged away: whatever still reaches them belongs to the survivor.
+                self.forward(state.profile["merged_into"], item)
+            elif op == "merge_from":
+                self.on_merge_from(partition, item)
+            elif op == "absorb":
+                self.on_absorb(partition, offset, index, item)
+            elif op == "delete":
+                self.on_delete(partition, item)
+            else:
+                self.on_input(partition, offset, index, item)
         elif op == "tick":
             self.on_tick(partition, int(item["at"]))
         elif op == "segment":
@@ -114,22 +135,161 @@ class PeopleBatch:
         rt = self.rt
         person = item["person"]
         before = self.person(partition, person)
+        if item["op"] == "identify" and item.get("update") and before.profile is None:
+            rt.counters["identify:update_of_unknown_person"] += 1  # _update never creates
+            return
         after, verdict = step(before, person, item, (partition, offset, index),
                               now_s=rt.clock.now(), policy=self.policy)
         rt.counters[f"verdict:{verdict.value}"] += 1
         if verdict is Verdict.DUPLICATE:
             return
-        now_s = int(item["received_at"]) // 1000
+        now_s = int(item.get("processed_at") or int(item["received_at"]) // 1000)
         if item["op"] == "event":
             if verdict is Verdict.NEW:
                 self.accepted_at_ms.append(item["received_at"])
                 self.count_name(partition, item["name"], item["timestamp"])
+            self.trigger(partition, person, item, now_s)
             candidates = rt.catalog.segments_for_event(item["name"])
         else:
+            self.announce_identity(person, before, after, item)
             candidates = rt.catalog.segments_for_attributes(set(item.get("attributes", {})))
         self.current[(partition, person)] = self.evaluate(
             partition, person, after, self.active(partition, candidates), now_s=now_s,
             cause=item["id"])
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def command(self, key: str, item: dict[str, Any]) -> None:
+        spec = self.rt.topics.identity_commands
+        self.unit.send(OutRecord(spec.name, partition_for(key.encode(), spec.partitions),
+                                 key.encode(), encode_envelope([item])))
+
+    def link(self, anonymous_id: str, item: dict[str, Any]) -> None:
+        spec = self.rt.topics.anonymous_links
+        self.unit.send(OutRecord(spec.name, partition_for(anonymous_id.encode(), spec.partitions),
+                                 anonymous_id.encode(), encode_envelope([item])))
+
+    def forward(self, person: str, item: dict[str, Any]) -> None:
+        spec = self.rt.topics.person_events
+        self.unit.send(OutRecord(spec.name, partition_for(person.encode(), spec.partitions),
+                                 person.encode(), encode_envelope([{**item, "person": person}])))
+        self.rt.counters["forwarded_to_survivor"] += 1
+
+    def announce_identity(self, person: str, before: PersonState, after: PersonState,
+                          item: dict[str, Any]) -> None:
+        """Tell identifier partitions and anonymous partitions what this identify changed.
+
+        Re-sent on a redelivery: each command is idempotent where it lands.
+        """
+        old = profiles.identifiers(before.profile) if before.profile else {}
+        new = profiles.identifiers(after.profile) if after.profile else {}
+        for kind in ("email", "cio_id"):
+            if new.get(kind) != old.get(kind):
+                if old.get(kind):
+                    self.command(old[kind], {"op": "unalias", "person": person,
+                                             "identifier": f"{kind}:{old[kind]}"})
+                if new.get(kind):
+                    self.command(new[kind], {"op": "alias", "person": person,
+                                             "identifier": f"{kind}:{new[kind]}"})
+        anonymous_id = item.get("anonymous_id")
+        if anonymous_id:
+            self.link(anonymous_id, {"op": "link", "anonymous_id": anonymous_id,
+                                     "person": person, "id": item["id"],
+                                     "at": int(item["received_at"]) // 1000})
+
+    def on_merge_from(self, partition: int, item: dict[str, Any]) -> None:
+        """The secondary's side of a merge: hand everything to the primary, leave a forwarder."""
+        secondary, primary = item["person"], item["into"]
+        state = self.person(partition, secondary)
+        at = int(item["received_at"]) // 1000
+        if state.profile is None and not state.history:
+            self.rt.counters["merges:empty_secondary"] += 1
+            return
+        self.forward(primary, {"op": "absorb", "id": item["id"], "from": secondary,
+                               "events": state.history, "profile": state.profile,
+                               "received_at": item["received_at"]})
+        state = self.leave(partition, secondary, state, cause=f"merge:{item['id']}", at=at)
+        for kind, value in (profiles.identifiers(state.profile) if state.profile else
+                            {"id": secondary}).items():
+            self.command(value, {"op": "alias", "person": primary,
+                                 "identifier": f"{kind}:{value}"})
+        for anonymous_id in (state.profile or {}).get("anonymous_ids", []):
+            self.link(anonymous_id, {"op": "link", "anonymous_id": anonymous_id,
+                                     "person": primary, "relink_from": secondary, "at": at,
+                                     "id": item["id"]})
+        marker = {"id": secondary, "merged_into": primary, "attributes": {}, "stamps": {},
+                  "anonymous_ids": [], "created_at": at, "updated_at": at}
+        self.current[(partition, secondary)] = PersonState({}, [], marker, membership.empty())
+        self.rt.counters["merges:done"] += 1
+
+    def on_absorb(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
+        """The primary's side of a merge: the secondary's events (deduplicated) and attributes."""
+        person = item["person"]
+        state = self.person(partition, person)
+        ref = (partition, offset, index)
+        seen, events = state.seen, state.history
+        now_ms = int(item["received_at"])
+        for activity in item["events"]:
+            verdict = dedup.classify(seen, activity["id"], ref)
+            if verdict is Verdict.DUPLICATE:
+                continue
+            if verdict is Verdict.NEW:
+                seen = dedup.remember(seen, activity["id"], ref, now_ms=now_ms,
+                                      horizon_ms=self.policy.dedup_horizon_s * 1000)
+            events = history.append(events, activity, now_s=self.rt.clock.now(),
+                                    retention=self.policy.retention)
+        profile = state.profile
+        if item.get("profile"):
+            profile = profiles.merge(profile, person, item["profile"], item["id"],
+                                     now_ms // 1000)
+        merged = PersonState(seen, events, profile, state.membership)
+        names = {activity["name"] for activity in item["events"]}
+        candidates: set[str] = set()
+        for name in names:
+            candidates |= self.rt.catalog.segments_for_event(name)
+        candidates |= self.rt.catalog.segments_for_attributes(
+            set((item.get("profile") or {}).get("attributes", {})))
+        self.current[(partition, person)] = self.evaluate(
+            partition, person, merged, self.active(partition, candidates),
+            now_s=now_ms // 1000, cause=f"merge:{item['id']}")
+
+    def on_delete(self, partition: int, item: dict[str, Any]) -> None:
+        person = item["person"]
+        state = self.person(partition, person)
+        at = int(item["received_at"]) // 1000
+        state = self.leave(partition, person, state, cause=f"delete:{item['id']}", at=at)
+        if state.profile:
+            for kind, value in profiles.identifiers(state.profile).items():
+                if kind != "id":
+                    self.command(value, {"op": "unalias", "person": person,
+                                         "identifier": f"{kind}:{value}"})
+            for anonymous_id in state.profile.get("anonymous_ids", []):
+                self.link(anonymous_id, {"op": "unlink", "anonymous_id": anonymous_id,
+                                         "person": person, "id": item["id"], "at": at})
+        self.current[(partition, person)] = PersonState({}, [], None, membership.empty())
+        self.deleted.add((partition, person))
+        self.rt.counters["deletes"] += 1
+
+    def leave(self, partition: int, person: str, state: PersonState, *, cause: str,
+              at: int) -> PersonState:
+        """Exit every segment the person is in (merged away or deleted)."""
+        members = (state.membership or membership.empty())["in"]
+        return self.evaluate(partition, person, state, [(sid, None) for sid in sorted(members)],
+                             now_s=at, cause=cause)
+
+    def trigger(self, partition: int, person: str, item: dict[str, Any], now_s: int) -> None:
+        """A campaign trigger for each fresh event (72-hour rule); none for imports or merges."""
+        rt = self.rt
+        if item.get("source") == "import":
+            rt.counters["triggers:skipped_import"] += 1
+            return
+        if not triggers.is_fresh(item["timestamp"], now_s):
+            rt.counters["triggers:skipped_stale"] += 1
+            return
+        record = triggers.trigger_record(item, person)
+        self.unit.send(OutRecord(rt.topics.campaign_triggers.name, partition, person.encode(),
+                                 orjson.dumps(record)))
+        rt.counters["triggers:sent"] += 1
 
     def on_tick(self, partition: int, at_s: int) -> None:
         """Re-evaluate, at its own due time, every segment whose due time has come.

@@ -1,12 +1,15 @@
 """Route raw items to the partition of the person they belong to.
 
-``route_customers`` reads the identifier-keyed raw topics and re-keys every item by its canonical
-person id onto ``person.events`` (one batch record per destination partition). Until identity
-resolution lands, a customer identifier *is* the person id; the hop exists so that aliases,
-email addressing and merges resolve here, on the identifier's own partition (DATAFLOW rule 1).
+``route_customers`` reads the identifier-keyed topics (``raw.events``, ``raw.identifies`` and
+``identity.commands``) on the identifier's own partition, where the ``aliases`` table says which
+person an identifier names (an email, a ``cio_id``, or the id of someone merged away). Every item
+is re-keyed by its canonical person id onto ``person.events``, one batch record per destination
+partition. A merge resolves in two hops: the secondary's partition names the secondary person, the
+primary's partition names the primary, and the pair goes to the secondary's person partition.
 
-``route_anonymous`` keeps anonymous activity under its anonymous id, deduplicated, without
-``processed_at``.
+``route_anonymous`` reads ``raw.anonymous`` and ``anonymous.links``: activity of an anonymous id
+is kept under that id until an identify links it to a person; then the stored events (of the last
+30 days) move to the person and later ones follow them there.
 """
 
 from __future__ import annotations
@@ -19,82 +22,241 @@ from faust.types import EventT
 
 from agents.batches import deadletter_item, items_of, recover_for, run
 from app.core import dedup, history
-from app.core.items import normalize
+from app.core.items import normalize, reference
 from app.core.person import activity_of
 from app.model import encode_envelope
 from app.producer import OutRecord, partition_for
 from app.runtime import Runtime
-from app.topics import ANONYMOUS_HISTORY
+from app.topics import ALIASES, ANONYMOUS_HISTORY, ANONYMOUS_LINKS
+from tables.state import UnitOfWork
+
+DAY_S = 86_400
+#: Merges parked per unknown identifier, at most (the oldest beyond are dropped).
+_MAX_PARKED = 100
+
+
+class Outbox:
+    """Items bound for a topic, grouped into one envelope per destination partition."""
+
+    def __init__(self, topic: str, partitions: int) -> None:
+        self.topic, self.partitions = topic, partitions
+        self.items: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self.keys: dict[int, bytes] = {}
+
+    def add(self, key: str, item: dict[str, Any]) -> None:
+        raw_key = key.encode()
+        partition = partition_for(raw_key, self.partitions)
+        self.items[partition].append(item)
+        self.keys.setdefault(partition, raw_key)
+
+    def flush(self, rt: Runtime, unit: UnitOfWork) -> None:
+        for partition, items in self.items.items():
+            unit.send(OutRecord(self.topic, partition, self.keys[partition],
+                                encode_envelope(items)))
+            rt.counters[f"records_out:{self.topic}"] += 1
+
+
+def resolve(rt: Runtime, unit: UnitOfWork, partition: int, kind: str, value: str) -> str | None:
+    """The person an identifier names: an alias, else the identifier itself if it is the kind the
+    workspace addresses people by (a new person), else nobody."""
+    alias = unit.get(ALIASES, partition, f"{kind}:{value}")
+    if alias is not None:
+        return alias
+    return value if kind == rt.settings.identify_by else None
+
+
+class CustomerRouter:
+    def __init__(self, rt: Runtime, unit: UnitOfWork) -> None:
+        self.rt, self.unit = rt, unit
+        topics = rt.topics
+        self.people = Outbox(topics.person_events.name, topics.person_events.partitions)
+        self.commands = Outbox(topics.identity_commands.name, topics.identity_commands.partitions)
+
+    def route_raw(self, event: EventT, partition: int, offset: int, index: int,
+                  item: dict[str, Any]) -> None:
+        rt = self.rt
+        item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
+                         index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
+                         identifier_field="customer")
+        op = item["op"]
+        if op == "merge":
+            self.merge(partition, item)
+            return
+        person = resolve(rt, self.unit, partition, rt.settings.identify_by, item["customer"])
+        if person is None:  # an email never seen, with people addressed by id: nobody to act on
+            rt.counters[f"unknown_identifier:{op}"] += 1
+            return
+        if op == "identify" and rt.settings.identify_by == "email":
+            item["attributes"] = {"email": item["customer"], **item["attributes"]}
+        self.people.add(person, {**item, "person": person})
+
+    def merge(self, partition: int, item: dict[str, Any]) -> None:
+        """First hop of a merge, on the secondary identifier's partition."""
+        kind, value = reference(item["secondary"], "secondary")
+        secondary = resolve(self.rt, self.unit, partition, kind, value)
+        if secondary is None:
+            self.wait_for(partition, f"{kind}:{value}", item)
+            return
+        primary_kind, primary_value = reference(item["primary"], "primary")
+        self.commands.add(primary_value, {
+            "op": "merge_resolve", "id": item["id"], "from": secondary,
+            "primary": {primary_kind: primary_value}, "received_at": item["received_at"]})
+
+    def wait_for(self, partition: int, identifier: str, item: dict[str, Any]) -> None:
+        """Park a merge naming an identifier nobody has yet; the alias that names it resumes it.
+
+        So a merge sent right after the identify that sets an email does not depend on which
+        of the two reaches this partition first.
+        """
+        key = f"pending:{identifier}"
+        waiting = self.unit.get(ALIASES, partition, key) or []
+        if all(parked["id"] != item["id"] for parked in waiting):
+            self.unit.put(ALIASES, partition, key, [*waiting, item][-_MAX_PARKED:])
+        self.rt.counters["merges:parked"] += 1
+
+    def route_command(self, partition: int, item: dict[str, Any]) -> None:
+        op = item["op"]
+        if op == "alias":
+            self.unit.put(ALIASES, partition, item["identifier"], item["person"])
+            parked = self.unit.get(ALIASES, partition, f"pending:{item['identifier']}")
+            if parked:
+                self.unit.delete(ALIASES, partition, f"pending:{item['identifier']}")
+                for waiting in parked:
+                    if waiting["op"] == "merge":
+                        self.merge(partition, waiting)
+                    else:
+                        self.route_command(partition, waiting)
+        elif op == "unalias":
+            if self.unit.get(ALIASES, partition, item["identifier"]) == item["person"]:
+                self.unit.delete(ALIASES, partition, item["identifier"])
+        elif op == "merge_resolve":
+            [(kind, value)] = item["primary"].items()
+            primary = resolve(self.rt, self.unit, partition, kind, value)
+            if primary is None:
+                self.wait_for(partition, f"{kind}:{value}", item)
+            elif primary == item["from"]:
+                self.rt.counters["merges:already_one"] += 1
+            else:
+                self.people.add(item["from"], {"op": "merge_from", "id": item["id"],
+                                               "person": item["from"], "into": primary,
+                                               "received_at": item["received_at"]})
+        else:
+            raise ValueError(f"op: unknown identity command {op!r}")
 
 
 async def route_customer_batch(rt: Runtime, events: Sequence[EventT]) -> None:
+    await recover_for(rt, events)
     unit = rt.state.begin()
-    target = rt.topics.person_events
-    outgoing: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    keys: dict[int, bytes] = {}
+    router = CustomerRouter(rt, unit)
+    commands_topic = rt.topics.identity_commands.name
     for located in items_of(rt, unit, events):
         event, partition, offset, index, item = located
         try:
-            routed = normalize(item, topic=event.message.topic, partition=partition,
-                               offset=offset, index=index,
-                               record_ts_ms=int((event.message.timestamp or 0) * 1000),
-                               identifier_field="customer")
+            if event.message.topic == commands_topic:
+                router.route_command(partition, item)
+            else:
+                router.route_raw(event, partition, offset, index, item)
         except Exception as exc:
             deadletter_item(rt, unit, located, exc)
-            continue
-        person = routed["person"] = routed["customer"]
-        destination = partition_for(person.encode(), target.partitions)
-        outgoing[destination].append(routed)
-        keys.setdefault(destination, person.encode())
-    for destination, items in outgoing.items():
-        unit.send(OutRecord(target.name, destination, keys[destination], encode_envelope(items)))
-        rt.counters[f"records_out:{target.name}"] += 1
+    router.people.flush(rt, unit)
+    router.commands.flush(rt, unit)
     await rt.commit(unit)
+
+
+class AnonymousRouter:
+    def __init__(self, rt: Runtime, unit: UnitOfWork, now_s: float) -> None:
+        self.rt, self.unit, self.now_s = rt, unit, now_s
+        self.people = Outbox(rt.topics.person_events.name, rt.topics.person_events.partitions)
+        settings = rt.settings
+        self.retention = history.Retention(settings.anonymous_horizon_s,
+                                           settings.history_max_events)
+
+    def on_event(self, event: EventT, partition: int, offset: int, index: int,
+                 item: dict[str, Any]) -> None:
+        rt = self.rt
+        item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
+                         index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
+                         identifier_field="anonymous_id")
+        if item["op"] != "event":
+            raise ValueError("only events can be anonymous")
+        anonymous_id = item["anonymous_id"]
+        person = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
+        if person is not None:  # identified already: straight to the person
+            self.people.add(person, {**item, "person": person})
+            rt.counters["anonymous_events:forwarded"] += 1
+            return
+        state = self.unit.get(ANONYMOUS_HISTORY, partition, anonymous_id) or {"seen": {},
+                                                                            "events": []}
+        ref = (partition, offset, index)
+        verdict = dedup.classify(state["seen"], item["id"], ref)
+        if verdict is dedup.Verdict.DUPLICATE:
+            rt.counters["verdict:duplicate"] += 1
+            return
+        now_ms = int(self.now_s * 1000)
+        seen = state["seen"]
+        if verdict is dedup.Verdict.NEW:
+            seen = dedup.remember(dedup.prune(seen, now_ms), item["id"], ref, now_ms=now_ms,
+                                  horizon_ms=rt.settings.dedup_horizon_s * 1000)
+        activity = {**activity_of(item, None), "received_at": item["received_at"]}
+        events = history.append(state["events"], activity, now_s=self.now_s,
+                                retention=self.retention)
+        self.unit.put(ANONYMOUS_HISTORY, partition, anonymous_id, {"seen": seen,
+                                                                   "events": events})
+        rt.counters["anonymous_events:stored"] += 1
+
+    def on_link(self, partition: int, item: dict[str, Any]) -> None:
+        anonymous_id, person = item["anonymous_id"], item["person"]
+        current = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
+        if item["op"] == "unlink":
+            if current == person:
+                self.unit.delete(ANONYMOUS_LINKS, partition, anonymous_id)
+            return
+        if current not in (None, person, item.get("relink_from")):
+            self.rt.counters["anonymous_links:already_linked"] += 1  # the first link wins
+            return
+        self.unit.put(ANONYMOUS_LINKS, partition, anonymous_id, person)
+        state = self.unit.get(ANONYMOUS_HISTORY, partition, anonymous_id)
+        if state is None:
+            return
+        at = int(item["at"])
+        horizon = at - self.rt.settings.anonymous_horizon_s
+        for stored in state["events"]:
+            if stored["timestamp"] > horizon:
+                self.people.add(person, {
+                    "op": "event", "id": stored["id"], "name": stored["name"],
+                    "type": stored["type"], "data": stored["data"],
+                    "timestamp": stored["timestamp"], "person": person,
+                    "received_at": stored.get("received_at", at * 1000), "processed_at": at,
+                    "source": "anonymous"})
+        self.unit.delete(ANONYMOUS_HISTORY, partition, anonymous_id)
+        self.rt.counters["anonymous_links:linked"] += 1
 
 
 async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT]) -> None:
     await recover_for(rt, events)
     unit = rt.state.begin()
-    settings = rt.settings
-    now_s = rt.clock.now()
-    retention = history.Retention(settings.anonymous_horizon_s, settings.history_max_events)
+    router = AnonymousRouter(rt, unit, rt.clock.now())
+    links_topic = rt.topics.anonymous_links.name
     for located in items_of(rt, unit, events):
         event, partition, offset, index, item = located
         try:
-            item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
-                             index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
-                             identifier_field="anonymous_id")
-            if item["op"] != "event":
-                raise ValueError("only events can be anonymous")
-            anonymous_id = item["anonymous_id"]
-            state = unit.get(ANONYMOUS_HISTORY, partition, anonymous_id) or {"seen": {},
-                                                                           "events": []}
-            ref = (partition, offset, index)
-            verdict = dedup.classify(state["seen"], item["id"], ref)
-            if verdict is dedup.Verdict.DUPLICATE:
-                rt.counters["duplicates"] += 1
-                continue
-            now_ms = int(now_s * 1000)
-            seen = state["seen"]
-            if verdict is dedup.Verdict.NEW:
-                seen = dedup.remember(dedup.prune(seen, now_ms), item["id"], ref, now_ms=now_ms,
-                                      horizon_ms=settings.dedup_horizon_s * 1000)
-            events_ = history.append(state["events"], activity_of(item, None), now_s=now_s,
-                                     retention=retention)
-            unit.put(ANONYMOUS_HISTORY, partition, anonymous_id, {"seen": seen,
-                                                                  "events": events_})
-            rt.counters["anonymous_events"] += 1
+            if event.message.topic == links_topic:
+                router.on_link(partition, item)
+            else:
+                router.on_event(event, partition, offset, index, item)
         except Exception as exc:
             deadletter_item(rt, unit, located, exc)
+    router.people.flush(rt, unit)
     await rt.commit(unit)
 
 
 def register(app: faust.App, rt: Runtime) -> None:
     topics = rt.topics
     customers = app.topic(topics.raw_events.name, topics.raw_identifies.name,
-                          key_type=bytes, value_type=bytes,
+                          topics.identity_commands.name, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
-    anonymous = app.topic(topics.raw_anonymous.name, key_type=bytes, value_type=bytes,
+    anonymous = app.topic(topics.raw_anonymous.name, topics.anonymous_links.name,
+                          key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
 
     @app.agent(customers, name="route_customers")

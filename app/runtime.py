@@ -16,7 +16,7 @@ from app.ingest.batcher import IngestBatcher
 from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
 from app.settings import Settings
-from app.topics import Topics
+from app.topics import ALIASES, Topics
 from tables.catalog import SegmentCatalog
 from tables.state import StateManager, UnitOfWork
 
@@ -44,9 +44,15 @@ class Runtime:
     #: Set once the consumer has joined its group and had partitions assigned at least once.
     joined: bool = False
 
-    def resolve_person(self, identifier: str) -> str | None:
-        """The canonical person id an identifier currently names (itself until aliases exist)."""
-        return identifier
+    def resolve_person(self, identifier: str, kind: str | None = None) -> str | None:
+        """The person an identifier names (as the router would resolve it), or None."""
+        kind = kind or self.settings.identify_by
+        spec = self.topics.raw_events
+        partition = partition_for(identifier.encode(), spec.partitions)
+        alias = self.state.tables[ALIASES].get(partition, f"{kind}:{identifier}")
+        if alias is not None:
+            return alias
+        return identifier if kind == self.settings.identify_by else None
 
     def deadletter(self, unit: UnitOfWork, *, topic: str, partition: int, offset: int,
                    key: bytes | None, value: bytes | None, error: str,

@@ -25,6 +25,8 @@ class Settings:
     site_id: str = ""
     api_key: str = ""
     app_key: str = ""
+    #: What the ``{id}`` path segment of the track API means: ``id`` or ``email``.
+    identify_by: str = "id"
     #: Consumer-group / changelog namespace. Tests give every run its own.
     app_id: str = "eventide"
     #: Prefix of every topic name, so tests can use fresh topics on one broker.
@@ -92,6 +94,7 @@ class Settings:
             api_key=get("EVENTIDE_API_KEY") or "",
             app_key=get("EVENTIDE_APP_KEY") or "",
             app_id=get("EVENTIDE_APP_ID") or "eventide",
+            identify_by=get("EVENTIDE_IDENTIFY_BY") or "id",
             topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
             partitions=int(get("EVENTIDE_PARTITIONS") or 8),
             replication_factor=int(get("EVENTIDE_REPLICATION_FACTOR") or 1),

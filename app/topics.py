@@ -3,8 +3,10 @@
 Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW rule 1):
 
     raw.events     key: customer identifier as sent   ─┐ route_customers ─▶ person.events
-    raw.identifies key: customer identifier as sent   ─┘
-    raw.anonymous  key: anonymous id                     route_anonymous ─▶ anonymous_history
+    raw.identifies key: customer identifier as sent    │   (aliases: identifier → person)
+    identity.commands key: identifier                 ─┘   (alias updates, merge resolution)
+    raw.anonymous  key: anonymous id                  ─┐ route_anonymous ─▶ anonymous_history,
+    anonymous.links key: anonymous id                 ─┘   or person.events once linked
     person.events  key: canonical person id              process_people ─▶ dedup, history, profiles,
                                                                            memberships, timers
     segments.definitions  key: segment id (compacted)    apply_definitions ─▶ person.events (all)
@@ -45,6 +47,9 @@ class Topics:
     raw_identifies: TopicSpec
     raw_anonymous: TopicSpec
     person_events: TopicSpec
+    identity_commands: TopicSpec
+    anonymous_links: TopicSpec
+    campaign_triggers: TopicSpec
     segment_definitions: TopicSpec
     segment_changes: TopicSpec
     segment_membership: TopicSpec
@@ -59,8 +64,15 @@ class Topics:
         partitions = self.person_events.partitions
         changelogs = [TopicSpec(t.changelog_topic, partitions, "table key", compacted=True)
                       for t in self.tables]
-        return [*self.raw, self.person_events, self.segment_definitions, self.segment_changes,
+        return [*self.raw, self.person_events, self.identity_commands, self.anonymous_links,
+                self.campaign_triggers, self.segment_definitions, self.segment_changes,
                 self.segment_membership, self.deadletter, *changelogs]
+
+    def groups(self) -> dict[str, str]:
+        """Topic → the topic whose partitions it shares with tables (co-partitioned inputs)."""
+        return {self.raw_identifies.name: self.raw_events.name,
+                self.identity_commands.name: self.raw_events.name,
+                self.anonymous_links.name: self.raw_anonymous.name}
 
     def table(self, name: str) -> TableSpec:
         return next(t for t in self.tables if t.name == name)
@@ -71,6 +83,8 @@ DEDUP = "dedup"                      # person id → {event id: [ulid ms, partit
 HISTORY = "history"                  # person id → [activity, ...] oldest first
 PROFILES = "profiles"                # person id → profile
 ANONYMOUS_HISTORY = "anonymous_history"  # anonymous id → {"events": [...], "seen": {...}}
+ALIASES = "aliases"                  # "<kind>:<identifier>" → person id, on the identifier's partition
+ANONYMOUS_LINKS = "anonymous_links"  # anonymous id → person id it was identified as
 MEMBERSHIP = "membership"            # person id → {"in": {segment: since}, "due": {segment: due}}
 TIMERS = "timers"                    # "<due:012d>:<person>" → 1, the per-partition due-time index
 SEGMENT_MEMBERS = "segment_members"  # "<segment>\x00<person>" → since, for membership listing
@@ -86,15 +100,19 @@ def build_topics(settings: Settings) -> Topics:
 
     person_events = topic("person.events", "canonical person id")
     raw_anonymous = topic("raw.anonymous", "anonymous id")
+    raw_events = topic("raw.events", "customer identifier as sent")
 
     def table(name: str, source: TopicSpec) -> TableSpec:
         return TableSpec(name, source.name, f"{prefix}.{settings.app_id}.changelog.{name}")
 
     return Topics(
-        raw_events=topic("raw.events", "customer identifier as sent"),
+        raw_events=raw_events,
         raw_identifies=topic("raw.identifies", "customer identifier as sent"),
         raw_anonymous=raw_anonymous,
         person_events=person_events,
+        identity_commands=topic("identity.commands", "identifier"),
+        anonymous_links=topic("anonymous.links", "anonymous id"),
+        campaign_triggers=topic("campaigns.triggers", "person id"),
         segment_definitions=TopicSpec(f"{prefix}.segments.definitions", 1, "segment id",
                                       compacted=True),
         segment_changes=topic("segments.changes", "person id"),
@@ -110,5 +128,7 @@ def build_topics(settings: Settings) -> Topics:
             table(SEGMENT_STATE, person_events),
             table(EVENT_NAMES, person_events),
             table(ANONYMOUS_HISTORY, raw_anonymous),
+            table(ANONYMOUS_LINKS, raw_anonymous),
+            table(ALIASES, raw_events),
         ),
     )

@@ -97,7 +97,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
         clock=clock or SystemClock(),
         producer=producer,
         state=StateManager(topics.tables, settings.data_dir / "tables", producer,
-                           settings.bootstrap_servers),
+                           settings.bootstrap_servers, topics.groups()),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch),
     )

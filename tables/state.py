@@ -102,8 +102,10 @@ class UnitOfWork:
 
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
-                 bootstrap_servers: str) -> None:
+                 bootstrap_servers: str, groups: dict[str, str] | None = None) -> None:
         self.tables = {spec.name: Table(spec, root) for spec in specs}
+        #: Co-partitioned inputs share their group's tables (and its recovery).
+        self._groups = groups or {}
         self._producer = producer
         self._bootstrap = bootstrap_servers
         #: (source topic, partition) pairs whose tables are caught up with their changelogs.
@@ -133,14 +135,19 @@ class StateManager:
 
     # -- recovery ------------------------------------------------------------------------------
 
+    def group(self, topic: str) -> str:
+        return self._groups.get(topic, topic)
+
     def is_recovered(self, topic: str, partition: int) -> bool:
-        return (topic, partition) in self._recovered
+        return (self.group(topic), partition) in self._recovered
 
     def all_recovered(self, assigned: Iterable[tuple[str, int]]) -> bool:
-        return all(tp in self._recovered for tp in assigned if self._tables_of(tp[0]))
+        return all((self.group(t), p) in self._recovered for t, p in assigned
+                   if self._tables_of(self.group(t)))
 
     async def ensure_recovered(self, topic: str, partitions: Iterable[int]) -> None:
         """Bring every table that follows ``topic`` up to its changelog's end for ``partitions``."""
+        topic = self.group(topic)
         waiting: list[asyncio.Future] = []
         missing: list[int] = []
         for partition in partitions:
@@ -162,6 +169,7 @@ class StateManager:
 
     def forget(self, topic: str, partitions: Iterable[int]) -> None:
         """Partitions were revoked: another worker may write them; catch up before reusing."""
+        topic = self.group(topic)
         for partition in partitions:
             self._recovered.discard((topic, partition))
             for table in self._tables_of(topic):

@@ -17,6 +17,8 @@ def lookup_profile(rt: Runtime, identifier: str) -> tuple[str, dict[str, Any]] |
     person = rt.resolve_person(identifier)
     if person is None:
         return None
+    if rt.settings.identify_by == "id" and person != identifier:
+        return None  # merged away: the secondary is gone (its identifiers now lead elsewhere)
     partition = partition_for(person.encode(), rt.topics.person_events.partitions)
     profile = rt.state.tables[PROFILES].get(partition, person)
     if profile is None or profile.get("merged_into") or profile.get("deleted"):

@@ -9,6 +9,7 @@ from aiohttp import web
 from app.api.auth import require_app
 from app.api.responses import ApiError, json_response
 from app.core import history
+from app.api.people import lookup_profile
 from app.core.profiles import public_view
 from app.producer import partition_for
 from app.runtime import Runtime
@@ -71,8 +72,10 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
     async def customer_activities(request: web.Request) -> web.Response:
         require_app(request, settings)
         customer = request.match_info["customer_id"]
-        events = lookup(HISTORY, customer)
-        if events is None and lookup(PROFILES, customer) is None:
+        found = lookup_profile(rt, customer)
+        person = found[0] if found else customer
+        events = lookup(HISTORY, person)
+        if events is None and found is None:
             raise ApiError(404, f"customer {customer!r} not found")
         return page(events or [], request)
 
@@ -87,12 +90,22 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
     async def customer_profile(request: web.Request) -> web.Response:
         require_app(request, settings)
         customer = request.match_info["customer_id"]
-        profile = lookup(PROFILES, customer)
-        if profile is None:
+        found = lookup_profile(rt, customer)
+        if found is None:
             raise ApiError(404, f"customer {customer!r} not found")
-        return json_response({"customer": public_view(profile)})
+        return json_response({"customer": public_view(found[1])})
+
+    async def attribute_changes(request: web.Request) -> web.Response:
+        require_app(request, settings)
+        customer = request.match_info["customer_id"]
+        profile = lookup(PROFILES, customer)
+        if profile is None or profile.get("merged_into"):
+            raise ApiError(404, f"customer {customer!r} not found")
+        changes = list(reversed(profile.get("changes", [])))
+        return json_response({"changes": changes})
 
     return [
+        web.get("/api/v1/customers/{customer_id}/attribute_changes", attribute_changes),
         web.get("/api/v1/customers/{customer_id}/activities", customer_activities),
         web.get("/api/v1/anonymous/{anonymous_id}/activities", anonymous_activities),
         web.get("/api/v1/customers/{customer_id}", customer_profile),

@@ -7,7 +7,8 @@ import logging
 import mode
 from aiohttp import web
 
-from app.api import read, segments, track
+from app.api import export, imports, read, segments, track
+from app.api import render as render_api
 from app.api.auth import require_app
 from app.metrics import peak_rss_bytes, render
 from app.api.responses import ApiError, error_response, json_response
@@ -57,6 +58,9 @@ def build_web_app(rt: Runtime) -> web.Application:
     application.router.add_routes(track.routes(rt))
     application.router.add_routes(read.routes(rt))
     application.router.add_routes(segments.routes(rt))
+    application.router.add_routes(imports.routes(rt))
+    application.router.add_routes(render_api.routes(rt))
+    application.router.add_routes(export.routes(rt))
     return application
 
 

@@ -9,7 +9,10 @@ from ulid import ULID
 from app.api.auth import require_track
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
-from app.ingest.validate import ValidationError, validate_event, validate_identify
+from app.api.people import lookup_profile
+from app.core.items import BadItem, reference
+from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
+                                 validate_identify)
 from app.producer import BrokerUnavailable
 from app.runtime import Runtime
 from app.topics import TopicSpec
@@ -63,10 +66,49 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                                      received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
+        if item["update"] and lookup_profile(rt, customer) is None:
+            raise ApiError(400, f"customer_id: {customer!r} does not exist; with _update: true "
+                                "an identify only updates an existing person")
         return await _accept(rt, topics.raw_identifies, customer, item)
+
+    async def delete_customer(request: web.Request) -> web.Response:
+        _, now_s = await parse(request)
+        customer = request.match_info["customer_id"]
+        try:
+            validate_identifier(customer, "customer_id")
+        except ValidationError as exc:
+            raise ApiError(400, *exc.messages()) from None
+        item = {"op": "delete", "id": _new_id(), "customer": customer,
+                "received_at": int(now_s * 1000)}
+        return await _accept(rt, topics.raw_identifies, customer, item)
+
+    async def merge_customers(request: web.Request) -> web.Response:
+        body, now_s = await parse(request)
+        item = merge_item(body, now_s)
+        [secondary] = item["secondary"].values()
+        return await _accept(rt, topics.raw_identifies, secondary, item)
 
     return [
         web.post("/api/v1/customers/{customer_id}/events", track_customer_event),
         web.post("/api/v1/events", track_anonymous_event),
         web.put("/api/v1/customers/{customer_id}", identify),
+        web.delete("/api/v1/customers/{customer_id}", delete_customer),
+        web.post("/api/v1/merge_customers", merge_customers),
     ]
+
+
+def merge_item(body: object, now_s: float) -> dict:
+    """``{"primary": {kind: value}, "secondary": {kind: value}}`` as a merge item, or a 400."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "body: must be a JSON object")
+    errors = []
+    sides = {}
+    for side in ("primary", "secondary"):
+        try:
+            kind, value = reference(body.get(side), side)
+            sides[side] = {kind: value}
+        except BadItem as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ApiError(400, *errors)
+    return {"op": "merge", "id": _new_id(), **sides, "received_at": int(now_s * 1000)}

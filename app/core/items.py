@@ -61,13 +61,35 @@ def _identifier(item: dict[str, Any], field: str) -> str:
     return value
 
 
+IDENTIFIER_KINDS = ("id", "email", "cio_id")
+
+
+def _reference(value: Any, field: str) -> tuple[str, str]:
+    """A person reference ``{"id": ...}``, ``{"email": ...}`` or ``{"cio_id": ...}``."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise BadItem(f"{field}: must be an object with exactly one of id, email, cio_id")
+    [(kind, identifier)] = value.items()
+    if kind not in IDENTIFIER_KINDS:
+        raise BadItem(f"{field}: unknown identifier kind {kind!r}")
+    _identifier({f"{field}.{kind}": identifier}, f"{field}.{kind}")
+    return kind, identifier
+
+
+def reference(value: Any, field: str) -> tuple[str, str]:
+    return _reference(value, field)
+
+
 def normalize(item: dict[str, Any], *, topic: str, partition: int, offset: int, index: int,
               record_ts_ms: int, identifier_field: str) -> dict[str, Any]:
     """Return the item ready for routing, or raise :class:`BadItem`."""
     op = item.get("op")
-    if op not in ("event", "identify"):
+    if op not in ("event", "identify", "merge", "delete"):
         raise BadItem(f"op: unknown action {op!r}")
-    _identifier(item, identifier_field)
+    if op == "merge":
+        for side in ("primary", "secondary"):
+            _reference(item.get(side), side)
+    else:
+        _identifier(item, identifier_field)
     out = dict(item)
     received_at = item.get("received_at")
     if received_at is None:
@@ -79,6 +101,8 @@ def normalize(item: dict[str, Any], *, topic: str, partition: int, offset: int, 
         out["id"] = id_for_position(topic, partition, offset, index, received_at)
     else:
         out["id"] = _ulid(event_id)
+    if op in ("merge", "delete"):
+        return out
     if op == "identify":
         if not isinstance(item.get("attributes", {}), dict):
             raise BadItem("attributes: must be an object")

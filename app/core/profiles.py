@@ -7,9 +7,18 @@ of the write that set it, so applying identifies in any order gives the same att
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 Profile = dict[str, Any]
+
+#: Attribute changes kept per person (oldest dropped).
+MAX_CHANGES = 1_000
+
+
+def cio_id_for(person_id: str) -> str:
+    """The generated identifier of a person (Customer.io's ``cio_id``), stable for its id."""
+    return "cio_" + hashlib.blake2b(person_id.encode(), digest_size=8).hexdigest()
 
 
 def _stamp(item: dict[str, Any]) -> list[int]:
@@ -22,9 +31,11 @@ def _stamp(item: dict[str, Any]) -> list[int]:
 def new_profile(person_id: str, item: dict[str, Any]) -> Profile:
     return {
         "id": person_id,
+        "cio_id": cio_id_for(person_id),
         "attributes": {},
         "stamps": {},
         "anonymous_ids": [],
+        "changes": [],
         "created_at": int(item.get("received_at") or 0) // 1000,
         "updated_at": 0,
     }
@@ -36,9 +47,15 @@ def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]
     stamp = [*_stamp(item), 0]
     attributes = dict(base["attributes"])
     stamps = dict(base["stamps"])
+    changes = list(base.get("changes", []))
+    at = int(item.get("received_at") or 0) // 1000
     for name, value in item.get("attributes", {}).items():
         previous = stamps.get(name)
         if previous is None or stamp[:2] >= previous[:2]:
+            old = attributes.get(name)
+            if old != value or name not in attributes:
+                changes.append({"name": name, "old": old, "new": value, "at": at,
+                                "source": item.get("source", "identify"), "id": item["id"]})
             attributes[name] = value
             stamps[name] = stamp
     anonymous_ids = base["anonymous_ids"]
@@ -53,15 +70,53 @@ def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]
         "attributes": attributes,
         "stamps": stamps,
         "anonymous_ids": anonymous_ids,
+        "changes": changes[-MAX_CHANGES:],
         "created_at": created_at,
         "updated_at": max(base["updated_at"], int(item.get("received_at") or 0) // 1000),
     }
+
+
+def merge(primary: Profile | None, primary_id: str, secondary: Profile, merge_id: str,
+          at: int) -> Profile:
+    """Fold ``secondary`` into ``primary``: the primary's attributes win on conflict."""
+    base = primary if primary is not None else new_profile(primary_id, {"received_at": at * 1000})
+    attributes = dict(base["attributes"])
+    stamps = dict(base["stamps"])
+    changes = list(base.get("changes", []))
+    for name, value in sorted(secondary["attributes"].items()):
+        if name not in attributes:
+            attributes[name] = value
+            stamps[name] = secondary["stamps"].get(name, [0, 0, 0])
+            changes.append({"name": name, "old": None, "new": value, "at": at,
+                            "source": f"merge:{secondary['id']}", "id": merge_id})
+    merged_from = sorted(set(base.get("merged_from", [])) | {secondary["id"]}
+                         | set(secondary.get("merged_from", [])))
+    return {
+        **base,
+        "attributes": attributes,
+        "stamps": stamps,
+        "anonymous_ids": sorted(set(base["anonymous_ids"]) | set(secondary["anonymous_ids"])),
+        "changes": changes[-MAX_CHANGES:],
+        "merged_from": merged_from,
+        "created_at": min(base["created_at"], secondary["created_at"]),
+        "updated_at": max(base["updated_at"], at),
+    }
+
+
+def identifiers(profile: Profile) -> dict[str, str]:
+    """The identifiers a person can be addressed by."""
+    found = {"id": profile["id"], "cio_id": profile.get("cio_id") or cio_id_for(profile["id"])}
+    email = profile["attributes"].get("email")
+    if isinstance(email, str) and email:
+        found["email"] = email
+    return found
 
 
 def public_view(profile: Profile) -> dict[str, Any]:
     """The profile as the read API shows it."""
     return {
         "id": profile["id"],
+        "identifiers": identifiers(profile),
         "attributes": profile["attributes"],
         "anonymous_ids": profile["anonymous_ids"],
         "created_at": profile["created_at"],

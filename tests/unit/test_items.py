@@ -120,7 +120,7 @@ def test_anonymous_items_check_their_own_identifier() -> None:
 # --- rejections ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("op", [None, "track", "EVENT", 1, "merge"])
+@pytest.mark.parametrize("op", [None, "track", "EVENT", 1, "teleport"])
 def test_unknown_op_is_rejected(op: Any) -> None:
     assert "unknown action" in bad(ev(op=op), "op")
 

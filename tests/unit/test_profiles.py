@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.profiles import apply_identify, new_profile, public_view
+from app.core.profiles import cio_id_for, apply_identify, new_profile, public_view
 
 PERSON = "cust-1"
 RECEIVED = 1_700_000_000_000
@@ -172,6 +172,7 @@ def test_public_view_shape() -> None:
     view = public_view(profile)
     assert view == {
         "id": PERSON,
+        "identifiers": {"id": PERSON, "email": "a@example.com", "cio_id": cio_id_for(PERSON)},
         "attributes": {"plan": "pro", "email": "a@example.com"},
         "anonymous_ids": ["anon-9"],
         "created_at": 1_700_000_050,
