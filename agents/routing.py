@@ -31,6 +31,8 @@ from app.topics import ALIASES, ANONYMOUS_HISTORY, ANONYMOUS_LINKS
 from tables.state import UnitOfWork
 
 DAY_S = 86_400
+#: Items per routed record (the HTTP tier's batches are at most this size too).
+MAX_ITEMS_PER_RECORD = 500
 #: Merges parked per unknown identifier, at most (the oldest beyond are dropped).
 _MAX_PARKED = 100
 
@@ -51,9 +53,11 @@ class Outbox:
 
     def flush(self, rt: Runtime, unit: UnitOfWork) -> None:
         for partition, items in self.items.items():
-            unit.send(OutRecord(self.topic, partition, self.keys[partition],
-                                encode_envelope(items)))
-            rt.counters[f"records_out:{self.topic}"] += 1
+            # Bounded records keep the next stage's batches (and its memory) bounded.
+            for start in range(0, len(items), MAX_ITEMS_PER_RECORD):
+                unit.send(OutRecord(self.topic, partition, self.keys[partition],
+                                    encode_envelope(items[start:start + MAX_ITEMS_PER_RECORD])))
+                rt.counters[f"records_out:{self.topic}"] += 1
 
 
 def resolve(rt: Runtime, unit: UnitOfWork, partition: int, kind: str, value: str) -> str | None:

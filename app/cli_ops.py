@@ -39,9 +39,10 @@ def _default_url() -> str:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=None,
-                        help="eventide API (default http://$EVENTIDE_HTTP_HOST:$EVENTIDE_HTTP_PORT)")
-    parser.add_argument("--app-key", default=None, help="bearer app key (default $EVENTIDE_APP_KEY)")
+    parser.add_argument("--url", default=None, help="eventide API (default "
+                        "http://$EVENTIDE_HTTP_HOST:$EVENTIDE_HTTP_PORT)")
+    parser.add_argument("--app-key", default=None,
+                        help="bearer app key (default $EVENTIDE_APP_KEY)")
 
 
 def register(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -40,6 +40,15 @@ class LatencyHistogram:
 
 
 def peak_rss_bytes() -> int:
+    """This process's own peak RSS (VmHWM). ``ru_maxrss`` is not used: Linux carries a parent's
+    peak into a child it spawns, so a worker started by a large process would report the parent's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 

@@ -47,8 +47,8 @@ class Settings:
     #: How long the HTTP tier waits to coalesce concurrent requests into one record.
     ingest_linger_ms: int = 2
     ingest_max_batch: int = 500
-    #: Records per processing batch (faust ``take``).
-    batch_max: int = 200
+    #: Records per processing batch (faust ``take``); records hold up to 500 items each.
+    batch_max: int = 40
     batch_within_s: float = 0.01
     #: How often time-driven segment changes are looked for (they land within this + a batch).
     tick_interval_s: float = 15.0

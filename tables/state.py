@@ -27,7 +27,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.producer import OutRecord, Producer
-from tables.store import PartitionStore
+from rocksdict import Rdict
+
+from tables.store import PartitionStore, open_database, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +47,18 @@ class TableSpec:
 
 
 class Table:
-    """One table: the partition stores this worker has opened."""
+    """One table: views of its partitions in the worker's database."""
 
-    def __init__(self, spec: TableSpec, root: Path) -> None:
+    def __init__(self, spec: TableSpec, db: Rdict) -> None:
         self.spec = spec
-        self._root = root / spec.name
+        self._db = db
         self._stores: dict[int, PartitionStore] = {}
 
     def store(self, partition: int) -> PartitionStore:
         store = self._stores.get(partition)
         if store is None:
-            store = self._stores[partition] = PartitionStore(self._root / str(partition))
+            store = self._stores[partition] = PartitionStore.view(self._db, self.spec.name,
+                                                                  partition)
         return store
 
     def get(self, partition: int, key: str) -> Any | None:
@@ -103,7 +106,8 @@ class UnitOfWork:
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
                  bootstrap_servers: str, groups: dict[str, str] | None = None) -> None:
-        self.tables = {spec.name: Table(spec, root) for spec in specs}
+        self._db = open_database(root)
+        self.tables = {spec.name: Table(spec, self._db) for spec in specs}
         #: Co-partitioned inputs share their group's tables (and its recovery).
         self._groups = groups or {}
         self._producer = producer
@@ -128,10 +132,12 @@ class StateManager:
             for name, partition, changes in changed for key, value in changes.items()
         ]
         offsets = await self._producer.send_all(records)
+        parts = []
         position = 0
         for name, partition, changes in changed:
             position += len(changes)
-            self.tables[name].store(partition).write(changes, offsets[position - 1])
+            parts.append((self.tables[name].store(partition), changes, offsets[position - 1]))
+        write_atomically(self._db, parts)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -224,9 +230,9 @@ class StateManager:
             await consumer.stop()
 
     def approximate_size_bytes(self) -> int:
-        return sum(table.store(p).approximate_size_bytes()
-                   for table in self.tables.values() for p in table.open_partitions())
+        return self._db.property_int_value("rocksdb.total-sst-files-size") or 0
 
     def close(self) -> None:
         for table in self.tables.values():
             table.close()
+        self._db.close()
