@@ -86,7 +86,8 @@ class CustomerRouter:
         if op == "merge":
             self.merge(partition, item)
             return
-        person = resolve(rt, self.unit, partition, rt.settings.identify_by, item["customer"])
+        kind = item.get("customer_kind") or rt.settings.identify_by
+        person = resolve(rt, self.unit, partition, kind, item["customer"])
         if person is None:  # an email never seen, with people addressed by id: nobody to act on
             rt.counters[f"unknown_identifier:{op}"] += 1
             return

@@ -22,6 +22,10 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 6066
     data_dir: Path = Path(".eventide")
+    #: PEM certificate and key: serve HTTPS instead of HTTP (clients such as Customer.io's
+    #: official libraries only speak HTTPS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
     site_id: str = ""
     api_key: str = ""
     app_key: str = ""
@@ -75,7 +79,8 @@ class Settings:
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.http_host}:{self.http_port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.http_host}:{self.http_port}"
 
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -90,6 +95,8 @@ class Settings:
             http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
             http_port=int(get("EVENTIDE_HTTP_PORT") or 6066),
             data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
+            tls_cert=get("EVENTIDE_TLS_CERT") or None,
+            tls_key=get("EVENTIDE_TLS_KEY") or None,
             site_id=get("EVENTIDE_SITE_ID") or "",
             api_key=get("EVENTIDE_API_KEY") or "",
             app_key=get("EVENTIDE_APP_KEY") or "",

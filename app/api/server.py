@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 import mode
 from aiohttp import web
 
-from app.api import export, imports, read, segments, track
+from app.api import export, imports, read, segments, track, v2
 from app.api import render as render_api
 from app.api.auth import require_app
 from app.metrics import peak_rss_bytes, render
@@ -56,6 +57,7 @@ def build_web_app(rt: Runtime) -> web.Application:
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/metrics", metrics)
     application.router.add_routes(track.routes(rt))
+    application.router.add_routes(v2.routes(rt))
     application.router.add_routes(read.routes(rt))
     application.router.add_routes(segments.routes(rt))
     application.router.add_routes(imports.routes(rt))
@@ -84,8 +86,13 @@ class WebServer(mode.Service):
         self._runner = web.AppRunner(build_web_app(self.rt), access_log=None,
                                      handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.rt.settings.http_host, self.rt.settings.http_port,
-                           shutdown_timeout=10.0)
+        settings = self.rt.settings
+        ssl_context = None
+        if settings.tls_cert:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        site = web.TCPSite(self._runner, settings.http_host, settings.http_port,
+                           shutdown_timeout=10.0, ssl_context=ssl_context)
         await site.start()
         log.info("HTTP API listening on %s", self.rt.settings.http_url)
 

@@ -45,6 +45,8 @@ class Deployment:
 
     bootstrap: str
     root: Path
+    #: (certificate, key) PEM paths: the worker serves HTTPS.
+    tls: tuple[str, str] | None = None
     settings: Settings = field(init=False)
     topics: Topics = field(init=False)
 
@@ -53,7 +55,8 @@ class Deployment:
         self.settings = Settings(
             broker=f"kafka://{self.bootstrap}", http_port=free_port(),
             data_dir=self.root / "data", site_id="site-test", api_key="track-key",
-            app_key="app-key", app_id=f"eventide-{run}", topic_prefix=run, partitions=4)
+            app_key="app-key", app_id=f"eventide-{run}", topic_prefix=run, partitions=4,
+            tls_cert=self.tls[0] if self.tls else None, tls_key=self.tls[1] if self.tls else None)
         self.topics = build_topics(self.settings)
 
     async def create_topics(self) -> None:
@@ -69,6 +72,8 @@ class Deployment:
             EVENTIDE_APP_ID=s.app_id, EVENTIDE_TOPIC_PREFIX=s.topic_prefix,
             EVENTIDE_PARTITIONS=str(s.partitions), EVENTIDE_LOG_LEVEL="info",
             EVENTIDE_BROKER_FLAVOR="tansu")
+        if s.tls_cert and s.tls_key:
+            env.update(EVENTIDE_TLS_CERT=s.tls_cert, EVENTIDE_TLS_KEY=s.tls_key)
         env.update(extra)
         return env
 
@@ -104,7 +109,8 @@ class Worker:
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        # The health check does not verify a test certificate; the tests that use TLS do.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
             while time.monotonic() < deadline:
                 assert self.process is not None
                 if self.process.poll() is not None:

@@ -1,0 +1,159 @@
+"""Track API v2: ``POST /api/v2/entity`` and ``POST /api/v2/batch`` (a batch with some bad items
+answers 207 naming each, and accepts the good ones)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from ulid import ULID
+
+from app.api.auth import require_track
+from app.api.bodies import read_body
+from app.api.responses import ApiError, json_response
+from app.core.items import BadItem, reference
+from app.ingest.validate import (FieldError, ValidationError, validate_event, validate_identifier,
+                                 validate_identify)
+from app.producer import BrokerUnavailable
+from app.runtime import Runtime
+from app.topics import TopicSpec
+
+MAX_ENTITY_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+ACTIONS = ("identify", "event", "page", "screen", "merge", "delete")
+
+
+class EntityError(Exception):
+    def __init__(self, *errors: FieldError) -> None:
+        super().__init__(errors)
+        self.errors = list(errors)
+
+
+def _error(field: str, reason: str, message: str) -> EntityError:
+    return EntityError(FieldError(field, reason, message))
+
+
+def _new_id() -> str:
+    return str(ULID())
+
+
+def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str, dict[str, Any]]:
+    """Map one v2 entity to (raw topic, key, item), or raise :class:`EntityError`."""
+    if not isinstance(entity, dict):
+        raise _error("body", "type", "an entity must be a JSON object")
+    if len(orjson.dumps(entity)) > MAX_ENTITY_BYTES:
+        raise _error("body", "too_long", f"an entity is limited to {MAX_ENTITY_BYTES} bytes")
+    if entity.get("type", "person") != "person":
+        raise _error("type", "invalid", "only type 'person' is supported")
+    action = entity.get("action")
+    if action not in ACTIONS:
+        raise _error("action", "invalid", f"must be one of {', '.join(ACTIONS)}")
+    topics, received_at = rt.topics, int(now_s * 1000)
+    if action == "merge":
+        try:
+            sides = {side: dict([reference(entity.get(side), side)])
+                     for side in ("primary", "secondary")}
+        except BadItem as exc:
+            field = str(exc).split(":", 1)[0]
+            raise _error(field, "invalid", str(exc).split(": ", 1)[-1]) from None
+        [secondary] = sides["secondary"].values()
+        return topics.raw_identifies, secondary, {"op": "merge", "id": _new_id(), **sides,
+                                                  "received_at": received_at}
+    identifiers = entity.get("identifiers")
+    if not isinstance(identifiers, dict) or len(identifiers) != 1:
+        raise _error("identifiers", "invalid",
+                     "must hold exactly one of id, email, cio_id (or anonymous_id for events)")
+    [(kind, value)] = identifiers.items()
+    try:
+        value = validate_identifier(value, f"identifiers.{kind}")
+    except ValidationError as exc:
+        raise EntityError(*exc.errors) from None
+    anonymous = kind == "anonymous_id"
+    if kind not in ("id", "email", "cio_id") and not anonymous:
+        raise _error("identifiers", "invalid", f"unknown identifier kind {kind!r}")
+    if anonymous and action not in ("event", "page", "screen"):
+        raise _error("identifiers", "invalid", "anonymous_id identifies events only")
+    try:
+        if action == "identify":
+            body = dict(entity.get("attributes") or {})
+            if entity.get("timestamp") is not None:
+                body["_timestamp"] = entity["timestamp"]
+            item = validate_identify(body, customer=value, now_s=now_s, new_id=_new_id,
+                                     received_at_ms=received_at)
+            topic = topics.raw_identifies
+        elif action == "delete":
+            item = {"op": "delete", "id": _new_id(), "customer": value,
+                    "received_at": received_at}
+            topic = topics.raw_identifies
+        else:
+            body = {"name": entity.get("name"), "type": action, "data": entity.get("attributes"),
+                    "id": entity.get("id"), "timestamp": entity.get("timestamp")}
+            if anonymous:
+                body["anonymous_id"] = value
+            item = validate_event(body, customer=None if anonymous else value,
+                                  anonymous=anonymous, now_s=now_s, new_id=_new_id,
+                                  received_at_ms=received_at)
+            topic = topics.raw_anonymous if anonymous else topics.raw_events
+    except ValidationError as exc:
+        raise EntityError(*exc.errors) from None
+    if kind not in (rt.settings.identify_by, "anonymous_id"):
+        item["customer_kind"] = kind
+    return topic, value, item
+
+
+def _errors_json(errors: list[FieldError], index: int | None = None) -> list[dict[str, Any]]:
+    base = {} if index is None else {"batch_index": index}
+    return [{**base, "reason": e.reason, "field": e.field, "message": e.message}
+            for e in errors]
+
+
+def routes(rt: Runtime) -> list[web.RouteDef]:
+    settings = rt.settings
+
+    async def submit(accepted: list[tuple[TopicSpec, str, dict[str, Any]]]) -> None:
+        by_topic: dict[str, tuple[TopicSpec, list[tuple[str, dict[str, Any]]]]] = {}
+        for topic, key, item in accepted:
+            by_topic.setdefault(topic.name, (topic, []))[1].append((key, item))
+        try:
+            for topic, keyed in by_topic.values():
+                await rt.batcher.submit_many(topic.name, topic.partitions, keyed)
+        except BrokerUnavailable as exc:
+            raise ApiError(503, f"broker: {exc}; retry") from None
+        for _, _, item in accepted:
+            rt.counters[f"accepted:{item['op']}"] += 1
+
+    async def entity(request: web.Request) -> web.Response:
+        require_track(request, settings)
+        body = await read_body(request, settings.max_body_bytes)
+        try:
+            accepted = entity_item(rt, body, rt.clock.now())
+        except EntityError as exc:
+            return json_response({"errors": _errors_json(exc.errors)}, 400)
+        await submit([accepted])
+        return json_response({})
+
+    async def batch(request: web.Request) -> web.Response:
+        require_track(request, settings)
+        if (request.content_length or 0) > MAX_BATCH_BYTES:
+            return json_response({"errors": _errors_json([FieldError(
+                "body", "too_long", f"a batch is limited to {MAX_BATCH_BYTES} bytes")])}, 413)
+        body = await read_body(request, settings.max_body_bytes)
+        items = body.get("batch") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return json_response({"errors": _errors_json([FieldError(
+                "batch", "invalid", "must be a non-empty list of entities")])}, 400)
+        now_s = rt.clock.now()
+        accepted, errors = [], []
+        for index, entity_doc in enumerate(items):
+            try:
+                accepted.append(entity_item(rt, entity_doc, now_s))
+            except EntityError as exc:
+                errors.extend(_errors_json(exc.errors, index))
+        if accepted:
+            await submit(accepted)
+        if errors:
+            return json_response({"errors": errors}, 207)
+        return json_response({})
+
+    return [web.post("/api/v2/entity", entity), web.post("/api/v2/batch", batch)]
