@@ -138,12 +138,15 @@ class PeopleBatch:
         if item["op"] == "identify" and item.get("update") and before.profile is None:
             rt.counters["identify:update_of_unknown_person"] += 1  # _update never creates
             return
+        now_s = int(item.get("processed_at") or int(item["received_at"]) // 1000)
+        # Time-driven changes due before this input happen first, on the history before it.
+        before = self.catch_up(partition, person, before, now_s)
+        self.current[(partition, person)] = before
         after, verdict = step(before, person, item, (partition, offset, index),
                               now_s=rt.clock.now(), policy=self.policy)
         rt.counters[f"verdict:{verdict.value}"] += 1
         if verdict is Verdict.DUPLICATE:
             return
-        now_s = int(item.get("processed_at") or int(item["received_at"]) // 1000)
         if item["op"] == "event":
             if verdict is Verdict.NEW:
                 self.accepted_at_ms.append(item["received_at"])
@@ -292,26 +295,33 @@ class PeopleBatch:
         rt.counters["triggers:sent"] += 1
 
     def on_tick(self, partition: int, at_s: int) -> None:
-        """Re-evaluate, at its own due time, every segment whose due time has come.
-
-        Evaluating at the due time (not the tick's) makes the change's ``at`` the moment it became
-        true and its ``change_id`` independent of when ticks happen to run.
-        """
         for person in self.due_people(partition, at_s):
-            state = self.person(partition, person)
-            for _ in range(_MAX_DUE_STEPS):
-                current = state.membership or membership.empty()
-                due_now = membership.due_segments(current, at_s)
-                if not due_now:
-                    break
-                segment_id = min(due_now, key=lambda sid: (current["due"][sid], sid))
-                due = current["due"][segment_id]
-                state = self.evaluate(partition, person, state,
-                                      self.active(partition, {segment_id}), now_s=due,
-                                      cause=f"timer:{due}")
-                if (state.membership or membership.empty())["due"].get(segment_id) == due:
-                    break  # no longer active here: leave it for the definition item
-            self.current[(partition, person)] = state
+            self.current[(partition, person)] = self.catch_up(
+                partition, person, self.person(partition, person), at_s)
+
+    def catch_up(self, partition: int, person: str, state: PersonState,
+                 until_s: int) -> PersonState:
+        """Apply, in due order and each at its own due time, every time-driven change up to
+        ``until_s``.
+
+        Evaluating at the due time (not the tick's) makes a change's ``at`` the moment it became
+        true, and running this before any evaluation at a later time makes the sequence of changes
+        independent of when ticks happen to run (a replay, which runs faster than time, gets the
+        same sequence).
+        """
+        for _ in range(_MAX_DUE_STEPS):
+            current = state.membership or membership.empty()
+            due_now = membership.due_segments(current, until_s)
+            if not due_now:
+                break
+            segment_id = min(due_now, key=lambda sid: (current["due"][sid], sid))
+            due = current["due"][segment_id]
+            state = self.evaluate(partition, person, state,
+                                  self.active(partition, {segment_id}), now_s=due,
+                                  cause=f"timer:{due}")
+            if (state.membership or membership.empty())["due"].get(segment_id) == due:
+                break  # no longer active here: leave it for the definition item
+        return state
 
     async def on_segment(self, partition: int, item: dict[str, Any]) -> None:
         rt = self.rt

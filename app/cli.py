@@ -44,7 +44,7 @@ def _run_worker(settings: Settings) -> int:
 
     from app.wiring import create_app
 
-    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     try:

@@ -31,8 +31,9 @@ class Settings:
     app_key: str = ""
     #: What the ``{id}`` path segment of the track API means: ``id`` or ``email``.
     identify_by: str = "id"
-    #: Consumer-group / changelog namespace. Tests give every run its own.
-    app_id: str = "eventide"
+    #: The state version: derived topics, changelogs, the consumer group and the local state are
+    #: namespaced by it, so a replay can rebuild everything into a fresh version beside the live one.
+    state_version: str = "v1"
     #: Prefix of every topic name, so tests can use fresh topics on one broker.
     topic_prefix: str = "eventide"
     partitions: int = 8
@@ -58,10 +59,21 @@ class Settings:
     tick_interval_s: float = 15.0
     log_level: str = "info"
     log_json: bool = False
+    #: Origins (``https://shop.example.com``) whose pages may call the browser endpoints (CORS).
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def embedded(self) -> bool:
         return self.broker is None
+
+    @property
+    def app_id(self) -> str:
+        """The consumer group (faust app id) of this state version."""
+        return f"{self.topic_prefix}-{self.state_version}"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / self.state_version
 
     @property
     def tansu(self) -> bool:
@@ -100,7 +112,7 @@ class Settings:
             site_id=get("EVENTIDE_SITE_ID") or "",
             api_key=get("EVENTIDE_API_KEY") or "",
             app_key=get("EVENTIDE_APP_KEY") or "",
-            app_id=get("EVENTIDE_APP_ID") or "eventide",
+            state_version=get("EVENTIDE_STATE_VERSION") or "v1",
             identify_by=get("EVENTIDE_IDENTIFY_BY") or "id",
             topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
             partitions=int(get("EVENTIDE_PARTITIONS") or 8),
@@ -111,6 +123,9 @@ class Settings:
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
+            cors_origins=tuple(origin.strip().rstrip("/") for origin in
+                               (get("EVENTIDE_CORS_ORIGINS") or "").split(",")
+                               if origin.strip()),
         )
 
     def with_generated_credentials(self) -> "Settings":

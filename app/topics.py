@@ -14,9 +14,10 @@ Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW ru
     segments.membership   key: segment_id:person_id      current membership (compacted)
     deadletter     key: origin key                       (records no agent could process)
 
-Raw topics are the source of truth for replay, so they keep everything (``retention.ms=-1``).
-Changelogs are compacted and named after the state version (``app_id``), so a replay into a fresh
-version never mixes with the old one.
+Raw topics (and segment definitions) are inputs and the source of truth for replay, so they keep
+everything (``retention.ms=-1``) and are named ``<prefix>.raw.*``. Everything derived from them —
+the internal hops, the output streams and the changelogs — is named ``<prefix>.<state version>.*``,
+so a replay into a fresh version never mixes with the live one.
 """
 
 from __future__ import annotations
@@ -94,30 +95,35 @@ EVENT_NAMES = "event_names"          # event name → {"count", "last_seen"} in 
 
 def build_topics(settings: Settings) -> Topics:
     prefix, n = settings.topic_prefix, settings.partitions
+    version = f"{prefix}.{settings.state_version}"
 
     def topic(name: str, key: str, compacted: bool = False) -> TopicSpec:
         return TopicSpec(f"{prefix}.{name}", n, key, compacted)
 
-    person_events = topic("person.events", "canonical person id")
+    def derived(name: str, key: str, compacted: bool = False) -> TopicSpec:
+        return TopicSpec(f"{version}.{name}", n, key, compacted)
+
+    person_events = derived("person.events", "canonical person id")
     raw_anonymous = topic("raw.anonymous", "anonymous id")
     raw_events = topic("raw.events", "customer identifier as sent")
 
     def table(name: str, source: TopicSpec) -> TableSpec:
-        return TableSpec(name, source.name, f"{prefix}.{settings.app_id}.changelog.{name}")
+        return TableSpec(name, source.name, f"{version}.changelog.{name}")
 
     return Topics(
         raw_events=raw_events,
         raw_identifies=topic("raw.identifies", "customer identifier as sent"),
         raw_anonymous=raw_anonymous,
         person_events=person_events,
-        identity_commands=topic("identity.commands", "identifier"),
-        anonymous_links=topic("anonymous.links", "anonymous id"),
-        campaign_triggers=topic("campaigns.triggers", "person id"),
+        identity_commands=derived("identity.commands", "identifier"),
+        anonymous_links=derived("anonymous.links", "anonymous id"),
+        campaign_triggers=derived("campaigns.triggers", "person id"),
         segment_definitions=TopicSpec(f"{prefix}.segments.definitions", 1, "segment id",
                                       compacted=True),
-        segment_changes=topic("segments.changes", "person id"),
-        segment_membership=topic("segments.membership", "segment_id:person_id", compacted=True),
-        deadletter=topic("deadletter", "origin record key"),
+        segment_changes=derived("segments.changes", "person id"),
+        segment_membership=derived("segments.membership", "segment_id:person_id",
+                                   compacted=True),
+        deadletter=derived("deadletter", "origin record key"),
         tables=(
             table(DEDUP, person_events),
             table(HISTORY, person_events),

@@ -69,7 +69,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = dict(
         broker=settings.broker_url,
         store="memory://",  # eventide's tables are its own (tables/); faust keeps none
-        datadir=str(settings.data_dir / "faust"),
+        datadir=str(settings.state_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # every topic is created up front with its partition count
         consumer_auto_offset_reset="earliest",
@@ -96,7 +96,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
         topics=topics,
         clock=clock or SystemClock(),
         producer=producer,
-        state=StateManager(topics.tables, settings.data_dir / "tables", producer,
+        state=StateManager(topics.tables, settings.state_dir / "tables", producer,
                            settings.bootstrap_servers, topics.groups()),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch),

@@ -55,7 +55,7 @@ class Deployment:
         self.settings = Settings(
             broker=f"kafka://{self.bootstrap}", http_port=free_port(),
             data_dir=self.root / "data", site_id="site-test", api_key="track-key",
-            app_key="app-key", app_id=f"eventide-{run}", topic_prefix=run, partitions=4,
+            app_key="app-key", topic_prefix=run, partitions=4,
             tls_cert=self.tls[0] if self.tls else None, tls_key=self.tls[1] if self.tls else None)
         self.topics = build_topics(self.settings)
 
@@ -69,7 +69,7 @@ class Deployment:
             EVENTIDE_BROKER=s.broker or "", EVENTIDE_HTTP_PORT=str(s.http_port),
             EVENTIDE_DATA_DIR=str(s.data_dir), EVENTIDE_SITE_ID=s.site_id,
             EVENTIDE_API_KEY=s.api_key, EVENTIDE_APP_KEY=s.app_key,
-            EVENTIDE_APP_ID=s.app_id, EVENTIDE_TOPIC_PREFIX=s.topic_prefix,
+            EVENTIDE_STATE_VERSION=s.state_version, EVENTIDE_TOPIC_PREFIX=s.topic_prefix,
             EVENTIDE_PARTITIONS=str(s.partitions), EVENTIDE_LOG_LEVEL="info",
             EVENTIDE_BROKER_FLAVOR="tansu")
         if s.tls_cert and s.tls_key:

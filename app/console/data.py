@@ -1,0 +1,311 @@
+"""What the console reads and writes, on the same tables, topics and pipeline as the API.
+
+Reads go to this worker's local tables (as the read API's do). Writes go through the normal
+pipeline: an event is validated by :func:`app.ingest.validate.validate_event` and submitted with
+``rt.batcher.submit`` exactly like a track API call; a segment definition is validated by
+:func:`app.segments.definition.parse_segment` and published like ``PUT /api/v1/segments/{id}``.
+
+The only read without a per-key index is "recent activity of one event name across people": it
+scans the local history tables newest-data-first per person, bounded by
+:data:`SCAN_MAX_PEOPLE` keys and :data:`SCAN_MAX_EVENTS` events, and is cached for a few seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import orjson
+from ulid import ULID
+
+from app.api.responses import ApiError
+from app.core import history
+from app.core.name_search import compile_query
+from app.ingest.validate import ValidationError, validate_event
+from app.producer import BrokerUnavailable, OutRecord, partition_for
+from app.runtime import Runtime
+from app.segments.definition import DefinitionError, parse_segment
+from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, EVENT_NAMES, HISTORY, MEMBERSHIP,
+                        PROFILES, SEGMENT_MEMBERS, SEGMENT_STATE, TopicSpec)
+
+DAY_S = 86_400
+#: Days covered by sparklines and by the console's activity views.
+WINDOW_DAYS = 30
+SCAN_MAX_PEOPLE = 5_000
+SCAN_MAX_EVENTS = 200_000
+SCAN_CACHE_S = 3.0
+MAX_SEGMENT_ID_BYTES = 150
+
+
+# --- events: send and resend ---------------------------------------------------------------------
+
+
+def new_id() -> str:
+    return str(ULID())
+
+
+async def submit(rt: Runtime, topic: TopicSpec, key: str, item: dict[str, Any]) -> None:
+    """Hand an item to the pipeline as the track API does; ApiError(503) if the broker is away."""
+    try:
+        await rt.batcher.submit(topic.name, topic.partitions, key, item)
+    except BrokerUnavailable as exc:
+        raise ApiError(503, f"broker: {exc}; nothing was accepted, retry") from None
+    rt.counters[f"accepted:{item['op']}"] += 1
+
+
+async def send_event(rt: Runtime, *, customer: str | None, anonymous_id: str | None,
+                     body: dict[str, Any]) -> dict[str, Any]:
+    """Validate and submit one event (identified when ``customer`` is set); returns the item.
+
+    Raises :class:`ValidationError` with every problem, like the track API's 400.
+    """
+    now_s = rt.clock.now()
+    if customer is not None:
+        item = validate_event(body, customer=customer, anonymous=False, now_s=now_s,
+                              new_id=new_id, received_at_ms=int(now_s * 1000))
+        await submit(rt, rt.topics.raw_events, customer, item)
+    else:
+        item = validate_event({**body, "anonymous_id": anonymous_id}, customer=None,
+                              anonymous=True, now_s=now_s, new_id=new_id,
+                              received_at_ms=int(now_s * 1000))
+        await submit(rt, rt.topics.raw_anonymous, item["anonymous_id"], item)
+    return item
+
+
+def find_activity(events: list[dict[str, Any]], event_id: str) -> dict[str, Any] | None:
+    for activity in reversed(events):
+        if activity.get("id") == event_id:
+            return activity
+    return None
+
+
+# --- people --------------------------------------------------------------------------------------
+
+
+def _partition(rt: Runtime, key: str, topic: TopicSpec) -> int:
+    return partition_for(key.encode(), topic.partitions)
+
+
+def person_history(rt: Runtime, person: str) -> list[dict[str, Any]] | None:
+    return rt.state.tables[HISTORY].get(_partition(rt, person, rt.topics.person_events), person)
+
+
+def raw_profile(rt: Runtime, person: str) -> dict[str, Any] | None:
+    return rt.state.tables[PROFILES].get(_partition(rt, person, rt.topics.person_events), person)
+
+
+def anonymous_events(rt: Runtime, anonymous_id: str) -> list[dict[str, Any]] | None:
+    """Activity of an anonymous id that is still anonymous (None: nothing stored)."""
+    state = rt.state.tables[ANONYMOUS_HISTORY].get(
+        _partition(rt, anonymous_id, rt.topics.raw_anonymous), anonymous_id)
+    return None if state is None else state["events"]
+
+
+def anonymous_link(rt: Runtime, anonymous_id: str) -> str | None:
+    return rt.state.tables[ANONYMOUS_LINKS].get(
+        _partition(rt, anonymous_id, rt.topics.raw_anonymous), anonymous_id)
+
+
+def person_segments(rt: Runtime, person: str) -> list[tuple[str, int]]:
+    state = rt.state.tables[MEMBERSHIP].get(
+        _partition(rt, person, rt.topics.person_events), person) or {"in": {}}
+    return sorted(state["in"].items())
+
+
+def activity_page(events: list[dict[str, Any]], *, now_s: float, name: str | None,
+                  type_: str | None, cursor: str | None, limit: int = 50
+                  ) -> tuple[list[dict[str, Any]], str | None]:
+    if cursor is not None:
+        try:
+            history.decode_cursor(cursor)
+        except ValueError:
+            cursor = None
+    query = history.ActivityQuery(since_s=now_s - WINDOW_DAYS * DAY_S, type=type_ or None,
+                                  name=name or None, cursor=cursor, limit=limit)
+    return history.query(events, query)
+
+
+# --- event names ---------------------------------------------------------------------------------
+
+
+def _stores(rt: Runtime, table: str, topic: TopicSpec) -> Iterator[Any]:
+    return (rt.state.tables[table].store(p) for p in range(topic.partitions))
+
+
+def event_names(rt: Runtime, q: str, limit: int = 200) -> list[dict[str, Any]]:
+    """``GET /api/v1/events/names?q=`` as a list: the same search, totals across partitions."""
+    matches = compile_query(q)
+    totals: dict[str, dict[str, int]] = {}
+    for store in _stores(rt, EVENT_NAMES, rt.topics.person_events):
+        for name, entry in store.items():
+            if matches(name):
+                total = totals.setdefault(name, {"count": 0, "last_seen": 0})
+                total["count"] += entry["count"]
+                total["last_seen"] = max(total["last_seen"], entry["last_seen"])
+    found = sorted(totals.items(), key=lambda kv: (-kv[1]["count"], kv[0]))
+    return [{"name": n, **t} for n, t in found[:limit]]
+
+
+def event_name_totals(rt: Runtime, name: str) -> dict[str, int] | None:
+    total = None
+    for store in _stores(rt, EVENT_NAMES, rt.topics.person_events):
+        entry = store.get(name)
+        if entry is not None:
+            total = total or {"count": 0, "last_seen": 0}
+            total["count"] += entry["count"]
+            total["last_seen"] = max(total["last_seen"], entry["last_seen"])
+    return total
+
+
+# --- bounded scan of recent history ------------------------------------------------------------
+
+
+@dataclass
+class Recent:
+    """Daily counts per event name over the window, and (optionally) one name's newest rows."""
+
+    day0: int  # Unix day number of the first day of the window
+    daily: dict[str, list[int]] = field(default_factory=dict)
+    #: ``(timestamp, id, kind, who, activity)`` newest first; kind is "person" or "anonymous"
+    rows: list[tuple[int, str, str, str, dict[str, Any]]] = field(default_factory=list)
+    people: int = 0
+    events: int = 0
+    complete: bool = True
+
+
+_cache: dict[tuple[int, str | None, int], tuple[float, Recent]] = {}
+
+
+def recent(rt: Runtime, *, name: str | None = None, max_rows: int = 100) -> Recent:
+    """Scan recent local history (bounded; cached for :data:`SCAN_CACHE_S`)."""
+    key = (id(rt), name, max_rows)
+    hit = _cache.get(key)
+    if hit is not None and time.monotonic() - hit[0] < SCAN_CACHE_S:
+        return hit[1]
+    result = _scan(rt, name=name, max_rows=max_rows, now_s=rt.clock.now())
+    if len(_cache) > 64:
+        _cache.clear()
+    _cache[key] = (time.monotonic(), result)
+    return result
+
+
+def _scan(rt: Runtime, *, name: str | None, max_rows: int, now_s: float) -> Recent:
+    today = int(now_s) // DAY_S
+    day0 = today - WINDOW_DAYS + 1
+    since = day0 * DAY_S
+    out = Recent(day0=day0)
+    heap: list[tuple[int, str, str, str, dict[str, Any]]] = []
+
+    def take(kind: str, who: str, events: list[dict[str, Any]]) -> None:
+        start = bisect.bisect_left(events, since, key=lambda a: a["timestamp"])
+        for activity in events[start:]:
+            day = activity["timestamp"] // DAY_S - day0
+            if not 0 <= day < WINDOW_DAYS:
+                continue  # future-dated (allowed up to a day ahead)
+            counts = out.daily.get(activity["name"])
+            if counts is None:
+                counts = out.daily[activity["name"]] = [0] * WINDOW_DAYS
+            counts[day] += 1
+            if name is not None and activity["name"] == name:
+                entry = (activity["timestamp"], activity["id"], kind, who, activity)
+                if len(heap) < max_rows:
+                    heapq.heappush(heap, entry)
+                elif entry[:2] > heap[0][:2]:
+                    heapq.heapreplace(heap, entry)
+
+    sources = ((HISTORY, rt.topics.person_events, "person"),
+               (ANONYMOUS_HISTORY, rt.topics.raw_anonymous, "anonymous"))
+    for table, topic, kind in sources:
+        for store in _stores(rt, table, topic):
+            for who, value in store.items():
+                events = value if kind == "person" else value.get("events", [])
+                out.people += 1
+                out.events += len(events)
+                take(kind, who, events)
+                if out.people >= SCAN_MAX_PEOPLE or out.events >= SCAN_MAX_EVENTS:
+                    out.complete = False
+                    break
+            if not out.complete:
+                break
+        if not out.complete:
+            break
+    out.rows = sorted(heap, key=lambda e: (e[0], e[1]), reverse=True)
+    return out
+
+
+# --- segments ------------------------------------------------------------------------------------
+
+
+def check_segment_id(segment_id: str) -> str:
+    if not segment_id.strip() or len(segment_id.encode()) > MAX_SEGMENT_ID_BYTES:
+        raise ApiError(400, f"segment_id: must be 1 to {MAX_SEGMENT_ID_BYTES} bytes")
+    return segment_id
+
+
+def segment_summary(rt: Runtime, segment_id: str, value: dict[str, Any]) -> dict[str, Any]:
+    """As ``GET /api/v1/segments/{id}`` shows it: definition, version, live/building, members."""
+    states = [s.get(segment_id) for s in _stores(rt, SEGMENT_STATE, rt.topics.person_events)]
+    live = all(st is not None and st.get("version") == value["version"] for st in states)
+    return {"id": segment_id, **value["definition"], "version": value["version"],
+            "updated_at": value["updated_at"], "state": "live" if live else "building",
+            "members": sum(st.get("members", 0) for st in states if st)}
+
+
+def segments(rt: Runtime) -> list[dict[str, Any]]:
+    live = rt.catalog.live()
+    return [segment_summary(rt, sid, live[sid]) for sid in sorted(live)]
+
+
+def segment(rt: Runtime, segment_id: str) -> dict[str, Any] | None:
+    value = rt.catalog.latest.get(segment_id)
+    return None if value is None else segment_summary(rt, segment_id, value)
+
+
+def segment_definition(rt: Runtime, segment_id: str) -> dict[str, Any] | None:
+    value = rt.catalog.latest.get(segment_id)
+    return None if value is None else value["definition"]
+
+
+async def _publish(rt: Runtime, segment_id: str, value: dict[str, Any] | None) -> None:
+    record = OutRecord(rt.topics.segment_definitions.name, 0, segment_id.encode(),
+                       None if value is None else orjson.dumps(value))
+    try:
+        offset = await rt.producer.send_one(record)
+    except BrokerUnavailable as exc:
+        raise ApiError(503, f"broker: {exc}; the definition was not saved") from None
+    await rt.catalog.wait_for(offset, timeout_s=10)
+
+
+async def save_segment(rt: Runtime, segment_id: str, doc: Any) -> dict[str, Any]:
+    """Validate (DefinitionError on failure) and publish a definition, as the segments API does."""
+    parsed = parse_segment(segment_id, doc)
+    value = {"definition": parsed.to_json(), "version": new_id(),
+             "updated_at": int(rt.clock.now())}
+    await _publish(rt, segment_id, value)
+    return segment_summary(rt, segment_id, value)
+
+
+async def delete_segment(rt: Runtime, segment_id: str) -> None:
+    await _publish(rt, segment_id, None)
+
+
+def segment_members(rt: Runtime, segment_id: str, *, after: str = "",
+                    limit: int = 100) -> tuple[list[str], str | None]:
+    """One page of members in id order, as ``GET /api/v1/segments/{id}/membership``."""
+    prefix = f"{segment_id}\x00"
+    start = prefix + after + ("\x00" if after else "")
+    people: list[str] = []
+    for store in _stores(rt, SEGMENT_MEMBERS, rt.topics.person_events):
+        for taken, (key, _) in enumerate(store.range(start, f"{segment_id}\x01")):
+            if taken > limit:
+                break
+            people.append(key[len(prefix):])
+    people.sort()
+    page = people[:limit]
+    return page, (page[-1] if len(people) > limit and page else None)
+
+
+__all__ = ["DefinitionError", "ValidationError"]
