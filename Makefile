@@ -3,8 +3,9 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test unit integration bench bench-quick clean
+.PHONY: install run test unit integration bench bench-quick clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +20,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/eventide up
 
-## Every test: unit, store, agent and integration (one embedded broker for the session).
-test: $(STAMP)
+## Debian's Chromium for the browser tests (tests/browser drive it with Playwright's Python
+## package; never `playwright install`). Idempotent: does nothing once chromium is on PATH.
+chromium:
+	command -v chromium >/dev/null || ( $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium )
+
+## Every test: unit, store, agent, integration and browser (one embedded broker for the session).
+test: $(STAMP) chromium
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 unit: $(STAMP)
@@ -37,4 +43,4 @@ bench-quick: $(STAMP)
 	$(PY) -m bench.run --mode both --quick
 
 clean:
-	rm -rf $(VENV) .eventide .eventide.old-* .eventide-broker.log
+	rm -rf $(VENV) .eventide .eventide.previous .eventide-broker.log

@@ -127,19 +127,25 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
 
 
 def claim_data_dir(data_dir: Path, broker_instance: str) -> Path | None:
-    """Bind ``data_dir`` to this broker's log; move state from an earlier broker aside.
+    """Bind ``data_dir`` to this broker's log; move state built against another broker aside.
 
     Local RocksDB remembers changelog offsets of the broker it was built against. A fresh
     in-memory broker starts every topic at offset 0, so reusing that state would silently mix two
-    logs. Returns where the old data was moved, if anywhere.
+    logs. The archived input log (``log/``) is kept: state is rebuilt from it. The previous state
+    is kept once, as ``<data dir>.previous``. Returns where it was moved, if anywhere.
     """
     marker = data_dir / "broker.json"
     moved: Path | None = None
-    if data_dir.exists() and any(data_dir.iterdir()):
-        owner = orjson.loads(marker.read_bytes()).get("broker") if marker.exists() else None
-        if owner != broker_instance:
-            moved = data_dir.with_name(f"{data_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-            shutil.move(str(data_dir), str(moved))
+    owner = orjson.loads(marker.read_bytes()).get("broker") if marker.exists() else None
+    stale = [entry for entry in data_dir.iterdir() if entry.name not in ("log", "broker.json")] \
+        if data_dir.exists() else []
+    if stale and owner != broker_instance:
+        moved = data_dir.with_name(f"{data_dir.name}.previous")
+        if moved.exists():
+            shutil.rmtree(moved)
+        moved.mkdir(parents=True)
+        for entry in stale:
+            shutil.move(str(entry), str(moved / entry.name))
     data_dir.mkdir(parents=True, exist_ok=True)
     marker.write_bytes(orjson.dumps({"broker": broker_instance, "pid": os.getpid()}))
     return moved

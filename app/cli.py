@@ -13,8 +13,20 @@ import logging
 import os
 import sys
 
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+
+from pathlib import Path
+
+import orjson
+
 from app import cli_ops
 from app.broker import EmbeddedBroker, claim_data_dir, ensure_topics
+from app.ops import deadletters, digest, replay
+from app.ops.archive import LogArchive
 from app.settings import Settings
 from app.topics import build_topics
 
@@ -29,7 +41,6 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     if getattr(args, "port", None):
         overrides["http_port"] = args.port
     if getattr(args, "data_dir", None):
-        from pathlib import Path
         overrides["data_dir"] = Path(args.data_dir)
     return settings.replace(**overrides) if overrides else settings
 
@@ -54,9 +65,44 @@ def _run_worker(settings: Settings) -> int:
     return 0
 
 
+class ArchiveCopier(threading.Thread):
+    """Copies the input topics to the data directory every ``interval_s`` (embedded mode)."""
+
+    def __init__(self, settings: Settings, archive: LogArchive, interval_s: float) -> None:
+        super().__init__(name="log-archive", daemon=True)
+        self.settings, self.archive, self.interval_s = settings, archive, interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        specs = replay.inputs(build_topics(self.settings))
+        while not self.stopping.wait(self.interval_s):
+            try:
+                asyncio.run(self.archive.copy_from(self.settings.bootstrap_servers, specs))
+            except Exception as exc:  # keep copying: the next interval retries
+                log.warning("copying the log to %s failed: %r", self.archive.root, exc)
+
+
+def _restore_archive(settings: Settings, archive: LogArchive) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    specs = replay.inputs(build_topics(settings))
+    total = archive.count(specs)
+    if not total:
+        return 0
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("loading the archived log into the broker", total=total)
+        loaded = asyncio.run(archive.load_into(
+            settings.bootstrap_servers, specs,
+            progress=lambda n: bar.update(task, completed=n)))
+    return loaded
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings_from(args).with_generated_credentials()
     broker: EmbeddedBroker | None = None
+    copier: ArchiveCopier | None = None
+    archive = LogArchive(settings.data_dir / "log")
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         broker = EmbeddedBroker(settings.embedded_broker_port, settings.data_dir.parent /
@@ -64,12 +110,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         broker.start()
         moved = claim_data_dir(settings.data_dir, broker.instance_id)
         if moved is not None:
-            print(f"warning: {settings.data_dir} held state built against an earlier broker; "
-                  f"it was moved to {moved} and this run starts clean", file=sys.stderr)
-        print("note: the embedded broker keeps its log in memory; stopping it loses the log. "
-              "Point EVENTIDE_BROKER at Kafka for durable storage.", file=sys.stderr)
+            print(f"note: state built against the previous broker was moved to {moved}; it is "
+                  "rebuilt from the archived log", file=sys.stderr)
+        print(f"note: the embedded broker keeps its log in memory; eventide copies the input "
+              f"topics to {archive.root} every {settings.archive_interval_s:g} s and at a "
+              "graceful stop, so a hard kill of this process loses at most that interval. "
+              "Point EVENTIDE_BROKER at Kafka for full durability.", file=sys.stderr)
     try:
         _create_topics(settings)
+        if broker is not None:
+            restored = _restore_archive(settings, archive)
+            if restored:
+                print(f"restored {restored} input records from {archive.root}; the worker "
+                      "rebuilds state from them (progress: /metrics, records_in)",
+                      file=sys.stderr)
+            copier = ArchiveCopier(settings, archive, settings.archive_interval_s)
+            copier.start()
         print(f"eventide API:       {settings.http_url}")
         print(f"track credentials:  site_id={settings.site_id}  api_key={settings.api_key}")
         print(f"app key (reads):    {settings.app_key}")
@@ -82,6 +138,13 @@ def cmd_up(args: argparse.Namespace) -> int:
                           EVENTIDE_APP_KEY=settings.app_key)
         return _run_worker(settings)
     finally:
+        if copier is not None:
+            copier.stopping.set()
+            copier.join(timeout=30)
+            copied = asyncio.run(archive.copy_from(settings.bootstrap_servers,
+                                                   replay.inputs(build_topics(settings))))
+            print(f"log archive up to date ({copied} new records) in {archive.root}",
+                  file=sys.stderr)
         if broker is not None:
             broker.stop()
 
@@ -96,6 +159,83 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _run_worker(settings)
 
 
+def cmd_digest(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    if args.version:
+        settings = settings.replace(state_version=args.version)
+    for name, value in asyncio.run(digest.digest(settings)).items():
+        print(f"{name:20} {value}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    base = _settings_from(args)
+    version = args.version or asyncio.run(replay.next_version(base))
+    settings = base.replace(state_version=version)
+    if version == base.state_version:
+        print(f"error: {version} is the live state version; replay into a fresh one",
+              file=sys.stderr)
+        return 2
+    _create_topics(settings)
+    if args.since is not None:
+        starts = asyncio.run(replay.start_from_time(settings, int(args.since * 1000)))
+        print(f"replaying raw topics from {args.since} (offsets {starts})", file=sys.stderr)
+    print(f"replaying into state version {version} "
+          f"(topics {settings.topic_prefix}.{version}.*)", file=sys.stderr)
+    env = dict(os.environ, EVENTIDE_STATE_VERSION=version,
+               EVENTIDE_BROKER=settings.broker_url,
+               EVENTIDE_BROKER_FLAVOR="tansu" if base.tansu else "kafka",
+               EVENTIDE_HTTP_PORT=str(args.http_port or _free_port()),
+               EVENTIDE_SITE_ID=base.site_id or "replay", EVENTIDE_API_KEY=base.api_key or
+               secrets.token_urlsafe(12), EVENTIDE_APP_KEY=base.app_key or
+               secrets.token_urlsafe(12))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.state_dir / "replay-worker.log"
+    print(f"replay worker log: {log_path}", file=sys.stderr)
+    worker = subprocess.Popen([str(Path(sys.executable).with_name("eventide")), "worker"],
+                              env=env, stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"),
+                              stderr=subprocess.STDOUT)
+    try:
+        with Progress(console=Console(stderr=True)) as bar:
+            task = bar.add_task(f"rebuilding {version}", total=None)
+
+            def show(state: replay.Progress) -> None:
+                if worker.poll() is not None:
+                    raise SystemExit(f"the replay worker exited ({worker.returncode}); "
+                                     f"see {log_path}")
+                bar.update(task, completed=state.done, total=max(state.total, 1))
+            asyncio.run(replay.wait_caught_up(settings, show))
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    for name, value in asyncio.run(digest.digest(settings)).items():
+        print(f"{name:20} {value}")
+    print(f"done: switch workers to it with EVENTIDE_STATE_VERSION={version}")
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    settings = _settings_from(args)
+    if args.resubmit:
+        with open(args.resubmit, "rb") as lines:
+            letters = [orjson.loads(line) for line in lines if line.strip()]
+        sent = asyncio.run(deadletters.resubmit(settings, letters))
+        print(f"re-submitted {sent} records")
+        return 0
+    for letter in asyncio.run(deadletters.list_letters(settings))[-args.limit:]:
+        print(orjson.dumps(letter).decode())
+    return 0
+
+
 def cmd_topics(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
     _create_topics(settings)
@@ -108,17 +248,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eventide", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, handler, help_ in (("up", cmd_up, "embedded broker + worker + HTTP API"),
-                                 ("worker", cmd_worker, "a worker against EVENTIDE_BROKER"),
-                                 ("topics", cmd_topics, "create all topics")):
-        sub = commands.add_parser(name, help=help_)
+    subs = {}
+    for name, handler, help_ in (
+            ("up", cmd_up, "embedded broker + worker + HTTP API"),
+            ("worker", cmd_worker, "a worker against EVENTIDE_BROKER"),
+            ("topics", cmd_topics, "create all topics"),
+            ("digest", cmd_digest, "a stable digest of a state version's derived state"),
+            ("replay", cmd_replay, "rebuild derived state into a fresh state version"),
+            ("deadletters", cmd_deadletters, "list dead letters, or re-submit fixed ones")):
+        sub = subs[name] = commands.add_parser(name, help=help_)
         sub.add_argument("--broker", help="kafka://host:port (overrides EVENTIDE_BROKER)")
         sub.add_argument("--port", type=int, help="HTTP port (overrides EVENTIDE_HTTP_PORT)")
         sub.add_argument("--data-dir", help="state directory (overrides EVENTIDE_DATA_DIR)")
         sub.set_defaults(handler=handler)
+    subs["digest"].add_argument("--version", help="state version (default: the live one)")
+    when = subs["replay"].add_mutually_exclusive_group()
+    when.add_argument("--from-beginning", action="store_true", default=True,
+                      help="replay every input record (default)")
+    when.add_argument("--since", type=float, help="replay records from this Unix time on")
+    subs["replay"].add_argument("--version", help="name of the new state version (default vN)")
+    subs["replay"].add_argument("--http-port", type=int, default=0,
+                                help="HTTP port of the replay worker (default: any free)")
+    subs["deadletters"].add_argument("--limit", type=int, default=100)
+    subs["deadletters"].add_argument("--resubmit", metavar="FILE.jsonl",
+                                     help="re-submit letters (as listed, values fixed)")
     cli_ops.register(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet = args.command not in ("up", "worker")
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return int(args.handler(args))
 
 

@@ -55,6 +55,8 @@ class Settings:
     #: Records per processing batch (faust ``take``); records hold up to 500 items each.
     batch_max: int = 40
     batch_within_s: float = 0.01
+    #: Embedded mode: how often the input topics are copied to ``<data dir>/log``.
+    archive_interval_s: float = 10.0
     #: How often time-driven segment changes are looked for (they land within this + a batch).
     tick_interval_s: float = 15.0
     log_level: str = "info"
@@ -120,6 +122,7 @@ class Settings:
             dedup_horizon_s=int(get("EVENTIDE_DEDUP_HORIZON_DAYS") or 30) * DAY_S,
             history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
             history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
+            archive_interval_s=float(get("EVENTIDE_ARCHIVE_INTERVAL_S") or 10.0),
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",

@@ -1,7 +1,7 @@
 """End-to-end benchmark of eventide on this machine.
 
-    .venv/bin/python -m bench.run [--mode raw|http|both] [--events N] [--http-events N]
-        [--people P] [--concurrency C] [--single-records] [--rate R] [--quick]
+    .venv/bin/python -m bench.run [--mode raw|http|both|segments] [--events N] [--http-events N]
+        [--people P] [--concurrency C] [--single-records] [--rate R] [--segments N] [--quick]
 
 Starts its own embedded broker (Tansu, memory storage) on a free port and, for every run, a
 fresh deployment (own topic prefix, consumer group, data dir, 8 partitions) with ONE
@@ -13,6 +13,19 @@ fresh deployment (own topic prefix, consumer group, data dir, 8 partitions) with
   ``--single-records``: one bare item per record). By default everything is written at once and
   the worker drains a backlog; ``--rate R`` writes R events/s instead (steady state).
 * **http**: C concurrent clients POST ``/api/v1/customers/{id}/events`` (Basic auth).
+* **segments** (``--segments N``, any mode; ``--mode segments`` is a raw run preset to 1,000
+  definitions and 100,000 people, ``--quick``: 100 definitions): before loading, N segment
+  definitions are PUT to ``/api/v1/segments/{id}`` (bearer app key) and the run waits until
+  ``GET /api/v1/segments`` shows every one ``live``. Event names are then drawn from a pool of
+  ``e0..e999`` that most definitions mention one or two of (so an event touches a few segments);
+  definitions vary: plain, ``within`` windows, ``where`` on ``items[].type``/``total``, ``not``,
+  ``count``, attribute conditions; 10% of events are back-dated by up to 2 h so that windows
+  close during the run. A plain aiokafka consumer reads ``segments.changes`` throughout; for every
+  change record whose ``cause`` is an event id the bench sent, accept -> change is the record's
+  timestamp (CreateTime: set by the worker's producer when it produced the change) minus that
+  event's ``received_at`` (raw mode only: the bench sets it; in http mode the server does). Also
+  reported: the change records read (by kind and cause) and ``eventide_segment_evaluations_total``
+  per unique event. Identifies are not sent, so attribute conditions see empty profiles.
 
 Both then poll the worker's ``/metrics`` every 100 ms until every unique event is processed and
 committed and every resend dropped. End to end = events sent (resends included) / (first
@@ -48,7 +61,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from ulid import ULID
 
 from app.broker import EmbeddedBroker
@@ -74,6 +87,13 @@ M_P50 = 'eventide_processing_latency_seconds{quantile="0.5"}'
 M_P99 = 'eventide_processing_latency_seconds{quantile="0.99"}'
 M_PEAK_RSS = "eventide_peak_rss_bytes"
 M_ROCKSDB = "eventide_rocksdb_size_bytes"
+M_EVALUATIONS = "eventide_segment_evaluations_total"
+M_ENTERED = 'eventide_segment_changes_total{kind="entered"}'
+M_EXITED = 'eventide_segment_changes_total{kind="exited"}'
+
+#: Event names of the segments workload: definitions mention one or two of these each.
+NAME_POOL = tuple(f"e{i}" for i in range(1000))
+ITEM_TYPES = ("monitor", "hdmi", "desk", "chair", "lamp")
 
 
 class BenchError(RuntimeError):
@@ -103,8 +123,24 @@ def _data(rng: random.Random) -> dict[str, Any]:
     return data
 
 
-def generate(n: int, people: int, dup_ratio: float, seed: int) -> Workload:
-    """n events; every (1/dup_ratio)-th one is an exact resend of a random earlier event."""
+def _segment_data(rng: random.Random) -> dict[str, Any]:
+    """Event data for the segments workload: what ``where`` clauses look at, padded like _data."""
+    data: dict[str, Any] = {
+        "items": [{"type": rng.choice(ITEM_TYPES), "price": rng.randrange(5, 400)}
+                  for _ in range(rng.randrange(0, 3))],
+        "total": rng.randrange(0, 500), "plan": rng.choice(PLANS)}
+    pad = DATA_BYTES - len(orjson.dumps(data)) - len(',"note":""')
+    data["note"] = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(max(pad, 0)))
+    return data
+
+
+def generate(n: int, people: int, dup_ratio: float, seed: int, *, segments: bool = False,
+             backdated_ratio: float = 0.10, backdate_max_s: int = 7_200) -> Workload:
+    """n events; every (1/dup_ratio)-th one is an exact resend of a random earlier event.
+
+    ``segments``: names from :data:`NAME_POOL`, data with ``items``/``total``, and a share of the
+    events back-dated (so that ``within`` windows close while the bench runs).
+    """
     rng = random.Random(seed)
     every = round(1 / dup_ratio) if dup_ratio > 0 else 0
     now_s = int(time.time())
@@ -118,11 +154,154 @@ def generate(n: int, people: int, dup_ratio: float, seed: int) -> Workload:
             continue
         person = f"person-{rng.randrange(people):07d}"
         event_id = str(ULID())
-        item = {"op": "event", "id": event_id, "name": rng.choice(NAMES), "type": "event",
-                "data": _data(rng), "timestamp": now_s, "customer": person}
+        if segments:
+            backdate = rng.randrange(backdate_max_s) if rng.random() < backdated_ratio else 0
+            item = {"op": "event", "id": event_id, "name": rng.choice(NAME_POOL),
+                    "type": "event", "data": _segment_data(rng), "timestamp": now_s - backdate,
+                    "customer": person}
+        else:
+            item = {"op": "event", "id": event_id, "name": rng.choice(NAMES), "type": "event",
+                    "data": _data(rng), "timestamp": now_s, "customer": person}
         originals.append((person, event_id, item))
         events.append(originals[-1])
     return Workload(events, resends)
+
+
+# --- segments ------------------------------------------------------------------------------------
+
+
+def segment_definitions(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
+    """n varied definitions over :data:`NAME_POOL` (deterministic for a seed).
+
+    Shares: 35% plain ``event``; 20% ``event`` + ``within``; 15% ``where`` on ``items[].type``;
+    10% ``all`` [event within, ``not`` other event within]; 10% ``count`` >= 2 with an attribute
+    condition; 5% ``any`` [attribute, event ``where total``]; 5% attribute only (never touched by
+    events: evaluated only when the definition is activated).
+    """
+    rng = random.Random(seed * 7919 + n)
+    definitions = []
+    for i in range(n):
+        a, b = rng.sample(NAME_POOL, 2)
+        window = rng.choice(("30m", "1h", "2h", "1d", "7d"))
+        kind = rng.random()
+        if kind < 0.35:
+            match: dict[str, Any] = {"event": a}
+        elif kind < 0.55:
+            match = {"event": a, "within": window}
+        elif kind < 0.70:
+            match = {"event": a, "where": [{"path": "items[].type", "op": "eq",
+                                            "value": rng.choice(ITEM_TYPES)}],
+                     "count": {"gte": 1}, "within": window}
+        elif kind < 0.80:
+            match = {"all": [{"event": a, "within": window},
+                             {"not": {"event": b, "within": window}}]}
+        elif kind < 0.90:
+            match = {"all": [{"event": a, "count": {"gte": 2}},
+                             {"attribute": "plan", "op": "neq", "value": "enterprise"}]}
+        elif kind < 0.95:
+            match = {"any": [{"attribute": "plan", "op": "eq", "value": "pro"},
+                             {"event": a, "where": [{"path": "total", "op": "gt",
+                                                     "value": rng.randrange(100, 450)}]}]}
+        else:
+            match = {"attribute": rng.choice(("plan", "city", "age")), "op": "exists"}
+        definitions.append((f"seg-{i:05d}", {"name": f"bench segment {i}", "match": match}))
+    return definitions
+
+
+async def put_segments(deployment: Deployment, definitions: list[tuple[str, dict[str, Any]]],
+                       concurrency: int = 32) -> None:
+    """PUT every definition (``concurrency`` at a time: each PUT waits for the catalog)."""
+    pending = iter(definitions)
+    headers = {**deployment.app_auth, "Content-Type": "application/json"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for segment_id, doc in pending:
+            async with session.put(f"{deployment.url}/api/v1/segments/{segment_id}",
+                                   data=orjson.dumps(doc), headers=headers) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise BenchError(f"PUT segment {segment_id}: {response.status} "
+                                     f"{body[:200]!r}")
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+
+
+async def wait_segments_live(deployment: Deployment, n: int, timeout_s: float) -> None:
+    """Poll ``GET /api/v1/segments`` until it lists ``n`` segments, every one ``live``."""
+    deadline = time.perf_counter() + timeout_s
+    last = ""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        while time.perf_counter() < deadline:
+            async with session.get(deployment.url + "/api/v1/segments",
+                                   headers=deployment.app_auth) as response:
+                if response.status == 200:
+                    segments = (await response.json())["segments"]
+                    live = sum(1 for s in segments if s["state"] == "live")
+                    if len(segments) == n and live == n:
+                        return
+                    last = f"{live:,} live of {len(segments):,} listed"
+                else:
+                    last = f"status {response.status}"
+            await asyncio.sleep(0.5)
+    raise BenchError(f"segments not live after {timeout_s:g}s: {last}")
+
+
+class ChangeWatcher:
+    """Reads ``segments.changes`` (every partition, from the start) while the bench runs."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                          enable_auto_commit=False,
+                                          auto_offset_reset="earliest",
+                                          fetch_max_wait_ms=50)  # see app.wiring: Tansu
+        self._tps = [TopicPartition(topic, p) for p in range(partitions)]
+        self._task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
+        #: (cause, change, record timestamp ms, timestamp type) per change record read
+        self.changes: list[tuple[str, str, int, int]] = []
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign(self._tps)
+        await self._consumer.seek_to_beginning(*self._tps)
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            await self._fetch()
+
+    async def _fetch(self) -> None:
+        fetched = await self._consumer.getmany(timeout_ms=100, max_records=10_000)
+        for records in fetched.values():
+            for record in records:
+                value = orjson.loads(record.value)
+                self.changes.append((value["cause"], value["change"], record.timestamp,
+                                     record.timestamp_type))
+
+    async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Read up to the current end of every partition, then stop."""
+        self._stop.set()
+        try:
+            if self._task is not None:
+                await self._task
+            deadline = time.perf_counter() + drain_timeout_s
+            pending = set(self._tps)
+            while pending and time.perf_counter() < deadline:
+                await self._fetch()
+                for tp in list(pending):
+                    highwater = self._consumer.highwater(tp)
+                    if highwater is not None and await self._consumer.position(tp) >= highwater:
+                        pending.discard(tp)
+        finally:
+            await self._consumer.stop()
+
+
+def change_latencies(changes: list[tuple[str, str, int, int]],
+                     accepted_ms: dict[str, int]) -> list[float]:
+    """Seconds from accept to change record, for the changes caused by an event we sent."""
+    return sorted((stamp - accepted_ms[cause]) / 1000 for cause, _, stamp, _ in changes
+                  if cause in accepted_ms)
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -251,16 +430,25 @@ async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, du
 
 async def load_raw(bootstrap: str, topic: str, partitions: int, workload: Workload, *,
                    per_record: int, single: bool, rate: float | None = None,
-                   tick_s: float = 0.05) -> tuple[float, float, int]:
+                   tick_s: float = 0.05, accepted_ms: dict[str, int] | None = None
+                   ) -> tuple[float, float, int]:
     """Produce the workload to ``topic``; returns (first send, all acked) perf times, records.
 
     Without ``rate`` everything is written as fast as the producer goes (the worker then drains a
     backlog). With ``rate`` (events/s) the events due are written every ``tick_s``, each tick's
     items grouped into one envelope per partition, like the HTTP tier's linger does.
+    ``accepted_ms`` receives each event id's (first) ``received_at``.
     """
     # Pre-encode every item without its closing brace; received_at is appended at produce time.
     encoded = [(person.encode(), partition_for(person.encode(), partitions),
                 orjson.dumps(item)[:-1]) for person, _, item in workload.events]
+    ids = {prefix: event_id for (_, event_id, _), (_, _, prefix)
+           in zip(workload.events, encoded)} if accepted_ms is not None else {}
+
+    def accept(prefix: bytes, at_ms: int) -> None:
+        if accepted_ms is not None:
+            accepted_ms.setdefault(ids[prefix], at_ms)
+
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024,
                                 request_timeout_ms=30_000)
@@ -270,14 +458,19 @@ async def load_raw(bootstrap: str, topic: str, partitions: int, workload: Worklo
 
     async def send_envelope(partition: int) -> None:
         key, parts = buffers.pop(partition)
-        suffix = b',"received_at":%d}' % int(time.time() * 1000)
+        at_ms = int(time.time() * 1000)
+        suffix = b',"received_at":%d}' % at_ms
         value = b'{"items":[' + b",".join(p + suffix for p in parts) + b"]}"
+        for part in parts:
+            accept(part, at_ms)
         futures.append(await producer.send(topic, value, key=key, partition=partition))
 
     async def send(chunk: list[tuple[bytes, int, bytes]]) -> None:
         if single:
             for key, partition, prefix in chunk:
-                value = prefix + b',"received_at":%d}' % int(time.time() * 1000)
+                at_ms = int(time.time() * 1000)
+                accept(prefix, at_ms)
+                value = prefix + b',"received_at":%d}' % at_ms
                 futures.append(await producer.send(topic, value, key=key, partition=partition))
             return
         for key, partition, prefix in chunk:
@@ -372,6 +565,7 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
     """Run one measurement; its result dict is appended to ``results`` first, filled as it goes."""
     result: dict[str, Any] = {"label": spec.label, "mode": spec.mode, "single_records": spec.single,
                               "people": args.people, "partitions": args.partitions,
+                              "segments": args.segments,
                               "loadavg_before": list(os.getloadavg())}
     results.append(result)
     run_dir = root / re.sub(r"[^A-Za-z0-9]+", "-", spec.label).strip("-")
@@ -379,9 +573,12 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
     worker = Worker(deployment, name="worker")
     result["worker_log"] = str(worker.log_path)
     print(f"\n== {spec.label}: {spec.events:,} events, {args.people:,} people, "
-          f"{args.partitions} partitions (load avg {os.getloadavg()[0]:.2f})", flush=True)
+          f"{args.segments:,} segments, {args.partitions} partitions "
+          f"(load avg {os.getloadavg()[0]:.2f})", flush=True)
+    watcher: ChangeWatcher | None = None
     try:
-        workload = generate(spec.events, args.people, args.dup_ratio, args.seed)
+        workload = generate(spec.events, args.people, args.dup_ratio, args.seed,
+                            segments=args.segments > 0)
         result.update(events=len(workload.events), unique=workload.unique,
                       resends=workload.resends)
         await deployment.create_topics()
@@ -389,17 +586,38 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
         worker.start()
         await worker.wait_ready(timeout_s=120)
         result["worker_ready_s"] = round(time.perf_counter() - t_start, 2)
-        print(f"   worker ready in {result['worker_ready_s']:.1f}s; loading", flush=True)
+        print(f"   worker ready in {result['worker_ready_s']:.1f}s", flush=True)
         assert worker.process is not None
         pid = worker.process.pid
+        accepted_ms: dict[str, int] | None = None
+        if args.segments:
+            definitions = segment_definitions(args.segments, args.seed)
+            t_put = time.perf_counter()
+            await put_segments(deployment, definitions)
+            t_put_done = time.perf_counter()
+            await wait_segments_live(deployment, len(definitions), timeout_s=300)
+            result.update(segments_put_s=round(t_put_done - t_put, 2),
+                          segments_live_s=round(time.perf_counter() - t_put, 2))
+            print(f"   {len(definitions):,} segments PUT in {result['segments_put_s']:.1f}s, "
+                  f"all live after {result['segments_live_s']:.1f}s", flush=True)
+            watcher = ChangeWatcher(bootstrap, deployment.topics.segment_changes.name,
+                                    args.partitions)
+            await watcher.start()
+            accepted_ms = {} if spec.mode == "raw" else None
+        print("   loading", flush=True)
         idle_rss = rss_bytes(pid)
         cpu0, broker_cpu0, self_cpu0 = cpu_seconds(pid), cpu_seconds(broker_pid), self_cpu_seconds()
+        evaluations0 = 0.0
+        if args.segments:
+            async with aiohttp.ClientSession() as session:
+                evaluations0 = (await fetch_metrics(session, deployment)).get(M_EVALUATIONS, 0.0)
 
         expected_new, expected_dup = workload.unique, workload.resends
         if spec.mode == "raw":
             t_first, t_loaded, records = await load_raw(
                 bootstrap, deployment.topics.raw_events.name, args.partitions, workload,
-                per_record=args.per_record, single=spec.single, rate=args.rate)
+                per_record=args.per_record, single=spec.single, rate=args.rate,
+                accepted_ms=accepted_ms)
             result.update(records=records, rate=args.rate,
                           items_per_record=1 if spec.single else args.per_record)
         else:
@@ -456,6 +674,34 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
             data_dir_bytes=dir_bytes(deployment.settings.data_dir),
             worker_metrics=metrics,
         )
+        if watcher is not None:
+            await watcher.stop()
+            changes, watcher = watcher.changes, None
+            evaluations = metrics.get(M_EVALUATIONS, 0.0) - evaluations0
+            kinds = Counter(change for _, change, _, _ in changes)
+            causes = Counter("event" if accepted_ms is not None and cause in accepted_ms
+                             else cause.split(":", 1)[0] if ":" in cause else "other"
+                             for cause, _, _, _ in changes)
+            lags = change_latencies(changes, accepted_ms) if accepted_ms is not None else []
+            result.update(
+                change_records=len(changes),
+                change_records_by_kind=dict(kinds),
+                change_records_by_cause=dict(causes),
+                change_timestamp_types=sorted({t for _, _, _, t in changes}),
+                changes_counted_by_worker=int(metrics.get(M_ENTERED, 0)
+                                              + metrics.get(M_EXITED, 0)),
+                event_caused_changes=len(lags),
+                accept_to_change_p50_s=percentile(lags, 0.5),
+                accept_to_change_p99_s=percentile(lags, 0.99),
+                accept_to_change_max_s=lags[-1] if lags else None,
+                segment_evaluations=int(evaluations),
+                evaluations_per_event=round(evaluations / max(n_new, 1), 3),
+            )
+            print(f"   segments: {len(changes):,} change records ({len(lags):,} caused by our "
+                  f"events), accept -> change p50/p99 "
+                  f"{_ms(result['accept_to_change_p50_s'])} / "
+                  f"{_ms(result['accept_to_change_p99_s'])}, "
+                  f"{result['evaluations_per_event']:.2f} evaluations per event", flush=True)
         print(f"   done: {result['events_per_s']:,.0f} events/s end to end "
               f"({elapsed:.2f}s), exact={result['exact']}", flush=True)
         if not result["exact"]:
@@ -471,6 +717,8 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
                   flush=True)
         raise
     finally:
+        if watcher is not None:
+            await asyncio.gather(watcher.stop(drain_timeout_s=0), return_exceptions=True)
         worker.stop()
 
 
@@ -513,6 +761,22 @@ ROWS: list[tuple[str, Any]] = [
     ("counts exact", lambda r: "yes" if r.get("exact") else "NO"),
     ("processing latency p50 / p99", lambda r: f"{_ms(r.get('latency_p50_s'))} / "
                                                f"{_ms(r.get('latency_p99_s'))}"),
+    ("segment definitions (PUT / all live)",
+     lambda r: "-" if not r.get("segments") else
+     f"{_n(r['segments'])} ({_n(r.get('segments_put_s'), 1)} s / "
+     f"{_n(r.get('segments_live_s'), 1)} s)"),
+    ("change records (entered / exited)",
+     lambda r: "-" if not r.get("segments") else
+     f"{_n(r.get('change_records'))} ({_n(r.get('change_records_by_kind', {}).get('entered'))}"
+     f" / {_n(r.get('change_records_by_kind', {}).get('exited', 0))})"),
+    ("change records caused by our events", lambda r: "-" if not r.get("segments")
+        else _n(r.get("event_caused_changes"))),
+    ("ACCEPT -> CHANGE RECORD p50 / p99",
+     lambda r: "-" if not r.get("segments") else
+     f"{_ms(r.get('accept_to_change_p50_s'))} / {_ms(r.get('accept_to_change_p99_s'))}"),
+    ("segment evaluations (per event)",
+     lambda r: "-" if not r.get("segments") else
+     f"{_n(r.get('segment_evaluations'))} ({_n(r.get('evaluations_per_event'), 2)})"),
     ("worker CPU per event", lambda r: _n(r.get("worker_cpu_us_per_event"), 1) + " µs"),
     ("CPU s worker / broker / bench", lambda r: f"{_n(r.get('worker_cpu_s'), 1)} / "
                                                 f"{_n(r.get('broker_cpu_s'), 1)} / "
@@ -550,10 +814,16 @@ def print_table(runs: list[dict[str, Any]]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", choices=("raw", "http", "both"), default="both")
+    parser.add_argument("--mode", choices=("raw", "http", "both", "segments"), default="both",
+                        help="segments: a raw run with --segments 1,000 and --people 100,000 "
+                             "unless given (--quick: 100 segments)")
     parser.add_argument("--events", type=int, help="raw-mode events (default 200,000)")
     parser.add_argument("--http-events", type=int, help="http-mode events (default 50,000)")
-    parser.add_argument("--people", type=int, default=10_000)
+    parser.add_argument("--people", type=int,
+                        help="default 10,000 (100,000 in --mode segments)")
+    parser.add_argument("--segments", type=int,
+                        help="segment definitions PUT before loading (default 0; 1,000 in --mode "
+                             "segments, 100 with --quick)")
     parser.add_argument("--concurrency", type=int, default=64, help="HTTP clients (default 64)")
     parser.add_argument("--single-records", action="store_true",
                         help="raw mode: one bare item per Kafka record instead of envelopes")
@@ -578,18 +848,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.events = 5_000 if args.quick else 200_000
     if args.http_events is None:
         args.http_events = 2_000 if args.quick else 50_000
+    if args.segments is None:
+        args.segments = 0 if args.mode != "segments" else 100 if args.quick else 1_000
+    if args.people is None:
+        args.people = 100_000 if args.mode == "segments" and not args.quick else 10_000
     return args
 
 
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     runs = []
+    extra = f" + {args.segments:,} segments" if args.segments else ""
     if args.mode in ("raw", "both"):
         label = "raw (1 item/record)" if args.single_records else "raw"
         if args.rate:
             label += f" @ {args.rate:,.0f}/s"
-        runs.append(RunSpec(label, "raw", args.events, single=args.single_records))
+        runs.append(RunSpec(label + extra, "raw", args.events, single=args.single_records))
     if args.mode in ("http", "both"):
-        runs.append(RunSpec("http", "http", args.http_events))
+        runs.append(RunSpec("http" + extra, "http", args.http_events))
+    if args.mode == "segments":
+        label = f"raw + {args.segments:,} segments"
+        if args.rate:
+            label += f" @ {args.rate:,.0f}/s"
+        runs.append(RunSpec(label, "raw", args.events, single=args.single_records))
     return runs
 
 

@@ -8,9 +8,10 @@ import ssl
 import mode
 from aiohttp import web
 
-from app.api import export, imports, read, segments, track, v2
+from app.api import export, imports, openapi, read, segments, track, v2
 from app.api import render as render_api
 from app.api.auth import require_app
+from app.console import install as install_console
 from app.metrics import peak_rss_bytes, render
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
@@ -54,7 +55,13 @@ def build_web_app(rt: Runtime) -> web.Application:
         return web.Response(text=render(rt.counters, rt.latency, gauges),
                             content_type="text/plain")
 
+    openapi_document = openapi.document(rt)
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return json_response(openapi_document)
+
     application.router.add_get("/healthz", healthz)
+    application.router.add_get("/openapi.json", openapi_json)
     application.router.add_get("/metrics", metrics)
     application.router.add_routes(track.routes(rt))
     application.router.add_routes(v2.routes(rt))
@@ -63,6 +70,7 @@ def build_web_app(rt: Runtime) -> web.Application:
     application.router.add_routes(imports.routes(rt))
     application.router.add_routes(render_api.routes(rt))
     application.router.add_routes(export.routes(rt))
+    install_console(application, rt)
     return application
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 

@@ -24,10 +24,10 @@ from ulid import ULID
 from app.api.responses import ApiError
 from app.core import history
 from app.core.name_search import compile_query
-from app.ingest.validate import ValidationError, validate_event
+from app.ingest.validate import validate_event
 from app.producer import BrokerUnavailable, OutRecord, partition_for
 from app.runtime import Runtime
-from app.segments.definition import DefinitionError, parse_segment
+from app.segments.definition import parse_segment
 from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, EVENT_NAMES, HISTORY, MEMBERSHIP,
                         PROFILES, SEGMENT_MEMBERS, SEGMENT_STATE, TopicSpec)
 
@@ -280,7 +280,7 @@ async def _publish(rt: Runtime, segment_id: str, value: dict[str, Any] | None) -
 
 
 async def save_segment(rt: Runtime, segment_id: str, doc: Any) -> dict[str, Any]:
-    """Validate (DefinitionError on failure) and publish a definition, as the segments API does."""
+    """Validate (``DefinitionError`` on failure) and publish a definition, as the segments API does."""
     parsed = parse_segment(segment_id, doc)
     value = {"definition": parsed.to_json(), "version": new_id(),
              "updated_at": int(rt.clock.now())}
@@ -307,5 +307,3 @@ def segment_members(rt: Runtime, segment_id: str, *, after: str = "",
     page = people[:limit]
     return page, (page[-1] if len(people) > limit and page else None)
 
-
-__all__ = ["DefinitionError", "ValidationError"]

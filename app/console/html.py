@@ -8,11 +8,11 @@ wrapped in :class:`Html` so it is not escaped twice; plain ``str`` is always esc
 from __future__ import annotations
 
 import html
+import json
 import time
 from typing import Any, Iterable, Sequence
 from urllib.parse import quote, urlencode
 
-import orjson
 
 DAY_S = 86_400
 
@@ -75,10 +75,11 @@ def ago(ts: int | float | None, now_s: float) -> str:
 
 
 def json_text(value: Any, *, pretty: bool = False) -> str:
-    option = orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS if pretty else orjson.OPT_SORT_KEYS
+    """JSON for people: keys sorted, spaced (``{"a": 1, "b": 2}``) or indented."""
     try:
-        return orjson.dumps(value, option=option).decode()
-    except orjson.JSONEncodeError:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False,
+                          indent=2 if pretty else None)
+    except (TypeError, ValueError):
         return repr(value)
 
 
@@ -96,7 +97,8 @@ def json_block(value: Any, *, summary_chars: int = 60) -> Html:
 
 def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], *,
           empty: str = "Nothing here yet.", numeric: Sequence[int] = (),
-          cls: str = "") -> Html:
+          cls: str = "", caption_hidden: bool = False) -> Html:
+    """A table with a caption (kept for screen readers when a heading already shows it)."""
     if not rows:
         return Html(f'<p class="empty">{esc(empty)}</p>')
     head = "".join(f'<th scope="col"{" class=num" if i in numeric else ""}>{esc(h)}</th>'
@@ -111,7 +113,9 @@ def table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], *
             cells.append(f"<{tag}{scope}{klass}>{esc(cell)}</{tag}>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     klass = f' class="{attr(cls)}"' if cls else ""
-    return Html(f'<div class="table-wrap"><table{klass}><caption>{esc(caption)}</caption>'
+    caption_class = ' class="visually-hidden"' if caption_hidden else ""
+    return Html(f'<div class="table-wrap"><table{klass}><caption{caption_class}>{esc(caption)}'
+                f"</caption>"
                 f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 

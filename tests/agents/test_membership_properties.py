@@ -1,30 +1,36 @@
 """Live segment membership as properties of ``PeopleBatch``, driven directly (no broker).
 
 Every example builds a fresh runtime with ``create_app`` (one ``person.events`` partition, real
-RocksDB stores in a temporary directory), registers a fixed set of segment definitions in the
-catalog and applies a random log to partition 0: records of events and identifies for three
-people (back-dated or current, with ``items[].type`` and numbers in their data), exact duplicates
-of earlier inputs at new offsets, immediate redeliveries of a record (same offset and indexes),
-``tick`` items at increasing times, and ``segment`` items that activate, edit or delete a
-definition. Each record is one unit of work, committed through ``StateManager.commit`` to a fake
-producer that collects what ``send_all`` is given (as in ``test_people_agent.py``).
+RocksDB stores in a temporary directory), registers segment definitions in the catalog and applies
+a random log to partition 0: records of 1-4 events and identifies for three people (events named
+from a small set, back-dated or current, with ``items[].type`` and numbers in their data), exact
+duplicates of earlier inputs at new offsets, immediate redeliveries of a record (same offset and
+indexes), ``tick`` items at increasing times, and ``segment`` items that activate, edit (a new
+version) or delete a definition. Each record is one unit of work, committed through
+``StateManager.commit`` to a fake producer that collects what ``send_all`` is given (as in
+``test_people_agent.py``); the worker's clock follows the log.
 
 Checked:
 
 (a) after a final tick at a time at or after every stored due time, each person's stored
     membership equals a from-scratch ``is_member`` over a model of their history and attributes
-    (built here, independently of the product) at that tick's time, for every segment;
-(b) per (person, segment) the change records alternate entered/exited starting with entered, the
-    last one agrees with the stored membership and its ``since``;
-(c) redelivering a record (same partition/offset/index) right after it was committed changes no
-    state and emits no change record; an exact duplicate id at another offset emits nothing and
-    changes nothing;
-(d) the same log run twice on fresh runtimes gives the same change records (ids included).
+    (built here, independently of the product) at that tick's time, for every segment; the stored
+    history and attributes equal the model's; the membership listing (``segment_members``) and
+    member counts (``segment_state``) agree; after every tick no due time at or before it is left;
+(b) per (person, segment) the change records alternate entered/exited starting with entered, in
+    time order (a timer's change is at its due time), and the last one agrees with the stored
+    membership and its ``since``;
+(c) redelivering a single-item record (same partition/offset/index) right after it was committed
+    changes no state and emits no change record; an exact duplicate id at another offset emits
+    nothing at all and changes nothing;
+(d) the same log run twice on fresh runtimes gives the same change records (ids included), no
+    change id is used twice, and batching several records into one unit of work (as faust's
+    ``take`` does) gives exactly the change records of the record-by-record run.
 
 Segment definitions used by the properties are *non-vacuous*: a person none of whose inputs ever
-mentioned the segment's events or attributes is not a member. Vacuous ones (``not`` at the top,
-``count lt``, ``neq`` on a missing attribute) are covered by the xfail tests at the end of this
-file, which pin product bugs found while writing these properties.
+mentioned the segment's events or attributes is not a member. Redeliveries are limited to
+single-item records. Both limits avoid product bugs pinned by the deterministic xfail tests at the
+end of this file (vacuous segments; re-running records against state that is ahead of them).
 """
 
 from __future__ import annotations
@@ -51,7 +57,6 @@ from app.wiring import create_app
 
 T0 = 1_700_000_000
 PEOPLE = ("p0", "p1", "p2")
-NAMES = ("cart", "view", "purchase", "signup")
 ITEM_TYPES = ("monitor", "hdmi", "desk")
 TOTALS = (0, 50, 100, 101, 250, "100", "250")
 
@@ -68,10 +73,10 @@ DEFINITIONS: dict[str, list[dict[str, Any]]] = {
             {"not": {"event": "purchase", "within": "1d"}}]}},
     ],
     "busy-viewer": [
-        {"name": "3+ views in 30 minutes",
-         "match": {"event": "view", "count": {"gte": 3}, "within": "30m"}},
-        {"name": "2+ views in 10 minutes",
-         "match": {"event": "view", "count": {"gt": 1}, "within": "10m"}},
+        {"name": "2+ views in 30 minutes",
+         "match": {"event": "view", "count": {"gt": 1}, "within": "30m"}},
+        {"name": "3+ views in 10 minutes",
+         "match": {"event": "view", "count": {"gte": 3}, "within": "10m"}},
     ],
     "two-purchases": [
         {"name": "Exactly two purchases ever", "match": {"event": "purchase", "count": {"eq": 2}}},
@@ -112,7 +117,7 @@ DEFINITIONS: dict[str, list[dict[str, Any]]] = {
 SEGMENT_IDS = tuple(DEFINITIONS)
 
 BACKDATES = (0, 0, 0, 0, 1, 30, 600, 1_199, 1_800, 3_600, 5_400, 7_200, 86_399, 90_000, 200_000)
-ADVANCES_S = (0, 0, 1, 5, 60, 599, 600)
+ADVANCES_S = (0, 0, 0, 1, 5, 60, 300, 599, 600)
 TICK_DTS = (1, 59, 600, 1_200, 1_800, 3_600, 7_200, 86_400, 200_000)
 
 
@@ -128,16 +133,18 @@ event_data = st.fixed_dictionaries(
     optional={"total": st.sampled_from(TOTALS)})
 attributes = st.fixed_dictionaries({}, optional={
     "plan": st.sampled_from(["free", "pro", None]),
-    "age": st.sampled_from([18, 29, 30, 45, "31", None]),
+    "age": st.sampled_from([18, 29, 30, 45, "31", None, None]),
     "city": st.sampled_from(["Oslo", "Lima"]),
 })
-person_index = st.integers(0, len(PEOPLE) - 1)
+person_index = st.sampled_from([0, 0, 0, 1, 1, 2])
 advance = st.sampled_from(ADVANCES_S)
-event_spec = st.tuples(st.just("event"), person_index, st.sampled_from(NAMES), event_data,
+event_name = st.sampled_from(("cart", "cart", "view", "view", "view", "purchase", "purchase",
+                              "signup"))
+event_spec = st.tuples(st.just("event"), person_index, event_name, event_data,
                        st.sampled_from(BACKDATES), advance)
 identify_spec = st.tuples(st.just("identify"), person_index, attributes, advance)
 record_step = st.tuples(st.just("record"), st.lists(
-    st.one_of(event_spec, event_spec, event_spec, identify_spec), min_size=1, max_size=3))
+    st.one_of(event_spec, event_spec, event_spec, identify_spec), min_size=1, max_size=4))
 tick_step = st.tuples(st.just("tick"), st.sampled_from(TICK_DTS))
 dup_step = st.tuples(st.just("dup"), st.integers(0, 1_000))
 segment_step = st.tuples(st.just("segment"), st.sampled_from(SEGMENT_IDS),
@@ -183,9 +190,11 @@ class Log:
     now_s: int
     #: (segment id, version, definition) in definitions-topic order (the offset is the index)
     catalog: list[tuple[str, str, dict[str, Any]]]
+    segment_ids: tuple[str, ...]
 
 
 def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
+                definitions: dict[str, list[dict[str, Any]]] = DEFINITIONS,
                 redeliveries: bool = True) -> Log:
     """Turn drawn steps into concrete records (ids, times, offsets) and the expected model.
 
@@ -205,7 +214,7 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
         offset += 1
 
     def activate(segment_id: str, index: int | None) -> None:
-        versions = DEFINITIONS[segment_id]
+        versions = definitions[segment_id]
         if index is None and model.active.get(segment_id) is None:
             return  # deleting what is not there: nothing would reach the partition
         version = None
@@ -216,7 +225,7 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
         add("segment", [{"op": "segment", "segment": segment_id, "version": version,
                          "offset": len(catalog) - 1, "at": now_ms // 1000}])
 
-    for segment_id, on in zip(SEGMENT_IDS, active0):
+    for segment_id, on in zip(definitions, active0):
         if on:
             activate(segment_id, 0)
     for step in steps:
@@ -246,8 +255,10 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
             inputs.extend(items)
             add("input", items)
         elif kind == "dup":
-            if inputs:
-                add("dup", [dict(inputs[step[1] % len(inputs)])])
+            # Within the dedup horizon (30 days): an id re-sent later is new by design.
+            recent = [item for item in inputs if item["received_at"] > now_ms - 29 * 86_400_000]
+            if recent:
+                add("dup", [dict(recent[step[1] % len(recent)])])
         elif kind == "tick":
             now_ms = (now_ms // 1000 + step[1]) * 1000
             add("tick", [{"op": "tick", "at": now_ms // 1000}])
@@ -261,7 +272,7 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
                 last = records[-1]
                 records.append(Record(last.kind, last.items, last.offset, now_ms // 1000,
                                       redelivery=True))
-    return Log(records, model, now_ms // 1000, catalog)
+    return Log(records, model, now_ms // 1000, catalog, tuple(definitions))
 
 
 # --- a runtime without a broker ------------------------------------------------------------------
@@ -330,9 +341,18 @@ class Runner:
 async def run_log(log: Log, root: Path, *, grouping: Sequence[int] = ()) -> Runner:
     """Apply ``log`` record by record (or in groups of ``grouping`` sizes), checking (c) as it goes.
 
-    Returns the runner, still open, after the final tick.
+    Returns the runner, still open (the caller delivers the final tick and closes it).
     """
     runner = Runner(root, log.catalog)
+    try:
+        await _apply(runner, log, grouping)
+    except BaseException:
+        runner.close()
+        raise
+    return runner
+
+
+async def _apply(runner: Runner, log: Log, grouping: Sequence[int]) -> None:
     groups: list[list[Record]] = []
     sizes = list(grouping)
     position = 0
@@ -358,7 +378,6 @@ async def run_log(log: Log, root: Path, *, grouping: Sequence[int] = ()) -> Runn
             late = {p: m["due"] for p, m in runner.rt.state.tables[MEMBERSHIP].store(0).items()
                     if any(due <= at for due in m["due"].values())}
             assert not late, f"due times at or before the tick at {at} remain: {late}"
-    return runner
 
 
 def check_final(runner: Runner, log: Log, final_at: int) -> None:
@@ -374,7 +393,7 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
     mismatches = []
     for person in sorted(model.people):
         stored = runner.membership(person)
-        for segment_id in SEGMENT_IDS:
+        for segment_id in log.segment_ids:
             version = model.active.get(segment_id)
             expected = version is not None and is_member(
                 catalog.get(segment_id, version), model.activities(person),
@@ -390,8 +409,13 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
         by_pair[(change["person_id"], change["segment_id"])].append(change)
     for (person, segment_id), changes in by_pair.items():
         kinds = [c["change"] for c in changes]
-        assert kinds == ["entered", "exited"] * (len(kinds) // 2) + ["entered"] * (len(kinds) % 2), \
-            (person, segment_id, changes)
+        times = [c["at"] for c in changes]
+        assert times == sorted(times), ("changes out of time order", person, segment_id, changes)
+        for change in changes:
+            if change["cause"].startswith("timer:"):
+                assert change["at"] == int(change["cause"].removeprefix("timer:")), change
+        alternating = [("entered", "exited")[i % 2] for i in range(len(kinds))]
+        assert kinds == alternating, (person, segment_id, changes)
         stored = runner.membership(person)["in"]
         assert (kinds[-1] == "entered") == (segment_id in stored), (person, segment_id)
         if kinds[-1] == "entered":
@@ -406,7 +430,7 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
     expected_members = {(sid, person): since for person in sorted(model.people)
                         for sid, since in runner.membership(person)["in"].items()}
     assert members == expected_members
-    for segment_id in SEGMENT_IDS:
+    for segment_id in log.segment_ids:
         state = runner.table(SEGMENT_STATE, segment_id)
         version = model.active.get(segment_id)
         if version is None:
@@ -416,11 +440,14 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
             assert state == {"version": version, "members": count}, (segment_id, state)
 
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
+# database=None: no example database written into the shared working tree. The example counts keep
+# the whole file well under a minute (about 10 s on a 2-CPU machine).
+def bounded(examples: int) -> settings:
+    return settings(max_examples=examples, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@SETTINGS
+@bounded(200)
 @given(steps=steps_strategy, active0=initially_active)
 async def test_membership_matches_a_from_scratch_evaluation(steps: list[tuple],
                                                              active0: list[bool]) -> None:
@@ -435,8 +462,7 @@ async def test_membership_matches_a_from_scratch_evaluation(steps: list[tuple],
             runner.close()
 
 
-@settings(max_examples=30, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@bounded(60)
 @given(steps=steps_strategy, active0=initially_active)
 async def test_the_same_log_gives_the_same_change_records(steps: list[tuple],
                                                           active0: list[bool]) -> None:
@@ -454,3 +480,164 @@ async def test_the_same_log_gives_the_same_change_records(steps: list[tuple],
         assert results[0] == results[1]
         ids = [c["change_id"] for c in results[0]]
         assert len(ids) == len(set(ids)), "a change id was used for two different transitions"
+        assert results[0] == results[1]
+        ids = [c["change_id"] for c in results[0]]
+        assert len(ids) == len(set(ids)), "a change id was used for two different transitions"
+
+
+@bounded(60)
+@given(steps=steps_strategy, active0=initially_active,
+       grouping=st.lists(st.integers(1, 5), max_size=20))
+async def test_batching_changes_neither_membership_nor_change_records(
+        steps: list[tuple], active0: list[bool], grouping: list[int]) -> None:
+    """(a), (b) and (d) when several records share a unit of work (as ``take`` batches them):
+    the change records are exactly those of the record-by-record run."""
+    with tempfile.TemporaryDirectory() as root:
+        log = compile_log(steps, active0, redeliveries=False)
+        single = await run_log(log, Path(root) / "single")
+        try:
+            await single.final_tick(log.now_s)
+        finally:
+            single.close()
+        batched = await run_log(log, Path(root) / "batched", grouping=grouping)
+        try:
+            final_at = await batched.final_tick(log.now_s)
+            check_final(batched, log, final_at)
+        finally:
+            batched.close()
+        assert batched.changes == single.changes
+
+
+# --- bugs found by the properties above, pinned as deterministic examples -------------------------
+#
+# A crash after a unit of work is committed (step 3 of the commit order) but before faust commits
+# the input offsets makes Kafka redeliver those records with the state already ahead of them. The
+# records below are replayed with the same partition/offset/index, as Kafka would.
+
+CARTED = {"carted": [{"name": "Cart in the last hour",
+                      "match": {"event": "cart", "within": "1h"}}]}
+TWO_PURCHASES = {"two-purchases": DEFINITIONS["two-purchases"]}
+NO_DATA: dict[str, Any] = {"items": []}
+
+
+async def replay(runner: Runner, records: Sequence[Record], now_s: int) -> list[dict[str, Any]]:
+    """Deliver ``records`` again, one unit each, at a later wall-clock time."""
+    found = []
+    for record in records:
+        again = Record(record.kind, record.items, record.offset, now_s, redelivery=True)
+        changes, _ = await runner.deliver([again])
+        found.extend(changes)
+    return found
+
+
+def new_transitions(before: list[dict[str, Any]], replayed: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Change records of the replay a consumer dropping repeated change ids would keep."""
+    seen = {c["change_id"] for c in before}
+    return [c for c in replayed if c["change_id"] not in seen]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: redelivering a record with two events of one person re-evaluates the first item "
+    "against a history that already holds the second: two purchases in one record (1 s apart) "
+    "-> on redelivery item 0 emits 'exited' (count eq 2 is false at item 0's time), a change id "
+    "that never occurred, and item 1 re-enters with a known id"))
+async def test_redelivering_a_two_item_record_emits_no_new_transition(tmp_path: Path) -> None:
+    steps = [("record", [("event", 0, "purchase", NO_DATA, 0, 0),
+                         ("event", 0, "purchase", NO_DATA, 0, 1)])]
+    log = compile_log(steps, [True], definitions=TWO_PURCHASES, redeliveries=False)
+    runner = await run_log(log, tmp_path)
+    try:
+        assert [c["change"] for c in runner.changes] == ["entered"]
+        before = list(runner.changes)
+        replayed = await replay(runner, log.records[-1:], log.now_s)
+        assert new_transitions(before, replayed) == []
+    finally:
+        runner.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: replaying committed records after a later back-dated event evaluates them against the "
+    "later history: purchase A at t, purchase B received t+60 stamped t-540 (enters 'exactly two "
+    "purchases'), purchase C at t+120 (exits); replaying from A emits entered(cause A) and "
+    "exited(cause timer:t+120), change ids that never occurred"))
+async def test_replaying_after_a_back_dated_event_emits_no_new_transition(tmp_path: Path) -> None:
+    steps = [("record", [("event", 0, "purchase", NO_DATA, 0, 0)]),
+             ("record", [("event", 0, "purchase", NO_DATA, 600, 60)]),
+             ("record", [("event", 0, "purchase", NO_DATA, 0, 60)])]
+    log = compile_log(steps, [True], definitions=TWO_PURCHASES, redeliveries=False)
+    runner = await run_log(log, tmp_path)
+    try:
+        assert [c["change"] for c in runner.changes] == ["entered", "exited"]
+        before = list(runner.changes)
+        in_before = runner.membership("p0")["in"]
+        replayed = await replay(runner, log.records[1:], log.now_s)
+        assert runner.membership("p0")["in"] == in_before
+        assert new_transitions(before, replayed) == []
+    finally:
+        runner.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: replaying a definition (segment) item after later inputs evaluates everyone at the "
+    "item's time with the later history: 'cart within 1h' activated at t while p0 has no cart; a "
+    "cart received at t+60 stamped t-600 enters p0, the timer exits it at t+3000; replaying from "
+    "the definition item emits entered(cause definition:<version>), a change id that never "
+    "occurred (the re-exit repeats a known id, so consumers keep p0 in)"))
+async def test_replaying_a_definition_item_emits_no_new_transition(tmp_path: Path) -> None:
+    steps = [("record", [("identify", 0, {"plan": "free"}, 0)]),
+             ("segment", "carted", 0),
+             ("record", [("event", 0, "cart", NO_DATA, 660, 60)]),
+             ("tick", 3_600)]
+    log = compile_log(steps, [False], definitions=CARTED, redeliveries=False)
+    runner = await run_log(log, tmp_path)
+    try:
+        assert [c["change"] for c in runner.changes] == ["entered", "exited"]
+        before = list(runner.changes)
+        replayed = await replay(runner, log.records[1:], log.now_s)
+        assert runner.membership("p0")["in"] == {}
+        assert new_transitions(before, replayed) == []
+    finally:
+        runner.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: PeopleBatch.due_people reads the timer index from the store and the unit's pending "
+    "writes, but timer keys are only written at flush(): a tick in the same batch as the event "
+    "that set a due time (here: monitor cart at t, due t+3600, tick at t+3600) does not handle "
+    "it; the exit waits for the next tick in a later batch"))
+async def test_a_tick_handles_due_times_set_earlier_in_its_own_batch(tmp_path: Path) -> None:
+    monitor = {"items": [{"type": "monitor", "price": 10}]}
+    steps = [("record", [("event", 0, "cart", monitor, 0, 0)]), ("tick", 3_600)]
+    log = compile_log(steps, [True], definitions={"monitor-cart": DEFINITIONS["monitor-cart"]},
+                      redeliveries=False)
+    runner = await run_log(log, tmp_path, grouping=[1, 2])  # activation; cart + tick together
+    try:
+        assert [c["change"] for c in runner.changes] == ["entered", "exited"]
+    finally:
+        runner.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: a person is only evaluated against segments that mention their input's event name or "
+    "identify attributes, so a segment that holds for people with no relevant data ('not "
+    "purchase', 'view count lt 2 within 10m', 'plan neq pro') never gets people who first "
+    "appear after it was activated (it does get those present at activation)"))
+@pytest.mark.parametrize("match", [
+    {"not": {"event": "purchase"}},
+    {"event": "view", "count": {"lt": 2}, "within": "10m"},
+    {"attribute": "plan", "op": "neq", "value": "pro"},
+], ids=["not-event", "count-lt", "neq-missing-attribute"])
+async def test_a_new_person_enters_segments_that_hold_without_data(
+        tmp_path: Path, match: dict[str, Any]) -> None:
+    definitions = {"vacuous": [{"name": "Holds without data", "match": match}]}
+    steps = [("record", [("event", 0, "signup", NO_DATA, 0, 0)]), ("tick", 60)]
+    log = compile_log(steps, [True], definitions=definitions, redeliveries=False)
+    runner = await run_log(log, tmp_path)
+    try:
+        final_at = await runner.final_tick(log.now_s)
+        assert is_member(runner.rt.catalog.get("vacuous", log.model.active["vacuous"]),
+                         log.model.activities("p0"), log.model.attributes["p0"], final_at)
+        check_final(runner, log, final_at)
+    finally:
+        runner.close()

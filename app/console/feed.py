@@ -1,0 +1,147 @@
+"""Live segment changes for the console: server-sent events read from ``segments.changes``.
+
+Each SSE connection has its own aiokafka consumer (no group, nothing committed) positioned at the
+end of every partition, so a viewer sees changes from the moment it connected. Connections are
+bounded in number and in lifetime (the browser's EventSource reconnects by itself, sending the
+``Last-Event-ID`` it saw, which resumes exactly where the previous connection stopped), and the
+consumer is closed as soon as the client goes, the lifetime ends, or the worker shuts down.
+
+The embedded broker may answer "latest offset" with an offset slightly in the past, so a fresh
+(not resumed) connection also drops records produced before it connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 16
+LIFETIME_S = 300.0
+HEARTBEAT_S = 15.0
+RETRY_MS = 2000
+#: Records produced this long before the connection are still shown (clock skew between hosts).
+SLACK_MS = 1000
+
+
+@dataclass
+class Feeds:
+    """Shared by every SSE connection of one worker."""
+
+    rt: Runtime
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    active: int = 0
+    lifetime_s: float = LIFETIME_S
+
+
+def parse_positions(raw: str | None, partitions: int) -> dict[int, int]:
+    """``"0:12,1:5"`` (an SSE event id this module wrote) → {partition: next offset}."""
+    positions: dict[int, int] = {}
+    if not raw or len(raw) > 4000:
+        return positions
+    for part in raw.split(","):
+        p, _, o = part.partition(":")
+        if p.isdigit() and o.isdigit() and int(p) < partitions:
+            positions[int(p)] = int(o)
+    return positions
+
+
+def format_positions(positions: dict[int, int]) -> str:
+    return ",".join(f"{p}:{o}" for p, o in sorted(positions.items()))
+
+
+def sse(event: str | None, data: Any, event_id: str | None = None) -> bytes:
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.append("data: " + orjson.dumps(data).decode())
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> web.StreamResponse:
+    """Serve one SSE connection (the caller has checked the viewer is signed in)."""
+    rt = feeds.rt
+    if feeds.active >= MAX_CONNECTIONS or feeds.stopping.is_set():
+        return web.Response(status=503, text="too many live feeds open; retry later\n",
+                            headers={"Retry-After": "5"})
+    feeds.active += 1
+    consumer: AIOKafkaConsumer | None = None
+    response: web.StreamResponse | None = None
+    try:
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        topic = rt.topics.segment_changes
+        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
+                                    group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="latest", fetch_max_wait_ms=250,
+                                    client_id="eventide-console-feed")
+        await consumer.start()
+        log.info("console live feed opened (%d open)", feeds.active)
+        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+        consumer.assign(tps)
+        resumed = parse_positions(request.headers.get("Last-Event-ID"), topic.partitions)
+        for tp in tps:
+            if tp.partition in resumed:
+                consumer.seek(tp, resumed[tp.partition])
+            else:
+                consumer.seek_to_end(tp)
+        # Resolve every position now, so "ready" means nothing produced from here on is missed.
+        positions = {tp.partition: await consumer.position(tp) for tp in tps}
+        since_ms = 0 if resumed else int(time.time() * 1000) - SLACK_MS
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        await response.write(sse("ready", {"segment": segment_id},
+                                 format_positions(positions)))
+        deadline = time.monotonic() + feeds.lifetime_s
+        last_write = time.monotonic()
+        while time.monotonic() < deadline and not feeds.stopping.is_set():
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                break
+            batches = await consumer.getmany(*tps, timeout_ms=1000, max_records=200)
+            out: list[bytes] = []
+            for tp, records in batches.items():
+                for record in records:
+                    positions[tp.partition] = record.offset + 1
+                    if record.value is None or record.timestamp < since_ms:
+                        continue
+                    try:
+                        change = orjson.loads(record.value)
+                    except orjson.JSONDecodeError:
+                        continue
+                    if segment_id is not None and change.get("segment_id") != segment_id:
+                        continue
+                    out.append(sse("change", change, format_positions(positions)))
+            if out:
+                await response.write(b"".join(out))
+                last_write = time.monotonic()
+            elif time.monotonic() - last_write > HEARTBEAT_S:
+                await response.write(b": keep-alive\n\n")  # also finds out the client left
+                last_write = time.monotonic()
+        return response
+    except ConnectionError:
+        return response or web.Response(status=503)  # the client is gone
+    except Exception:  # noqa: BLE001 - the headers are out; end the stream, the client retries
+        log.warning("console feed failed", exc_info=True)
+        return response or web.Response(status=503, text="live feed unavailable\n")
+    finally:
+        feeds.active -= 1
+        if consumer is not None:
+            try:
+                await asyncio.wait_for(consumer.stop(), 5)
+            except Exception:  # noqa: BLE001 - closing a consumer must not mask the response
+                log.warning("console feed consumer did not stop cleanly", exc_info=True)
+            log.info("console live feed closed (%d open)", feeds.active)

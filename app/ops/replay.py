@@ -1,0 +1,131 @@
+"""Rebuild every derived table and stream of a fresh state version from the input topics.
+
+A state version is a consumer group and a namespace of derived topics and changelogs (see
+app/topics.py). Replaying is running a worker of a new version: its group has no committed
+offsets, so it reads the input topics from the beginning (or, with ``--since``, from the first
+offset at or after a time), and everything it derives lands in the new namespace beside the live
+version, which is untouched. Progress is the new group's committed offsets against the end of
+each input topic, then of its own internal hops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+
+from app.settings import Settings
+from app.topics import Topics, build_topics
+
+
+def inputs(topics: Topics) -> list:
+    """The topics that are the source of truth (archived, replayed)."""
+    return [*topics.raw, topics.segment_definitions]
+
+
+def internal_hops(topics: Topics) -> list:
+    return [topics.person_events, topics.identity_commands, topics.anonymous_links]
+
+
+async def next_version(settings: Settings) -> str:
+    """The first ``vN`` whose topics do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    number = 1
+    while f"{settings.topic_prefix}.v{number}.person.events" in existing:
+        number += 1
+    return f"v{number}"
+
+
+async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
+    """Commit the version's group at the first offsets at or after ``since_ms`` on raw topics.
+
+    Segment definitions are read from the beginning anyway: a window is evaluated against every
+    current definition.
+    """
+    topics = build_topics(settings)
+    tps = [TopicPartition(spec.name, p) for spec in topics.raw for p in range(spec.partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+        ends = await _ends(settings, tps)
+        offsets = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
+        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in
+                               offsets.items()})
+        return {f"{tp.topic}[{tp.partition}]": offset for tp, offset in offsets.items()}
+    finally:
+        await consumer.stop()
+
+
+async def _ends(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets from fetch high-watermarks (the embedded broker's ListOffsets under-reports)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, 0)
+        ends: dict[TopicPartition, int] = {}
+        deadline = time.monotonic() + 10
+        while len(ends) < len(tps) and time.monotonic() < deadline:
+            await consumer.getmany(*[tp for tp in tps if tp not in ends], timeout_ms=200,
+                                   max_records=1)
+            for tp in tps:
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    ends[tp] = highwater
+        return {tp: ends.get(tp, 0) for tp in tps}
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    caught_up: bool
+
+
+async def progress(settings: Settings) -> Progress:
+    """How far the version's group is through the inputs and its own internal hops."""
+    topics = build_topics(settings)
+    tps = [TopicPartition(spec.name, p) for spec in [*topics.raw, *internal_hops(topics)]
+           for p in range(spec.partitions)]
+    ends = await _ends(settings, tps)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                                group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        committed = {}
+        for tp in tps:
+            committed[tp] = await consumer.committed(tp) or 0
+    finally:
+        await consumer.stop()
+    done = sum(min(committed[tp], ends[tp]) for tp in tps)
+    total = sum(ends.values())
+    return Progress(done, total, all(committed[tp] >= ends[tp] for tp in tps))
+
+
+async def wait_caught_up(settings: Settings, on_progress, *, stable_polls: int = 3,
+                         timeout_s: float = 3600.0) -> None:
+    """Poll until the version has processed everything (and it stays so for a few polls)."""
+    deadline = time.monotonic() + timeout_s
+    stable = 0
+    while stable < stable_polls:
+        if time.monotonic() > deadline:
+            raise TimeoutError("replay did not catch up in time")
+        state = await progress(settings)
+        on_progress(state)
+        stable = stable + 1 if state.caught_up else 0
+        await asyncio.sleep(1.0)

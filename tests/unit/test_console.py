@@ -1,0 +1,82 @@
+"""Console helpers without a worker: escaping, sparklines, sessions, redirects, feed positions."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import make_mocked_request
+
+from app.console import auth, html
+from app.console.feed import format_positions, parse_positions
+from app.settings import Settings
+
+SETTINGS = Settings(app_key="app-key", site_id="site", api_key="k")
+
+
+def test_everything_from_data_is_escaped_once() -> None:
+    nasty = '<script>alert("x")</script>&'
+    assert html.esc(nasty) == "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;"
+    assert html.esc(html.esc(nasty)) == html.esc(nasty)  # Html is not escaped again
+    row = html.table("t", ["a", "b"], [[nasty, html.link("/console/x?a=1&b=2", nasty)]])
+    assert "<script>" not in row and 'href="/console/x?a=1&amp;b=2"' in row
+    assert html.path_segment("a/b c") == "a%2Fb%20c"
+
+
+def test_times_read_as_utc_and_missing_ones_say_so() -> None:
+    assert html.when(0) == '<time datetime="1970-01-01T00:00:00Z">1970-01-01 00:00:00 UTC</time>'
+    assert html.when(None, empty="not yet") == "not yet"
+    assert html.ago(100, 100 + 3 * 86_400) == "3 days ago"
+
+
+def test_sparkline_describes_itself() -> None:
+    svg = html.sparkline([0, 2, 5, 1], label="x per day", width=30, height=10)
+    assert 'role="img"' in svg and "x per day: 8 in the last 4 days, at most 5 a day, 1 today" in svg
+    assert svg.count(",") >= 4 and "<polyline" in svg
+    flat = html.sparkline([0, 0, 0], label="none")
+    assert "0 in the last 3 days" in flat
+
+
+def test_session_tokens_expire_and_are_bound_to_the_app_key() -> None:
+    token = auth.session_token(SETTINGS, now_s=1000)
+    assert "app-key" not in token
+    assert auth.token_valid(SETTINGS, token, now_s=1001)
+    assert not auth.token_valid(SETTINGS, token, now_s=1000 + auth.SESSION_S + 1)
+    assert not auth.token_valid(SETTINGS.replace(app_key="rotated"), token, now_s=1001)
+    expiry, mac = token.split(".")
+    assert not auth.token_valid(SETTINGS, f"{int(expiry) + 1}.{mac}", now_s=1001)
+    assert not auth.token_valid(SETTINGS.replace(app_key=""), token, now_s=1001)
+
+
+def test_viewer_by_bearer_or_cookie_and_a_wrong_bearer_never_falls_back() -> None:
+    token = auth.session_token(SETTINGS, now_s=1000)
+    by_bearer = make_mocked_request("GET", "/console/", headers={
+        "Authorization": "Bearer app-key"})
+    assert auth.viewer_of(by_bearer, SETTINGS, 1001) == auth.Viewer(by_cookie=False)
+    by_cookie = make_mocked_request("GET", "/console/", headers={
+        "Cookie": f"{auth.COOKIE}={token}"})
+    assert auth.viewer_of(by_cookie, SETTINGS, 1001) == auth.Viewer(by_cookie=True)
+    both_wrong_bearer = make_mocked_request("GET", "/console/", headers={
+        "Authorization": "Bearer nope", "Cookie": f"{auth.COOKIE}={token}"})
+    assert auth.viewer_of(both_wrong_bearer, SETTINGS, 1001) is None
+
+
+def test_cross_site_requests_are_recognised() -> None:
+    def request(**headers: str):  # type: ignore[no-untyped-def]
+        return make_mocked_request("POST", "/console/send",
+                                   headers={"Host": "127.0.0.1:6066", **headers})
+    assert not auth.cross_site(request())
+    assert not auth.cross_site(request(Origin="http://127.0.0.1:6066"))
+    assert auth.cross_site(request(Origin="http://evil.example"))
+    assert auth.cross_site(request(Origin="null"))
+    assert auth.cross_site(request(**{"Sec-Fetch-Site": "cross-site"}))
+
+
+def test_sign_in_only_returns_to_console_paths() -> None:
+    assert auth.safe_next("/console/people/5?tab=anonymous") == "/console/people/5?tab=anonymous"
+    for bad in (None, "", "https://evil.example/", "//evil.example/console/", "/api/v1/x",
+                "/console/\\evil", "/console/\r\nSet-Cookie: x"):
+        assert auth.safe_next(bad) == "/console/"
+
+
+def test_feed_positions_round_trip_and_ignore_junk() -> None:
+    assert parse_positions(format_positions({0: 12, 3: 5}), 4) == {0: 12, 3: 5}
+    assert parse_positions("0:1,9:4,x:y,2:-1,1:7", 4) == {0: 1, 1: 7}
+    assert parse_positions(None, 4) == {} and parse_positions("1:2" * 3000, 4) == {}
