@@ -94,8 +94,13 @@ class EmbeddedBroker:
 
 
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
-                        replication_factor: int = 1, retries: int = 20) -> None:
-    """Create every topic with its partition count (auto-created topics get the wrong count)."""
+                        replication_factor: int = 1, retries: int = 20,
+                        min_insync_replicas: int | None = None) -> None:
+    """Create every topic with its partition count (auto-created topics get the wrong count).
+
+    With ``replication_factor`` > 1 topics get ``min.insync.replicas`` (default: replication
+    factor - 1). Existing topics are left as they are.
+    """
     specs = list(specs)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     for attempt in range(retries):
@@ -109,7 +114,8 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=spec.config())
+            NewTopic(spec.name, spec.partitions, replication_factor,
+                     topic_configs=spec.config(replication_factor, min_insync_replicas))
             for spec in specs if spec.name not in existing]
         if missing:
             try:

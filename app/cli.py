@@ -3,6 +3,9 @@
     eventide up       embedded broker + worker + HTTP API (prints URL and credentials)
     eventide worker   a worker (and its HTTP API) against EVENTIDE_BROKER
     eventide topics   create every topic with its partition count, then exit
+    eventide api      the HTTP ingest tier alone: validates and produces, keeps no state
+
+Logs go to stderr, as text or (EVENTIDE_LOG_FORMAT=json) one JSON object per line.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import orjson
 
-from app import cli_ops
+from app import cli_ops, logging_setup
 from app.broker import EmbeddedBroker, claim_data_dir, ensure_topics
 from app.ops import deadletters, digest, replay
 from app.ops.archive import LogArchive
@@ -47,7 +50,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 def _create_topics(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings.bootstrap_servers, build_topics(settings).all(),
-                              settings.replication_factor))
+                              settings.replication_factor,
+                              min_insync_replicas=settings.min_insync_replicas or None))
 
 
 def _run_worker(settings: Settings) -> int:
@@ -57,7 +61,10 @@ def _run_worker(settings: Settings) -> int:
 
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # faust's Worker replaces the root logger's handlers at start: hand it eventide's config.
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
+                    logging_config=logging_setup.dict_config(json=settings.log_json,
+                                                             level=settings.log_level))
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -80,6 +87,25 @@ class ArchiveCopier(threading.Thread):
                 asyncio.run(self.archive.copy_from(self.settings.bootstrap_servers, specs))
             except Exception as exc:  # keep copying: the next interval retries
                 log.warning("copying the log to %s failed: %r", self.archive.root, exc)
+
+
+def _start_extra_workers(settings: Settings, count: int) -> list[subprocess.Popen]:
+    """Workers 2..N of ``eventide up --workers N``: same broker and group, own port and state."""
+    processes = []
+    for index in range(1, count + 1):
+        port = settings.http_port + index
+        data_dir = settings.data_dir / f"worker-{index}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, EVENTIDE_BROKER=settings.broker_url,
+                   EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
+                   EVENTIDE_HTTP_PORT=str(port), EVENTIDE_DATA_DIR=str(data_dir))
+        log_path = settings.data_dir / f"worker-{index}.log"
+        processes.append(subprocess.Popen(
+            [str(Path(sys.executable).with_name("eventide")), "worker"], env=env,
+            stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT))
+        print(f"worker {index + 1}:          http://{settings.http_host}:{port} "
+              f"(log {log_path})")
+    return processes
 
 
 def _restore_archive(settings: Settings, archive: LogArchive) -> int:
@@ -136,7 +162,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         # The worker reads credentials from the environment like any other setting.
         os.environ.update(EVENTIDE_SITE_ID=settings.site_id, EVENTIDE_API_KEY=settings.api_key,
                           EVENTIDE_APP_KEY=settings.app_key)
-        return _run_worker(settings)
+        extra = _start_extra_workers(settings, args.workers - 1)
+        try:
+            return _run_worker(settings)
+        finally:
+            for process in extra:
+                process.send_signal(signal.SIGTERM)
+            for process in extra:
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
     finally:
         if copier is not None:
             copier.stopping.set()
@@ -157,6 +193,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     _create_topics(settings)
     return _run_worker(settings)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from app import api_tier
+
+    settings = _settings_from(args)
+    if not (settings.site_id and settings.api_key and settings.app_key):
+        print("error: set EVENTIDE_SITE_ID, EVENTIDE_API_KEY and EVENTIDE_APP_KEY",
+              file=sys.stderr)
+        return 2
+    return asyncio.run(api_tier.serve(settings))
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
@@ -253,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             ("up", cmd_up, "embedded broker + worker + HTTP API"),
             ("worker", cmd_worker, "a worker against EVENTIDE_BROKER"),
             ("topics", cmd_topics, "create all topics"),
+            ("api", cmd_api, "the HTTP ingest tier alone (stateless; scale it out)"),
             ("digest", cmd_digest, "a stable digest of a state version's derived state"),
             ("replay", cmd_replay, "rebuild derived state into a fresh state version"),
             ("deadletters", cmd_deadletters, "list dead letters, or re-submit fixed ones")):
@@ -261,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--port", type=int, help="HTTP port (overrides EVENTIDE_HTTP_PORT)")
         sub.add_argument("--data-dir", help="state directory (overrides EVENTIDE_DATA_DIR)")
         sub.set_defaults(handler=handler)
+    subs["up"].add_argument("--workers", type=int, default=1,
+                            help="worker processes in the group (each with its own port)")
     subs["digest"].add_argument("--version", help="state version (default: the live one)")
     when = subs["replay"].add_mutually_exclusive_group()
     when.add_argument("--from-beginning", action="store_true", default=True,
@@ -274,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
                                      help="re-submit letters (as listed, values fixed)")
     cli_ops.register(commands)
     args = parser.parse_args(argv)
-    quiet = args.command not in ("up", "worker")
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet = args.command not in ("up", "worker", "api")
+    settings = Settings.from_env()
+    logging_setup.configure(json=settings.log_json,
+                            level="warning" if quiet else settings.log_level)
+    log_format = os.environ.get("EVENTIDE_LOG_FORMAT") or "human"
+    if log_format not in ("human", "json"):
+        log.warning("EVENTIDE_LOG_FORMAT=%s is neither 'human' nor 'json': logging as text",
+                    log_format)
     return int(args.handler(args))
 
 

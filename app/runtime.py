@@ -10,6 +10,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.clock import Clock
 from app.ingest.batcher import IngestBatcher
@@ -43,6 +44,8 @@ class Runtime:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once the consumer has joined its group and had partitions assigned at least once.
     joined: bool = False
+    #: The faust app (for the assignor's view of which worker owns which partition).
+    app: Any = None
 
     def resolve_person(self, identifier: str, kind: str | None = None) -> str | None:
         """The person an identifier names (as the router would resolve it), or None."""

@@ -25,6 +25,8 @@ class Settings:
     #: PEM certificate and key: serve HTTPS instead of HTTP (clients such as Customer.io's
     #: official libraries only speak HTTPS).
     tls_cert: str | None = None
+    #: How other workers reach this one; default: http(s)://EVENTIDE_HTTP_HOST:PORT.
+    advertised_http_url: str | None = None
     tls_key: str | None = None
     site_id: str = ""
     api_key: str = ""
@@ -38,6 +40,9 @@ class Settings:
     topic_prefix: str = "eventide"
     partitions: int = 8
     replication_factor: int = 1
+    #: ``min.insync.replicas`` of topics created with a replication factor above 1 (with
+    #: ``acks=all`` a write then needs this many replicas); 0: replication factor - 1.
+    min_insync_replicas: int = 0
     #: Dedup horizon, judged by the ULID's own timestamp (Customer.io does not state one; 30 days
     #: covers every retry policy we know of).
     dedup_horizon_s: int = 30 * DAY_S
@@ -92,6 +97,11 @@ class Settings:
         return "kafka://" + self.bootstrap_servers
 
     @property
+    def advertised_url(self) -> str:
+        """Where other workers reach this one (forwarded reads): EVENTIDE_ADVERTISED_URL."""
+        return self.advertised_http_url or self.http_url
+
+    @property
     def http_url(self) -> str:
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{self.http_host}:{self.http_port}"
@@ -110,6 +120,7 @@ class Settings:
             http_port=int(get("EVENTIDE_HTTP_PORT") or 6066),
             data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
             tls_cert=get("EVENTIDE_TLS_CERT") or None,
+            advertised_http_url=get("EVENTIDE_ADVERTISED_URL") or None,
             tls_key=get("EVENTIDE_TLS_KEY") or None,
             site_id=get("EVENTIDE_SITE_ID") or "",
             api_key=get("EVENTIDE_API_KEY") or "",
@@ -119,6 +130,7 @@ class Settings:
             topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
             partitions=int(get("EVENTIDE_PARTITIONS") or 8),
             replication_factor=int(get("EVENTIDE_REPLICATION_FACTOR") or 1),
+            min_insync_replicas=int(get("EVENTIDE_MIN_INSYNC_REPLICAS") or 0),
             dedup_horizon_s=int(get("EVENTIDE_DEDUP_HORIZON_DAYS") or 30) * DAY_S,
             history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
             history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),

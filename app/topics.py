@@ -36,10 +36,20 @@ class TopicSpec:
     key: str
     compacted: bool = False
 
-    def config(self) -> dict[str, str]:
-        if self.compacted:
-            return {"cleanup.policy": "compact", "retention.ms": "-1"}
-        return {"cleanup.policy": "delete", "retention.ms": "-1"}
+    def config(self, replication_factor: int = 1,
+               min_insync_replicas: int | None = None) -> dict[str, str]:
+        """Topic configs at creation. Replicated topics also get ``min.insync.replicas``
+        (default: replication factor - 1), so an ``acks=all`` write survives a broker loss
+        only once that many replicas have it."""
+        config = {"cleanup.policy": "compact" if self.compacted else "delete",
+                  "retention.ms": "-1"}
+        if replication_factor > 1:
+            isr = min_insync_replicas or replication_factor - 1
+            if not 1 <= isr <= replication_factor:
+                raise ValueError(f"min.insync.replicas {isr} must be between 1 and the "
+                                 f"replication factor {replication_factor}")
+            config["min.insync.replicas"] = str(isr)
+        return config
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from agents import people, routing, segments
 from app.api.server import WebServer
 from app.clock import Clock, SystemClock
+from app.consumer_lag import faust_lag_probe
 from app.ingest.batcher import IngestBatcher
 from app.producer import Producer
 from app.runtime import Runtime
@@ -77,6 +78,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         web_bind=settings.http_host,
         web_port=settings.http_port,
         web_host=settings.http_host,
+        # Advertised to the other workers with every assignment: where to forward reads.
+        canonical_url=settings.advertised_url,
         producer_acks=-1,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=256,
@@ -103,10 +106,12 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
     )
     app = EventideApp(settings.app_id, **faust_options(settings))
     app.runtime = runtime
+    runtime.app = app
     routing.register(app, runtime)
     people.register(app, runtime)
     segments.register(app, runtime)
-    app.web_server(WebServer(runtime))
+    # /metrics reports the consumer lag of the partitions this worker is assigned.
+    app.web_server(WebServer(runtime, lag_probe=faust_lag_probe(app)))
     _track_assignment(app, runtime)
     return app
 

@@ -25,6 +25,7 @@ Conventions worth knowing when reading it:
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -616,14 +617,15 @@ def document(rt: Any) -> dict[str, Any]:
     jsonl = "application/x-ndjson"
 
     paths: dict[str, Any] = {
-        "/healthz": {"get": {
-            "operationId": "healthz", "tags": ["ops"], "security": PUBLIC,
-            "summary": "Readiness: joined the consumer group and recovered state.",
+        **{path: {"get": {
+            "operationId": operation_id, "tags": ["ops"], "security": PUBLIC,
+            "summary": ("Readiness (both paths answer the same): joined the consumer group "
+                        "and recovered the state of every assigned partition."),
             "responses": {
                 "200": _ok({"type": "object", "required": ["status"],
                             "properties": {"status": {"const": "ok"}}}),
                 "503": {"$ref": "#/components/responses/E503"}},
-        }},
+        }} for path, operation_id in (("/healthz", "healthz"), ("/readyz", "readyz"))},
         "/openapi.json": {"get": {
             "operationId": "openapi", "tags": ["ops"], "security": PUBLIC,
             "summary": "This document.",
@@ -891,7 +893,7 @@ def document(rt: Any) -> dict[str, Any]:
         }
         for code, text in _ERROR_TEXT.items()
     }
-    return {
+    return copy.deepcopy({  # nothing shared with module constants or between calls
         "openapi": OPENAPI_VERSION,
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "info": {
@@ -922,4 +924,4 @@ def document(rt: Any) -> dict[str, Any]:
                 },
             },
         },
-    }
+    })

@@ -14,11 +14,12 @@ def lookup_profile(rt: Runtime, identifier: str) -> tuple[str, dict[str, Any]] |
 
     The identifier is a customer id (or an email when the workspace addresses people by email).
     """
-    person = rt.resolve_person(identifier)
+    # With people addressed by id, the id is the person: someone merged away keeps a marker
+    # (``merged_into``) in their own partition, so no alias (kept on another partition, maybe by
+    # another worker) needs reading. Addressed by email, the email's alias names the person.
+    person = identifier if rt.settings.identify_by == "id" else rt.resolve_person(identifier)
     if person is None:
         return None
-    if rt.settings.identify_by == "id" and person != identifier:
-        return None  # merged away: the secondary is gone (its identifiers now lead elsewhere)
     partition = partition_for(person.encode(), rt.topics.person_events.partitions)
     profile = rt.state.tables[PROFILES].get(partition, person)
     if profile is None or profile.get("merged_into") or profile.get("deleted"):

@@ -75,6 +75,8 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         found = lookup_profile(rt, customer)
         person = found[0] if found else customer
         events = lookup(HISTORY, person)
+        if (lookup(PROFILES, person) or {}).get("merged_into"):
+            events = None  # merged away: the secondary is gone
         if events is None and found is None:
             raise ApiError(404, f"customer {customer!r} not found")
         return page(events or [], request)

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import web
 from ulid import ULID
 
+from app.api import cluster
 from app.api.auth import require_app
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
@@ -26,7 +27,25 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
     partitions = topics.person_events.partitions
 
     def stores(table: str) -> Iterator[Any]:
-        return (tables[table].store(p) for p in range(partitions))
+        """This worker's own partitions (a revoked partition's local copy may be stale)."""
+        owned = cluster.owned_partitions(rt, topics.person_events.name, partitions)
+        return (tables[table].store(p) for p in owned)
+
+    def local_states(segment_id: str) -> dict[int, dict[str, Any]]:
+        owned = cluster.owned_partitions(rt, topics.person_events.name, partitions)
+        found = {p: tables[SEGMENT_STATE].store(p).get(segment_id) for p in owned}
+        return {p: state for p, state in found.items() if state is not None}
+
+    async def cluster_states(request: web.Request, segment_ids: list[str], *,
+                             required: bool = True) -> dict[str, dict[int, dict[str, Any]]]:
+        """Per segment, every partition's activated version and member count, from every
+        worker (a forwarded request answers for this worker alone)."""
+        states = {sid: local_states(sid) for sid in segment_ids}
+        path_qs = str(request.rel_url.with_query({**request.query, "partition_states": "1"}))
+        for answer in await cluster.gather(request, rt, path_qs, required=required):
+            for sid, by_partition in answer.get("partition_states", {}).items():
+                states.setdefault(sid, {}).update({int(p): v for p, v in by_partition.items()})
+        return states
 
     def segment_id_of(request: web.Request) -> str:
         segment_id = request.match_info["segment_id"]
@@ -34,12 +53,22 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
             raise ApiError(400, f"segment_id: must be 1 to {MAX_SEGMENT_ID_BYTES} bytes")
         return segment_id
 
-    def summary(segment_id: str, value: dict[str, Any]) -> dict[str, Any]:
-        states = [s.get(segment_id) for s in stores(SEGMENT_STATE)]
-        live = all(st is not None and st.get("version") == value["version"] for st in states)
+    def summary(segment_id: str, value: dict[str, Any],
+                states: dict[int, dict[str, Any]]) -> dict[str, Any]:
+        live = all(states.get(p, {}).get("version") == value["version"]
+                   for p in range(partitions))
         return {"id": segment_id, **value["definition"], "version": value["version"],
                 "updated_at": value["updated_at"], "state": "live" if live else "building",
-                "members": sum(st.get("members", 0) for st in states if st)}
+                "members": sum(st.get("members", 0) for st in states.values())}
+
+    def partition_states_answer(request: web.Request, segment_ids: list[str]
+                                ) -> web.Response | None:
+        """A peer asking for this worker's share of segment states."""
+        if not (cluster.is_forwarded(request) and request.query.get("partition_states")):
+            return None
+        return json_response({"partition_states": {
+            sid: {str(p): state for p, state in local_states(sid).items()}
+            for sid in segment_ids}})
 
     async def publish(segment_id: str, value: dict[str, Any] | None) -> None:
         record = OutRecord(topics.segment_definitions.name, 0, segment_id.encode(),
@@ -62,15 +91,20 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         value = {"definition": segment.to_json(), "version": str(ULID()),
                  "updated_at": int(rt.clock.now())}
         await publish(segment_id, value)
-        return json_response({"segment": summary(segment_id, value)})
+        states = await cluster_states(request, [segment_id], required=False)
+        return json_response({"segment": summary(segment_id, value, states[segment_id])})
 
     async def get_segment(request: web.Request) -> web.Response:
         require_app(request, settings)
         segment_id = segment_id_of(request)
+        answer = partition_states_answer(request, [segment_id])
+        if answer is not None:
+            return answer  # a peer's share, whether or not this catalog has caught up yet
         value = rt.catalog.latest.get(segment_id)
         if value is None:
             raise ApiError(404, f"segment {segment_id!r} not found")
-        return json_response({"segment": summary(segment_id, value)})
+        states = await cluster_states(request, [segment_id])
+        return json_response({"segment": summary(segment_id, value, states[segment_id])})
 
     async def delete_segment(request: web.Request) -> web.Response:
         require_app(request, settings)
@@ -83,7 +117,12 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
     async def list_segments(request: web.Request) -> web.Response:
         require_app(request, settings)
         live = rt.catalog.live()
-        return json_response({"segments": [summary(sid, live[sid]) for sid in sorted(live)]})
+        answer = partition_states_answer(request, sorted(live))
+        if answer is not None:
+            return answer
+        states = await cluster_states(request, sorted(live))
+        return json_response({"segments": [summary(sid, live[sid], states.get(sid, {}))
+                                           for sid in sorted(live)]})
 
     async def membership(request: web.Request) -> web.Response:
         require_app(request, settings)
@@ -101,9 +140,13 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                 if taken > limit:
                     break
                 people.append(key[len(prefix):])
-        people.sort()
+        peer_more = False
+        for answer in await cluster.gather(request, rt):
+            people.extend(answer["people"])
+            peer_more = peer_more or answer["next"] is not None
+        people = sorted(set(people))
         page = people[:limit]
-        more = len(people) > limit
+        more = len(people) > limit or peer_more
         return json_response({"people": page, "next": page[-1] if more and page else None})
 
     async def customer_segments(request: web.Request) -> web.Response:
@@ -124,6 +167,11 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                     total = totals.setdefault(name, {"count": 0, "last_seen": 0})
                     total["count"] += entry["count"]
                     total["last_seen"] = max(total["last_seen"], entry["last_seen"])
+        for answer in await cluster.gather(request, rt):
+            for entry in answer["names"]:
+                total = totals.setdefault(entry["name"], {"count": 0, "last_seen": 0})
+                total["count"] += entry["count"]
+                total["last_seen"] = max(total["last_seen"], entry["last_seen"])
         found = sorted(totals.items(), key=lambda kv: (-kv[1]["count"], kv[0]))
         return json_response({"names": [{"name": n, **t} for n, t in found[:_limit(request)]]})
 

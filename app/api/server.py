@@ -8,11 +8,13 @@ import ssl
 import mode
 from aiohttp import web
 
+from app.api import cluster
 from app.api import export, imports, openapi, read, segments, track, v2
 from app.api import render as render_api
 from app.api.auth import require_app
 from app.console import install as install_console
-from app.metrics import peak_rss_bytes, render
+from app.consumer_lag import LagProbe
+from app.metrics import PROMETHEUS_CONTENT_TYPE, peak_rss_bytes, render
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
 
@@ -38,11 +40,36 @@ async def error_shape(request: web.Request, handler):  # type: ignore[no-untyped
         return error_response(500, "internal error; the request was not accepted")
 
 
-def build_web_app(rt: Runtime) -> web.Application:
+def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
+    """A GET about one person (or anonymous id) is answered by the worker owning its partition."""
+    topics = rt.topics
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.method == "GET" and not cluster.is_forwarded(request):
+            info = request.match_info
+            owner = None
+            if "customer_id" in info:
+                owner = cluster.owner_of(rt, topics.person_events.name,
+                                         topics.person_events.partitions, info["customer_id"])
+            elif "anonymous_id" in info:
+                owner = cluster.owner_of(rt, topics.raw_anonymous.name,
+                                         topics.raw_anonymous.partitions, info["anonymous_id"])
+            if owner is not None:
+                return await cluster.forward(request, owner)
+        return await handler(request)
+
+    return middleware
+
+
+def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Application:
     application = web.Application(client_max_size=rt.settings.max_body_bytes,
-                                  middlewares=[error_shape])
+                                  middlewares=[error_shape, keyed_reads_go_to_their_owner(rt)])
 
     async def healthz(request: web.Request) -> web.Response:
+        """``/healthz`` and ``/readyz`` (same answer): 200 once the worker joined its group and
+        recovered the state of every assigned partition, 503 before (and during a rebalance's
+        recovery)."""
         if ready(rt):
             return json_response({"status": "ok"})
         return error_response(503, "not ready: joining the consumer group or recovering state")
@@ -52,8 +79,13 @@ def build_web_app(rt: Runtime) -> web.Application:
         gauges = {"peak_rss_bytes": float(peak_rss_bytes()),
                   "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
                   "ready": float(ready(rt))}
-        return web.Response(text=render(rt.counters, rt.latency, gauges),
-                            content_type="text/plain")
+        labelled = {}
+        if lag_probe is not None:
+            labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)
+                                        for topic, partition, lag in await lag_probe()]
+        return web.Response(text=render(rt.counters, rt.latency, gauges,
+                                        labelled_gauges=labelled),
+                            headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     openapi_document = openapi.document(rt)
 
@@ -61,6 +93,7 @@ def build_web_app(rt: Runtime) -> web.Application:
         return json_response(openapi_document)
 
     application.router.add_get("/healthz", healthz)
+    application.router.add_get("/readyz", healthz)
     application.router.add_get("/openapi.json", openapi_json)
     application.router.add_get("/metrics", metrics)
     application.router.add_routes(track.routes(rt))
@@ -81,9 +114,11 @@ def ready(rt: Runtime) -> bool:
 class WebServer(mode.Service):
     """Serves the API on ``EVENTIDE_HTTP_HOST:EVENTIDE_HTTP_PORT``; drains on stop."""
 
-    def __init__(self, rt: Runtime, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, rt: Runtime, *, lag_probe: LagProbe | None = None,
+                 **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self.rt = rt
+        self.lag_probe = lag_probe
         self._runner: web.AppRunner | None = None
 
     @property
@@ -91,7 +126,8 @@ class WebServer(mode.Service):
         return self.rt.settings.http_url
 
     async def on_start(self) -> None:
-        self._runner = web.AppRunner(build_web_app(self.rt), access_log=None,
+        self._runner = web.AppRunner(build_web_app(self.rt, lag_probe=self.lag_probe),
+                                     access_log=None,
                                      handle_signals=False)
         await self._runner.setup()
         settings = self.rt.settings

@@ -728,7 +728,7 @@ async def wait_for_lag(d: Deployment, topics: list[str], *, at_most: int, timeou
     while True:
         try:
             lag = await group_lag(d, topics)
-        except (ApiUnavailable, Exception) as exc:  # broker busy: look again
+        except Exception as exc:  # broker busy or worker restarting: look again
             lag = -1
             if say:
                 say(f"lag unknown: {exc!r}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from app.producer import partition_for
 from tests.chaos.scenario import SHARED_ATTRIBUTES, generate, oracle
 
 BASE_MS = 1_750_000_000_000
@@ -48,8 +47,6 @@ def test_merges_never_chain_and_follow_the_secondarys_identify_by_a_chunk() -> N
         if s.item["op"] == "merge" and not s.resend:
             assert s.key == s.item["secondary"]["id"]
             assert first_identify[s.key] // w.chunk_items < index // w.chunk_items
-            assert partition_for(s.key.encode(), 4) == partition_for(
-                s.item["secondary"]["id"].encode(), 4)
 
 
 def test_no_shared_attribute_is_written_by_two_members_of_a_merge_group() -> None:

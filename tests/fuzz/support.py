@@ -4,12 +4,15 @@ serializers schemathesis needs for our media types, and the known bugs the fuzze
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
 from urllib.parse import urlencode
 
-from tests.support.harness import Deployment
+from tests.support.harness import Deployment, Worker
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -207,3 +210,40 @@ def known_bug(operation_id: str, path_parameters: dict[str, Any] | None,
 
 def _values(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+# --- one worker for a whole test module ----------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def module_worker(bootstrap: str, root: Path) -> AsyncIterator[tuple[Deployment, Worker]]:
+    """A deployment (fresh topics) and a ready worker, stopped on exit."""
+    deployment = Deployment(bootstrap, root)
+    await deployment.create_topics()
+    started = Worker(deployment).start()
+    try:
+        await started.wait_ready()
+        yield deployment, started
+    finally:
+        started.stop()
+
+
+async def raw_request(url: str, request: bytes, timeout_s: float = 15.0
+                      ) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` (bytes exactly as given: any header bytes) and read the whole answer."""
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout_s)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body

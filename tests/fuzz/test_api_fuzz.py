@@ -29,7 +29,7 @@ import pytest
 
 from app.broker import EmbeddedBroker
 from tests.fuzz.runner import run_fuzz
-from tests.fuzz.support import v1_error_problem, v2_error_problem
+from tests.fuzz.support import module_worker, v1_error_problem, v2_error_problem
 from tests.support.harness import Deployment, Worker, eventually
 
 pytestmark = pytest.mark.integration
@@ -131,11 +131,8 @@ async def test_fuzz_every_operation(deployment: Deployment, worker: Worker) -> N
 @pytest.fixture(scope="module")
 async def shared(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
                  ) -> AsyncIterator[tuple[Deployment, Worker]]:
-    deployment = Deployment(broker.bootstrap_servers, Path(tmp_path_factory.mktemp("edge")))
-    await deployment.create_topics()
-    started = Worker(deployment).start()
-    try:
-        await started.wait_ready()
+    async with module_worker(broker.bootstrap_servers,
+                             Path(tmp_path_factory.mktemp("edge"))) as (deployment, started):
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             async with session.put(deployment.url + "/api/v1/customers/edge-person",
                                    json={"email": "edge@example.com"},
@@ -149,8 +146,6 @@ async def shared(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactor
 
             await eventually(exists)
         yield deployment, started
-    finally:
-        started.stop()
 
 
 class Client:

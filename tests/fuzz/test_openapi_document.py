@@ -100,7 +100,7 @@ def test_every_operation_is_identified_secured_and_answers_in_json(doc: dict[str
     schemes = doc["components"]["securitySchemes"]
     assert schemes["trackBasic"] == {**schemes["trackBasic"], "type": "http", "scheme": "basic"}
     assert schemes["appBearer"] == {**schemes["appBearer"], "type": "http", "scheme": "bearer"}
-    public = {"/healthz", "/openapi.json", "/js/track.js"}
+    public = {"/healthz", "/readyz", "/openapi.json", "/js/track.js"}
     for path, method, op in operations(doc):
         assert "security" in op, f"{method} {path}: security not stated"
         names = schemes_of(doc, op)

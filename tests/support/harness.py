@@ -99,6 +99,9 @@ class Worker:
         self.log_path = deployment.root / f"{name}.log"
         self._env = deployment.env(**env)
         self.process: subprocess.Popen | None = None
+        port = env.get("EVENTIDE_HTTP_PORT")
+        self.url = (deployment.url if port is None else
+                    deployment.url.rsplit(":", 1)[0] + f":{port}")
 
     def start(self) -> "Worker":
         log = open(self.log_path, "ab")
@@ -117,7 +120,7 @@ class Worker:
                     raise AssertionError(f"worker exited with {self.process.returncode}:\n"
                                          + self.tail())
                 try:
-                    async with session.get(self.deployment.url + "/healthz") as response:
+                    async with session.get(self.url + "/healthz") as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientError:

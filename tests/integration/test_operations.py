@@ -1,0 +1,301 @@
+"""Operating eventide: the stateless ingest tier (`eventide api`) beside a worker, graceful drain,
+/readyz, /metrics (valid Prometheus text, consumer lag draining to 0) and JSON logs."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from ulid import ULID
+
+from app.api_tier import ApiTier
+from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, dumps, eventually,
+                                   free_port, items_on, produce_raw, read_topic)
+from tests.support.prometheus import parse, samples
+
+pytestmark = pytest.mark.integration
+
+
+class TierProcess:
+    """An ``eventide api`` process on its own port, on a test deployment."""
+
+    def __init__(self, deployment: Deployment, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = deployment.root / f"api-{self.port}.log"
+        self._env = deployment.env(EVENTIDE_HTTP_PORT=str(self.port), **env)
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "TierProcess":
+        self.process = subprocess.Popen([EVENTIDE, "api"], env=self._env, cwd=REPO,
+                                        stdout=open(self.log_path, "ab"),
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    async def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.process is not None and self.process.poll() is None, self.tail()
+                try:
+                    async with session.get(self.url + "/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("ingest tier not ready in time:\n" + self.tail())
+
+    def stop(self) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def tail(self) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-40:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def json_log_lines(path: Path) -> list[dict]:
+    """Every line of a JSON-format log, parsed (fails on any line that is not one object)."""
+    docs = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise AssertionError(f"not a JSON log line in {path.name}: {line!r}") from None
+        assert isinstance(doc, dict) and {"time", "level", "logger", "message"} <= set(doc), line
+        docs.append(doc)
+    return docs
+
+
+async def metrics_text(session: aiohttp.ClientSession, url: str, d: Deployment) -> str:
+    async with session.get(url + "/metrics", headers=d.app_auth) as response:
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return await response.text()
+
+
+async def test_events_posted_to_the_tier_reach_the_worker(deployment: Deployment,
+                                                          worker: Worker) -> None:
+    d = deployment
+    tier = TierProcess(d, EVENTIDE_LOG_FORMAT="json").start()
+    try:
+        await tier.wait_ready()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(tier.url + "/readyz") as response:
+                assert response.status == 200
+            track = {"headers": d.track_auth}
+            async with session.post(f"{tier.url}/api/v1/customers/c-tier/events",
+                                    json={"name": "tier_v1", "data": {"n": 1}}, **track) as r:
+                assert r.status == 200, await r.text()
+            async with session.put(f"{tier.url}/api/v1/customers/c-tier",
+                                   json={"email": "tier@example.com", "plan": "pro"}, **track) as r:
+                assert r.status == 200, await r.text()
+            async with session.post(f"{tier.url}/api/v1/events",
+                                    json={"name": "tier_anon", "anonymous_id": "anon-tier"},
+                                    **track) as r:
+                assert r.status == 200, await r.text()
+            batch = {"batch": [
+                {"type": "person", "action": "event", "identifiers": {"id": "c-tier"},
+                 "name": "tier_v2_a"},
+                {"type": "person", "action": "event", "identifiers": {"id": "c-tier"},
+                 "name": "tier_v2_b"},
+                {"type": "person", "action": "event", "identifiers": {"id": "c-tier"}},  # no name
+            ]}
+            async with session.post(f"{tier.url}/api/v2/batch", json=batch, **track) as r:
+                assert r.status == 207, await r.text()
+                assert [e["batch_index"] for e in (await r.json())["errors"]] == [2]
+            # _update: true for a person nobody created: the tier cannot look, so it accepts...
+            async with session.put(f"{tier.url}/api/v1/customers/ghost-tier",
+                                   json={"_update": True, "plan": "x"}, **track) as r:
+                assert r.status == 200, await r.text()
+            # ... and bad input is still refused at the tier, as at a worker.
+            async with session.post(f"{tier.url}/api/v1/customers/c-tier/events", json={},
+                                    **track) as r:
+                assert r.status == 400
+            async with session.post(f"{tier.url}/api/v1/customers/c-tier/events",
+                                    json={"name": "x"}) as r:
+                assert r.status == 401
+
+            async def arrived() -> None:
+                async with session.get(f"{d.url}/api/v1/customers/c-tier/activities",
+                                       headers=d.app_auth, params={"days": "36500"}) as r:
+                    assert r.status == 200
+                    names = sorted(a["name"] for a in (await r.json())["activities"])
+                assert names == ["tier_v1", "tier_v2_a", "tier_v2_b"], names
+                async with session.get(f"{d.url}/api/v1/customers/c-tier",
+                                       headers=d.app_auth) as r:
+                    assert r.status == 200
+                    assert "tier@example.com" in (await r.text())
+                async with session.get(f"{d.url}/api/v1/anonymous/anon-tier/activities",
+                                       headers=d.app_auth) as r:
+                    assert [a["name"] for a in (await r.json())["activities"]] == ["tier_anon"]
+                text = await metrics_text(session, d.url, d)
+                unknown = [s for s in samples(text, "eventide_identify_total")
+                           if s.label("kind") == "update_of_unknown_person"]
+                assert unknown and unknown[0].value == 1, "the worker saw the _update identify"
+
+            await eventually(arrived, timeout_s=60)
+            # The worker left "ghost-tier" uncreated: update-only is enforced where state is.
+            async with session.get(f"{d.url}/api/v1/customers/ghost-tier",
+                                   headers=d.app_auth) as r:
+                assert r.status == 404
+
+            async with session.get(tier.url + "/metrics", headers=d.track_auth) as r:
+                assert r.status == 401
+            text = await metrics_text(session, tier.url, d)
+            families = parse(text)
+            accepted = {s.label("kind"): s.value for s in families["eventide_accepted_total"].samples}
+            assert accepted == {"event": 4, "identify": 2}
+            statuses = {s.label("status"): s.value
+                        for s in families["eventide_http_responses_total"].samples}
+            assert statuses == {"200": 4, "207": 1, "400": 1, "401": 1}
+            [count] = samples(text, "eventide_http_request_duration_seconds_count")
+            assert count.value == 7
+            assert {s.label("quantile") for s in
+                    samples(text, "eventide_http_request_duration_seconds")} == {"0.5", "0.99"}
+            assert samples(text, "eventide_ready")[0].value == 1
+    finally:
+        status = tier.stop()
+    assert status == 0, tier.tail()
+    docs = json_log_lines(tier.log_path)
+    messages = [doc["message"] for doc in docs]
+    assert any(m.startswith("ingest tier ready") for m in messages), messages
+    assert any(m.startswith("ingest tier stopped (6 items accepted)") for m in messages), messages
+
+
+async def test_tier_refuses_until_connected_and_exits_on_a_partition_mismatch(
+        deployment: Deployment) -> None:
+    d = deployment
+    # Topics with another partition count than the tier's: it must not produce (wrong keys).
+    tier = TierProcess(d, EVENTIDE_PARTITIONS=str(d.settings.partitions * 2)).start()
+    assert tier.process is not None
+    await asyncio.to_thread(tier.process.wait, 30)
+    assert tier.process.returncode == 2, tier.tail()
+    assert "EVENTIDE_PARTITIONS" in tier.tail()
+
+
+async def test_tier_drains_open_batches_on_stop(deployment: Deployment) -> None:
+    """Requests in flight when the tier is told to stop are answered, and every 200 is on the
+    raw topic: stop = stop accepting, finish handlers, flush open batches, then close."""
+    d = deployment
+    # A long linger keeps batches open when the stop begins.
+    settings = d.settings.replace(http_port=free_port(), ingest_linger_ms=400,
+                                  broker_flavor="tansu")
+    tier = ApiTier(settings)
+    await tier.start()
+    url = settings.http_url
+    try:
+        await asyncio.wait_for(tier.rt.connected.wait(), 30)
+        ids = [str(ULID()) for _ in range(60)]
+        async with aiohttp.ClientSession() as session:
+
+            async def post(index: int) -> int:
+                async with session.post(f"{url}/api/v1/customers/drain-{index % 7}/events",
+                                        json={"name": "drained", "id": ids[index]},
+                                        headers=d.track_auth) as response:
+                    return response.status
+
+            requests = [asyncio.ensure_future(post(i)) for i in range(len(ids))]
+            await asyncio.sleep(0.15)  # all sent, all waiting in open batches
+            stopping = asyncio.ensure_future(tier.stop())
+            statuses = await asyncio.gather(*requests, return_exceptions=True)
+            await asyncio.wait_for(stopping, 30)
+    finally:
+        if tier.rt.producer._started:  # the test failed before its stop
+            await tier.stop()
+    assert statuses == [200] * len(ids), statuses
+    records = await read_topic(d.bootstrap, d.topics.raw_events.name,
+                               partitions=d.topics.raw_events.partitions)
+    assert sorted(item["id"] for item in items_on(records)) == sorted(ids)
+    # And it is stopped: nothing listens any more.
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            async with session.get(url + "/healthz"):
+                pass
+
+
+async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -> None:
+    d = deployment
+    worker = Worker(d, "json-worker", EVENTIDE_LOG_FORMAT="json").start()
+    try:
+        # /readyz and /healthz agree: 503 until joined and recovered, then 200.
+        seen: list[tuple[int, int]] = []
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> None:
+                try:
+                    async with session.get(d.url + "/readyz") as r:
+                        readyz = r.status
+                        body = await r.json()
+                    async with session.get(d.url + "/healthz") as r:
+                        healthz = r.status
+                except aiohttp.ClientError:
+                    raise AssertionError("not listening yet") from None
+                seen.append((readyz, healthz))
+                assert readyz in (200, 503) and healthz in (200, 503)
+                if readyz == 503:
+                    assert body["meta"]["errors"][0].startswith("not ready")
+                assert readyz == 200 and healthz == 200
+
+            await eventually(ready, timeout_s=60, interval_s=0.1)
+            assert all(healthz == 200 for readyz, healthz in seen if readyz == 200), seen
+
+            # A load straight onto the raw topic: 1,500 events of 30 people, one per record.
+            total = 1500
+            records = [(f"lag-{i % 30}".encode(),
+                        dumps({"op": "event", "customer": f"lag-{i % 30}", "name": "loaded",
+                               "id": str(ULID())})) for i in range(total)]
+            producing = asyncio.ensure_future(produce_raw(d.bootstrap,
+                                                          d.topics.raw_events.name, records))
+            max_lag = 0.0
+            raw = d.topics.raw_events.name
+
+            async def drained() -> None:
+                nonlocal max_lag
+                text = await metrics_text(session, d.url, d)
+                parse(text)  # valid exposition, every scrape
+                lags = {(s.label("topic"), s.label("partition")): s.value
+                        for s in samples(text, "eventide_consumer_lag")}
+                assert {(raw, str(p)) for p in range(d.topics.raw_events.partitions)} <= set(lags)
+                max_lag = max([max_lag, *lags.values()])
+                new = [s.value for s in samples(text, "eventide_verdict_total")
+                       if s.label("kind") == "new"]
+                assert producing.done() and new == [total], new
+                assert all(value == 0 for value in lags.values()), lags
+
+            await eventually(drained, timeout_s=120, interval_s=0.1)
+            await producing
+            assert max_lag > 0, "the load never showed as lag"
+            text = await metrics_text(session, d.url, d)
+        families = parse(text)
+        for name in ("eventide_records_in_total", "eventide_verdict_total",
+                     "eventide_processing_latency_seconds", "eventide_rocksdb_size_bytes",
+                     "eventide_consumer_lag", "eventide_ready"):
+            assert families[name].help and families[name].type != "untyped", name
+        lag_topics = {s.label("topic") for s in families["eventide_consumer_lag"].samples}
+        assert d.topics.person_events.name in lag_topics
+    finally:
+        worker.stop()
+    docs = json_log_lines(worker.log_path)
+    assert docs, "the worker logged nothing"
+    assert any(doc["logger"].startswith("faust") for doc in docs)
+    assert any("HTTP API listening" in doc["message"] for doc in docs)
+    assert not any("producer buffer full" in doc["message"] for doc in docs)
