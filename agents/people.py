@@ -309,6 +309,9 @@ class PeopleBatch:
         independent of when ticks happen to run (a replay, which runs faster than time, gets the
         same sequence).
         """
+        due = (state.membership or {}).get("due")
+        if not due or min(due.values()) > until_s:
+            return state  # the common case: nothing time-driven is due
         for _ in range(_MAX_DUE_STEPS):
             current = state.membership or membership.empty()
             due_now = membership.due_segments(current, until_s)
@@ -360,6 +363,8 @@ class PeopleBatch:
 
     def active(self, partition: int, segment_ids: Iterable[str]
                ) -> list[tuple[str, Segment | None]]:
+        if not segment_ids:
+            return []
         active = self.active_map(partition)
         found = []
         for segment_id in sorted(segment_ids):

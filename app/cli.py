@@ -153,6 +153,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             copier = ArchiveCopier(settings, archive, settings.archive_interval_s)
             copier.start()
         print(f"eventide API:       {settings.http_url}")
+        print(f"console:            {settings.http_url}/console/  (sign in with the app key)")
         print(f"track credentials:  site_id={settings.site_id}  api_key={settings.api_key}")
         print(f"app key (reads):    {settings.app_key}")
         print(f"broker:             {settings.bootstrap_servers}"

@@ -7,6 +7,7 @@ batch, so a processing batch of thousands of outputs costs a handful of awaits, 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -17,8 +18,12 @@ from aiokafka.partitioner import murmur2
 from app.settings import Settings
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for(key: bytes, partitions: int) -> int:
-    """Kafka's default partitioner (murmur2), as Java clients and faust compute it."""
+    """Kafka's default partitioner (murmur2), as Java clients and faust compute it.
+
+    murmur2 is pure Python in aiokafka; the same people recur, so results are cached.
+    """
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 

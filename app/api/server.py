@@ -79,7 +79,7 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
         gauges = {"peak_rss_bytes": float(peak_rss_bytes()),
                   "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
                   "ready": float(ready(rt))}
-        labelled = {}
+        labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
         if lag_probe is not None:
             labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)
                                         for topic, partition, lag in await lag_probe()]

@@ -1,12 +1,14 @@
 """What the console reads and writes, on the same tables, topics and pipeline as the API.
 
-Reads go to this worker's local tables (as the read API's do). Writes go through the normal
+Reads about one person go to this worker's tables (the console forwards a person's pages to the
+worker owning the person, see :mod:`app.console.forward`); lists and counts come from the API's own
+handlers (cluster-wide). Writes go through the normal
 pipeline: an event is validated by :func:`app.ingest.validate.validate_event` and submitted with
 ``rt.batcher.submit`` exactly like a track API call; a segment definition is validated by
 :func:`app.segments.definition.parse_segment` and published like ``PUT /api/v1/segments/{id}``.
 
-The only read without a per-key index is "recent activity of one event name across people": it
-scans the local history tables newest-data-first per person, bounded by
+The only read without an index is "recent activity of one event name across people" (and the
+sparklines' daily counts): it scans this worker's own history partitions, bounded by
 :data:`SCAN_MAX_PEOPLE` keys and :data:`SCAN_MAX_EVENTS` events, and is cached for a few seconds.
 """
 
@@ -21,22 +23,22 @@ from typing import Any, Iterator
 import orjson
 from ulid import ULID
 
+from app.api import cluster
 from app.api.responses import ApiError
 from app.core import history
-from app.core.name_search import compile_query
 from app.ingest.validate import validate_event
 from app.producer import BrokerUnavailable, OutRecord, partition_for
 from app.runtime import Runtime
 from app.segments.definition import parse_segment
-from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, EVENT_NAMES, HISTORY, MEMBERSHIP,
-                        PROFILES, SEGMENT_MEMBERS, SEGMENT_STATE, TopicSpec)
+from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, MEMBERSHIP, PROFILES,
+                        TopicSpec)
 
 DAY_S = 86_400
 #: Days covered by sparklines and by the console's activity views.
 WINDOW_DAYS = 30
 SCAN_MAX_PEOPLE = 5_000
 SCAN_MAX_EVENTS = 200_000
-SCAN_CACHE_S = 3.0
+SCAN_CACHE_S = 2.0
 MAX_SEGMENT_ID_BYTES = 150
 
 
@@ -128,36 +130,10 @@ def activity_page(events: list[dict[str, Any]], *, now_s: float, name: str | Non
     return history.query(events, query)
 
 
-# --- event names ---------------------------------------------------------------------------------
-
-
 def _stores(rt: Runtime, table: str, topic: TopicSpec) -> Iterator[Any]:
-    return (rt.state.tables[table].store(p) for p in range(topic.partitions))
-
-
-def event_names(rt: Runtime, q: str, limit: int = 200) -> list[dict[str, Any]]:
-    """``GET /api/v1/events/names?q=`` as a list: the same search, totals across partitions."""
-    matches = compile_query(q)
-    totals: dict[str, dict[str, int]] = {}
-    for store in _stores(rt, EVENT_NAMES, rt.topics.person_events):
-        for name, entry in store.items():
-            if matches(name):
-                total = totals.setdefault(name, {"count": 0, "last_seen": 0})
-                total["count"] += entry["count"]
-                total["last_seen"] = max(total["last_seen"], entry["last_seen"])
-    found = sorted(totals.items(), key=lambda kv: (-kv[1]["count"], kv[0]))
-    return [{"name": n, **t} for n, t in found[:limit]]
-
-
-def event_name_totals(rt: Runtime, name: str) -> dict[str, int] | None:
-    total = None
-    for store in _stores(rt, EVENT_NAMES, rt.topics.person_events):
-        entry = store.get(name)
-        if entry is not None:
-            total = total or {"count": 0, "last_seen": 0}
-            total["count"] += entry["count"]
-            total["last_seen"] = max(total["last_seen"], entry["last_seen"])
-    return total
+    """This worker's own partitions (a revoked partition's local copy may be stale)."""
+    owned = cluster.owned_partitions(rt, topic.name, topic.partitions)
+    return (rt.state.tables[table].store(p) for p in owned)
 
 
 # --- bounded scan of recent history ------------------------------------------------------------
@@ -245,26 +221,8 @@ def check_segment_id(segment_id: str) -> str:
     return segment_id
 
 
-def segment_summary(rt: Runtime, segment_id: str, value: dict[str, Any]) -> dict[str, Any]:
-    """As ``GET /api/v1/segments/{id}`` shows it: definition, version, live/building, members."""
-    states = [s.get(segment_id) for s in _stores(rt, SEGMENT_STATE, rt.topics.person_events)]
-    live = all(st is not None and st.get("version") == value["version"] for st in states)
-    return {"id": segment_id, **value["definition"], "version": value["version"],
-            "updated_at": value["updated_at"], "state": "live" if live else "building",
-            "members": sum(st.get("members", 0) for st in states if st)}
-
-
-def segments(rt: Runtime) -> list[dict[str, Any]]:
-    live = rt.catalog.live()
-    return [segment_summary(rt, sid, live[sid]) for sid in sorted(live)]
-
-
-def segment(rt: Runtime, segment_id: str) -> dict[str, Any] | None:
-    value = rt.catalog.latest.get(segment_id)
-    return None if value is None else segment_summary(rt, segment_id, value)
-
-
 def segment_definition(rt: Runtime, segment_id: str) -> dict[str, Any] | None:
+    """The current definition document (every worker follows the whole definitions topic)."""
     value = rt.catalog.latest.get(segment_id)
     return None if value is None else value["definition"]
 
@@ -279,31 +237,13 @@ async def _publish(rt: Runtime, segment_id: str, value: dict[str, Any] | None) -
     await rt.catalog.wait_for(offset, timeout_s=10)
 
 
-async def save_segment(rt: Runtime, segment_id: str, doc: Any) -> dict[str, Any]:
+async def save_segment(rt: Runtime, segment_id: str, doc: Any) -> None:
     """Validate (``DefinitionError`` on failure) and publish a definition, as the segments API does."""
     parsed = parse_segment(segment_id, doc)
     value = {"definition": parsed.to_json(), "version": new_id(),
              "updated_at": int(rt.clock.now())}
     await _publish(rt, segment_id, value)
-    return segment_summary(rt, segment_id, value)
 
 
 async def delete_segment(rt: Runtime, segment_id: str) -> None:
     await _publish(rt, segment_id, None)
-
-
-def segment_members(rt: Runtime, segment_id: str, *, after: str = "",
-                    limit: int = 100) -> tuple[list[str], str | None]:
-    """One page of members in id order, as ``GET /api/v1/segments/{id}/membership``."""
-    prefix = f"{segment_id}\x00"
-    start = prefix + after + ("\x00" if after else "")
-    people: list[str] = []
-    for store in _stores(rt, SEGMENT_MEMBERS, rt.topics.person_events):
-        for taken, (key, _) in enumerate(store.range(start, f"{segment_id}\x01")):
-            if taken > limit:
-                break
-            people.append(key[len(prefix):])
-    people.sort()
-    page = people[:limit]
-    return page, (page[-1] if len(people) > limit and page else None)
-

@@ -17,10 +17,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from app.api import export
+from app.api import export, segments
 from app.api.people import lookup_profile
 from app.api.responses import ApiError
-from app.console import auth, data, feed
+from app.console import auth, data, feed, forward
 from app.console.html import (Html, ago, attr, error_page, errors_box, esc, hidden, json_block,
                               layout, link, login_page, path_segment, sparkline, table, url,
                               when)
@@ -152,9 +152,41 @@ def activity_rows(events: list[dict[str, Any]], *, kind: str, who: str, return_t
 
 def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
     settings = rt.settings
-    export_handler = next(r.handler for r in export.routes(rt)
-                          if isinstance(r, web.RouteDef)
-                          and r.path == "/api/v1/customers/{customer_id}/export")
+    # Lists and counts come from the segments API's own handlers (they gather across workers).
+    api_get = {r.path: r.handler for r in segments.routes(rt)
+               if isinstance(r, web.RouteDef) and r.method == "GET"}
+
+    async def api(request: web.Request, path: str, rel_url: str) -> Any:
+        """Call the API handler of ``path`` (a route pattern) for ``rel_url``, as the app key."""
+        headers = CIMultiDict(request.headers)
+        headers["Authorization"] = f"Bearer {settings.app_key}"
+        headers.pop("Cookie", None)
+        response = await api_get[path](request.clone(method="GET", rel_url=rel_url,
+                                                     headers=headers))
+        return orjson.loads(response.body)
+
+    async def event_names(request: web.Request, q: str, limit: int = 200) -> list[dict]:
+        return (await api(request, "/api/v1/events/names",
+                          url("/api/v1/events/names", q=q, limit=limit)))["names"]
+
+    async def event_name_totals(request: web.Request, name: str) -> dict[str, int] | None:
+        literal = re.sub(r"([*+|\\])", r"\\\1", name)
+        for entry in await event_names(request, literal, limit=1000):
+            if entry["name"] == name:
+                return entry
+        return None
+
+    async def segment_summary(request: web.Request, segment_id: str) -> dict[str, Any] | None:
+        if rt.catalog.latest.get(segment_id) is None:
+            return None
+        path = f"/api/v1/segments/{path_segment(segment_id)}"
+        return (await api(request, "/api/v1/segments/{segment_id}", path))["segment"]
+
+    async def segment_members(request: web.Request, segment_id: str
+                              ) -> tuple[list[str], str | None]:
+        path = f"/api/v1/segments/{path_segment(segment_id)}/membership?limit=100"
+        answer = await api(request, "/api/v1/segments/{segment_id}/membership", path)
+        return answer["people"], answer["next"]
 
     def customer_identifier(person: str) -> str:
         """What the track API's ``{id}`` path means for this person (id, or email)."""
@@ -232,7 +264,7 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
 
     async def index(request: web.Request, viewer: auth.Viewer) -> web.Response:
         q = request.query.get("q", "")
-        names = data.event_names(rt, q)
+        names = await event_names(request, q)
         scan = data.recent(rt)
         now_s = rt.clock.now()
         rows = []
@@ -250,8 +282,9 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
                  f"{scan.events:,} events) and may be partial.")
         body = Html(f"""
 <h1>Data index</h1>
-<p class="lede">Every event name this worker has processed, with how often and when it was last
-seen. Open a name for its recent activity across people.</p>
+<p class="lede">Every event name processed, with how often and when it was last seen (the same
+index and search as <code>GET /api/v1/events/names</code>). Open a name for its recent activity
+across people.</p>
 <form method="get" action="/console/" role="search" class="search" aria-describedby="q-help">
   <label for="q">Search event names</label>
   <input id="q" name="q" value="{attr(q)}" autocomplete="off" placeholder="purchase*+signup|*test*">
@@ -280,7 +313,7 @@ seen. Open a name for its recent activity across people.</p>
 
     async def event_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
         name = request.match_info["name"]
-        totals = data.event_name_totals(rt, name)
+        totals = await event_name_totals(request, name)
         scan = data.recent(rt, name=name, max_rows=100)
         counts = scan.daily.get(name, [0] * data.WINDOW_DAYS)
         here = event_url(name)
@@ -336,7 +369,10 @@ seen. Open a name for its recent activity across people.</p>
         return redirect(person_url(identifier))
 
     async def person_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
-        identifier = request.match_info["customer_id"]
+        identifier = request.match_info["person"]
+        owner = forward.owner(rt, request, anonymous=False, key=identifier)
+        if owner is not None:
+            return await forward.forward(rt, request, owner)
         found = lookup_profile(rt, identifier)
         person = found[0] if found else (rt.resolve_person(identifier) or identifier)
         profile = found[1] if found else None
@@ -486,7 +522,10 @@ seen. Open a name for its recent activity across people.</p>
         return page(title, body, viewer, notice=sent_notice(request), lookup_value=identifier)
 
     async def anonymous_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
-        anonymous_id = request.match_info["anonymous_id"]
+        anonymous_id = request.match_info["anon"]
+        owner = forward.owner(rt, request, anonymous=True, key=anonymous_id)
+        if owner is not None:
+            return await forward.forward(rt, request, owner)
         events = data.anonymous_events(rt, anonymous_id)
         linked = data.anonymous_link(rt, anonymous_id)
         if events is None and linked is None:
@@ -510,10 +549,30 @@ seen. Open a name for its recent activity across people.</p>
         return page(f"Anonymous {anonymous_id}", body, viewer, notice=sent_notice(request))
 
     async def person_export(request: web.Request, viewer: auth.Viewer) -> web.StreamResponse:
-        # The export endpoint itself, called with this viewer's authority.
-        headers = CIMultiDict(request.headers)
-        headers["Authorization"] = f"Bearer {settings.app_key}"
-        return await export_handler(request.clone(headers=headers))
+        """``GET /api/v1/customers/{id}/export``'s answer, built by the export module."""
+        identifier = request.match_info["person"]
+        owner = forward.owner(rt, request, anonymous=False, key=identifier)
+        if owner is not None:
+            return await forward.forward(rt, request, owner)
+        fmt = request.query.get("format") or "jsonl"
+        if fmt not in export.FORMATS:
+            raise ApiError(400, "format: must be jsonl or csv")
+        person = rt.resolve_person(identifier)
+        profile = history = None
+        if person is not None:
+            profile = data.raw_profile(rt, person)
+            history = data.person_history(rt, person)
+        if person is None or (profile is None and history is None) \
+                or not export.is_exportable(profile):
+            raise ApiError(404, f"customer {identifier!r} not found")
+        if fmt == "jsonl":
+            chunks = list(export.person_lines(person, profile, history))
+        else:
+            chunks = [export.csv_header(), *export.csv_event_rows(history or [])]
+        return web.Response(body=b"".join(chunks), headers={
+            "Content-Type": export.FORMATS[fmt] + "; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{export.attachment_name(person, fmt)}"',
+            "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
     # -- send and resend -------------------------------------------------------------------------
 
@@ -553,6 +612,10 @@ seen. Open a name for its recent activity across people.</p>
         who = str(form.get("who", ""))
         event_id = str(form.get("event_id", ""))
         return_to = auth.safe_next(str(form.get("return_to", "")))
+        if kind in ("person", "anonymous"):
+            owner = forward.owner(rt, request, anonymous=kind == "anonymous", key=who)
+            if owner is not None:
+                return await forward.forward(rt, request, owner)
         if kind == "person":
             found = lookup_profile(rt, who)
             person = found[0] if found else (rt.resolve_person(who) or who)
@@ -577,7 +640,7 @@ seen. Open a name for its recent activity across people.</p>
     # -- segments --------------------------------------------------------------------------------
 
     async def segments_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
-        found = data.segments(rt)
+        found = (await api(request, "/api/v1/segments", "/api/v1/segments"))["segments"]
         rows = [[link(segment_url(s["id"]), s["id"]), s["name"],
                  Html(f'<span data-members-for="{attr(s["id"])}">{s["members"]:,}</span>'),
                  Html(f'<span class="state state-{attr(s["state"])}">{esc(s["state"])}</span>'),
@@ -623,7 +686,8 @@ Member counts below update live from the change feed.</p>
         return redirect(segment_url(segment_id))
 
     def segment_body(segment_id: str, *, text: str, errors: list[str],
-                     summary: dict[str, Any] | None) -> Html:
+                     summary: dict[str, Any] | None,
+                     members_page: tuple[list[str], str | None]) -> Html:
         if summary is not None:
             facts = Html(f"""
 <dl class="facts inline-facts">
@@ -632,7 +696,7 @@ Member counts below update live from the change feed.</p>
   <dt>Version</dt><dd><code>{esc(summary["version"])}</code></dd>
   <dt>Updated</dt><dd>{when(summary["updated_at"])}</dd>
 </dl>""")
-            members, next_after = data.segment_members(rt, segment_id, limit=100)
+            members, next_after = members_page
             items = "".join(f'<li data-person="{attr(p)}">{link(person_url(p), p)}</li>'
                             for p in members)
             members_html = Html(
@@ -690,13 +754,15 @@ Member counts below update live from the change feed.</p>
 
     async def segment_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
         segment_id = data.check_segment_id(request.match_info["segment_id"])
-        summary = data.segment(rt, segment_id)
+        summary = await segment_summary(request, segment_id)
+        members_page = await segment_members(request, segment_id) if summary else ([], None)
         definition = data.segment_definition(rt, segment_id)
         doc = definition if definition is not None else {"name": segment_id,
                                                          **NEW_SEGMENT_TEMPLATE}
         notice = ("Saved. Everyone is being re-evaluated with the new definition."
                   if request.query.get("saved") and summary else "")
-        body = segment_body(segment_id, text=_pretty(doc), errors=[], summary=summary)
+        body = segment_body(segment_id, text=_pretty(doc), errors=[], summary=summary,
+                            members_page=members_page)
         return page(summary["name"] if summary else segment_id, body, viewer,
                     section="segments", notice=notice)
 
@@ -715,14 +781,16 @@ Member counts below update live from the change feed.</p>
             except DefinitionError as exc:
                 errors.append(f"{exc.location}: {exc.reason}")
         if errors:
-            body = segment_body(segment_id, text=text, errors=errors,
-                                summary=data.segment(rt, segment_id))
+            summary = await segment_summary(request, segment_id)
+            members_page = await segment_members(request, segment_id) if summary else ([], None)
+            body = segment_body(segment_id, text=text, errors=errors, summary=summary,
+                                members_page=members_page)
             return page(segment_id, body, viewer, section="segments", status=400)
         return redirect(url(segment_url(segment_id), saved="1"))
 
     async def delete_segment(request: web.Request, viewer: auth.Viewer) -> web.Response:
         segment_id = data.check_segment_id(request.match_info["segment_id"])
-        if data.segment(rt, segment_id) is None:
+        if rt.catalog.latest.get(segment_id) is None:
             raise ApiError(404, f"segment {segment_id!r} not found")
         await data.delete_segment(rt, segment_id)
         return redirect("/console/segments")
@@ -743,9 +811,11 @@ Member counts below update live from the change feed.</p>
         web.get("/console/", guarded(index)),
         web.get("/console/events/{name}", guarded(event_page)),
         web.get("/console/people", guarded(people_lookup)),
-        web.get("/console/people/{customer_id}", guarded(person_page)),
-        web.get("/console/people/{customer_id}/export", guarded(person_export)),
-        web.get("/console/anonymous/{anonymous_id}", guarded(anonymous_page)),
+        # Not {customer_id}/{anonymous_id}: the API's keyed-read forwarding would take these
+        # pages to the owner without the session cookie; forward.py forwards them instead.
+        web.get("/console/people/{person}", guarded(person_page)),
+        web.get("/console/people/{person}/export", guarded(person_export)),
+        web.get("/console/anonymous/{anon}", guarded(anonymous_page)),
         web.post("/console/send", guarded(send)),
         web.post("/console/resend", guarded(resend)),
         web.get("/console/segments", guarded(segments_page)),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ulid import ULID
 
 Ref = tuple[int, int, int]          # (partition, offset, index within the record)
 Seen = dict[str, list[int]]
@@ -26,8 +25,15 @@ class Verdict(str, Enum):
     DUPLICATE = "duplicate"
 
 
+_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
+
+
 def ulid_ms(event_id: str) -> int:
-    return ULID.from_str(event_id).milliseconds
+    """The ULID's timestamp: its first 10 characters, base32 (hot path: no ULID object)."""
+    value = 0
+    for char in event_id[:10]:
+        value = value * 32 + _CROCKFORD[char]
+    return value
 
 
 def classify(seen: Seen, event_id: str, ref: Ref) -> Verdict:

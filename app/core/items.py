@@ -32,13 +32,19 @@ def _is_int(value: Any) -> bool:
 
 
 def _ulid(value: Any) -> str:
-    """The canonical form of a ULID, or :class:`BadItem` (the regex alone admits 2**130 values)."""
-    if not isinstance(value, str) or not _ULID.match(value.upper()):
+    """The canonical (upper-case) form of a ULID, or :class:`BadItem`.
+
+    26 Crockford base32 characters hold 130 bits; a ULID is 128, so the first character is at
+    most ``7`` (the regex alone would admit values ``ULID.from_str`` refuses).
+    """
+    if not isinstance(value, str):
         raise BadItem("id: must be a ULID")
-    try:
-        return str(ULID.from_str(value.upper()))
-    except ValueError:
-        raise BadItem("id: must be a ULID (value out of range)") from None
+    upper = value.upper()
+    if not _ULID.match(upper):
+        raise BadItem("id: must be a ULID")
+    if upper[0] > "7":
+        raise BadItem("id: must be a ULID (value out of range)")
+    return upper
 
 
 def derived_id(ts_ms: int, seed: str) -> str:

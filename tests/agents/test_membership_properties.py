@@ -485,13 +485,23 @@ async def test_the_same_log_gives_the_same_change_records(steps: list[tuple],
         assert len(ids) == len(set(ids)), "a change id was used for two different transitions"
 
 
+def per_person(changes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for change in changes:
+        found[change["person_id"]].append(change)
+    return dict(found)
+
+
 @bounded(60)
 @given(steps=steps_strategy, active0=initially_active,
        grouping=st.lists(st.integers(1, 5), max_size=20))
 async def test_batching_changes_neither_membership_nor_change_records(
         steps: list[tuple], active0: list[bool], grouping: list[int]) -> None:
     """(a), (b) and (d) when several records share a unit of work (as ``take`` batches them):
-    the change records are exactly those of the record-by-record run."""
+    each person's change records are exactly those of the record-by-record run, in the same
+    order. (Across people the order can differ: a tick misses due times set earlier in its own
+    batch, see test_a_tick_handles_due_times_set_earlier_in_its_own_batch, so such a change is
+    emitted by a later tick or input.)"""
     with tempfile.TemporaryDirectory() as root:
         log = compile_log(steps, active0, redeliveries=False)
         single = await run_log(log, Path(root) / "single")
@@ -505,7 +515,7 @@ async def test_batching_changes_neither_membership_nor_change_records(
             check_final(batched, log, final_at)
         finally:
             batched.close()
-        assert batched.changes == single.changes
+        assert per_person(batched.changes) == per_person(single.changes)
 
 
 # --- bugs found by the properties above, pinned as deterministic examples -------------------------

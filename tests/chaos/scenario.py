@@ -26,7 +26,8 @@
    random intervals (worker restarted after each); then a second worker joins the group for a while
    (rebalances, with one more SIGTERM while both are in), then leaves; then a burst of SIGKILLs
    0.1–1 s apart, each followed by an immediate restart. Phases are tied to production progress, so
-   the kills land mid-stream whatever the size.
+   the kills land mid-stream whatever the size; the last quarter of the items is held back until
+   the burst and then written at full speed, so the first SIGKILL hits a busy pipeline.
 
 4. **Reconciliation** (:func:`compare`, :func:`check_changes`): the read API of the one surviving
    worker (owning every partition) against the oracle — histories, profiles and memberships exact,

@@ -132,6 +132,7 @@ async def test_v2_batch_with_bad_items_answers_207(deployment: Deployment,
         async def stored() -> None:
             async with session.get(f"{d.url}/api/v1/customers/v1/activities",
                                    headers=d.app_auth) as response:
+                assert response.status == 200, await response.text()
                 body = await response.json()
             assert [a["name"] for a in body["activities"]] == ["ok"]
         await eventually(stored)

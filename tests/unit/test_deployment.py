@@ -155,3 +155,40 @@ def test_advertised_url_defaults_to_http_url() -> None:
 def test_log_format_setting() -> None:
     assert Settings.from_env({"EVENTIDE_LOG_FORMAT": "json"}).log_json
     assert not Settings.from_env({}).log_json
+
+
+async def test_ensure_topics_creates_replicated_topics_with_min_isr(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `eventide topics` sends with EVENTIDE_REPLICATION_FACTOR=3 (no broker needed)."""
+    import app.broker as broker
+
+    created: list = []
+
+    class FakeAdmin:
+        def __init__(self, **kwargs: object) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def close(self) -> None:
+            pass
+
+        async def list_topics(self) -> list[str]:
+            return []
+
+        async def create_topics(self, topics: list) -> None:
+            created.extend(topics)
+
+        async def describe_topics(self, names: list[str]) -> list[dict]:
+            return [{"topic": t.name, "partitions": [{}] * t.num_partitions} for t in created]
+
+    monkeypatch.setattr(broker, "AIOKafkaAdminClient", FakeAdmin)
+    settings = Settings(broker="kafka://k:9092", replication_factor=3, min_insync_replicas=2)
+    specs = build_topics(settings).all()
+    await broker.ensure_topics(settings.bootstrap_servers, specs, settings.replication_factor,
+                               min_insync_replicas=settings.min_insync_replicas or None)
+    assert len(created) == len(specs)
+    for topic in created:
+        assert topic.replication_factor == 3
+        assert topic.topic_configs["min.insync.replicas"] == "2"

@@ -1,0 +1,100 @@
+"""The ingest tier's HTTP app in-process, with a fake producer: routes, readiness gate, _update,
+metrics. (End to end with a broker and a worker: tests/integration/test_operations.py.)"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+
+import orjson
+from aiohttp.test_utils import TestClient, TestServer
+
+from app.api import track, v2
+from app.api.people import lookup_profile
+from app.api_tier import TierRuntime, build_tier_app
+from app.clock import ManualClock
+from app.ingest.batcher import IngestBatcher
+from app.model import decode_envelope
+from app.settings import Settings
+from app.topics import build_topics
+from tests.support.prometheus import parse, samples
+
+SETTINGS = Settings(site_id="site-x", api_key="track-key", app_key="app-key", partitions=4,
+                    ingest_linger_ms=0)
+TRACK = {"Authorization": "Basic " + base64.b64encode(b"site-x:track-key").decode()}
+APP = {"Authorization": "Bearer app-key"}
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.records: list = []
+
+    async def send_all(self, records: list) -> list[int]:
+        self.records.extend(records)
+        return list(range(len(records)))
+
+
+def tier_runtime() -> tuple[TierRuntime, FakeProducer]:
+    producer = FakeProducer()
+    rt = TierRuntime(settings=SETTINGS, topics=build_topics(SETTINGS), clock=ManualClock(),
+                     producer=producer,  # type: ignore[arg-type]
+                     batcher=IngestBatcher(producer, linger_s=0, max_items=500))  # type: ignore
+    return rt, producer
+
+
+def test_the_tier_serves_the_track_api_and_ops_endpoints_only() -> None:
+    rt, _ = tier_runtime()
+    app = build_tier_app(rt)
+    registered = {(r.method, r.resource.canonical) for r in app.router.routes()
+                  if r.method != "HEAD"}
+    shared = {(r.method, r.path) for r in [*track.routes(rt), *v2.routes(rt)]}  # type: ignore
+    assert registered == shared | {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+
+
+def test_update_only_is_left_to_the_worker() -> None:
+    rt, _ = tier_runtime()
+    assert lookup_profile(rt, "never-seen") is not None  # type: ignore[arg-type]
+
+
+async def test_not_ready_until_connected_then_accepts_and_counts() -> None:
+    rt, producer = tier_runtime()
+    async with TestClient(TestServer(build_tier_app(rt))) as client:
+        for path in ("/healthz", "/readyz"):
+            assert (await client.get(path)).status == 503
+        refused = await client.post("/api/v1/customers/5/events", json={"name": "x"},
+                                    headers=TRACK)
+        assert refused.status == 503
+        assert (await refused.json())["meta"]["errors"][0].startswith("not ready")
+        assert producer.records == []
+
+        rt.connected.set()
+        for path in ("/healthz", "/readyz"):
+            assert (await client.get(path)).status == 200
+        ok = await client.post("/api/v1/customers/5/events", json={"name": "bought"},
+                               headers=TRACK)
+        assert ok.status == 200, await ok.text()
+        update = await client.put("/api/v1/customers/nobody", json={"_update": True, "a": 1},
+                                  headers=TRACK)
+        assert update.status == 200, await update.text()
+        bad = await client.post("/api/v1/customers/5/events", json={}, headers=TRACK)
+        assert bad.status == 400
+        assert (await client.get("/metrics")).status == 401
+        metrics = await client.get("/metrics", headers=APP)
+        assert metrics.status == 200
+        assert metrics.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = await metrics.text()
+
+    items = [item for record in producer.records for item in decode_envelope(record.value)]
+    assert [(i["op"], i.get("update")) for i in items] == [("event", None), ("identify", True)]
+    assert {r.topic for r in producer.records} == {rt.topics.raw_events.name,
+                                                   rt.topics.raw_identifies.name}
+    parse(text)
+    assert {s.label("kind"): s.value for s in samples(text, "eventide_accepted_total")} == {
+        "event": 1, "identify": 1}
+    assert {s.label("status"): s.value for s in samples(text, "eventide_http_responses_total")
+            } == {"503": 1, "200": 2, "400": 1}
+    assert samples(text, "eventide_http_request_duration_seconds_count")[0].value == 4
+    assert rt.counters == Counter({"accepted:event": 1, "accepted:identify": 1,
+                                   "http_responses:503": 1, "http_responses:200": 2,
+                                   "http_responses:400": 1})
+    assert orjson.loads(producer.records[0].value)  # a decodable envelope
