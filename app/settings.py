@@ -60,6 +60,9 @@ class Settings:
     #: Records per processing batch (faust ``take``); records hold up to 500 items each.
     batch_max: int = 40
     batch_within_s: float = 0.01
+    #: Standby copies: with 1 or more, every worker keeps warm copies of the partitions it does
+    #: not own (tailing their changelogs), so failover only catches up the last few records.
+    standby_replicas: int = 0
     #: Embedded mode: how often the input topics are copied to ``<data dir>/log``.
     archive_interval_s: float = 10.0
     #: How often time-driven segment changes are looked for (they land within this + a batch).
@@ -134,6 +137,7 @@ class Settings:
             dedup_horizon_s=int(get("EVENTIDE_DEDUP_HORIZON_DAYS") or 30) * DAY_S,
             history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
             history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
+            standby_replicas=int(get("EVENTIDE_STANDBY_REPLICAS") or 0),
             archive_interval_s=float(get("EVENTIDE_ARCHIVE_INTERVAL_S") or 10.0),
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",

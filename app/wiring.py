@@ -119,8 +119,17 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
 def _track_assignment(app: faust.App, rt: Runtime) -> None:
     """Keep the runtime's view of owned partitions; recover newly assigned ones eagerly."""
 
+    standby: dict[str, asyncio.Task] = {}
+
+    async def stop_standby() -> None:
+        task = standby.pop("task", None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
+        await stop_standby()
         by_topic: dict[str, list[int]] = {}
         for tp in revoked:
             rt.assigned.discard((tp.topic, tp.partition))
@@ -139,9 +148,17 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             rt.assigned.add((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         rt.joined = True
+        await stop_standby()
         for topic, partitions in by_topic.items():
             task = asyncio.ensure_future(rt.state.ensure_recovered(topic, partitions))
             task.add_done_callback(_log_failure)
+        if rt.settings.standby_replicas > 0:
+            groups = {rt.topics.person_events.name, rt.topics.raw_events.name,
+                      rt.topics.raw_anonymous.name}
+            others = {topic: [p for p in range(rt.settings.partitions)
+                              if (topic, p) not in rt.assigned] for topic in groups}
+            standby["task"] = asyncio.ensure_future(rt.state.follow_standbys(others))
+            standby["task"].add_done_callback(_log_failure)
 
 
 def _log_failure(task: asyncio.Future) -> None:

@@ -116,6 +116,7 @@ class StateManager:
         self._recovered: set[tuple[str, int]] = set()
         self._recovering: dict[tuple[str, int], asyncio.Task] = {}
         self.recovered_records = 0
+        self.standby_records = 0
 
     # -- units of work -------------------------------------------------------------------------
 
@@ -194,6 +195,34 @@ class StateManager:
         finally:
             for partition in partitions:
                 self._recovering.pop((topic, partition), None)
+
+    async def follow_standbys(self, partitions: dict[str, list[int]]) -> None:
+        """Keep warm copies of partitions this worker does not own, by tailing their changelogs,
+        so a failover only has to catch up the last few records. Runs until cancelled; cancel it
+        before recovering newly assigned partitions (applying is synchronous, so a cancel never
+        lands half-way through a batch)."""
+        stores = {TopicPartition(table.spec.changelog_topic, partition): table.store(partition)
+                  for topic, parts in partitions.items() for table in self._tables_of(topic)
+                  for partition in parts}
+        if not stores:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+        await consumer.start()
+        try:
+            consumer.assign(list(stores))
+            for tp, store in stores.items():
+                consumer.seek(tp, store.changelog_offset + 1)
+            while True:
+                fetched = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+                for tp, messages in fetched.items():
+                    if messages:
+                        stores[tp].apply_changelog([(m.key, m.value) for m in messages],
+                                                   messages[-1].offset)
+                        self.standby_records += len(messages)
+        finally:
+            await consumer.stop()
 
     async def _replay_changelogs(self, stores: dict[TopicPartition, PartitionStore]) -> None:
         """Apply every changelog record past each store's own offset, up to the fetch high-water.
