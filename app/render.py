@@ -87,12 +87,19 @@ def _environment(strict: bool) -> Environment:
 
 
 class _LocatingEnvironment(Environment):
-    """An environment whose errors keep a position in the template.
+    """An environment whose errors keep a position in the template, with bounded work.
+
+    Templates come from operators but run on the worker: loops and output are capped so one
+    template cannot hold a thread forever (the caps raise a template error instead).
 
     liquid parses the inside of ``{{ }}`` and ``{% %}`` with a sub-stream whose end token has no
     source position, so e.g. ``{{ x | }}`` would report no line. When that happens, the enclosing
     statement's token (which the parser passes here) does have one; use it.
     """
+
+    loop_iteration_limit = 100_000
+    output_stream_limit = 1_000_000
+    local_namespace_limit = 100_000
 
     def error(
         self,

@@ -15,11 +15,18 @@ from aiohttp import web
 from app.api.responses import ApiError
 from app.settings import Settings
 
-_BASIC_CHALLENGE = 'Basic realm="eventide track"'
+BASIC_CHALLENGE = 'Basic realm="eventide"'
+
+
+BEARER_CHALLENGE = 'Bearer realm="eventide"'
 
 
 def _equal(given: str, expected: str) -> bool:
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    try:
+        given_bytes = given.encode()
+    except UnicodeEncodeError:  # e.g. lone surrogates from odd header bytes: never a match
+        return False
+    return bool(expected) and hmac.compare_digest(given_bytes, expected.encode())
 
 
 def require_track(request: web.Request, settings: Settings) -> None:
@@ -29,7 +36,7 @@ def require_track(request: web.Request, settings: Settings) -> None:
         raise ApiError(401, "unauthorized: send HTTP Basic credentials site_id:api_key")
     try:
         site_id, _, api_key = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII input, or not UTF-8 inside
         raise ApiError(401, "unauthorized: malformed Basic credentials") from None
     # Evaluate both halves before deciding, so timing does not tell which one was wrong.
     site_ok = _equal(site_id, settings.site_id)
@@ -42,6 +49,7 @@ def require_app(request: web.Request, settings: Settings) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized: send the app key as 'Authorization: Bearer <key>'")
+        raise ApiError(401, "unauthorized: send the app key as 'Authorization: Bearer <key>'",
+                       challenge=BEARER_CHALLENGE)
     if not _equal(token.strip(), settings.app_key):
-        raise ApiError(401, "unauthorized: wrong app key")
+        raise ApiError(401, "unauthorized: wrong app key", challenge=BEARER_CHALLENGE)

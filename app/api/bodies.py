@@ -25,7 +25,7 @@ async def read_body(request: web.Request, max_bytes: int) -> Any:
     if content_type == "application/x-www-form-urlencoded":
         try:
             text = raw.decode("utf-8")
-            return decode_form(parse_qsl(text, keep_blank_values=True))
+            return decode_form(parse_qsl(text, keep_blank_values=True, errors="strict"))
         except UnicodeDecodeError:
             raise ApiError(400, "body: form data is not valid UTF-8") from None
         except ValueError as exc:

@@ -216,7 +216,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
     async def partition_export(request: web.Request) -> web.StreamResponse:
         require_app(request, settings)
         raw = request.match_info["partition"]
-        if not raw.isdigit() or not 0 <= int(raw) < partitions:
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 0 <= int(raw) < partitions:
             raise ApiError(404, f"partition {raw!r} not found: there are {partitions} "
                                 f"person partitions, 0 to {partitions - 1}")
         partition = int(raw)

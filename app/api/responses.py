@@ -23,7 +23,9 @@ def error_response(status: int, *messages: str, headers: dict[str, str] | None =
 class ApiError(Exception):
     """Raised inside a handler; turned into :func:`error_response` by the middleware."""
 
-    def __init__(self, status: int, *messages: str) -> None:
+    def __init__(self, status: int, *messages: str, challenge: str | None = None) -> None:
         super().__init__(status, messages)
         self.status = status
         self.messages = list(messages)
+        #: The ``WWW-Authenticate`` challenge of a 401 (Basic for track calls unless set).
+        self.challenge = challenge

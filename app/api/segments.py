@@ -15,10 +15,14 @@ from app.api.responses import ApiError, json_response
 from app.core.name_search import compile_query
 from app.producer import BrokerUnavailable, OutRecord, partition_for
 from app.runtime import Runtime
+from app.ingest.validate import too_deep
 from app.segments.definition import DefinitionError, parse_segment
 from app.topics import EVENT_NAMES, MEMBERSHIP, SEGMENT_MEMBERS, SEGMENT_STATE
 
 MAX_SEGMENT_ID_BYTES = 150
+#: Conditions nest up to 64 levels; their values add more. The record wrapping a definition adds
+#: its own, and orjson encodes at most 254.
+MAX_DEFINITION_DEPTH = 200
 
 
 def routes(rt: Runtime) -> list[web.RouteDef]:
@@ -84,6 +88,9 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         require_app(request, settings)
         segment_id = segment_id_of(request)
         body = await read_body(request, settings.max_body_bytes)
+        if too_deep(body, MAX_DEFINITION_DEPTH):
+            raise ApiError(400, f"body: a definition nests deeper than {MAX_DEFINITION_DEPTH} "
+                                "levels")
         try:
             segment = parse_segment(segment_id, body)
         except DefinitionError as exc:
@@ -188,6 +195,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    # isascii: str.isdigit() accepts digits such as "²" that int() refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= 1000:
         raise ApiError(400, "limit: must be an integer between 1 and 1000")
     return int(raw)

@@ -11,7 +11,7 @@ from aiohttp import web
 from app.api import cluster
 from app.api import export, imports, openapi, read, segments, track, v2
 from app.api import render as render_api
-from app.api.auth import require_app
+from app.api.auth import BASIC_CHALLENGE, require_app
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
 from app.metrics import PROMETHEUS_CONTENT_TYPE, peak_rss_bytes, render
@@ -27,7 +27,8 @@ async def error_shape(request: web.Request, handler):  # type: ignore[no-untyped
     try:
         return await handler(request)
     except ApiError as exc:
-        headers = {"WWW-Authenticate": 'Basic realm="eventide"'} if exc.status == 401 else None
+        headers = ({"WWW-Authenticate": exc.challenge or BASIC_CHALLENGE}
+                   if exc.status == 401 else None)
         return error_response(exc.status, *exc.messages, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:

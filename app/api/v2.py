@@ -13,8 +13,8 @@ from app.api.auth import require_track
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
 from app.core.items import BadItem, reference
-from app.ingest.validate import (FieldError, ValidationError, validate_event, validate_identifier,
-                                 validate_identify)
+from app.ingest.validate import (MAX_DEPTH, FieldError, ValidationError, too_deep,
+                                 validate_event, validate_identifier, validate_identify)
 from app.producer import BrokerUnavailable
 from app.runtime import Runtime
 from app.topics import TopicSpec
@@ -42,6 +42,8 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
     """Map one v2 entity to (raw topic, key, item), or raise :class:`EntityError`."""
     if not isinstance(entity, dict):
         raise _error("body", "type", "an entity must be a JSON object")
+    if too_deep(entity, MAX_DEPTH + 2):
+        raise _error("body", "too_deep", f"an entity nests deeper than {MAX_DEPTH + 2} levels")
     if len(orjson.dumps(entity)) > MAX_ENTITY_BYTES:
         raise _error("body", "too_long", f"an entity is limited to {MAX_ENTITY_BYTES} bytes")
     if entity.get("type", "person") != "person":
@@ -75,8 +77,11 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
     if anonymous and action not in ("event", "page", "screen"):
         raise _error("identifiers", "invalid", "anonymous_id identifies events only")
     try:
+        attributes = entity.get("attributes")
+        if attributes is not None and not isinstance(attributes, dict):
+            raise _error("attributes", "type", "must be an object")
         if action == "identify":
-            body = dict(entity.get("attributes") or {})
+            body = dict(attributes or {})
             if entity.get("timestamp") is not None:
                 body["_timestamp"] = entity["timestamp"]
             item = validate_identify(body, customer=value, now_s=now_s, new_id=_new_id,
@@ -135,10 +140,13 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
 
     async def batch(request: web.Request) -> web.Response:
         require_track(request, settings)
+        too_long = json_response({"errors": _errors_json([FieldError(
+            "body", "too_long", f"a batch is limited to {MAX_BATCH_BYTES} bytes")])}, 413)
         if (request.content_length or 0) > MAX_BATCH_BYTES:
-            return json_response({"errors": _errors_json([FieldError(
-                "body", "too_long", f"a batch is limited to {MAX_BATCH_BYTES} bytes")])}, 413)
+            return too_long
         body = await read_body(request, settings.max_body_bytes)
+        if len(await request.read()) > MAX_BATCH_BYTES:  # chunked: no Content-Length to trust
+            return too_long
         items = body.get("batch") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             return json_response({"errors": _errors_json([FieldError(

@@ -30,7 +30,11 @@ class Viewer:
 
 
 def keys_equal(given: str, expected: str) -> bool:
-    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+    try:
+        given_bytes = given.encode()
+    except UnicodeEncodeError:
+        return False
+    return bool(expected) and hmac.compare_digest(given_bytes, expected.encode())
 
 
 def _mac(settings: Settings, expiry: int) -> str:
@@ -45,7 +49,7 @@ def session_token(settings: Settings, now_s: float) -> str:
 
 def token_valid(settings: Settings, token: str, now_s: float) -> bool:
     expiry_text, _, mac = token.partition(".")
-    if not settings.app_key or not expiry_text.isdigit() or len(expiry_text) > 12:
+    if not settings.app_key or not (expiry_text.isascii() and expiry_text.isdigit()) or len(expiry_text) > 12:
         return False
     expiry = int(expiry_text)
     good = hmac.compare_digest(mac.encode(), _mac(settings, expiry).encode())

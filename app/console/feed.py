@@ -51,7 +51,7 @@ def parse_positions(raw: str | None, partitions: int) -> dict[int, int]:
         return positions
     for part in raw.split(","):
         p, _, o = part.partition(":")
-        if p.isdigit() and o.isdigit() and int(p) < partitions:
+        if p.isascii() and o.isascii() and p.isdigit() and o.isdigit() and int(p) < partitions:
             positions[int(p)] = int(o)
     return positions
 

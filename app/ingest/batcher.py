@@ -60,7 +60,12 @@ class IngestBatcher:
             return
         if batch.timer is not None:
             batch.timer.cancel()
-        record = OutRecord(slot[0], slot[1], batch.key, encode_envelope(batch.items))
+        try:
+            record = OutRecord(slot[0], slot[1], batch.key, encode_envelope(batch.items))
+        except Exception as exc:  # never leave the batch's requests waiting forever
+            if batch.done is not None and not batch.done.done():
+                batch.done.set_exception(exc)
+            return
         task = asyncio.ensure_future(self._send(record, batch.done))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)

@@ -172,6 +172,29 @@ def _utf8_len(text: str) -> int | None:
         return None
 
 
+#: Nesting allowed in event data and attribute values. Deeper documents are refused here because
+#: the records that carry them add levels of their own, and orjson stops at 254.
+MAX_DEPTH = 32
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` levels (iterative: no recursion
+    limit of our own to hit)."""
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            children = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json_len(value: Any) -> int | None:
     """Serialized size as the topic will carry it, or None if it cannot be serialized."""
     try:
@@ -276,6 +299,9 @@ def _check_data(value: Any, errors: list[FieldError]) -> dict[str, Any]:
     if not isinstance(value, dict):
         errors.append(FieldError("data", "type", "must be an object"))
         return {}
+    if too_deep(value):
+        errors.append(FieldError("data", "too_deep", f"nests deeper than {MAX_DEPTH} levels"))
+        return {}
     size = _json_len(value)
     if size is None:
         errors.append(FieldError("data", "invalid", "cannot be serialized as JSON"))
@@ -315,6 +341,9 @@ def _check_attributes(attributes: dict[str, Any], errors: list[FieldError]) -> N
 
 
 def _check_attribute_value(value: Any, field: str, errors: list[FieldError]) -> None:
+    if too_deep(value):
+        errors.append(FieldError(field, "too_deep", f"value nests deeper than {MAX_DEPTH} levels"))
+        return
     # Strings count their text, not their JSON quoting/escaping: that is what a person sees.
     size = _utf8_len(value) if isinstance(value, str) else _json_len(value)
     if size is None:

@@ -545,10 +545,6 @@ async def _status(session: aiohttp.ClientSession, method: str, url: str, *, time
         return None, f"no answer in {timeout_s} s"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: POST /api/v2/entity (and each entity of /api/v2/batch) with action identify and "
-    "attributes that are not an object (a list or a string) is a 500: v2.entity_item calls "
-    "dict(entity.get('attributes') or {}) unchecked (TypeError/ValueError)"))
 async def test_v2_identify_with_non_object_attributes_is_a_400(
         shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
@@ -565,10 +561,6 @@ async def test_v2_identify_with_non_object_attributes_is_a_400(
         c.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: POST /api/v2/entity (and /api/v2/batch) with JSON nested 255 to 1024 levels (orjson "
-    "reads up to 1024, writes up to 254), or a form body with a key nested as deep, is a 500: "
-    "v2.entity_item's len(orjson.dumps(entity)) raises TypeError 'Recursion limit reached'"))
 async def test_v2_deeply_nested_entity_is_a_400(shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
     nested = '{"type":"person","action":"event","name":"x","identifiers":{"id":"1"},' \
@@ -584,10 +576,6 @@ async def test_v2_deeply_nested_entity_is_a_400(shared: tuple[Deployment, Worker
         c.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: PUT /api/v1/segments/{id} whose condition value is nested 255 to 1024 levels is a 500: "
-    "parse_segment accepts it, then segments.publish's orjson.dumps raises TypeError "
-    "'Recursion limit reached'"))
 async def test_segment_with_a_deeply_nested_value_is_a_400(
         shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
@@ -599,11 +587,6 @@ async def test_segment_with_a_deeply_nested_value_is_a_400(
         c.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a limit or partition that str.isdigit() accepts but int() refuses is a 500 - a "
-    "non-decimal digit (superscript two, '²') or more than 4300 digits (Python's int() cap): "
-    "segments._limit and export.partition_export check raw.isdigit() then call int(raw) "
-    "(ValueError)"))
 async def test_digit_strings_int_refuses_are_a_400_or_404(
         shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
@@ -623,12 +606,6 @@ async def test_digit_strings_int_refuses_are_a_400_or_404(
         c.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an event whose data is nested 252 to 254 levels passes validation (_json_len of the "
-    "data alone is within orjson's 254-level limit) but the batch envelope {'items': [item]} "
-    "adds 3 levels: IngestBatcher._flush raises TypeError 'Recursion limit reached' in a timer "
-    "callback, the batch's future is never resolved, and the request - and every other request "
-    "that joined the same partition's batch - never gets an answer"))
 async def test_deep_but_valid_event_data_gets_an_answer(
         shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
@@ -640,9 +617,6 @@ async def test_deep_but_valid_event_data_gets_an_answer(
     assert status is not None and status < 500, (status, text)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the v2 batch limit (500 KB) is only checked against Content-Length: a batch sent with "
-    "chunked transfer encoding (no Content-Length) of up to 1 MiB is accepted (200)"))
 async def test_chunked_batch_over_the_limit_is_a_413(shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
@@ -652,10 +626,6 @@ async def test_chunked_batch_over_the_limit_is_a_413(shared: tuple[Deployment, W
         c.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: percent-encoded bytes that are not UTF-8 in a form body (name=caf%E9) are silently "
-    "replaced by U+FFFD and accepted (200), while the same bytes unencoded are a 400 'form data "
-    "is not valid UTF-8': bodies.read_body calls parse_qsl with its default errors='replace'"))
 async def test_percent_encoded_invalid_utf8_in_a_form_is_a_400(
         shared: tuple[Deployment, Worker]) -> None:
     d, _ = shared
@@ -669,10 +639,6 @@ async def test_percent_encoded_invalid_utf8_in_a_form_is_a_400(
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: POST /api/v1/render runs a liquid template with no loop or output limit: "
-    "{% for x in (1..100000000) %}{% endfor %} keeps a worker thread at 100% CPU for minutes "
-    "(render's Environment sets no loop_iteration_limit / output_stream_limit)"))
 def test_render_bounds_template_work() -> None:
     from app.render import TemplateError, render
 

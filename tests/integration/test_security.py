@@ -334,12 +334,6 @@ async def test_right_length_and_wrong_length_keys_are_refused_identically(
 # --- malformed header bytes ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: an Authorization header with bytes that are not ASCII is a 500, not a 401: "
-    "'Bearer <invalid UTF-8>' (aiohttp decodes header bytes with surrogateescape; "
-    "auth._equal's given.encode() raises UnicodeEncodeError) and 'Basic <any non-ASCII>' "
-    "(base64.b64decode raises ValueError, require_track only catches binascii.Error and "
-    "UnicodeDecodeError); the console's keys_equal has the same flaw"))
 async def test_non_ascii_authorization_bytes_are_a_401(
         live: tuple[Deployment, Worker, dict[str, Any]]) -> None:
     d, _, doc = live
@@ -360,10 +354,6 @@ async def test_non_ascii_authorization_bytes_are_a_401(
     assert not problems, f"{len(problems)} not refused as documented:\n" + "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: every 401 carries 'WWW-Authenticate: Basic realm=\"eventide\"' (set by the "
-    "error_shape middleware for any ApiError 401), also on the bearer endpoints, whose challenge "
-    "should be Bearer (RFC 6750); auth.py's _BASIC_CHALLENGE is never used"))
 async def test_bearer_endpoints_challenge_with_bearer(
         live: tuple[Deployment, Worker, dict[str, Any]]) -> None:
     d, _, doc = live

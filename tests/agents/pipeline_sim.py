@@ -1,0 +1,261 @@
+"""A deterministic, in-process simulation of eventide's whole dataflow, without Kafka.
+
+Every topic partition the agents read (``raw.events``, ``raw.identifies``, ``identity.commands``,
+``raw.anonymous``, ``anonymous.links``, ``person.events``) is an in-memory log with a consumer
+position. A *step* hands one or more records at the head of one or more logs of the same stage to
+the product's own batch handler (``route_customer_batch``, ``route_anonymous_batch``,
+``process_people_batch``), exactly as faust would after ``take_events``: the handler builds its own
+``UnitOfWork`` and commits it through ``StateManager.commit`` to a fake producer. The fake producer
+appends every record sent to a consumed topic to the destination log (offsets 0, 1, 2, ... per
+partition, so dedup refs are real), collects dead letters, and answers changelog writes with
+increasing offsets; the values and the changelog offset then land in the real RocksDB of a fresh
+runtime built with ``create_app`` in a temporary directory.
+
+Which head to take next is up to the caller: :meth:`Sim.run_schedule` takes a list of integers
+(hypothesis draws them) and :meth:`Sim.drain` empties every log in a fixed round-robin order.
+
+:func:`summary` reads the final state back in a form independent of partition layout and timing:
+surviving people (profile attributes, anonymous ids, merged_from, history without
+``processed_at``), people merged away, anonymous histories still held, and which survivor every
+identifier and anonymous id resolves to (through aliases, links and merge markers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from agents import people, routing
+from app.clock import ManualClock
+from app.model import decode_envelope, encode_envelope
+from app.producer import OutRecord, partition_for
+from app.settings import Settings
+from app.topics import ALIASES, ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, PROFILES
+from app.wiring import create_app
+
+PARTITIONS = 4
+NOW_S = 1_700_000_000
+NOW_MS = NOW_S * 1000
+
+CUSTOMERS, ANONYMOUS, PEOPLE = "customers", "anonymous", "people"
+STAGES = (CUSTOMERS, ANONYMOUS, PEOPLE)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class Event:
+    """The part of a faust ``EventT`` the agents use."""
+    message: Message
+
+
+@dataclass
+class Log:
+    records: list[Message] = field(default_factory=list)
+    position: int = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self.records) - self.position
+
+
+class Sim:
+    def __init__(self, root: Path, *, partitions: int = PARTITIONS, now_s: float = NOW_S) -> None:
+        self.clock = ManualClock(now_s)
+        settings = Settings(data_dir=root, partitions=partitions, app_key="a", site_id="s",
+                            api_key="k")
+        self.app = create_app(settings, clock=self.clock)
+        self.rt = rt = self.app.runtime
+        self.partitions = partitions
+        rt.producer.send_all = self._send_all  # type: ignore[method-assign]
+        topics = rt.topics
+        self.stage_topics = {
+            CUSTOMERS: (topics.raw_events.name, topics.raw_identifies.name,
+                        topics.identity_commands.name),
+            ANONYMOUS: (topics.raw_anonymous.name, topics.anonymous_links.name),
+            PEOPLE: (topics.person_events.name,),
+        }
+        self.stage_of = {t: stage for stage, names in self.stage_topics.items() for t in names}
+        self.handlers = {CUSTOMERS: routing.route_customer_batch,
+                         ANONYMOUS: routing.route_anonymous_batch,
+                         PEOPLE: people.process_people_batch}
+        # No broker: every table partition counts as caught up with its (empty) changelog.
+        rt.state._recovered.update({(t.name, p) for t in (topics.raw_events, topics.raw_anonymous,
+                                                          topics.person_events)
+                                    for p in range(partitions)})
+        rt.started.set()
+        self.logs: dict[tuple[str, int], Log] = {
+            (topic, p): Log() for topic in self.stage_of for p in range(partitions)}
+        self.deadletters: list[OutRecord] = []
+        self.other: list[OutRecord] = []
+        self._offset = 0
+        self.steps = 0
+
+    def close(self) -> None:
+        self.rt.state.close()
+
+    # -- the fake producer --------------------------------------------------------------------
+
+    async def _send_all(self, records: Sequence[OutRecord]) -> list[int]:
+        offsets = []
+        for record in records:
+            if record.topic in self.stage_of:
+                offsets.append(self.append(record.topic, record.partition, record.key,
+                                           record.value))
+                continue
+            if record.topic == self.rt.topics.deadletter.name:
+                self.deadletters.append(record)
+            elif ".changelog." not in record.topic:
+                self.other.append(record)
+            self._offset += 1
+            offsets.append(self._offset)
+        return offsets
+
+    def append(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+               timestamp: float | None = None) -> int:
+        log = self.logs[(topic, partition)]
+        offset = len(log.records)
+        log.records.append(Message(topic, partition, offset, key, value,
+                                   self.clock.now() if timestamp is None else timestamp))
+        return offset
+
+    def send_raw(self, topic: str, key: str, items: Sequence[dict[str, Any]]) -> None:
+        """What the HTTP tier does: one envelope on the key's partition of a raw topic."""
+        partition = partition_for(key.encode(), self.partitions)
+        self.append(topic, partition, key.encode(), encode_envelope(items),
+                    timestamp=items[0]["received_at"] / 1000)
+
+    # -- processing ---------------------------------------------------------------------------
+
+    def pending_queues(self) -> list[tuple[str, int]]:
+        return sorted(key for key, log in self.logs.items() if log.pending)
+
+    def idle(self) -> bool:
+        return not self.pending_queues()
+
+    async def process(self, stage: str, takes: Iterable[tuple[tuple[str, int], int]]) -> None:
+        """One unit of work of ``stage``: ``n`` head records from each listed queue."""
+        events = []
+        for queue, n in takes:
+            assert self.stage_of[queue[0]] == stage
+            log = self.logs[queue]
+            taken = log.records[log.position:log.position + n]
+            log.position += len(taken)
+            events.extend(Event(message) for message in taken)
+        if events:
+            self.steps += 1
+            await self.handlers[stage](self.rt, events)
+
+    async def step(self, choice: int) -> bool:
+        """One scheduling decision from an integer; False once every queue is empty.
+
+        ``choice % len(pending)`` picks a queue; the quotient picks how much to take: 1, 2 or 3
+        records from it, or (every fourth value) the head record of every pending queue of that
+        queue's stage together in one unit (faust's batches span partitions and topics).
+        """
+        pending = self.pending_queues()
+        if not pending:
+            return False
+        queue = pending[choice % len(pending)]
+        stage = self.stage_of[queue[0]]
+        mode = (choice // len(pending)) % 4
+        if mode == 3:
+            await self.process(stage, [(q, 1) for q in pending if self.stage_of[q[0]] == stage])
+        else:
+            await self.process(stage, [(queue, mode + 1)])
+        return True
+
+    async def run_schedule(self, schedule: Sequence[int]) -> None:
+        """Follow ``schedule`` while records are pending, then drain in the fixed order."""
+        for choice in schedule:
+            if not await self.step(choice):
+                return
+        await self.drain()
+
+    async def drain(self, limit: int = 100_000) -> None:
+        """Until every log is empty: each stage in turn, each of its queues one record at a time."""
+        for _ in range(limit):
+            if self.idle():
+                return
+            for stage in STAGES:
+                for queue in self.pending_queues():
+                    if self.stage_of[queue[0]] == stage:
+                        await self.process(stage, [(queue, 1)])
+        raise AssertionError("the pipeline did not drain (a forwarding loop?)")
+
+    # -- reading the stores -------------------------------------------------------------------
+
+    def table_items(self, table: str) -> dict[tuple[int, str], Any]:
+        found = {}
+        for p in range(self.partitions):
+            for key, value in self.rt.state.tables[table].store(p).items():
+                found[(p, key)] = value
+        return found
+
+    def routed_items(self, topic: str) -> list[dict[str, Any]]:
+        return [item for p in range(self.partitions) for record in self.logs[(topic, p)].records
+                for item in decode_envelope(record.value)]
+
+
+def _activity(activity: dict[str, Any]) -> tuple:
+    """What of a stored event must not depend on order (``processed_at`` does, by design)."""
+    return (activity["id"], activity["name"], activity["type"],
+            tuple(sorted(activity["data"].items())), activity["timestamp"])
+
+
+def summary(sim: Sim, identifiers: Iterable[tuple[str, str]] = (),
+            anonymous_ids: Iterable[str] = ()) -> dict[str, Any]:
+    """The final state, independent of partition layout and processing order."""
+    profiles = {key: value for (_, key), value in sim.table_items(PROFILES).items()}
+    histories = {key: value for (_, key), value in sim.table_items(HISTORY).items()}
+    merged = {pid: prof["merged_into"] for pid, prof in profiles.items()
+              if prof.get("merged_into")}
+    survivors = {}
+    for pid in sorted(set(profiles) | set(histories)):
+        if pid in merged:
+            assert not histories.get(pid), f"{pid} was merged away but keeps a history"
+            continue
+        profile = profiles.get(pid)
+        history = histories.get(pid) or []
+        if profile is None and not history:
+            continue
+        survivors[pid] = {
+            "attributes": None if profile is None else profile["attributes"],
+            "anonymous_ids": None if profile is None else profile["anonymous_ids"],
+            "merged_from": None if profile is None else profile.get("merged_from", []),
+            "history": [_activity(a) for a in history],
+        }
+
+    def survivor(person: str | None) -> str | None:
+        seen = set()
+        while person is not None and person in merged:
+            assert person not in seen, f"merge markers form a cycle at {person}"
+            seen.add(person)
+            person = merged[person]
+        return person
+
+    resolves = {}
+    for kind, value in identifiers:
+        resolves[f"{kind}:{value}"] = survivor(sim.rt.resolve_person(value, kind))
+    links = {key: value for (_, key), value in sim.table_items(ANONYMOUS_LINKS).items()}
+    for anonymous_id in anonymous_ids:
+        resolves[f"anonymous:{anonymous_id}"] = survivor(links.get(anonymous_id))
+    anonymous = {key: sorted(_activity(a) for a in value["events"])
+                 for (_, key), value in sim.table_items(ANONYMOUS_HISTORY).items()
+                 if value["events"]}
+    parked = {key: [w["id"] for w in value]
+              for (_, key), value in sim.table_items(ALIASES).items()
+              if key.startswith("pending:")}
+    # A marker names the primary the merge resolved to at the time (which, in a chain, may
+    # itself be merged away later): compare where it ends up.
+    return {"people": survivors, "merged": {pid: survivor(pid) for pid in merged},
+            "anonymous": anonymous, "resolves": resolves, "parked": parked}
