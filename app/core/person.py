@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.core import dedup, history, membership, profiles
+from app.core import dedup, history, profiles
+from app.core.membership import Membership
 from app.core.dedup import Ref, Seen, Verdict
 
 
@@ -24,7 +25,7 @@ class PersonState:
     seen: Seen
     history: list[history.Activity]
     profile: profiles.Profile | None
-    membership: membership.Membership | None = None
+    membership: Membership | None = None
 
     @classmethod
     def empty(cls) -> "PersonState":

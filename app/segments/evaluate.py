@@ -27,7 +27,6 @@ from typing import Any, Iterable, Mapping
 from . import operators
 from .definition import (
     AllOf,
-    AnyOf,
     AttributeCondition,
     Condition,
     EventCondition,
