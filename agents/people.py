@@ -139,23 +139,45 @@ class PeopleBatch:
             rt.counters["identify:update_of_unknown_person"] += 1  # _update never creates
             return
         now_s = int(item.get("processed_at") or int(item["received_at"]) // 1000)
+        verdict = dedup.classify(before.seen, item["id"], (partition, offset, index))
+        if verdict is Verdict.REDELIVERY:
+            # This record's effects reached the state, so all its outputs were acknowledged
+            # first (the commit order). Re-apply the state steps (idempotent: they complete a
+            # changelog that was cut short) but evaluate and send nothing: evaluating now, against
+            # a state that may have moved past this input, would invent transitions.
+            after, _ = step(before, person, item, (partition, offset, index),
+                            now_s=rt.clock.now(), policy=self.policy)
+            self.current[(partition, person)] = after
+            rt.counters["verdict:redelivery"] += 1
+            return
         # Time-driven changes due before this input happen first, on the history before it.
         before = self.catch_up(partition, person, before, now_s)
         self.current[(partition, person)] = before
+        first_seen = before.profile is None and not before.history
         after, verdict = step(before, person, item, (partition, offset, index),
                               now_s=rt.clock.now(), policy=self.policy)
         rt.counters[f"verdict:{verdict.value}"] += 1
         if verdict is Verdict.DUPLICATE:
             return
+        self.evaluate_input(partition, person, before, after, item, now_s, first_seen)
+
+    def evaluate_input(self, partition: int, person: str, before: PersonState,
+                       after: PersonState, item: dict[str, Any], now_s: int,
+                       first_seen: bool) -> None:
+        """A new input's outputs: name counts, trigger, identity commands, segment changes."""
+        rt = self.rt
         if item["op"] == "event":
-            if verdict is Verdict.NEW:
-                self.accepted_at_ms.append(item["received_at"])
-                self.count_name(partition, item["name"], item["timestamp"])
+            self.accepted_at_ms.append(item["received_at"])
+            self.count_name(partition, item["name"], item["timestamp"])
             self.trigger(partition, person, item, now_s)
             candidates = rt.catalog.segments_for_event(item["name"])
         else:
             self.announce_identity(person, before, after, item)
             candidates = rt.catalog.segments_for_attributes(set(item.get("attributes", {})))
+        if first_seen:
+            # Someone new is also in every segment that holds for a person with no data at all
+            # ("has not purchased", "plan neq pro"): those mention nothing this input carries.
+            candidates = candidates | rt.catalog.segments_true_when_empty()
         self.current[(partition, person)] = self.evaluate(
             partition, person, after, self.active(partition, candidates), now_s=now_s,
             cause=item["id"])
@@ -336,12 +358,15 @@ class PeopleBatch:
                 segment = rt.catalog.get(segment_id, version)
             if segment is None:
                 raise ValueError(f"segment {segment_id} version {version} is not in the catalog")
+        if self.active_map(partition).get(segment_id) == version and version is not None:
+            return  # already activated here (a redelivery): its changes were all sent then
         cause = f"definition:{version or 'deleted'}"
+        at = int(item["at"])
         for person in sorted(self.people_in(partition)):
-            state = self.person(partition, person)
+            # Time-driven changes due before the definition's time come first, as for inputs.
+            state = self.catch_up(partition, person, self.person(partition, person), at)
             self.current[(partition, person)] = self.evaluate(
-                partition, person, state, [(segment_id, segment)], now_s=int(item["at"]),
-                cause=cause)
+                partition, person, state, [(segment_id, segment)], now_s=at, cause=cause)
         state_key = self.unit.get(SEGMENT_STATE, partition, segment_id) or {"members": 0}
         if version is None:
             self.unit.delete(SEGMENT_STATE, partition, segment_id)
@@ -439,7 +464,13 @@ class PeopleBatch:
         for key, value in self.unit.changes.get((TIMERS, partition), {}).items():
             if key < stop:
                 (keys.add if value is not None else keys.discard)(key)
-        return sorted({key.split(":", 1)[1] for key in keys})
+        people = {key.split(":", 1)[1] for key in keys}
+        # People this batch changed: their timer keys are only written at flush.
+        for (p, person), state in self.current.items():
+            due = membership.earliest_due(state.membership)
+            if p == partition and due is not None and due <= at_s:
+                people.add(person)
+        return sorted(people)
 
     def people_in(self, partition: int) -> set[str]:
         """Everyone with a history or a profile here: stored, or loaded by this batch."""

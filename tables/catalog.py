@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.segments.definition import DefinitionError, Segment, parse_segment
+from app.segments.evaluate import is_member
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class SegmentCatalog:
         self._by_version: dict[tuple[str, str], Segment] = {}
         self._by_event: dict[str, set[str]] = defaultdict(set)
         self._by_attribute: dict[str, set[str]] = defaultdict(set)
+        #: Segments someone with no events and no attributes is in (e.g. "has not purchased").
+        self._true_when_empty: set[str] = set()
         self.offset = -1
         self._advanced = asyncio.Condition()
 
@@ -51,6 +54,9 @@ class SegmentCatalog:
             self._by_event[name].add(segment_id)
         for root in segment.attribute_roots():
             self._by_attribute[root].add(segment_id)
+        # With no data, no condition depends on time, so any evaluation time gives the answer.
+        if is_member(segment, [], {}, 0):
+            self._true_when_empty.add(segment_id)
 
     async def notify(self) -> None:
         async with self._advanced:
@@ -80,6 +86,9 @@ class SegmentCatalog:
         for root in roots:
             found |= self._by_attribute.get(root, set())
         return found
+
+    def segments_true_when_empty(self) -> set[str]:
+        return self._true_when_empty
 
     def live(self) -> dict[str, dict[str, Any]]:
         return {sid: value for sid, value in self.latest.items() if value is not None}

@@ -42,6 +42,10 @@ CUSTOMERS, ANONYMOUS, PEOPLE = "customers", "anonymous", "people"
 STAGES = (CUSTOMERS, ANONYMOUS, PEOPLE)
 
 
+class SimulatedCrash(Exception):
+    """The worker died in the middle of a commit."""
+
+
 @dataclass(frozen=True)
 class Message:
     topic: str
@@ -69,7 +73,10 @@ class Log:
 
 
 class Sim:
-    def __init__(self, root: Path, *, partitions: int = PARTITIONS, now_s: float = NOW_S) -> None:
+    def __init__(self, root: Path, *, partitions: int = PARTITIONS, now_s: float = NOW_S,
+                 crashes: bool = False) -> None:
+        #: Whether :meth:`step` may crash units of work (redelivering their inputs).
+        self.crashes = crashes
         self.clock = ManualClock(now_s)
         settings = Settings(data_dir=root, partitions=partitions, app_key="a", site_id="s",
                             api_key="k")
@@ -99,6 +106,7 @@ class Sim:
         self.other: list[OutRecord] = []
         self._offset = 0
         self.steps = 0
+        self.crashes_done = 0
 
     def close(self) -> None:
         self.rt.state.close()
@@ -142,42 +150,92 @@ class Sim:
     def idle(self) -> bool:
         return not self.pending_queues()
 
-    async def process(self, stage: str, takes: Iterable[tuple[tuple[str, int], int]]) -> None:
-        """One unit of work of ``stage``: ``n`` head records from each listed queue."""
+    async def process(self, stage: str, takes: Iterable[tuple[tuple[str, int], int]],
+                      crash: str | None = None) -> None:
+        """One unit of work of ``stage``: ``n`` head records from each listed queue.
+
+        ``crash``: ``"before_state"`` — the worker dies after its outputs are acknowledged (step 1
+        of the commit order) but before the changelog and RocksDB are written; ``"before_ack"`` —
+        it dies after the store is written but before the inputs are committed. Either way the
+        inputs are redelivered: their queues are rewound to where the unit started.
+        """
         events = []
+        started = {}
         for queue, n in takes:
             assert self.stage_of[queue[0]] == stage
             log = self.logs[queue]
+            started.setdefault(queue, log.position)
             taken = log.records[log.position:log.position + n]
             log.position += len(taken)
             events.extend(Event(message) for message in taken)
-        if events:
-            self.steps += 1
+        if not events:
+            return
+        self.steps += 1
+        if crash == "before_state":
+            state = self.rt.state
+            commit = state.commit
+
+            async def outputs_then_crash(unit: Any) -> None:
+                await self._send_all(unit.outputs)
+                raise SimulatedCrash
+
+            state.commit = outputs_then_crash  # type: ignore[method-assign]
+            try:
+                await self.handlers[stage](self.rt, events)
+            except SimulatedCrash:
+                pass
+            else:
+                raise AssertionError("the unit of work did not commit")
+            finally:
+                state.commit = commit  # type: ignore[method-assign]
+        else:
             await self.handlers[stage](self.rt, events)
+        if crash is not None:
+            self.crashes_done += 1
+            for queue, position in started.items():
+                self.logs[queue].position = position
 
     async def step(self, choice: int) -> bool:
         """One scheduling decision from an integer; False once every queue is empty.
 
-        ``choice % len(pending)`` picks a queue; the quotient picks how much to take: 1, 2 or 3
-        records from it, or (every fourth value) the head record of every pending queue of that
-        queue's stage together in one unit (faust's batches span partitions and topics).
+        ``choice % len(pending)`` picks a queue; the quotient ``q`` picks how much to take:
+        ``q % 4`` of 0-2 is 1-3 records from it, 3 the head record of every pending queue of that
+        queue's stage together in one unit (faust's batches span partitions and topics). With
+        ``crashes`` on, ``q // 4 % 6`` of 4 or 5 makes the unit crash (see :meth:`process`).
         """
         pending = self.pending_queues()
         if not pending:
             return False
         queue = pending[choice % len(pending)]
         stage = self.stage_of[queue[0]]
-        mode = (choice // len(pending)) % 4
+        q = choice // len(pending)
+        mode = q % 4
+        crash = {4: "before_state", 5: "before_ack"}.get(q // 4 % 6) if self.crashes else None
         if mode == 3:
-            await self.process(stage, [(q, 1) for q in pending if self.stage_of[q[0]] == stage])
+            await self.process(stage, [(q_, 1) for q_ in pending if self.stage_of[q_[0]] == stage],
+                               crash)
         else:
-            await self.process(stage, [(queue, mode + 1)])
+            await self.process(stage, [(queue, mode + 1)], crash)
         return True
 
-    async def run_schedule(self, schedule: Sequence[int]) -> None:
-        """Follow ``schedule`` while records are pending, then drain in the fixed order."""
+    async def step_topic(self, name: str) -> bool:
+        """One record from the first pending queue of a topic named by its suffix
+        (``"raw.identifies"``, or ``"raw.identifies@3"`` for partition 3); False if none."""
+        suffix, _, partition = name.partition("@")
+        for queue in self.pending_queues():
+            topic, p = queue
+            if topic.endswith("." + suffix) and (not partition or p == int(partition)):
+                await self.process(self.stage_of[topic], [(queue, 1)])
+                return True
+        return False
+
+    async def run_schedule(self, schedule: Sequence[int | str]) -> None:
+        """Follow ``schedule`` (integers for :meth:`step`, topic names for :meth:`step_topic`,
+        which are skipped when that topic has nothing pending), then drain in the fixed order."""
         for choice in schedule:
-            if not await self.step(choice):
+            if isinstance(choice, str):
+                await self.step_topic(choice)
+            elif not await self.step(choice):
                 return
         await self.drain()
 

@@ -581,11 +581,6 @@ def new_transitions(before: list[dict[str, Any]], replayed: list[dict[str, Any]]
     return [c for c in replayed if c["change_id"] not in seen]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: redelivering a record with two events of one person re-evaluates the first item "
-    "against a history that already holds the second: two purchases in one record (1 s apart) "
-    "-> on redelivery item 0 emits 'exited' (count eq 2 is false at item 0's time), a change id "
-    "that never occurred, and item 1 re-enters with a known id"))
 async def test_redelivering_a_two_item_record_emits_no_new_transition(tmp_path: Path) -> None:
     steps = [("record", [("event", 0, "purchase", NO_DATA, 0, 0),
                          ("event", 0, "purchase", NO_DATA, 0, 1)])]
@@ -600,11 +595,6 @@ async def test_redelivering_a_two_item_record_emits_no_new_transition(tmp_path: 
         runner.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: replaying committed records after a later back-dated event evaluates them against the "
-    "later history: purchase A at t, purchase B received t+60 stamped t-540 (enters 'exactly two "
-    "purchases'), purchase C at t+120 (exits); replaying from A emits entered(cause A) and "
-    "exited(cause timer:t+120), change ids that never occurred"))
 async def test_replaying_after_a_back_dated_event_emits_no_new_transition(tmp_path: Path) -> None:
     steps = [("record", [("event", 0, "purchase", NO_DATA, 0, 0)]),
              ("record", [("event", 0, "purchase", NO_DATA, 600, 60)]),
@@ -622,12 +612,6 @@ async def test_replaying_after_a_back_dated_event_emits_no_new_transition(tmp_pa
         runner.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: replaying a definition (segment) item after later inputs evaluates everyone at the "
-    "item's time with the later history: 'cart within 1h' activated at t while p0 has no cart; a "
-    "cart received at t+60 stamped t-600 enters p0, the timer exits it at t+3000; replaying from "
-    "the definition item emits entered(cause definition:<version>), a change id that never "
-    "occurred (the re-exit repeats a known id, so consumers keep p0 in)"))
 async def test_replaying_a_definition_item_emits_no_new_transition(tmp_path: Path) -> None:
     steps = [("record", [("identify", 0, {"plan": "free"}, 0)]),
              ("segment", "carted", 0),
@@ -645,11 +629,6 @@ async def test_replaying_a_definition_item_emits_no_new_transition(tmp_path: Pat
         runner.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: PeopleBatch.due_people reads the timer index from the store and the unit's pending "
-    "writes, but timer keys are only written at flush(): a tick in the same batch as the event "
-    "that set a due time (here: monitor cart at t, due t+3600, tick at t+3600) does not handle "
-    "it; the exit waits for the next tick in a later batch"))
 async def test_a_tick_handles_due_times_set_earlier_in_its_own_batch(tmp_path: Path) -> None:
     monitor = {"items": [{"type": "monitor", "price": 10}]}
     steps = [("record", [("event", 0, "cart", monitor, 0, 0)]), ("tick", 3_600)]
@@ -662,11 +641,6 @@ async def test_a_tick_handles_due_times_set_earlier_in_its_own_batch(tmp_path: P
         runner.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a person is only evaluated against segments that mention their input's event name or "
-    "identify attributes, so a segment that holds for people with no relevant data ('not "
-    "purchase', 'view count lt 2 within 10m', 'plan neq pro') never gets people who first "
-    "appear after it was activated (it does get those present at activation)"))
 @pytest.mark.parametrize("match", [
     {"not": {"event": "purchase"}},
     {"event": "view", "count": {"lt": 2}, "within": "10m"},
@@ -687,13 +661,6 @@ async def test_a_new_person_enters_segments_that_hold_without_data(
         runner.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: PeopleBatch.on_segment evaluates everyone at the definition item's time without first "
-    "catching up their due time-driven changes (on_input does, via catch_up), so change records "
-    "depend on whether a tick ran in between: a view at t in 'viewed within 10m', then a new "
-    "version of the definition at t+600 -> with a tick at t+600 the exit is cause "
-    "timer:<t+600>; without one it is cause definition:<version>, another change id. A replay "
-    "into a fresh state version, whose ticks fall elsewhere, emits different change ids"))
 async def test_a_definition_item_catches_up_time_driven_changes_first(tmp_path: Path) -> None:
     viewed = {"viewed": [{"name": "Viewed in the last 10 minutes",
                           "match": {"event": "view", "within": "10m"}}]}

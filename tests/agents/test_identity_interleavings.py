@@ -1,0 +1,584 @@
+"""Identity under any interleaving: the whole dataflow, simulated in process (``pipeline_sim``).
+
+A *workload* is what clients send, in send order: identifies (attributes, optionally an
+``anonymous_id``), customer events, anonymous events, duplicate resends of an event (same id, same
+content, a new ``received_at``), and merges (by id or by email, chains allowed). Each is one record
+on its raw topic partition (keyed as the HTTP tier keys it: customer id, anonymous id, a merge's
+secondary identifier), so the send order is only kept per raw partition, as in Kafka.
+
+Every workload is run twice on fresh runtimes (4 partitions, real RocksDB, the product's own batch
+handlers, see ``pipeline_sim``):
+
+* the *fixed order*: all identifies, then anonymous events, then customer events, then merges
+  (duplicates travel with their kind), each phase fully drained before the next;
+* an *interleaving* a hypothesis schedule picks: which raw or internal queue is serviced next and
+  how many records a unit of work takes (1-3 from one queue, or the heads of every queue of a
+  stage together), so raw records are consumed in any cross-topic / cross-partition order and
+  every internal hop (identity.commands, anonymous.links, person.events) races the others.
+
+Checked: the interleaving's final state equals the fixed order's, and both equal a model computed
+from the workload alone (below): which people survive (secondaries are gone: only a
+``merged_into`` marker is left), each survivor's attributes, anonymous ids, ``merged_from`` and
+history (id, name, type, data, timestamp; ``processed_at`` is excluded: it is the link time for
+events that waited under an anonymous id, by design), anonymous histories still held for
+anonymous ids nobody identified, which survivor every id, email and anonymous id resolves to, and
+that no merge is left parked. Also on the interleaving: no history holds an id twice, and every
+accepted (non-duplicate) event id is in exactly one place: one survivor's history, or the
+anonymous history of an anonymous id nobody linked.
+
+Workload rules (the fixed-order result must be well defined, and causality must be possible):
+
+* merges form a forest (a secondary is merged into one primary, no cycles); a merge may be sent
+  twice (double merge, a new id, each time with its own reference kinds);
+* attribute names are per person (``<person>_x``), so people that end up merged never conflict;
+  in a merge group at most one person has an ``email`` (two emails would conflict too); a person
+  with an email sends it with every identify;
+* each anonymous id is linked by the identifies of at most one person;
+* a merge is sent after at least one identify of its secondary (so the secondary exists; an
+  identify by id rides the same raw partition as the merge, so it is routed first), and, when
+  the primary is named by email, after an identify of the primary (which sets the email). Events
+  may be sent to an id before or after it is merged away; the email named by a merge may reach
+  the alias table after the merge reaches the router (the merge waits);
+* anonymous events are within the 30-day anonymous horizon (``anonymous_horizon_s``). Older ones
+  are not in the property: see ``test_an_old_anonymous_event_is_kept_or_dropped_by_arrival_order``.
+
+The model: people are grouped by the merge forest; a group's survivor is its root. The root
+survives if anyone in the group sent an identify or an event. Its attributes are the union over
+the group of each person's last write per attribute (by ``received_at``; no ``_timestamp`` is
+sent), its anonymous ids those any member's identifies named, ``merged_from`` every other member,
+its history every distinct event sent to a member or to an anonymous id a member linked.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from ulid import ULID
+
+from app.topics import ANONYMOUS_HISTORY, HISTORY, PROFILES
+from tests.agents.pipeline_sim import NOW_MS, NOW_S, Sim, summary
+
+# Partitions with 4: ann 2, bob 2, cat 1, eve 0, gus 3 (emails: 2, 2, 3, 2, 2);
+# anonymous ids: anon-a 3, anon-b 0, anon-c 1.
+PEOPLE = ("ann", "bob", "cat", "eve", "gus")
+ANONYMOUS_IDS = ("anon-a", "anon-b", "anon-c")
+DAY_S = 86_400
+#: Client sends are one second apart, starting an hour before the workers' clock.
+BASE_MS = NOW_MS - 3_600_000
+
+
+def email(person: str) -> str:
+    return f"{person}@x.io"
+
+
+def ulid_at(ms: int, tail: int) -> str:
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + tail.to_bytes(10, "big")))
+
+
+# --- workloads -----------------------------------------------------------------------------------
+#
+# A spec is the send order as tuples:
+#   ("identify", person, {attribute: value}, anonymous_id | None)
+#   ("event", person, name)
+#   ("anonymous", anonymous_id, old: bool)        old: 40 days before the clock
+#   ("duplicate", k)                              resend spec[k] (an event), same id and content
+#   ("merge", (kind, person), (kind, person))     primary, secondary; kind "id" or "email"
+
+Spec = Sequence[tuple]
+
+
+@dataclass
+class Sent:
+    kind: str
+    topic: str
+    key: str
+    item: dict[str, Any]
+    #: 1: the workload proper; 2: deletes and anonymous events sent once it has settled.
+    phase: int = 1
+
+
+@dataclass
+class Workload:
+    spec: tuple
+    after: tuple = ()
+    sent: list[Sent] = field(default_factory=list)
+    parents: dict[str, str] = field(default_factory=dict)
+    linkers: dict[str, str] = field(default_factory=dict)
+    #: Roots of the merge groups deleted in phase 2.
+    deleted: set[str] = field(default_factory=set)
+
+    def __repr__(self) -> str:  # hypothesis prints this for a failing example
+        return f"build(spec={list(self.spec)!r}, after={list(self.after)!r})"
+
+    def root(self, person: str) -> str:
+        while person in self.parents:
+            person = self.parents[person]
+        return person
+
+    def group(self, root: str) -> list[str]:
+        return [p for p in PEOPLE if self.root(p) == root]
+
+    def identifiers(self) -> list[tuple[str, str]]:
+        return [("id", p) for p in PEOPLE] + [("email", email(p)) for p in PEOPLE]
+
+
+def build(spec: Spec, after: Spec = ()) -> Workload:
+    """Items from a spec (and its phase 2, ``after``: deletes and anonymous events only),
+    checking the workload rules of the module docstring."""
+    w = Workload(tuple(spec), tuple(after))
+    identified: set[str] = set()
+    holders: set[str] = set()
+    for index, op in enumerate([*spec, *after]):
+        received_at = BASE_MS + index * 1000
+        fresh_id = ulid_at(received_at, index + 1)
+        kind = op[0]
+        phase = 1 if index < len(spec) else 2
+        assert phase == 1 or kind in ("delete", "anonymous"), "phase 2: deletes, anonymous"
+        if kind == "delete":
+            assert phase == 2
+            _, person = op
+            item = {"op": "delete", "id": fresh_id, "customer": person,
+                    "received_at": received_at}
+            w.sent.append(Sent(kind, "raw_identifies", person, item, phase))
+        elif kind == "identify":
+            _, person, attributes, anonymous_id = op
+            assert all(name.startswith(f"{person}_") or name == "email" for name in attributes)
+            if "email" in attributes:
+                assert attributes["email"] == email(person)
+                holders.add(person)
+            if anonymous_id is not None:
+                assert w.linkers.setdefault(anonymous_id, person) == person, "one linker"
+            identified.add(person)
+            item = {"op": "identify", "id": fresh_id, "customer": person,
+                    "attributes": dict(attributes), "anonymous_id": anonymous_id,
+                    "timestamp": None, "update": False, "received_at": received_at}
+            w.sent.append(Sent(kind, "raw_identifies", person, item))
+        elif kind == "event":
+            _, person, name = op
+            item = {"op": "event", "id": fresh_id, "customer": person, "name": name,
+                    "type": "event", "data": {"n": index},
+                    "timestamp": BASE_MS // 1000 - 600 - index, "received_at": received_at}
+            w.sent.append(Sent(kind, "raw_events", person, item))
+        elif kind == "anonymous":
+            _, anonymous_id, old = op
+            timestamp = (NOW_S - 40 * DAY_S if old else BASE_MS // 1000 - 600) - index
+            item = {"op": "event", "id": fresh_id, "anonymous_id": anonymous_id,
+                    "name": "page_view", "type": "page", "data": {"n": index},
+                    "timestamp": timestamp, "received_at": received_at}
+            w.sent.append(Sent(kind, "raw_anonymous", anonymous_id, item, phase))
+        elif kind == "duplicate":
+            original = w.sent[op[1]]
+            assert op[1] < index and original.kind in ("event", "anonymous")
+            w.sent.append(Sent(original.kind, original.topic, original.key,
+                               {**original.item, "received_at": received_at}))
+        elif kind == "merge":
+            _, (primary_kind, primary), (secondary_kind, secondary) = op
+            assert secondary in identified, "a merge is sent after an identify of its secondary"
+            if primary_kind == "email":
+                assert primary in identified and primary in holders
+            if secondary_kind == "email":
+                assert secondary in holders
+            assert primary != secondary
+            assert w.parents.setdefault(secondary, primary) == primary, "a forest"
+            item = {"op": "merge", "id": fresh_id,
+                    "primary": {primary_kind: primary if primary_kind == "id" else email(primary)},
+                    "secondary": {secondary_kind: secondary if secondary_kind == "id"
+                                  else email(secondary)},
+                    "received_at": received_at}
+            key = item["secondary"][secondary_kind]
+            w.sent.append(Sent(kind, "raw_identifies", key, item))
+        else:
+            raise AssertionError(op)
+    for person in PEOPLE:  # no cycles
+        seen, at = set(), person
+        while at in w.parents:
+            assert at not in seen, "merge cycle"
+            seen.add(at)
+            at = w.parents[at]
+    for root in {w.root(p) for p in PEOPLE}:
+        assert len(holders & set(w.group(root))) <= 1, "two emails in one merge group"
+    w.deleted = {w.root(s.key) for s in w.sent if s.kind == "delete"}
+    return w
+
+
+def _activity(item: dict[str, Any]) -> tuple:
+    return (item["id"], item["name"], item["type"], tuple(sorted(item["data"].items())),
+            item["timestamp"])
+
+
+def places(w: Workload, *, old_anonymous_kept: bool = False) -> dict[str, tuple[str, str]]:
+    """Where each accepted event must end up: ``("person", survivor)`` or ``("anonymous", id)``.
+
+    Duplicates are not accepted (their id is the original's). Events of a deleted group are gone.
+    An anonymous event older than the 30-day anonymous horizon is dropped (unless
+    ``old_anonymous_kept``, see the xfail test). A phase-2 anonymous event of an anonymous id
+    whose person was deleted is held anonymously again (the delete unlinks it).
+    """
+    horizon = NOW_S - 30 * DAY_S
+    found: dict[str, tuple[str, str]] = {}
+    for sent in w.sent:
+        item = sent.item
+        if item["id"] in found or sent.kind not in ("event", "anonymous"):
+            continue
+        if sent.kind == "event":
+            root = w.root(item["customer"])
+            if root not in w.deleted:
+                found[item["id"]] = ("person", root)
+            continue
+        if item["timestamp"] <= horizon and not old_anonymous_kept:
+            continue
+        anonymous_id = item["anonymous_id"]
+        linker = w.linkers.get(anonymous_id)
+        if linker is None:
+            found[item["id"]] = ("anonymous", anonymous_id)
+        elif w.root(linker) not in w.deleted:
+            found[item["id"]] = ("person", w.root(linker))
+        elif sent.phase == 2:
+            found[item["id"]] = ("anonymous", anonymous_id)
+    return found
+
+
+def model(w: Workload, *, old_anonymous_kept: bool = False) -> dict[str, Any]:
+    """The expected :func:`pipeline_sim.summary` of a workload (see the module docstring)."""
+    last_write: dict[str, dict[str, tuple[int, Any]]] = {p: {} for p in PEOPLE}
+    anonymous_of: dict[str, set[str]] = {p: set() for p in PEOPLE}
+    has_profile, has_data = set(), set()
+    activities = {s.item["id"]: _activity(s.item) for s in reversed(w.sent)
+                  if s.kind in ("event", "anonymous")}
+    for sent in w.sent:
+        item = sent.item
+        if sent.kind == "identify":
+            person = item["customer"]
+            has_profile.add(person)
+            has_data.add(person)
+            for name, value in item["attributes"].items():
+                if name not in last_write[person] or \
+                        item["received_at"] >= last_write[person][name][0]:
+                    last_write[person][name] = (item["received_at"], value)
+            if item["anonymous_id"]:
+                anonymous_of[person].add(item["anonymous_id"])
+        elif sent.kind == "event":
+            has_data.add(item["customer"])
+    held: dict[tuple[str, str], list[tuple]] = {}
+    for event_id, place in places(w, old_anonymous_kept=old_anonymous_kept).items():
+        held.setdefault(place, []).append(activities[event_id])
+
+    people = {}
+    for root in sorted({w.root(p) for p in PEOPLE} - w.deleted):
+        group = w.group(root)
+        if not has_data & set(group):
+            continue
+        profiled = bool(has_profile & set(group))
+        people[root] = {
+            "attributes": {name: value for m in group for name, (_, value)
+                           in last_write[m].items()} if profiled else None,
+            "anonymous_ids": sorted(set().union(*(anonymous_of[m] for m in group)))
+            if profiled else None,
+            "merged_from": sorted(set(group) - {root}) if profiled else None,
+            "history": sorted(held.get(("person", root), []), key=lambda a: (a[4], a[0])),
+        }
+    holders = {s.item["customer"] for s in w.sent
+               if s.kind == "identify" and "email" in s.item["attributes"]}
+    resolves = {f"id:{p}": w.root(p) for p in PEOPLE}
+    resolves.update({f"email:{email(p)}": w.root(p)
+                     if p in holders and w.root(p) not in w.deleted else None for p in PEOPLE})
+    resolves.update({f"anonymous:{a}": w.root(w.linkers[a])
+                     if a in w.linkers and w.root(w.linkers[a]) not in w.deleted else None
+                     for a in ANONYMOUS_IDS})
+    return {"people": people,
+            "merged": {p: w.root(p) for p in w.parents},
+            "anonymous": {a: sorted(held[("anonymous", a)]) for a in ANONYMOUS_IDS
+                          if ("anonymous", a) in held},
+            "resolves": resolves,
+            "parked": {}}
+
+
+# --- running ------------------------------------------------------------------------------------
+
+PHASES = ("identify", "anonymous", "event", "merge")
+
+
+def send(sim: Sim, sent: Sequence[Sent]) -> None:
+    topics = sim.rt.topics
+    for s in sent:
+        sim.send_raw(getattr(topics, s.topic).name, s.key, [s.item])
+
+
+async def settle_phase_2(sim: Sim, w: Workload) -> None:
+    """Deletes, drained; then anonymous events, drained (the same in every run)."""
+    for kind in ("delete", "anonymous"):
+        send(sim, [s for s in w.sent if s.phase == 2 and s.kind == kind])
+        await sim.drain()
+
+
+def finish(sim: Sim, w: Workload, *, old_anonymous_kept: bool = False) -> dict[str, Any]:
+    assert not sim.deadletters, [dict(r.headers) for r in sim.deadletters]
+    check_invariants(sim, w, old_anonymous_kept=old_anonymous_kept)
+    return summary(sim, w.identifiers(), ANONYMOUS_IDS)
+
+
+async def run_fixed_order(w: Workload, root: Path, **options: Any) -> dict[str, Any]:
+    sim = Sim(root)
+    try:
+        for phase in PHASES:
+            send(sim, [s for s in w.sent if s.phase == 1 and s.kind == phase])
+            await sim.drain()
+        await settle_phase_2(sim, w)
+        return finish(sim, w, **options)
+    finally:
+        sim.close()
+
+
+async def run_interleaved(w: Workload, schedule: Sequence[int | str], root: Path, *,
+                          crashes: bool = False, **options: Any) -> dict[str, Any]:
+    sim = Sim(root, crashes=crashes)
+    try:
+        send(sim, [s for s in w.sent if s.phase == 1])
+        await sim.run_schedule(schedule)
+        await settle_phase_2(sim, w)
+        return finish(sim, w, **options)
+    finally:
+        sim.close()
+
+
+def check_invariants(sim: Sim, w: Workload, *, old_anonymous_kept: bool = False) -> None:
+    """No history holds an id twice; every accepted event is in exactly one place, the one
+    :func:`places` says (a surviving person's history or an anonymous history); nothing else is
+    held; a person merged away holds no events."""
+    merged = {key for (_, key), prof in sim.table_items(PROFILES).items()
+              if prof.get("merged_into")}
+    found: dict[str, list[tuple[str, str]]] = {}
+    for (_, person), history in sim.table_items(HISTORY).items():
+        ids = [a["id"] for a in history]
+        assert len(ids) == len(set(ids)), f"{person}'s history holds an id twice: {ids}"
+        assert not (ids and person in merged), f"{person} was merged away but holds {ids}"
+        for event_id in ids:
+            found.setdefault(event_id, []).append(("person", person))
+    for (_, anonymous_id), state in sim.table_items(ANONYMOUS_HISTORY).items():
+        ids = [a["id"] for a in state["events"]]
+        assert len(ids) == len(set(ids)), f"{anonymous_id}'s history holds an id twice: {ids}"
+        for event_id in ids:
+            found.setdefault(event_id, []).append(("anonymous", anonymous_id))
+    expected = places(w, old_anonymous_kept=old_anonymous_kept)
+    for event_id in sorted(set(found) | set(expected)):
+        want = [expected[event_id]] if event_id in expected else []
+        assert found.get(event_id, []) == want, f"event {event_id}: in {found.get(event_id)}, " \
+                                                 f"expected {want}"
+
+
+async def check(w: Workload, schedule: Sequence[int | str], *, crashes: bool = False) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        expected = model(w)
+        fixed = await run_fixed_order(w, Path(root) / "fixed")
+        assert fixed == expected, "the fixed order differs from the model"
+        interleaved = await run_interleaved(w, schedule, Path(root) / "interleaved",
+                                            crashes=crashes)
+        assert interleaved == fixed, "the interleaving differs from the fixed order"
+
+
+# --- strategies ----------------------------------------------------------------------------------
+
+
+@st.composite
+def workloads(draw: st.DrawFn, *, old_anonymous: bool = False,
+              delete_after_chains: bool = False) -> Workload:
+    """Workloads of the module docstring's rules. Phase 2 deletes people of groups whose merge
+    tree is at most one level deep (unless ``delete_after_chains``: see the xfail test)."""
+    parents: dict[str, str] = {}
+    for i, person in enumerate(PEOPLE[1:], start=1):
+        parent = draw(st.none() | st.sampled_from(PEOPLE[:i]))
+        if parent is not None:
+            parents[person] = parent
+
+    def root(p: str) -> str:
+        while p in parents:
+            p = parents[p]
+        return p
+
+    holders = set()
+    for r in sorted({root(p) for p in PEOPLE}):
+        holder = draw(st.none() | st.sampled_from([p for p in PEOPLE if root(p) == r]))
+        if holder is not None:
+            holders.add(holder)
+    linkers = {a: p for a in ANONYMOUS_IDS
+               if (p := draw(st.none() | st.sampled_from(PEOPLE))) is not None}
+
+    # (op, priority); ops naming earlier ops refer to their index in this list.
+    ops: list[tuple[tuple, int]] = []
+    priority = st.integers(0, 12)
+
+    def attributes(person: str) -> dict[str, Any]:
+        attrs = draw(st.dictionaries(st.sampled_from([f"{person}_x", f"{person}_y"]),
+                                     st.integers(0, 2), max_size=2))
+        return {**attrs, "email": email(person)} if person in holders else attrs
+
+    first_identify: dict[str, int] = {}
+    for person in PEOPLE:
+        mine = sorted(a for a, p in linkers.items() if p == person)
+        needed = 1 if (person in parents or person in holders) else 0
+        anonymous_ids = [*mine, *[draw(st.sampled_from([None, *mine]))
+                                  for _ in range(draw(st.integers(needed if not mine else 0,
+                                                                  2)))]]
+        for anonymous_id in anonymous_ids:
+            ops.append((("identify", person, attributes(person), anonymous_id), draw(priority)))
+        indexes = [i for i, (op, _) in enumerate(ops) if op[0] == "identify" and op[1] == person]
+        if indexes:
+            first_identify[person] = min(ops[i][1] for i in indexes)
+
+    for person, name in draw(st.lists(st.tuples(st.sampled_from(PEOPLE),
+                                                st.sampled_from(["view", "buy"])), max_size=6)):
+        ops.append((("event", person, name), draw(priority)))
+    for anonymous_id, old in draw(st.lists(st.tuples(
+            st.sampled_from(ANONYMOUS_IDS), st.booleans() if old_anonymous else st.just(False)),
+            max_size=5)):
+        ops.append((("anonymous", anonymous_id, old), draw(priority)))
+    resendable = [i for i, (op, _) in enumerate(ops) if op[0] in ("event", "anonymous")]
+    if resendable:
+        for k in draw(st.lists(st.sampled_from(resendable), max_size=3)):
+            ops.append((("duplicate", k), draw(priority)))
+
+    def reference(person: str) -> tuple[str, str]:
+        kinds = ["id", "email"] if person in holders else ["id"]
+        return (draw(st.sampled_from(kinds)), person)
+
+    for secondary, primary in parents.items():
+        for _ in range(1 + draw(st.integers(0, 1))):  # sometimes twice: a double merge
+            ops.append((("merge", reference(primary), reference(secondary)), draw(priority)))
+
+    # Send order: by priority, with a merge after its prerequisites and a resend after its
+    # original (ties: the order ops were made in).
+    effective: list[float] = []
+    for op, prio in ops:
+        at = float(prio)
+        if op[0] == "merge":
+            (primary_kind, primary), (_, secondary) = op[1], op[2]
+            at = max(at, first_identify[secondary] + 0.5)
+            if primary_kind == "email":
+                at = max(at, first_identify[primary] + 0.5)
+        elif op[0] == "duplicate":
+            at = max(at, effective[op[1]] + 0.25)
+        effective.append(at)
+    order = sorted(range(len(ops)), key=lambda i: (effective[i], i))
+    position = {old: new for new, old in enumerate(order)}
+    spec = []
+    for i in order:
+        op = ops[i][0]
+        spec.append(("duplicate", position[op[1]]) if op[0] == "duplicate" else op)
+
+    def depth(p: str) -> int:
+        return 0 if p not in parents else 1 + depth(parents[p])
+
+    deletable = [p for p in PEOPLE if delete_after_chains or
+                 all(depth(m) <= 1 for m in PEOPLE if root(m) == root(p))]
+    after: list[tuple] = []
+    if deletable:
+        after += [("delete", p) for p in draw(st.lists(st.sampled_from(deletable), max_size=2,
+                                                       unique=True))]
+    after += [("anonymous", a, False)
+              for a in draw(st.lists(st.sampled_from(ANONYMOUS_IDS), max_size=3))]
+    return build(spec, after)
+
+
+schedules = st.lists(st.integers(0, 10_000), max_size=150)
+
+
+def bounded(examples: int) -> settings:
+    # database=None: no example database in the shared working tree.
+    return settings(max_examples=examples, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# --- fixed examples ------------------------------------------------------------------------------
+
+IDENTIFY_LINKING = ("identify", "ann", {"ann_x": 1}, "anon-a")
+ANON_1, ANON_2 = ("anonymous", "anon-a", False), ("anonymous", "anon-a", False)
+
+#: An identify linking anon-a, then two anonymous events of it.
+LINK_SPEC = build([IDENTIFY_LINKING, ANON_1, ANON_2])
+#: The identify is routed, processed, and its link applied before any anonymous event arrives.
+IDENTIFY_FIRST = ["raw.identifies", "person.events", "anonymous.links"]
+#: Both anonymous events are stored anonymously before the identify is even routed.
+ANONYMOUS_FIRST = ["raw.anonymous", "raw.anonymous"]
+
+#: cat sets its email (cat@x.io, partition 3) on partition 1; the merge naming cat by email is
+#: sent after it, on partition 3, and an event is sent to cat after the merge.
+EMAIL_MERGE_SPEC = build([
+    ("identify", "ann", {"ann_x": 1}, None),
+    ("identify", "cat", {"cat_x": 2, "email": "cat@x.io"}, None),
+    ("event", "cat", "view"),
+    ("merge", ("id", "ann"), ("email", "cat")),
+    ("event", "cat", "buy"),
+])
+#: The merge reaches the router first (and waits), before cat's identify is even routed.
+MERGE_FIRST = ["raw.identifies@3", "raw.identifies", "person.events", "identity.commands"]
+
+#: bob is merged into eve twice (by id, then again by id), with events around both.
+DOUBLE_MERGE_SPEC = build([
+    ("identify", "bob", {"bob_x": 1}, None),
+    ("identify", "eve", {"eve_y": 2}, None),
+    ("event", "bob", "view"),
+    ("merge", ("id", "eve"), ("id", "bob")),
+    ("event", "bob", "buy"),
+    ("merge", ("id", "eve"), ("id", "bob")),
+    ("duplicate", 2),
+])
+
+#: gus is merged into cat, then events (one a resend of an earlier one) go to gus's id.
+MERGED_AWAY_SPEC = build([
+    ("identify", "gus", {"gus_x": 0}, "anon-b"),
+    ("anonymous", "anon-b", False),
+    ("event", "gus", "view"),
+    ("identify", "cat", {"cat_y": 1}, None),
+    ("merge", ("id", "cat"), ("id", "gus")),
+    ("event", "gus", "buy"),
+    ("duplicate", 2),
+    ("anonymous", "anon-b", False),
+])
+
+#: A chain: eve into cat, then cat into ann, the second merge processed first.
+CHAIN_SPEC = build([
+    ("identify", "ann", {"ann_x": 1}, None),
+    ("identify", "cat", {"cat_x": 1, "email": "cat@x.io"}, "anon-c"),
+    ("identify", "eve", {"eve_x": 1}, "anon-b"),
+    ("anonymous", "anon-c", False),
+    ("anonymous", "anon-b", False),
+    ("event", "eve", "view"),
+    ("merge", ("email", "cat"), ("id", "eve")),
+    ("merge", ("id", "ann"), ("email", "cat")),
+])
+
+
+@bounded(60)
+@given(w=workloads(), schedule=schedules)
+@example(w=LINK_SPEC, schedule=IDENTIFY_FIRST)
+@example(w=LINK_SPEC, schedule=ANONYMOUS_FIRST)
+@example(w=EMAIL_MERGE_SPEC, schedule=MERGE_FIRST)
+@example(w=EMAIL_MERGE_SPEC, schedule=[])
+@example(w=DOUBLE_MERGE_SPEC, schedule=["raw.identifies"] * 3 + ["person.events"] * 6)
+@example(w=DOUBLE_MERGE_SPEC, schedule=[7, 3, 3, 1, 0, 2, 9, 4, 4, 4, 1, 0, 5])
+@example(w=MERGED_AWAY_SPEC, schedule=["raw.identifies"] * 3 + ["identity.commands",
+                                                                  "person.events"] * 4)
+@example(w=MERGED_AWAY_SPEC, schedule=["raw.events", "raw.events", "raw.events"])
+@example(w=CHAIN_SPEC, schedule=["raw.identifies@0", "raw.identifies@3", "identity.commands",
+                                 "person.events"])
+async def test_any_interleaving_gives_the_fixed_order_result(w: Workload,
+                                                             schedule: list[int | str]) -> None:
+    await check(w, schedule)
+
+
+def test_the_people_and_identifiers_spread_over_partitions() -> None:
+    """The property is only interesting if hops cross partitions: check the layout it assumes."""
+    from app.producer import partition_for
+
+    def where(key: str) -> int:
+        return partition_for(key.encode(), 4)
+
+    assert len({where(p) for p in PEOPLE}) == 4
+    assert len({where(a) for a in ANONYMOUS_IDS}) == 3
+    assert where("cat@x.io") != where("cat") and where("ann@x.io") == where("ann")
