@@ -37,7 +37,13 @@ class EventideApp(faust.App):
         self._catalog_task = asyncio.ensure_future(follow(
             rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
             self._stopping))
-        rt.started.set()
+        # Agents (and readiness) wait for ``started``: only once every segment definition is
+        # known can an input be evaluated against the segments it touches.
+        self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
+
+    async def _start_when_catalog_ready(self) -> None:
+        await self.runtime.catalog.caught_up.wait()
+        self.runtime.started.set()
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()

@@ -2,39 +2,64 @@
 
     .venv/bin/python -m bench.run [--mode raw|http|both|segments] [--events N] [--http-events N]
         [--people P] [--concurrency C] [--single-records] [--rate R] [--segments N] [--quick]
+        [--workers N] [--identify-ratio F] [--recovery] [--profile SECONDS]
 
 Starts its own embedded broker (Tansu, memory storage) on a free port and, for every run, a
-fresh deployment (own topic prefix, consumer group, data dir, 8 partitions) with ONE
-``eventide worker`` process. Then:
+fresh deployment (own topic prefix, consumer group, data dir, 8 partitions) with ``--workers N``
+``eventide worker`` processes (default 1) in one consumer group: the first on the deployment's
+port and data dir, every other one with its own (``EVENTIDE_HTTP_PORT``/``EVENTIDE_DATA_DIR``).
+The run starts once every worker answers ``/healthz`` 200 and the group is settled (every worker
+ready on three polls in a row, every ``person.events`` partition assigned to exactly one worker).
+Then:
 
-* **raw**: pre-generates N events for P people (every 10th is an exact resend of a random
-  earlier event of the same person, which the worker must drop) and writes them straight to
-  ``raw.events`` as batch envelopes (<= 500 items per record, grouped per partition;
-  ``--single-records``: one bare item per record). By default everything is written at once and
-  the worker drains a backlog; ``--rate R`` writes R events/s instead (steady state).
-* **http**: C concurrent clients POST ``/api/v1/customers/{id}/events`` (Basic auth).
+* **raw**: pre-generates N items for P people and writes them straight to the raw topics as
+  batch envelopes (<= 500 items per record, grouped per partition; ``--single-records``: one bare
+  item per record). ``--identify-ratio`` (default 0.05) of the items are identifies
+  (``raw.identifies``) setting ``plan`` (one of the plans, ``pro`` included) and ``city``: the
+  attributes the segments workload's attribute conditions look at, so identity (routing via the
+  aliases table, profile folding, attribute-triggered evaluation) is in the path. The rest are
+  events (``raw.events``); every 10th item is an exact resend of a random earlier *event* of the
+  same person, which the worker must drop. By default everything is written at once and the
+  workers drain a backlog; ``--rate R`` writes R items/s instead (steady state).
+* **http**: C concurrent clients POST ``/api/v1/customers/{id}/events`` (Basic auth), and PUT
+  ``/api/v1/customers/{id}`` for the identifies, spread over the workers' APIs.
 * **segments** (``--segments N``, any mode; ``--mode segments`` is a raw run preset to 1,000
   definitions and 100,000 people, ``--quick``: 100 definitions): before loading, N segment
   definitions are PUT to ``/api/v1/segments/{id}`` (bearer app key) and the run waits until
   ``GET /api/v1/segments`` shows every one ``live``. Event names are then drawn from a pool of
   ``e0..e999`` that most definitions mention one or two of (so an event touches a few segments);
   definitions vary: plain, ``within`` windows, ``where`` on ``items[].type``/``total``, ``not``,
-  ``count``, attribute conditions; 10% of events are back-dated by up to 2 h so that windows
-  close during the run. A plain aiokafka consumer reads ``segments.changes`` throughout; for every
-  change record whose ``cause`` is an event id the bench sent, accept -> change is the record's
-  timestamp (CreateTime: set by the worker's producer when it produced the change) minus that
-  event's ``received_at`` (raw mode only: the bench sets it; in http mode the server does). Also
-  reported: the change records read (by kind and cause) and ``eventide_segment_evaluations_total``
-  per unique event. Identifies are not sent, so attribute conditions see empty profiles.
+  ``count``, attribute conditions (``plan``, ``city``, ``age``); 10% of events are back-dated by
+  up to 2 h so that windows close during the run. A plain aiokafka consumer reads
+  ``segments.changes`` throughout; for every change record whose ``cause`` is an item the bench
+  sent (event or identify), accept -> change is the record's timestamp (CreateTime: set by the
+  worker's producer when it produced the change) minus that item's ``received_at`` (raw mode
+  only: the bench sets it; in http mode the server does). Also reported: the change records read
+  (by kind and cause) and ``eventide_segment_evaluations_total`` per unique item.
 
-Both then poll the worker's ``/metrics`` every 100 ms until every unique event is processed and
-committed and every resend dropped. End to end = events sent (resends included) / (first
-produce or request -> all committed). Verdicts are counted before a batch commits, the latency
-histogram after it, so "committed" waits for ``eventide_processing_latency_seconds_count`` to
-reach the unique events. Processing latency (accept -> durable in history) is that histogram's
-p50/p99 (bucket upper bounds, ~20% apart); HTTP latency is measured client-side. Peak RSS is the
-worker's ``VmHWM`` (see :func:`rss_bytes`); CPU comes from ``/proc/<pid>/stat``. The bench
-client, the broker and the worker share the machine's cores.
+Both then poll every worker's ``/metrics`` every 100 ms and sum the counters across workers until
+every unique item is processed and committed and every resend dropped. End to end = items sent
+(resends included) / (first produce or request -> all committed). Verdicts are counted before a
+batch commits, the latency histogram after it (one observation per new *event*; identifies are
+not observed), so "committed" waits for ``eventide_processing_latency_seconds_count`` to reach
+the unique events. Processing latency (accept -> durable in history) is that histogram's p50/p99
+(bucket upper bounds, ~20% apart), per worker; the table shows the largest. HTTP latency is
+measured client-side. Peak RSS is each worker's ``VmHWM`` (see :func:`rss_bytes`); CPU comes
+from ``/proc/<pid>/stat``. The bench client, the broker and the workers share the machine's
+cores; the 1-minute load average is recorded before and after every run.
+
+``--recovery``: after a run, every worker is stopped (SIGTERM), the changelog topics are read
+with a plain consumer to their fetch high-watermarks (records counted), then worker 1 alone is
+restarted twice: once with its data directory intact (time to ``/healthz`` 200: process start,
+group join, nothing to recover in a 1-worker deployment) and once after its data directory was
+deleted (every assigned partition rebuilt from the changelogs). Recovery rate = changelog
+records / time to ready; the net rate subtracts the intact restart's time. The records the
+worker itself applied are read from its log ("recovered N changelog records"), and the segment
+member counts after recovery are compared with those before the stop.
+
+``--profile S``: ``py-spy record -d S -f raw`` of worker 1 from the moment loading starts; the
+collapsed stacks go to ``bench/results/<timestamp>-profile-<run>.txt`` and the top self-time and
+inclusive frames are printed and stored in the results JSON.
 
 Prints a table and writes ``bench/results/<timestamp>.json``. Exit status 1 if a run failed or a
 count was not exact; the work dir (worker and broker logs) is then kept and its path printed.
@@ -51,11 +76,12 @@ import re
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +102,10 @@ NAMES = ("purchase", "page_viewed", "added_to_cart", "signed_in", "checkout_star
          "search", "email_clicked", "trial_started")
 PLANS = ("free", "basic", "premium", "enterprise")
 CAMPAIGNS = ("spring_sale", "newsletter_42", "retargeting", "organic", "partner_ref")
+#: ``plan`` values identifies set: segment definitions test ``plan`` eq "pro", neq "enterprise",
+#: exists; ``city`` exists.
+IDENTIFY_PLANS = (*PLANS, "pro")
+CITIES = ("Berlin", "Lisbon", "Oslo", "Lyon", "Turin", "Gdansk", "Porto", "Ghent")
 DATA_BYTES = 200
 
 M_NEW = 'eventide_verdict_total{kind="new"}'
@@ -105,13 +135,25 @@ class BenchError(RuntimeError):
 
 @dataclass
 class Workload:
-    #: (person id, event id, item) in send order; a resend is a copy of its original's item.
+    #: (person id, item id, item) in send order; a resend is a copy of its original's item.
+    #: Items are events and (``identify_ids``) identifies.
     events: list[tuple[str, str, dict[str, Any]]]
     resends: int
+    identify_ids: set[str] = field(default_factory=set)
 
     @property
     def unique(self) -> int:
+        """Unique items: what the dedup verdict ``new`` counts."""
         return len(self.events) - self.resends
+
+    @property
+    def identifies(self) -> int:
+        return len(self.identify_ids)
+
+    @property
+    def unique_events(self) -> int:
+        """Unique events: what the processing latency histogram observes."""
+        return self.unique - self.identifies
 
 
 def _data(rng: random.Random) -> dict[str, Any]:
@@ -135,9 +177,11 @@ def _segment_data(rng: random.Random) -> dict[str, Any]:
 
 
 def generate(n: int, people: int, dup_ratio: float, seed: int, *, segments: bool = False,
-             backdated_ratio: float = 0.10, backdate_max_s: int = 7_200) -> Workload:
-    """n events; every (1/dup_ratio)-th one is an exact resend of a random earlier event.
+             identify_ratio: float = 0.0, backdated_ratio: float = 0.10,
+             backdate_max_s: int = 7_200) -> Workload:
+    """n items; every (1/dup_ratio)-th one is an exact resend of a random earlier event.
 
+    ``identify_ratio`` of the other items are identifies setting ``plan`` and ``city``.
     ``segments``: names from :data:`NAME_POOL`, data with ``items``/``total``, and a share of the
     events back-dated (so that ``within`` windows close while the bench runs).
     """
@@ -146,6 +190,7 @@ def generate(n: int, people: int, dup_ratio: float, seed: int, *, segments: bool
     now_s = int(time.time())
     originals: list[tuple[str, str, dict[str, Any]]] = []
     events: list[tuple[str, str, dict[str, Any]]] = []
+    identify_ids: set[str] = set()
     resends = 0
     for i in range(n):
         if every and i % every == every - 1 and originals:
@@ -154,6 +199,14 @@ def generate(n: int, people: int, dup_ratio: float, seed: int, *, segments: bool
             continue
         person = f"person-{rng.randrange(people):07d}"
         event_id = str(ULID())
+        if identify_ratio and rng.random() < identify_ratio:
+            item = {"op": "identify", "id": event_id, "customer": person,
+                    "attributes": {"plan": rng.choice(IDENTIFY_PLANS),
+                                   "city": rng.choice(CITIES)},
+                    "anonymous_id": None, "timestamp": None, "update": False}
+            identify_ids.add(event_id)
+            events.append((person, event_id, item))  # never resent: resends copy events
+            continue
         if segments:
             backdate = rng.randrange(backdate_max_s) if rng.random() < backdated_ratio else 0
             item = {"op": "event", "id": event_id, "name": rng.choice(NAME_POOL),
@@ -164,7 +217,7 @@ def generate(n: int, people: int, dup_ratio: float, seed: int, *, segments: bool
                     "data": _data(rng), "timestamp": now_s, "customer": person}
         originals.append((person, event_id, item))
         events.append(originals[-1])
-    return Workload(events, resends)
+    return Workload(events, resends, identify_ids)
 
 
 # --- segments ------------------------------------------------------------------------------------
@@ -359,8 +412,10 @@ def new_deployment(bootstrap: str, root: Path, partitions: int) -> Deployment:
 _METRIC_LINE = re.compile(r"^(\S+)\s+(\S+)$")
 
 
-async def fetch_metrics(session: aiohttp.ClientSession, deployment: Deployment) -> dict[str, float]:
-    async with session.get(deployment.url + "/metrics", headers=deployment.app_auth,
+async def fetch_metrics(session: aiohttp.ClientSession, deployment: Deployment,
+                        url: str | None = None) -> dict[str, float]:
+    """One worker's ``/metrics`` (``url``: that worker's API; default the first worker's)."""
+    async with session.get((url or deployment.url) + "/metrics", headers=deployment.app_auth,
                            timeout=aiohttp.ClientTimeout(total=10)) as response:
         text = await response.text()
         if response.status != 200:
@@ -376,46 +431,111 @@ async def fetch_metrics(session: aiohttp.ClientSession, deployment: Deployment) 
     return metrics
 
 
-async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, duplicates: int,
-                         timeout_s: float, stall_s: float) -> tuple[float, float, dict[str, float]]:
-    """Poll /metrics until ``new`` events are durably processed and ``duplicates`` dropped.
+def sum_metrics(per_worker: list[dict[str, float]]) -> dict[str, float]:
+    """Counters (and gauges) summed across workers. Quantiles do not add up: for those the
+    largest worker's value is kept (see ``per_worker`` for each)."""
+    total: dict[str, float] = {}
+    for metrics in per_worker:
+        for name, value in metrics.items():
+            if "quantile=" in name:
+                total[name] = max(total.get(name, value), value)
+            else:
+                total[name] = total.get(name, 0.0) + value
+    return total
+
+
+async def fetch_all_metrics(session: aiohttp.ClientSession, deployment: Deployment,
+                            workers: list[Worker]) -> list[dict[str, float]]:
+    return list(await asyncio.gather(*(fetch_metrics(session, deployment, w.url)
+                                       for w in workers)))
+
+
+def _check_alive(workers: list[Worker]) -> None:
+    for worker in workers:
+        assert worker.process is not None
+        if worker.process.poll() is not None:
+            raise BenchError(f"worker {worker.url} exited with {worker.process.returncode}")
+
+
+async def wait_group_settled(deployment: Deployment, workers: list[Worker], *,
+                             timeout_s: float = 90.0) -> float:
+    """Wait until every worker is ready on three polls in a row (0.5 s apart) and every
+    ``person.events`` partition is assigned to exactly one of them (per ``eventide_consumer_lag``
+    labels). Returns the seconds waited; raises after ``timeout_s``."""
+    start = time.perf_counter()
+    person_topic = deployment.topics.person_events.name
+    wanted = list(range(deployment.settings.partitions))
+    streak, last = 0, ""
+    async with aiohttp.ClientSession() as session:
+        while time.perf_counter() - start < timeout_s:
+            _check_alive(workers)
+            ok = True
+            try:
+                statuses = []
+                for worker in workers:
+                    async with session.get(worker.url + "/healthz") as response:
+                        statuses.append(response.status)
+                owned: list[int] = []
+                for metrics in await fetch_all_metrics(session, deployment, workers):
+                    owned += [int(m[2]) for m in
+                              (re.match(r'eventide_consumer_lag\{topic="([^"]+)",'
+                                        r'partition="(\d+)"\}', name) for name in metrics)
+                              if m and m[1] == person_topic]
+                if statuses != [200] * len(workers) or sorted(owned) != wanted:
+                    ok = False
+                    last = f"healthz {statuses}, {person_topic} partitions owned {sorted(owned)}"
+            except (aiohttp.ClientError, asyncio.TimeoutError, BenchError) as exc:
+                ok, last = False, repr(exc)
+            streak = streak + 1 if ok else 0
+            if streak >= 3:
+                return time.perf_counter() - start
+            await asyncio.sleep(0.5)
+    raise BenchError(f"consumer group not settled after {timeout_s:g}s: {last}")
+
+
+async def wait_processed(deployment: Deployment, workers: list[Worker], *, new: int, durable: int,
+                         duplicates: int, timeout_s: float, stall_s: float
+                         ) -> tuple[float, float, dict[str, float], list[dict[str, float]]]:
+    """Poll every worker's /metrics until, summed over the workers, ``new`` items are judged new,
+    ``duplicates`` dropped, and ``durable`` events durably processed (latency observed).
 
     Returns the perf_counter times at which all verdicts were counted and at which all new events
-    were committed (latency observed), and the last metrics.
+    were committed, the summed metrics and each worker's.
     """
     counted_at: float | None = None
     start = last_progress = last_report = time.perf_counter()
     seen = -1.0
     async with aiohttp.ClientSession() as session:
         while True:
-            assert worker.process is not None
-            if worker.process.poll() is not None:
-                raise BenchError(f"worker exited with {worker.process.returncode}")
+            _check_alive(workers)
             try:
-                metrics = await fetch_metrics(session, deployment)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                metrics = None
+                per_worker: list[dict[str, float]] | None = await fetch_all_metrics(
+                    session, deployment, workers)
+            except (aiohttp.ClientError, asyncio.TimeoutError, BenchError):
+                per_worker = None
             now = time.perf_counter()
-            if metrics is not None:
+            if per_worker is not None:
+                metrics = sum_metrics(per_worker)
                 n_new, n_dup = metrics.get(M_NEW, 0), metrics.get(M_DUP, 0)
-                durable = metrics.get(M_LATENCY_COUNT, 0)
+                n_durable = metrics.get(M_LATENCY_COUNT, 0)
                 if n_new >= new and n_dup >= duplicates:
                     # Verdicts are counted before the batch commits; the latency histogram is
                     # fed after the commit, one observation per new event: that is "durable".
                     counted_at = counted_at or now
-                    if durable >= new:
-                        return counted_at, now, metrics
-                progress = n_new + n_dup + durable + metrics.get(M_REDELIVERY, 0) \
+                    if n_durable >= durable:
+                        return counted_at, now, metrics, per_worker
+                progress = n_new + n_dup + n_durable + metrics.get(M_REDELIVERY, 0) \
                     + metrics.get(M_DEADLETTERS, 0)
                 if progress != seen:
                     seen, last_progress = progress, now
-                status = (f"new {n_new:,.0f}/{new:,} ({durable:,.0f} durable), "
+                status = (f"new {n_new:,.0f}/{new:,} ({n_durable:,.0f}/{durable:,} durable), "
                           f"duplicate {n_dup:,.0f}/{duplicates:,}, "
                           f"redelivery {metrics.get(M_REDELIVERY, 0):,.0f}, "
                           f"deadletters {metrics.get(M_DEADLETTERS, 0):,.0f}")
                 if now - last_report >= 5:
                     last_report = now
-                    print(f"    ... {now - start:5.1f}s  {status}", file=sys.stderr, flush=True)
+                    print(f"    ... {now - start:5.1f}s  {status}  "
+                          f"(load avg {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
             else:
                 status = "/metrics not answering"
             if now - last_progress > stall_s:
@@ -428,19 +548,21 @@ async def wait_processed(deployment: Deployment, worker: Worker, *, new: int, du
 # --- loaders -------------------------------------------------------------------------------------
 
 
-async def load_raw(bootstrap: str, topic: str, partitions: int, workload: Workload, *,
-                   per_record: int, single: bool, rate: float | None = None,
+async def load_raw(bootstrap: str, topics: dict[str, str], partitions: int, workload: Workload,
+                   *, per_record: int, single: bool, rate: float | None = None,
                    tick_s: float = 0.05, accepted_ms: dict[str, int] | None = None
                    ) -> tuple[float, float, int]:
-    """Produce the workload to ``topic``; returns (first send, all acked) perf times, records.
+    """Produce the workload; returns (first send, all acked) perf times, records produced.
 
-    Without ``rate`` everything is written as fast as the producer goes (the worker then drains a
-    backlog). With ``rate`` (events/s) the events due are written every ``tick_s``, each tick's
-    items grouped into one envelope per partition, like the HTTP tier's linger does.
-    ``accepted_ms`` receives each event id's (first) ``received_at``.
+    ``topics`` maps an item's ``op`` to its raw topic (events to ``raw.events``, identifies to
+    ``raw.identifies``, both keyed by customer id). Without ``rate`` everything is written as
+    fast as the producer goes (the workers then drain a backlog). With ``rate`` (items/s) the
+    items due are written every ``tick_s``, each tick's items grouped into one envelope per topic
+    partition, like the HTTP tier's linger does. ``accepted_ms`` receives each item id's (first)
+    ``received_at``.
     """
     # Pre-encode every item without its closing brace; received_at is appended at produce time.
-    encoded = [(person.encode(), partition_for(person.encode(), partitions),
+    encoded = [(person.encode(), (topics[item["op"]], partition_for(person.encode(), partitions)),
                 orjson.dumps(item)[:-1]) for person, _, item in workload.events]
     ids = {prefix: event_id for (_, event_id, _), (_, _, prefix)
            in zip(workload.events, encoded)} if accepted_ms is not None else {}
@@ -454,32 +576,33 @@ async def load_raw(bootstrap: str, topic: str, partitions: int, workload: Worklo
                                 request_timeout_ms=30_000)
     await producer.start()
     futures: list[asyncio.Future] = []
-    buffers: dict[int, tuple[bytes, list[bytes]]] = {}
+    buffers: dict[tuple[str, int], tuple[bytes, list[bytes]]] = {}
 
-    async def send_envelope(partition: int) -> None:
-        key, parts = buffers.pop(partition)
+    async def send_envelope(destination: tuple[str, int]) -> None:
+        key, parts = buffers.pop(destination)
         at_ms = int(time.time() * 1000)
         suffix = b',"received_at":%d}' % at_ms
         value = b'{"items":[' + b",".join(p + suffix for p in parts) + b"]}"
         for part in parts:
             accept(part, at_ms)
+        topic, partition = destination
         futures.append(await producer.send(topic, value, key=key, partition=partition))
 
-    async def send(chunk: list[tuple[bytes, int, bytes]]) -> None:
+    async def send(chunk: list[tuple[bytes, tuple[str, int], bytes]]) -> None:
         if single:
-            for key, partition, prefix in chunk:
+            for key, (topic, partition), prefix in chunk:
                 at_ms = int(time.time() * 1000)
                 accept(prefix, at_ms)
                 value = prefix + b',"received_at":%d}' % at_ms
                 futures.append(await producer.send(topic, value, key=key, partition=partition))
             return
-        for key, partition, prefix in chunk:
-            buffer = buffers.setdefault(partition, (key, []))
+        for key, destination, prefix in chunk:
+            buffer = buffers.setdefault(destination, (key, []))
             buffer[1].append(prefix)
             if len(buffer[1]) >= per_record:
-                await send_envelope(partition)
-        for partition in list(buffers):
-            await send_envelope(partition)
+                await send_envelope(destination)
+        for destination in list(buffers):
+            await send_envelope(destination)
 
     try:
         t_first = time.perf_counter()
@@ -509,10 +632,22 @@ class HttpLoad:
     accepted_ids: list[str]
 
 
-async def load_http(deployment: Deployment, workload: Workload, concurrency: int) -> HttpLoad:
-    requests = [(f"{deployment.url}/api/v1/customers/{person}/events", event_id,
-                 orjson.dumps({k: item[k] for k in ("id", "name", "type", "data", "timestamp")}))
-                for person, event_id, item in workload.events]
+async def load_http(deployment: Deployment, urls: list[str], workload: Workload,
+                    concurrency: int) -> HttpLoad:
+    """Send the workload through the track API of the workers at ``urls`` (round robin by item).
+
+    Events are POSTed with their id; identifies are PUT (the server gives them an id: the
+    workload's id stands for it in ``accepted_ids``, identifies are never resent)."""
+    requests = []
+    for i, (person, event_id, item) in enumerate(workload.events):
+        base = urls[i % len(urls)]
+        if item["op"] == "identify":
+            requests.append(("PUT", f"{base}/api/v1/customers/{person}", event_id,
+                             orjson.dumps(item["attributes"])))
+        else:
+            requests.append(("POST", f"{base}/api/v1/customers/{person}/events", event_id,
+                             orjson.dumps({k: item[k] for k in
+                                           ("id", "name", "type", "data", "timestamp")})))
     headers = {**deployment.track_auth, "Content-Type": "application/json"}
     latencies: list[float] = []
     statuses: Counter = Counter()
@@ -520,10 +655,11 @@ async def load_http(deployment: Deployment, workload: Workload, concurrency: int
     pending = iter(requests)
 
     async def client(session: aiohttp.ClientSession) -> None:
-        for url, event_id, body in pending:  # one shared iterator: each client takes the next
+        for method, url, event_id, body in pending:  # one shared iterator: each takes the next
             start = time.perf_counter()
             try:
-                async with session.post(url, data=body, headers=headers) as response:
+                async with session.request(method, url, data=body,
+                                           headers=headers) as response:
                     await response.read()
                     status: int | str = response.status
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -549,6 +685,175 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
+# --- recovery ------------------------------------------------------------------------------------
+
+
+async def count_records(bootstrap: str, topics: list[tuple[str, int]],
+                        timeout_s: float = 600.0) -> dict[str, int]:
+    """Records on each ``(topic, partitions)``, read with a plain consumer from the beginning to
+    the fetch high-watermark (ListOffsets is not trusted on the embedded broker)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for topic, partitions in topics for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        counts: Counter = Counter({topic: 0 for topic, _ in topics})
+        pending = set(tps)
+        deadline = time.perf_counter() + timeout_s
+        while pending:
+            if time.perf_counter() > deadline:
+                raise BenchError(f"changelogs not read to their end in {timeout_s:g}s")
+            fetched = await consumer.getmany(*pending, timeout_ms=200, max_records=50_000)
+            for tp, records in fetched.items():
+                counts[tp.topic] += len(records)
+            for tp in list(pending):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    pending.discard(tp)
+        return dict(counts)
+    finally:
+        await consumer.stop()
+
+
+async def segment_members(deployment: Deployment, url: str) -> dict[str, int]:
+    """``GET /api/v1/segments``: member count per segment id (empty without segments)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.get(url + "/api/v1/segments", headers=deployment.app_auth) as response:
+            if response.status != 200:
+                raise BenchError(f"GET /api/v1/segments: {response.status}")
+            return {s["id"]: s["members"] for s in (await response.json())["segments"]}
+
+
+_RECOVERED_LINE = re.compile(rb"recovered (\d+) changelog records")
+
+
+async def measure_recovery(deployment: Deployment, workers: list[Worker],
+                           data_dirs: list[Path], bootstrap: str, result: dict[str, Any]) -> None:
+    """Stop every worker, count the changelogs, restart worker 1 alone with its data dir intact,
+    then again after deleting it; fills ``result["recovery"]``."""
+    recovery: dict[str, Any] = {"loadavg_before": list(os.getloadavg())}
+    result["recovery"] = recovery
+    members_before = await segment_members(deployment, workers[0].url)
+    for worker in workers:
+        worker.stop()
+    partitions = deployment.settings.partitions
+    changelogs = [(t.name, partitions) for t in deployment.topics.all() if ".changelog." in t.name]
+    t0 = time.perf_counter()
+    counts = await count_records(bootstrap, changelogs)
+    total = sum(counts.values())
+    recovery.update(changelog_records=total, changelog_records_by_topic=counts,
+                    count_s=round(time.perf_counter() - t0, 2))
+    print(f"   recovery: {total:,} changelog records on {len(changelogs)} changelog topics "
+          f"(counted in {recovery['count_s']:.1f}s)", flush=True)
+    worker = workers[0]
+
+    t0 = time.perf_counter()
+    worker.start()
+    await worker.wait_ready(timeout_s=600)
+    recovery["intact_ready_s"] = round(time.perf_counter() - t0, 2)
+    worker.stop()
+    print(f"   recovery: restart with data dir intact ready in {recovery['intact_ready_s']:.1f}s",
+          flush=True)
+
+    log_offset = worker.log_path.stat().st_size if worker.log_path.exists() else 0
+    shutil.rmtree(data_dirs[0])
+    recovery["loadavg_at_restart"] = list(os.getloadavg())
+    t0 = time.perf_counter()
+    worker.start()
+    assert worker.process is not None
+    await worker.wait_ready(timeout_s=1800)
+    ready_s = time.perf_counter() - t0
+    recovery["loadavg_after"] = list(os.getloadavg())
+    with open(worker.log_path, "rb") as log:
+        log.seek(log_offset)
+        applied = sum(int(m[1]) for m in _RECOVERED_LINE.finditer(log.read()))
+    members_after = await segment_members(deployment, worker.url)
+    differing = sorted(k for k in set(members_before) | set(members_after)
+                       if members_before.get(k) != members_after.get(k))
+    net_s = ready_s - recovery["intact_ready_s"]
+    recovery.update(
+        ready_s=round(ready_s, 2), recovered_records_logged=applied,
+        records_per_s=round(total / ready_s, 1),
+        net_s=round(net_s, 2),
+        net_records_per_s=round(total / net_s, 1) if net_s > 0 else None,
+        peak_rss_bytes=rss_bytes(worker.process.pid, "VmHWM"),
+        data_dir_bytes=dir_bytes(data_dirs[0]),
+        members_before=sum(members_before.values()), members_after=sum(members_after.values()),
+        segments_with_other_member_count=len(differing))
+    worker.stop()
+    print(f"   recovery: data dir deleted -> ready in {ready_s:.1f}s, "
+          f"{applied:,} changelog records applied (worker log); "
+          f"{recovery['records_per_s']:,.0f} records/s "
+          f"({_n(recovery['net_records_per_s'])} records/s net of the "
+          f"{recovery['intact_ready_s']:.1f}s intact restart); peak RSS "
+          f"{_mb(recovery['peak_rss_bytes'])}; segment members {recovery['members_before']:,} "
+          f"before / {recovery['members_after']:,} after (load avg "
+          f"{recovery['loadavg_after'][0]:.2f})", flush=True)
+
+
+# --- profile -------------------------------------------------------------------------------------
+
+
+def start_profile(pid: int, seconds: int, out: Path, log: Path) -> subprocess.Popen:
+    """``py-spy record -p PID -d S -f raw -o OUT`` in the background."""
+    pyspy = Path(sys.executable).with_name("py-spy")
+    with open(log, "ab") as log_file:
+        return subprocess.Popen([str(pyspy), "record", "-p", str(pid), "-d", str(seconds),
+                                 "-f", "raw", "-o", str(out)],
+                                stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]+)(?::(?P<line>\d+))?\)$")
+EVENTIDE_PACKAGES = ("app/", "agents/", "tables/", "bench/")
+
+
+def _function(frame: str) -> tuple[str, str]:
+    """(``file:function``, file) of a py-spy frame ``function (file:line)``."""
+    match = _FRAME.match(frame)
+    if not match:
+        return frame, ""
+    return f"{match['file']}:{match['func']}", match["file"]
+
+
+def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
+    """Top self-time functions and top inclusive eventide functions of py-spy raw output (one
+    ``frame;frame;... count`` line per distinct stack; active samples only)."""
+    self_time: Counter = Counter()
+    inclusive: Counter = Counter()
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_function(f) for f in stack.split(";")]
+        self_time[frames[-1][0]] += n
+        for name in {name for name, file in frames
+                     if file.startswith(EVENTIDE_PACKAGES) or "/work/main/" in file}:
+            inclusive[name] += n
+
+    def rows(counter: Counter) -> list[dict[str, Any]]:
+        return [{"frame": name, "samples": n, "share": round(n / total, 4)}
+                for name, n in counter.most_common(top)]
+
+    return {"samples": total, "top_self": rows(self_time), "top_inclusive_eventide":
+            rows(inclusive)}
+
+
+def print_profile(summary: dict[str, Any]) -> None:
+    print(f"\n   py-spy: {summary['samples']:,} active samples")
+    for title, key in (("top self time", "top_self"),
+                       ("top inclusive (eventide frames)", "top_inclusive_eventide")):
+        print(f"   {title}:")
+        for row in summary[key]:
+            print(f"     {row['share'] * 100:5.1f}%  {row['samples']:6,}  {row['frame']}")
+
+
 # --- one run -------------------------------------------------------------------------------------
 
 
@@ -561,34 +866,45 @@ class RunSpec:
 
 
 async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broker_pid: int | None,
-                  root: Path, results: list[dict[str, Any]]) -> None:
+                  root: Path, results: list[dict[str, Any]], stamp: str = "") -> None:
     """Run one measurement; its result dict is appended to ``results`` first, filled as it goes."""
+    n_workers = args.workers
     result: dict[str, Any] = {"label": spec.label, "mode": spec.mode, "single_records": spec.single,
                               "people": args.people, "partitions": args.partitions,
-                              "segments": args.segments,
+                              "segments": args.segments, "workers": n_workers,
+                              "identify_ratio": args.identify_ratio,
                               "loadavg_before": list(os.getloadavg())}
     results.append(result)
     run_dir = root / re.sub(r"[^A-Za-z0-9]+", "-", spec.label).strip("-")
     deployment = new_deployment(bootstrap, run_dir, args.partitions)
-    worker = Worker(deployment, name="worker")
-    result["worker_log"] = str(worker.log_path)
-    print(f"\n== {spec.label}: {spec.events:,} events, {args.people:,} people, "
-          f"{args.segments:,} segments, {args.partitions} partitions "
+    workers = [Worker(deployment, name="worker")]
+    data_dirs = [deployment.settings.data_dir]
+    for i in range(2, n_workers + 1):
+        data_dirs.append(run_dir / f"data-worker{i}")
+        workers.append(Worker(deployment, name=f"worker{i}", EVENTIDE_HTTP_PORT=str(free_port()),
+                              EVENTIDE_DATA_DIR=str(data_dirs[-1])))
+    result["worker_logs"] = [str(w.log_path) for w in workers]
+    print(f"\n== {spec.label}: {spec.events:,} items, {args.people:,} people, "
+          f"{args.segments:,} segments, {args.partitions} partitions, {n_workers} worker(s) "
           f"(load avg {os.getloadavg()[0]:.2f})", flush=True)
     watcher: ChangeWatcher | None = None
+    profiler: subprocess.Popen | None = None
     try:
         workload = generate(spec.events, args.people, args.dup_ratio, args.seed,
-                            segments=args.segments > 0)
+                            segments=args.segments > 0, identify_ratio=args.identify_ratio)
         result.update(events=len(workload.events), unique=workload.unique,
-                      resends=workload.resends)
+                      resends=workload.resends, identifies=workload.identifies)
         await deployment.create_topics()
         t_start = time.perf_counter()
-        worker.start()
-        await worker.wait_ready(timeout_s=120)
+        for worker in workers:
+            worker.start()
+        await asyncio.gather(*(w.wait_ready(timeout_s=180) for w in workers))
         result["worker_ready_s"] = round(time.perf_counter() - t_start, 2)
-        print(f"   worker ready in {result['worker_ready_s']:.1f}s", flush=True)
-        assert worker.process is not None
-        pid = worker.process.pid
+        result["group_settle_s"] = round(await wait_group_settled(deployment, workers), 2)
+        print(f"   {n_workers} worker(s) ready in {result['worker_ready_s']:.1f}s, group settled "
+              f"{result['group_settle_s']:.1f}s later", flush=True)
+        pids = [w.process.pid for w in workers if w.process is not None]
+        result["worker_pids"] = pids
         accepted_ms: dict[str, int] | None = None
         if args.segments:
             definitions = segment_definitions(args.segments, args.seed)
@@ -605,26 +921,40 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
             await watcher.start()
             accepted_ms = {} if spec.mode == "raw" else None
         print("   loading", flush=True)
-        idle_rss = rss_bytes(pid)
-        cpu0, broker_cpu0, self_cpu0 = cpu_seconds(pid), cpu_seconds(broker_pid), self_cpu_seconds()
+        idle_rss = [rss_bytes(pid) for pid in pids]
+        cpu0 = [cpu_seconds(pid) for pid in pids]
+        broker_cpu0, self_cpu0 = cpu_seconds(broker_pid), self_cpu_seconds()
         evaluations0 = 0.0
-        if args.segments:
-            async with aiohttp.ClientSession() as session:
-                evaluations0 = (await fetch_metrics(session, deployment)).get(M_EVALUATIONS, 0.0)
+        async with aiohttp.ClientSession() as session:
+            before = sum_metrics(await fetch_all_metrics(session, deployment, workers))
+            evaluations0 = before.get(M_EVALUATIONS, 0.0)
+        if args.profile:
+            profile_path = RESULTS_DIR / (f"{stamp}-profile-"
+                                          + re.sub(r"[^A-Za-z0-9]+", "-", spec.label).strip("-")
+                                          + ".txt")
+            RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+            profiler = start_profile(pids[0], args.profile, profile_path, run_dir / "py-spy.log")
+            result["profile_file"] = str(profile_path.relative_to(RESULTS_DIR.parent.parent))
+            print(f"   py-spy recording worker 1 (pid {pids[0]}) for {args.profile}s", flush=True)
 
         expected_new, expected_dup = workload.unique, workload.resends
+        expected_durable = workload.unique_events
         if spec.mode == "raw":
+            topics = {"event": deployment.topics.raw_events.name,
+                      "identify": deployment.topics.raw_identifies.name}
             t_first, t_loaded, records = await load_raw(
-                bootstrap, deployment.topics.raw_events.name, args.partitions, workload,
+                bootstrap, topics, args.partitions, workload,
                 per_record=args.per_record, single=spec.single, rate=args.rate,
                 accepted_ms=accepted_ms)
             result.update(records=records, rate=args.rate,
                           items_per_record=1 if spec.single else args.per_record)
         else:
-            load = await load_http(deployment, workload, args.concurrency)
+            load = await load_http(deployment, [w.url for w in workers], workload,
+                                   args.concurrency)
             t_first, t_loaded = load.t_first, load.t_last
-            distinct = len(set(load.accepted_ids))
-            expected_new, expected_dup = distinct, len(load.accepted_ids) - distinct
+            distinct = set(load.accepted_ids)
+            expected_new, expected_dup = len(distinct), len(load.accepted_ids) - len(distinct)
+            expected_durable = len(distinct - workload.identify_ids)
             latencies = sorted(load.latencies)
             result.update(concurrency=args.concurrency, accepted=len(load.accepted_ids),
                           statuses={str(k): v for k, v in load.statuses.items()},
@@ -635,52 +965,61 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
                 print(f"   !! {len(workload.events) - len(load.accepted_ids):,} requests not "
                       f"accepted: {dict(load.statuses)}", flush=True)
         result["load_s"] = round(t_loaded - t_first, 3)
-        print(f"   loaded in {t_loaded - t_first:.2f}s; waiting for the worker", flush=True)
+        print(f"   loaded in {t_loaded - t_first:.2f}s; waiting for the worker(s)", flush=True)
 
         timeout_s = args.timeout or 120 + spec.events / 500
-        t_counted, t_done, metrics = await wait_processed(deployment, worker, new=expected_new,
-                                               duplicates=expected_dup, timeout_s=timeout_s,
-                                               stall_s=args.stall_timeout)
-        cpu = cpu_seconds(pid) - cpu0
+        t_counted, t_done, metrics, per_worker = await wait_processed(
+            deployment, workers, new=expected_new, durable=expected_durable,
+            duplicates=expected_dup, timeout_s=timeout_s, stall_s=args.stall_timeout)
+        cpus = [cpu_seconds(pid) - c0 for pid, c0 in zip(pids, cpu0)]
+        cpu = sum(cpus)
         elapsed = t_done - t_first
         n_new, n_dup = int(metrics.get(M_NEW, 0)), int(metrics.get(M_DUP, 0))
         deadletters = int(metrics.get(M_DEADLETTERS, 0))
+        peaks = [rss_bytes(pid, "VmHWM") for pid in pids]
+        raw_in = f'eventide_records_in_total{{topic="{deployment.topics.raw_events.name}"}}'
+        person_in = f'eventide_records_in_total{{topic="{deployment.topics.person_events.name}"}}'
         result.update(
             e2e_s=round(elapsed, 3),
             verdicts_counted_s=round(t_counted - t_first, 3),
             events_per_s=round(len(workload.events) / elapsed, 1),
             expected_new=expected_new, expected_duplicates=expected_dup,
+            expected_durable=expected_durable,
             processed_new=n_new, duplicates_dropped=n_dup,
             redeliveries=int(metrics.get(M_REDELIVERY, 0)), deadletters=deadletters,
             latency_count=int(metrics.get(M_LATENCY_COUNT, 0)),
             exact=(n_new == expected_new and n_dup == expected_dup and deadletters == 0
-                   and int(metrics.get(M_LATENCY_COUNT, 0)) == expected_new),
+                   and int(metrics.get(M_LATENCY_COUNT, 0)) == expected_durable),
             latency_p50_s=metrics.get(M_P50), latency_p99_s=metrics.get(M_P99),
+            latency_per_worker=[(m.get(M_P50), m.get(M_P99)) for m in per_worker],
             worker_cpu_s=round(cpu, 2),
+            worker_cpu_s_per_worker=[round(c, 2) for c in cpus],
             worker_cpu_us_per_event=round(cpu / len(workload.events) * 1e6, 1),
             broker_cpu_s=round(cpu_seconds(broker_pid) - broker_cpu0, 2),
             bench_cpu_s=round(self_cpu_seconds() - self_cpu0, 2),
-            idle_rss_bytes=idle_rss,
-            peak_rss_bytes=rss_bytes(pid, "VmHWM"),
-            rss_end_bytes=rss_bytes(pid),
-            metric_peak_rss_bytes=int(metrics.get(M_PEAK_RSS, 0)),
+            idle_rss_bytes=max(idle_rss),
+            idle_rss_per_worker=idle_rss,
+            peak_rss_bytes=max(peaks),
+            peak_rss_per_worker=peaks,
+            rss_end_bytes=max(rss_bytes(pid) for pid in pids),
+            metric_peak_rss_per_worker=[int(m.get(M_PEAK_RSS, 0)) for m in per_worker],
             rocksdb_size_bytes=int(metrics.get(M_ROCKSDB, 0)),
             broker_rss_bytes=rss_bytes(broker_pid),
-            raw_records_in=int(metrics.get(
-                f'eventide_records_in_total{{topic="{deployment.topics.raw_events.name}"}}', 0)),
-            person_records_in=int(metrics.get(
-                f'eventide_records_in_total{{topic="{deployment.topics.person_events.name}"}}',
-                0)),
-            data_dir_bytes=dir_bytes(deployment.settings.data_dir),
-            worker_metrics=metrics,
+            raw_records_in=int(metrics.get(raw_in, 0)),
+            person_records_in=int(metrics.get(person_in, 0)),
+            person_records_per_worker=[int(m.get(person_in, 0)) for m in per_worker],
+            data_dir_bytes=sum(dir_bytes(d) for d in data_dirs if d.exists()),
+            loadavg_after=list(os.getloadavg()),
+            worker_metrics=per_worker,
         )
         if watcher is not None:
             await watcher.stop()
             changes, watcher = watcher.changes, None
             evaluations = metrics.get(M_EVALUATIONS, 0.0) - evaluations0
             kinds = Counter(change for _, change, _, _ in changes)
-            # An event's id has no colon; other causes are "timer:<due>", "definition:<v>", ...
-            causes = Counter(cause.split(":", 1)[0] if ":" in cause else "event"
+            # An item's id has no colon; other causes are "timer:<due>", "definition:<v>", ...
+            causes = Counter("identify" if cause in workload.identify_ids else
+                             cause.split(":", 1)[0] if ":" in cause else "event"
                              for cause, _, _, _ in changes)
             lags = change_latencies(changes, accepted_ms) if accepted_ms is not None else []
             result.update(
@@ -698,29 +1037,50 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
                 evaluations_per_event=round(evaluations / max(n_new, 1), 3),
             )
             print(f"   segments: {len(changes):,} change records "
-                  f"({_n(result['event_caused_changes'])} caused by our events), "
+                  f"({_n(result['event_caused_changes'])} caused by our items), "
                   f"accept -> change p50/p99 "
                   f"{_ms(result['accept_to_change_p50_s'])} / "
                   f"{_ms(result['accept_to_change_p99_s'])}, "
-                  f"{result['evaluations_per_event']:.2f} evaluations per event", flush=True)
-        print(f"   done: {result['events_per_s']:,.0f} events/s end to end "
-              f"({elapsed:.2f}s), exact={result['exact']}", flush=True)
+                  f"{result['evaluations_per_event']:.2f} evaluations per item", flush=True)
+        print(f"   done: {result['events_per_s']:,.0f} items/s end to end "
+              f"({elapsed:.2f}s), exact={result['exact']}, peak RSS per worker "
+              f"{', '.join(_mb(b) for b in peaks)} (load avg {os.getloadavg()[0]:.2f})",
+              flush=True)
+        if profiler is not None:
+            try:
+                profiler.wait(args.profile + 60)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait(10)
+            profiler = None
+            summary = summarize_profile(RESULTS_DIR.parent.parent / result["profile_file"])
+            result["profile"] = summary
+            print_profile(summary)
         if not result["exact"]:
             raise BenchError(f"counts not exact: new {n_new}/{expected_new}, duplicate "
-                             f"{n_dup}/{expected_dup}, deadletters {deadletters}")
+                             f"{n_dup}/{expected_dup}, durable "
+                             f"{result['latency_count']}/{expected_durable}, "
+                             f"deadletters {deadletters}")
+        if args.recovery:
+            await measure_recovery(deployment, workers, data_dirs, bootstrap, result)
         result["ok"] = True
     except BaseException as exc:
         result["ok"] = False
         result["error"] = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-            print(f"\n!! {spec.label} failed: {result['error']}\n   worker log: {worker.log_path}"
-                  f"\n   --- last lines ---\n{worker.tail(40)}\n   ---", file=sys.stderr,
-                  flush=True)
+            for worker in workers:
+                print(f"\n!! {spec.label} failed: {result['error']}\n   worker log: "
+                      f"{worker.log_path}\n   --- last lines ---\n{worker.tail(40)}\n   ---",
+                      file=sys.stderr, flush=True)
         raise
     finally:
+        if profiler is not None and profiler.poll() is None:
+            profiler.terminate()
+            profiler.wait(10)
         if watcher is not None:
             await asyncio.gather(watcher.stop(drain_timeout_s=0), return_exceptions=True)
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -738,8 +1098,15 @@ def _n(value: Any, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _recovery(r: dict[str, Any], key: str, render: Any) -> str:
+    recovery = r.get("recovery")
+    return "-" if not recovery or recovery.get(key) is None else render(recovery[key])
+
+
 ROWS: list[tuple[str, Any]] = [
-    ("events sent (incl. resends)", lambda r: _n(r.get("events"))),
+    ("workers", lambda r: _n(r.get("workers", 1))),
+    ("items sent (incl. resends)", lambda r: _n(r.get("events"))),
+    ("of which identifies", lambda r: _n(r.get("identifies"))),
     ("people", lambda r: _n(r.get("people"))),
     ("raw write rate", lambda r: "-" if r["mode"] != "raw"
         else "as fast as possible" if not r.get("rate") else f"{r['rate']:,.0f} events/s"),
@@ -753,15 +1120,15 @@ ROWS: list[tuple[str, Any]] = [
                                                 f"{_ms(r.get('http_p99_s'))}"),
     ("first send -> all verdicts counted", lambda r: _n(r.get("verdicts_counted_s"), 2) + " s"),
     ("first send -> all committed", lambda r: _n(r.get("e2e_s"), 2) + " s"),
-    ("END-TO-END events/s", lambda r: _n(r.get("events_per_s"))),
-    ("unique events processed", lambda r: f"{_n(r.get('processed_new'))} / "
-                                          f"{_n(r.get('expected_new'))}"),
+    ("END-TO-END items/s", lambda r: _n(r.get("events_per_s"))),
+    ("unique items processed", lambda r: f"{_n(r.get('processed_new'))} / "
+                                         f"{_n(r.get('expected_new'))}"),
     ("duplicates dropped", lambda r: f"{_n(r.get('duplicates_dropped'))} / "
                                      f"{_n(r.get('expected_duplicates'))}"),
     ("dead letters", lambda r: _n(r.get("deadletters"))),
     ("counts exact", lambda r: "yes" if r.get("exact") else "NO"),
-    ("processing latency p50 / p99", lambda r: f"{_ms(r.get('latency_p50_s'))} / "
-                                               f"{_ms(r.get('latency_p99_s'))}"),
+    ("processing latency p50 / p99 (worst worker)",
+     lambda r: f"{_ms(r.get('latency_p50_s'))} / {_ms(r.get('latency_p99_s'))}"),
     ("segment definitions (PUT / all live)",
      lambda r: "-" if not r.get("segments") else
      f"{_n(r['segments'])} ({_n(r.get('segments_put_s'), 1)} s / "
@@ -778,16 +1145,29 @@ ROWS: list[tuple[str, Any]] = [
     ("segment evaluations (per event)",
      lambda r: "-" if not r.get("segments") else
      f"{_n(r.get('segment_evaluations'))} ({_n(r.get('evaluations_per_event'), 2)})"),
-    ("worker CPU per event", lambda r: _n(r.get("worker_cpu_us_per_event"), 1) + " µs"),
+    ("worker CPU per item (all workers)",
+     lambda r: _n(r.get("worker_cpu_us_per_event"), 1) + " µs"),
     ("CPU s worker / broker / bench", lambda r: f"{_n(r.get('worker_cpu_s'), 1)} / "
                                                 f"{_n(r.get('broker_cpu_s'), 1)} / "
                                                 f"{_n(r.get('bench_cpu_s'), 1)}"),
     ("worker RSS ready / end", lambda r: f"{_mb(r.get('idle_rss_bytes'))} / "
                                          f"{_mb(r.get('rss_end_bytes'))}"),
-    ("WORKER PEAK RSS (VmHWM)", lambda r: _mb(r.get("peak_rss_bytes"))),
+    ("WORKER PEAK RSS (VmHWM), per worker",
+     lambda r: ", ".join(_mb(b) for b in
+                         r.get("peak_rss_per_worker") or [r.get("peak_rss_bytes")])),
     ("RocksDB dir at end (incl. WAL)", lambda r: _mb(r.get("data_dir_bytes"))),
     ("broker RSS (whole bench so far)", lambda r: _mb(r.get("broker_rss_bytes"))),
-    ("load avg before run", lambda r: _n(r["loadavg_before"][0], 2)),
+    ("RECOVERY: changelog records", lambda r: _recovery(r, "changelog_records", _n)),
+    ("recovery: ready after (intact dir / deleted)",
+     lambda r: "-" if not r.get("recovery") else
+     f"{_n(r['recovery'].get('intact_ready_s'), 1)} s / {_n(r['recovery'].get('ready_s'), 1)} s"),
+    ("RECOVERY records/s (net of intact restart)",
+     lambda r: "-" if not r.get("recovery") else
+     f"{_n(r['recovery'].get('records_per_s'))} ({_n(r['recovery'].get('net_records_per_s'))})"),
+    ("recovery: worker peak RSS", lambda r: _recovery(r, "peak_rss_bytes", _mb)),
+    ("load avg (1 min) before / after run",
+     lambda r: f"{_n(r['loadavg_before'][0], 2)} / "
+               f"{_n((r.get('loadavg_after') or [None])[0], 2)}"),
 ]
 
 
@@ -836,6 +1216,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dup-ratio", type=float, default=0.10,
                         help="share of events that are exact resends (default 0.10)")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="eventide worker processes in the deployment's consumer group "
+                             "(default 1)")
+    parser.add_argument("--identify-ratio", type=float, default=0.05,
+                        help="share of (non-resend) items that are identifies setting plan and "
+                             "city (default 0.05)")
+    parser.add_argument("--recovery", action="store_true",
+                        help="after each run: stop the workers, delete worker 1's data dir, "
+                             "restart it and measure changelog records recovered per second")
+    parser.add_argument("--profile", type=int, metavar="SECONDS",
+                        help="py-spy record -f raw worker 1 for SECONDS from the start of loading")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (5,000 raw / 2,000 http events) for CI")
@@ -859,6 +1250,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     runs = []
     extra = f" + {args.segments:,} segments" if args.segments else ""
+    if args.workers > 1:
+        extra += f" x{args.workers} workers"
     if args.mode in ("raw", "both"):
         label = "raw (1 item/record)" if args.single_records else "raw"
         if args.rate:
@@ -870,17 +1263,19 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         label = f"raw + {args.segments:,} segments"
         if args.rate:
             label += f" @ {args.rate:,.0f}/s"
+        if args.workers > 1:
+            label += f" x{args.workers} workers"
         runs.append(RunSpec(label, "raw", args.events, single=args.single_records))
     return runs
 
 
 async def run_all(args: argparse.Namespace, bootstrap: str, broker_pid: int | None, root: Path,
-                  results: list[dict[str, Any]]) -> None:
+                  results: list[dict[str, Any]], stamp: str = "") -> None:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     for spec in plan(args):
-        await run_one(spec, args, bootstrap, broker_pid, root, results)
+        await run_one(spec, args, bootstrap, broker_pid, root, results, stamp)
 
 
 def machine() -> dict[str, Any]:
@@ -900,11 +1295,12 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     failed = True
     error: str | None = None
-    print(f"eventide bench: mode {args.mode}, work dir {root}", flush=True)
+    print(f"eventide bench: mode {args.mode}, {args.workers} worker(s), work dir {root} "
+          f"(load avg {os.getloadavg()[0]:.2f})", flush=True)
     try:
         broker.start()
         broker_pid = broker._process.pid if broker._process is not None else None
-        asyncio.run(run_all(args, broker.bootstrap_servers, broker_pid, root, results))
+        asyncio.run(run_all(args, broker.bootstrap_servers, broker_pid, root, results, stamp))
         failed = not results or not all(r.get("ok") for r in results)
     except KeyboardInterrupt:
         error = "interrupted"

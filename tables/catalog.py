@@ -33,6 +33,9 @@ class SegmentCatalog:
         self._true_when_empty: set[str] = set()
         self.offset = -1
         self._advanced = asyncio.Condition()
+        #: Set once the whole topic as it stood at start has been applied: no input may be
+        #: evaluated before (a missing definition would silently skip its segment).
+        self.caught_up = asyncio.Event()
 
     # -- applying the topic --------------------------------------------------------------------
 
@@ -96,14 +99,29 @@ class SegmentCatalog:
 
 async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
                  stopping: asyncio.Event) -> None:
-    """Apply the definitions topic to ``catalog`` from the beginning, forever."""
+    """Apply the definitions topic to ``catalog`` from the beginning, for as long as the worker
+    runs; a failure (the broker away) restarts the follower after a pause."""
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            await _follow_once(catalog, bootstrap, topic, stopping)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("following %s failed, retrying in %.1fs: %r", topic, delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _follow_once(catalog: SegmentCatalog, bootstrap: str, topic: str,
+                       stopping: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        consumer.seek(tp, catalog.offset + 1)
         while not stopping.is_set():
             fetched = await consumer.getmany(tp, timeout_ms=250)
             for message in fetched.get(tp, []):
@@ -111,5 +129,9 @@ async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
                 catalog.apply(message.key.decode(), value, message.offset)
             if fetched:
                 await catalog.notify()
+            highwater = consumer.highwater(tp)
+            if not catalog.caught_up.is_set() and highwater is not None and \
+                    await consumer.position(tp) >= highwater:
+                catalog.caught_up.set()
     finally:
         await consumer.stop()

@@ -57,6 +57,7 @@ async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
                                 group_id=settings.app_id, enable_auto_commit=False)
     await consumer.start()
     try:
+        consumer.assign(tps)  # aiokafka commits only for assigned partitions
         found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
         ends = await _ends(settings, tps)
         offsets = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}

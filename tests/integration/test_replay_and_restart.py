@@ -205,3 +205,30 @@ async def test_deadletters_are_listed_and_resubmitted(deployment: Deployment,
                 body = await response.json()
             assert [a["name"] for a in body["activities"]] == ["fixed_event"]
         await eventually(stored)
+
+
+async def test_replay_since_rebuilds_only_the_window(deployment: Deployment,
+                                                     worker: Worker) -> None:
+    d = deployment
+    async with aiohttp.ClientSession() as session:
+        async def send(name: str) -> None:
+            async with session.post(f"{d.url}/api/v1/customers/win/events", json={"name": name},
+                                    headers=d.track_auth) as response:
+                assert response.status == 200
+        await send("before")
+        await asyncio.sleep(1.5)
+        since = time.time()
+        await asyncio.sleep(0.5)
+        await send("after")
+
+        async def both() -> None:
+            async with session.get(f"{d.url}/api/v1/customers/win/activities",
+                                   headers=d.app_auth) as response:
+                assert response.status == 200
+                assert len((await response.json())["activities"]) == 2
+        await eventually(both)
+    await asyncio.to_thread(run_cli, d, "replay", "--since", f"{since:.3f}", "--version", "w2")
+    history = await read_topic(d.bootstrap, f"{d.settings.topic_prefix}.w2.changelog.history",
+                               partitions=4)
+    latest = orjson.loads(history[-1].value)
+    assert [a["name"] for a in latest] == ["after"]  # the earlier state is not in the window
