@@ -15,7 +15,7 @@ is kept under that id until an identify links it to a person; then the stored ev
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import faust
 from faust.types import EventT
@@ -35,6 +35,17 @@ DAY_S = 86_400
 MAX_ITEMS_PER_RECORD = 500
 #: Merges parked per unknown identifier, at most (the oldest beyond are dropped).
 _MAX_PARKED = 100
+
+
+class Router(Protocol):
+    unit: UnitOfWork
+
+    def flush(self) -> None: ...
+
+    def on_raw(self, event: EventT, partition: int, offset: int, index: int,
+               item: dict[str, Any]) -> None: ...
+
+    def on_side(self, partition: int, item: dict[str, Any]) -> None: ...
 
 
 class Outbox:
@@ -76,8 +87,12 @@ class CustomerRouter:
         self.people = Outbox(topics.person_events.name, topics.person_events.partitions)
         self.commands = Outbox(topics.identity_commands.name, topics.identity_commands.partitions)
 
-    def route_raw(self, event: EventT, partition: int, offset: int, index: int,
-                  item: dict[str, Any]) -> None:
+    def flush(self) -> None:
+        self.people.flush(self.rt, self.unit)
+        self.commands.flush(self.rt, self.unit)
+
+    def on_raw(self, event: EventT, partition: int, offset: int, index: int,
+               item: dict[str, Any]) -> None:
         rt = self.rt
         item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
                          index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
@@ -119,7 +134,7 @@ class CustomerRouter:
             self.unit.put(ALIASES, partition, key, [*waiting, item][-_MAX_PARKED:])
         self.rt.counters["merges:parked"] += 1
 
-    def route_command(self, partition: int, item: dict[str, Any]) -> None:
+    def on_side(self, partition: int, item: dict[str, Any]) -> None:
         op = item["op"]
         if op == "alias":
             self.unit.put(ALIASES, partition, item["identifier"], item["person"])
@@ -130,7 +145,7 @@ class CustomerRouter:
                     if waiting["op"] == "merge":
                         self.merge(partition, waiting)
                     else:
-                        self.route_command(partition, waiting)
+                        self.on_side(partition, waiting)
         elif op == "unalias":
             if self.unit.get(ALIASES, partition, item["identifier"]) == item["person"]:
                 self.unit.delete(ALIASES, partition, item["identifier"])
@@ -149,23 +164,27 @@ class CustomerRouter:
             raise ValueError(f"op: unknown identity command {op!r}")
 
 
-async def route_customer_batch(rt: Runtime, events: Sequence[EventT]) -> None:
+async def route_batch(rt: Runtime, events: Sequence[EventT], router: "Router",
+                      side_topic: str) -> None:
+    """One batch of a routing agent: raw items to ``router.on_raw``, items of the stage's own
+    side topic (identity commands, anonymous links) to ``router.on_side``."""
     await recover_for(rt, events)
-    unit = rt.state.begin()
-    router = CustomerRouter(rt, unit)
-    commands_topic = rt.topics.identity_commands.name
-    for located in items_of(rt, unit, events):
+    for located in items_of(rt, router.unit, events):
         event, partition, offset, index, item = located
         try:
-            if event.message.topic == commands_topic:
-                router.route_command(partition, item)
+            if event.message.topic == side_topic:
+                router.on_side(partition, item)
             else:
-                router.route_raw(event, partition, offset, index, item)
+                router.on_raw(event, partition, offset, index, item)
         except Exception as exc:
-            deadletter_item(rt, unit, located, exc)
-    router.people.flush(rt, unit)
-    router.commands.flush(rt, unit)
-    await rt.commit(unit)
+            deadletter_item(rt, router.unit, located, exc)
+    router.flush()
+    await rt.commit(router.unit)
+
+
+async def route_customer_batch(rt: Runtime, events: Sequence[EventT]) -> None:
+    router = CustomerRouter(rt, rt.state.begin())
+    await route_batch(rt, events, router, rt.topics.identity_commands.name)
 
 
 class AnonymousRouter:
@@ -176,8 +195,11 @@ class AnonymousRouter:
         self.retention = history.Retention(settings.anonymous_horizon_s,
                                            settings.history_max_events)
 
-    def on_event(self, event: EventT, partition: int, offset: int, index: int,
-                 item: dict[str, Any]) -> None:
+    def flush(self) -> None:
+        self.people.flush(self.rt, self.unit)
+
+    def on_raw(self, event: EventT, partition: int, offset: int, index: int,
+               item: dict[str, Any]) -> None:
         rt = self.rt
         item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
                          index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
@@ -209,7 +231,7 @@ class AnonymousRouter:
                                                                    "events": events})
         rt.counters["anonymous_events:stored"] += 1
 
-    def on_link(self, partition: int, item: dict[str, Any]) -> None:
+    def on_side(self, partition: int, item: dict[str, Any]) -> None:
         anonymous_id, person = item["anonymous_id"], item["person"]
         current = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
         if item["op"] == "unlink":
@@ -238,21 +260,8 @@ class AnonymousRouter:
 
 
 async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT]) -> None:
-    await recover_for(rt, events)
-    unit = rt.state.begin()
-    router = AnonymousRouter(rt, unit, rt.clock.now())
-    links_topic = rt.topics.anonymous_links.name
-    for located in items_of(rt, unit, events):
-        event, partition, offset, index, item = located
-        try:
-            if event.message.topic == links_topic:
-                router.on_link(partition, item)
-            else:
-                router.on_event(event, partition, offset, index, item)
-        except Exception as exc:
-            deadletter_item(rt, unit, located, exc)
-    router.people.flush(rt, unit)
-    await rt.commit(unit)
+    router = AnonymousRouter(rt, rt.state.begin(), rt.clock.now())
+    await route_batch(rt, events, router, rt.topics.anonymous_links.name)
 
 
 def register(app: faust.App, rt: Runtime) -> None:

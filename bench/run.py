@@ -833,8 +833,10 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
         total += n
         frames = [_function(f) for f in stack.split(";")]
         self_time[frames[-1][0]] += n
+        # app/cli.py is the process's entry (main -> cmd_worker -> the event loop): on every
+        # stack, so it says nothing.
         for name in {name for name, file in frames
-                     if file.startswith(EVENTIDE_PACKAGES) or "/work/main/" in file}:
+                     if file.startswith(EVENTIDE_PACKAGES) and file != "app/cli.py"}:
             inclusive[name] += n
 
     def rows(counter: Counter) -> list[dict[str, Any]]:

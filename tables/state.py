@@ -196,6 +196,18 @@ class StateManager:
             for partition in partitions:
                 self._recovering.pop((topic, partition), None)
 
+    async def _changelog_consumer(self, stores: dict[TopicPartition, PartitionStore]
+                                  ) -> AIOKafkaConsumer:
+        """A consumer positioned just after what each store already reflects."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+        await consumer.start()
+        consumer.assign(list(stores))
+        for tp, store in stores.items():
+            consumer.seek(tp, store.changelog_offset + 1)
+        return consumer
+
     async def follow_standbys(self, partitions: dict[str, list[int]]) -> None:
         """Keep warm copies of partitions this worker does not own, by tailing their changelogs,
         so a failover only has to catch up the last few records. Runs until cancelled; cancel it
@@ -206,14 +218,8 @@ class StateManager:
                   for partition in parts}
         if not stores:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
-        await consumer.start()
+        consumer = await self._changelog_consumer(stores)
         try:
-            consumer.assign(list(stores))
-            for tp, store in stores.items():
-                consumer.seek(tp, store.changelog_offset + 1)
             while True:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=20_000)
                 for tp, messages in fetched.items():
@@ -230,14 +236,8 @@ class StateManager:
         The fetch high-watermark is the end to reach: the embedded broker's ListOffsets can
         under-report it after batched produces, so ListOffsets is never used here.
         """
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
-        await consumer.start()
+        consumer = await self._changelog_consumer(stores)
         try:
-            consumer.assign(list(stores))
-            for tp, store in stores.items():
-                consumer.seek(tp, store.changelog_offset + 1)
             pending = set(stores)
             applied = 0
             while pending:

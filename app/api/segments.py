@@ -25,6 +25,18 @@ MAX_SEGMENT_ID_BYTES = 150
 MAX_DEFINITION_DEPTH = 200
 
 
+async def publish_definition(rt: Runtime, segment_id: str, value: dict[str, Any] | None) -> None:
+    """Write a definition (``None``: a deletion) to the definitions topic, and wait until this
+    worker's catalog has it (read-your-writes)."""
+    record = OutRecord(rt.topics.segment_definitions.name, 0, segment_id.encode(),
+                       None if value is None else orjson.dumps(value))
+    try:
+        offset = await rt.producer.send_one(record)
+    except BrokerUnavailable as exc:
+        raise ApiError(503, f"broker: {exc}; the definition was not saved") from None
+    await rt.catalog.wait_for(offset, timeout_s=10)
+
+
 def routes(rt: Runtime) -> list[web.RouteDef]:
     settings, topics = rt.settings, rt.topics
     tables = rt.state.tables
@@ -75,14 +87,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
             for sid in segment_ids}})
 
     async def publish(segment_id: str, value: dict[str, Any] | None) -> None:
-        record = OutRecord(topics.segment_definitions.name, 0, segment_id.encode(),
-                           None if value is None else orjson.dumps(value))
-        try:
-            offset = await rt.producer.send_one(record)
-        except BrokerUnavailable as exc:
-            raise ApiError(503, f"broker: {exc}; the definition was not saved") from None
-        # Read-your-writes: answer once this worker's catalog has the new version.
-        await rt.catalog.wait_for(offset, timeout_s=10)
+        await publish_definition(rt, segment_id, value)
 
     async def put_segment(request: web.Request) -> web.Response:
         require_app(request, settings)

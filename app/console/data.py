@@ -20,14 +20,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-import orjson
 from ulid import ULID
 
 from app.api import cluster
 from app.api.responses import ApiError
 from app.core import history
 from app.ingest.validate import validate_event
-from app.producer import BrokerUnavailable, OutRecord, partition_for
+from app.producer import BrokerUnavailable, partition_for
+from app.api.segments import publish_definition
 from app.runtime import Runtime
 from app.segments.definition import parse_segment
 from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, MEMBERSHIP, PROFILES,
@@ -227,23 +227,13 @@ def segment_definition(rt: Runtime, segment_id: str) -> dict[str, Any] | None:
     return None if value is None else value["definition"]
 
 
-async def _publish(rt: Runtime, segment_id: str, value: dict[str, Any] | None) -> None:
-    record = OutRecord(rt.topics.segment_definitions.name, 0, segment_id.encode(),
-                       None if value is None else orjson.dumps(value))
-    try:
-        offset = await rt.producer.send_one(record)
-    except BrokerUnavailable as exc:
-        raise ApiError(503, f"broker: {exc}; the definition was not saved") from None
-    await rt.catalog.wait_for(offset, timeout_s=10)
-
-
 async def save_segment(rt: Runtime, segment_id: str, doc: Any) -> None:
     """Validate (``DefinitionError`` on failure) and publish a definition, as the segments API does."""
     parsed = parse_segment(segment_id, doc)
     value = {"definition": parsed.to_json(), "version": new_id(),
              "updated_at": int(rt.clock.now())}
-    await _publish(rt, segment_id, value)
+    await publish_definition(rt, segment_id, value)
 
 
 async def delete_segment(rt: Runtime, segment_id: str) -> None:
-    await _publish(rt, segment_id, None)
+    await publish_definition(rt, segment_id, None)
