@@ -228,11 +228,14 @@ class PeopleBatch:
         state = self.person(partition, secondary)
         at = int(item["received_at"]) // 1000
         if state.profile is None and not state.history:
+            # Nothing here yet: the merge may have overtaken the secondary's first input (they
+            # travel on different raw topics). Leave the forwarder all the same, so what arrives
+            # later for the secondary joins the primary, as it would have in the other order.
             self.rt.counters["merges:empty_secondary"] += 1
-            return
-        self.forward(primary, {"op": "absorb", "id": item["id"], "from": secondary,
-                               "events": state.history, "profile": state.profile,
-                               "received_at": item["received_at"]})
+        else:
+            self.forward(primary, {"op": "absorb", "id": item["id"], "from": secondary,
+                                   "events": state.history, "profile": state.profile,
+                                   "received_at": item["received_at"]})
         state = self.leave(partition, secondary, state, cause=f"merge:{item['id']}", at=at)
         for kind, value in (profiles.identifiers(state.profile) if state.profile else
                             {"id": secondary}).items():

@@ -206,6 +206,11 @@ class AnonymousRouter:
                          identifier_field="anonymous_id")
         if item["op"] != "event":
             raise ValueError("only events can be anonymous")
+        if item["timestamp"] <= item["received_at"] // 1000 - rt.settings.anonymous_horizon_s:
+            # Older than the anonymous horizon when it arrived: never kept, whether or not its
+            # anonymous id is linked yet, so the outcome does not depend on that order.
+            rt.counters["anonymous_events:too_old"] += 1
+            return
         anonymous_id = item["anonymous_id"]
         person = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
         if person is not None:  # identified already: straight to the person

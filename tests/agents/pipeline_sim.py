@@ -11,8 +11,13 @@ partition, so dedup refs are real), collects dead letters, and answers changelog
 increasing offsets; the values and the changelog offset then land in the real RocksDB of a fresh
 runtime built with ``create_app`` in a temporary directory.
 
-Which head to take next is up to the caller: :meth:`Sim.run_schedule` takes a list of integers
-(hypothesis draws them) and :meth:`Sim.drain` empties every log in a fixed round-robin order.
+Which head to take next is up to the caller: :meth:`Sim.run_schedule` follows a list of
+integers (hypothesis draws them: a queue, how many records, and, with ``crashes=True``, whether
+the unit crashes mid-commit and whether offsets get committed) or of topic names (hand-written
+schedules for fixed examples), then :meth:`Sim.drain` empties every log in a fixed round-robin
+order. A crash rewinds every log to its last committed offset, so everything since is redelivered
+(the same partition, offset and index: a redelivery, as Kafka does it), possibly several units of
+several stages.
 
 :func:`summary` reads the final state back in a form independent of partition layout and timing:
 surviving people (profile attributes, anonymous ids, merged_from, history without
@@ -28,7 +33,7 @@ from typing import Any, Iterable, Sequence
 
 from agents import people, routing
 from app.clock import ManualClock
-from app.model import decode_envelope, encode_envelope
+from app.model import encode_envelope
 from app.producer import OutRecord, partition_for
 from app.settings import Settings
 from app.topics import ALIASES, ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, PROFILES
@@ -65,7 +70,10 @@ class Event:
 @dataclass
 class Log:
     records: list[Message] = field(default_factory=list)
+    #: Next offset the consumer hands out.
     position: int = 0
+    #: Where a restarted consumer resumes.
+    committed: int = 0
 
     @property
     def pending(self) -> int:
@@ -151,20 +159,21 @@ class Sim:
         return not self.pending_queues()
 
     async def process(self, stage: str, takes: Iterable[tuple[tuple[str, int], int]],
-                      crash: str | None = None) -> None:
+                      crash: str | None = None, commit: bool = True) -> None:
         """One unit of work of ``stage``: ``n`` head records from each listed queue.
 
-        ``crash``: ``"before_state"`` — the worker dies after its outputs are acknowledged (step 1
-        of the commit order) but before the changelog and RocksDB are written; ``"before_ack"`` —
-        it dies after the store is written but before the inputs are committed. Either way the
-        inputs are redelivered: their queues are rewound to where the unit started.
+        ``commit``: afterwards the consumer commits every queue's position (faust commits
+        offsets periodically, not per unit, so a unit may end uncommitted).
+        ``crash``: ``"before_state"`` — the worker dies after the unit's outputs are acknowledged
+        (step 1 of the commit order) but before its changelog and RocksDB writes; ``"before_ack"``
+        — it dies after the store is written but before the inputs are committed. Either way
+        every queue goes back to its last committed position and is redelivered from there, which
+        can re-run several units already processed, of any stage.
         """
         events = []
-        started = {}
         for queue, n in takes:
             assert self.stage_of[queue[0]] == stage
             log = self.logs[queue]
-            started.setdefault(queue, log.position)
             taken = log.records[log.position:log.position + n]
             log.position += len(taken)
             events.extend(Event(message) for message in taken)
@@ -173,7 +182,7 @@ class Sim:
         self.steps += 1
         if crash == "before_state":
             state = self.rt.state
-            commit = state.commit
+            original = state.commit
 
             async def outputs_then_crash(unit: Any) -> None:
                 await self._send_all(unit.outputs)
@@ -187,13 +196,16 @@ class Sim:
             else:
                 raise AssertionError("the unit of work did not commit")
             finally:
-                state.commit = commit  # type: ignore[method-assign]
+                state.commit = original  # type: ignore[method-assign]
         else:
             await self.handlers[stage](self.rt, events)
         if crash is not None:
             self.crashes_done += 1
-            for queue, position in started.items():
-                self.logs[queue].position = position
+            for log in self.logs.values():
+                log.position = log.committed
+        elif commit:
+            for log in self.logs.values():
+                log.committed = log.position
 
     async def step(self, choice: int) -> bool:
         """One scheduling decision from an integer; False once every queue is empty.
@@ -201,7 +213,8 @@ class Sim:
         ``choice % len(pending)`` picks a queue; the quotient ``q`` picks how much to take:
         ``q % 4`` of 0-2 is 1-3 records from it, 3 the head record of every pending queue of that
         queue's stage together in one unit (faust's batches span partitions and topics). With
-        ``crashes`` on, ``q // 4 % 6`` of 4 or 5 makes the unit crash (see :meth:`process`).
+        ``crashes`` on, ``r = q // 4`` picks the unit's end: ``r % 6`` of 4 or 5 crashes it (see
+        :meth:`process`), else its offsets are committed unless ``r // 6 % 3 == 0``.
         """
         pending = self.pending_queues()
         if not pending:
@@ -209,13 +222,16 @@ class Sim:
         queue = pending[choice % len(pending)]
         stage = self.stage_of[queue[0]]
         q = choice // len(pending)
-        mode = q % 4
-        crash = {4: "before_state", 5: "before_ack"}.get(q // 4 % 6) if self.crashes else None
+        mode, r = q % 4, q // 4
+        crash, commit = None, True
+        if self.crashes:
+            crash = {4: "before_state", 5: "before_ack"}.get(r % 6)
+            commit = r // 6 % 3 != 0
         if mode == 3:
-            await self.process(stage, [(q_, 1) for q_ in pending if self.stage_of[q_[0]] == stage],
-                               crash)
+            takes = [(q_, 1) for q_ in pending if self.stage_of[q_[0]] == stage]
         else:
-            await self.process(stage, [(queue, mode + 1)], crash)
+            takes = [(queue, mode + 1)]
+        await self.process(stage, takes, crash, commit)
         return True
 
     async def step_topic(self, name: str) -> bool:
@@ -231,22 +247,30 @@ class Sim:
 
     async def run_schedule(self, schedule: Sequence[int | str]) -> None:
         """Follow ``schedule`` (integers for :meth:`step`, topic names for :meth:`step_topic`,
-        which are skipped when that topic has nothing pending), then drain in the fixed order."""
+        which are skipped when that topic has nothing pending, ``"settle"`` to drain every
+        internal topic but leave raw records waiting), then drain in the fixed order."""
         for choice in schedule:
-            if isinstance(choice, str):
+            if choice == "settle":
+                await self.drain(raw=False)
+            elif isinstance(choice, str):
                 await self.step_topic(choice)
             elif not await self.step(choice):
                 return
         await self.drain()
 
-    async def drain(self, limit: int = 100_000) -> None:
-        """Until every log is empty: each stage in turn, each of its queues one record at a time."""
+    def is_raw(self, topic: str) -> bool:
+        return topic in {t.name for t in self.rt.topics.raw}
+
+    async def drain(self, limit: int = 100_000, *, raw: bool = True) -> None:
+        """Until every log (every internal log, with ``raw=False``) is empty: each stage in turn,
+        each of its queues one record at a time."""
         for _ in range(limit):
-            if self.idle():
+            queues = [q for q in self.pending_queues() if raw or not self.is_raw(q[0])]
+            if not queues:
                 return
             for stage in STAGES:
-                for queue in self.pending_queues():
-                    if self.stage_of[queue[0]] == stage:
+                for queue in queues:
+                    if self.stage_of[queue[0]] == stage and self.logs[queue].pending:
                         await self.process(stage, [(queue, 1)])
         raise AssertionError("the pipeline did not drain (a forwarding loop?)")
 
@@ -258,10 +282,6 @@ class Sim:
             for key, value in self.rt.state.tables[table].store(p).items():
                 found[(p, key)] = value
         return found
-
-    def routed_items(self, topic: str) -> list[dict[str, Any]]:
-        return [item for p in range(self.partitions) for record in self.logs[(topic, p)].records
-                for item in decode_envelope(record.value)]
 
 
 def _activity(activity: dict[str, Any]) -> tuple:
