@@ -287,13 +287,17 @@ class PeopleBatch:
         at = int(item["received_at"]) // 1000
         state = self.leave(partition, person, state, cause=f"delete:{item['id']}", at=at)
         if state.profile:
+            # A link or alias may still name someone merged into this person (a merge chain
+            # resolved out of order leaves it on the middle person's marker): any of them goes.
+            former = sorted(state.profile.get("merged_from", []))
             for kind, value in profiles.identifiers(state.profile).items():
                 if kind != "id":
-                    self.command(value, {"op": "unalias", "person": person,
+                    self.command(value, {"op": "unalias", "person": person, "former": former,
                                          "identifier": f"{kind}:{value}"})
             for anonymous_id in state.profile.get("anonymous_ids", []):
                 self.link(anonymous_id, {"op": "unlink", "anonymous_id": anonymous_id,
-                                         "person": person, "id": item["id"], "at": at})
+                                         "person": person, "former": former, "id": item["id"],
+                                         "at": at})
         self.current[(partition, person)] = PersonState({}, [], None, membership.empty())
         self.deleted.add((partition, person))
         self.rt.counters["deletes"] += 1

@@ -147,7 +147,8 @@ class CustomerRouter:
                     else:
                         self.on_side(partition, waiting)
         elif op == "unalias":
-            if self.unit.get(ALIASES, partition, item["identifier"]) == item["person"]:
+            if self.unit.get(ALIASES, partition, item["identifier"]) in (
+                    item["person"], *item.get("former", ())):
                 self.unit.delete(ALIASES, partition, item["identifier"])
         elif op == "merge_resolve":
             [(kind, value)] = item["primary"].items()
@@ -240,7 +241,7 @@ class AnonymousRouter:
         anonymous_id, person = item["anonymous_id"], item["person"]
         current = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
         if item["op"] == "unlink":
-            if current == person:
+            if current is not None and current in (person, *item.get("former", ())):
                 self.unit.delete(ANONYMOUS_LINKS, partition, anonymous_id)
             return
         if current not in (None, person, item.get("relink_from")):

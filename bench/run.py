@@ -59,7 +59,8 @@ member counts after recovery are compared with those before the stop.
 
 ``--profile S``: ``py-spy record -d S -f raw`` of worker 1 from the moment loading starts; the
 collapsed stacks go to ``bench/results/<timestamp>-profile-<run>.txt`` and the top self-time and
-inclusive frames are printed and stored in the results JSON.
+inclusive frames are printed and stored in the results JSON. ``--profile-native`` adds
+``--native`` (C frames: the share of samples inside CPython's cyclic GC is reported).
 
 A run is exact when every unique item is judged ``new`` once, every unique event is made durable
 once and nothing is dead-lettered. Duplicates may exceed the resends: a commit retried after a
@@ -820,12 +821,13 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
 # --- profile -------------------------------------------------------------------------------------
 
 
-def start_profile(pid: int, seconds: int, out: Path, log: Path) -> subprocess.Popen:
-    """``py-spy record -p PID -d S -f raw -o OUT`` in the background."""
+def start_profile(pid: int, seconds: int, out: Path, log: Path, *,
+                  native: bool = False) -> subprocess.Popen:
+    """``py-spy record -p PID -d S -f raw -o OUT [--native]`` in the background."""
     pyspy = Path(sys.executable).with_name("py-spy")
     with open(log, "ab") as log_file:
         return subprocess.Popen([str(pyspy), "record", "-p", str(pid), "-d", str(seconds),
-                                 "-f", "raw", "-o", str(out)],
+                                 "-f", "raw", "-o", str(out), *(["--native"] if native else [])],
                                 stdout=log_file, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
 
@@ -844,9 +846,13 @@ def _function(frame: str) -> tuple[str, str]:
 
 def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
     """Top self-time functions and top inclusive eventide functions of py-spy raw output (one
-    ``frame;frame;... count`` line per distinct stack; active samples only)."""
+    ``frame;frame;... count`` line per distinct stack; active samples only). With native frames
+    (``--profile-native``) also the share of samples inside CPython's cyclic garbage collector
+    (``gc_collect*``) and the Python frames whose allocation triggered it."""
     self_time: Counter = Counter()
     inclusive: Counter = Counter()
+    gc_triggers: Counter = Counter()
+    gc_samples = 0
     total = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -854,8 +860,13 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
             continue
         n = int(count)
         total += n
-        frames = [_function(f) for f in stack.split(";")]
+        raw_frames = stack.split(";")
+        frames = [_function(f) for f in raw_frames]
         self_time[frames[-1][0]] += n
+        if any(f.startswith("gc_collect") for f in raw_frames):
+            gc_samples += n
+            python = [name for name, file in frames if file.endswith(".py")]
+            gc_triggers[python[-1] if python else "?"] += n
         # app/cli.py is the process's entry (main -> cmd_worker -> the event loop): on every
         # stack, so it says nothing.
         for name in {name for name, file in frames
@@ -867,13 +878,19 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
                 for name, n in counter.most_common(top)]
 
     return {"samples": total, "top_self": rows(self_time), "top_inclusive_eventide":
-            rows(inclusive)}
+            rows(inclusive), "gc_samples": gc_samples,
+            "gc_share": round(gc_samples / total, 4) if total else None,
+            "gc_triggered_from": rows(gc_triggers) if gc_samples else []}
 
 
 def print_profile(summary: dict[str, Any]) -> None:
     print(f"\n   py-spy: {summary['samples']:,} active samples")
+    if summary.get("gc_samples"):
+        print(f"   in the cyclic GC (gc_collect*): {summary['gc_samples']:,} samples "
+              f"({summary['gc_share'] * 100:.1f}%)")
     for title, key in (("top self time", "top_self"),
-                       ("top inclusive (eventide frames)", "top_inclusive_eventide")):
+                       ("top inclusive (eventide frames)", "top_inclusive_eventide"),
+                       ("Python frame whose allocation ran the GC", "gc_triggered_from")):
         print(f"   {title}:")
         for row in summary[key]:
             print(f"     {row['share'] * 100:5.1f}%  {row['samples']:6,}  {row['frame']}")
@@ -956,10 +973,12 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
             evaluations0 = before.get(M_EVALUATIONS, 0.0)
         if args.profile:
             profile_path = RESULTS_DIR / (f"{stamp}-profile-"
+                                          + ("native-" if args.profile_native else "")
                                           + re.sub(r"[^A-Za-z0-9]+", "-", spec.label).strip("-")
                                           + ".txt")
             RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-            profiler = start_profile(pids[0], args.profile, profile_path, run_dir / "py-spy.log")
+            profiler = start_profile(pids[0], args.profile, profile_path, run_dir / "py-spy.log",
+                                     native=args.profile_native)
             result["profile_file"] = str(profile_path.relative_to(RESULTS_DIR.parent.parent))
             print(f"   py-spy recording worker 1 (pid {pids[0]}) for {args.profile}s", flush=True)
 
@@ -1270,6 +1289,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "restart it and measure changelog records recovered per second")
     parser.add_argument("--profile", type=int, metavar="SECONDS",
                         help="py-spy record -f raw worker 1 for SECONDS from the start of loading")
+    parser.add_argument("--profile-native", action="store_true",
+                        help="with --profile: py-spy --native (C frames too: shows the time "
+                             "spent in CPython's garbage collector)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (5,000 raw / 2,000 http events) for CI")

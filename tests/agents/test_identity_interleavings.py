@@ -746,13 +746,6 @@ CHAIN_DELETE_SCHEDULE = [
 ]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: after a merge chain (cat into bob resolved while bob was not yet merged into ann), "
-    "cat's anonymous id stays linked, and its email aliased, to bob, a merge marker; deleting "
-    "the survivor ann sends unlink(anon-c, ann) and unalias(email:cat@x.io, ann), which are "
-    "ignored (they name bob), so both still reach ann through bob's marker: the next anonymous "
-    "event of anon-c re-creates the deleted person (README: delete removes 'profile, history, "
-    "links'). Processed in another order, link and alias name ann and are removed"))
 async def test_deleting_the_survivor_of_a_merge_chain_unlinks_its_anonymous_ids(
         tmp_path: Path) -> None:
     w = CHAIN_DELETE_SPEC
