@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import logging
 from typing import Any
 
@@ -24,6 +26,25 @@ from tables.state import StateManager
 log = logging.getLogger(__name__)
 
 
+#: Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_garbage_collector() -> None:
+    """Collect less often on the hot path.
+
+    A batch allocates many short-lived dicts (decoded items, states, records); with CPython's
+    default thresholds the cyclic collector ran constantly and took a quarter of a worker's time in
+    the benchmark's native profile. Everything allocated at start-up is frozen out of collection,
+    and young collections run every 50,000 allocations instead of 700. Reference counting still
+    frees almost everything at once; only reference cycles wait longer.
+    """
+    young = int(os.environ.get("EVENTIDE_GC_YOUNG_THRESHOLD") or GC_YOUNG_THRESHOLD)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(young, 20, 20)
+
+
 class EventideApp(faust.App):
     """A faust app that starts eventide's producer first and closes its state last."""
 
@@ -31,6 +52,7 @@ class EventideApp(faust.App):
 
     async def on_start(self) -> None:
         await super().on_start()
+        tune_garbage_collector()
         rt = self.runtime
         await rt.producer.start()
         self._stopping = asyncio.Event()

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--mode raw|http|both|segments] [--events N] [--http-events N]
         [--people P] [--concurrency C] [--single-records] [--rate R] [--segments N] [--quick]
-        [--workers N] [--identify-ratio F] [--recovery] [--profile SECONDS]
+        [--workers N] [--identify-ratio F] [--recovery] [--profile SECONDS [--profile-native]]
 
 Starts its own embedded broker (Tansu, memory storage) on a free port and, for every run, a
 fresh deployment (own topic prefix, consumer group, data dir, 8 partitions) with ``--workers N``
@@ -1349,7 +1349,9 @@ def machine() -> dict[str, Any]:
 
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "faust": faust.__version__,
-            "aiokafka": aiokafka.__version__, "loadavg": list(os.getloadavg())}
+            "aiokafka": aiokafka.__version__, "loadavg": list(os.getloadavg()),
+            # Workers inherit it: a sitecustomize there can change them (e.g. GC experiments).
+            "pythonpath": os.environ.get("PYTHONPATH")}
 
 
 def main(argv: list[str] | None = None) -> int:
