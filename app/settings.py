@@ -139,6 +139,7 @@ class Settings:
             history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
             standby_replicas=int(get("EVENTIDE_STANDBY_REPLICAS") or 0),
             archive_interval_s=float(get("EVENTIDE_ARCHIVE_INTERVAL_S") or 10.0),
+            batch_max=int(get("EVENTIDE_BATCH_MAX") or 40),
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",

@@ -258,13 +258,18 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
             await eventually(ready, timeout_s=60, interval_s=0.1)
             assert all(healthz == 200 for readyz, healthz in seen if readyz == 200), seen
 
-            # A load straight onto the raw topic: 1,500 events of 30 people, one per record.
+            # A backlog written while the worker is down (so it must show as lag when the worker
+            # is back, whatever the machine's speed): 1,500 events of 30 people, one per record.
+            worker.stop()
             total = 1500
             records = [(f"lag-{i % 30}".encode(),
                         dumps({"op": "event", "customer": f"lag-{i % 30}", "name": "loaded",
                                "id": str(ULID())})) for i in range(total)]
-            producing = asyncio.ensure_future(produce_raw(d.bootstrap,
-                                                          d.topics.raw_events.name, records))
+            await produce_raw(d.bootstrap, d.topics.raw_events.name, records)
+            producing = asyncio.ensure_future(asyncio.sleep(0))
+            worker = Worker(d, "json-worker-2", EVENTIDE_LOG_FORMAT="json",
+                            EVENTIDE_BATCH_MAX="1").start()
+            await eventually(ready, timeout_s=60, interval_s=0.05)
             max_lag = 0.0
             raw = d.topics.raw_events.name
 
