@@ -67,6 +67,12 @@ async def test_send_event_action_fires_once_per_transition(deployment: Deploymen
         async with session.put(f"{d.url}/api/v1/segments/pro", json=segment,
                                headers=d.app_auth) as response:
             assert response.status == 200
+
+        async def live() -> None:  # activated in every partition: inputs are evaluated now
+            async with session.get(f"{d.url}/api/v1/segments/pro",
+                                   headers=d.app_auth) as response:
+                assert (await response.json())["segment"]["state"] == "live"
+        await eventually(live)
         for plan in ("pro", "pro", "free", "pro"):
             async with session.put(f"{d.url}/api/v1/customers/a1", json={"plan": plan},
                                    headers=d.track_auth) as response:
