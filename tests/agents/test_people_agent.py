@@ -8,21 +8,17 @@ which is what a Kafka redelivery looks like).
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator, Sequence
 
 import orjson
 import pytest
 from ulid import ULID
 
-from app.clock import ManualClock
 from app.model import encode_envelope
 from app.producer import BrokerUnavailable, OutRecord, partition_for
-from app.settings import Settings
 from app.topics import DEDUP, HISTORY, PROFILES
-from app.wiring import create_app
+from tests.agents.agent_harness import AgentHarness, agent_harness
 from tables.state import StateManager
 
 NOW_S = 1_700_000_000.0
@@ -47,19 +43,7 @@ def identify(n: int, attributes: dict[str, Any], person: str = "alice",
             "update": False, "received_at": RECEIVED + n, **extra}
 
 
-@dataclass
-class Harness:
-    app: Any
-    rt: Any
-    sent: list[OutRecord] = field(default_factory=list)
-    calls: list[list[OutRecord]] = field(default_factory=list)
-    commits: int = 0
-    committing: int = 0
-    #: raise BrokerUnavailable on the next N send_all calls
-    fail_next: int = 0
-    #: called at each send_all, before it records or fails (to look at the store meanwhile)
-    on_send: Callable[[Sequence[OutRecord]], None] | None = None
-
+class Harness(AgentHarness):
     @property
     def person_topic(self) -> str:
         return self.rt.topics.person_events.name
@@ -67,59 +51,15 @@ class Harness:
     def changelog(self, table: str) -> str:
         return self.rt.topics.table(table).changelog_topic
 
-    def sent_to(self, topic: str) -> list[OutRecord]:
-        return [r for r in self.sent if r.topic == topic]
-
     def history(self, person: str) -> list[dict[str, Any]] | None:
         return self.rt.state.tables[HISTORY].get(0, person)
-
-    async def settle(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait (bounded) until ``condition`` holds and no commit is in progress."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not (condition() and self.committing == 0):
-            if loop.time() > deadline:
-                raise AssertionError("timed out waiting for the agent")
-            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = Settings(data_dir=tmp_path, partitions=4, app_key="a", site_id="s", api_key="k")
-    app = create_app(settings, clock=ManualClock(NOW_S))
-    app.finalize()
-    rt = app.runtime
-    h = Harness(app, rt)
-
-    async def send_all(records: Sequence[OutRecord]) -> list[int]:
-        records = list(records)
-        if h.on_send is not None:
-            h.on_send(records)
-        if h.fail_next:
-            h.fail_next -= 1
-            raise BrokerUnavailable("injected: no acks")
-        h.calls.append(records)
-        h.sent.extend(records)
-        return list(range(len(h.sent) - len(records), len(h.sent)))
-
-    rt.producer.send_all = send_all
-    original_commit = rt.commit
-
-    async def commit(unit: Any) -> None:
-        h.committing += 1
-        try:
-            await original_commit(unit)
-            h.commits += 1
-        finally:
-            h.committing -= 1
-
-    rt.commit = commit
-    rt.started.set()
-    rt.state._recovered.update({(rt.topics.person_events.name, p) for p in range(4)})
-    try:
+    async for h in agent_harness(tmp_path, NOW_S, Harness):
         yield h
-    finally:
-        rt.state.close()
+
 
 
 def agent_of(h: Harness) -> Any:

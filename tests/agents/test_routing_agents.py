@@ -6,39 +6,25 @@ reads two topics, so its test messages carry the topic name ``<internal>``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence
+from typing import Any, AsyncIterator
 
 import orjson
 import pytest
 from ulid import ULID
 
-from app.clock import ManualClock
 from app.model import decode_envelope, encode_envelope
 from app.producer import OutRecord, partition_for
-from app.settings import Settings
 from app.topics import ANONYMOUS_HISTORY
-from app.wiring import create_app
+from tests.agents.agent_harness import AgentHarness, agent_harness
 
 NOW_S = 1_700_000_000.0
 RECEIVED = 1_700_000_000_000
 GIVEN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 
 
-@dataclass
-class Harness:
-    app: Any
-    rt: Any
-    sent: list[OutRecord] = field(default_factory=list)
-    committing: int = 0
-    commits: int = 0
-
-    def sent_to(self, topic: str) -> list[OutRecord]:
-        return [r for r in self.sent if r.topic == topic]
-
+class Harness(AgentHarness):
     @property
     def person_records(self) -> list[OutRecord]:
         return self.sent_to(self.rt.topics.person_events.name)
@@ -50,48 +36,12 @@ class Harness:
     def anonymous(self, anonymous_id: str) -> dict[str, Any] | None:
         return self.rt.state.tables[ANONYMOUS_HISTORY].get(0, anonymous_id)
 
-    async def settle(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not (condition() and self.committing == 0):
-            if loop.time() > deadline:
-                raise AssertionError("timed out waiting for the agent")
-            await asyncio.sleep(0.005)
-
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = Settings(data_dir=tmp_path, partitions=4, app_key="a", site_id="s", api_key="k")
-    app = create_app(settings, clock=ManualClock(NOW_S))
-    app.finalize()
-    rt = app.runtime
-    h = Harness(app, rt)
-
-    async def send_all(records: Sequence[OutRecord]) -> list[int]:
-        h.sent.extend(records)
-        return list(range(len(h.sent) - len(records), len(h.sent)))
-
-    rt.producer.send_all = send_all
-    original_commit = rt.commit
-
-    async def commit(unit: Any) -> None:
-        h.committing += 1
-        try:
-            await original_commit(unit)
-            h.commits += 1
-        finally:
-            h.committing -= 1
-
-    rt.commit = commit
-    rt.started.set()
-    rt.state._recovered.update({(topic.name, p) for topic in
-                                (rt.topics.person_events, rt.topics.raw_anonymous,
-                                 rt.topics.raw_events)
-                                for p in range(4)})
-    try:
+    async for h in agent_harness(tmp_path, NOW_S, Harness):
         yield h
-    finally:
-        rt.state.close()
+
 
 
 def customers_on_distinct_partitions(partitions: int = 4) -> dict[int, list[str]]:
