@@ -14,6 +14,7 @@ time), so re-running the same log gives the same transitions with the same chang
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable, Sequence
 
 import faust
@@ -33,6 +34,8 @@ from app.segments.definition import Segment
 from app.topics import (DEDUP, EVENT_NAMES, HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
                         SEGMENT_STATE, TIMERS)
 from tables.state import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 def policy_of(rt: Runtime) -> Policy:
@@ -88,6 +91,8 @@ class PeopleBatch:
         self.changes = 0
         #: People deleted in this batch: their keys are removed at flush, not written.
         self.deleted: set[tuple[int, str]] = set()
+        #: (partition, offset, index) of the item being handled, for error reports.
+        self.at: tuple[int, int | None, int | None] = (0, None, None)
 
     def person(self, partition: int, person: str) -> PersonState:
         slot = (partition, person)
@@ -107,6 +112,7 @@ class PeopleBatch:
     # -- item kinds ----------------------------------------------------------------------------
 
     async def handle(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
+        self.at = (partition, offset, index)
         op = item.get("op")
         if op in ("event", "identify", "merge_from", "absorb", "delete"):
             state = self.person(partition, item["person"])
@@ -423,16 +429,27 @@ class PeopleBatch:
 
     def publish(self, partition: int, change: Change, segment: Segment | None) -> None:
         rt, unit, topics = self.rt, self.unit, self.rt.topics
+        members_key = f"{change.segment_id}\x00{change.person_id}"
+        entered = change.change == "entered"
+        if (unit.get(SEGMENT_MEMBERS, partition, members_key) is not None) == entered:
+            # The members index is written with every published change, so it holds the kind of
+            # the last one. Publishing the same kind again (two entered in a row) can only mean
+            # the person's membership and the index disagree: state was lost or mixed. Never
+            # expected; counted (/metrics must show 0) and withheld from consumers.
+            rt.counters["invariant_violations"] += 1
+            log.error("invariant: %s %s %s again (cause %s, change %s) at person.events[%d] "
+                      "offset %s item %s; not published", change.person_id, change.change,
+                      change.segment_id, change.cause, change.change_id, partition,
+                      *self.at[1:])
+            return
         record = change.record()
         key = change.person_id.encode()
         unit.send(OutRecord(topics.segment_changes.name, partition, key, orjson.dumps(record)))
         member_key = f"{change.segment_id}:{change.person_id}".encode()
-        entered = change.change == "entered"
         unit.send(OutRecord(topics.segment_membership.name, partition, member_key,
                             orjson.dumps({"segment_id": change.segment_id,
                                           "person_id": change.person_id,
                                           "since": change.at}) if entered else None))
-        members_key = f"{change.segment_id}\x00{change.person_id}"
         if entered:
             unit.put(SEGMENT_MEMBERS, partition, members_key, change.at)
         else:

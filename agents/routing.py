@@ -15,7 +15,7 @@ is kept under that id until an identify links it to a person; then the stored ev
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import faust
 from faust.types import EventT
@@ -165,11 +165,15 @@ class CustomerRouter:
             raise ValueError(f"op: unknown identity command {op!r}")
 
 
-async def route_batch(rt: Runtime, events: Sequence[EventT], router: "Router",
-                      side_topic: str) -> None:
+async def route_batch(rt: Runtime, events: Sequence[EventT],
+                      make_router: Callable[[UnitOfWork], "Router"], side_topic: str) -> None:
     """One batch of a routing agent: raw items to ``router.on_raw``, items of the stage's own
-    side topic (identity commands, anonymous links) to ``router.on_side``."""
+    side topic (identity commands, anonymous links) to ``router.on_side``.
+
+    The unit begins once the batch's partitions are recovered (and fenced): a unit knows which
+    ownership of each partition it was computed under (``StateManager.commit``)."""
     await recover_for(rt, events)
+    router = make_router(rt.state.begin())
     for located in items_of(rt, router.unit, events):
         event, partition, offset, index, item = located
         try:
@@ -184,8 +188,8 @@ async def route_batch(rt: Runtime, events: Sequence[EventT], router: "Router",
 
 
 async def route_customer_batch(rt: Runtime, events: Sequence[EventT]) -> None:
-    router = CustomerRouter(rt, rt.state.begin())
-    await route_batch(rt, events, router, rt.topics.identity_commands.name)
+    await route_batch(rt, events, lambda unit: CustomerRouter(rt, unit),
+                      rt.topics.identity_commands.name)
 
 
 class AnonymousRouter:
@@ -266,8 +270,9 @@ class AnonymousRouter:
 
 
 async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT]) -> None:
-    router = AnonymousRouter(rt, rt.state.begin(), rt.clock.now())
-    await route_batch(rt, events, router, rt.topics.anonymous_links.name)
+    now_s = rt.clock.now()
+    await route_batch(rt, events, lambda unit: AnonymousRouter(rt, unit, now_s),
+                      rt.topics.anonymous_links.name)
 
 
 def register(app: faust.App, rt: Runtime) -> None:

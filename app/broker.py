@@ -43,12 +43,58 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class EmbeddedBroker:
-    """Start and stop a Tansu broker on 127.0.0.1:``port`` with memory storage."""
+def _die_with_parent() -> None:
+    """In the broker's child process, before exec: SIGKILL it when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``), however the parent dies — SIGKILL and the OOM killer included."""
+    try:
+        import ctypes
 
-    def __init__(self, port: int, log_path: Path | None = None) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the pid file still lets the next start find an orphan
+
+
+def stop_orphan(pid_path: Path, port: int, timeout_s: float = 10.0) -> int | None:
+    """Stop an embedded broker a previous run of this data dir left running; its pid, or None.
+
+    Only a live process whose command line is the broker binary's is touched (a recycled pid is
+    left alone)."""
+    try:
+        pid = int(orjson.loads(pid_path.read_bytes())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        pid_path.unlink(missing_ok=True)
+        return None
+    if not cmdline or Path(cmdline[0].decode(errors="replace")).name != Path(
+            broker_binary()).name or b"broker" not in cmdline:
+        pid_path.unlink(missing_ok=True)
+        return None
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return None
+    deadline = time.monotonic() + timeout_s
+    while (Path(f"/proc/{pid}").exists() or _port_open(port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid_path.unlink(missing_ok=True)
+    return pid
+
+
+class EmbeddedBroker:
+    """Start and stop a Tansu broker on 127.0.0.1:``port`` with memory storage.
+
+    The broker dies with the process that started it; ``pid_path`` (if given) records it so the
+    next start can stop one that outlived its parent anyway (:func:`stop_orphan`)."""
+
+    def __init__(self, port: int, log_path: Path | None = None,
+                 pid_path: Path | None = None) -> None:
         self.port = port
         self.log_path = log_path
+        self.pid_path = pid_path
         #: Identifies this broker's log: state built against another instance must not mix.
         self.instance_id = uuid.uuid4().hex
         self._process: subprocess.Popen | None = None
@@ -67,7 +113,10 @@ class EmbeddedBroker:
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent)
+        if self.pid_path is not None:
+            self.pid_path.write_bytes(orjson.dumps({"pid": self._process.pid,
+                                                    "port": self.port}))
         deadline = time.monotonic() + timeout_s
         while not _port_open(self.port):
             if self._process.poll() is not None:
@@ -87,6 +136,8 @@ class EmbeddedBroker:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if self.pid_path is not None:
+            self.pid_path.unlink(missing_ok=True)
         # Tansu panics with AddrInUse if restarted before the port is really free.
         deadline = time.monotonic() + timeout_s
         while _port_open(self.port) and time.monotonic() < deadline:
@@ -137,13 +188,14 @@ def claim_data_dir(data_dir: Path, broker_instance: str) -> Path | None:
 
     Local RocksDB remembers changelog offsets of the broker it was built against. A fresh
     in-memory broker starts every topic at offset 0, so reusing that state would silently mix two
-    logs. The archived input log (``log/``) is kept: state is rebuilt from it. The previous state
+    logs. The input log (``log/``) is kept: state is rebuilt from it. The previous state
     is kept once, as ``<data dir>.previous``. Returns where it was moved, if anywhere.
     """
     marker = data_dir / "broker.json"
     moved: Path | None = None
     owner = orjson.loads(marker.read_bytes()).get("broker") if marker.exists() else None
-    stale = [entry for entry in data_dir.iterdir() if entry.name not in ("log", "broker.json")] \
+    keep = ("log", "broker.json", "broker.pid")
+    stale = [entry for entry in data_dir.iterdir() if entry.name not in keep] \
         if data_dir.exists() else []
     if stale and owner != broker_instance:
         moved = data_dir.with_name(f"{data_dir.name}.previous")

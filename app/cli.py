@@ -20,16 +20,15 @@ import secrets
 import signal
 import socket
 import subprocess
-import threading
 
 from pathlib import Path
 
 import orjson
 
 from app import cli_ops, logging_setup
-from app.broker import EmbeddedBroker, claim_data_dir, ensure_topics
+from app.broker import EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
 from app.ops import deadletters, digest, replay
-from app.ops.archive import LogArchive
+from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
 from app.settings import Settings
 from app.topics import build_topics
 
@@ -54,13 +53,13 @@ def _create_topics(settings: Settings) -> None:
                               min_insync_replicas=settings.min_insync_replicas or None))
 
 
-def _run_worker(settings: Settings) -> int:
+def _run_worker(settings: Settings, input_log: InputLog | None = None) -> int:
     from faust.worker import Worker
 
     from app.wiring import create_app
 
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    app = create_app(settings, input_log=input_log)
     # faust's Worker replaces the root logger's handlers at start: hand it eventide's config.
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                     logging_config=logging_setup.dict_config(json=settings.log_json,
@@ -72,23 +71,6 @@ def _run_worker(settings: Settings) -> int:
     return 0
 
 
-class ArchiveCopier(threading.Thread):
-    """Copies the input topics to the data directory every ``interval_s`` (embedded mode)."""
-
-    def __init__(self, settings: Settings, archive: LogArchive, interval_s: float) -> None:
-        super().__init__(name="log-archive", daemon=True)
-        self.settings, self.archive, self.interval_s = settings, archive, interval_s
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        specs = replay.inputs(build_topics(self.settings))
-        while not self.stopping.wait(self.interval_s):
-            try:
-                asyncio.run(self.archive.copy_from(self.settings.bootstrap_servers, specs))
-            except Exception as exc:  # keep copying: the next interval retries
-                log.warning("copying the log to %s failed: %r", self.archive.root, exc)
-
-
 def _start_extra_workers(settings: Settings, count: int) -> list[subprocess.Popen]:
     """Workers 2..N of ``eventide up --workers N``: same broker and group, own port and state."""
     processes = []
@@ -97,6 +79,7 @@ def _start_extra_workers(settings: Settings, count: int) -> list[subprocess.Pope
         data_dir = settings.data_dir / f"worker-{index}"
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, EVENTIDE_BROKER=settings.broker_url,
+                   EVENTIDE_INPUT_LOG_DIR=str(settings.input_log_dir or ""),
                    EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
                    EVENTIDE_HTTP_PORT=str(port), EVENTIDE_DATA_DIR=str(data_dir))
         log_path = settings.data_dir / f"worker-{index}.log"
@@ -108,56 +91,58 @@ def _start_extra_workers(settings: Settings, count: int) -> list[subprocess.Pope
     return processes
 
 
-def _restore_archive(settings: Settings, archive: LogArchive) -> int:
+def _open_input_log(settings: Settings) -> InputLog:
+    """Check (and repair) the input log, and load it into the fresh embedded broker."""
     from rich.console import Console
     from rich.progress import Progress
 
-    specs = replay.inputs(build_topics(settings))
-    total = archive.count(specs)
-    if not total:
-        return 0
-    with Progress(transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task("loading the archived log into the broker", total=total)
-        loaded = asyncio.run(archive.load_into(
-            settings.bootstrap_servers, specs,
-            progress=lambda n: bar.update(task, completed=n)))
-    return loaded
+    root = settings.data_dir / "log"
+    slots = slots_of(replay.inputs(build_topics(settings)))
+    say = (lambda line: print(f"note: {line}", file=sys.stderr))
+    migrate_archive(root, slots, say=say)
+    input_log = InputLog(root, slots, max_bytes=settings.input_log_max_bytes)
+    total = input_log.open(say=say)
+    if total:
+        with Progress(transient=True, console=Console(stderr=True)) as bar:
+            task = bar.add_task("loading the input log into the broker", total=total)
+            restored = asyncio.run(input_log.restore_into(
+                settings.bootstrap_servers, progress=lambda n: bar.update(task, completed=n)))
+        print(f"restored {restored} input records from {root}; the worker rebuilds state from "
+              "them (progress: /metrics, records_in)", file=sys.stderr)
+    input_log.publish_to(root / DURABLE_OFFSETS)
+    return input_log
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings_from(args).with_generated_credentials()
     broker: EmbeddedBroker | None = None
-    copier: ArchiveCopier | None = None
-    archive = LogArchive(settings.data_dir / "log")
+    input_log: InputLog | None = None
     if settings.embedded:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        pid_path = settings.data_dir / "broker.pid"
+        orphan = stop_orphan(pid_path, settings.embedded_broker_port)
+        if orphan is not None:
+            print(f"note: stopped the embedded broker (pid {orphan}) a previous run left behind",
+                  file=sys.stderr)
         broker = EmbeddedBroker(settings.embedded_broker_port, settings.data_dir.parent /
-                                f"{settings.data_dir.name}-broker.log")
+                                f"{settings.data_dir.name}-broker.log", pid_path=pid_path)
         broker.start()
         moved = claim_data_dir(settings.data_dir, broker.instance_id)
         if moved is not None:
             print(f"note: state built against the previous broker was moved to {moved}; it is "
-                  "rebuilt from the archived log", file=sys.stderr)
-        print(f"note: the embedded broker keeps its log in memory; eventide copies the input "
-              f"topics to {archive.root} every {settings.archive_interval_s:g} s and at a "
-              "graceful stop, so a hard kill of this process loses at most that interval. "
-              "Point EVENTIDE_BROKER at Kafka for full durability.", file=sys.stderr)
+                  "rebuilt from the input log", file=sys.stderr)
+        settings = settings.replace(input_log_dir=settings.data_dir / "log",
+                                    input_log_writer=True)
     try:
         _create_topics(settings)
         if broker is not None:
-            restored = _restore_archive(settings, archive)
-            if restored:
-                print(f"restored {restored} input records from {archive.root}; the worker "
-                      "rebuilds state from them (progress: /metrics, records_in)",
-                      file=sys.stderr)
-            copier = ArchiveCopier(settings, archive, settings.archive_interval_s)
-            copier.start()
+            input_log = _open_input_log(settings)
         print(f"eventide API:       {settings.http_url}")
         print(f"console:            {settings.http_url}/console/  (sign in with the app key)")
         print(f"track credentials:  site_id={settings.site_id}  api_key={settings.api_key}")
         print(f"app key (reads):    {settings.app_key}")
-        print(f"broker:             {settings.bootstrap_servers}"
-              f"{' (embedded, in memory)' if broker else ''}")
+        where = f" (embedded; inputs flushed to {settings.input_log_dir})" if broker else ""
+        print(f"broker:             {settings.bootstrap_servers}{where}")
         print("try:  curl -u SITE_ID:API_KEY " + settings.http_url +
               "/api/v1/customers/5/events -d name=purchased -d data[price]=23.45", flush=True)
         # The worker reads credentials from the environment like any other setting.
@@ -165,7 +150,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                           EVENTIDE_APP_KEY=settings.app_key)
         extra = _start_extra_workers(settings, args.workers - 1)
         try:
-            return _run_worker(settings)
+            return _run_worker(settings, input_log)
         finally:
             for process in extra:
                 process.send_signal(signal.SIGTERM)
@@ -175,13 +160,6 @@ def cmd_up(args: argparse.Namespace) -> int:
                 except subprocess.TimeoutExpired:
                     process.kill()
     finally:
-        if copier is not None:
-            copier.stopping.set()
-            copier.join(timeout=30)
-            copied = asyncio.run(archive.copy_from(settings.bootstrap_servers,
-                                                   replay.inputs(build_topics(settings))))
-            print(f"log archive up to date ({copied} new records) in {archive.root}",
-                  file=sys.stderr)
         if broker is not None:
             broker.stop()
 

@@ -67,6 +67,9 @@ COUNTER_HELP = {
     "segment_evaluations": "Segment evaluations of a person.",
     "segment_changes": "Segment membership changes, per kind (enter, exit).",
     "http_responses": "HTTP API responses, per status code.",
+    "invariant_violations": "Segment changes withheld because they would repeat the person's "
+                            "last change for that segment (two entered in a row): a bug, logged "
+                            "with its partition and offset. Must stay 0.",
 }
 #: Label name of a counter's ``:<label>`` part, where it is not a topic (``.`` in it) or a kind.
 COUNTER_LABEL = {"http_responses": "status"}
@@ -74,6 +77,10 @@ GAUGE_HELP = {
     "ready": "1 once this process is ready to serve (see /readyz), else 0.",
     "peak_rss_bytes": "Peak resident set size of this process (VmHWM).",
     "rocksdb_size_bytes": "Approximate on-disk size of this worker's RocksDB tables.",
+    "changelog_fences": "Changelog partitions this worker fenced on taking them over (each voids "
+                        "an unfinished unit a previous writer left, if any).",
+    "changelog_void_records": "Changelog records recovery left out: an unfinished unit's, or a "
+                              "deposed owner's written after a fence.",
     "consumer_lag": "Records in an assigned partition not yet committed by this worker "
                     "(high-watermark minus committed offset).",
 }

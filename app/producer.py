@@ -34,6 +34,8 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    #: The record's timestamp (ms); None: the producer's clock when it is appended.
+    timestamp_ms: int | None = None
 
 
 class BrokerUnavailable(RuntimeError):
@@ -94,12 +96,12 @@ class Producer:
                 for index in indexes:
                     record = records[index]
                     headers = [(k, v) for k, v in record.headers]
-                    if batch.append(key=record.key, value=record.value, timestamp=None,
-                                    headers=headers) is None:
+                    if batch.append(key=record.key, value=record.value,
+                                    timestamp=record.timestamp_ms, headers=headers) is None:
                         pending.append((await self._send_batch(batch, topic, partition), members))
                         batch, members = self._producer.create_batch(), []
-                        batch.append(key=record.key, value=record.value, timestamp=None,
-                                     headers=headers)
+                        batch.append(key=record.key, value=record.value,
+                                     timestamp=record.timestamp_ms, headers=headers)
                     members.append(index)
                 pending.append((await self._send_batch(batch, topic, partition), members))
             for future, members in pending:

@@ -19,7 +19,7 @@ from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
 from app.settings import Settings
 from app.topics import ALIASES, Topics
 from tables.catalog import SegmentCatalog
-from tables.state import StateManager, UnitOfWork
+from tables.state import OwnershipChanged, StateManager, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ class Runtime:
     joined: bool = False
     #: The faust app (for the assignor's view of which worker owns which partition).
     app: Any = None
+    #: Embedded mode, ``eventide up``'s own worker: the input log it writes.
+    input_log: Any = None
 
     def resolve_person(self, identifier: str, kind: str | None = None) -> str | None:
         """The person an identifier names (as the router would resolve it), or None."""
@@ -94,4 +96,7 @@ class Runtime:
                 delay = min(delay * 2, 5.0)
             except asyncio.CancelledError:
                 log.error("stopped while a batch was uncommitted; exiting so it is redelivered")
+                os._exit(3)
+            except OwnershipChanged as exc:
+                log.error("%s; exiting so its inputs are redelivered", exc)
                 os._exit(3)

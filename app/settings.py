@@ -63,14 +63,26 @@ class Settings:
     #: Standby copies: with 1 or more, every worker keeps warm copies of the partitions it does
     #: not own (tailing their changelogs), so failover only catches up the last few records.
     standby_replicas: int = 0
-    #: Embedded mode: how often the input topics are copied to ``<data dir>/log``.
-    archive_interval_s: float = 10.0
+    #: Embedded mode: the input log (``app/ops/input_log.py``) of this instance, and whether this
+    #: process writes it (``eventide up``'s own worker) or waits on its durable offsets.
+    input_log_dir: Path | None = None
+    input_log_writer: bool = False
+    #: Disk the input log may use (0: no bound); past it, ingest answers 503.
+    input_log_max_bytes: int = 0
+    #: Embedded mode: answer only once accepted records are fsync'd to the input log. Turning it
+    #: off is for measuring what the guarantee costs, not for use.
+    ack_on_disk: bool = True
     #: How often time-driven segment changes are looked for (they land within this + a batch).
     tick_interval_s: float = 15.0
     log_level: str = "info"
     log_json: bool = False
     #: Origins (``https://shop.example.com``) whose pages may call the browser endpoints (CORS).
     cors_origins: tuple[str, ...] = ()
+
+    @property
+    def revoke_wait_s(self) -> float:
+        """How long a revoked worker waits for a unit still committing: within the rebalance."""
+        return 10.0 if self.tansu else 60.0
 
     @property
     def embedded(self) -> bool:
@@ -138,7 +150,10 @@ class Settings:
             history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
             history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
             standby_replicas=int(get("EVENTIDE_STANDBY_REPLICAS") or 0),
-            archive_interval_s=float(get("EVENTIDE_ARCHIVE_INTERVAL_S") or 10.0),
+            input_log_dir=Path(get("EVENTIDE_INPUT_LOG_DIR")) if get("EVENTIDE_INPUT_LOG_DIR")
+            else None,
+            input_log_max_bytes=int(get("EVENTIDE_INPUT_LOG_MAX_BYTES") or 0),
+            ack_on_disk=(get("EVENTIDE_ACK_ON_DISK") or "1") not in ("0", "false", "no"),
             batch_max=int(get("EVENTIDE_BATCH_MAX") or 40),
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",

@@ -73,8 +73,8 @@ class Topics:
 
     def all(self) -> list[TopicSpec]:
         partitions = self.person_events.partitions
-        changelogs = [TopicSpec(t.changelog_topic, partitions, "table key", compacted=True)
-                      for t in self.tables]
+        changelogs = [TopicSpec(name, partitions, "<table>\\x1f<table key>", compacted=True)
+                      for name in sorted({t.changelog_topic for t in self.tables})]
         return [*self.raw, self.person_events, self.identity_commands, self.anonymous_links,
                 self.campaign_triggers, self.segment_definitions, self.segment_changes,
                 self.segment_membership, self.deadletter, *changelogs]
@@ -117,8 +117,14 @@ def build_topics(settings: Settings) -> Topics:
     raw_anonymous = topic("raw.anonymous", "anonymous id")
     raw_events = topic("raw.events", "customer identifier as sent")
 
+    # One changelog per table group (the tables that follow one source topic), so the writes of
+    # one unit of work are one ordered run that readers apply whole (tables/changelog.py).
+    changelog_of = {person_events.name: f"{version}.changelog.people",
+                    raw_events.name: f"{version}.changelog.customers",
+                    raw_anonymous.name: f"{version}.changelog.anonymous"}
+
     def table(name: str, source: TopicSpec) -> TableSpec:
-        return TableSpec(name, source.name, f"{version}.changelog.{name}")
+        return TableSpec(name, source.name, changelog_of[source.name])
 
     return Topics(
         raw_events=raw_events,

@@ -16,6 +16,8 @@ from app.api.server import WebServer
 from app.clock import Clock, SystemClock
 from app.consumer_lag import faust_lag_probe
 from app.ingest.batcher import IngestBatcher
+from app.ops import replay
+from app.ops.input_log import DURABLE_OFFSETS, DurableFollower, InputLog, slots_of
 from app.producer import Producer
 from app.runtime import Runtime
 from app.settings import Settings
@@ -62,6 +64,10 @@ class EventideApp(faust.App):
         # Agents (and readiness) wait for ``started``: only once every segment definition is
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
+        self._input_log_task = None
+        if rt.input_log is not None:
+            self._input_log_task = asyncio.ensure_future(rt.input_log.run(
+                rt.settings.bootstrap_servers, tansu=rt.settings.tansu))
 
     async def _start_when_catalog_ready(self) -> None:
         await self.runtime.catalog.caught_up.wait()
@@ -72,6 +78,10 @@ class EventideApp(faust.App):
         self._stopping.set()
         await asyncio.gather(self._catalog_task, return_exceptions=True)
         await self.runtime.batcher.drain()
+        if self._input_log_task is not None:
+            # Every answered request is on disk already; what is still pending is not answered.
+            self._input_log_task.cancel()
+            await asyncio.gather(self._input_log_task, return_exceptions=True)
         await self.runtime.producer.stop()
         self.runtime.state.close()
 
@@ -119,7 +129,21 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
+def _durability(settings: Settings, topics: Any, input_log: InputLog | None) -> Any:
+    """What an accepted record waits for after the broker's acknowledgement: the input log's
+    flush (embedded mode; workers 2..N wait on the durable offsets ``up``'s worker publishes)."""
+    if not settings.ack_on_disk:
+        return None
+    if input_log is not None:
+        return input_log.wait
+    if settings.input_log_dir is not None:
+        return DurableFollower(settings.input_log_dir / DURABLE_OFFSETS,
+                               slots_of(replay.inputs(topics))).wait
+    return None
+
+
+def create_app(settings: Settings, clock: Clock | None = None,
+               input_log: InputLog | None = None) -> EventideApp:
     topics = build_topics(settings)
     producer = Producer(settings)
     runtime = Runtime(
@@ -130,8 +154,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> EventideApp:
         state=StateManager(topics.tables, settings.state_dir / "tables", producer,
                            settings.bootstrap_servers, topics.groups()),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
-                              max_items=settings.ingest_max_batch),
+                              max_items=settings.ingest_max_batch,
+                              durable=_durability(settings, topics, input_log)),
+        input_log=input_log,
     )
+    runtime.counters["invariant_violations"] = 0  # shown at 0: the crash-schedule sweep checks it
     app = EventideApp(settings.app_id, **faust_options(settings))
     app.runtime = runtime
     runtime.app = app
@@ -158,6 +185,11 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
         await stop_standby()
+        # A unit still being committed finishes before its partitions change hands, so the
+        # next owner's recovery reads all of it (faust has waited for its streams already; this
+        # covers a commit still retrying against the broker).
+        if not await rt.state.wait_idle(rt.settings.revoke_wait_s):
+            log.warning("a unit of work was still committing when partitions were revoked")
         by_topic: dict[str, list[int]] = {}
         for tp in revoked:
             rt.assigned.discard((tp.topic, tp.partition))
@@ -176,6 +208,8 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             rt.assigned.add((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         rt.joined = True
+        # The epoch a new owner fences its changelog partitions with (tables/changelog.py).
+        rt.state.generation = getattr(app, "consumer_generation_id", None)
         await stop_standby()
         for topic, partitions in by_topic.items():
             task = asyncio.ensure_future(rt.state.ensure_recovered(topic, partitions))

@@ -2,16 +2,18 @@
 
 The commit order is what keeps state exact under at-least-once delivery (``docs/architecture.md``):
 
-1. the batch's *outputs* are produced and acknowledged;
-2. then the *changelog* records of every changed key, acknowledged;
-3. then the local RocksDB ``WriteBatch`` (values + the changelog offset they reach);
+1. the unit's *outputs* are produced and acknowledged;
+2. then its *changelog* records — every changed key of every table, then a unit-end record — one
+   ordered run per changelog partition (:mod:`tables.changelog`), acknowledged;
+3. then the local RocksDB ``WriteBatch`` (values + how far the changelog is applied);
 4. only then are the input records acknowledged to faust, which commits their offsets.
 
-A crash anywhere leaves the inputs uncommitted, so Kafka redelivers them. Outputs always precede
-the state that records them, so a redelivered input either finds its effects absent (and redoes
-them, re-sending outputs with the same deterministic ids) or finds them present because its
-outputs were all acknowledged already. A restarted worker first replays the changelog past its local
-offset, so local RocksDB can never be *behind* what the changelog says — and never ahead of it.
+A crash anywhere leaves the inputs uncommitted, so Kafka redelivers them. Readers of a changelog
+apply a unit only once its end is there, and every new owner of a partition *fences* it (a record
+that voids the unfinished unit a killed writer left, and whatever a deposed owner still writes), so
+what any worker recovers is the state after some whole number of units — never a part of one.
+A redelivered input therefore either finds its unit's effects absent (and redoes them, re-sending
+outputs with the same deterministic ids) or present in full, its outputs all acknowledged first.
 """
 
 from __future__ import annotations
@@ -25,24 +27,30 @@ from typing import Any, Iterable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from rocksdict import Rdict, WriteBatch
 
 from app.producer import OutRecord, Producer
-from rocksdict import Rdict
-
-from tables.store import PartitionStore, open_database, write_atomically
+from tables.changelog import (UNIT_KEY, Change, Position, Replayer, data_key, epoch_header,
+                              epoch_of, fence_key, fence_value, next_epoch)
+from tables.store import PartitionStore, open_database
 
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+#: Local key of a changelog partition's :class:`Position` (0xFF never starts a caller key).
+_POSITION_PREFIX = b"\xff\xffposition\x1f"
+
+#: (changelog topic, partition): the unit of ownership, fencing and recovery.
+ChangelogPartition = tuple[str, int]
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    #: Short name, e.g. ``history``; also names the directory and the changelog topic.
+    #: Short name, e.g. ``history``; also the key prefix of its records in the changelog.
     name: str
     #: The topic whose partitions this table follows (its keys hash like that topic's keys).
     source_topic: str
-    #: The compacted changelog topic.
+    #: The compacted changelog topic, shared by every table that follows ``source_topic``.
     changelog_topic: str
 
 
@@ -80,10 +88,12 @@ class Table:
 class UnitOfWork:
     """Reads see this unit's own pending writes; nothing is durable until :meth:`StateManager.commit`."""
 
-    def __init__(self, tables: dict[str, Table]) -> None:
+    def __init__(self, tables: dict[str, Table], tenures: dict[ChangelogPartition, int]) -> None:
         self._tables = tables
         self.changes: dict[tuple[str, int], dict[str, Any | None]] = defaultdict(dict)
         self.outputs: list[OutRecord] = []
+        #: The ownership tenure of every changelog partition when the unit began.
+        self.tenures = tenures
 
     def get(self, table: str, partition: int, key: str) -> Any | None:
         pending = self.changes.get((table, partition))
@@ -103,6 +113,10 @@ class UnitOfWork:
         self.outputs.append(record)
 
 
+class OwnershipChanged(RuntimeError):
+    """A partition was revoked and assigned back while a unit of it was being committed."""
+
+
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
                  bootstrap_servers: str, groups: dict[str, str] | None = None) -> None:
@@ -115,30 +129,92 @@ class StateManager:
         #: (source topic, partition) pairs whose tables are caught up with their changelogs.
         self._recovered: set[tuple[str, int]] = set()
         self._recovering: dict[tuple[str, int], asyncio.Task] = {}
+        #: Epoch this worker writes each owned changelog partition with (set when it fenced it).
+        self._epochs: dict[ChangelogPartition, int] = {}
+        #: Bumped whenever ownership of a changelog partition starts or ends, so a unit that
+        #: straddles a change of hands can tell (:meth:`commit`).
+        self._tenures: dict[ChangelogPartition, int] = defaultdict(int)
+        #: The consumer group generation, when known: the epoch a new owner fences with.
+        self.generation: int | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.recovered_records = 0
         self.standby_records = 0
+        self.void_records = 0
+        self.fences = 0
+        self.skipped_local_writes = 0
 
     # -- units of work -------------------------------------------------------------------------
 
     def begin(self) -> UnitOfWork:
-        return UnitOfWork(self.tables)
+        return UnitOfWork(self.tables, dict(self._tenures))
+
+    def changelog_of(self, table: str, partition: int) -> ChangelogPartition:
+        return self.tables[table].spec.changelog_topic, partition
+
+    def position(self, cp: ChangelogPartition) -> Position:
+        return Position.decode(self._db.get(_position_key(cp)))
 
     async def commit(self, unit: UnitOfWork) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._commit(unit)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _commit(self, unit: UnitOfWork) -> None:
         await self._producer.send_all(unit.outputs)
-        changed = [(name, partition, changes) for (name, partition), changes
-                   in unit.changes.items() if changes]
-        records = [
-            OutRecord(self.tables[name].spec.changelog_topic, partition, key.encode(),
-                      None if value is None else orjson.dumps(value))
-            for name, partition, changes in changed for key, value in changes.items()
-        ]
+        by_changelog: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
+            defaultdict(list)
+        for (table, partition), changes in unit.changes.items():
+            writes = by_changelog[self.changelog_of(table, partition)]
+            for key, value in changes.items():
+                writes.append((table, key, None if value is None else orjson.dumps(value)))
+        if not by_changelog:
+            return
+        records: list[OutRecord] = []
+        epochs: dict[ChangelogPartition, int] = {}
+        for cp, writes in by_changelog.items():
+            topic, partition = cp
+            epochs[cp] = epoch = self._epochs.get(cp) or self.position(cp).epoch
+            headers = epoch_header(epoch)
+            records.extend(OutRecord(topic, partition, data_key(table, key), raw, headers)
+                           for table, key, raw in writes)
+            # Last in its partition's run: readers apply the unit once they have read this.
+            records.append(OutRecord(topic, partition, UNIT_KEY, b"", headers))
         offsets = await self._producer.send_all(records)
-        parts = []
-        position = 0
-        for name, partition, changes in changed:
-            position += len(changes)
-            parts.append((self.tables[name].store(partition), changes, offsets[position - 1]))
-        write_atomically(self._db, parts)
+        unit_end = {(r.topic, r.partition): offset for r, offset in zip(records, offsets)
+                    if r.key == UNIT_KEY}
+        batch = WriteBatch(raw_mode=True)
+        for cp, writes in by_changelog.items():
+            if self._tenures[cp] != unit.tenures.get(cp, 0):
+                if cp in self._epochs:
+                    # Revoked and assigned back while in flight: the new tenure's fence may
+                    # have voided this unit, yet faust would commit its inputs.
+                    raise OwnershipChanged(f"{cp[0]}[{cp[1]}] changed hands during a unit")
+                # Revoked while in flight: faust discards the inputs' commit (they are
+                # redelivered to the new owner), and local state must not run ahead of what
+                # the changelog holds for a later recovery here.
+                self.skipped_local_writes += 1
+                log.warning("%s[%d] was revoked during a unit; its writes are left to the "
+                            "changelog", *cp)
+                continue
+            for table, key, raw in writes:
+                self.tables[table].store(cp[1]).stage_raw(batch, key, raw)
+            batch.put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
+        self._db.write(batch)
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no unit is being committed (partitions are about to change hands)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -153,7 +229,8 @@ class StateManager:
                    if self._tables_of(self.group(t)))
 
     async def ensure_recovered(self, topic: str, partitions: Iterable[int]) -> None:
-        """Bring every table that follows ``topic`` up to its changelog's end for ``partitions``."""
+        """Bring every table that follows ``topic`` up to its changelog's end for ``partitions``,
+        and fence those changelog partitions for this worker."""
         topic = self.group(topic)
         waiting: list[asyncio.Future] = []
         missing: list[int] = []
@@ -179,84 +256,146 @@ class StateManager:
         topic = self.group(topic)
         for partition in partitions:
             self._recovered.discard((topic, partition))
+            for changelog in self._changelogs_of(topic):
+                cp = (changelog, partition)
+                self._epochs.pop(cp, None)
+                self._tenures[cp] += 1
             for table in self._tables_of(topic):
                 table.close_partition(partition)
 
     def _tables_of(self, topic: str) -> list[Table]:
         return [t for t in self.tables.values() if t.spec.source_topic == topic]
 
+    def _changelogs_of(self, topic: str) -> list[str]:
+        return sorted({t.spec.changelog_topic for t in self._tables_of(topic)})
+
     async def _recover(self, topic: str, partitions: list[int]) -> None:
         try:
-            stores = {TopicPartition(table.spec.changelog_topic, partition): table.store(partition)
-                      for table in self._tables_of(topic) for partition in partitions}
-            if stores:
-                await self._replay_changelogs(stores)
+            cps = [(changelog, p) for changelog in self._changelogs_of(topic) for p in partitions]
+            if cps:
+                replayers = await self._replay(cps)
+                await self._fence(replayers)
             self._recovered.update((topic, partition) for partition in partitions)
         finally:
             for partition in partitions:
                 self._recovering.pop((topic, partition), None)
 
-    async def _changelog_consumer(self, stores: dict[TopicPartition, PartitionStore]
+    async def _fence(self, replayers: dict[ChangelogPartition, Replayer]) -> None:
+        """Claim each changelog partition for this worker: a fence record with a new epoch, which
+        voids the unfinished unit past the last complete one (a writer killed mid-unit) and
+        anything a deposed owner writes from now on."""
+        records, epochs = [], {}
+        for (topic, partition), replayer in replayers.items():
+            position = replayer.position
+            epoch = epochs[(topic, partition)] = next_epoch(position.epoch, self.generation)
+            if replayer.unfinished:
+                log.warning("%s[%d]: %d changelog records past offset %d belong to an "
+                            "unfinished unit; fenced off (epoch %d)", topic, partition,
+                            replayer.unfinished, position.applied_to, epoch)
+            records.append(OutRecord(topic, partition, fence_key(epoch),
+                                     fence_value(epoch, position.applied_to),
+                                     epoch_header(epoch)))
+        offsets = await self._producer.send_all(records)
+        batch = WriteBatch(raw_mode=True)
+        for record, offset in zip(records, offsets):
+            cp = (record.topic, record.partition)
+            batch.put(_position_key(cp), Position(offset, epochs[cp]).encode())
+        self._db.write(batch)
+        for record in records:
+            cp = (record.topic, record.partition)
+            self._epochs[cp] = epochs[cp]
+            self._tenures[cp] += 1
+        self.fences += len(records)
+
+    def apply_changes(self, cp: ChangelogPartition, changes: list[Change],
+                      position: Position) -> None:
+        """Apply one complete unit read from a changelog, with the position it reaches."""
+        batch = WriteBatch(raw_mode=True)
+        partition = cp[1]
+        for table, key, value in changes:
+            store = self.tables[table].store(partition) if table in self.tables else None
+            if store is not None:
+                store.stage_raw(batch, key, value)
+        batch.put(_position_key(cp), position.encode())
+        self._db.write(batch)
+
+    def feed(self, cp: ChangelogPartition, replayer: Replayer, offset: int, key: bytes | None,
+             value: bytes | None, epoch: int) -> int:
+        """One changelog record into ``replayer``; applies the unit it completes. Returns the
+        number of changes applied."""
+        changes = replayer.feed(offset, key, value, epoch)
+        if changes is None:
+            return 0
+        self.apply_changes(cp, changes, replayer.position)
+        return len(changes)
+
+    async def _changelog_consumer(self, positions: dict[ChangelogPartition, Position]
                                   ) -> AIOKafkaConsumer:
-        """A consumer positioned just after what each store already reflects."""
+        """A consumer positioned just after what each local copy already reflects."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
         await consumer.start()
-        consumer.assign(list(stores))
-        for tp, store in stores.items():
-            consumer.seek(tp, store.changelog_offset + 1)
+        consumer.assign([TopicPartition(*cp) for cp in positions])
+        for cp, position in positions.items():
+            consumer.seek(TopicPartition(*cp), position.applied_to + 1)
         return consumer
 
     async def follow_standbys(self, partitions: dict[str, list[int]]) -> None:
         """Keep warm copies of partitions this worker does not own, by tailing their changelogs,
         so a failover only has to catch up the last few records. Runs until cancelled; cancel it
         before recovering newly assigned partitions (applying is synchronous, so a cancel never
-        lands half-way through a batch)."""
-        stores = {TopicPartition(table.spec.changelog_topic, partition): table.store(partition)
-                  for topic, parts in partitions.items() for table in self._tables_of(topic)
-                  for partition in parts}
-        if not stores:
+        lands half-way through a unit)."""
+        cps = [(changelog, p) for topic, parts in partitions.items()
+               for changelog in self._changelogs_of(topic) for p in parts]
+        if not cps:
             return
-        consumer = await self._changelog_consumer(stores)
+        replayers = {cp: Replayer(self.position(cp)) for cp in cps}
+        consumer = await self._changelog_consumer({cp: r.position for cp, r in replayers.items()})
         try:
             while True:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=20_000)
                 for tp, messages in fetched.items():
-                    if messages:
-                        stores[tp].apply_changelog([(m.key, m.value) for m in messages],
-                                                   messages[-1].offset)
-                        self.standby_records += len(messages)
+                    cp = (tp.topic, tp.partition)
+                    for m in messages:
+                        self.feed(cp, replayers[cp], m.offset, m.key, m.value,
+                                  epoch_of(m.headers))
+                    self.standby_records += len(messages)
         finally:
             await consumer.stop()
 
-    async def _replay_changelogs(self, stores: dict[TopicPartition, PartitionStore]) -> None:
-        """Apply every changelog record past each store's own offset, up to the fetch high-water.
+    async def _replay(self, cps: list[ChangelogPartition]) -> dict[ChangelogPartition, Replayer]:
+        """Apply every complete unit past each local copy's position, up to the fetch
+        high-watermark.
 
         The fetch high-watermark is the end to reach: the embedded broker's ListOffsets can
         under-report it after batched produces, so ListOffsets is never used here.
         """
-        consumer = await self._changelog_consumer(stores)
+        replayers = {cp: Replayer(self.position(cp)) for cp in cps}
+        consumer = await self._changelog_consumer({cp: r.position for cp, r in replayers.items()})
         try:
-            pending = set(stores)
-            applied = 0
+            pending = {TopicPartition(*cp) for cp in cps}
+            read = applied = 0
             while pending:
                 fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=20_000)
                 for tp, messages in fetched.items():
-                    if messages:
-                        stores[tp].apply_changelog([(m.key, m.value) for m in messages],
-                                                   messages[-1].offset)
-                        applied += len(messages)
+                    cp = (tp.topic, tp.partition)
+                    for m in messages:
+                        applied += self.feed(cp, replayers[cp], m.offset, m.key, m.value,
+                                             epoch_of(m.headers))
+                    read += len(messages)
                 for tp in list(pending):
                     highwater = consumer.highwater(tp)
                     if highwater is not None and await consumer.position(tp) >= highwater:
                         pending.discard(tp)
-            self.recovered_records += applied
-            if applied:
-                log.info("recovered %d changelog records for %d table partitions", applied,
-                         len(stores))
+            self.recovered_records += read
+            self.void_records += sum(r.void for r in replayers.values())
+            if read:
+                log.info("recovered %d changelog records (%d changes) for %d partitions", read,
+                         applied, len(cps))
         finally:
             await consumer.stop()
+        return replayers
 
     def approximate_size_bytes(self) -> int:
         return self._db.property_int_value("rocksdb.total-sst-files-size") or 0
@@ -265,3 +404,7 @@ class StateManager:
         for table in self.tables.values():
             table.close()
         self._db.close()
+
+
+def _position_key(cp: ChangelogPartition) -> bytes:
+    return _POSITION_PREFIX + f"{cp[0]}\x1f{cp[1]}".encode()

@@ -75,6 +75,13 @@ class PartitionStore:
         if changelog_offset is not None:
             batch.put(self._offset_key, str(changelog_offset).encode())
 
+    def stage_raw(self, batch: WriteBatch, key: str, raw: bytes | None) -> None:
+        """Add one already-encoded value (``None`` deletes) to ``batch``."""
+        if raw is None:
+            batch.delete(self._key(key))
+        else:
+            batch.put(self._key(key), raw)
+
     def write(self, changes: Mapping[str, Any | None], changelog_offset: int | None) -> None:
         """Apply ``changes`` and record ``changelog_offset``, atomically."""
         batch = WriteBatch(raw_mode=True)

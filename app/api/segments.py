@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from typing import Any, Iterator
 
 import orjson
@@ -29,9 +31,12 @@ async def publish_definition(rt: Runtime, segment_id: str, value: dict[str, Any]
     """Write a definition (``None``: a deletion) to the definitions topic, and wait until this
     worker's catalog has it (read-your-writes)."""
     record = OutRecord(rt.topics.segment_definitions.name, 0, segment_id.encode(),
-                       None if value is None else orjson.dumps(value))
+                       None if value is None else orjson.dumps(value),
+                       timestamp_ms=int(time.time() * 1000))
     try:
         offset = await rt.producer.send_one(record)
+        if rt.batcher.durable is not None:
+            await rt.batcher.durable([record], [offset])
     except BrokerUnavailable as exc:
         raise ApiError(503, f"broker: {exc}; the definition was not saved") from None
     await rt.catalog.wait_for(offset, timeout_s=10)

@@ -79,7 +79,9 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
         require_app(request, rt.settings)
         gauges = {"peak_rss_bytes": float(peak_rss_bytes()),
                   "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
-                  "ready": float(ready(rt))}
+                  "ready": float(ready(rt)),
+                  "changelog_fences": float(rt.state.fences),
+                  "changelog_void_records": float(rt.state.void_records)}
         labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
         if lag_probe is not None:
             labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)

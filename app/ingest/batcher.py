@@ -2,15 +2,17 @@
 
 A request's item joins the open batch of its partition; the batch is produced after
 ``linger_s`` or when full, and every request in it is answered once the broker acknowledged that
-one record (so a 200 still means "durably in the log"). Under load this turns thousands of
+one record and, in embedded mode, once it is flushed to the local input log
+(:mod:`app.ops.input_log`): a 200 means "durably in the log" in every mode. Under load this turns thousands of
 requests into tens of records; a lone request waits only the linger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
 from app.model import encode_envelope
 from app.producer import OutRecord, Producer, partition_for
@@ -24,9 +26,15 @@ class _OpenBatch:
     timer: asyncio.TimerHandle | None = None
 
 
+#: Waits until produced records are on stable storage (the embedded mode's input log).
+Durability = Callable[[Sequence[OutRecord], Sequence[int]], Awaitable[None]]
+
+
 class IngestBatcher:
-    def __init__(self, producer: Producer, *, linger_s: float, max_items: int) -> None:
+    def __init__(self, producer: Producer, *, linger_s: float, max_items: int,
+                 durable: Durability | None = None) -> None:
         self._producer = producer
+        self.durable = durable
         self._linger_s = linger_s
         self._max_items = max_items
         self._open: dict[tuple[str, int], _OpenBatch] = {}
@@ -61,7 +69,8 @@ class IngestBatcher:
         if batch.timer is not None:
             batch.timer.cancel()
         try:
-            record = OutRecord(slot[0], slot[1], batch.key, encode_envelope(batch.items))
+            record = OutRecord(slot[0], slot[1], batch.key, encode_envelope(batch.items),
+                               timestamp_ms=int(time.time() * 1000))
         except Exception as exc:  # never leave the batch's requests waiting forever
             if batch.done is not None and not batch.done.done():
                 batch.done.set_exception(exc)
@@ -73,7 +82,9 @@ class IngestBatcher:
     async def _send(self, record: OutRecord, done: asyncio.Future | None) -> None:
         assert done is not None
         try:
-            await self._producer.send_all([record])
+            offsets = await self._producer.send_all([record])
+            if self.durable is not None:
+                await self.durable([record], offsets)
         except Exception as exc:
             if not done.done():
                 done.set_exception(exc)

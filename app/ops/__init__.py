@@ -1,1 +1,1 @@
-"""Operator tools that work on the log itself: digest, replay, durable log archive, dead letters."""
+"""Operator tools that work on the log itself: digest, replay, the embedded mode's input log, dead letters."""

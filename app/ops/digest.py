@@ -17,6 +17,7 @@ import orjson
 
 from app.ops.topics_io import read_topic
 from app.settings import Settings
+from tables.changelog import Replayer, epoch_of
 from app.topics import (ANONYMOUS_HISTORY, DEDUP, EVENT_NAMES, SEGMENT_STATE, build_topics)
 
 _AGGREGATED = (SEGMENT_STATE, EVENT_NAMES)
@@ -42,22 +43,36 @@ def _aggregate(table: str, per_partition: dict[str, list[Any]]) -> dict[str, Any
     return out
 
 
-async def table_contents(settings: Settings, table: str) -> dict[str, Any]:
-    """The latest value of every key of ``table`` (normalized), from its changelog."""
-    topics = build_topics(settings)
-    spec = topics.table(table)
-    latest: dict[tuple[int, bytes], bytes | None] = {}
-    async for batch in read_topic(settings.bootstrap_servers, spec.changelog_topic,
-                                  topics.person_events.partitions):
+async def changelog_state(settings: Settings, changelog: str
+                          ) -> dict[tuple[int, str, str], bytes | None]:
+    """(partition, table, key) → latest value, as a recovering worker would read the changelog:
+    whole units only, fenced-off records left out (:class:`tables.changelog.Replayer`)."""
+    partitions = build_topics(settings).person_events.partitions
+    replayers: dict[int, Replayer] = defaultdict(Replayer)
+    latest: dict[tuple[int, str, str], bytes | None] = {}
+    async for batch in read_topic(settings.bootstrap_servers, changelog, partitions):
         for record in batch:
-            latest[(record.partition, record.key)] = record.value
+            changes = replayers[record.partition].feed(record.offset, record.key, record.value,
+                                                       epoch_of(record.headers))
+            for table, key, value in changes or ():
+                latest[(record.partition, table, key)] = value
+    return latest
+
+
+async def table_contents(settings: Settings, table: str,
+                         state: dict[tuple[int, str, str], bytes | None] | None = None
+                         ) -> dict[str, Any]:
+    """The latest value of every key of ``table`` (normalized), from its changelog."""
+    if state is None:
+        state = await changelog_state(settings, build_topics(settings).table(table).changelog_topic)
+    latest = {(p, key): value for (p, t, key), value in state.items() if t == table}
     if table in _AGGREGATED:
         grouped: dict[str, list[Any]] = defaultdict(list)
         for (_, key), value in latest.items():
             if value is not None:
-                grouped[key.decode()].append(orjson.loads(value))
+                grouped[key].append(orjson.loads(value))
         return _aggregate(table, grouped)
-    return {key.decode(): _normalize(table, orjson.loads(value))
+    return {key: _normalize(table, orjson.loads(value))
             for (_, key), value in latest.items() if value is not None}
 
 
@@ -72,8 +87,12 @@ def digest_of(contents: dict[str, Any]) -> str:
 async def digest(settings: Settings) -> dict[str, str]:
     """``{table: sha256, ..., "overall": sha256}`` of a state version."""
     result: dict[str, str] = {}
+    states: dict[str, dict[tuple[int, str, str], bytes | None]] = {}
     for spec in build_topics(settings).tables:
-        result[spec.name] = digest_of(await table_contents(settings, spec.name))
+        if spec.changelog_topic not in states:
+            states[spec.changelog_topic] = await changelog_state(settings, spec.changelog_topic)
+        result[spec.name] = digest_of(await table_contents(settings, spec.name,
+                                                           states[spec.changelog_topic]))
     overall = hashlib.sha256()
     for name in sorted(result):
         overall.update(f"{name}={result[name]}\n".encode())

@@ -19,6 +19,7 @@ from app.model import encode_envelope
 from app.producer import BrokerUnavailable, OutRecord, partition_for
 from app.topics import DEDUP, HISTORY, PROFILES
 from tests.agents.agent_harness import AgentHarness, agent_harness
+from tables.changelog import UNIT_KEY, split_key
 from tables.state import StateManager
 
 NOW_S = 1_700_000_000.0
@@ -109,22 +110,25 @@ async def test_changelog_records_mirror_every_changed_table(harness: Harness) ->
         await ag.put(encode_envelope([event(1), identify(2, {"plan": "pro"}),
                                       event(3, person="bob")]), key=b"alice")
         await h.settle(lambda: h.history("bob") is not None)
-    for table in (DEDUP, HISTORY, PROFILES):
-        records = h.sent_to(h.changelog(table))
-        for record in records:
-            assert record.partition == 0
-            assert orjson.loads(record.value) == h.rt.state.tables[table].get(
-                0, record.key.decode())
-        keys = sorted(r.key for r in records)
-        assert keys == ([b"alice"] if table == PROFILES else [b"alice", b"bob"])
-    # each table partition's store remembers the offset of its last changelog record
-    for table in (DEDUP, HISTORY, PROFILES):
-        store = h.rt.state.tables[table].store(0)
-        positions = [i for i, r in enumerate(h.sent) if r.topic == h.changelog(table)]
-        assert store.changelog_offset == positions[-1]
-    # all changelog topics are distinct and named after the table
-    assert len({h.changelog(t) for t in (DEDUP, HISTORY, PROFILES)}) == 3
-    assert all(h.changelog(t).endswith(f"changelog.{t}") for t in (DEDUP, HISTORY, PROFILES))
+    # every people table shares one changelog, so a unit's writes are one ordered run
+    changelog = h.changelog(DEDUP)
+    assert {h.changelog(t) for t in (DEDUP, HISTORY, PROFILES)} == {changelog}
+    assert changelog.endswith(".changelog.people")
+    records = h.sent_to(changelog)
+    assert all(record.partition == 0 for record in records)
+    *data, end = records
+    assert end.key == UNIT_KEY, "the run ends with the unit-end record"
+    assert UNIT_KEY not in [r.key for r in data]
+    by_table: dict[str, list[str]] = {}
+    for record in data:
+        table, key = split_key(record.key)
+        by_table.setdefault(table, []).append(key)
+        assert orjson.loads(record.value) == h.rt.state.tables[table].get(0, key)
+    assert sorted(by_table[PROFILES]) == ["alice"]
+    assert sorted(by_table[DEDUP]) == sorted(by_table[HISTORY]) == ["alice", "bob"]
+    # the local copy remembers the offset of the unit's end: recovery resumes after it
+    position = h.rt.state.position((changelog, 0))
+    assert position.applied_to == [i for i, r in enumerate(h.sent) if r.key == UNIT_KEY][-1]
 
 
 # --- dedup ---------------------------------------------------------------------------------------
@@ -170,9 +174,9 @@ async def test_a_redelivered_record_re_runs_without_double_appending(harness: Ha
         await ag.put(record, key=b"alice")
         await h.settle(lambda: h.rt.counters["verdict:redelivery"] == 2)
     # history and dedup did not change, so they were not re-written
-    rewritten = {r.topic for r in h.sent[changelog_before:]}
-    assert h.changelog(HISTORY) not in rewritten
-    assert h.changelog(DEDUP) not in rewritten
+    rewritten = {r.key for r in h.sent[changelog_before:] if r.topic == h.changelog(HISTORY)}
+    assert b"history\x1falice" not in rewritten
+    assert b"dedup\x1falice" not in rewritten
     after = (h.history("alice"), h.rt.state.tables[PROFILES].get(0, "alice"),
              h.rt.state.tables[DEDUP].get(0, "alice"))
     assert after == before
@@ -233,7 +237,7 @@ async def test_state_manager_commit_writes_nothing_until_the_changelog_is_acknow
     assert h.calls[calls_before:] == [[output]]
     assert state.tables[HISTORY].get(0, "carol") is None
     assert state.tables[DEDUP].get(0, "carol") is None
-    assert state.tables[HISTORY].store(0).changelog_offset == -1
+    assert state.position((h.changelog(HISTORY), 0)).applied_to == -1
 
     # outputs fail: nothing at all reaches the changelog or the store
     h.on_send = None
@@ -245,13 +249,12 @@ async def test_state_manager_commit_writes_nothing_until_the_changelog_is_acknow
     # the retry succeeds: outputs, then changelog, then the store
     await state.commit(unit)
     assert h.calls[-2] == [output]
-    assert sorted((r.topic, r.key) for r in h.calls[-1]) == sorted([
-        (h.changelog(HISTORY), b"carol"), (h.changelog(DEDUP), b"carol")])
+    assert [(r.topic, r.key) for r in h.calls[-1]] == [
+        (h.changelog(HISTORY), b"history\x1fcarol"), (h.changelog(DEDUP), b"dedup\x1fcarol"),
+        (h.changelog(DEDUP), UNIT_KEY)]
     assert state.tables[HISTORY].get(0, "carol") == [{"id": "X"}]
     assert state.tables[DEDUP].get(0, "carol") == {"X": [1, 0, 0, 0]}
-    history_offset = len(h.sent) - 1 - [r.topic for r in reversed(h.sent)].index(
-        h.changelog(HISTORY))
-    assert state.tables[HISTORY].store(0).changelog_offset == history_offset
+    assert state.position((h.changelog(HISTORY), 0)).applied_to == len(h.sent) - 1
 
 
 async def test_a_delete_in_a_unit_is_a_tombstone(harness: Harness) -> None:
@@ -264,9 +267,10 @@ async def test_a_delete_in_a_unit_is_a_tombstone(harness: Harness) -> None:
     unit.delete(PROFILES, 1, "dave")
     assert unit.get(PROFILES, 1, "dave") is None
     await state.commit(unit)
-    [tombstone] = [r for r in h.calls[-1]]
+    [tombstone, end] = [r for r in h.calls[-1]]
     assert (tombstone.topic, tombstone.partition, tombstone.key, tombstone.value) == (
-        h.changelog(PROFILES), 1, b"dave", None)
+        h.changelog(PROFILES), 1, b"profiles\x1fdave", None)
+    assert (end.topic, end.partition, end.key) == (h.changelog(PROFILES), 1, UNIT_KEY)
     assert state.tables[PROFILES].get(1, "dave") is None
 
 

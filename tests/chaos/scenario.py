@@ -838,6 +838,10 @@ class Result:
     timeline: list[str]
     work_dir: Path
     metrics: Counter = field(default_factory=Counter)
+    #: Segment changes a worker withheld as a repeat of the last one (logged "invariant:").
+    invariant_violations: int = 0
+    #: Unfinished units a new owner fenced off in a changelog (a writer killed mid-unit).
+    fenced_units: int = 0
 
     @property
     def kinds(self) -> Counter:
@@ -863,6 +867,8 @@ class Result:
                 'verdict_total{kind="redelivery"}', 'merges_total{kind="done"}',
                 'anonymous_links_total{kind="linked"}', "forwarded_to_survivor_total")
                 if k in self.metrics),
+            f"invariant violations logged by any worker: {self.invariant_violations}; "
+            f"unfinished units fenced off in changelogs: {self.fenced_units}",
             f"differences: {len(self.differences)}"
             + (f" {dict(self.kinds)}" if self.differences else ""),
         ])
@@ -934,13 +940,28 @@ async def run_scenario(d: Deployment, cfg: Config, say: Say = print) -> Result:
                                f"@{headers.get('origin.offset')}")
     finally:
         await fleet.stop_all()
+    violations = worker_log_lines(d.root, "invariant:")
+    differences += [f"invariant: {line}" for line in violations[:20]]
     return Result(
         seed=cfg.seed, counts=counts, people=len(w.people), survivors=len(w.survivors),
         expected_events=expected.events, sigterms=fleet.sigterms, sigkills=fleet.sigkills,
         starts=fleet.starts, rebalances=fleet.rebalances, produce_s=produce_s, drain_s=drain_s,
         duration_s=time.monotonic() - t0, changes=changes.records,
         change_repeats=changes.repeats, deadletters=len(deadletters), differences=differences,
-        timeline=fleet.timeline, work_dir=d.root, metrics=fleet.metrics)
+        timeline=fleet.timeline, work_dir=d.root, metrics=fleet.metrics,
+        invariant_violations=len(violations),
+        fenced_units=len(worker_log_lines(d.root, "belong to an unfinished unit")))
+
+
+def worker_log_lines(root: Path, marker: str) -> list[str]:
+    """Lines of every worker's log (all incarnations append to one file) that hold ``marker``."""
+    found = []
+    for name in ("a", "b"):
+        path = root / f"{name}.log"
+        if path.exists():
+            found += [line for line in path.read_text(errors="replace").splitlines()
+                      if marker in line]
+    return found
 
 
 async def reconcile(d: Deployment, w: Workload, expected: Expected, cfg: Config,

@@ -18,15 +18,20 @@ from tests.support.harness import Deployment
 
 pytestmark = pytest.mark.integration
 
-SEED = 20240611
+#: Several fixed seeds (issue 17: one seed passing hid a divergence others showed); the sweep
+#: over many more, at 100k-1M items, is ``bench/sweep.py``.
+SEEDS = {20240611: 3000, 23: 2000, 7: 2000}
 
 
 @pytest.mark.timeout(420)
-async def test_crash_schedule_reconciles_exactly_with_the_oracle(deployment: Deployment) -> None:
-    result = await run_scenario(deployment, Config(events=3000, seed=SEED, rate=70.0,
+@pytest.mark.parametrize("seed", sorted(SEEDS))
+async def test_crash_schedule_reconciles_exactly_with_the_oracle(deployment: Deployment,
+                                                                 seed: int) -> None:
+    result = await run_scenario(deployment, Config(events=SEEDS[seed], seed=seed, rate=70.0,
                                                    drain_timeout_s=90.0))
     print(result.summary())
     assert result.sigterms >= 3 and result.sigkills >= 3 and result.rebalances >= 3
+    assert result.invariant_violations == 0
     assert not result.differences, (
         result.summary() + "\n" + "\n".join(result.differences[:40]) + "\n\ntimeline:\n"
         + "\n".join(result.timeline) + "\n\n" + log_excerpts(result))

@@ -7,7 +7,6 @@ client trusts through ``REQUESTS_CA_BUNDLE`` — the client's code and calls are
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import time
 from pathlib import Path

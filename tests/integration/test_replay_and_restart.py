@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -228,7 +227,8 @@ async def test_replay_since_rebuilds_only_the_window(deployment: Deployment,
                 assert len((await response.json())["activities"]) == 2
         await eventually(both)
     await asyncio.to_thread(run_cli, d, "replay", "--since", f"{since:.3f}", "--version", "w2")
-    history = await read_topic(d.bootstrap, f"{d.settings.topic_prefix}.w2.changelog.history",
-                               partitions=4)
+    changelog = await read_topic(d.bootstrap, f"{d.settings.topic_prefix}.w2.changelog.people",
+                                 partitions=4)
+    history = [r for r in changelog if r.key == b"history\x1fwin"]
     latest = orjson.loads(history[-1].value)
     assert [a["name"] for a in latest] == ["after"]  # the earlier state is not in the window

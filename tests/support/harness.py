@@ -33,6 +33,26 @@ EVENTIDE = str(Path(sys.executable).with_name("eventide"))
 _counter = itertools.count()
 
 
+async def wait_healthy(url: str, process: subprocess.Popen, tail: Callable[[], str], *,
+                       timeout_s: float = 60.0) -> None:
+    """Until ``url``/healthz answers 200; fails with ``tail()`` if the process exits or time
+    runs out."""
+    deadline = time.monotonic() + timeout_s
+    # The health check does not verify a test certificate; the tests that use TLS do.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"process exited with {process.returncode}:\n" + tail())
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise AssertionError("not ready in time:\n" + tail())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -111,22 +131,8 @@ class Worker:
         return self
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        # The health check does not verify a test certificate; the tests that use TLS do.
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
-            while time.monotonic() < deadline:
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise AssertionError(f"worker exited with {self.process.returncode}:\n"
-                                         + self.tail())
-                try:
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise AssertionError("worker not ready in time:\n" + self.tail())
+        assert self.process is not None
+        await wait_healthy(self.url, self.process, self.tail, timeout_s=timeout_s)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process is not None and self.process.poll() is None:

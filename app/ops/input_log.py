@@ -1,0 +1,505 @@
+"""The embedded mode's input log: every input record on local disk before it is acknowledged.
+
+The embedded broker keeps its log in memory. So that a ``200`` is a promise on one machine too,
+``eventide up`` keeps the *input* topics (the raw topics and segment definitions: the source of
+truth; everything else is rebuilt from them) in ``<data dir>/log/<topic>/<partition>.wal``:
+
+* **record i of a file is offset i of its topic partition** — appended strictly in offset order;
+* a request is answered only once its records are written and ``fsync``'d (group commit: one
+  flush per round covers every record that arrived meanwhile, run off the event loop);
+* records produced in this process are handed over with the offsets the broker gave them (the
+  fast path); records from anywhere else (a Kafka producer writing to the embedded broker,
+  ``eventide deadletters --resubmit``, workers 2..N of ``up --workers N``) are fetched from the
+  broker to fill the gaps. Other processes wait on the durable offsets this one publishes in a
+  small shared file (:class:`DurableOffsets`);
+* on start the files are checked (a torn last record — never acknowledged — is cut off; a corrupt
+  record in the middle is reported with its position and left out, the rest kept) and produced
+  into the fresh broker in order, each file exactly once;
+* ``EVENTIDE_INPUT_LOG_MAX_BYTES`` bounds the disk it may use; past it (or on a full disk) appends
+  fail, the waiting requests answer ``503``, and nothing acknowledged is lost.
+
+Record format: ``<u32 body length><u32 crc32 of body><body>``; body: ``<i64 timestamp ms>``,
+key and value each ``<i32 length|-1><bytes>``, then ``<i32 header count>`` and per header
+``<i32 length><name><i32 length><value>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import mmap
+import os
+import struct
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.producer import BrokerUnavailable, OutRecord
+
+log = logging.getLogger(__name__)
+
+#: The shared file of durable offsets, in the input log's directory.
+DURABLE_OFFSETS = "durable.offsets"
+
+_HEAD = struct.Struct(">II")
+_I64 = struct.Struct(">q")
+_I32 = struct.Struct(">i")
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class Stored:
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+def encode(record: Stored) -> bytes:
+    parts = [_I64.pack(record.timestamp)]
+    for blob in (record.key, record.value):
+        parts.append(_I32.pack(-1) if blob is None else _I32.pack(len(blob)) + blob)
+    parts.append(_I32.pack(len(record.headers)))
+    for name, value in record.headers:
+        raw = name.encode()
+        parts.append(_I32.pack(len(raw)) + raw + _I32.pack(len(value)) + value)
+    body = b"".join(parts)
+    return _HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _decode_body(body: bytes) -> Stored:
+    (timestamp,) = _I64.unpack_from(body, 0)
+    at = 8
+    blobs: list[bytes | None] = []
+    for _ in range(2):
+        (length,) = _I32.unpack_from(body, at)
+        at += 4
+        if length < 0:
+            blobs.append(None)
+        else:
+            blobs.append(body[at:at + length])
+            at += length
+    (count,) = _I32.unpack_from(body, at)
+    at += 4
+    headers = []
+    for _ in range(count):
+        (length,) = _I32.unpack_from(body, at)
+        name = body[at + 4:at + 4 + length].decode()
+        at += 4 + length
+        (length,) = _I32.unpack_from(body, at)
+        headers.append((name, body[at + 4:at + 4 + length]))
+        at += 4 + length
+    return Stored(timestamp, blobs[0], blobs[1], headers)
+
+
+@dataclass
+class Scan:
+    """What a file holds: its whole records, where the good bytes end, and what was wrong."""
+
+    records: list[Stored]
+    #: Byte length of the file's good prefix (what follows is a torn last record).
+    good_bytes: int
+    torn_bytes: int = 0
+    #: (record position, byte offset) of corrupt records in the middle, left out.
+    corrupt: list[tuple[int, int]] = field(default_factory=list)
+
+
+def scan(blob: bytes) -> Scan:
+    """Decode a file. A record cut short at the end is torn (a hard kill mid-append: it was never
+    acknowledged); a record whose checksum fails with whole records after it is corrupt."""
+    records: list[Stored] = []
+    corrupt: list[tuple[int, int]] = []
+    at = 0
+    good = 0
+    while at < len(blob):
+        if at + _HEAD.size > len(blob):
+            break
+        length, crc = _HEAD.unpack_from(blob, at)
+        end = at + _HEAD.size + length
+        if end > len(blob):
+            break
+        body = blob[at + _HEAD.size:end]
+        if zlib.crc32(body) != crc:
+            if end == len(blob):
+                break  # the last record, half-written pages: torn
+            corrupt.append((len(records) + len(corrupt), at))
+        else:
+            try:
+                records.append(_decode_body(body))
+            except (struct.error, UnicodeDecodeError):
+                corrupt.append((len(records) + len(corrupt), at))
+        at = end
+        good = end
+    return Scan(records, good, len(blob) - good, corrupt)
+
+
+class DurableOffsets:
+    """Per input topic partition, the next offset not yet on disk, in a file every process of the
+    instance maps: the writer publishes, workers 2..N read (and wait on) it."""
+
+    def __init__(self, path: Path, slots: Sequence[tuple[str, int]], *, writer: bool) -> None:
+        self.slots = {slot: index for index, slot in enumerate(slots)}
+        size = 8 * max(1, len(slots))
+        if writer:
+            path.write_bytes(b"\0" * size)
+        self._file = open(path, "r+b" if writer else "rb")
+        self._map = mmap.mmap(self._file.fileno(), size,
+                              access=mmap.ACCESS_WRITE if writer else mmap.ACCESS_READ)
+
+    def get(self, topic: str, partition: int) -> int:
+        return _I64.unpack_from(self._map, 8 * self.slots[(topic, partition)])[0]
+
+    def publish(self, topic: str, partition: int, next_offset: int) -> None:
+        _I64.pack_into(self._map, 8 * self.slots[(topic, partition)], next_offset)
+
+    def close(self) -> None:
+        self._map.close()
+        self._file.close()
+
+
+class InputLog:
+    """The files of one instance's input log (see the module doc)."""
+
+    def __init__(self, root: Path, slots: Sequence[tuple[str, int]], *, max_bytes: int = 0,
+                 wait_timeout_s: float = 10.0) -> None:
+        self.root = root
+        self.slots = list(slots)
+        self.max_bytes = max_bytes
+        self.wait_timeout_s = wait_timeout_s
+        #: Records on disk per slot (= the next offset to append).
+        self.count: dict[tuple[str, int], int] = {}
+        self._size: dict[tuple[str, int], int] = {}
+        self._files: dict[tuple[str, int], int] = {}
+        #: slot → {offset: record} handed over or fetched, not yet on disk.
+        self._pending: dict[tuple[str, int], dict[int, Stored]] = defaultdict(dict)
+        self._waiters: dict[tuple[str, int], list[tuple[int, asyncio.Future]]] = \
+            defaultdict(list)
+        self._wake: asyncio.Event | None = None
+        self.durable: DurableOffsets | None = None
+        #: The last append error (disk full, quota), until an append succeeds again.
+        self.failing: OSError | None = None
+        self.flushes = 0
+        self.appended = 0
+
+    def path(self, topic: str, partition: int) -> Path:
+        return self.root / topic / f"{partition}.wal"
+
+    # -- start: check, repair, restore -----------------------------------------------------------
+
+    def open(self, say: Callable[[str], None] = log.warning) -> int:
+        """Check every file (cut a torn tail, drop corrupt records, each reported) and count the
+        records; returns the total. Files are rewritten only when something was wrong."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        total = 0
+        for slot in self.slots:
+            path = self.path(*slot)
+            if not path.exists():
+                self.count[slot], self._size[slot] = 0, 0
+                continue
+            found = scan(path.read_bytes())
+            for position, byte in found.corrupt:
+                say(f"input log {path}: record {position} (byte {byte}) is corrupt and was left "
+                    "out; the records after it are restored")
+            if found.torn_bytes:
+                say(f"input log {path}: a torn last record ({found.torn_bytes} bytes, never "
+                    "acknowledged) was cut off")
+            if found.corrupt:
+                path.write_bytes(b"".join(encode(r) for r in found.records))
+                _fsync_path(path)
+            elif found.torn_bytes:
+                with open(path, "r+b") as f:
+                    f.truncate(found.good_bytes)
+                    os.fsync(f.fileno())
+            self.count[slot] = len(found.records)
+            self._size[slot] = path.stat().st_size
+            total += len(found.records)
+        return total
+
+    def records(self, topic: str, partition: int) -> Iterator[Stored]:
+        path = self.path(topic, partition)
+        if path.exists():
+            yield from scan(path.read_bytes()).records
+
+    async def restore_into(self, bootstrap: str,
+                           progress: Callable[[int], None] | None = None) -> int:
+        """Produce every file into a fresh broker: same partitions, order and timestamps. The
+        broker is new (its log is in memory), so each record lands once, at its own offset."""
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                    max_batch_size=1024 * 1024, max_request_size=8 * 1024 * 1024)
+        await producer.start()
+        loaded = 0
+        try:
+            for topic, partition in self.slots:
+                pending = []
+                for record in self.records(topic, partition):
+                    pending.append(await producer.send(
+                        topic, record.value, key=record.key, partition=partition,
+                        timestamp_ms=record.timestamp, headers=record.headers or None))
+                    if len(pending) >= 5_000:
+                        loaded += await _settle(pending)
+                        pending = []
+                        if progress:
+                            progress(loaded)
+                loaded += await _settle(pending)
+                if progress:
+                    progress(loaded)
+        finally:
+            await producer.stop()
+        return loaded
+
+    # -- running: the writer ---------------------------------------------------------------------
+
+    def publish_to(self, path: Path) -> None:
+        self.durable = DurableOffsets(path, self.slots, writer=True)
+        for slot in self.slots:
+            self.durable.publish(*slot, self.count[slot])
+
+    def offer(self, records: Sequence[OutRecord], offsets: Sequence[int]) -> None:
+        """Records this process produced to input topics, with the offsets the broker gave."""
+        for record, offset in zip(records, offsets):
+            slot = (record.topic, record.partition)
+            if offset >= self.count.get(slot, 0):
+                self._pending[slot][offset] = Stored(
+                    record.timestamp_ms or int(time.time() * 1000), record.key, record.value,
+                    list(record.headers))
+        if self._wake is not None:
+            self._wake.set()
+
+    async def wait(self, records: Sequence[OutRecord], offsets: Sequence[int]) -> None:
+        """Return once every record is on disk; :class:`BrokerUnavailable` after the timeout."""
+        self.offer(records, offsets)
+        loop = asyncio.get_running_loop()
+        futures = []
+        for record, offset in zip(records, offsets):
+            slot = (record.topic, record.partition)
+            if slot in self.count and offset >= self.count[slot]:
+                future = loop.create_future()
+                self._waiters[slot].append((offset, future))
+                futures.append(future)
+        if not futures:
+            return
+        done, _ = await asyncio.wait(futures, timeout=self.wait_timeout_s)
+        if len(done) < len(futures):
+            reason = f": {self.failing.strerror or self.failing}" if self.failing else ""
+            raise BrokerUnavailable(f"accepted records are not on local disk yet{reason}")
+
+    async def run(self, bootstrap: str, *, tansu: bool) -> None:
+        """Append what arrives, in offset order, until cancelled; fill gaps from the broker."""
+        self._wake = asyncio.Event()
+        follower = asyncio.ensure_future(self._follow(bootstrap, tansu))
+        try:
+            await self._flush_loop()
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            for fd in self._files.values():
+                os.close(fd)
+            self._files.clear()
+
+    async def _flush_loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            writes = {}
+            for slot, pending in self._pending.items():
+                start = n = self.count[slot]
+                while n in pending:
+                    n += 1
+                if n > start:
+                    writes[slot] = (b"".join(encode(pending[o]) for o in range(start, n)), n)
+            if not writes:
+                continue
+            try:
+                await loop.run_in_executor(None, self._append, writes)
+            except OSError as exc:
+                if self.failing is None or self.failing.errno != exc.errno:
+                    log.error("input log: appending failed (%s); requests wait and then answer "
+                              "503 until it succeeds", exc)
+                self.failing = exc
+                await asyncio.sleep(0.5)
+                self._wake.set()
+                continue
+            if self.failing is not None:
+                log.warning("input log: appending works again")
+                self.failing = None
+            self.flushes += 1
+            for slot, (_, n) in writes.items():
+                pending = self._pending[slot]
+                for offset in range(self.count[slot], n):
+                    pending.pop(offset, None)
+                self.appended += n - self.count[slot]
+                self.count[slot] = n
+                if self.durable is not None:
+                    self.durable.publish(*slot, n)
+                waiters = self._waiters[slot]
+                if waiters:
+                    keep = []
+                    for offset, future in waiters:
+                        if offset < n:
+                            if not future.done():
+                                future.set_result(None)
+                        else:
+                            keep.append((offset, future))
+                    self._waiters[slot] = keep
+            if any(self.count[s] in p for s, p in self._pending.items()):
+                self._wake.set()
+
+    def _append(self, writes: dict[tuple[str, int], tuple[bytes, int]]) -> None:
+        """Write and fsync (in a thread): all or, on an error, none of each file's new bytes."""
+        added = sum(len(data) for data, _ in writes.values())
+        if self.max_bytes and sum(self._size.values()) + added > self.max_bytes:
+            raise OSError(errno.ENOSPC, f"input log would exceed EVENTIDE_INPUT_LOG_MAX_BYTES "
+                                        f"({self.max_bytes} bytes)")
+        done = []
+        try:
+            for slot, (data, _) in writes.items():
+                fd = self._fd(slot)
+                os.write(fd, data)
+                done.append(slot)
+            for slot in writes:
+                os.fsync(self._files[slot])
+        except OSError:
+            for slot in writes:  # a partial append must not be followed by later ones
+                if slot in self._files:
+                    os.ftruncate(self._files[slot], self._size[slot])
+            raise
+        for slot, (data, _) in writes.items():
+            self._size[slot] += len(data)
+
+    def _fd(self, slot: tuple[str, int]) -> int:
+        fd = self._files.get(slot)
+        if fd is None:
+            path = self.path(*slot)
+            created = not path.parent.exists()
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if created:
+                _fsync_path(path.parent.parent)
+            _fsync_path(path.parent)
+            self._files[slot] = fd
+        return fd
+
+    async def _follow(self, bootstrap: str, tansu: bool) -> None:
+        """Fetch records not handed over in this process (other producers), from the broker."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=50 if tansu else 500,
+                                    max_partition_fetch_bytes=8 * 1024 * 1024)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(*slot) for slot in self.slots]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, self.count[(tp.topic, tp.partition)])
+            while True:
+                fetched = await consumer.getmany(timeout_ms=200, max_records=5_000)
+                added = False
+                for tp, messages in fetched.items():
+                    slot = (tp.topic, tp.partition)
+                    pending = self._pending[slot]
+                    for m in messages:
+                        if m.offset >= self.count[slot] and m.offset not in pending:
+                            pending[m.offset] = Stored(m.timestamp, m.key, m.value,
+                                                       [(k, v) for k, v in m.headers or ()])
+                            added = True
+                if added and self._wake is not None:
+                    self._wake.set()
+                # Bound memory while appends fail: what is dropped is fetched again later.
+                for slot, pending in self._pending.items():
+                    if len(pending) > 50_000:
+                        pending.clear()
+                        consumer.seek(TopicPartition(*slot), self.count[slot])
+        finally:
+            await consumer.stop()
+
+
+class DurableFollower:
+    """Workers 2..N of an embedded instance: wait until the writer has the records on disk."""
+
+    def __init__(self, path: Path, slots: Sequence[tuple[str, int]],
+                 wait_timeout_s: float = 10.0) -> None:
+        self.offsets = DurableOffsets(path, slots, writer=False)
+        self.wait_timeout_s = wait_timeout_s
+
+    async def wait(self, records: Sequence[OutRecord], offsets: Sequence[int]) -> None:
+        deadline = time.monotonic() + self.wait_timeout_s
+        for record, offset in zip(records, offsets):
+            slot = (record.topic, record.partition)
+            if slot not in self.offsets.slots:
+                continue
+            while self.offsets.get(*slot) <= offset:
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailable("accepted records are not on local disk yet")
+                await asyncio.sleep(0.002)
+
+
+async def _settle(pending: list[asyncio.Future]) -> int:
+    for future in pending:
+        await future
+    return len(pending)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _legacy_records(blob: bytes) -> Iterator[Stored]:
+    """Records of the periodic archive of earlier versions: ``<u32 total><i64 timestamp ms>``,
+    then key and value each ``<i32 length|-1><bytes>``; a torn tail ends it."""
+    at = 0
+    while at + 12 <= len(blob):
+        total, timestamp = struct.unpack_from(">Iq", blob, at)
+        end = at + 4 + total
+        if end > len(blob):
+            return
+        cursor = at + 12
+        blobs: list[bytes | None] = []
+        for _ in range(2):
+            (length,) = _I32.unpack_from(blob, cursor)
+            cursor += 4
+            blobs.append(None if length < 0 else blob[cursor:cursor + length])
+            cursor += max(length, 0)
+        yield Stored(timestamp, blobs[0], blobs[1])
+        at = end
+
+
+def migrate_archive(root: Path, slots: Iterable[tuple[str, int]],
+                    say: Callable[[str], None] = log.warning) -> int:
+    """Convert the periodic archive of earlier versions (``<partition>.log``, valid up to the
+    count in ``<partition>.next``) into input log files, once. Returns the records converted."""
+    converted = 0
+    for topic, partition in slots:
+        old = root / topic / f"{partition}.log"
+        new = root / topic / f"{partition}.wal"
+        if not old.exists() or new.exists():
+            continue
+        marker = old.with_suffix(".next")
+        limit = int(marker.read_text()) if marker.exists() else 0
+        records = list(_legacy_records(old.read_bytes()))[:limit]
+        new.write_bytes(b"".join(encode(record) for record in records))
+        _fsync_path(new)
+        old.rename(old.with_suffix(".log.migrated"))
+        converted += len(records)
+    if converted:
+        say(f"input log: converted {converted} records of the earlier periodic archive")
+    return converted
+
+
+def slots_of(specs: Iterable[object]) -> list[tuple[str, int]]:
+    """(topic, partition) of every input topic spec, in a fixed order."""
+    return [(spec.name, p) for spec in specs for p in range(spec.partitions)]  # type: ignore
+
+

@@ -1,0 +1,125 @@
+"""What the embedded mode's on-disk promise costs: HTTP ingest with the input log's flush awaited
+(the default) against answering on the broker's acknowledgement alone, in the same run.
+
+    .venv/bin/python -m bench.durable_ingest [--requests 20000] [--concurrency 64] [--rounds 3]
+
+Each round starts ``eventide up`` (its own embedded broker and data dir) twice, once with
+``EVENTIDE_ACK_ON_DISK=1`` and once with ``0`` (alternating which goes first), sends
+``--requests`` single-event track requests from ``--concurrency`` clients, and records accepted
+requests per second and latency percentiles. Prints the medians and the ratio; saves everything
+to ``bench/results/durable-<stamp>.json``. Issue 12's bar: the flush costs at most 20% of
+accepted requests/s at 64 concurrent clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.harness import EVENTIDE, free_port, wait_healthy
+
+
+async def load(url: str, requests: int, concurrency: int) -> dict[str, float]:
+    auth = aiohttp.BasicAuth("s", "k")
+    latencies: list[float] = []
+    failed = 0
+    remaining = iter(range(requests))
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal failed
+        for n in remaining:
+            started = time.perf_counter()
+            async with session.post(f"{url}/api/v1/customers/p{n % 1000}/events",
+                                    json={"name": "bench", "data": {"n": n}},
+                                    auth=auth) as response:
+                await response.read()
+                if response.status == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    failed += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {"accepted": len(latencies), "failed": failed, "seconds": round(elapsed, 2),
+            "requests_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": round(1000 * latencies[len(latencies) // 2], 2),
+            "p99_ms": round(1000 * latencies[int(len(latencies) * 0.99)], 2)}
+
+
+async def one_run(ack_on_disk: bool, requests: int, concurrency: int) -> dict[str, object]:
+    root = Path(tempfile.mkdtemp(prefix="eventide-durable-bench-"))
+    port = free_port()
+    env = dict(os.environ, EVENTIDE_EMBEDDED_BROKER_PORT=str(free_port()),
+               EVENTIDE_HTTP_PORT=str(port), EVENTIDE_SITE_ID="s", EVENTIDE_API_KEY="k",
+               EVENTIDE_APP_KEY="a", EVENTIDE_DATA_DIR=str(root / "data"),
+               EVENTIDE_ACK_ON_DISK="1" if ack_on_disk else "0", EVENTIDE_LOG_LEVEL="warning")
+    env.pop("EVENTIDE_BROKER", None)
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([EVENTIDE, "up"], env=env, cwd=root,
+                               stdout=open(root / "up.log", "ab"), stderr=subprocess.STDOUT)
+    try:
+        await wait_healthy(url, process, lambda: (root / "up.log").read_text()[-2000:],
+                           timeout_s=90)
+        await load(url, 500, concurrency)  # warm-up
+        result = await load(url, requests, concurrency)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(root, ignore_errors=True)
+    return {"ack_on_disk": ack_on_disk, **result}
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    runs = []
+    for round_ in range(args.rounds):
+        order = (True, False) if round_ % 2 == 0 else (False, True)
+        for ack_on_disk in order:
+            run = await one_run(ack_on_disk, args.requests, args.concurrency)
+            print(f"round {round_ + 1} ack_on_disk={int(ack_on_disk)}: "
+                  f"{run['requests_per_s']} requests/s, p50 {run['p50_ms']} ms, "
+                  f"p99 {run['p99_ms']} ms, failed {run['failed']}", flush=True)
+            runs.append(run)
+    on = statistics.median(r["requests_per_s"] for r in runs if r["ack_on_disk"])
+    off = statistics.median(r["requests_per_s"] for r in runs if not r["ack_on_disk"])
+    return {"requests": args.requests, "concurrency": args.concurrency, "runs": runs,
+            "median_requests_per_s": {"on_disk": on, "broker_ack_only": off},
+            "ratio_on_over_off": round(on / off, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench.durable_ingest",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    summary = asyncio.run(main_async(args))
+    out = Path("bench/results") / f"durable-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1))
+    print(f"median accepted requests/s: on disk {summary['median_requests_per_s']['on_disk']}, "
+          f"broker ack only {summary['median_requests_per_s']['broker_ack_only']}; "
+          f"ratio {summary['ratio_on_over_off']}; results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
