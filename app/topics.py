@@ -3,7 +3,7 @@
 Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW rule 1):
 
     raw.events     key: customer identifier as sent   ─┐ route_customers ─▶ person.events
-    raw.identifies key: customer identifier as sent    │   (aliases: identifier → person)
+    raw.identifies (read only, earlier versions)        │   (aliases: identifier → person)
     identity.commands key: identifier                 ─┘   (alias updates, merge resolution)
     raw.anonymous  key: anonymous id                  ─┐ route_anonymous ─▶ anonymous_history,
     anonymous.links key: anonymous id                 ─┘   or person.events once linked
@@ -14,7 +14,9 @@ Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW ru
     segments.membership   key: segment_id:person_id      current membership (compacted)
     deadletter     key: origin key                       (records no agent could process)
 
-Raw topics (and segment definitions) are inputs and the source of truth for replay, so they keep
+Every operation of a customer (event, identify, merge, delete) is written to ``raw.events``, so one
+partition of the input log orders them; ``raw.identifies`` is read for producers of earlier
+versions. Raw topics (and segment definitions) are inputs and the source of truth for replay, so they keep
 everything (``retention.ms=-1``) and are named ``<prefix>.raw.*``. Everything derived from them —
 the internal hops, the output streams and the changelogs — is named ``<prefix>.<state version>.*``,
 so a replay into a fresh version never mixes with the live one.

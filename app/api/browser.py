@@ -143,7 +143,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                                      new_id=_new_id, received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
-        return await submit(topics.raw_identifies, customer, item)
+        return await submit(topics.raw_events, customer, item)
 
     async def snippet(request: web.Request) -> web.Response:
         return web.Response(body=SNIPPET.read_bytes(), content_type="application/javascript",

@@ -315,11 +315,12 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                     events = [(e.person, e.item) for e in chunk if e.op == "event"]
                     done = (f"{counts['identify']} people and {counts['event']} events before "
                             f"line {chunk[0].line} were imported")
-                    await asyncio.gather(
-                        send_chunk(topics.raw_identifies.name, topics.raw_identifies.partitions,
-                                   identifies, done),  # type: ignore[arg-type]
-                        send_chunk(topics.raw_events.name, topics.raw_events.partitions,
-                                   events, done))  # type: ignore[arg-type]
+                    # One raw topic for all of a customer's operations, written in file order
+                    # (profiles first), so the log alone decides what a person saw first.
+                    await send_chunk(topics.raw_events.name, topics.raw_events.partitions,
+                                     identifies, done)  # type: ignore[arg-type]
+                    await send_chunk(topics.raw_events.name, topics.raw_events.partitions,
+                                     events, done)  # type: ignore[arg-type]
                     counts["identify"] += len(identifies)
                     counts["event"] += len(events)
                     counts["profile"] += sum(1 for e in chunk if e.kind == "profile")

@@ -69,7 +69,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         if item["update"] and lookup_profile(rt, customer) is None:
             raise ApiError(400, f"customer_id: {customer!r} does not exist; with _update: true "
                                 "an identify only updates an existing person")
-        return await _accept(rt, topics.raw_identifies, customer, item)
+        return await _accept(rt, topics.raw_events, customer, item)
 
     async def delete_customer(request: web.Request) -> web.Response:
         _, now_s = await parse(request)
@@ -80,13 +80,13 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
             raise ApiError(400, *exc.messages()) from None
         item = {"op": "delete", "id": _new_id(), "customer": customer,
                 "received_at": int(now_s * 1000)}
-        return await _accept(rt, topics.raw_identifies, customer, item)
+        return await _accept(rt, topics.raw_events, customer, item)
 
     async def merge_customers(request: web.Request) -> web.Response:
         body, now_s = await parse(request)
         item = merge_item(body, now_s)
         [secondary] = item["secondary"].values()
-        return await _accept(rt, topics.raw_identifies, secondary, item)
+        return await _accept(rt, topics.raw_events, secondary, item)
 
     return [
         web.post("/api/v1/customers/{customer_id}/events", track_customer_event),

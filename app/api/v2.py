@@ -60,7 +60,7 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
             field = str(exc).split(":", 1)[0]
             raise _error(field, "invalid", str(exc).split(": ", 1)[-1]) from None
         [secondary] = sides["secondary"].values()
-        return topics.raw_identifies, secondary, {"op": "merge", "id": _new_id(), **sides,
+        return topics.raw_events, secondary, {"op": "merge", "id": _new_id(), **sides,
                                                   "received_at": received_at}
     identifiers = entity.get("identifiers")
     if not isinstance(identifiers, dict) or len(identifiers) != 1:
@@ -86,11 +86,11 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
                 body["_timestamp"] = entity["timestamp"]
             item = validate_identify(body, customer=value, now_s=now_s, new_id=_new_id,
                                      received_at_ms=received_at)
-            topic = topics.raw_identifies
+            topic = topics.raw_events
         elif action == "delete":
             item = {"op": "delete", "id": _new_id(), "customer": value,
                     "received_at": received_at}
-            topic = topics.raw_identifies
+            topic = topics.raw_events
         else:
             body = {"name": entity.get("name"), "type": action, "data": entity.get("attributes"),
                     "id": entity.get("id"), "timestamp": entity.get("timestamp")}
