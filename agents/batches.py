@@ -14,15 +14,49 @@ from tables.state import UnitOfWork
 #: (record, partition, offset, index within the record, item)
 Located = tuple[EventT, int, int, int, dict[str, Any]]
 
-BatchHandler = Callable[[Runtime, Sequence[EventT]], Awaitable[None]]
+#: id(event) → the record's items, or why it cannot be decoded: each record is decoded once.
+Decoded = dict[int, "list[dict[str, Any]] | DecodeError"]
+
+BatchHandler = Callable[[Runtime, Sequence[EventT], Decoded | None], Awaitable[None]]
 
 
 async def run(stream: StreamT, rt: Runtime, handle: BatchHandler) -> None:
-    """The body of every agent: consume in batches, hand each to ``handle``."""
+    """The body of every agent: consume in batches, hand each to ``handle`` in units of at most
+    ``unit_max_items`` items (a record is never split), so a unit's memory and the time it holds
+    the event loop are bounded by configuration, whatever the backlog."""
     await rt.started.wait()
     async for events in stream.take_events(rt.settings.batch_max,
                                            within=rt.settings.batch_within_s):
-        await handle(rt, events)
+        decoded = decode_all(events)
+        for unit in units_of(events, decoded, rt.settings.unit_max_items):
+            await handle(rt, unit, decoded)
+
+
+def decode_all(events: Sequence[EventT]) -> Decoded:
+    decoded: Decoded = {}
+    for event in events:
+        try:
+            decoded[id(event)] = decode_envelope(event.message.value)
+        except DecodeError as exc:
+            decoded[id(event)] = exc
+    return decoded
+
+
+def units_of(events: Sequence[EventT], decoded: Decoded, max_items: int
+             ) -> Iterator[list[EventT]]:
+    """Consecutive runs of records holding at most ``max_items`` items (at least one record)."""
+    unit: list[EventT] = []
+    count = 0
+    for event in events:
+        items = decoded[id(event)]
+        size = len(items) if isinstance(items, list) else 1
+        if unit and count + size > max_items:
+            yield unit
+            unit, count = [], 0
+        unit.append(event)
+        count += size
+    if unit:
+        yield unit
 
 
 async def recover_for(rt: Runtime, events: Sequence[EventT]) -> None:
@@ -34,12 +68,16 @@ async def recover_for(rt: Runtime, events: Sequence[EventT]) -> None:
         await rt.state.ensure_recovered(topic, partitions)
 
 
-def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT]) -> Iterator[Located]:
+def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
+             decoded: Decoded | None = None) -> Iterator[Located]:
     """Every item of every record in the batch; undecodable records are dead-lettered whole."""
     for event in events:
         message = event.message
         try:
-            items = decode_envelope(message.value)
+            found = decoded.get(id(event)) if decoded is not None else None
+            items = found if found is not None else decode_envelope(message.value)
+            if isinstance(items, DecodeError):
+                raise items
         except DecodeError as exc:
             rt.deadletter(unit, topic=message.topic, partition=message.partition,
                           offset=message.offset, key=message.key, value=message.value,

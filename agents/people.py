@@ -21,7 +21,7 @@ import faust
 import orjson
 from faust.types import EventT
 
-from agents.batches import deadletter_item, items_of, recover_for, run
+from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
 from app.core import dedup, history, membership, profiles, triggers
 from app.core.dedup import Verdict
 from app.core.items import derived_id
@@ -507,10 +507,11 @@ class PeopleBatch:
         return people
 
 
-async def process_people_batch(rt: Runtime, events: Sequence[EventT]) -> None:
+async def process_people_batch(rt: Runtime, events: Sequence[EventT],
+                               decoded: Decoded | None = None) -> None:
     await recover_for(rt, events)
     batch = PeopleBatch(rt, rt.state.begin())
-    for located in items_of(rt, batch.unit, events):
+    for located in items_of(rt, batch.unit, events, decoded):
         _, partition, offset, index, item = located
         try:
             await batch.handle(partition, offset, index, item)

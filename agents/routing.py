@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import deadletter_item, items_of, recover_for, run
+from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
 from app.core import dedup, history
 from app.core.items import normalize, reference
 from app.core.person import activity_of
@@ -166,7 +166,8 @@ class CustomerRouter:
 
 
 async def route_batch(rt: Runtime, events: Sequence[EventT],
-                      make_router: Callable[[UnitOfWork], "Router"], side_topic: str) -> None:
+                      make_router: Callable[[UnitOfWork], "Router"], side_topic: str,
+                      decoded: Decoded | None = None) -> None:
     """One batch of a routing agent: raw items to ``router.on_raw``, items of the stage's own
     side topic (identity commands, anonymous links) to ``router.on_side``.
 
@@ -174,7 +175,7 @@ async def route_batch(rt: Runtime, events: Sequence[EventT],
     ownership of each partition it was computed under (``StateManager.commit``)."""
     await recover_for(rt, events)
     router = make_router(rt.state.begin())
-    for located in items_of(rt, router.unit, events):
+    for located in items_of(rt, router.unit, events, decoded):
         event, partition, offset, index, item = located
         try:
             if event.message.topic == side_topic:
@@ -187,9 +188,10 @@ async def route_batch(rt: Runtime, events: Sequence[EventT],
     await rt.commit(router.unit)
 
 
-async def route_customer_batch(rt: Runtime, events: Sequence[EventT]) -> None:
+async def route_customer_batch(rt: Runtime, events: Sequence[EventT],
+                               decoded: Decoded | None = None) -> None:
     await route_batch(rt, events, lambda unit: CustomerRouter(rt, unit),
-                      rt.topics.identity_commands.name)
+                      rt.topics.identity_commands.name, decoded)
 
 
 class AnonymousRouter:
@@ -269,10 +271,11 @@ class AnonymousRouter:
         self.rt.counters["anonymous_links:linked"] += 1
 
 
-async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT]) -> None:
+async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],
+                                decoded: Decoded | None = None) -> None:
     now_s = rt.clock.now()
     await route_batch(rt, events, lambda unit: AnonymousRouter(rt, unit, now_s),
-                      rt.topics.anonymous_links.name)
+                      rt.topics.anonymous_links.name, decoded)
 
 
 def register(app: faust.App, rt: Runtime) -> None:

@@ -23,7 +23,8 @@ from app.producer import BrokerUnavailable, OutRecord
 from app.runtime import Runtime
 
 
-async def fan_out_definitions(rt: Runtime, events: Sequence[EventT]) -> None:
+async def fan_out_definitions(rt: Runtime, events: Sequence[EventT],
+                              decoded: object = None) -> None:
     unit = rt.state.begin()
     target = rt.topics.person_events
     for event in events:

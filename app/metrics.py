@@ -81,6 +81,9 @@ GAUGE_HELP = {
                         "an unfinished unit a previous writer left, if any).",
     "changelog_void_records": "Changelog records recovery left out: an unfinished unit's, or a "
                               "deposed owner's written after a fence.",
+    "event_loop_lag_seconds": "How late the event loop last woke a 50 ms timer: how long a "
+                              "piece of work held it.",
+    "event_loop_lag_max_seconds": "The worst event-loop stall since start (same measure).",
     "consumer_lag": "Records in an assigned partition not yet committed by this worker "
                     "(high-watermark minus committed offset).",
 }

@@ -37,6 +37,11 @@ def encode_envelope(items: Iterable[Item]) -> bytes:
     return orjson.dumps({"items": list(items)})
 
 
+#: A record's items are processed in one unit of work, so one record bounds a unit from below:
+#: eventide's own records hold at most 500; a producer's envelope may hold this many.
+MAX_ITEMS_PER_ENVELOPE = 10_000
+
+
 def decode_envelope(value: bytes | None) -> list[Item]:
     """Return the items of a raw-topic record, or raise :class:`DecodeError` with the reason."""
     if value is None:
@@ -53,6 +58,9 @@ def decode_envelope(value: bytes | None) -> list[Item]:
         items = [doc]
     else:
         raise DecodeError("value is neither an envelope {'items': [...]} nor an item with 'op'")
+    if len(items) > MAX_ITEMS_PER_ENVELOPE:
+        raise DecodeError(f"envelope holds {len(items)} items; at most {MAX_ITEMS_PER_ENVELOPE} "
+                          "(split it into several records)")
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise DecodeError(f"items[{index}] is not an object")

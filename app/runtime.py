@@ -48,6 +48,18 @@ class Runtime:
     app: Any = None
     #: Embedded mode, ``eventide up``'s own worker: the input log it writes.
     input_log: Any = None
+    #: How late the event loop last woke a timer, and the worst since start (seconds): how long
+    #: some piece of work held the loop (HTTP, heartbeats and commits all wait that long).
+    loop_lag_s: float = 0.0
+    loop_lag_max_s: float = 0.0
+
+    async def watch_loop_lag(self, interval_s: float = 0.05) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(interval_s)
+            self.loop_lag_s = max(0.0, loop.time() - started - interval_s)
+            self.loop_lag_max_s = max(self.loop_lag_max_s, self.loop_lag_s)
 
     def resolve_person(self, identifier: str, kind: str | None = None) -> str | None:
         """The person an identifier names (as the router would resolve it), or None."""

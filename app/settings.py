@@ -60,6 +60,9 @@ class Settings:
     #: Records per processing batch (faust ``take``); records hold up to 500 items each.
     batch_max: int = 40
     batch_within_s: float = 0.01
+    #: At most this many items per unit of work (a record is never split): bounds a unit's
+    #: memory and how long it holds the event loop, whatever the backlog.
+    unit_max_items: int = 2_000
     #: Standby copies: with 1 or more, every worker keeps warm copies of the partitions it does
     #: not own (tailing their changelogs), so failover only catches up the last few records.
     standby_replicas: int = 0
@@ -155,6 +158,7 @@ class Settings:
             input_log_max_bytes=int(get("EVENTIDE_INPUT_LOG_MAX_BYTES") or 0),
             ack_on_disk=(get("EVENTIDE_ACK_ON_DISK") or "1") not in ("0", "false", "no"),
             batch_max=int(get("EVENTIDE_BATCH_MAX") or 40),
+            unit_max_items=int(get("EVENTIDE_UNIT_MAX_ITEMS") or 2_000),
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",

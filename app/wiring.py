@@ -64,6 +64,7 @@ class EventideApp(faust.App):
         # Agents (and readiness) wait for ``started``: only once every segment definition is
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
+        self._loop_lag_task = asyncio.ensure_future(rt.watch_loop_lag())
         self._input_log_task = None
         if rt.input_log is not None:
             self._input_log_task = asyncio.ensure_future(rt.input_log.run(
@@ -76,7 +77,8 @@ class EventideApp(faust.App):
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
         self._stopping.set()
-        await asyncio.gather(self._catalog_task, return_exceptions=True)
+        self._loop_lag_task.cancel()
+        await asyncio.gather(self._catalog_task, self._loop_lag_task, return_exceptions=True)
         await self.runtime.batcher.drain()
         if self._input_log_task is not None:
             # Every answered request is on disk already; what is still pending is not answered.

@@ -123,6 +123,7 @@ M_P50 = 'eventide_processing_latency_seconds{quantile="0.5"}'
 M_P99 = 'eventide_processing_latency_seconds{quantile="0.99"}'
 M_PEAK_RSS = "eventide_peak_rss_bytes"
 M_ROCKSDB = "eventide_rocksdb_size_bytes"
+M_LOOP_LAG_MAX = "eventide_event_loop_lag_max_seconds"
 M_EVALUATIONS = "eventide_segment_evaluations_total"
 M_ENTERED = 'eventide_segment_changes_total{kind="entered"}'
 M_EXITED = 'eventide_segment_changes_total{kind="exited"}'
@@ -1053,6 +1054,7 @@ async def run_one(spec: RunSpec, args: argparse.Namespace, bootstrap: str, broke
             rss_end_bytes=max(rss_bytes(pid) for pid in pids),
             metric_peak_rss_per_worker=[int(m.get(M_PEAK_RSS, 0)) for m in per_worker],
             rocksdb_size_bytes=int(metrics.get(M_ROCKSDB, 0)),
+            worst_stall_s=max((float(m.get(M_LOOP_LAG_MAX, 0)) for m in per_worker), default=0),
             broker_rss_bytes=rss_bytes(broker_pid),
             raw_records_in=int(metrics.get(raw_in, 0)),
             person_records_in=int(metrics.get(person_in, 0)),
@@ -1217,6 +1219,7 @@ ROWS: list[tuple[str, Any]] = [
     ("WORKER PEAK RSS (VmHWM), per worker",
      lambda r: ", ".join(_mb(b) for b in
                          r.get("peak_rss_per_worker") or [r.get("peak_rss_bytes")])),
+    ("WORST EVENT-LOOP STALL (any worker)", lambda r: _ms(r.get("worst_stall_s"))),
     ("RocksDB dir at end (incl. WAL)", lambda r: _mb(r.get("data_dir_bytes"))),
     ("broker RSS (whole bench so far)", lambda r: _mb(r.get("broker_rss_bytes"))),
     ("RECOVERY: changelog records", lambda r: _recovery(r, "changelog_records", _n)),

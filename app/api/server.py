@@ -81,7 +81,9 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
                   "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
                   "ready": float(ready(rt)),
                   "changelog_fences": float(rt.state.fences),
-                  "changelog_void_records": float(rt.state.void_records)}
+                  "changelog_void_records": float(rt.state.void_records),
+                  "event_loop_lag_seconds": rt.loop_lag_s,
+                  "event_loop_lag_max_seconds": rt.loop_lag_max_s}
         labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
         if lag_probe is not None:
             labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)

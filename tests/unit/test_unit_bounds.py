@@ -1,0 +1,43 @@
+"""Units of work are bounded by items, whatever the backlog (issue 11: bounded units of work)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from agents.batches import decode_all, units_of
+from app.model import MAX_ITEMS_PER_ENVELOPE, DecodeError, decode_envelope, encode_envelope
+from tests.agents.pipeline_sim import Event, Message
+
+
+def record(offset: int, items: int) -> Event:
+    value = encode_envelope([{"op": "event", "n": i} for i in range(items)])
+    return Event(Message("t", 0, offset, b"k", value, 0.0))
+
+
+def test_records_are_grouped_into_units_of_at_most_the_bound() -> None:
+    events = [record(o, n) for o, n in enumerate([300, 500, 500, 200, 900, 100, 1])]
+    units = list(units_of(events, decode_all(events), 1_000))  # type: ignore[arg-type]
+    sizes = [[len(decode_envelope(e.message.value)) for e in unit] for unit in units]
+    assert sizes == [[300, 500], [500, 200], [900, 100], [1]]
+    assert [e for unit in units for e in unit] == events, "every record once, in order"
+
+
+def test_a_record_larger_than_the_bound_is_a_unit_of_its_own_never_split() -> None:
+    events = [record(0, 10), record(1, 2_500), record(2, 10)]
+    units = list(units_of(events, decode_all(events), 1_000))  # type: ignore[arg-type]
+    assert [[e.message.offset for e in unit] for unit in units] == [[0], [1], [2]]
+
+
+def test_an_undecodable_record_counts_as_one_item_and_keeps_its_reason() -> None:
+    bad = Event(Message("t", 0, 0, b"k", b"{not json", 0.0))
+    decoded = decode_all([bad])  # type: ignore[list-item]
+    assert isinstance(decoded[id(bad)], DecodeError)
+    assert list(units_of([bad], decoded, 1)) == [[bad]]  # type: ignore[list-item]
+
+
+def test_an_envelope_over_the_cap_is_refused_with_a_reason() -> None:
+    value = orjson.dumps({"items": [{"op": "event"}] * (MAX_ITEMS_PER_ENVELOPE + 1)})
+    with pytest.raises(DecodeError, match="split it"):
+        decode_envelope(value)
+    assert len(decode_envelope(orjson.dumps({"items": [{"op": "e"}] * 10}))) == 10
