@@ -250,9 +250,9 @@ async def test_a_torn_tail_is_cut_and_the_rest_restored(tmp_path: Path) -> None:
         stop.set()
         await loading
         instance.kill_group()
-        wal = sorted((tmp_path / "data" / "log").glob("*.raw.events/*.wal"))
-        assert wal, list((tmp_path / "data" / "log").rglob("*"))
-        with open(wal[0], "ab") as f:
+        wal = tmp_path / "data" / "log" / "input.wal"
+        assert wal.exists(), list((tmp_path / "data" / "log").rglob("*"))
+        with open(wal, "ab") as f:
             f.write(b"\x00\x00\x01\x00\xde\xad")  # half a record: a kill mid-append
         await instance.up()
         assert "torn last record" in instance.log
