@@ -33,6 +33,7 @@ from app.core.profiles import public_view
 from app.producer import partition_for
 from app.runtime import Runtime
 from app.topics import HISTORY, PROFILES
+from app.spreadsheet import spreadsheet_safe
 
 CSV_COLUMNS = ("id", "name", "type", "timestamp", "processed_at", "data")
 FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
@@ -92,7 +93,7 @@ def csv_event_rows(history: list[dict[str, Any]]) -> Iterator[bytes]:
 
 def _csv_bytes(rows: Any) -> bytes:
     out = io.StringIO(newline="")
-    csv.writer(out).writerows(rows)
+    csv.writer(out).writerows([spreadsheet_safe(cell) for cell in row] for row in rows)
     return out.getvalue().encode()
 
 

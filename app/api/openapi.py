@@ -87,8 +87,19 @@ def _text(limit: int, what: str, *, blank_ok: bool = False) -> dict[str, Any]:
     return schema
 
 
+#: Not blank, and no control characters (C0, DEL): identifiers and segment ids are keys.
+_KEY_PATTERN = r"^(?=[\s\S]*\S)[^\x00-\x1f\x7f]*$"
+
+
+def _key(limit: int, what: str) -> dict[str, Any]:
+    schema = _text(limit, what)
+    schema["pattern"] = _KEY_PATTERN
+    schema["description"] += " No control characters."
+    return schema
+
+
 def _schemas(now_s: int) -> dict[str, Any]:
-    identifier = _text(MAX_IDENTIFIER_BYTES, "A person identifier (used as a key: never trimmed)")
+    identifier = _key(MAX_IDENTIFIER_BYTES, "A person identifier (used as a key: never trimmed)")
     timestamp = {
         "description": (
             "Event time in Unix seconds: an integer literal (1.0 is refused), or (as form bodies "
@@ -254,7 +265,7 @@ def _schemas(now_s: int) -> dict[str, Any]:
         "AnonymousEventForm": {
             **_FORM, "required": ["name", "anonymous_id"],
             "properties": {**form_event_properties,
-                           "anonymous_id": _text(MAX_IDENTIFIER_BYTES, "The anonymous id")},
+                           "anonymous_id": _key(MAX_IDENTIFIER_BYTES, "The anonymous id")},
         },
         "Identify": {
             "type": "object",
@@ -272,7 +283,7 @@ def _schemas(now_s: int) -> dict[str, Any]:
             **_FORM,
             "description": _FORM["description"] + f" At most {MAX_ATTRIBUTES} attributes.",
             "maxProperties": MAX_ATTRIBUTES + 3,
-            "properties": {"anonymous_id": _text(MAX_IDENTIFIER_BYTES, "The anonymous id"),
+            "properties": {"anonymous_id": _key(MAX_IDENTIFIER_BYTES, "The anonymous id"),
                            "_timestamp": {"type": "string", "pattern": _DIGITS},
                            "_update": {"type": "string", "enum": ["true", "false"]}},
             "additionalProperties": {"type": "string", "maxLength": MAX_ATTRIBUTE_VALUE_BYTES},
@@ -595,7 +606,7 @@ def document(rt: Any) -> dict[str, Any]:
         f"The person's {by}. {_bytes_note(MAX_IDENTIFIER_BYTES)}")
     anonymous_id = _path_param("anonymous_id", _ref("Identifier"), "An anonymous id.")
     segment_id = _path_param(
-        "segment_id", _text(MAX_SEGMENT_ID_BYTES, "A segment id"), "The segment's id.")
+        "segment_id", _key(MAX_SEGMENT_ID_BYTES, "A segment id"), "The segment's id.")
     partition = _path_param(
         "partition", {"type": "integer", "minimum": 0, "maximum": partitions - 1},
         f"A person partition, 0 to {partitions - 1}.")

@@ -20,6 +20,7 @@ from app.runtime import Runtime
 from app.ingest.validate import too_deep
 from app.segments.definition import DefinitionError, parse_segment
 from app.topics import EVENT_NAMES, MEMBERSHIP, SEGMENT_MEMBERS, SEGMENT_STATE
+from app.ingest.validate import CONTROL_CHARACTERS
 
 MAX_SEGMENT_ID_BYTES = 150
 #: Conditions nest up to 64 levels; their values add more. The record wrapping a definition adds
@@ -72,6 +73,10 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         segment_id = request.match_info["segment_id"]
         if not segment_id.strip() or len(segment_id.encode()) > MAX_SEGMENT_ID_BYTES:
             raise ApiError(400, f"segment_id: must be 1 to {MAX_SEGMENT_ID_BYTES} bytes")
+        if CONTROL_CHARACTERS.search(segment_id):
+            # NUL separates segment and person in the members index: "a\x00b" would read as
+            # segment "a"'s members.
+            raise ApiError(400, "segment_id: must not contain control characters")
         return segment_id
 
     def summary(segment_id: str, value: dict[str, Any],

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Literal, TextIO
 
 import orjson
+from app.spreadsheet import spreadsheet_safe
+from app.ingest.validate import CONTROL_CHARACTERS
 from ulid import ULID
 
 NAME_COLUMN = "_cio_name"
@@ -68,6 +70,7 @@ REJECT_CODES = (
     "name_too_long",
     "blank_customer",
     "customer_too_long",
+    "bad_customer",
     "bad_timestamp",
     "bad_id",
     "data_too_large",
@@ -199,7 +202,7 @@ def write_rejects(path: str | os.PathLike[str], rejects: Iterable[RowResult]) ->
         writer.writerow(["row", "reason"])
         for result in rejects:
             if result.reason is not None:
-                writer.writerow([result.row_number, result.reason])
+                writer.writerow([result.row_number, spreadsheet_safe(result.reason)])
                 written += 1
     return written
 
@@ -365,6 +368,8 @@ def _customer(raw: str) -> str:
         raise _Reject("blank_customer", f"{CUSTOMER_COLUMN} is empty")
     if len(customer.encode()) > MAX_CUSTOMER_BYTES:
         raise _Reject("customer_too_long", f"{CUSTOMER_COLUMN} is over {MAX_CUSTOMER_BYTES} bytes")
+    if CONTROL_CHARACTERS.search(customer):
+        raise _Reject("bad_customer", f"{CUSTOMER_COLUMN} contains control characters")
     return customer
 
 

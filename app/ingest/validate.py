@@ -222,11 +222,19 @@ def _check_text(
         errors.append(FieldError(field, "too_long", message))
 
 
+#: Control characters (C0 and DEL). Refused in identifiers: ids are keys, joined with separators
+#: such as NUL and \x1f inside eventide's tables, and shown in headers and CSV files.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _check_identifier(value: Any, field: str, errors: list[FieldError]) -> str:
     if value is None:
         errors.append(FieldError(field, "required", "is required"))
         return ""
+    before = len(errors)
     _check_text(value, field, MAX_IDENTIFIER_BYTES, errors)
+    if len(errors) == before and CONTROL_CHARACTERS.search(value):
+        errors.append(FieldError(field, "invalid", "must not contain control characters"))
     return value
 
 

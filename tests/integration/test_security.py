@@ -245,6 +245,25 @@ def _compare_digest_calls(tree: ast.AST) -> list[ast.Call]:
                                                                                   "secrets")]
 
 
+async def test_ids_with_control_characters_are_refused_so_segments_never_mix(
+        live: tuple[Deployment, Worker, dict[str, Any]]) -> None:
+    """A NUL separates segment and person in the members index: ``nulseg%00leak`` would have
+    read ``nulseg``'s members. Every id with a control character is a 400 now."""
+    d, _, _ = live
+    definition = {"name": "x", "match": {"event": "e"}}
+    async with aiohttp.ClientSession() as session:
+        for path in ("/api/v1/segments/nulseg%00leak", "/api/v1/segments/tab%09seg"):
+            async with session.put(d.url + path, json=definition,
+                                   headers=d.app_auth) as response:
+                assert response.status == 400, path
+                assert "control characters" in await response.text()
+        for path in ("/api/v1/customers/a%00b/events", "/api/v1/customers/a%0D%0Ab/events"):
+            async with session.post(d.url + path, json={"name": "e"},
+                                    headers=d.track_auth) as response:
+                assert response.status == 400, path
+                assert "control characters" in await response.text()
+
+
 def test_credentials_are_compared_with_hmac_compare_digest() -> None:
     tree = ast.parse(inspect.getsource(auth))
     functions = {node.name: node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}

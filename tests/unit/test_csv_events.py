@@ -440,6 +440,7 @@ def test_every_reason_starts_with_a_known_code() -> None:
         " ,1,,,\n"
         "x, ,,,\n"
         f"x,{'c' * 151},,,\n"
+        "x,a\x00b,,,\n"
         "x,1,soon,,\n"
         "x,1,,nope,\n"
         f"x,1,,,{'d' * (MAX_DATA_BYTES + 1)}\n"
@@ -451,6 +452,7 @@ def test_every_reason_starts_with_a_known_code() -> None:
         "blank_name",
         "blank_customer",
         "customer_too_long",
+        "bad_customer",
         "bad_timestamp",
         "bad_id",
         "data_too_large",

@@ -72,6 +72,15 @@ def test_csv_rows_quote_json_data() -> None:
     assert orjson.loads(rows[2][5]) == {"sign up date": 'x, "y"'}
 
 
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0",
+                                  "-2+3", "@SUM(A1:A2)", "\tx", "\rx"])
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_shown_as_text(name: str) -> None:
+    history = [{**HISTORY[0], "name": name, "type": name}]
+    rows = list(csv.reader(io.StringIO(b"".join(csv_event_rows(history)).decode(), newline="")))
+    assert rows[0][1] == rows[0][2] == "'" + name
+    assert rows[0][3] == str(HISTORY[0]["timestamp"])  # numbers are left alone
+
+
 def test_csv_rows_of_a_long_history_come_in_pieces() -> None:
     history = [{**HISTORY[0], "id": f"{i:026d}", "timestamp": i} for i in range(1234)]
     pieces = list(csv_event_rows(history))

@@ -837,7 +837,19 @@ def test_validate_identifier_either_returns_the_value_or_raises(value: str) -> N
     except ValidationError as exc:
         assert exc.errors and all(e.field == "customer_id" for e in exc.errors)
         assert not value.strip() or len(value.encode("utf-8", "surrogatepass")) > 150 or any(
-            "\ud800" <= c <= "\udfff" for c in value
+            "\ud800" <= c <= "\udfff" or c < " " or c == "\x7f" for c in value
         )
     else:
         assert result == value and value.strip() and len(value.encode()) <= 150
+        assert not any(c < " " or c == "\x7f" for c in value)
+
+
+@pytest.mark.parametrize("value", ["a\x00b", "line\nbreak", "tab\there", "del\x7f", "x\x1f"])
+def test_identifiers_refuse_control_characters(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        validate_identifier(value, "customer_id")
+    assert caught.value.messages() == ["customer_id: must not contain control characters"]
+
+
+def test_identifiers_keep_every_other_character() -> None:
+    assert validate_identifier("Ünïcode 5 — x@y", "customer_id") == "Ünïcode 5 — x@y"
