@@ -28,6 +28,10 @@ class Settings:
     #: How other workers reach this one; default: http(s)://EVENTIDE_HTTP_HOST:PORT.
     advertised_http_url: str | None = None
     tls_key: str | None = None
+    #: Signs requests one worker forwards to another (default: derived from the app key).
+    cluster_secret: str = ""
+    #: CA file to verify peers' HTTPS certificates (default: EVENTIDE_TLS_CERT, else the system's).
+    peer_ca: str | None = None
     site_id: str = ""
     api_key: str = ""
     app_key: str = ""
@@ -140,6 +144,8 @@ class Settings:
             tls_cert=get("EVENTIDE_TLS_CERT") or None,
             advertised_http_url=get("EVENTIDE_ADVERTISED_URL") or None,
             tls_key=get("EVENTIDE_TLS_KEY") or None,
+            cluster_secret=get("EVENTIDE_CLUSTER_SECRET") or "",
+            peer_ca=get("EVENTIDE_PEER_CA") or None,
             site_id=get("EVENTIDE_SITE_ID") or "",
             api_key=get("EVENTIDE_API_KEY") or "",
             app_key=get("EVENTIDE_APP_KEY") or "",

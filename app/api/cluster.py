@@ -3,24 +3,31 @@ gather list reads from every worker.
 
 Ownership comes from faust's assignor: every member's advertised URL and the partitions it was
 given (``external_topic_distribution``) travel with each assignment, so every worker knows who
-owns what. A forwarded request carries a header; a worker that receives one serves it locally
-whatever its view (no forwarding loops while an assignment changes).
+owns what. A forwarded request is signed (``app.api.peers``); a worker that receives one serves it
+locally whatever its view (no forwarding loops while an assignment changes). Errors name no
+internal address (they are logged here instead), and a peer's 4xx answer is the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import orjson
 
 import aiohttp
 from aiohttp import web
 
+from app.api import peers as peer_auth
 from app.api.responses import ApiError
 from app.producer import partition_for
 from app.runtime import Runtime
 
-FORWARDED = "X-Eventide-Forwarded"
-_PASSED_HEADERS = ("Authorization", "Content-Type", "Accept")
+log = logging.getLogger(__name__)
+
+#: What of the caller's request a peer sees: never its credentials (the request is signed).
+_PASSED_HEADERS = ("Content-Type", "Accept")
 
 
 def _distribution(rt: Runtime) -> dict[str, dict[str, list[int]]]:
@@ -60,24 +67,37 @@ def owned_partitions(rt: Runtime, topic: str, partitions: int) -> list[int]:
 
 
 def is_forwarded(request: web.Request) -> bool:
-    return request.headers.get(FORWARDED) == "1"
+    """A request another worker forwarded here, its signature verified."""
+    return peer_auth.from_peer(request)
 
 
-async def forward(request: web.Request, url: str) -> web.Response:
+def peer_headers(rt: Runtime, request: web.Request, path_qs: str, body: bytes,
+                 method: str | None = None) -> dict[str, str]:
     headers = {k: v for k, v in request.headers.items() if k in _PASSED_HEADERS}
-    headers[FORWARDED] = "1"
-    body = await request.read() if request.can_read_body else None
+    headers.update(peer_auth.sign(rt.settings, method or request.method, path_qs, body))
+    return headers
+
+
+def peer_ssl(rt: Runtime, url: str) -> Any:
+    return peer_auth.client_ssl(rt.settings) if url.startswith("https:") else None
+
+
+async def forward(rt: Runtime, request: web.Request, url: str) -> web.Response:
+    """Answer ``request`` (already authenticated here) from the worker at ``url``."""
+    body = await request.read() if request.can_read_body else b""
+    headers = peer_headers(rt, request, request.path_qs, body)
     timeout = aiohttp.ClientTimeout(total=30)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             async with session.request(request.method, url + request.path_qs, headers=headers,
-                                       data=body, ssl=False) as response:
+                                       data=body or None, ssl=peer_ssl(rt, url)) as response:
                 payload = await response.read()
                 return web.Response(body=payload, status=response.status,
                                     content_type=response.content_type)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise ApiError(503, f"worker {url}, which owns this key, did not answer ({exc}); the "
-                            "group may be rebalancing, retry") from None
+        log.warning("forwarding %s %s to %s failed: %r", request.method, request.path, url, exc)
+        raise ApiError(503, "the worker that owns this key did not answer; the group may be "
+                            "rebalancing, retry") from None
 
 
 async def gather(request: web.Request, rt: Runtime, path_qs: str | None = None, *,
@@ -88,21 +108,34 @@ async def gather(request: web.Request, rt: Runtime, path_qs: str | None = None, 
     path_qs = path_qs or request.path_qs
     if is_forwarded(request):
         return []
-    headers = {k: v for k, v in request.headers.items() if k in _PASSED_HEADERS}
-    headers[FORWARDED] = "1"
     timeout = aiohttp.ClientTimeout(total=30)
 
     async def ask(session: aiohttp.ClientSession, url: str) -> Any:
+        headers = peer_headers(rt, request, path_qs, b"", method="GET")
         try:
-            async with session.get(url + path_qs, headers=headers, ssl=False) as response:
+            async with session.get(url + path_qs, headers=headers,
+                                   ssl=peer_ssl(rt, url)) as response:
+                if 400 <= response.status < 500:
+                    # The caller's mistake (a bad parameter), found by the peer: say it as is.
+                    raise ApiError(response.status, *_messages(await response.read()))
                 response.raise_for_status()
                 return await response.json()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            log.warning("gathering %s from %s failed: %r", path_qs, url, exc)
             if required:
-                raise ApiError(503, f"worker {url} did not answer ({exc}); the group may be "
+                raise ApiError(503, "another worker did not answer; the group may be "
                                     "rebalancing, retry") from None
             return None
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
         answers = await asyncio.gather(*(ask(session, url) for url in peers(rt)))
     return [answer for answer in answers if answer is not None]
+
+
+def _messages(body: bytes) -> list[str]:
+    """The messages of an error answer in the API's shape (``{"meta": {"errors": [...]}}``)."""
+    try:
+        errors = orjson.loads(body)["meta"]["errors"]
+        return [str(e) for e in errors] or ["bad request"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ["bad request"]

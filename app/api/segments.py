@@ -181,6 +181,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
 
     async def event_names(request: web.Request) -> web.Response:
         require_app(request, settings)
+        limit = _limit(request)  # a bad parameter is a 400 here, before any worker is asked
         matches = compile_query(request.query.get("q", ""))
         totals: dict[str, dict[str, int]] = {}
         for store in stores(EVENT_NAMES):
@@ -195,7 +196,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                 total["count"] += entry["count"]
                 total["last_seen"] = max(total["last_seen"], entry["last_seen"])
         found = sorted(totals.items(), key=lambda kv: (-kv[1]["count"], kv[0]))
-        return json_response({"names": [{"name": n, **t} for n, t in found[:_limit(request)]]})
+        return json_response({"names": [{"name": n, **t} for n, t in found[:limit]]})
 
     return [
         web.get("/api/v1/segments", list_segments),

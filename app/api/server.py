@@ -8,7 +8,7 @@ import ssl
 import mode
 from aiohttp import web
 
-from app.api import cluster
+from app.api import cluster, peers
 from app.api import export, imports, openapi, read, segments, track, v2
 from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
@@ -47,7 +47,8 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        if request.method == "GET" and not cluster.is_forwarded(request):
+        if request.method == "GET" and request.path.startswith("/api/") and \
+                not cluster.is_forwarded(request):
             info = request.match_info
             owner = None
             if "customer_id" in info:
@@ -57,7 +58,8 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
                 owner = cluster.owner_of(rt, topics.raw_anonymous.name,
                                          topics.raw_anonymous.partitions, info["anonymous_id"])
             if owner is not None:
-                return await cluster.forward(request, owner)
+                require_app(request, rt.settings)  # never forward an unauthenticated request
+                return await cluster.forward(rt, request, owner)
         return await handler(request)
 
     return middleware
@@ -65,7 +67,8 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
 
 def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Application:
     application = web.Application(client_max_size=rt.settings.max_body_bytes,
-                                  middlewares=[error_shape, keyed_reads_go_to_their_owner(rt)])
+                                  middlewares=[error_shape, peers.verified_peers(rt.settings),
+                                               keyed_reads_go_to_their_owner(rt)])
 
     async def healthz(request: web.Request) -> web.Response:
         """``/healthz`` and ``/readyz`` (same answer): 200 once the worker joined its group and

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from app.settings import Settings
+from app.api.peers import PEER
 
 COOKIE = "eventide_console"
 SESSION_S = 12 * 3600
@@ -58,6 +59,8 @@ def token_valid(settings: Settings, token: str, now_s: float) -> bool:
 
 def viewer_of(request: web.Request, settings: Settings, now_s: float) -> Viewer | None:
     """The signed-in viewer, or None. A wrong bearer key is None too (never falls back)."""
+    if request.get(PEER) is True:
+        return Viewer(by_cookie=False)  # forwarded by the worker that checked the viewer
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, token = header.partition(" ")

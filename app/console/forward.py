@@ -4,20 +4,23 @@ With several workers, a person's tables live on the worker that owns its partiti
 keyed reads are forwarded there by ``app.api.server``'s middleware; console pages are forwarded
 here instead, because they authenticate with a session cookie that the API's forwarding does not
 carry, and because a console action answers with a redirect that must reach the browser as is.
-The forwarded request carries the app key as a bearer token (the viewer was checked here first)
-and the cluster's forwarded mark, so the owner serves it locally.
+The forwarded request is signed with the cluster secret (``app.api.peers``; the viewer was checked
+here first) and carries no credentials of the viewer's, so the owner serves it locally.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
 from aiohttp import web
 
-from app.api import cluster
+from app.api import cluster, peers
 from app.api.responses import ApiError
 from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 _PASSED_REQUEST = ("Content-Type", "Accept")
 _PASSED_RESPONSE = ("Content-Type", "Location", "Content-Disposition", "Cache-Control",
@@ -34,19 +37,19 @@ def owner(rt: Runtime, request: web.Request, *, anonymous: bool, key: str) -> st
 
 
 async def forward(rt: Runtime, request: web.Request, url: str) -> web.Response:
-    headers = {k: v for k, v in request.headers.items() if k in _PASSED_REQUEST}
-    headers["Authorization"] = f"Bearer {rt.settings.app_key}"
-    headers[cluster.FORWARDED] = "1"
     # read() returns the cached body when a handler has parsed the form already.
-    body = await request.read() if request.method not in ("GET", "HEAD") else None
+    body = await request.read() if request.method not in ("GET", "HEAD") else b""
+    headers = {k: v for k, v in request.headers.items() if k in _PASSED_REQUEST}
+    headers.update(peers.sign(rt.settings, request.method, request.path_qs, body))
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             async with session.request(request.method, url + request.path_qs, headers=headers,
-                                       data=body, allow_redirects=False,
-                                       ssl=False) as response:
+                                       data=body or None, allow_redirects=False,
+                                       ssl=cluster.peer_ssl(rt, url)) as response:
                 payload = await response.read()
                 passed = {k: v for k, v in response.headers.items() if k in _PASSED_RESPONSE}
                 return web.Response(body=payload, status=response.status, headers=passed)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise ApiError(503, f"worker {url}, which holds this person, did not answer ({exc}); "
-                            "the group may be rebalancing, retry") from None
+        log.warning("forwarding %s %s to %s failed: %r", request.method, request.path, url, exc)
+        raise ApiError(503, "the worker that holds this person did not answer; the group may be "
+                            "rebalancing, retry") from None

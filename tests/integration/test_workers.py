@@ -10,6 +10,7 @@ import signal
 import aiohttp
 import pytest
 
+from app.producer import partition_for
 from tests.support.harness import Deployment, Worker, eventually, free_port
 
 pytestmark = pytest.mark.integration
@@ -85,3 +86,62 @@ async def test_reads_are_right_on_every_worker_and_a_kill_loses_nothing(
     finally:
         for worker in workers:
             worker.stop()
+
+
+async def test_workers_trust_only_signed_forwards_and_never_pass_the_caller_s_key(
+        deployment: Deployment) -> None:
+    """Issue 14.1: the caller is checked before anything is forwarded; a request claiming to be
+    forwarded needs a valid worker signature; errors name no internal address; a bad parameter is
+    a 400 on every worker."""
+    d = deployment
+    workers = [Worker(d, "a").start(), extra_worker(d, "b").start()]
+    try:
+        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+        async with aiohttp.ClientSession() as session:
+            async def owned_elsewhere() -> str:
+                # A person whose partition worker a does not own: a's reads of it are forwarded.
+                for person in (f"t{i}" for i in range(64)):
+                    async with session.get(f"{workers[0].url}/api/v1/customers/{person}/"
+                                           "activities", headers=d.app_auth) as response:
+                        assert response.status in (200, 404)
+                    partition = partition_for(person.encode(), d.settings.partitions)
+                    if (d.topics.person_events.name, partition) not in await assigned(workers[0]):
+                        return person
+                raise AssertionError("worker a owns every partition")
+            person = await eventually(owned_elsewhere, timeout_s=60)
+            path = f"/api/v1/customers/{person}/activities"
+            async with session.get(workers[0].url + path) as response:
+                assert response.status == 401, "checked here before any forwarding"
+            for forged in ({"X-Eventide-Forwarded": "1"},
+                           {"X-Eventide-Forwarded": "1", "X-Eventide-Signature": "t=1,s=00"}):
+                for worker in workers:
+                    async with session.get(worker.url + path, headers=forged) as response:
+                        assert response.status == 401, (worker.url, forged)
+                        assert "signature" in await response.text()
+            async with session.get(workers[0].url + path, headers=d.app_auth) as response:
+                assert response.status in (200, 404)  # forwarded, signed, answered by b
+            for worker in workers:
+                async with session.get(worker.url + "/api/v1/events/names?limit=-1",
+                                       headers=d.app_auth) as response:
+                    text = await response.text()
+                    assert response.status == 400, (worker.url, text)
+                    assert "127.0.0.1" not in text and "http" not in text
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+async def assigned(worker: Worker) -> set[tuple[str, int]]:
+    """The person.events partitions a worker reports owning (from its lag gauge)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(worker.url + "/metrics",
+                               headers=worker.deployment.app_auth
+                               ) as response:
+            text = await response.text()
+    found = set()
+    for line in text.splitlines():
+        if line.startswith("eventide_consumer_lag{"):
+            labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:
+                                                               line.index("}")].split(","))
+            found.add((labels["topic"].strip('"'), int(labels["partition"].strip('"'))))
+    return found
