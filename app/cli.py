@@ -114,11 +114,13 @@ def _open_input_log(settings: Settings) -> InputLog:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    settings = _settings_from(args).with_generated_credentials()
+    supplied = _settings_from(args)
+    settings = supplied.with_generated_credentials()
     broker: EmbeddedBroker | None = None
     input_log: InputLog | None = None
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        settings.data_dir.chmod(0o700)  # one created by an earlier version may be 0755
         pid_path = settings.data_dir / "broker.pid"
         orphan = stop_orphan(pid_path, settings.embedded_broker_port)
         if orphan is not None:
@@ -139,8 +141,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             input_log = _open_input_log(settings)
         print(f"eventide API:       {settings.http_url}")
         print(f"console:            {settings.http_url}/console/  (sign in with the app key)")
-        print(f"track credentials:  site_id={settings.site_id}  api_key={settings.api_key}")
-        print(f"app key (reads):    {settings.app_key}")
+        # Credentials are printed only when generated here: supplied ones stay out of terminals,
+        # scroll-back and logs.
+        shown = (lambda value, given: "(as set in the environment)" if given else value)
+        print(f"track credentials:  site_id={settings.site_id}  api_key="
+              f"{shown(settings.api_key, supplied.api_key)}")
+        print(f"app key (reads):    {shown(settings.app_key, supplied.app_key)}")
         where = f" (embedded; inputs flushed to {settings.input_log_dir})" if broker else ""
         print(f"broker:             {settings.bootstrap_servers}{where}")
         print("try:  curl -u SITE_ID:API_KEY " + settings.http_url +
@@ -303,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                                      help="re-submit letters (as listed, values fixed)")
     cli_ops.register(commands)
     args = parser.parse_args(argv)
+    if args.command in ("up", "worker", "api", "replay"):
+        # State, the input log and anything else these write hold customer data and keys:
+        # readable by this user only (directories 0700, files 0600).
+        os.umask(0o077)
     quiet = args.command not in ("up", "worker", "api")
     settings = Settings.from_env()
     logging_setup.configure(json=settings.log_json,

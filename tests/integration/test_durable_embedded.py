@@ -249,6 +249,13 @@ async def test_a_torn_tail_is_cut_and_the_rest_restored(tmp_path: Path) -> None:
         await asyncio.sleep(1.0)
         stop.set()
         await loading
+        # Issue 14.10: supplied credentials are not printed; state is readable by this user only.
+        assert "api_key=(as set in the environment)" in instance.log
+        assert "app key (reads):    (as set in the environment)" in instance.log
+        data = tmp_path / "data"
+        assert data.stat().st_mode & 0o777 == 0o700
+        exposed = [p for p in data.rglob("*") if p.stat().st_mode & 0o077]
+        assert not exposed, exposed[:5]
         instance.kill_group()
         wal = tmp_path / "data" / "log" / "input.wal"
         assert wal.exists(), list((tmp_path / "data" / "log").rglob("*"))

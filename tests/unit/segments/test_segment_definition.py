@@ -380,3 +380,21 @@ def test_invalid_definitions(doc: Any, message: str) -> None:
 def test_invalid_segment_id(segment_id: Any) -> None:
     with pytest.raises(DefinitionError, match=r"^id: expected a non-empty string"):
         parse_segment(segment_id, EXAMPLE)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("recipient", "victim@example.com\r\nBcc: list@evil.example"),
+    ("from_address", "not an address"),
+    ("reply_to", "a@b.c\nX-Injected: 1"),
+])
+def test_action_data_meets_the_track_api_s_rules_for_reserved_fields(field: str,
+                                                                       value: str) -> None:
+    doc = {"name": "x", "match": {"event": "e"},
+           "on_enter": {"send_event": {"name": "n", "data": {field: value}}}}
+    with pytest.raises(DefinitionError) as caught:
+        parse_segment("s", doc)
+    assert f"on_enter.send_event.data.{field}" in str(caught.value)
+    assert "email address" in str(caught.value)
+    ok = {**doc, "on_enter": {"send_event": {"name": "n",
+                                             "data": {field: "Ann <ann@example.com>"}}}}
+    assert parse_segment("s", ok).on_enter.data == {field: "Ann <ann@example.com>"}
