@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -213,3 +214,27 @@ def test_a_cached_template_renders_each_recipient_with_their_own_data() -> None:
     template = "Hi {{ customer.first_name }}, you spent {{ event.total }}"
     assert lenient(template, {"first_name": "Ada"}, {"total": 1}) == "Hi Ada, you spent 1"
     assert lenient(template, {"first_name": "Grace"}, {"total": 2}) == "Hi Grace, you spent 2"
+
+
+def test_chained_replaces_cannot_build_a_huge_string() -> None:
+    """Issue 14.2: 429 bytes of template with four replaces once built a 622 MB string."""
+    a60 = "a" * 60
+    template = (f'{{% assign s = "{a60}" %}}{{{{ s | replace: "a", "{a60}" | replace: "a", '
+                f'"{a60}" | replace: "a", "{a60}" | replace: "a", "{a60}" | size }}}}')
+    with pytest.raises(TemplateError, match="work limit") as caught:
+        render(template, customer={}, event={})
+    assert caught.value.line == 1
+
+
+def test_a_huge_range_is_refused_before_any_work() -> None:
+    started = time.perf_counter()
+    with pytest.raises(TemplateError, match="join input"):
+        render('{{ (1..10000000) | join: "," | size }}', customer={}, event={})
+    assert time.perf_counter() - started < 0.5
+
+
+def test_filters_within_the_bounds_work_as_before() -> None:
+    assert render('{{ "x" | replace: "", "yy" }}', customer={}, event={}) == "yyxyy"
+    assert render('{{ (1..1000) | join: "" | size }}', customer={}, event={}) == "2893"
+    assert render('{{ event.items | map: "t" | join: "," }}', customer={},
+                  event={"items": [{"t": "a"}, {"t": "b"}]}) == "a,b"
