@@ -36,7 +36,8 @@ from app.ingest.validate import (MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTE_VALUE_B
                                  MAX_ATTRIBUTES, MAX_DATA_BYTES, MAX_FUTURE_SECONDS,
                                  MAX_IDENTIFIER_BYTES, MAX_NAME_BYTES, MILLISECONDS_THRESHOLD)
 from app.model import EVENT_TYPES
-from app.segments.definition import COUNT_KEYS, MAX_DEPTH
+from app.segments.definition import (COUNT_KEYS, MAX_CONDITIONS, MAX_DEFINITION_BYTES,
+                                     MAX_DEPTH)
 from app.segments.operators import OPERATORS
 
 OPENAPI_VERSION = "3.1.0"
@@ -409,7 +410,9 @@ def _schemas(now_s: int) -> dict[str, Any]:
         },
         # --- segments -------------------------------------------------------------------------
         "Condition": {
-            "description": f"A condition tree, at most {MAX_DEPTH} levels deep.",
+            "description": (f"A condition tree, at most {MAX_DEPTH} levels deep and "
+                            f"{MAX_CONDITIONS} conditions (where tests included); the whole "
+                            f"definition at most {MAX_DEFINITION_BYTES} bytes as JSON."),
             "anyOf": [
                 {"type": "object", "required": ["all"], "additionalProperties": False,
                  "properties": {"all": {"type": "array", "minItems": 1,

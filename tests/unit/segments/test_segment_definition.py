@@ -398,3 +398,20 @@ def test_action_data_meets_the_track_api_s_rules_for_reserved_fields(field: str,
     ok = {**doc, "on_enter": {"send_event": {"name": "n",
                                              "data": {field: "Ann <ann@example.com>"}}}}
     assert parse_segment("s", ok).on_enter.data == {field: "Ann <ann@example.com>"}
+
+
+def test_a_definition_over_the_condition_bound_is_refused_with_its_count() -> None:
+    from app.segments.definition import MAX_CONDITIONS, count_conditions
+    within = [{"event": f"e{i}"} for i in range(MAX_CONDITIONS - 1)]
+    assert count_conditions(parse_segment("s", {"name": "x", "match": {"any": within}}).match) \
+        == MAX_CONDITIONS
+    over = within + [{"event": "last", "where": [{"path": "a", "op": "exists"}]}]
+    with pytest.raises(DefinitionError, match=f"has {MAX_CONDITIONS + 2} conditions"):
+        parse_segment("s", {"name": "x", "match": {"any": over}})
+
+
+def test_a_definition_over_the_size_bound_is_refused_before_parsing() -> None:
+    from app.segments.definition import MAX_DEFINITION_BYTES
+    doc = {"name": "x" * (MAX_DEFINITION_BYTES + 1), "match": {"event": "e"}}
+    with pytest.raises(DefinitionError, match="bytes as JSON"):
+        parse_segment("s", doc)

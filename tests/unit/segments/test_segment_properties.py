@@ -299,7 +299,8 @@ wild_conditions = st.recursive(
 )
 actions = st.fixed_dictionaries(
     {"send_event": st.fixed_dictionaries(
-        {"name": st.text(min_size=1, max_size=10)},
+        # an action's event meets the track API's rules: its name is not blank
+        {"name": st.text(min_size=1, max_size=10).filter(str.strip)},
         optional={"data": st.dictionaries(st.text(max_size=5), json_values, max_size=3)},
     )}
 )
