@@ -20,6 +20,7 @@ time, so a large file does not stall the event loop the faust agents share.
 from __future__ import annotations
 
 import asyncio
+import time
 import itertools
 import os
 import tempfile
@@ -38,7 +39,8 @@ from app.api.responses import ApiError, json_response
 from app.core.items import BadItem, normalize
 from app.imports.csv_events import (CUSTOMER_COLUMN, CsvFileError, ImportSummary, RowResult,
                                     iter_rows, open_csv, scan_identifier_kinds)
-from app.ingest.validate import (ValidationError, validate_event, validate_identifier)
+from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
+                                 validate_identify)
 from app.producer import BrokerUnavailable
 from app.runtime import Runtime
 
@@ -120,8 +122,9 @@ def iter_export_entries(lines: Iterable[bytes], *, received_at_ms: int,
     A ``profile`` line names the person the following lines belong to; with attributes it
     becomes an identify (``attributes: null`` means the person had events but no profile). An
     ``event`` line becomes an event with its original id. ``attribute_change`` lines are history
-    of the profile and are skipped. Every item is checked with the router's own gate
-    (:func:`app.core.items.normalize`), so nothing sent here can end up dead-lettered.
+    of the profile and are skipped. Every line meets the track API's rules first (sizes, nesting,
+    names, timestamps, reserved fields: an export file is input like any other), then the router's
+    own gate (:func:`app.core.items.normalize`), so nothing sent here can end up dead-lettered.
     """
     person: str | None = None
     for number, raw in enumerate(lines, start=1):
@@ -150,6 +153,12 @@ def iter_export_entries(lines: Iterable[bytes], *, received_at_ms: int,
             if not isinstance(attributes, dict):
                 yield ExportEntry(number, kind, error="attributes: must be an object or null")
                 continue
+            problem = _track_rules(lambda: validate_identify(
+                attributes, customer=person, now_s=time.time(), new_id=new_id,
+                received_at_ms=received_at_ms))
+            if problem:
+                yield ExportEntry(number, kind, error=problem)
+                continue
             item = {"op": "identify", "id": new_id(), "customer": person,
                     "attributes": attributes, "anonymous_id": None, "timestamp": None,
                     "update": False, "received_at": received_at_ms}
@@ -161,6 +170,14 @@ def iter_export_entries(lines: Iterable[bytes], *, received_at_ms: int,
                 continue
             if doc.get("id") is None:
                 yield ExportEntry(number, kind, error="id: is required")
+                continue
+            problem = _track_rules(lambda: validate_event(
+                {key: doc[key] for key in ("id", "name", "type", "data", "timestamp")
+                 if doc.get(key) is not None},
+                customer=person, anonymous=False, now_s=time.time(), new_id=new_id,
+                received_at_ms=received_at_ms))
+            if problem:
+                yield ExportEntry(number, kind, error=problem)
                 continue
             item = {"op": "event", "id": doc.get("id"), "name": doc.get("name"),
                     "type": doc.get("type") or "event", "data": doc.get("data") or {},
@@ -175,6 +192,15 @@ def iter_export_entries(lines: Iterable[bytes], *, received_at_ms: int,
             yield ExportEntry(number, kind)
         else:
             yield ExportEntry(number, str(kind), error=f"kind: unknown {kind!r}")
+
+
+def _track_rules(check: Callable[[], Any]) -> str | None:
+    """What the track API would say of a line (None: it would accept it)."""
+    try:
+        check()
+    except ValidationError as exc:
+        return "; ".join(exc.messages())
+    return None
 
 
 def _checked(number: int, kind: str, op: str, person: str, item: dict[str, Any]) -> ExportEntry:

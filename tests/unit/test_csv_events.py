@@ -641,3 +641,25 @@ def test_a_million_rows_stream_in_constant_memory() -> None:
     # A list of a million results would take hundreds of MB; streaming keeps a handful of rows.
     assert peak < 1_000_000, f"peak traced memory {peak} bytes"
     assert elapsed < 60, f"took {elapsed:.1f}s"
+
+
+def test_a_line_over_the_bound_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    """Issue 14.6: memory follows the line bound, not the longest row of the upload."""
+    from app.imports.csv_events import BoundedLines
+    path = tmp_path / "long.csv"
+    path.write_text("_cio_name,_cio_customer_id,a\nx,1,short\nx,1," + "d" * 5000 + "\n")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = BoundedLines(f, max_chars=1000)
+        assert next(lines).startswith("_cio_name") and next(lines) == "x,1,short\n"
+        with pytest.raises(CsvFileError, match="line 3 is longer than 1,000 characters"):
+            next(lines)
+        assert f.tell() < 2100, "stopped after the bound, not at the end of the line"
+
+
+def test_an_upload_with_a_long_line_is_refused_as_a_file_error(tmp_path: Path) -> None:
+    from app.imports.csv_events import MAX_LINE_CHARS
+    path = tmp_path / "long.csv"
+    path.write_text("_cio_name,_cio_customer_id\n" + "x," + "1" * (MAX_LINE_CHARS + 5) + "\n")
+    with open_csv(path) as lines:
+        with pytest.raises(CsvFileError, match="longer than"):
+            scan_identifier_kinds(lines)

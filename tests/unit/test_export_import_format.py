@@ -266,3 +266,31 @@ async def test_receive_to_file_streams_and_enforces_the_cap(tmp_path: Any) -> No
         assert declared.status == 413
         xml = await client.post("/", data=b"<x/>", headers={"Content-Type": "text/xml"})
         assert xml.status == 415
+
+
+def test_an_export_file_meets_the_track_api_s_limits() -> None:
+    """Issue 14.7: a 20 MB attribute, 250-level nesting, a timestamp of 99999999999 and 300 KB
+    of event data were stored through /api/v1/imports/export."""
+    from app.api.imports import iter_export_entries
+
+    deep: dict[str, Any] = {}
+    for _ in range(250):
+        deep = {"d": deep}
+    good_id = "01HZZZZZZZZZZZZZZZZZZZZ001"
+    lines = [
+        {"kind": "profile", "id": "p1", "attributes": {"big": "x" * (20 * 1024 * 1024)}},
+        {"kind": "profile", "id": "p2", "attributes": {"deep": deep}},
+        {"kind": "profile", "id": "p3", "attributes": {"plan": "pro"}},
+        {"kind": "event", "id": good_id, "name": "e", "timestamp": 99999999999},
+        {"kind": "event", "id": good_id, "name": "e", "data": {"blob": "y" * 300_000}},
+        {"kind": "event", "id": good_id, "name": "e", "timestamp": 1_700_000_000},
+    ]
+    entries = list(iter_export_entries((orjson.dumps(line) for line in lines),
+                                       received_at_ms=1_700_000_100_000))
+    errors = [entry.error for entry in entries]
+    assert errors[0] and "big" in errors[0]
+    assert errors[1] and "deep" in errors[1]
+    assert errors[2] is None
+    assert errors[3] and "timestamp" in errors[3]
+    assert errors[4] and "data" in errors[4]
+    assert errors[5] is None and entries[5].item is not None
