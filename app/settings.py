@@ -83,6 +83,10 @@ class Settings:
     tick_interval_s: float = 15.0
     log_level: str = "info"
     log_json: bool = False
+    #: Whether the browser endpoint may identify people. Like Customer.io's snippet, an identify
+    #: from a page (public site id) can set a person's attributes, email included, and link the
+    #: browser's anonymous id; a workspace that cannot accept that turns it off.
+    browser_identify: bool = True
     #: Origins (``https://shop.example.com``) whose pages may call the browser endpoints (CORS).
     cors_origins: tuple[str, ...] = ()
 
@@ -168,6 +172,8 @@ class Settings:
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
+            browser_identify=(get("EVENTIDE_BROWSER_IDENTIFY") or "1") not in ("0", "false",
+                                                                              "no"),
             cors_origins=tuple(origin.strip().rstrip("/") for origin in
                                (get("EVENTIDE_CORS_ORIGINS") or "").split(",")
                                if origin.strip()),

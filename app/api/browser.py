@@ -128,6 +128,10 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
 
     async def identify(request: web.Request, body: dict[str, Any], now_s: float
                        ) -> dict[str, Any]:
+        if not settings.browser_identify:
+            raise ApiError(403, "identify: turned off for browsers on this workspace "
+                                "(EVENTIDE_BROWSER_IDENTIFY=0); identify people from your "
+                                "server with the track API")
         if "_update" in body:
             raise ApiError(400, "_update: not accepted from browsers")
         attributes = dict(body)

@@ -15,8 +15,10 @@ Conventions worth knowing when reading it:
 * The console (``/console/...``) is a browser UI (HTML pages, a sign-in form and a session cookie),
   not part of this API, and is not described here. The browser snippet's endpoints
   (``/api/v1/browser/{site_id}/...``, ``/js/track.js``) are: they authenticate with the public
-  site id in the path alone (``x-eventide-credential: site_id``), can only add data, and answer
-  CORS preflights.
+  site id in the path alone (``x-eventide-credential: site_id``), add events, and answer CORS
+  preflights; their identify, as with Customer.io's snippet, can set a person's attributes (email
+  included) and link the browser's anonymous id, unless ``EVENTIDE_BROWSER_IDENTIFY=0`` turns it
+  off (then it answers 403).
 * The v1 error shape ``{"meta": {"errors": ["field: message", ...]}}`` is used by every endpoint
   for transport-level problems (401, 404, 405, 413, 415, 503, malformed JSON). The v2 endpoints
   answer *validation* problems in the v2 shape ``{"errors": [{"reason", "field", "message"}]}``

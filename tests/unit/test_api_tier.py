@@ -98,3 +98,34 @@ async def test_not_ready_until_connected_then_accepts_and_counts() -> None:
                                    "http_responses:503": 1, "http_responses:200": 2,
                                    "http_responses:400": 1})
     assert orjson.loads(producer.records[0].value)  # a decodable envelope
+
+
+async def test_browser_identify_can_be_turned_off() -> None:
+    """Issue 14.13: with EVENTIDE_BROWSER_IDENTIFY=0 the public site id cannot identify anyone;
+    browser events still work."""
+    from aiohttp import web
+
+    from app.api import browser
+    from app.api.server import error_shape
+
+    for allowed in (True, False):
+        settings = SETTINGS.replace(browser_identify=allowed)
+        producer = FakeProducer()
+        rt = TierRuntime(settings=settings, topics=build_topics(settings), clock=ManualClock(),
+                         producer=producer,  # type: ignore[arg-type]
+                         batcher=IngestBatcher(producer, linger_s=0, max_items=500))  # type: ignore
+        app = web.Application(middlewares=[error_shape])
+        app.add_routes(browser.routes(rt))  # type: ignore[arg-type]
+        async with TestClient(TestServer(app)) as client:
+            identify = await client.post("/api/v1/browser/site-x/identify",
+                                         json={"id": "5", "email": "x@example.com"})
+            event = await client.post("/api/v1/browser/site-x/events",
+                                      json={"name": "viewed", "anonymous_id": "a1"})
+            assert event.status == 200, await event.text()
+            if allowed:
+                assert identify.status == 200, await identify.text()
+            else:
+                assert identify.status == 403
+                assert "EVENTIDE_BROWSER_IDENTIFY" in await identify.text()
+                ops = [i["op"] for r in producer.records for i in orjson.loads(r.value)["items"]]
+                assert ops == ["event"], "nothing but the event was accepted"
