@@ -36,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from app.api import track, v2
 from app.api.auth import require_app
 from app.api.responses import ApiError, error_response, json_response
+from app.api import limits
 from app.api.server import error_shape
 from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
@@ -137,7 +138,10 @@ def _connected_first(rt: TierRuntime):  # type: ignore[no-untyped-def]
 
 def build_tier_app(rt: TierRuntime) -> web.Application:
     application = web.Application(client_max_size=rt.settings.max_body_bytes,
-                                  middlewares=[_measure(rt), error_shape, _connected_first(rt)])
+                                  middlewares=[_measure(rt), limits.limit_failed_authentication(
+                                      limits.FailureLimiter(
+                                          max_failures=rt.settings.auth_failures_per_minute)),
+                                      error_shape, _connected_first(rt)])
 
     async def healthz(request: web.Request) -> web.Response:
         if rt.connected.is_set():

@@ -87,6 +87,8 @@ class Settings:
     #: from a page (public site id) can set a person's attributes, email included, and link the
     #: browser's anonymous id; a workspace that cannot accept that turns it off.
     browser_identify: bool = True
+    #: Failed authentications one address may make per minute before it gets 429s.
+    auth_failures_per_minute: int = 30
     #: Origins (``https://shop.example.com``) whose pages may call the browser endpoints (CORS).
     cors_origins: tuple[str, ...] = ()
 
@@ -172,6 +174,7 @@ class Settings:
             tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
             log_level=get("EVENTIDE_LOG_LEVEL") or "info",
             log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
+            auth_failures_per_minute=int(get("EVENTIDE_AUTH_FAILURES_PER_MINUTE") or 30),
             browser_identify=(get("EVENTIDE_BROWSER_IDENTIFY") or "1") not in ("0", "false",
                                                                               "no"),
             cors_origins=tuple(origin.strip().rstrip("/") for origin in

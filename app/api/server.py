@@ -8,7 +8,7 @@ import ssl
 import mode
 from aiohttp import web
 
-from app.api import cluster, peers
+from app.api import cluster, limits, peers
 from app.api import export, imports, openapi, read, segments, track, v2
 from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
@@ -67,7 +67,11 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
 
 def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Application:
     application = web.Application(client_max_size=rt.settings.max_body_bytes,
-                                  middlewares=[error_shape, peers.verified_peers(rt.settings),
+                                  middlewares=[limits.limit_failed_authentication(
+                                                   limits.FailureLimiter(
+                                                       max_failures=rt.settings
+                                                       .auth_failures_per_minute)),
+                                               error_shape, peers.verified_peers(rt.settings),
                                                keyed_reads_go_to_their_owner(rt)])
 
     async def healthz(request: web.Request) -> web.Response:

@@ -22,11 +22,14 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.console.auth import COOKIE
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 16
+#: Live feeds one viewer may hold open at once.
+MAX_PER_VIEWER = 4
 LIFETIME_S = 300.0
 HEARTBEAT_S = 15.0
 RETRY_MS = 2000
@@ -41,6 +44,8 @@ class Feeds:
     rt: Runtime
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     active: int = 0
+    #: Open feeds per viewer (session cookie, or the caller's address).
+    by_viewer: dict[str, int] = field(default_factory=dict)
     lifetime_s: float = LIFETIME_S
 
 
@@ -76,6 +81,12 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
     if feeds.active >= MAX_CONNECTIONS or feeds.stopping.is_set():
         return web.Response(status=503, text="too many live feeds open; retry later\n",
                             headers={"Retry-After": "5"})
+    # One viewer (session, or bearer caller's address) may not take every slot for everyone.
+    viewer = request.cookies.get(COOKIE) or f"addr:{request.remote}"
+    if feeds.by_viewer.get(viewer, 0) >= MAX_PER_VIEWER:
+        return web.Response(status=429, text=f"at most {MAX_PER_VIEWER} live feeds per viewer; "
+                                             "close one first\n", headers={"Retry-After": "5"})
+    feeds.by_viewer[viewer] = feeds.by_viewer.get(viewer, 0) + 1
     feeds.active += 1
     consumer: AIOKafkaConsumer | None = None
     response: web.StreamResponse | None = None
@@ -139,6 +150,11 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
         return response or web.Response(status=503, text="live feed unavailable\n")
     finally:
         feeds.active -= 1
+        left = feeds.by_viewer.get(viewer, 1) - 1
+        if left > 0:
+            feeds.by_viewer[viewer] = left
+        else:
+            feeds.by_viewer.pop(viewer, None)
         if consumer is not None:
             try:
                 await asyncio.wait_for(consumer.stop(), 5)

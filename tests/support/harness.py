@@ -91,7 +91,10 @@ class Deployment:
             EVENTIDE_API_KEY=s.api_key, EVENTIDE_APP_KEY=s.app_key,
             EVENTIDE_STATE_VERSION=s.state_version, EVENTIDE_TOPIC_PREFIX=s.topic_prefix,
             EVENTIDE_PARTITIONS=str(s.partitions), EVENTIDE_LOG_LEVEL="info",
-            EVENTIDE_BROKER_FLAVOR="tansu")
+            EVENTIDE_BROKER_FLAVOR="tansu",
+            # The security tests send hundreds of wrong credentials on purpose from one address;
+            # the limit itself is tested with its default bound (test_security.py).
+            EVENTIDE_AUTH_FAILURES_PER_MINUTE="100000")
         if s.tls_cert and s.tls_key:
             env.update(EVENTIDE_TLS_CERT=s.tls_cert, EVENTIDE_TLS_KEY=s.tls_key)
         env.update(extra)

@@ -129,3 +129,15 @@ async def test_browser_identify_can_be_turned_off() -> None:
                 assert "EVENTIDE_BROWSER_IDENTIFY" in await identify.text()
                 ops = [i["op"] for r in producer.records for i in orjson.loads(r.value)["items"]]
                 assert ops == ["event"], "nothing but the event was accepted"
+
+
+async def test_failed_authentications_are_limited_per_address() -> None:
+    rt, _ = tier_runtime()
+    async with TestClient(TestServer(build_tier_app(rt))) as client:
+        wrong = {"Authorization": "Basic " + base64.b64encode(b"site-x:nope").decode()}
+        statuses = [(await client.post("/api/v1/customers/5/events", json={"name": "e"},
+                                       headers=wrong)).status for _ in range(31)]
+        assert statuses[:30] == [401] * 30 and statuses[30] == 429
+        held = await client.post("/api/v1/customers/5/events", json={"name": "e"},
+                                 headers=TRACK)
+        assert held.status == 429 and "Retry-After" in held.headers
