@@ -133,6 +133,7 @@ async def test_browser_identify_can_be_turned_off() -> None:
 
 async def test_failed_authentications_are_limited_per_address() -> None:
     rt, _ = tier_runtime()
+    rt.connected.set()
     async with TestClient(TestServer(build_tier_app(rt))) as client:
         wrong = {"Authorization": "Basic " + base64.b64encode(b"site-x:nope").decode()}
         statuses = [(await client.post("/api/v1/customers/5/events", json={"name": "e"},
