@@ -28,6 +28,11 @@ class Settings:
     #: How other workers reach this one; default: http(s)://EVENTIDE_HTTP_HOST:PORT.
     advertised_http_url: str | None = None
     tls_key: str | None = None
+    #: Where people reach eventide (e.g. https://events.example.com behind a TLS proxy): an https
+    #: URL makes the console's session cookie Secure.
+    public_url: str | None = None
+    #: Proxies (addresses) whose X-Forwarded-Proto is believed.
+    trusted_proxies: tuple[str, ...] = ()
     #: Signs requests one worker forwards to another (default: derived from the app key).
     cluster_secret: str = ""
     #: CA file to verify peers' HTTPS certificates (default: EVENTIDE_TLS_CERT, else the system's).
@@ -151,6 +156,9 @@ class Settings:
             advertised_http_url=get("EVENTIDE_ADVERTISED_URL") or None,
             tls_key=get("EVENTIDE_TLS_KEY") or None,
             cluster_secret=get("EVENTIDE_CLUSTER_SECRET") or "",
+            public_url=get("EVENTIDE_PUBLIC_URL") or None,
+            trusted_proxies=tuple(p.strip() for p in
+                                  (get("EVENTIDE_TRUSTED_PROXIES") or "").split(",") if p.strip()),
             peer_ca=get("EVENTIDE_PEER_CA") or None,
             site_id=get("EVENTIDE_SITE_ID") or "",
             api_key=get("EVENTIDE_API_KEY") or "",

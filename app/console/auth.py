@@ -85,15 +85,27 @@ def cross_site(request: web.Request) -> bool:
     return urlsplit(origin).netloc.lower() != request.host.lower()
 
 
-def set_session(response: web.StreamResponse, settings: Settings, now_s: float) -> None:
+def served_over_https(request: web.Request, settings: Settings) -> bool:
+    """Whether the browser reached the console over HTTPS: eventide terminates TLS itself, the
+    public URL it is published at is https (EVENTIDE_PUBLIC_URL), or a trusted proxy
+    (EVENTIDE_TRUSTED_PROXIES) says so in ``X-Forwarded-Proto``."""
+    if settings.tls_cert or (settings.public_url or "").startswith("https://"):
+        return True
+    return (request.remote in settings.trusted_proxies
+            and request.headers.get("X-Forwarded-Proto", "").lower() == "https")
+
+
+def set_session(response: web.StreamResponse, settings: Settings, now_s: float,
+                request: web.Request) -> None:
     response.set_cookie(COOKIE, session_token(settings, now_s), max_age=SESSION_S,
                         path="/console", httponly=True, samesite="Strict",
-                        secure=bool(settings.tls_cert))
+                        secure=served_over_https(request, settings))
 
 
-def clear_session(response: web.StreamResponse, settings: Settings) -> None:
+def clear_session(response: web.StreamResponse, settings: Settings,
+                  request: web.Request) -> None:
     response.del_cookie(COOKIE, path="/console", httponly=True, samesite="Strict",
-                        secure=bool(settings.tls_cert))
+                        secure=served_over_https(request, settings))
 
 
 def safe_next(value: str | None) -> str:

@@ -250,14 +250,14 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
             return html_response(login_page(next_path=next_path,
                                             error="That is not this workspace's app key."), 401)
         response = redirect(next_path)
-        auth.set_session(response, settings, rt.clock.now())
+        auth.set_session(response, settings, rt.clock.now(), request)
         return response
 
     async def logout(request: web.Request) -> web.Response:
         if auth.cross_site(request):
             return html_response(error_page(403, "Cross-site requests are refused."), 403)
         response = redirect("/console/login")
-        auth.clear_session(response, settings)
+        auth.clear_session(response, settings, request)
         return response
 
     # -- data index ------------------------------------------------------------------------------

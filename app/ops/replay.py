@@ -23,7 +23,7 @@ from app.topics import Topics, build_topics
 
 
 def inputs(topics: Topics) -> list:
-    """The topics that are the source of truth (archived, replayed)."""
+    """The topics that are the source of truth (kept in the input log, replayed)."""
     return [*topics.raw, topics.segment_definitions]
 
 

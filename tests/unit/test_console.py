@@ -80,3 +80,25 @@ def test_feed_positions_round_trip_and_ignore_junk() -> None:
     assert parse_positions(format_positions({0: 12, 3: 5}), 4) == {0: 12, 3: 5}
     assert parse_positions("0:1,9:4,x:y,2:-1,1:7", 4) == {0: 1, 1: 7}
     assert parse_positions(None, 4) == {} and parse_positions("1:2" * 3000, 4) == {}
+
+
+def test_the_session_cookie_is_secure_whenever_the_browser_used_https() -> None:
+    """Issue 14.9: Secure was set only when eventide itself terminated TLS."""
+    from aiohttp import web
+
+    def cookie_for(settings: Settings, headers: dict[str, str], remote: str) -> str:
+        request = make_mocked_request("POST", "/console/login", headers=headers)
+        request = request.clone(remote=remote)
+        response = web.Response()
+        auth.set_session(response, settings, 1_700_000_000, request)
+        return response.cookies[auth.COOKIE].output()
+
+    base = Settings(app_key="k")
+    https = {"X-Forwarded-Proto": "https"}
+    assert "Secure" not in cookie_for(base, {}, "10.0.0.9")
+    assert "Secure" in cookie_for(base.replace(public_url="https://ev.example.com"), {},
+                                  "10.0.0.9")
+    proxied = base.replace(trusted_proxies=("10.0.0.9",))
+    assert "Secure" in cookie_for(proxied, https, "10.0.0.9")
+    assert "Secure" not in cookie_for(proxied, https, "10.0.0.66"), "only a trusted proxy"
+    assert "Secure" not in cookie_for(base, https, "10.0.0.9")
