@@ -133,8 +133,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if moved is not None:
             print(f"note: state built against the previous broker was moved to {moved}; it is "
                   "rebuilt from the input log", file=sys.stderr)
-        settings = settings.replace(input_log_dir=settings.data_dir / "log",
-                                    input_log_writer=True)
+        settings = settings.replace(input_log_dir=settings.data_dir / "log")
     try:
         _create_topics(settings)
         if broker is not None:

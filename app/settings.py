@@ -75,10 +75,9 @@ class Settings:
     #: Standby copies: with 1 or more, every worker keeps warm copies of the partitions it does
     #: not own (tailing their changelogs), so failover only catches up the last few records.
     standby_replicas: int = 0
-    #: Embedded mode: the input log (``app/ops/input_log.py``) of this instance, and whether this
-    #: process writes it (``eventide up``'s own worker) or waits on its durable offsets.
+    #: Embedded mode: the input log (``app/ops/input_log.py``) of this instance. ``eventide up``'s
+    #: own worker writes it; workers 2..N wait on the durable offsets it publishes there.
     input_log_dir: Path | None = None
-    input_log_writer: bool = False
     #: Disk the input log may use (0: no bound); past it, ingest answers 503.
     input_log_max_bytes: int = 0
     #: Embedded mode: answer only once accepted records are fsync'd to the input log. Turning it
