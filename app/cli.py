@@ -1,11 +1,9 @@
-"""``eventide``: the one entry point.
+"""``eventide``: the one entry point (``eventide --help`` lists the commands).
 
-    eventide up       embedded broker + worker + HTTP API (prints URL and credentials)
-    eventide worker   a worker (and its HTTP API) against EVENTIDE_BROKER
-    eventide topics   create every topic with its partition count, then exit
-    eventide api      the HTTP ingest tier alone: validates and produces, keeps no state
-
-Logs go to stderr, as text or (EVENTIDE_LOG_FORMAT=json) one JSON object per line.
+Service commands live here (up, worker, api, topics, digest, replay, deadletters); the client
+commands that talk to a running worker over HTTP (import, render, export) are in
+:mod:`app.cli_ops`. Every command's description, environment variables and exit codes are in
+:data:`COMMANDS` (and ``cli_ops``), which ``--help`` prints.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from pathlib import Path
 import orjson
 
 from app import cli_ops, logging_setup
-from app.broker import EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
+from app.broker import BrokerError, EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
 from app.ops import deadletters, digest, replay
 from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
 from app.settings import Settings
@@ -192,8 +190,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_digest(args: argparse.Namespace) -> int:
     settings = _settings_from(args)
-    if args.version:
-        settings = settings.replace(state_version=args.version)
+    if args.state_version:
+        settings = settings.replace(state_version=args.state_version)
     for name, value in asyncio.run(digest.digest(settings)).items():
         print(f"{name:20} {value}")
     return 0
@@ -204,7 +202,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     base = _settings_from(args)
-    version = args.version or asyncio.run(replay.next_version(base))
+    version = args.state_version or asyncio.run(replay.next_version(base))
     settings = base.replace(state_version=version)
     if version == base.state_version:
         print(f"error: {version} is the live state version; replay into a fresh one",
@@ -217,7 +215,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replaying into state version {version} "
           f"(topics {settings.topic_prefix}.{version}.*)", file=sys.stderr)
     env = dict(os.environ, EVENTIDE_STATE_VERSION=version,
-               EVENTIDE_BROKER=settings.broker_url,
+               EVENTIDE_BROKER=settings.broker_url, EVENTIDE_DATA_DIR=str(settings.data_dir),
                EVENTIDE_BROKER_FLAVOR="tansu" if base.tansu else "kafka",
                EVENTIDE_HTTP_PORT=str(args.http_port or _free_port()),
                EVENTIDE_SITE_ID=base.site_id or "replay", EVENTIDE_API_KEY=base.api_key or
@@ -275,39 +273,174 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="eventide", description=__doc__,
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("eventide")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+DESCRIPTION = """\
+eventide: a Kafka-native customer-event processor (Customer.io-compatible track API, exact
+deduplication, per-person history, live segments).
+
+Run "eventide COMMAND --help" for what a command does, the environment variables it reads and
+its exit codes."""
+
+EPILOG = """\
+Settings come from EVENTIDE_* environment variables (README, "Configuration"); the few options
+override them for one run. Secrets (EVENTIDE_API_KEY, EVENTIDE_APP_KEY) are read from the
+environment, or by the client commands from --app-key-file: none goes on the command line, where
+other users of the machine would see it.
+
+Logs go to stderr, as text or, with EVENTIDE_LOG_FORMAT=json, one JSON object per line
+(EVENTIDE_LOG_LEVEL: debug, info, warning, error).
+
+Exit status: 0 done; 1 failed; 2 usage or a missing setting. Each command's --help says more."""
+
+_BROKER_ENV = ("  EVENTIDE_BROKER           kafka://host:port[,host:port] (unset: the embedded "
+               "broker\n                            of 'eventide up' on "
+               "EVENTIDE_EMBEDDED_BROKER_PORT)\n"
+               "  EVENTIDE_TOPIC_PREFIX, EVENTIDE_PARTITIONS, EVENTIDE_STATE_VERSION\n"
+               "                            which topics (defaults eventide, 8, v1)\n")
+_CREDENTIALS_ENV = ("  EVENTIDE_SITE_ID, EVENTIDE_API_KEY   track credentials (HTTP Basic)\n"
+                    "  EVENTIDE_APP_KEY          bearer key for reads, /metrics and the console\n")
+_HTTP_ENV = ("  EVENTIDE_HTTP_HOST, EVENTIDE_HTTP_PORT   where the HTTP API listens "
+             "(127.0.0.1, 6066)\n")
+
+#: name -> (one-line help, description, environment, exit codes)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "up": (
+        "run everything on one machine: embedded broker + worker(s) + HTTP API",
+        "Start the embedded Kafka-protocol broker (unless EVENTIDE_BROKER is set), create the "
+        "topics, load the input log kept in the data directory, then run a worker with its HTTP "
+        "API in the foreground until Ctrl-C or SIGTERM. Credentials that are not set in the "
+        "environment are generated and printed. The embedded broker needs the 'embedded' extra "
+        "(pip install 'eventide[embedded]'; 'make run' installs it).",
+        _BROKER_ENV + "  EVENTIDE_EMBEDDED_BROKER_PORT   port of the embedded broker (9092)\n"
+        + _HTTP_ENV + "  EVENTIDE_DATA_DIR         state and input log (.eventide)\n"
+        + _CREDENTIALS_ENV + "                            (generated when unset)\n"
+        "  and every other EVENTIDE_* setting of README \"Configuration\"",
+        "0 stopped (Ctrl-C or SIGTERM); 1 the broker or the worker failed"),
+    "worker": (
+        "run one worker (and its HTTP API) against EVENTIDE_BROKER",
+        "Run one stream-processing worker of the consumer group <prefix>-<state version>, with "
+        "its HTTP API (track, reads, console, /metrics, /healthz), in the foreground until "
+        "SIGTERM. Creates missing topics first. Start as many as there are partitions to share.",
+        _BROKER_ENV + _HTTP_ENV + "  EVENTIDE_DATA_DIR         local state (RocksDB) of this "
+        "worker (.eventide)\n" + _CREDENTIALS_ENV + "                            (all three "
+        "required)\n  and every other EVENTIDE_* setting of README \"Configuration\"",
+        "0 stopped cleanly; 1 failed; 2 a credential is not set"),
+    "api": (
+        "run the stateless HTTP ingest tier alone (scale it out)",
+        "Serve the track API (and /healthz, /metrics) without processing: validate each request "
+        "and produce it to the raw topics, keeping no state. Run several behind a load balancer; "
+        "workers do the processing.",
+        _BROKER_ENV + _HTTP_ENV + _CREDENTIALS_ENV + "                            (all three "
+        "required)",
+        "0 stopped cleanly; 1 failed; 2 a credential is not set"),
+    "topics": (
+        "create every topic with its partition count, print them, exit",
+        "Create every topic eventide uses (raw inputs, derived streams, changelogs) with its "
+        "partition count and config, leave existing ones as they are, and print one line per "
+        "topic: name, partitions, log or compacted. Run it once before the workers when the "
+        "cluster does not auto-create topics.",
+        _BROKER_ENV + "  EVENTIDE_REPLICATION_FACTOR, EVENTIDE_MIN_INSYNC_REPLICAS   "
+        "replication of new topics",
+        "0 done; 1 a topic exists with another partition count, or the broker is unreachable"),
+    "digest": (
+        "print a stable digest of a state version's derived state",
+        "Read every changelog of a state version and print a digest per table and overall. It "
+        "does not depend on partition layout or processing timing: two replays of the same input "
+        "give equal digests.",
+        _BROKER_ENV,
+        "0 done; 1 failed (broker unreachable, no such state version)"),
+    "replay": (
+        "rebuild all derived state into a fresh state version",
+        "Rebuild every derived table and stream from the raw input topics into a fresh state "
+        "version (v2, v3, ...: its own consumer group, topics and local state) with a worker of "
+        "its own, show progress, then print the new version's digest. The live version is "
+        "untouched; switch workers to the new one with EVENTIDE_STATE_VERSION. Without --since "
+        "every input record is replayed.",
+        _BROKER_ENV + "  EVENTIDE_DATA_DIR         where the replay worker keeps its state "
+        "(.eventide)\n" + _CREDENTIALS_ENV + "                            (passed to the replay "
+        "worker; made up when unset)",
+        "0 done; 1 the replay worker failed (see its log); 2 the version named is the live one"),
+    "deadletters": (
+        "list dead letters, or re-submit fixed ones",
+        "Print the dead letters (origin topic, partition, offset, item, error) as JSON lines, "
+        "newest last; with --resubmit, send edited letters back to their raw topic.",
+        _BROKER_ENV,
+        "0 done; 1 failed (broker unreachable, a line of the file is not JSON)"),
+}
+
+
+def _add_command(commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
+                 name: str) -> argparse.ArgumentParser:
+    help_, description, environment, exits = COMMANDS[name]
+    return commands.add_parser(
+        name, help=help_, description=description,
+        epilog=f"environment:\n{environment.rstrip()}\n\nexit status:\n{exit_lines(exits)}",
+        formatter_class=cli_ops.HelpFormatter)
+
+
+def exit_lines(exits: str) -> str:
+    """``"0 done; 1 failed"`` as one indented line per status, with 2 (usage) added."""
+    lines = [f"  {item.strip()}" for item in exits.split(";")]
+    if any(line.startswith("  2 ") for line in lines):
+        return "\n".join(line + (", or a usage error" if line.startswith("  2 ") else "")
+                         for line in lines)
+    return "\n".join(lines + ["  2 usage error"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventide", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version",
+                        version=f"eventide {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands")
+    handlers = {"up": cmd_up, "worker": cmd_worker, "api": cmd_api, "topics": cmd_topics,
+                "digest": cmd_digest, "replay": cmd_replay, "deadletters": cmd_deadletters}
     subs = {}
-    for name, handler, help_ in (
-            ("up", cmd_up, "embedded broker + worker + HTTP API"),
-            ("worker", cmd_worker, "a worker against EVENTIDE_BROKER"),
-            ("topics", cmd_topics, "create all topics"),
-            ("api", cmd_api, "the HTTP ingest tier alone (stateless; scale it out)"),
-            ("digest", cmd_digest, "a stable digest of a state version's derived state"),
-            ("replay", cmd_replay, "rebuild derived state into a fresh state version"),
-            ("deadletters", cmd_deadletters, "list dead letters, or re-submit fixed ones")):
-        sub = subs[name] = commands.add_parser(name, help=help_)
-        sub.add_argument("--broker", help="kafka://host:port (overrides EVENTIDE_BROKER)")
-        sub.add_argument("--port", type=int, help="HTTP port (overrides EVENTIDE_HTTP_PORT)")
-        sub.add_argument("--data-dir", help="state directory (overrides EVENTIDE_DATA_DIR)")
+    for name, handler in handlers.items():
+        sub = subs[name] = _add_command(commands, name)
+        sub.add_argument("--broker", metavar="kafka://HOST:PORT",
+                         help="the Kafka cluster (overrides EVENTIDE_BROKER)")
         sub.set_defaults(handler=handler)
+    for name in ("up", "worker", "api"):
+        subs[name].add_argument("--port", type=int,
+                                help="HTTP port (overrides EVENTIDE_HTTP_PORT)")
+    for name in ("up", "worker", "replay"):
+        subs[name].add_argument("--data-dir", help="state directory (overrides "
+                                "EVENTIDE_DATA_DIR)")
     subs["up"].add_argument("--workers", type=int, default=1,
-                            help="worker processes in the group (each with its own port)")
-    subs["digest"].add_argument("--version", help="state version (default: the live one)")
-    when = subs["replay"].add_mutually_exclusive_group()
-    when.add_argument("--from-beginning", action="store_true", default=True,
-                      help="replay every input record (default)")
-    when.add_argument("--since", type=float, help="replay records from this Unix time on")
-    subs["replay"].add_argument("--version", help="name of the new state version (default vN)")
+                            help="worker processes in the group, each on the next HTTP port and "
+                            "with its own state (default 1)")
+    for name, meaning in (("digest", "state version to digest (default: the live one, "
+                                     "EVENTIDE_STATE_VERSION)"),
+                          ("replay", "name of the new state version (default: the next free vN)")):
+        subs[name].add_argument("--state-version", dest="state_version", metavar="VERSION",
+                                help=meaning)
+        # The option's earlier spelling, kept for scripts; `eventide --version` is the program's.
+        subs[name].add_argument("--version", dest="state_version", help=argparse.SUPPRESS)
+    subs["replay"].add_argument("--since", type=float, metavar="UNIX_TIME",
+                                help="replay only input records from this time on "
+                                "(default: every record)")
     subs["replay"].add_argument("--http-port", type=int, default=0,
-                                help="HTTP port of the replay worker (default: any free)")
-    subs["deadletters"].add_argument("--limit", type=int, default=100)
+                                help="HTTP port of the replay worker (default: any free one)")
+    subs["deadletters"].add_argument("--limit", type=int, default=100,
+                                     help="list at most this many, the newest (default 100)")
     subs["deadletters"].add_argument("--resubmit", metavar="FILE.jsonl",
                                      help="re-submit letters (as listed, values fixed)")
     cli_ops.register(commands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command in ("up", "worker", "api", "replay"):
         # State, the input log and anything else these write hold customer data and keys:
         # readable by this user only (directories 0700, files 0600).
@@ -320,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     if log_format not in ("human", "json"):
         log.warning("EVENTIDE_LOG_FORMAT=%s is neither 'human' nor 'json': logging as text",
                     log_format)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -413,5 +413,8 @@ async def test_cli_import_events(deployment: Deployment, worker: Worker, tmp_pat
                                        "--out", str(out_csv))
         assert code == 0, err
         assert out_csv.read_text().splitlines()[1].startswith(f"{event_id},purchase,event,")
-        code, out, err = await run_cli(d, "import", "events", str(seed), "--app-key", "wrong")
+        wrong_key = tmp_path / "wrong.key"
+        wrong_key.write_text("wrong\n")
+        code, out, err = await run_cli(d, "import", "events", str(seed), "--app-key-file",
+                                       str(wrong_key))
         assert code == 1 and "401" in err
