@@ -109,7 +109,8 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         try:
             segment = parse_segment(segment_id, body)
         except DefinitionError as exc:
-            raise ApiError(400, str(exc)) from None
+            # Every mistake, each "location: reason", in the API's error shape.
+            raise ApiError(400, *(str(error) for error in exc.errors)) from None
         value = {"definition": segment.to_json(), "version": str(ULID()),
                  "updated_at": int(rt.clock.now())}
         await publish(segment_id, value)
