@@ -41,7 +41,7 @@ from app.api.server import error_shape
 from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
 from app.metrics import PROMETHEUS_CONTENT_TYPE, LatencyHistogram, peak_rss_bytes, render
-from app.producer import Producer
+from app.producer import IdempotenceRefused, Producer
 from app.settings import Settings
 from app.topics import Topics, build_topics
 
@@ -226,7 +226,7 @@ class ApiTier:
                     await self._start_producer()
                     break
                 reason = f"waiting for topics {', '.join(missing)} (run `eventide topics`)"
-            except TopicMismatch:
+            except (TopicMismatch, IdempotenceRefused):
                 raise
             except Exception as exc:
                 reason = f"broker {self.settings.bootstrap_servers} not reachable: {exc!r}"

@@ -22,19 +22,22 @@ import subprocess
 from pathlib import Path
 
 import orjson
+from aiokafka.errors import KafkaConnectionError
 
 from app import cli_ops, logging_setup
 from app.broker import BrokerError, EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
 from app.ops import deadletters, digest, replay
 from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
-from app.settings import Settings
+from app.producer import Producer
+from app.settings import Settings, SettingsError, StartupError
 from app.topics import build_topics
 
 log = logging.getLogger("eventide")
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
+    # Read and checked once, in main(); a direct caller reads the environment itself.
+    settings = getattr(args, "settings", None) or Settings.from_env()
     overrides = {}
     if getattr(args, "broker", None):
         overrides["broker"] = args.broker
@@ -46,9 +49,37 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _create_topics(settings: Settings) -> None:
-    asyncio.run(ensure_topics(settings.bootstrap_servers, build_topics(settings).all(),
-                              settings.replication_factor,
-                              min_insync_replicas=settings.min_insync_replicas or None))
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap_servers, build_topics(settings).all(),
+                                  settings.replication_factor,
+                                  min_insync_replicas=settings.min_insync_replicas or None))
+    except KafkaConnectionError as exc:
+        raise StartupError(f"cannot reach the broker at {settings.bootstrap_servers} "
+                           f"({'embedded' if settings.embedded else 'EVENTIDE_BROKER'}): "
+                           f"{exc}", status=1) from exc
+
+
+def _check_producer(settings: Settings) -> None:
+    """Start and stop the producer once before anything else starts: a broker that refuses it
+    (an idempotent producer on Tansu or some managed services) is then one line, not a worker
+    crashing mid-start."""
+    async def check() -> None:
+        producer = Producer(settings)
+        try:
+            await producer.start()
+        finally:
+            await producer.stop()
+    # aiokafka logs the refusal as an error of its own; the StartupError says it, with the fix.
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    sender_log.setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(check())
+    except KafkaConnectionError as exc:
+        raise StartupError(f"cannot reach the broker at {settings.bootstrap_servers}: {exc}",
+                           status=1) from exc
+    finally:
+        sender_log.setLevel(level)
 
 
 def _run_worker(settings: Settings, input_log: InputLog | None = None) -> int:
@@ -134,6 +165,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings = settings.replace(input_log_dir=settings.data_dir / "log")
     try:
         _create_topics(settings)
+        _check_producer(settings)
         if broker is not None:
             input_log = _open_input_log(settings)
         print(f"eventide API:       {settings.http_url}")
@@ -174,6 +206,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     _create_topics(settings)
+    _check_producer(settings)
     return _run_worker(settings)
 
 
@@ -446,15 +479,21 @@ def main(argv: list[str] | None = None) -> int:
         # readable by this user only (directories 0700, files 0600).
         os.umask(0o077)
     quiet = args.command not in ("up", "worker", "api")
-    settings = Settings.from_env()
+    try:
+        args.settings = settings = Settings.from_env()
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("eventide: nothing was started; fix the settings above (see the Configuration "
+              "table in README.md)", file=sys.stderr)
+        return 2
     logging_setup.configure(json=settings.log_json,
                             level="warning" if quiet else settings.log_level)
-    log_format = os.environ.get("EVENTIDE_LOG_FORMAT") or "human"
-    if log_format not in ("human", "json"):
-        log.warning("EVENTIDE_LOG_FORMAT=%s is neither 'human' nor 'json': logging as text",
-                    log_format)
     try:
         return int(args.handler(args))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.status
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import BrokerResponseError
 from aiokafka.partitioner import murmur2
 
-from app.settings import Settings
+from app.settings import Settings, StartupError
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -42,6 +43,10 @@ class BrokerUnavailable(RuntimeError):
     """The broker did not acknowledge a write."""
 
 
+class IdempotenceRefused(StartupError):
+    """The broker refuses idempotent producers (EVENTIDE_IDEMPOTENT_PRODUCER=0 turns it off)."""
+
+
 class Producer:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -53,7 +58,7 @@ class Producer:
             "max_request_size": 4 * 1024 * 1024,
             "request_timeout_ms": 15_000,
         }
-        if not settings.tansu:
+        if settings.idempotent:
             # Idempotence removes broker-side duplicates on retries; Tansu does not implement it.
             options["enable_idempotence"] = True
         self._options = options
@@ -62,10 +67,34 @@ class Producer:
         self._started = False
 
     async def start(self) -> None:
+        """Connect. Raises :class:`IdempotenceRefused` when the broker answers the idempotent
+        producer's first request (InitProducerId) with an error."""
         if not self._started:
             self._producer = AIOKafkaProducer(**self._options)
-            await self._producer.start()
+            try:
+                await self._producer.start()
+            except BrokerResponseError as exc:
+                # Bootstrap failures are connection errors; a broker *answering* with an error
+                # at start is refusing the producer id an idempotent producer asks for.
+                await self._close_unstarted()
+                if not self._settings.idempotent:
+                    raise
+                raise IdempotenceRefused(
+                    f"the broker at {self._settings.bootstrap_servers} refused an idempotent "
+                    f"producer ({type(exc).__name__}: {exc.description}); it does not "
+                    "support idempotence (Tansu and some managed Kafka services do not): set "
+                    "EVENTIDE_IDEMPOTENT_PRODUCER=0 (or EVENTIDE_BROKER_FLAVOR=tansu for "
+                    "Tansu)") from exc
+            except BaseException:
+                await self._close_unstarted()
+                raise
             self._started = True
+
+    async def _close_unstarted(self) -> None:
+        try:
+            await self._producer.stop()
+        except Exception:  # noqa: S110 - best effort: it never started
+            pass
 
     async def stop(self) -> None:
         if self._started:

@@ -7,8 +7,127 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 DAY_S = 86_400
+
+#: EVENTIDE_LOG_LEVEL's values (case-insensitive).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """Invalid settings: one line per bad variable, all of them (exit status 2)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+class StartupError(RuntimeError):
+    """A start that cannot go on, for a reason one line can say (no traceback): the broker is
+    unreachable, or refuses what the settings ask of it."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Reader:
+    """Parses ``EVENTIDE_*`` values, noting each bad one (with what was expected) instead of
+    stopping at the first; a bad value's default is returned only so parsing can go on."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str:
+        return self.env.get(name) or ""
+
+    def _raw(self, name: str) -> str:
+        return self.text(name).strip()
+
+    def _bad(self, name: str, raw: str, expected: str) -> None:
+        self.problems.append(f"{name}={raw!r}: {expected}")
+
+    def integer(self, name: str, default: int, minimum: int | None = None,
+                maximum: int | None = None) -> int:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        bounds = ("" if minimum is None else f" from {minimum}") + (
+            "" if maximum is None else f" to {maximum}")
+        expected = f"expected a whole number{bounds}"
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            self._bad(name, raw, expected)
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self._bad(name, raw, expected)
+            return default
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            self._bad(name, raw, "expected a number of seconds above 0")
+            return default
+        return value
+
+    def choice(self, name: str, default: str | None, choices: Sequence[str]) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        if raw.lower() not in choices:
+            self._bad(name, raw, "expected one of " + ", ".join(choices))
+            return default
+        return raw.lower()
+
+    def flag(self, name: str, default: bool | None) -> bool | None:
+        raw = self._raw(name)
+        if not raw:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        self._bad(name, raw, "expected 1 or 0 (also true/false, yes/no, on/off)")
+        return default
+
+    def broker(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            return None
+        addresses = raw.removeprefix("kafka://").replace(";", ",").split(",")
+        for address in addresses:
+            host, _, port = address.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                self._bad(name, raw, "expected kafka://host:port[,host:port...]")
+                return None
+        return raw
+
+    def file(self, name: str) -> None:
+        raw = self.text(name)
+        if raw and not Path(raw).is_file():
+            self._bad(name, raw, "no such file")
+
+    def url(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if not raw:
+            return None
+        scheme, _, rest = raw.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            self._bad(name, raw, "expected an http:// or https:// URL")
+            return None
+        return raw
 
 
 @dataclass(frozen=True)
@@ -19,6 +138,10 @@ class Settings:
     #: ``tansu`` (the embedded broker's quirks handled) or ``kafka`` (Kafka defaults, idempotent
     #: producer). Unset: ``tansu`` when embedded, else ``kafka``.
     broker_flavor: str | None = None
+    #: Ask the broker for an idempotent producer (no duplicates on retries). ``None``: yes for
+    #: ``kafka``, no for ``tansu``. Some managed services refuse it (the worker then stops with
+    #: one line saying so): EVENTIDE_IDEMPOTENT_PRODUCER=0 turns it off.
+    idempotent_producer: bool | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 6066
     data_dir: Path = Path(".eventide")
@@ -141,21 +264,31 @@ class Settings:
     def replace(self, **changes: object) -> "Settings":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def idempotent(self) -> bool:
+        """Whether the producer asks the broker for idempotence (EVENTIDE_IDEMPOTENT_PRODUCER;
+        default: on for Kafka, off for Tansu, which does not implement it)."""
+        return (not self.tansu) if self.idempotent_producer is None else self.idempotent_producer
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        get = (os.environ if env is None else env).get
-        return cls(
-            broker=get("EVENTIDE_BROKER") or None,
-            embedded_broker_port=int(get("EVENTIDE_EMBEDDED_BROKER_PORT") or 9092),
-            broker_flavor=get("EVENTIDE_BROKER_FLAVOR") or None,
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read every ``EVENTIDE_*`` setting; raises :class:`SettingsError` naming every bad
+        value at once (nothing is silently replaced by a default)."""
+        read = _Reader(os.environ if env is None else env)
+        get = read.text
+        settings = cls(
+            broker=read.broker("EVENTIDE_BROKER"),
+            embedded_broker_port=read.integer("EVENTIDE_EMBEDDED_BROKER_PORT", 9092, 1, 65535),
+            broker_flavor=read.choice("EVENTIDE_BROKER_FLAVOR", None, ("tansu", "kafka")),
+            idempotent_producer=read.flag("EVENTIDE_IDEMPOTENT_PRODUCER", None),
             http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
-            http_port=int(get("EVENTIDE_HTTP_PORT") or 6066),
+            http_port=read.integer("EVENTIDE_HTTP_PORT", 6066, 1, 65535),
             data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
             tls_cert=get("EVENTIDE_TLS_CERT") or None,
-            advertised_http_url=get("EVENTIDE_ADVERTISED_URL") or None,
+            advertised_http_url=read.url("EVENTIDE_ADVERTISED_URL"),
             tls_key=get("EVENTIDE_TLS_KEY") or None,
             cluster_secret=get("EVENTIDE_CLUSTER_SECRET") or "",
-            public_url=get("EVENTIDE_PUBLIC_URL") or None,
+            public_url=read.url("EVENTIDE_PUBLIC_URL"),
             trusted_proxies=tuple(p.strip() for p in
                                   (get("EVENTIDE_TRUSTED_PROXIES") or "").split(",") if p.strip()),
             peer_ca=get("EVENTIDE_PEER_CA") or None,
@@ -163,31 +296,38 @@ class Settings:
             api_key=get("EVENTIDE_API_KEY") or "",
             app_key=get("EVENTIDE_APP_KEY") or "",
             state_version=get("EVENTIDE_STATE_VERSION") or "v1",
-            identify_by=get("EVENTIDE_IDENTIFY_BY") or "id",
+            identify_by=read.choice("EVENTIDE_IDENTIFY_BY", "id", ("id", "email")),
             topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
-            partitions=int(get("EVENTIDE_PARTITIONS") or 8),
-            replication_factor=int(get("EVENTIDE_REPLICATION_FACTOR") or 1),
-            min_insync_replicas=int(get("EVENTIDE_MIN_INSYNC_REPLICAS") or 0),
-            dedup_horizon_s=int(get("EVENTIDE_DEDUP_HORIZON_DAYS") or 30) * DAY_S,
-            history_retention_s=int(get("EVENTIDE_HISTORY_RETENTION_DAYS") or 0) * DAY_S,
-            history_max_events=int(get("EVENTIDE_HISTORY_MAX_EVENTS") or 5_000),
-            standby_replicas=int(get("EVENTIDE_STANDBY_REPLICAS") or 0),
+            partitions=read.integer("EVENTIDE_PARTITIONS", 8, 1),
+            replication_factor=read.integer("EVENTIDE_REPLICATION_FACTOR", 1, 1),
+            min_insync_replicas=read.integer("EVENTIDE_MIN_INSYNC_REPLICAS", 0, 0),
+            dedup_horizon_s=read.integer("EVENTIDE_DEDUP_HORIZON_DAYS", 30, 1) * DAY_S,
+            history_retention_s=read.integer("EVENTIDE_HISTORY_RETENTION_DAYS", 0, 0) * DAY_S,
+            history_max_events=read.integer("EVENTIDE_HISTORY_MAX_EVENTS", 5_000, 1),
+            standby_replicas=read.integer("EVENTIDE_STANDBY_REPLICAS", 0, 0),
             input_log_dir=Path(get("EVENTIDE_INPUT_LOG_DIR")) if get("EVENTIDE_INPUT_LOG_DIR")
             else None,
-            input_log_max_bytes=int(get("EVENTIDE_INPUT_LOG_MAX_BYTES") or 0),
-            ack_on_disk=(get("EVENTIDE_ACK_ON_DISK") or "1") not in ("0", "false", "no"),
-            batch_max=int(get("EVENTIDE_BATCH_MAX") or 40),
-            unit_max_items=int(get("EVENTIDE_UNIT_MAX_ITEMS") or 2_000),
-            tick_interval_s=float(get("EVENTIDE_TICK_INTERVAL_S") or 15.0),
-            log_level=get("EVENTIDE_LOG_LEVEL") or "info",
-            log_json=(get("EVENTIDE_LOG_FORMAT") or "human") == "json",
-            auth_failures_per_minute=int(get("EVENTIDE_AUTH_FAILURES_PER_MINUTE") or 30),
-            browser_identify=(get("EVENTIDE_BROWSER_IDENTIFY") or "1") not in ("0", "false",
-                                                                              "no"),
+            input_log_max_bytes=read.integer("EVENTIDE_INPUT_LOG_MAX_BYTES", 0, 0),
+            ack_on_disk=read.flag("EVENTIDE_ACK_ON_DISK", True),
+            batch_max=read.integer("EVENTIDE_BATCH_MAX", 40, 1),
+            unit_max_items=read.integer("EVENTIDE_UNIT_MAX_ITEMS", 2_000, 1),
+            tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
+            log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),
+            log_json=read.choice("EVENTIDE_LOG_FORMAT", "human", ("human", "json")) == "json",
+            auth_failures_per_minute=read.integer("EVENTIDE_AUTH_FAILURES_PER_MINUTE", 30, 1),
+            browser_identify=read.flag("EVENTIDE_BROWSER_IDENTIFY", True),
             cors_origins=tuple(origin.strip().rstrip("/") for origin in
                                (get("EVENTIDE_CORS_ORIGINS") or "").split(",")
                                if origin.strip()),
         )
+        # Read elsewhere (tuning knobs), checked here so a typo is named with the rest.
+        read.integer("EVENTIDE_GC_YOUNG_THRESHOLD", 0, 1)
+        read.integer("EVENTIDE_IMPORT_MAX_BYTES", 0, 1)
+        for name in ("EVENTIDE_TLS_CERT", "EVENTIDE_TLS_KEY", "EVENTIDE_PEER_CA"):
+            read.file(name)
+        if read.problems:
+            raise SettingsError(read.problems)
+        return settings
 
     def with_generated_credentials(self) -> "Settings":
         """Fill in any missing credential with a random one (printed by ``eventide up``)."""

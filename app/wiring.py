@@ -51,13 +51,20 @@ class EventideApp(faust.App):
     """A faust app that starts eventide's producer first and closes its state last."""
 
     runtime: Runtime
+    # What on_start creates. A start can fail part-way (the broker refuses the producer, say) and
+    # faust still stops the app: on_shutdown then closes only what was made.
+    _stopping: asyncio.Event | None = None
+    _catalog_task: asyncio.Future | None = None
+    _started_task: asyncio.Future | None = None
+    _loop_lag_task: asyncio.Future | None = None
+    _input_log_task: asyncio.Future | None = None
 
     async def on_start(self) -> None:
         await super().on_start()
         tune_garbage_collector()
         rt = self.runtime
-        await rt.producer.start()
         self._stopping = asyncio.Event()
+        await rt.producer.start()
         self._catalog_task = asyncio.ensure_future(follow(
             rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
             self._stopping))
@@ -65,7 +72,6 @@ class EventideApp(faust.App):
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
         self._loop_lag_task = asyncio.ensure_future(rt.watch_loop_lag())
-        self._input_log_task = None
         if rt.input_log is not None:
             self._input_log_task = asyncio.ensure_future(rt.input_log.run(
                 rt.settings.bootstrap_servers, tansu=rt.settings.tansu))
@@ -76,9 +82,12 @@ class EventideApp(faust.App):
 
     async def on_shutdown(self) -> None:
         await super().on_shutdown()
-        self._stopping.set()
-        self._loop_lag_task.cancel()
-        await asyncio.gather(self._catalog_task, self._loop_lag_task, return_exceptions=True)
+        if self._stopping is not None:
+            self._stopping.set()
+        if self._loop_lag_task is not None:
+            self._loop_lag_task.cancel()
+        await asyncio.gather(*(task for task in (self._catalog_task, self._loop_lag_task)
+                               if task is not None), return_exceptions=True)
         await self.runtime.batcher.drain()
         if self._input_log_task is not None:
             # Every answered request is on disk already; what is still pending is not answered.

@@ -11,7 +11,9 @@ from aiohttp import web
 from app.api.responses import ApiError
 from app.ingest.forms import decode_form
 
-_JSON_TYPES = ("application/json", "text/plain", "application/octet-stream", "")
+#: JSON, and bodies sent without a type (aiohttp reads a missing Content-Type as octet-stream).
+#: Anything else, text/plain included, is a 415 naming what to send.
+_JSON_TYPES = ("application/json", "application/octet-stream", "")
 
 
 async def read_body(request: web.Request, max_bytes: int) -> Any:

@@ -403,6 +403,21 @@ def _schemas(now_s: int) -> dict[str, Any]:
                            "next": {"type": ["string", "null"],
                                     "description": "The cursor of the next page, or null."}},
         },
+        "AnonymousActivityPage": {
+            "type": "object", "required": ["activities", "next", "identified_as"],
+            "additionalProperties": False,
+            "properties": {
+                "activities": {"type": "array", "items": _ref("Activity"),
+                               "description": "Activity that is still anonymous."},
+                "next": {"type": ["string", "null"],
+                         "description": "The cursor of the next page, or null."},
+                "identified_as": {
+                    "type": ["string", "null"],
+                    "description": "The person an identify linked this anonymous id to (its "
+                                   "activity moved to that person: read it at "
+                                   "/api/v1/customers/{identified_as}/activities), or null "
+                                   "while it is not identified."}},
+        },
         "Profile": profile,
         "AttributeChange": {
             "type": "object",
@@ -735,8 +750,14 @@ def document(rt: Any) -> dict[str, Any]:
         "/api/v1/anonymous/{anonymous_id}/activities": {"get": {
             "operationId": "anonymousActivities", "tags": ["reads"], "security": BEARER,
             "summary": "An anonymous visitor's activity (processed_at null), newest first.",
+            "description": "Once an identify links the anonymous id to a person, its activity "
+                           "moves to that person: the answer is then still 200, with "
+                           "`identified_as` naming the person (and the activity that is still "
+                           "anonymous, usually none). 404 only for an anonymous id with "
+                           "nothing stored and no link.",
             "parameters": [anonymous_id, *activity_params],
-            "responses": _responses("400", "401", "404", _200=_ok(_ref("ActivityPage"))),
+            "responses": _responses("400", "401", "404",
+                                    _200=_ok(_ref("AnonymousActivityPage"))),
         }},
         "/api/v1/customers/{customer_id}/attribute_changes": {"get": {
             "operationId": "attributeChanges", "tags": ["reads"], "security": BEARER,
@@ -787,6 +808,9 @@ def document(rt: Any) -> dict[str, Any]:
             "put": {
                 "operationId": "putSegment", "tags": ["segments"], "security": BEARER,
                 "summary": "Create or replace a segment definition.",
+                "description": "An invalid definition is a 400 listing every mistake, each "
+                               "\"location: reason\" (\"match.all[0].within: ...\"), in "
+                               "document order (at most 50, then one line counting the rest).",
                 "requestBody": _json_body(_ref("SegmentDefinition"), description=body_note),
                 "responses": _responses("400", "401", "404", "413", "415", "503", _200=_ok({
                     "type": "object", "required": ["segment"],
@@ -807,7 +831,9 @@ def document(rt: Any) -> dict[str, Any]:
         },
         "/api/v1/segments/{segment_id}/membership": {"get": {
             "operationId": "segmentMembership", "tags": ["segments"], "security": BEARER,
-            "summary": "A segment's members, in id order.",
+            "summary": "A segment's members, in natural id order.",
+            "description": "Ids that are whole numbers come first, by value (5, 10, 11), then "
+                           "every other id in string order.",
             "parameters": [segment_id, names_limit,
                            _query("cursor", {"type": "string"},
                                   "The 'next' of the previous page.")],

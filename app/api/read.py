@@ -13,7 +13,7 @@ from app.api.people import lookup_profile
 from app.core.profiles import public_view
 from app.producer import partition_for
 from app.runtime import Runtime
-from app.topics import ANONYMOUS_HISTORY, HISTORY, PROFILES
+from app.topics import ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, PROFILES
 
 DAY_S = 86_400
 MAX_LIMIT = 500
@@ -65,9 +65,10 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
             else topics.raw_anonymous
         return tables[table].get(partition_for(key.encode(), source.partitions), key)
 
-    def page(events: list[dict[str, Any]], request: web.Request) -> web.Response:
+    def page(events: list[dict[str, Any]], request: web.Request, **extra: Any) -> web.Response:
         found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
-        return json_response({"activities": [_public(a) for a in found], "next": next_cursor})
+        return json_response({"activities": [_public(a) for a in found], "next": next_cursor,
+                              **extra})
 
     async def customer_activities(request: web.Request) -> web.Response:
         require_app(request, settings)
@@ -85,9 +86,11 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         require_app(request, settings)
         anonymous_id = request.match_info["anonymous_id"]
         state = lookup(ANONYMOUS_HISTORY, anonymous_id)
-        if state is None:
+        # Identified: its activity moved to that person; say who (200, not a 404).
+        linked = lookup(ANONYMOUS_LINKS, anonymous_id)
+        if state is None and linked is None:
             raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
-        return page(state["events"], request)
+        return page(state["events"] if state else [], request, identified_as=linked)
 
     async def customer_profile(request: web.Request) -> web.Response:
         require_app(request, settings)

@@ -779,7 +779,7 @@ Member counts below update live from the change feed.</p>
             try:
                 await data.save_segment(rt, segment_id, doc)
             except DefinitionError as exc:
-                errors.append(f"{exc.location}: {exc.reason}")
+                errors.extend(f"{e.location}: {e.reason}" for e in exc.errors)
         if errors:
             summary = await segment_summary(request, segment_id)
             members_page = await segment_members(request, segment_id) if summary else ([], None)

@@ -12,7 +12,9 @@ The definition format (exact; other tools are written against it)::
      "on_enter": {"send_event": {"name": "entered_monitor_segment", "data": {}}}}
 
 Every validation failure raises :class:`DefinitionError` naming the offending part by its location
-in the document (``match.all[0].within``), so an editor can point at it.
+in the document (``match.all[0].within``), so an editor can point at it. A definition with several
+mistakes names all of them: the error is the first one, and ``errors`` lists every one (siblings
+are all checked; a part whose shape is wrong is not looked into further).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any, Callable, Iterator, Sequence, TypeVar, Union
 
 import orjson
 
@@ -45,18 +47,59 @@ _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 _WITHIN = re.compile(r"([1-9][0-9]*)([mhd])")
 _CONDITION_KINDS = ("all", "any", "not", "event", "attribute")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: At most this many mistakes are listed (then one line says how many more there were).
+MAX_REPORTED_ERRORS = 50
+T = TypeVar("T")
 
 
 class DefinitionError(ValueError):
-    """An invalid segment definition; ``location`` names the wrong part, ``reason`` says why."""
+    """An invalid segment definition; ``location`` names the wrong part, ``reason`` says why.
 
-    def __init__(self, location: str, reason: str) -> None:
+    Those are the first mistake; ``errors`` lists every one found, this one first."""
+
+    def __init__(self, location: str, reason: str,
+                 more: Sequence["DefinitionError"] = ()) -> None:
         super().__init__(f"{location}: {reason}")
         self.location = location
         self.reason = reason
+        self.more = tuple(more)
 
-    def __reduce__(self) -> tuple[Any, ...]:  # keep picklable despite the two-argument __init__
-        return (type(self), (self.location, self.reason))
+    @property
+    def errors(self) -> list["DefinitionError"]:
+        """Every mistake found, in document order, each as a single error."""
+        first = DefinitionError(self.location, self.reason) if self.more else self
+        return [first, *self.more]
+
+    @classmethod
+    def of(cls, errors: Sequence["DefinitionError"],
+           cap: int | None = None) -> "DefinitionError":
+        """One error standing for several (flattened; past ``cap``, one line counts the rest)."""
+        flat = [single for error in errors for single in error.errors]
+        if cap is not None and len(flat) > cap:
+            flat = flat[:cap] + [cls("definition", f"{len(flat) - cap} more not listed")]
+        return cls(flat[0].location, flat[0].reason, flat[1:])
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep picklable despite the three-argument __init__
+        return (type(self), (self.location, self.reason, self.more))
+
+
+class _Mistakes:
+    """Collects the DefinitionErrors of sibling parts, so that one bad part does not hide the
+    next: ``take(parse, ...)`` returns the result, or None after noting the error."""
+
+    def __init__(self) -> None:
+        self.found: list[DefinitionError] = []
+
+    def take(self, parse: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return parse(*args)
+        except DefinitionError as exc:
+            self.found.append(exc)
+            return None
+
+    def raise_any(self, cap: int | None = None) -> None:
+        if self.found:
+            raise DefinitionError.of(self.found, cap)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -274,7 +317,6 @@ def parse_segment(segment_id: str, doc: Any) -> Segment:
         raise DefinitionError("id", f"expected a non-empty string, got {_show(segment_id)}")
     if not isinstance(doc, dict):
         raise DefinitionError("definition", f"expected an object, got {_show(doc)}")
-    _reject_unknown(doc, "", ("name", "match", "on_enter", "on_exit"))
     try:
         size = len(orjson.dumps(doc))
     except (TypeError, orjson.JSONEncodeError):
@@ -282,16 +324,24 @@ def parse_segment(segment_id: str, doc: Any) -> Segment:
     if size > MAX_DEFINITION_BYTES:
         raise DefinitionError("definition", f"is {size:,} bytes as JSON; at most "
                                             f"{MAX_DEFINITION_BYTES:,}")
-    name = _non_empty_string(doc, "", "name")
+    mistakes = _Mistakes()
+    mistakes.take(_reject_unknown, doc, "", ("name", "match", "on_enter", "on_exit"))
+    name = mistakes.take(_non_empty_string, doc, "", "name")
+    match = None
     if "match" not in doc:
-        raise DefinitionError("match", "required")
-    match = _parse_condition(doc["match"], "match", 1)
-    conditions = count_conditions(match)
-    if conditions > MAX_CONDITIONS:
-        raise DefinitionError("match", f"has {conditions} conditions (where tests included); "
-                                       f"at most {MAX_CONDITIONS}")
-    on_enter = _parse_action(doc["on_enter"], "on_enter") if "on_enter" in doc else None
-    on_exit = _parse_action(doc["on_exit"], "on_exit") if "on_exit" in doc else None
+        mistakes.found.append(DefinitionError("match", "required"))
+    else:
+        match = mistakes.take(_parse_condition, doc["match"], "match", 1)
+    if match is not None and (conditions := count_conditions(match)) > MAX_CONDITIONS:
+        mistakes.found.append(DefinitionError(
+            "match", f"has {conditions} conditions (where tests included); at most "
+                     f"{MAX_CONDITIONS}"))
+    on_enter = mistakes.take(_parse_action, doc["on_enter"], "on_enter") \
+        if "on_enter" in doc else None
+    on_exit = mistakes.take(_parse_action, doc["on_exit"], "on_exit") \
+        if "on_exit" in doc else None
+    mistakes.raise_any(cap=MAX_REPORTED_ERRORS)
+    assert name is not None and match is not None
     return Segment(segment_id, name, match, on_enter, on_exit)
 
 
@@ -322,56 +372,78 @@ def _parse_condition(node: Any, loc: str, depth: int) -> Condition:
         raise DefinitionError(loc, f'ambiguous condition: has both "{kinds[0]}" and "{kinds[1]}"')
     kind = kinds[0]
     if kind in ("all", "any"):
-        _reject_unknown(node, loc, (kind,))
         children = node[kind]
         where = _join(loc, kind)
+        mistakes = _Mistakes()
+        mistakes.take(_reject_unknown, node, loc, (kind,))
         if not isinstance(children, list) or not children:
-            raise DefinitionError(
-                where, f"expected a non-empty list of conditions, got {_show(children)}"
-            )
-        parsed = tuple(
-            _parse_condition(child, f"{where}[{i}]", depth + 1) for i, child in enumerate(children)
-        )
-        return AllOf(parsed) if kind == "all" else AnyOf(parsed)
+            mistakes.found.append(DefinitionError(
+                where, f"expected a non-empty list of conditions, got {_show(children)}"))
+            children = []
+        parsed = tuple(mistakes.take(_parse_condition, child, f"{where}[{i}]", depth + 1)
+                       for i, child in enumerate(children))
+        mistakes.raise_any()
+        return AllOf(parsed) if kind == "all" else AnyOf(parsed)  # type: ignore[arg-type]
     if kind == "not":
-        _reject_unknown(node, loc, ("not",))
-        return Not(_parse_condition(node["not"], _join(loc, "not"), depth + 1))
+        mistakes = _Mistakes()
+        mistakes.take(_reject_unknown, node, loc, ("not",))
+        inner = mistakes.take(_parse_condition, node["not"], _join(loc, "not"), depth + 1)
+        mistakes.raise_any()
+        return Not(inner)  # type: ignore[arg-type]
     if kind == "event":
         return _parse_event(node, loc)
-    _reject_unknown(node, loc, ("attribute", "op", "value"))
-    path = _parse_path_at(node["attribute"], _join(loc, "attribute"))
-    op, value = _parse_op_value(node, loc)
-    return AttributeCondition(path, op, value)
+    mistakes = _Mistakes()
+    mistakes.take(_reject_unknown, node, loc, ("attribute", "op", "value"))
+    path = mistakes.take(_parse_path_at, node["attribute"], _join(loc, "attribute"))
+    op_value = mistakes.take(_parse_op_value, node, loc)
+    mistakes.raise_any()
+    assert path is not None and op_value is not None
+    return AttributeCondition(path, *op_value)
 
 
 def _parse_event(node: dict[str, Any], loc: str) -> EventCondition:
-    _reject_unknown(node, loc, ("event", "where", "count", "within"))
-    event = _non_empty_string(node, loc, "event")
-    where: tuple[Where, ...] = ()
+    mistakes = _Mistakes()
+    mistakes.take(_reject_unknown, node, loc, ("event", "where", "count", "within"))
+    event = mistakes.take(_non_empty_string, node, loc, "event")
+    where: tuple[Where, ...] | None = ()
     if "where" in node:
-        where = _parse_where(node["where"], _join(loc, "where"))
-    count = _parse_count(node["count"], _join(loc, "count")) if "count" in node else DEFAULT_COUNT
-    within = _parse_within(node["within"], _join(loc, "within")) if "within" in node else None
+        where = mistakes.take(_parse_where, node["where"], _join(loc, "where"))
+    count: Count | None = DEFAULT_COUNT
+    if "count" in node:
+        count = mistakes.take(_parse_count, node["count"], _join(loc, "count"))
+    within = mistakes.take(_parse_within, node["within"], _join(loc, "within")) \
+        if "within" in node else None
+    mistakes.raise_any()
+    assert event is not None and where is not None and count is not None
     return EventCondition(event, where, count, within)
 
 
 def _parse_where(items: Any, loc: str) -> tuple[Where, ...]:
     if not isinstance(items, list):
         raise DefinitionError(loc, f"expected a list of {{path, op, value}}, got {_show(items)}")
-    parsed: list[Where] = []
-    for i, item in enumerate(items):
-        item_loc = f"{loc}[{i}]"
-        if not isinstance(item, dict):
-            raise DefinitionError(
-                item_loc, f"expected an object {{path, op, value}}, got {_show(item)}"
-            )
-        _reject_unknown(item, item_loc, ("path", "op", "value"))
-        if "path" not in item:
-            raise DefinitionError(_join(item_loc, "path"), "required")
-        path = _parse_path_at(item["path"], _join(item_loc, "path"))
-        op, value = _parse_op_value(item, item_loc)
-        parsed.append(Where(path, op, value))
-    return tuple(parsed)
+    mistakes = _Mistakes()
+    parsed = [mistakes.take(_parse_where_item, item, f"{loc}[{i}]")
+              for i, item in enumerate(items)]
+    mistakes.raise_any()
+    return tuple(parsed)  # type: ignore[arg-type]
+
+
+def _parse_where_item(item: Any, item_loc: str) -> Where:
+    if not isinstance(item, dict):
+        raise DefinitionError(
+            item_loc, f"expected an object {{path, op, value}}, got {_show(item)}"
+        )
+    mistakes = _Mistakes()
+    mistakes.take(_reject_unknown, item, item_loc, ("path", "op", "value"))
+    path = None
+    if "path" not in item:
+        mistakes.found.append(DefinitionError(_join(item_loc, "path"), "required"))
+    else:
+        path = mistakes.take(_parse_path_at, item["path"], _join(item_loc, "path"))
+    op_value = mistakes.take(_parse_op_value, item, item_loc)
+    mistakes.raise_any()
+    assert path is not None and op_value is not None
+    return Where(path, *op_value)
 
 
 def _parse_count(node: Any, loc: str) -> Count:
@@ -381,12 +453,13 @@ def _parse_count(node: Any, loc: str) -> Count:
     if not node:
         raise DefinitionError(loc, "expected at least one of eq, gte, lte, gt, lt")
     bounds: dict[str, int] = {}
+    mistakes = _Mistakes()
     for key, bound in node.items():
         if isinstance(bound, bool) or not isinstance(bound, int) or bound < 0:
-            raise DefinitionError(
-                _join(loc, key), f"expected a non-negative integer, got {_show(bound)}"
-            )
+            mistakes.found.append(DefinitionError(
+                _join(loc, key), f"expected a non-negative integer, got {_show(bound)}"))
         bounds[key] = bound
+    mistakes.raise_any()
     return Count(**bounds)
 
 
@@ -437,12 +510,17 @@ def _parse_action(node: Any, loc: str) -> SendEvent:
     send = node["send_event"]
     if not isinstance(send, dict):
         raise DefinitionError(send_loc, f'expected {{"name", "data"}}, got {_show(send)}')
-    _reject_unknown(send, send_loc, ("name", "data"))
-    name = _non_empty_string(send, send_loc, "name")
+    mistakes = _Mistakes()
+    mistakes.take(_reject_unknown, send, send_loc, ("name", "data"))
+    name = mistakes.take(_non_empty_string, send, send_loc, "name")
     data = send.get("data", {})
     if not isinstance(data, dict):
-        raise DefinitionError(_join(send_loc, "data"), f"expected an object, got {_show(data)}")
-    _check_json(data, _join(send_loc, "data"))
+        mistakes.found.append(DefinitionError(_join(send_loc, "data"),
+                                              f"expected an object, got {_show(data)}"))
+    else:
+        mistakes.take(_check_json, data, _join(send_loc, "data"))
+    mistakes.raise_any()
+    assert name is not None
     # The event is sent as if it came through the track API, so it meets the same rules: a
     # recipient override carrying "\r\nBcc: ..." would otherwise reach campaigns.triggers.
     try:
@@ -468,11 +546,11 @@ def _non_empty_string(node: dict[str, Any], loc: str, key: str) -> str:
 
 
 def _reject_unknown(node: dict[str, Any], loc: str, allowed: tuple[str, ...]) -> None:
-    for key in node:
-        if key not in allowed:
-            raise DefinitionError(
-                _join(loc, key), f"unknown key (allowed here: {', '.join(allowed)})"
-            )
+    unknown = [DefinitionError(_join(loc, key), f"unknown key (allowed here: "
+                                                f"{', '.join(allowed)})")
+               for key in node if key not in allowed]
+    if unknown:
+        raise DefinitionError.of(unknown)
 
 
 def _check_json(value: Any, loc: str) -> None:

@@ -57,6 +57,13 @@ async def test_every_rejection_names_its_reason_and_writes_nothing(
         async with session.post(url, data="<xml/>", headers={
                 **d.track_auth, "Content-Type": "application/xml"}) as response:
             assert response.status == 415
+        # text/plain is another content type (README: 415), whether or not the text is JSON.
+        for text in ("name=purchased", '{"name": "purchased"}'):
+            async with session.post(url, data=text, headers={
+                    **d.track_auth, "Content-Type": "text/plain"}) as response:
+                assert response.status == 415
+                [error] = (await response.json())["meta"]["errors"]
+                assert "'text/plain'" in error and "application/json" in error, error
         async with session.get(url, headers=d.track_auth) as response:
             assert response.status == 405
             assert "errors" in (await response.json())["meta"]

@@ -42,6 +42,7 @@ async def test_anonymous_activity_joins_the_person_in_either_order(
         async def stored_anonymously() -> None:
             status, body = await api.read("/api/v1/anonymous/anon-1/activities")
             assert status == 200 and len(body["activities"]) == 2
+            assert body["identified_as"] is None
         await eventually(stored_anonymously)
         assert await api.track("PUT", "/api/v1/customers/u1",
                                {"email": "u1@example.com", "anonymous_id": "anon-1"}) == 200
@@ -61,7 +62,12 @@ async def test_anonymous_activity_joins_the_person_in_either_order(
         await eventually(linked)
         status, body = await api.read("/api/v1/customers/u1/activities")
         assert all(a["processed_at"] is not None for a in body["activities"])
-        assert (await api.read("/api/v1/anonymous/anon-1/activities"))[0] == 404
+        # The anonymous id's read says where its activity went (the README's example).
+        status, body = await api.read("/api/v1/anonymous/anon-1/activities")
+        assert (status, body) == (200, {"activities": [], "next": None, "identified_as": "u1"})
+        status, body = await api.read("/api/v1/anonymous/anon-2/activities")
+        assert (status, body["identified_as"]) == (200, "u2")
+        assert (await api.read("/api/v1/anonymous/anon-never/activities"))[0] == 404
         status, body = await api.read("/api/v1/customers/u1")
         assert body["customer"]["anonymous_ids"] == ["anon-1"]
         assert body["customer"]["identifiers"]["email"] == "u1@example.com"

@@ -304,3 +304,26 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
     assert any(doc["logger"].startswith("faust") for doc in docs)
     assert any("HTTP API listening" in doc["message"] for doc in docs)
     assert not any("producer buffer full" in doc["message"] for doc in docs)
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+async def test_a_broker_refusing_idempotence_is_one_line(deployment: Deployment,
+                                                         command: str) -> None:
+    """Tansu (like some managed services) refuses idempotent producers: the worker and the tier
+    stop at once with one line naming the setting to change, and no traceback."""
+    d = deployment
+    log_path = d.root / f"{command}-idempotent.log"
+    process = subprocess.Popen(
+        [EVENTIDE, command], cwd=REPO, stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT,
+        env=d.env(EVENTIDE_IDEMPOTENT_PRODUCER="1", EVENTIDE_HTTP_PORT=str(free_port())))
+    try:
+        await asyncio.to_thread(process.wait, 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = log_path.read_text()
+    assert process.returncode == 2, output
+    assert "Traceback" not in output, output
+    [line] = [line for line in output.splitlines() if "refused an idempotent producer" in line]
+    assert "EVENTIDE_IDEMPOTENT_PRODUCER=0" in line, line

@@ -146,8 +146,43 @@ async def test_invalid_definition_is_400_naming_the_part(deployment: Deployment,
             assert response.status == 400
             errors = (await response.json())["meta"]["errors"]
         assert errors[0].startswith("match.all[0].within:")
+        # Several mistakes: every one is named, in the API's error shape.
+        worse = {"name": "", "match": {"all": [{"event": "a", "within": "30 days"},
+                                                {"attribute": "plan", "op": "near"}]}}
+        async with session.put(f"{d.url}/api/v1/segments/s1", json=worse,
+                               headers=d.app_auth) as response:
+            assert response.status == 400
+            errors = (await response.json())["meta"]["errors"]
+        assert [e.split(":")[0] for e in errors] == [
+            "name", "match.all[0].within", "match.all[1].op"], errors
         async with session.get(f"{d.url}/api/v1/segments/s1", headers=d.app_auth) as response:
             assert response.status == 404  # nothing changed
         async with session.put(f"{d.url}/api/v1/segments/s1", json={"name": "x"},
                                headers=d.track_auth) as response:
             assert response.status == 401
+
+
+async def test_members_are_listed_in_natural_order(deployment: Deployment,
+                                                   worker: Worker) -> None:
+    d = deployment
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{d.url}/api/v1/segments/planned", headers=d.app_auth, json={
+                "name": "Has a plan", "match": {"attribute": "plan", "op": "exists"}}) as r:
+            assert r.status == 200, await r.text()
+        for person in ("10", "5", "ann", "11"):
+            async with session.put(f"{d.url}/api/v1/customers/{person}", json={"plan": "pro"},
+                                   headers=d.track_auth) as r:
+                assert r.status == 200, await r.text()
+
+        async def members(**params: str) -> dict:
+            async with session.get(f"{d.url}/api/v1/segments/planned/membership",
+                                   params=params, headers=d.app_auth) as r:
+                assert r.status == 200, await r.text()
+                return await r.json()
+
+        async def all_in() -> None:
+            assert (await members())["people"] == ["5", "10", "11", "ann"]
+        await eventually(all_in)
+        first = await members(limit="2")
+        assert first == {"people": ["5", "10"], "next": "10"}
+        assert await members(limit="2", cursor="10") == {"people": ["11", "ann"], "next": None}

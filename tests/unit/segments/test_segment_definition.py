@@ -415,3 +415,39 @@ def test_a_definition_over_the_size_bound_is_refused_before_parsing() -> None:
     doc = {"name": "x" * (MAX_DEFINITION_BYTES + 1), "match": {"event": "e"}}
     with pytest.raises(DefinitionError, match="bytes as JSON"):
         parse_segment("s", doc)
+
+
+def test_every_mistake_is_named_not_only_the_first() -> None:
+    doc = {"name": "", "colour": "red",
+           "match": {"all": [
+               {"event": "abandoned_cart", "within": "30 days", "count": {"gte": -1},
+                "where": [{"path": "a", "op": "eq", "value": 1}, {"path": "b", "op": "near"}]},
+               {"attribute": "email", "op": "exists"},
+               {"not": {"event": ""}},
+               {"attribute": "plan", "op": "eq"}]},
+           "on_enter": {"send_event": {"name": 5, "data": []}}}
+    with pytest.raises(DefinitionError) as info:
+        parse_segment("s", doc)
+    error = info.value
+    # The first mistake stays the error's own location/reason (what callers used to see).
+    assert (error.location, error.reason) == ("colour", "unknown key (allowed here: name, "
+                                                        "match, on_enter, on_exit)")
+    assert str(error) == f"{error.location}: {error.reason}"
+    assert [e.location for e in error.errors] == [
+        "colour", "name", "match.all[0].where[1].op", "match.all[0].count.gte",
+        "match.all[0].within", "match.all[2].not.event", "match.all[3].value",
+        "on_enter.send_event.name", "on_enter.send_event.data"]
+    assert all(e.errors == [e] for e in error.errors)
+    clone = pickle.loads(pickle.dumps(error))
+    assert [str(e) for e in clone.errors] == [str(e) for e in error.errors]
+
+
+def test_a_flood_of_mistakes_is_listed_up_to_a_cap() -> None:
+    from app.segments.definition import MAX_REPORTED_ERRORS
+
+    doc = {"name": "n", "match": {"any": [{"event": ""} for _ in range(80)]}}
+    with pytest.raises(DefinitionError) as info:
+        parse_segment("s", doc)
+    errors = info.value.errors
+    assert len(errors) == MAX_REPORTED_ERRORS + 1
+    assert str(errors[-1]) == "definition: 30 more not listed"
