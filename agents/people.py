@@ -26,12 +26,13 @@ from app.core import dedup, history, membership, profiles, triggers
 from app.core.dedup import Verdict
 from app.core.items import derived_id
 from app.core.membership import Change
-from app.core.person import PersonState, Policy, step
+from app.core.person import PersonState, Policy, Step, step
 from app.model import encode_envelope
+from app.person_store import PersonEvents, store_step
 from app.producer import OutRecord, partition_for
 from app.runtime import Runtime
 from app.segments.definition import Segment
-from app.topics import (DEDUP, EVENT_NAMES, HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
+from app.topics import (EVENT_NAMES, HISTORY_SIZE, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
                         SEGMENT_STATE, TIMERS)
 from tables.state import UnitOfWork
 
@@ -47,8 +48,6 @@ def policy_of(rt: Runtime) -> Policy:
 
 def load_person(unit: UnitOfWork, partition: int, person: str) -> PersonState:
     return PersonState(
-        seen=unit.get(DEDUP, partition, person) or {},
-        history=unit.get(HISTORY, partition, person) or [],
         profile=unit.get(PROFILES, partition, person),
         membership=unit.get(MEMBERSHIP, partition, person) or membership.empty(),
     )
@@ -56,11 +55,8 @@ def load_person(unit: UnitOfWork, partition: int, person: str) -> PersonState:
 
 def save_person(unit: UnitOfWork, partition: int, person: str, before: PersonState,
                 after: PersonState) -> None:
-    """Write only the tables whose value changed (steps return the same object when unchanged)."""
-    if after.seen is not before.seen:
-        unit.put(DEDUP, partition, person, after.seen)
-    if after.history is not before.history:
-        unit.put(HISTORY, partition, person, after.history)
+    """Write only the values that changed (steps return the same object when unchanged); events
+    and dedup ids are written as they happen, each under its own key (:mod:`app.person_store`)."""
     if after.profile is not before.profile:
         unit.put(PROFILES, partition, person, after.profile)
     if after.membership is not before.membership:
@@ -87,6 +83,7 @@ class PeopleBatch:
         self.policy = policy_of(rt)
         self.loaded: dict[tuple[int, str], PersonState] = {}
         self.current: dict[tuple[int, str], PersonState] = {}
+        self.stored: dict[tuple[int, str], PersonEvents] = {}
         self.accepted_at_ms: list[int] = []
         self.changes = 0
         #: People deleted in this batch: their keys are removed at flush, not written.
@@ -100,13 +97,29 @@ class PeopleBatch:
             self.loaded[slot] = self.current[slot] = load_person(self.unit, partition, person)
         return self.current[slot]
 
+    def events(self, partition: int, person: str) -> PersonEvents:
+        """The person's stored events and dedup ids (reads see this batch's writes)."""
+        slot = (partition, person)
+        stored = self.stored.get(slot)
+        if stored is None:
+            stored = self.stored[slot] = PersonEvents(self.unit, partition, person)
+        return stored
+
+    def is_new(self, partition: int, person: str, state: PersonState) -> bool:
+        return state.profile is None and self.events(partition, person).size() == 0
+
+    def apply(self, partition: int, person: str, item: dict[str, Any], result: Step) -> None:
+        """Store what a step decided: the new id, the event, the profile."""
+        store_step(self.events(partition, person), item["id"], result,
+                   now_s=self.rt.clock.now(), retention=self.policy.retention)
+        self.current[(partition, person)] = result.state
+
     def flush(self) -> None:
         for (partition, person), after in self.current.items():
             save_person(self.unit, partition, person, self.loaded[(partition, person)], after)
             # Deleted, and not identified again later in this batch: remove the keys entirely.
-            if (partition, person) in self.deleted and after.profile is None and \
-                    not after.history:
-                for table in (DEDUP, HISTORY, PROFILES, MEMBERSHIP):
+            if (partition, person) in self.deleted and self.is_new(partition, person, after):
+                for table in (PROFILES, MEMBERSHIP):
                     self.unit.delete(table, partition, person)
 
     # -- item kinds ----------------------------------------------------------------------------
@@ -145,27 +158,27 @@ class PeopleBatch:
             rt.counters["identify:update_of_unknown_person"] += 1  # _update never creates
             return
         now_s = int(item.get("processed_at") or int(item["received_at"]) // 1000)
-        verdict = dedup.classify(before.seen, item["id"], (partition, offset, index))
-        if verdict is Verdict.REDELIVERY:
+        ref = (partition, offset, index)
+        seen = self.events(partition, person).seen(item["id"])
+        if dedup.judge(seen, ref) is Verdict.REDELIVERY:
             # This record's effects reached the state, so all its outputs were acknowledged
             # first (the commit order). Re-apply the state steps (idempotent: they complete a
             # changelog that was cut short) but evaluate and send nothing: evaluating now, against
             # a state that may have moved past this input, would invent transitions.
-            after, _ = step(before, person, item, (partition, offset, index),
-                            now_s=rt.clock.now(), policy=self.policy)
-            self.current[(partition, person)] = after
+            self.apply(partition, person, item, step(before, person, item, ref, seen,
+                                                      now_s=rt.clock.now(), policy=self.policy))
             rt.counters["verdict:redelivery"] += 1
             return
         # Time-driven changes due before this input happen first, on the history before it.
         before = self.catch_up(partition, person, before, now_s)
         self.current[(partition, person)] = before
-        first_seen = before.profile is None and not before.history
-        after, verdict = step(before, person, item, (partition, offset, index),
-                              now_s=rt.clock.now(), policy=self.policy)
-        rt.counters[f"verdict:{verdict.value}"] += 1
-        if verdict is Verdict.DUPLICATE:
+        first_seen = self.is_new(partition, person, before)
+        result = step(before, person, item, ref, seen, now_s=rt.clock.now(), policy=self.policy)
+        rt.counters[f"verdict:{result.verdict.value}"] += 1
+        if result.verdict is Verdict.DUPLICATE:
             return
-        self.evaluate_input(partition, person, before, after, item, now_s, first_seen)
+        self.apply(partition, person, item, result)
+        self.evaluate_input(partition, person, before, result.state, item, now_s, first_seen)
 
     def evaluate_input(self, partition: int, person: str, before: PersonState,
                        after: PersonState, item: dict[str, Any], now_s: int,
@@ -232,15 +245,16 @@ class PeopleBatch:
         """The secondary's side of a merge: hand everything to the primary, leave a forwarder."""
         secondary, primary = item["person"], item["into"]
         state = self.person(partition, secondary)
+        stored = self.events(partition, secondary)
         at = int(item["received_at"]) // 1000
-        if state.profile is None and not state.history:
+        if self.is_new(partition, secondary, state):
             # Nothing here yet: the merge may have overtaken the secondary's first input (they
             # travel on different raw topics). Leave the forwarder all the same, so what arrives
             # later for the secondary joins the primary, as it would have in the other order.
             self.rt.counters["merges:empty_secondary"] += 1
         else:
             self.forward(primary, {"op": "absorb", "id": item["id"], "from": secondary,
-                                   "events": state.history, "profile": state.profile,
+                                   "events": stored.all(), "profile": state.profile,
                                    "received_at": item["received_at"]})
         state = self.leave(partition, secondary, state, cause=f"merge:{item['id']}", at=at)
         for kind, value in (profiles.identifiers(state.profile) if state.profile else
@@ -253,30 +267,32 @@ class PeopleBatch:
                                      "id": item["id"]})
         marker = {"id": secondary, "merged_into": primary, "attributes": {}, "stamps": {},
                   "anonymous_ids": [], "created_at": at, "updated_at": at}
-        self.current[(partition, secondary)] = PersonState({}, [], marker, membership.empty())
+        stored.clear()
+        self.current[(partition, secondary)] = PersonState(marker, membership.empty())
         self.rt.counters["merges:done"] += 1
 
     def on_absorb(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
         """The primary's side of a merge: the secondary's events (deduplicated) and attributes."""
         person = item["person"]
         state = self.person(partition, person)
+        stored = self.events(partition, person)
         ref = (partition, offset, index)
-        seen, events = state.seen, state.history
         now_ms = int(item["received_at"])
         for activity in item["events"]:
-            verdict = dedup.classify(seen, activity["id"], ref)
+            seen = stored.seen(activity["id"])
+            verdict = dedup.judge(seen, ref, now_ms)
             if verdict is Verdict.DUPLICATE:
                 continue
             if verdict is Verdict.NEW:
-                seen = dedup.remember(seen, activity["id"], ref, now_ms=now_ms,
-                                      horizon_ms=self.policy.dedup_horizon_s * 1000)
-            events = history.append(events, activity, now_s=self.rt.clock.now(),
-                                    retention=self.policy.retention)
+                stored.remember(activity["id"], dedup.entry(
+                    activity["id"], ref, now_ms=now_ms,
+                    horizon_ms=self.policy.dedup_horizon_s * 1000), now_ms)
+            stored.add(activity, now_s=self.rt.clock.now(), retention=self.policy.retention)
         profile = state.profile
         if item.get("profile"):
             profile = profiles.merge(profile, person, item["profile"], item["id"],
                                      now_ms // 1000)
-        merged = PersonState(seen, events, profile, state.membership)
+        merged = PersonState(profile, state.membership)
         names = {activity["name"] for activity in item["events"]}
         candidates: set[str] = set()
         for name in names:
@@ -304,7 +320,8 @@ class PeopleBatch:
                 self.link(anonymous_id, {"op": "unlink", "anonymous_id": anonymous_id,
                                          "person": person, "former": former, "id": item["id"],
                                          "at": at})
-        self.current[(partition, person)] = PersonState({}, [], None, membership.empty())
+        self.events(partition, person).clear()
+        self.current[(partition, person)] = PersonState(None, membership.empty())
         self.deleted.add((partition, person))
         self.rt.counters["deletes"] += 1
 
@@ -419,13 +436,13 @@ class PeopleBatch:
             return state
         self.rt.counters["segment_evaluations"] += len(segments)
         new_membership, changes = membership.reevaluate(
-            state.membership or membership.empty(), person, segments, state.history,
-            state.attributes, now_s=now_s, cause=cause)
+            state.membership or membership.empty(), person, segments,
+            self.events(partition, person), state.attributes, now_s=now_s, cause=cause)
         for change in changes:
             self.publish(partition, change, dict(segments)[change.segment_id])
         if new_membership is state.membership:
             return state
-        return PersonState(state.seen, state.history, state.profile, new_membership)
+        return PersonState(state.profile, new_membership)
 
     def publish(self, partition: int, change: Change, segment: Segment | None) -> None:
         rt, unit, topics = self.rt, self.unit, self.rt.topics
@@ -499,7 +516,7 @@ class PeopleBatch:
     def people_in(self, partition: int) -> set[str]:
         """Everyone with a history or a profile here: stored, or loaded by this batch."""
         people = {person for (p, person) in self.current if p == partition}
-        for table in (HISTORY, PROFILES):
+        for table in (HISTORY_SIZE, PROFILES):
             people.update(self.rt.state.tables[table].store(partition).keys())
             for key, value in self.unit.changes.get((table, partition), {}).items():
                 if value is not None:

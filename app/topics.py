@@ -92,8 +92,11 @@ class Topics:
 
 
 # Table names, used by agents and readers alike.
-DEDUP = "dedup"                      # person id → {event id: [ulid ms, partition, offset, index]}
-HISTORY = "history"                  # person id → [activity, ...] oldest first
+# A person's events and dedup ids are one key each (app/person_store.py has the key layout).
+DEDUP = "dedup"                      # "<person>␟<event id>" → [expires ms, partition, offset, index]
+HISTORY = "history"                  # "<person>␟<timestamp>␟<event id>" → activity
+HISTORY_BY_NAME = "history_by_name"  # "<person>␟<name>␟<timestamp>␟<event id>" → activity
+HISTORY_SIZE = "history_size"        # person id → number of stored activities
 PROFILES = "profiles"                # person id → profile
 ANONYMOUS_HISTORY = "anonymous_history"  # anonymous id → {"events": [...], "seen": {...}}
 ALIASES = "aliases"                  # "<kind>:<identifier>" → person id, on the identifier's partition
@@ -145,6 +148,8 @@ def build_topics(settings: Settings) -> Topics:
         tables=(
             table(DEDUP, person_events),
             table(HISTORY, person_events),
+            table(HISTORY_BY_NAME, person_events),
+            table(HISTORY_SIZE, person_events),
             table(PROFILES, person_events),
             table(MEMBERSHIP, person_events),
             table(TIMERS, person_events),

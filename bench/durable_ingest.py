@@ -16,18 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from tests.support.harness import EVENTIDE, free_port, wait_healthy
+from bench.instance import running_instance
 
 
 async def load(url: str, requests: int, concurrency: int) -> dict[str, float]:
@@ -62,28 +57,10 @@ async def load(url: str, requests: int, concurrency: int) -> dict[str, float]:
 
 
 async def one_run(ack_on_disk: bool, requests: int, concurrency: int) -> dict[str, object]:
-    root = Path(tempfile.mkdtemp(prefix="eventide-durable-bench-"))
-    port = free_port()
-    env = dict(os.environ, EVENTIDE_EMBEDDED_BROKER_PORT=str(free_port()),
-               EVENTIDE_HTTP_PORT=str(port), EVENTIDE_SITE_ID="s", EVENTIDE_API_KEY="k",
-               EVENTIDE_APP_KEY="a", EVENTIDE_DATA_DIR=str(root / "data"),
-               EVENTIDE_ACK_ON_DISK="1" if ack_on_disk else "0", EVENTIDE_LOG_LEVEL="warning")
-    env.pop("EVENTIDE_BROKER", None)
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([EVENTIDE, "up"], env=env, cwd=root,
-                               stdout=open(root / "up.log", "ab"), stderr=subprocess.STDOUT)
-    try:
-        await wait_healthy(url, process, lambda: (root / "up.log").read_text()[-2000:],
-                           timeout_s=90)
+    env = {"EVENTIDE_ACK_ON_DISK": "1" if ack_on_disk else "0"}
+    async with running_instance("durable", env) as (url, _):
         await load(url, 500, concurrency)  # warm-up
         result = await load(url, requests, concurrency)
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        shutil.rmtree(root, ignore_errors=True)
     return {"ack_on_disk": ack_on_disk, **result}
 
 

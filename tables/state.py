@@ -19,11 +19,12 @@ outputs with the same deterministic ids) or present in full, its outputs all ack
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -85,12 +86,19 @@ class Table:
             self.close_partition(partition)
 
 
+#: Keys of range-read tables are ``<group>\x1f<rest>`` (a person's events): a range read stays
+#: inside one group, so pending writes are indexed by group and a read merges only its own.
+GROUP_SEPARATOR = "\x1f"
+
+
 class UnitOfWork:
     """Reads see this unit's own pending writes; nothing is durable until :meth:`StateManager.commit`."""
 
     def __init__(self, tables: dict[str, Table], tenures: dict[ChangelogPartition, int]) -> None:
         self._tables = tables
         self.changes: dict[tuple[str, int], dict[str, Any | None]] = defaultdict(dict)
+        #: (table, partition, group) → pending keys of that group, for :meth:`range`.
+        self._grouped: dict[tuple[str, int, str], set[str]] = defaultdict(set)
         self.outputs: list[OutRecord] = []
         #: The ownership tenure of every changelog partition when the unit began.
         self.tenures = tenures
@@ -104,10 +112,44 @@ class UnitOfWork:
         return self._tables[table].get(partition, key)
 
     def put(self, table: str, partition: int, key: str, value: Any) -> None:
+        self._note(table, partition, key)
         self.changes[(table, partition)][key] = value
 
     def delete(self, table: str, partition: int, key: str) -> None:
+        self._note(table, partition, key)
         self.changes[(table, partition)][key] = None
+
+    def _note(self, table: str, partition: int, key: str) -> None:
+        group, separator, _ = key.partition(GROUP_SEPARATOR)
+        if separator:
+            self._grouped[(table, partition, group)].add(key)
+
+    def range(self, table: str, partition: int, start: str, stop: str, *,
+              reverse: bool = False) -> Iterator[tuple[str, Any]]:
+        """Items with ``start <= key < stop`` in key order (descending with ``reverse``), this
+        unit's pending writes included. ``start`` and ``stop`` lie in one key group."""
+        group = start.partition(GROUP_SEPARATOR)[0]
+        pending_keys = sorted((key for key in self._grouped.get((table, partition, group), ())
+                               if start <= key < stop), reverse=reverse)
+        stored = self._tables[table].store(partition).range(start, stop, reverse=reverse)
+        if not pending_keys:
+            yield from stored
+            return
+        pending = self.changes[(table, partition)]
+        merged = heapq.merge(((key, False, value) for key, value in stored),
+                             ((key, True, pending[key]) for key in pending_keys),
+                             key=lambda entry: entry[0], reverse=reverse)
+        # A key both stored and pending comes out twice, next to each other: pending wins.
+        last: tuple[str, bool, Any] | None = None
+        for entry in merged:
+            if last is not None and last[0] == entry[0]:
+                last = entry if entry[1] else last
+                continue
+            if last is not None and last[2] is not None:
+                yield last[0], last[2]
+            last = entry
+        if last is not None and last[2] is not None:
+            yield last[0], last[2]
 
     def send(self, record: OutRecord) -> None:
         self.outputs.append(record)

@@ -105,7 +105,20 @@ class PartitionStore:
         raw = self._db.get(self._offset_key)
         return -1 if raw is None else int(raw)
 
-    def _scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def _scan(self, start: bytes, stop: bytes, reverse: bool = False
+              ) -> Iterator[tuple[bytes, bytes]]:
+        if reverse:
+            iterator = self._db.iter()
+            iterator.seek_for_prev(stop)
+            if iterator.valid() and iterator.key() >= stop:
+                iterator.prev()
+            while iterator.valid():
+                key = iterator.key()
+                if key < start:
+                    return
+                yield key, iterator.value()
+                iterator.prev()
+            return
         for key, value in self._db.items(from_key=start):
             if key >= stop:
                 return
@@ -115,10 +128,12 @@ class PartitionStore:
         # Every caller key is below prefix + 0xFF (UTF-8 never contains the byte 0xFF).
         return self._raw_prefix + b"\xff"
 
-    def range(self, start: str, stop: str) -> Iterator[tuple[str, Any]]:
-        """Items with ``start <= key < stop`` in key order (keys compare as UTF-8 bytes)."""
+    def range(self, start: str, stop: str, *, reverse: bool = False
+              ) -> Iterator[tuple[str, Any]]:
+        """Items with ``start <= key < stop`` in key order (keys compare as UTF-8 bytes),
+        descending with ``reverse``."""
         width = len(self._raw_prefix)
-        for key, value in self._scan(self._key(start), self._key(stop)):
+        for key, value in self._scan(self._key(start), self._key(stop), reverse):
             yield key[width:].decode(), orjson.loads(value)
 
     def items(self) -> Iterator[tuple[str, Any]]:

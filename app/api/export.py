@@ -32,7 +32,8 @@ from app.api.responses import ApiError, json_response
 from app.core.profiles import public_view
 from app.producer import partition_for
 from app.runtime import Runtime
-from app.topics import HISTORY, PROFILES
+from app.person_store import stored_history
+from app.topics import HISTORY_SIZE, PROFILES
 from app.spreadsheet import spreadsheet_safe
 
 CSV_COLUMNS = ("id", "name", "type", "timestamp", "processed_at", "data")
@@ -180,7 +181,8 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         if person is not None:
             partition = partition_for(person.encode(), partitions)
             profile = tables[PROFILES].get(partition, person)
-            history = tables[HISTORY].get(partition, person)
+            history = stored_history(tables, partition, person) \
+                if tables[HISTORY_SIZE].get(partition, person) else None
         if person is None or (profile is None and history is None) or not is_exportable(profile):
             raise ApiError(404, f"customer {identifier!r} not found")
         assert person is not None
@@ -227,11 +229,12 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         response = await start_stream(request, FORMATS["jsonl"],
                                       attachment_name(f"part-{partition}", "jsonl"))
         out = _Buffered(response)
-        people = iter_people(fetcher(PROFILES, partition), fetcher(HISTORY, partition))
+        people = iter_people(fetcher(PROFILES, partition), fetcher(HISTORY_SIZE, partition))
         try:
-            for person, profile, history in people:
+            for person, profile, size in people:
                 if not is_exportable(profile):
                     continue
+                history = stored_history(tables, partition, person) if size else None
                 for line in person_lines(person, profile, history):
                     await out.write(line)
         except _Revoked:

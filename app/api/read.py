@@ -11,9 +11,10 @@ from app.api.responses import ApiError, json_response
 from app.core import history
 from app.api.people import lookup_profile
 from app.core.profiles import public_view
+from app.person_store import stored_history
 from app.producer import partition_for
 from app.runtime import Runtime
-from app.topics import ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, PROFILES
+from app.topics import ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY_SIZE, PROFILES
 
 DAY_S = 86_400
 MAX_LIMIT = 500
@@ -75,7 +76,9 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         customer = request.match_info["customer_id"]
         found = lookup_profile(rt, customer)
         person = found[0] if found else customer
-        events = lookup(HISTORY, person)
+        partition = partition_for(person.encode(), topics.person_events.partitions)
+        events = stored_history(tables, partition, person) \
+            if lookup(HISTORY_SIZE, person) else None
         if (lookup(PROFILES, person) or {}).get("merged_into"):
             events = None  # merged away: the secondary is gone
         if events is None and found is None:

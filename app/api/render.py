@@ -22,7 +22,7 @@ from app.api.responses import ApiError, json_response
 from app.producer import partition_for
 from app.render import TemplateError, render
 from app.runtime import Runtime
-from app.topics import HISTORY
+from app.person_store import stored_history
 
 
 def parse_render_body(body: Any) -> tuple[str, str, str | None, dict[str, Any] | None, bool]:
@@ -74,7 +74,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         if event_id is not None:
             wanted = _canonical(event_id)
             partition = partition_for(person.encode(), rt.topics.person_events.partitions)
-            history = rt.state.tables[HISTORY].get(partition, person) or []
+            history = stored_history(rt.state.tables, partition, person)
             stored = next((a for a in history if a["id"] == wanted), None)
             if stored is None:
                 raise ApiError(404, f"event {event_id!r} not found in the history of customer "

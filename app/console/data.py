@@ -30,7 +30,8 @@ from app.producer import BrokerUnavailable, partition_for
 from app.api.segments import publish_definition
 from app.runtime import Runtime
 from app.segments.definition import parse_segment
-from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, MEMBERSHIP, PROFILES,
+from app.person_store import stored_history
+from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY_SIZE, MEMBERSHIP, PROFILES,
                         TopicSpec)
 
 DAY_S = 86_400
@@ -92,7 +93,10 @@ def _partition(rt: Runtime, key: str, topic: TopicSpec) -> int:
 
 
 def person_history(rt: Runtime, person: str) -> list[dict[str, Any]] | None:
-    return rt.state.tables[HISTORY].get(_partition(rt, person, rt.topics.person_events), person)
+    partition = _partition(rt, person, rt.topics.person_events)
+    if not rt.state.tables[HISTORY_SIZE].get(partition, person):
+        return None
+    return stored_history(rt.state.tables, partition, person)
 
 
 def raw_profile(rt: Runtime, person: str) -> dict[str, Any] | None:
@@ -130,10 +134,10 @@ def activity_page(events: list[dict[str, Any]], *, now_s: float, name: str | Non
     return history.query(events, query)
 
 
-def _stores(rt: Runtime, table: str, topic: TopicSpec) -> Iterator[Any]:
+def _stores(rt: Runtime, table: str, topic: TopicSpec) -> Iterator[tuple[int, Any]]:
     """This worker's own partitions (a revoked partition's local copy may be stale)."""
     owned = cluster.owned_partitions(rt, topic.name, topic.partitions)
-    return (rt.state.tables[table].store(p) for p in owned)
+    return ((p, rt.state.tables[table].store(p)) for p in owned)
 
 
 # --- bounded scan of recent history ------------------------------------------------------------
@@ -192,12 +196,13 @@ def _scan(rt: Runtime, *, name: str | None, max_rows: int, now_s: float) -> Rece
                 elif entry[:2] > heap[0][:2]:
                     heapq.heapreplace(heap, entry)
 
-    sources = ((HISTORY, rt.topics.person_events, "person"),
+    sources = ((HISTORY_SIZE, rt.topics.person_events, "person"),
                (ANONYMOUS_HISTORY, rt.topics.raw_anonymous, "anonymous"))
     for table, topic, kind in sources:
-        for store in _stores(rt, table, topic):
+        for partition, store in _stores(rt, table, topic):
             for who, value in store.items():
-                events = value if kind == "person" else value.get("events", [])
+                events = stored_history(rt.state.tables, partition, who) if kind == "person" \
+                    else value.get("events", [])
                 out.people += 1
                 out.events += len(events)
                 take(kind, who, events)

@@ -16,7 +16,8 @@ from enum import Enum
 
 
 Ref = tuple[int, int, int]          # (partition, offset, index within the record)
-Seen = dict[str, list[int]]
+Entry = list[int]                   # [expires_ms, partition, offset, index]
+Seen = dict[str, Entry]
 
 
 class Verdict(str, Enum):
@@ -36,17 +37,33 @@ def ulid_ms(event_id: str) -> int:
     return value
 
 
-def classify(seen: Seen, event_id: str, ref: Ref) -> Verdict:
-    entry = seen.get(event_id)
+def judge(entry: Entry | None, ref: Ref, now_ms: int | None = None) -> Verdict:
+    """The verdict on a delivery at ``ref`` of an id remembered as ``entry`` (None: unknown).
+
+    With ``now_ms``, an entry whose horizon has passed counts as forgotten (pruning is lazy), except
+    for the very record it remembers.
+    """
     if entry is None:
         return Verdict.NEW
-    return Verdict.REDELIVERY if tuple(entry[1:]) == ref else Verdict.DUPLICATE
+    if tuple(entry[1:]) == ref:
+        return Verdict.REDELIVERY
+    if now_ms is not None and entry[0] <= now_ms:
+        return Verdict.NEW
+    return Verdict.DUPLICATE
+
+
+def classify(seen: Seen, event_id: str, ref: Ref) -> Verdict:
+    return judge(seen.get(event_id), ref)
+
+
+def entry(event_id: str, ref: Ref, *, now_ms: int, horizon_ms: int) -> Entry:
+    """What to remember of ``event_id`` first delivered at ``ref``: when it expires, and where."""
+    return [max(ulid_ms(event_id), now_ms) + horizon_ms, *ref]
 
 
 def remember(seen: Seen, event_id: str, ref: Ref, *, now_ms: int, horizon_ms: int) -> Seen:
     """Return ``seen`` with ``event_id`` first delivered at ``ref`` (a new dict)."""
-    expires = max(ulid_ms(event_id), now_ms) + horizon_ms
-    return {**seen, event_id: [expires, *ref]}
+    return {**seen, event_id: entry(event_id, ref, now_ms=now_ms, horizon_ms=horizon_ms)}
 
 
 def prune(seen: Seen, now_ms: int) -> Seen:

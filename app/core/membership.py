@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from app.segments.definition import Segment
-from app.segments.evaluate import evaluate
+from app.segments.evaluate import EventSource, evaluate
 
 Membership = dict[str, dict[str, int]]
 
@@ -47,7 +47,8 @@ class Change:
 
 def reevaluate(state: Membership, person_id: str,
                segments: Iterable[tuple[str, Segment | None]],
-               activities: list[Mapping[str, Any]], attributes: Mapping[str, Any], *,
+               activities: "Iterable[Mapping[str, Any]] | EventSource",
+               attributes: Mapping[str, Any], *,
                now_s: int, cause: str) -> tuple[Membership, list[Change]]:
     """Evaluate ``segments`` (``None`` = deleted) at ``now_s``; returns the new state and changes.
 

@@ -1,7 +1,9 @@
-"""The person stage as one pure step: ``(state, item) -> (state, verdict)``.
+"""The person stage as one pure step: ``(state, item, seen) -> (state, verdict, writes)``.
 
 Runs for every item on ``person.events`` (events and identifies, already resolved to a canonical
-person). Deduplicates, appends to history, folds identifies into the profile.
+person). Judges the item's id, folds identifies into the profile, and says what to store: the
+dedup entry of a new id and the activity of an event. The stored events themselves live under
+keys of their own (:mod:`app.person_store`): a step never sees, copies or re-writes a history.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.core import dedup, history, profiles
+from app.core.dedup import Entry, Ref, Verdict
 from app.core.membership import Membership
-from app.core.dedup import Ref, Seen, Verdict
 
 
 @dataclass(frozen=True)
@@ -22,18 +24,28 @@ class Policy:
 
 @dataclass(frozen=True)
 class PersonState:
-    seen: Seen
-    history: list[history.Activity]
+    """A person's small values, read and written whole: profile and segment membership."""
+
     profile: profiles.Profile | None
     membership: Membership | None = None
 
     @classmethod
     def empty(cls) -> "PersonState":
-        return cls(seen={}, history=[], profile=None)
+        return cls(profile=None)
 
     @property
     def attributes(self) -> dict[str, Any]:
         return self.profile["attributes"] if self.profile else {}
+
+
+@dataclass(frozen=True)
+class Step:
+    state: PersonState
+    verdict: Verdict
+    #: The dedup entry to store under the item's id (a new id), else None.
+    remember: Entry | None = None
+    #: The activity to store (an event; storing it again is a no-op), else None.
+    activity: history.Activity | None = None
 
 
 def activity_of(item: dict[str, Any], processed_at: int | None) -> history.Activity:
@@ -47,22 +59,20 @@ def activity_of(item: dict[str, Any], processed_at: int | None) -> history.Activ
     }
 
 
-def step(state: PersonState, person_id: str, item: dict[str, Any], ref: Ref, *,
-         now_s: float, policy: Policy) -> tuple[PersonState, Verdict]:
+def step(state: PersonState, person_id: str, item: dict[str, Any], ref: Ref,
+         seen: Entry | None, *, now_s: float, policy: Policy) -> Step:
+    """``seen``: what is remembered of the item's id (None: nothing)."""
     now_ms = int(now_s * 1000)
-    verdict = dedup.classify(state.seen, item["id"], ref)
+    verdict = dedup.judge(seen, ref, now_ms)
     if verdict is Verdict.DUPLICATE:
-        return state, verdict
-    seen = state.seen
-    if verdict is Verdict.NEW:
-        seen = dedup.remember(dedup.prune(seen, now_ms), item["id"], ref, now_ms=now_ms,
-                              horizon_ms=policy.dedup_horizon_s * 1000)
+        return Step(state, verdict)
+    remember = dedup.entry(item["id"], ref, now_ms=now_ms,
+                           horizon_ms=policy.dedup_horizon_s * 1000) \
+        if verdict is Verdict.NEW else None
     # A redelivery re-runs the same transformations; each is idempotent, so whatever part of the
     # first run reached the state is not applied twice and whatever did not is applied now.
     if item["op"] == "identify":
         profile = profiles.apply_identify(state.profile, person_id, item)
-        return replace(state, seen=seen, profile=profile), verdict
+        return Step(replace(state, profile=profile), verdict, remember)
     processed_at = item.get("processed_at") or int(item["received_at"]) // 1000
-    events = history.append(state.history, activity_of(item, processed_at), now_s=now_s,
-                            retention=policy.retention)
-    return replace(state, seen=seen, history=events), verdict
+    return Step(state, verdict, remember, activity_of(item, processed_at))

@@ -4,7 +4,7 @@ Independent of partition layout and of processing timing: per-person tables are 
 so their content does not depend on partitions; per-partition aggregates (segment state, event
 names) are summed across partitions; and what records *where* or *when* an input was processed
 (dedup refs and expiry, which differ between a first delivery and a redelivery) is left out —
-only the set of ids is kept.
+only the set of ids (the keys) is kept.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _AGGREGATED = (SEGMENT_STATE, EVENT_NAMES)
 
 def _normalize(table: str, value: Any) -> Any:
     if table == DEDUP:
-        return sorted(value)
+        return True  # one key per id: the key says it all
     if table == ANONYMOUS_HISTORY:
         return {"events": value["events"], "seen": sorted(value["seen"])}
     return value

@@ -14,15 +14,16 @@ Event conditions match on ``name`` alone, whatever the activity ``type`` (event/
 Activities without a numeric ``timestamp`` never count. ``processed_at`` plays no part: windows are
 judged by event time, so a back-dated event can arrive already outside its window.
 
-Cost: the activities are bucketed by the segment's event names in one pass; each event condition
-then walks only its own bucket once, checking the (cheap) time test before the ``where`` paths.
+Cost: each event condition reads only the person's events of its name, and of those only the ones
+inside its window (an :class:`EventSource` over the stored history reads them by key range);
+events given as a list are bucketed by the segment's event names in one pass.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 from . import operators
 from .definition import (
@@ -48,14 +49,16 @@ class Evaluation:
 
 
 def is_member(
-    segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
+    segment: Segment, activities: "Iterable[Activity] | EventSource",
+    attributes: Mapping[str, Any], now_s: int
 ) -> bool:
     """Whether the person is in ``segment`` at ``now_s``."""
     return _Evaluator(segment, activities, attributes, now_s).value(segment.match)
 
 
 def next_change_at(
-    segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
+    segment: Segment, activities: "Iterable[Activity] | EventSource",
+    attributes: Mapping[str, Any], now_s: int
 ) -> int | None:
     """The earliest ``t > now_s`` at which :func:`is_member` could change with no new input.
 
@@ -66,7 +69,8 @@ def next_change_at(
 
 
 def evaluate(
-    segment: Segment, activities: Iterable[Activity], attributes: Mapping[str, Any], now_s: int
+    segment: Segment, activities: "Iterable[Activity] | EventSource",
+    attributes: Mapping[str, Any], now_s: int
 ) -> Evaluation:
     """:func:`is_member` and :func:`next_change_at` at once, with one pass over the activities."""
     member, change = _Evaluator(segment, activities, attributes, now_s).value_and_change(
@@ -101,21 +105,28 @@ def _ceil(t: int | float) -> int:
     return t if isinstance(t, int) else math.ceil(t)
 
 
-class _Evaluator:
-    """State of one evaluation call (never shared between calls)."""
+@runtime_checkable
+class EventSource(Protocol):
+    """A person's stored events of one name, for the conditions that mention it.
 
-    def __init__(
-        self,
-        segment: Segment,
-        activities: Iterable[Activity],
-        attributes: Mapping[str, Any],
-        now_s: int,
-    ) -> None:
-        self.now = now_s
-        self.attributes = attributes
-        names = segment.event_names()
+    ``named(name, after)`` yields the events called ``name`` with a numeric timestamp, in
+    ``(timestamp, id)`` order, only those with ``timestamp > after`` when ``after`` is given (a
+    window's start): a stored history is read by range, never whole.
+    """
+
+    def named(self, name: str, after: float | None) -> Iterator[Activity]: ...
+
+    def newest(self, name: str, after: float | None) -> Iterator[Activity]:
+        """The same events, newest first."""
+        ...
+
+
+class ListSource:
+    """:class:`EventSource` over activities in memory, bucketed by name in one pass."""
+
+    def __init__(self, activities: Iterable[Activity], names: Iterable[str]) -> None:
         buckets: dict[str, list[Activity]] = {name: [] for name in names}
-        if names:
+        if buckets:
             for activity in activities:
                 name = activity.get("name")
                 bucket = buckets.get(name) if isinstance(name, str) else None
@@ -123,7 +134,38 @@ class _Evaluator:
                     stamp = activity.get("timestamp")
                     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
                         bucket.append(activity)
-        self.buckets = buckets
+        self._buckets = buckets
+
+    def named(self, name: str, after: float | None) -> Iterator[Activity]:
+        for activity in self._buckets.get(name, ()):
+            if after is None or activity["timestamp"] > after:
+                yield activity
+
+    def newest(self, name: str, after: float | None) -> Iterator[Activity]:
+        ordered = sorted(self._buckets.get(name, ()), key=lambda a: (a["timestamp"], a["id"]))
+        for activity in reversed(ordered):
+            if after is not None and activity["timestamp"] <= after:
+                return
+            yield activity
+
+
+class _Evaluator:
+    """State of one evaluation call (never shared between calls)."""
+
+    def __init__(
+        self,
+        segment: Segment,
+        activities: "Iterable[Activity] | EventSource",
+        attributes: Mapping[str, Any],
+        now_s: int,
+    ) -> None:
+        self.now = now_s
+        self.attributes = attributes
+        self.source = activities if isinstance(activities, EventSource) else \
+            ListSource(activities, segment.event_names())
+
+    def _events(self, name: str, after: float | None) -> Iterator[Activity]:
+        return self.source.named(name, after)
 
     # -- membership only, short-circuiting ------------------------------------------------------
 
@@ -148,9 +190,9 @@ class _Evaluator:
         saturation = condition.count.saturation
         where = condition.where
         count = 0
-        for activity in self.buckets[condition.event]:
+        for activity in self._events(condition.event, start):
             stamp = activity["timestamp"]
-            if stamp > now or (start is not None and stamp <= start):
+            if stamp > now:
                 continue
             if where and not _where_holds(where, activity.get("data")):
                 continue
@@ -198,13 +240,22 @@ class _Evaluator:
         where = condition.where
         count = 0
         deltas: list[tuple[int, int]] = []  # (when, +1 enters / -1 leaves), all after now
-        for activity in self.buckets[condition.event]:
+        # Newest first, and past events only up to the count's saturation: the newest events
+        # leave a window last, so with P past events of which only the newest s are read, the
+        # count at any later time is min(P(t), s) + F(t) (F: future-stamped ones, all read) and
+        # holds(min(P + F, s)) = holds(min(min(P, s) + F, s)): the same verdict at every instant.
+        # A person's older events are never read. Events already out of the window stay out.
+        saturation = condition.count.saturation
+        past = 0
+        source = self.source
+        for activity in source.newest(condition.event, None if window is None else now - window):
             stamp = activity["timestamp"]
-            if window is not None and stamp <= now - window:
-                continue  # already out of the window, and stays out
             if where and not _where_holds(where, activity.get("data")):
                 continue
             if stamp <= now:
+                if past == saturation:
+                    break
+                past += 1
                 count += 1
             else:
                 deltas.append((_ceil(stamp), 1))

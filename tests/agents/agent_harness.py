@@ -13,9 +13,29 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from app.clock import ManualClock
+from app.person_store import stored_history, stored_ids
 from app.producer import BrokerUnavailable, OutRecord
 from app.settings import Settings
+from app.topics import DEDUP, HISTORY
 from app.wiring import create_app
+
+
+def person_table(tables: dict[str, Any], table: str, partition: int, key: str) -> Any:
+    """A table's value for ``key``, with a person's per-event keys gathered as one value (the
+    history as a list oldest first, the dedup ids as a map); None when there is nothing."""
+    if table == HISTORY:
+        return stored_history(tables, partition, key) or None
+    if table == DEDUP:
+        return stored_ids(tables, partition, key) or None
+    return tables[table].get(partition, key)
+
+
+def person_tables(tables: dict[str, Any], table: str, partition: int) -> dict[str, Any]:
+    """Every key's value of ``table`` in ``partition``, per person for per-event tables."""
+    if table not in (HISTORY, DEDUP):
+        return dict(tables[table].store(partition).items())
+    people = {key.split("\x1f", 1)[0] for key, _ in tables[table].store(partition).items()}
+    return {person: person_table(tables, table, partition, person) for person in sorted(people)}
 
 
 @dataclass

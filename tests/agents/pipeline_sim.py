@@ -38,6 +38,7 @@ from app.producer import OutRecord, partition_for
 from app.settings import Settings
 from app.topics import ALIASES, ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY, PROFILES
 from app.wiring import create_app
+from tests.agents.agent_harness import person_tables
 
 PARTITIONS = 4
 NOW_S = 1_700_000_000
@@ -279,7 +280,7 @@ class Sim:
     def table_items(self, table: str) -> dict[tuple[int, str], Any]:
         found = {}
         for p in range(self.partitions):
-            for key, value in self.rt.state.tables[table].store(p).items():
+            for key, value in person_tables(self.rt.state.tables, table, p).items():
                 found[(p, key)] = value
         return found
 

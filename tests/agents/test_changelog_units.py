@@ -34,6 +34,7 @@ from app.settings import Settings
 from app.topics import DEDUP, HISTORY, MEMBERSHIP, SEGMENT_MEMBERS
 from app.wiring import create_app
 from tables.changelog import Position
+from tests.agents.agent_harness import person_table
 from tests.agents.pipeline_sim import Event, Message
 
 T0 = 1_700_000_000
@@ -133,7 +134,7 @@ class Worker:
         await people.process_people_batch(self.rt, [Event(message)])  # type: ignore[list-item]
 
     def table(self, name: str, key: str) -> Any:
-        return self.rt.state.tables[name].get(0, key)
+        return person_table(self.rt.state.tables, name, 0, key)
 
     def close(self) -> None:
         self.rt.state.close()

@@ -54,6 +54,7 @@ from app.segments.evaluate import is_member
 from app.settings import Settings
 from app.topics import HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS, SEGMENT_STATE
 from app.wiring import create_app
+from tests.agents.agent_harness import person_table, person_tables
 
 T0 = 1_700_000_000
 PEOPLE = ("p0", "p1", "p2")
@@ -308,12 +309,13 @@ class Runner:
         self.rt.state.close()
 
     def table(self, name: str, key: str) -> Any:
-        return self.rt.state.tables[name].get(0, key)
+        return person_table(self.rt.state.tables, name, 0, key)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {name: dict(table.store(0).items()) for name, table in self.rt.state.tables.items()
+        return {name: person_tables(self.rt.state.tables, name, 0)
+                for name in self.rt.state.tables
                 if name in (HISTORY, PROFILES, MEMBERSHIP, SEGMENT_MEMBERS, SEGMENT_STATE,
-                            "dedup", "timers", "event_names")}
+                            "dedup", "timers", "event_names", "history_size")}
 
     async def deliver(self, records: Sequence[Record]) -> tuple[list[dict[str, Any]], Any]:
         """Process ``records`` as ONE unit of work and commit it; returns its change records."""

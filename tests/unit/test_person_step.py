@@ -1,8 +1,11 @@
-"""Unit tests for app.core.person.step: the person stage as a pure function (DATAFLOW rule 2)."""
+"""Unit tests for app.core.person.step — the person stage as a pure function (DATAFLOW rule 2) —
+and for what it decides once stored under per-event keys (:class:`app.person_store.PersonEvents`,
+here over an in-memory model of a unit of work's tables)."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import given, settings
@@ -12,10 +15,45 @@ from ulid import ULID
 from app.core.dedup import Verdict
 from app.core.history import Retention
 from app.core.person import PersonState, Policy, activity_of, step
+from app.person_store import PersonEvents, store_step
+from tests.unit.memory_tables import MemoryTables
 
 PERSON = "cust-1"
 NOW_S = 1_700_000_000.0
 POLICY = Policy(dedup_horizon_s=30 * 86_400, retention=Retention(max_age_s=0, max_events=10_000))
+
+
+@dataclass
+class Person:
+    """A person's small state plus their stored events, advanced the way the agent does."""
+
+    state: PersonState = field(default_factory=PersonState.empty)
+    tables: MemoryTables = field(default_factory=MemoryTables)
+
+    @property
+    def stored(self) -> PersonEvents:
+        return PersonEvents(self.tables, 0, PERSON)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.stored.all()
+
+    def seen(self, event_id: str) -> list[int] | None:
+        return self.stored.seen(event_id)
+
+    def snapshot(self) -> Any:
+        return copy.deepcopy((self.state, self.tables.data))
+
+
+def run(person: Person, item: dict[str, Any], ref: tuple[int, int, int],
+        now_s: float = NOW_S, policy: Policy = POLICY) -> tuple[Person, Verdict]:
+    stored = person.stored
+    result = step(person.state, PERSON, item, ref, stored.seen(item["id"]), now_s=now_s,
+                  policy=policy)
+    if result.verdict is not Verdict.DUPLICATE:
+        store_step(stored, item["id"], result, now_s=now_s, retention=policy.retention)
+    person.state = result.state
+    return person, result.verdict
 
 
 def ulid_at(ms: int, tail: int) -> str:
@@ -35,101 +73,171 @@ def identify_item(n: int, attributes: dict[str, Any], **extra: Any) -> dict[str,
             "update": False, "received_at": 1_700_000_000_000 + n, **extra}
 
 
-def run(state: PersonState, item: dict[str, Any], ref: tuple[int, int, int],
-        now_s: float = NOW_S) -> tuple[PersonState, Verdict]:
-    return step(state, PERSON, item, ref, now_s=now_s, policy=POLICY)
-
-
 def test_a_new_event_is_appended_with_processed_at_from_received_at() -> None:
     item = event(1, received_at=1_700_000_123_999)
-    state, verdict = run(PersonState.empty(), item, (2, 40, 0))
+    person, verdict = run(Person(), item, (2, 40, 0))
     assert verdict is Verdict.NEW
-    assert state.history == [{"id": item["id"], "name": "e1", "type": "event", "data": {"n": 1},
-                              "timestamp": item["timestamp"], "processed_at": 1_700_000_123}]
-    assert state.history == [activity_of(item, 1_700_000_123)]
-    assert state.seen[item["id"]][1:] == [2, 40, 0]
-    assert state.profile is None
+    assert person.history == [{"id": item["id"], "name": "e1", "type": "event", "data": {"n": 1},
+                               "timestamp": item["timestamp"], "processed_at": 1_700_000_123}]
+    assert person.history == [activity_of(item, 1_700_000_123)]
+    assert person.seen(item["id"])[1:] == [2, 40, 0]
+    assert person.state.profile is None
+
+
+def test_the_step_itself_only_says_what_to_store() -> None:
+    item = event(1)
+    result = step(PersonState.empty(), PERSON, item, (0, 3, 0), None, now_s=NOW_S, policy=POLICY)
+    assert result.verdict is Verdict.NEW
+    assert result.activity == activity_of(item, 1_700_000_000)
+    assert result.remember is not None and result.remember[1:] == [0, 3, 0]
+    again = step(PersonState.empty(), PERSON, item, (0, 4, 0), result.remember, now_s=NOW_S,
+                 policy=POLICY)
+    assert again.verdict is Verdict.DUPLICATE and again.activity is None
 
 
 def test_a_given_processed_at_is_kept() -> None:
     item = event(1, processed_at=1_650_000_000)
-    state, _ = run(PersonState.empty(), item, (0, 0, 0))
-    assert state.history[0]["processed_at"] == 1_650_000_000
+    person, _ = run(Person(), item, (0, 0, 0))
+    assert person.history[0]["processed_at"] == 1_650_000_000
 
 
-def test_a_duplicate_returns_the_very_same_state() -> None:
+def test_a_duplicate_changes_nothing() -> None:
     item = event(1)
-    state, _ = run(PersonState.empty(), item, (0, 5, 0))
+    person, _ = run(Person(), item, (0, 5, 0))
+    before = person.snapshot()
+    state = person.state
     for other_ref in [(0, 6, 0), (0, 5, 1), (1, 5, 0)]:
-        again, verdict = run(state, dict(item, name="changed"), other_ref)
+        again, verdict = run(person, dict(item, name="changed"), other_ref)
         assert verdict is Verdict.DUPLICATE
-        assert again is state
-    assert state.history[0]["name"] == "e1"
+        assert again.state is state
+    assert person.snapshot() == before
+    assert person.history[0]["name"] == "e1"
 
 
 def test_a_redelivery_re_runs_idempotently() -> None:
     item = event(1)
-    state, _ = run(PersonState.empty(), item, (0, 5, 0))
-    snapshot = copy.deepcopy(state)
-    again, verdict = run(state, item, (0, 5, 0), now_s=NOW_S + 60)
+    person, _ = run(Person(), item, (0, 5, 0))
+    snapshot = person.snapshot()
+    again, verdict = run(person, item, (0, 5, 0), now_s=NOW_S + 60)
     assert verdict is Verdict.REDELIVERY
-    assert again == snapshot
+    assert again.snapshot() == snapshot, "a redelivery does not move the first-delivery record"
     assert len(again.history) == 1
-    assert again.seen == snapshot.seen, "a redelivery does not move the first-delivery record"
 
 
 def test_a_redelivery_completes_what_the_first_run_did_not_persist() -> None:
     """If only the dedup entry reached the state before a crash, the redelivery appends."""
     item = event(1)
-    full, _ = run(PersonState.empty(), item, (0, 5, 0))
-    partial = PersonState(seen=full.seen, history=[], profile=None)
+    full, _ = run(Person(), item, (0, 5, 0))
+    partial = Person()
+    partial.stored.remember(item["id"], full.seen(item["id"]), 0)
     again, verdict = run(partial, item, (0, 5, 0))
     assert verdict is Verdict.REDELIVERY
     assert again.history == full.history
+    assert again.stored.size() == 1
 
 
 def test_step_never_mutates_its_input_state() -> None:
-    state, _ = run(PersonState.empty(), event(1), (0, 0, 0))
+    person, _ = run(Person(), identify_item(3, {"plan": "pro"}), (0, 2, 0))
+    state = person.state
     snapshot = copy.deepcopy(state)
-    run(state, event(2), (0, 1, 0))
-    run(state, identify_item(3, {"plan": "pro"}), (0, 2, 0))
+    step(state, PERSON, event(2), (0, 1, 0), None, now_s=NOW_S, policy=POLICY)
+    step(state, PERSON, identify_item(4, {"plan": "basic"}), (0, 3, 0), None, now_s=NOW_S,
+         policy=POLICY)
     assert state == snapshot
 
 
 def test_identify_updates_only_the_profile() -> None:
-    state, _ = run(PersonState.empty(), event(1), (0, 0, 0))
-    after, verdict = run(state, identify_item(2, {"plan": "pro"}), (0, 1, 0))
+    person, _ = run(Person(), event(1), (0, 0, 0))
+    history = person.history
+    after, verdict = run(person, identify_item(2, {"plan": "pro"}), (0, 1, 0))
     assert verdict is Verdict.NEW
-    assert after.history is state.history
-    assert after.profile is not None
-    assert after.profile["id"] == PERSON
-    assert after.profile["attributes"] == {"plan": "pro"}
-    assert len(after.seen) == 2
+    assert after.history == history
+    assert after.state.profile is not None
+    assert after.state.profile["id"] == PERSON
+    assert after.state.profile["attributes"] == {"plan": "pro"}
+    assert after.seen(event(1)["id"]) and after.seen(identify_item(2, {})["id"])
 
 
 def test_an_identify_redelivery_leaves_the_profile_equal() -> None:
     item = identify_item(2, {"plan": "pro"})
-    state, _ = run(PersonState.empty(), item, (0, 1, 0))
-    again, verdict = run(state, item, (0, 1, 0))
+    person, _ = run(Person(), item, (0, 1, 0))
+    state = person.state
+    again, verdict = run(person, item, (0, 1, 0))
     assert verdict is Verdict.REDELIVERY
-    assert again == state
+    assert again.state == state
 
 
 def test_an_event_keeps_the_profile_object() -> None:
-    state, _ = run(PersonState.empty(), identify_item(2, {"plan": "pro"}), (0, 1, 0))
-    after, _ = run(state, event(3), (0, 2, 0))
-    assert after.profile is state.profile
+    person, _ = run(Person(), identify_item(2, {"plan": "pro"}), (0, 1, 0))
+    profile = person.state.profile
+    after, _ = run(person, event(3), (0, 2, 0))
+    assert after.state.profile is profile
 
 
 def test_expired_dedup_entries_are_pruned_when_a_new_id_is_remembered() -> None:
     item = event(1)
-    state, _ = run(PersonState.empty(), item, (0, 0, 0))
-    expires_s = state.seen[item["id"]][0] / 1000
-    later, verdict = run(state, event(2), (0, 1, 0), now_s=expires_s)
+    person, _ = run(Person(), item, (0, 0, 0))
+    expires_s = person.seen(item["id"])[0] / 1000
+    later, verdict = run(person, event(2), (0, 1, 0), now_s=expires_s)
     assert verdict is Verdict.NEW
-    assert set(later.seen) == {event(2)["id"]}
+    assert later.seen(item["id"]) is None and later.seen(event(2)["id"]) is not None
     # the history is not affected by forgetting the id
     assert [a["id"] for a in later.history] == [item["id"], event(2)["id"]]
+
+
+def test_an_expired_id_is_new_again_before_it_is_pruned() -> None:
+    item = event(1)
+    person, _ = run(Person(), item, (0, 0, 0))
+    expires_s = person.seen(item["id"])[0] / 1000
+    again, verdict = run(person, item, (0, 9, 0), now_s=expires_s)
+    assert verdict is Verdict.NEW
+    assert again.seen(item["id"])[1:] == [0, 9, 0]
+    assert len(again.history) == 1, "the event is stored once all the same"
+
+
+def test_retention_caps_the_history_at_the_oldest_end() -> None:
+    policy = Policy(dedup_horizon_s=86_400, retention=Retention(max_age_s=0, max_events=3))
+    person = Person()
+    for n, ts in enumerate([50, 10, 40, 30, 20]):
+        run(person, event(n, timestamp=1_699_999_000 + ts), (0, n, 0), policy=policy)
+    assert [a["timestamp"] - 1_699_999_000 for a in person.history] == [30, 40, 50]
+    assert person.stored.size() == 3
+    assert [a["id"] for a in person.stored.named("e4", None)] == []
+    assert [a["id"] for a in person.stored.named("e0", None)] == [event(0)["id"]]
+
+
+def test_retention_by_age_drops_what_is_too_old_as_events_arrive() -> None:
+    policy = Policy(dedup_horizon_s=86_400, retention=Retention(max_age_s=100, max_events=10))
+    person = Person()
+    run(person, event(1, timestamp=1_000), (0, 1, 0), now_s=1_050, policy=policy)
+    run(person, event(2, timestamp=1_120), (0, 2, 0), now_s=1_150, policy=policy)
+    assert [a["timestamp"] for a in person.history] == [1_120]
+    assert person.stored.size() == 1
+
+
+def test_named_reads_one_name_from_a_window_start() -> None:
+    person = Person()
+    for n, ts in enumerate([100, 200, 300]):
+        run(person, dict(event(n, timestamp=ts), name="viewed"), (0, n, 0))
+    run(person, dict(event(7, timestamp=250), name="viewed\x1fother"), (0, 7, 0))
+    assert [a["timestamp"] for a in person.stored.named("viewed", None)] == [100, 200, 300]
+    assert [a["timestamp"] for a in person.stored.named("viewed", 200)] == [300]
+    assert [a["timestamp"] for a in person.stored.named("viewed", 199.5)] == [200, 300]
+    assert [a["timestamp"] for a in person.stored.named("missing", None)] == []
+
+
+def test_clear_removes_every_key_of_the_person() -> None:
+    person = Person()
+    run(person, event(1), (0, 1, 0))
+    run(person, identify_item(2, {"plan": "pro"}), (0, 2, 0))
+    other = PersonEvents(person.tables, 0, PERSON + "x")
+    other.add(activity_of(event(3), 1), now_s=NOW_S, retention=POLICY.retention)
+    person.stored.clear()
+    remaining = {table: sorted(rows) for (table, _), rows in person.tables.data.items() if rows}
+    assert remaining == {"history": [f"{PERSON}x\x1f{1_699_999_000:012d}\x1f{event(3)['id']}"],
+                         "history_by_name": [f"{PERSON}x\x1fe3\x1f{1_699_999_000:012d}"
+                                             f"\x1f{event(3)['id']}"],
+                         "history_size": [PERSON + "x"]}
 
 
 # --- property: any interleaving of duplicates and redeliveries -----------------------------------
@@ -146,7 +254,7 @@ deliveries = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(deliveries)
 def test_history_holds_each_distinct_id_exactly_once(plan: list[tuple[int, str, int]]) -> None:
-    state = PersonState.empty()
+    person = Person()
     first_ref: dict[int, tuple[int, int, int]] = {}
     items: dict[int, dict[str, Any]] = {}
     offset = 0
@@ -163,15 +271,17 @@ def test_history_holds_each_distinct_id_exactly_once(plan: list[tuple[int, str, 
         else:
             offset += 1
             ref = (0, offset, n % 3)
-        state, verdict = run(state, items[n], ref)
+        person, verdict = run(person, items[n], ref)
         verdicts.append(verdict)
         if ref != first_ref[n]:
             assert verdict is Verdict.DUPLICATE
         elif verdict is not Verdict.NEW:
             assert verdict is Verdict.REDELIVERY
-    history_ids = [a["id"] for a in state.history]
+    history = person.history
+    history_ids = [a["id"] for a in history]
     assert len(history_ids) == len(set(history_ids))
     assert set(history_ids) == {item["id"] for item in items.values()}
     assert verdicts.count(Verdict.NEW) == len(items)
-    assert [(a["timestamp"], a["id"]) for a in state.history] == sorted(
-        (a["timestamp"], a["id"]) for a in state.history)
+    assert [(a["timestamp"], a["id"]) for a in history] == sorted(
+        (a["timestamp"], a["id"]) for a in history)
+    assert person.stored.size() == len(history)

@@ -23,6 +23,9 @@ from app.segments import (
 from app.segments.definition import Condition, Segment
 from app.segments.operators import OPERATORS, VALUELESS, apply
 from app.segments.paths import Each, Index, Key, format_path, parse_path, resolve
+from app.core.history import Retention
+from app.person_store import PersonEvents
+from tests.unit.memory_tables import MemoryTables
 
 # database=None: these tests must not write example databases into the shared working tree.
 SETTINGS = settings(
@@ -332,3 +335,22 @@ def _all_events(condition: Condition) -> frozenset[str]:
         return _all_events(condition.condition)
     assert isinstance(condition, (AllOf, AnyOf))
     return frozenset().union(*(_all_events(c) for c in condition.conditions))
+
+
+# ---- the stored history, read by range, decides the same ---------------------------------------
+
+
+@SETTINGS
+@given(scenarios())
+def test_a_stored_history_read_by_range_evaluates_like_the_list(
+    scenario: tuple[Segment, list, dict, int]
+) -> None:
+    """PersonEvents reads only a condition's name, from its window's start, and past events
+    only up to the count's saturation, newest first: the verdict and next change are the same."""
+    segment, activities, attributes, now = scenario
+    tables = MemoryTables()
+    stored = PersonEvents(tables, 0, "p")
+    for activity in activities:
+        stored.add(activity, now_s=0, retention=Retention(max_age_s=0, max_events=10**6))
+    assert evaluate(segment, stored, attributes, now) == evaluate(segment, activities,
+                                                                  attributes, now)

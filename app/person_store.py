@@ -1,0 +1,234 @@
+"""A person's stored events and dedup ids, one key each, read and written through a unit of work.
+
+Every event costs the same few small reads and writes whatever the person's history holds
+(issue #11: the whole history used to be decoded and re-written, and re-shipped through the
+changelog, for each event):
+
+* ``history``          ``<person>␟<timestamp:012d>␟<event id>`` → activity: the activity API's
+  order (newest first by event time, then id) and the oldest-first order retention trims from;
+* ``history_by_name``  ``<person>␟<name>␟<timestamp:012d>␟<event id>`` → activity: what a segment
+  condition reads, by range (its event name, and from its window's start);
+* ``history_size``     ``<person>`` → number of stored activities, for the count cap;
+* ``dedup``            ``<person>␟<event id>`` → ``[expires_ms, partition, offset, index]``.
+
+Dedup keys sort by ULID, so by the ids' own time: pruning reads from a person's oldest id and
+stops at the first one still inside the horizon (an old ULID sent late expires late: it holds the
+ones after it back only until it expires itself). An expired id is new again whether or not it has
+been pruned yet, so pruning never changes a verdict.
+
+The ``<person>␟`` prefix is the key group :meth:`tables.state.UnitOfWork.range` merges pending
+writes by, so a unit reads its own writes in ranges too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Protocol
+
+from app.core import history
+from app.core.dedup import Entry
+from app.core.person import Step
+from app.topics import DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
+
+Activity = dict[str, Any]
+SEP = "\x1f"
+#: Dedup entries pruned per new id at most: pruning keeps pace with remembering (one in, up to
+#: this many out) without any one event paying for a long-idle person's whole backlog.
+_PRUNE_PER_EVENT = 8
+
+
+class TableAccess(Protocol):
+    """What :class:`tables.state.UnitOfWork` offers (reads see pending writes)."""
+
+    def get(self, table: str, partition: int, key: str) -> Any | None: ...
+    def put(self, table: str, partition: int, key: str, value: Any) -> None: ...
+    def delete(self, table: str, partition: int, key: str) -> None: ...
+    def range(self, table: str, partition: int, start: str, stop: str, *,
+              reverse: bool = False) -> Iterator[tuple[str, Any]]: ...
+
+
+def _after(prefix: str) -> str:
+    """The first key past every key that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _stamp(timestamp: float) -> str:
+    """Sorts as the time does: whole seconds (what the API stores) as 12 digits; a fraction, if
+    any, follows as ``.digits``, which sorts after the whole second's own keys (``.`` > ``␟``)."""
+    whole = int(timestamp)
+    if timestamp == whole:
+        return f"{whole:012d}"
+    return f"{whole:012d}." + f"{timestamp - whole:.6f}"[2:].rstrip("0")
+
+
+def time_key(person: str, activity: Activity) -> str:
+    return f"{person}{SEP}{_stamp(activity['timestamp'])}{SEP}{activity['id']}"
+
+
+def name_key(person: str, activity: Activity) -> str:
+    return (f"{person}{SEP}{activity['name']}{SEP}{_stamp(activity['timestamp'])}{SEP}"
+            f"{activity['id']}")
+
+
+class PersonEvents:
+    """One person's events and dedup ids in one partition (an :class:`EventSource` too)."""
+
+    def __init__(self, tables: TableAccess, partition: int, person: str) -> None:
+        self.tables = tables
+        self.partition = partition
+        self.person = person
+        self.prefix = person + SEP
+        self._size: int | None = None
+
+    # -- dedup -------------------------------------------------------------------------------
+
+    def seen(self, event_id: str) -> Entry | None:
+        return self.tables.get(DEDUP, self.partition, self.prefix + event_id)
+
+    def remember(self, event_id: str, entry: Entry, now_ms: int) -> None:
+        self.prune_seen(now_ms)
+        self.tables.put(DEDUP, self.partition, self.prefix + event_id, entry)
+
+    def prune_seen(self, now_ms: int, limit: int = _PRUNE_PER_EVENT) -> int:
+        """Forget up to ``limit`` of the oldest ids whose horizon has passed."""
+        expired = []
+        for key, entry in self.tables.range(DEDUP, self.partition, self.prefix,
+                                            _after(self.prefix)):
+            if entry[0] > now_ms or len(expired) == limit:
+                break
+            expired.append(key)
+        for key in expired:
+            self.tables.delete(DEDUP, self.partition, key)
+        return len(expired)
+
+    # -- history -----------------------------------------------------------------------------
+
+    def size(self) -> int:
+        if self._size is None:
+            self._size = self.tables.get(HISTORY_SIZE, self.partition, self.person) or 0
+        return self._size
+
+    def _set_size(self, size: int) -> None:
+        self._size = size
+        if size:
+            self.tables.put(HISTORY_SIZE, self.partition, self.person, size)
+        else:
+            self.tables.delete(HISTORY_SIZE, self.partition, self.person)
+
+    def holds(self, activity: Activity) -> bool:
+        return self.tables.get(HISTORY, self.partition, time_key(self.person, activity)) \
+            is not None
+
+    def add(self, activity: Activity, *, now_s: float, retention: history.Retention) -> bool:
+        """Store ``activity`` unless it is there already, then apply retention. True if added."""
+        if self.holds(activity):
+            return False
+        self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
+        self.tables.put(HISTORY_BY_NAME, self.partition, name_key(self.person, activity),
+                        activity)
+        self._set_size(self.size() + 1)
+        self.trim(now_s=now_s, retention=retention)
+        return True
+
+    def _remove(self, activity: Activity) -> None:
+        self.tables.delete(HISTORY, self.partition, time_key(self.person, activity))
+        self.tables.delete(HISTORY_BY_NAME, self.partition, name_key(self.person, activity))
+
+    def trim(self, *, now_s: float, retention: history.Retention) -> None:
+        """Drop the oldest events past the count cap or the retention age (``history.prune``'s
+        rule, applied from the oldest key: each removal is one read and two deletes)."""
+        size = self.size()
+        cutoff = now_s - retention.max_age_s if retention.max_age_s else None
+        if size <= retention.max_events and cutoff is None:
+            return
+        removed = 0
+        for _, activity in self.tables.range(HISTORY, self.partition, self.prefix,
+                                             _after(self.prefix)):
+            too_many = size - removed > retention.max_events
+            if not too_many and (cutoff is None or activity["timestamp"] >= cutoff):
+                break
+            self._remove(activity)
+            removed += 1
+        if removed:
+            self._set_size(size - removed)
+
+    def named(self, name: str, after: float | None) -> Iterator[Activity]:
+        """Events called ``name`` in ``(timestamp, id)`` order, ``timestamp > after`` if given."""
+        prefix = f"{self.prefix}{name}{SEP}"
+        start = prefix if after is None else prefix + _stamp(max(after, 0))
+        for _, activity in self.tables.range(HISTORY_BY_NAME, self.partition, start,
+                                             _after(prefix)):
+            # A name containing the separator shares a prefix with another: keep our own.
+            if activity["name"] == name and (after is None or activity["timestamp"] > after):
+                yield activity
+
+    def newest(self, name: str, after: float | None) -> Iterator[Activity]:
+        """:meth:`named`, newest first."""
+        prefix = f"{self.prefix}{name}{SEP}"
+        start = prefix if after is None else prefix + _stamp(max(after, 0))
+        for _, activity in self.tables.range(HISTORY_BY_NAME, self.partition, start,
+                                             _after(prefix), reverse=True):
+            if activity["name"] != name:
+                continue  # a name containing the separator sorts among ours: not ours
+            if after is not None and activity["timestamp"] <= after:
+                return
+            yield activity
+
+    def newest_first(self) -> Iterator[Activity]:
+        for _, activity in self.tables.range(HISTORY, self.partition, self.prefix,
+                                             _after(self.prefix), reverse=True):
+            yield activity
+
+    def all(self) -> list[Activity]:
+        """Oldest first (merges and exports: the whole history, on purpose)."""
+        return [activity for _, activity in self.tables.range(
+            HISTORY, self.partition, self.prefix, _after(self.prefix))]
+
+    def clear(self) -> None:
+        """Remove every event and dedup id of the person (a delete, or a merge away)."""
+        for activity in self.all():
+            self._remove(activity)
+        self._set_size(0)
+        for key, _ in list(self.tables.range(DEDUP, self.partition, self.prefix,
+                                             _after(self.prefix))):
+            self.tables.delete(DEDUP, self.partition, key)
+
+
+def store_step(stored: PersonEvents, event_id: str, result: Step, *, now_s: float,
+               retention: history.Retention) -> None:
+    """Write what a person step decided: the new id's dedup entry, and the event."""
+    if result.remember is not None:
+        stored.remember(event_id, result.remember, int(now_s * 1000))
+    if result.activity is not None:
+        stored.add(result.activity, now_s=now_s, retention=retention)
+
+
+class StoredTables:
+    """:class:`TableAccess` for readers outside a unit of work (the API, the console)."""
+
+    def __init__(self, tables: dict[str, Any]) -> None:
+        self._tables = tables
+
+    def get(self, table: str, partition: int, key: str) -> Any | None:
+        return self._tables[table].get(partition, key)
+
+    def range(self, table: str, partition: int, start: str, stop: str, *,
+              reverse: bool = False) -> Iterator[tuple[str, Any]]:
+        return self._tables[table].store(partition).range(start, stop, reverse=reverse)
+
+    def put(self, table: str, partition: int, key: str, value: Any) -> None:
+        raise TypeError("read-only")
+
+    def delete(self, table: str, partition: int, key: str) -> None:
+        raise TypeError("read-only")
+
+
+def stored_history(tables: dict[str, Any], partition: int, person: str) -> list[Activity]:
+    """A person's history, oldest first, as the worker's tables hold it now."""
+    return PersonEvents(StoredTables(tables), partition, person).all()
+
+
+def stored_ids(tables: dict[str, Any], partition: int, person: str) -> dict[str, Entry]:
+    """A person's remembered event ids and their dedup entries, as the tables hold them now."""
+    prefix = person + SEP
+    return {key[len(prefix):]: entry for key, entry in
+            tables[DEDUP].store(partition).range(prefix, _after(prefix))}
