@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from app import cli_ops, logging_setup
 from app.broker import BrokerError, EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
-from app.ops import deadletters, digest, replay
+from app.ops import deadletters, digest, migrate, replay
 from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
 from app.producer import Producer
 from app.settings import Settings, SettingsError, StartupError
@@ -57,6 +57,16 @@ def _create_topics(settings: Settings) -> None:
         raise StartupError(f"cannot reach the broker at {settings.bootstrap_servers} "
                            f"({'embedded' if settings.embedded else 'EVENTIDE_BROKER'}): "
                            f"{exc}", status=1) from exc
+
+
+def _migrate_state(settings: Settings) -> None:
+    """State of an earlier layout is converted before the worker reads it (app/ops/migrate.py)."""
+    done = asyncio.run(migrate.migrate_people(settings))
+    if done is not None:
+        print(f"note: the people tables of state version {settings.state_version} were in "
+              f"layout 1 (a value per person); migrated {done.get('people', 0)} histories "
+              f"({done.get('records', 0)} records) to layout 2 (a key per event)",
+              file=sys.stderr)
 
 
 def _check_producer(settings: Settings) -> None:
@@ -166,6 +176,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         _create_topics(settings)
         _check_producer(settings)
+        _migrate_state(settings)
         if broker is not None:
             input_log = _open_input_log(settings)
         print(f"eventide API:       {settings.http_url}")
@@ -207,6 +218,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     _create_topics(settings)
     _check_producer(settings)
+    _migrate_state(settings)
     return _run_worker(settings)
 
 

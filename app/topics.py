@@ -108,6 +108,16 @@ SEGMENT_STATE = "segment_state"      # segment id → {"version", "members"} act
 EVENT_NAMES = "event_names"          # event name → {"count", "last_seen"} in this partition
 
 
+#: The people tables' key layout: 1 was a value per person (the whole history, every dedup id);
+#: 2 is a key per event (app/person_store.py).
+PEOPLE_LAYOUT = 2
+
+
+def people_changelog(version: str, layout: int = PEOPLE_LAYOUT) -> str:
+    """The people tables' changelog topic of a state version (``<prefix>.<state version>``)."""
+    return f"{version}.changelog.people" + ("" if layout == 1 else f".l{layout}")
+
+
 def build_topics(settings: Settings) -> Topics:
     prefix, n = settings.topic_prefix, settings.partitions
     version = f"{prefix}.{settings.state_version}"
@@ -123,8 +133,10 @@ def build_topics(settings: Settings) -> Topics:
     raw_events = topic("raw.events", "customer identifier as sent")
 
     # One changelog per table group (the tables that follow one source topic), so the writes of
-    # one unit of work are one ordered run that readers apply whole (tables/changelog.py).
-    changelog_of = {person_events.name: f"{version}.changelog.people",
+    # one unit of work are one ordered run that readers apply whole (tables/changelog.py). The
+    # people tables' name carries their key layout: a new layout is a new changelog, migrated
+    # from the old one at start (app/ops/migrate.py), never mixed with it.
+    changelog_of = {person_events.name: people_changelog(version),
                     raw_events.name: f"{version}.changelog.customers",
                     raw_anonymous.name: f"{version}.changelog.anonymous"}
 

@@ -162,7 +162,10 @@ class OwnershipChanged(RuntimeError):
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
                  bootstrap_servers: str, groups: dict[str, str] | None = None) -> None:
-        self._db = open_database(root)
+        specs = list(specs)
+        # Local state is derived from exactly these changelogs: built from others, it goes.
+        self._db = open_database(root, layout=",".join(sorted({s.changelog_topic
+                                                                for s in specs})))
         self.tables = {spec.name: Table(spec, self._db) for spec in specs}
         #: Co-partitioned inputs share their group's tables (and its recovery).
         self._groups = groups or {}

@@ -9,6 +9,8 @@ state moves from one unit boundary to the next atomically.
 
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -19,6 +21,7 @@ from rocksdict import Options, Rdict, WriteBatch
 #: with it, so no caller key can collide with one, and they sort after every caller key.
 _META = b"\xff\xff"
 _SEPARATOR = "\x1f"
+log = logging.getLogger(__name__)
 
 
 def _options() -> Options:
@@ -30,9 +33,30 @@ def _options() -> Options:
     return options
 
 
-def open_database(path: Path) -> Rdict:
+_LAYOUT_KEY = _META + b"layout"
+
+
+def open_database(path: Path, layout: str | None = None) -> Rdict:
+    """Open (or create) the worker's database. With ``layout`` (what the content is derived from,
+    e.g. the changelog topics), a database built for another layout is removed first: it is a
+    cache of the changelogs, and recovery rebuilds it from the ones this layout names."""
     path.mkdir(parents=True, exist_ok=True)
-    return Rdict(str(path), _options())
+    db = Rdict(str(path), _options())
+    if layout is None:
+        return db
+    found = db.get(_LAYOUT_KEY)
+    if found != layout.encode():
+        empty = next(iter(db.keys()), None) is None
+        if not empty:
+            log.warning("local state in %s was built for %s; removing it to rebuild it from "
+                        "the changelogs of %s", path, (found or b"an earlier layout").decode(),
+                        layout)
+            db.close()
+            shutil.rmtree(path)
+            path.mkdir(parents=True)
+            db = Rdict(str(path), _options())
+        db[_LAYOUT_KEY] = layout.encode()
+    return db
 
 
 class PartitionStore:

@@ -119,7 +119,7 @@ async def test_changelog_records_mirror_every_changed_table(harness: Harness) ->
     # every people table shares one changelog, so a unit's writes are one ordered run
     changelog = h.changelog(DEDUP)
     assert {h.changelog(t) for t in (DEDUP, HISTORY, PROFILES)} == {changelog}
-    assert changelog.endswith(".changelog.people")
+    assert changelog.endswith(".changelog.people.l2")
     records = h.sent_to(changelog)
     assert all(record.partition == 0 for record in records)
     *data, end = records

@@ -175,3 +175,20 @@ def test_a_caller_key_equal_to_the_internal_offset_key_is_kept_apart(
     assert store.changelog_offset == 5
     assert store.get(person) == history
     assert sorted(store.keys()) == sorted([person, "other"])
+
+
+def test_a_database_built_from_other_changelogs_is_removed_and_rebuilt(tmp_path: Path) -> None:
+    from tables.store import open_database
+
+    path = tmp_path / "tables"
+    db = open_database(path, layout="v1.changelog.people")
+    PartitionStore.view(db, "history", 0).write({"cust-1": [{"id": "A"}]}, 41)
+    db.close()
+    db = open_database(path, layout="v1.changelog.people")  # same layout: kept
+    assert PartitionStore.view(db, "history", 0).get("cust-1") == [{"id": "A"}]
+    db.close()
+    db = open_database(path, layout="v1.changelog.people.l2")  # another: gone, from scratch
+    store = PartitionStore.view(db, "history", 0)
+    assert store.get("cust-1") is None
+    assert store.changelog_offset == -1
+    db.close()

@@ -75,7 +75,7 @@ class Deployment:
         self.settings = Settings(
             broker=f"kafka://{self.bootstrap}", http_port=free_port(),
             data_dir=self.root / "data", site_id="site-test", api_key="track-key",
-            app_key="app-key", topic_prefix=run, partitions=4,
+            app_key="app-key", topic_prefix=run, partitions=4, broker_flavor="tansu",
             tls_cert=self.tls[0] if self.tls else None, tls_key=self.tls[1] if self.tls else None)
         self.topics = build_topics(self.settings)
 
