@@ -16,6 +16,7 @@ from app.api.server import WebServer
 from app.clock import Clock, SystemClock
 from app.consumer_lag import faust_lag_probe
 from app.ingest.batcher import IngestBatcher
+from app.kafka_clients import faust_credentials, kafka_client_options
 from app.ops import replay
 from app.ops.input_log import DURABLE_OFFSETS, DurableFollower, InputLog, slots_of
 from app.producer import Producer
@@ -67,7 +68,7 @@ class EventideApp(faust.App):
         await rt.producer.start()
         self._catalog_task = asyncio.ensure_future(follow(
             rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
-            self._stopping))
+            self._stopping, kafka_client_options(rt.settings)))
         # Agents (and readiness) wait for ``started``: only once every segment definition is
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
@@ -133,6 +134,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=256,
     )
+    credentials = faust_credentials(settings)
+    if credentials is not None:
+        # faust's own consumer, producer and admin client (EVENTIDE_KAFKA_*, app.kafka_clients).
+        options["broker_credentials"] = credentials
     if settings.tansu:
         # Tansu holds a first JoinGroup for about session_timeout/2: keep that short.
         options.update(broker_session_timeout=6, broker_heartbeat_interval=1.5,
@@ -163,7 +168,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
         clock=clock or SystemClock(),
         producer=producer,
         state=StateManager(topics.tables, settings.state_dir / "tables", producer,
-                           settings.bootstrap_servers, topics.groups()),
+                           settings.bootstrap_servers, topics.groups(),
+                           client_options=kafka_client_options(settings)),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.console.auth import COOKIE
+from app.kafka_clients import kafka_client_options
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
         consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="latest", fetch_max_wait_ms=250,
-                                    client_id="eventide-console-feed")
+                                    client_id="eventide-console-feed",
+                                    **kafka_client_options(rt.settings))
         await consumer.start()
         log.info("console live feed opened (%d open)", feeds.active)
         tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]

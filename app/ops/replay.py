@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from app.kafka_clients import kafka_client_options
 from app.settings import Settings
 from app.topics import Topics, build_topics
 
@@ -33,7 +34,8 @@ def internal_hops(topics: Topics) -> list:
 
 async def next_version(settings: Settings) -> str:
     """The first ``vN`` whose topics do not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                **kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -54,7 +56,8 @@ async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
     topics = build_topics(settings)
     tps = [TopicPartition(spec.name, p) for spec in topics.raw for p in range(spec.partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                group_id=settings.app_id, enable_auto_commit=False)
+                                group_id=settings.app_id, enable_auto_commit=False,
+                                **kafka_client_options(settings))
     await consumer.start()
     try:
         consumer.assign(tps)  # aiokafka commits only for assigned partitions
@@ -71,7 +74,8 @@ async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
 async def _ends(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """End offsets from fetch high-watermarks (the embedded broker's ListOffsets under-reports)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False,
+                                **kafka_client_options(settings))
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -105,7 +109,8 @@ async def progress(settings: Settings) -> Progress:
            for p in range(spec.partitions)]
     ends = await _ends(settings, tps)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                group_id=settings.app_id, enable_auto_commit=False)
+                                group_id=settings.app_id, enable_auto_commit=False,
+                                **kafka_client_options(settings))
     await consumer.start()
     try:
         committed = {}
