@@ -100,7 +100,9 @@ class SegmentCatalog:
 async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
                  stopping: asyncio.Event, client_options: dict | None = None) -> None:
     """Apply the definitions topic to ``catalog`` from the beginning, for as long as the worker
-    runs; a failure (the broker away) restarts the follower after a pause. ``client_options``:
+    runs (or another single-partition compacted topic to anything with the catalog's ``apply``,
+    ``notify``, ``offset`` and ``caught_up``: the console's revoked sessions, app/sessions.py);
+    a failure (the broker away) restarts the follower after a pause. ``client_options``:
     the consumer's security options (app.kafka_clients)."""
     delay = 0.5
     while not stopping.is_set():

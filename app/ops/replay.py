@@ -24,8 +24,10 @@ from app.topics import Topics, build_topics
 
 
 def inputs(topics: Topics) -> list:
-    """The topics that are the source of truth (kept in the input log, replayed)."""
-    return [*topics.raw, topics.segment_definitions]
+    """The topics that are the source of truth (kept in the input log, replayed), and the
+    console's session revocations (kept in the input log too, so that a restart of the embedded
+    broker, whose log is in memory, does not bring signed-out sessions back)."""
+    return [*topics.raw, topics.segment_definitions, topics.session_revocations]
 
 
 def internal_hops(topics: Topics) -> list:
