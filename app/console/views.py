@@ -286,9 +286,11 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
         session = auth.cookie_session(request, settings, rt.clock.now())
         if session is not None and not rt.revoked.is_revoked(session.session_id):
             key, value = revocation_record(session.session_id, session.expiry)
+            record = OutRecord(rt.topics.session_revocations.name, 0, key, value)
             try:
-                await rt.producer.send_one(OutRecord(rt.topics.session_revocations.name, 0,
-                                                     key, value))
+                offset = await rt.producer.send_one(record)
+                if rt.batcher.durable is not None:  # embedded: on disk in the input log too
+                    await rt.batcher.durable([record], [offset])
             except BrokerUnavailable as exc:
                 log.error("sign-out not published: %s", exc)
                 return html_response(error_page(

@@ -7,18 +7,43 @@ from __future__ import annotations
 import asyncio
 import time
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
 from app.sessions import SESSION_S
+from tests.integration.test_durable_embedded import Instance
 from tests.support.harness import Deployment, Worker, eventually, free_port, read_topic
 
 pytestmark = pytest.mark.integration
 
 #: How soon another worker must refuse a signed-out cookie (it follows the revocations topic).
 BOUND_S = 5.0
+
+
+async def sign_in(http: aiohttp.ClientSession, url: str, app_key: str) -> str:
+    async with http.post(url + "/console/login", allow_redirects=False,
+                         data={"app_key": app_key, "next": "/console/"}) as response:
+        assert response.status == 303
+        cookie = SimpleCookie()
+        cookie.load(response.headers["Set-Cookie"])
+        return cookie["eventide_console"].value
+
+
+async def page_status(http: aiohttp.ClientSession, url: str, token: str) -> int:
+    async with http.get(url + "/console/segments", allow_redirects=False,
+                        headers={"Cookie": f"eventide_console={token}"}) as response:
+        await response.read()
+        return response.status
+
+
+async def sign_out(http: aiohttp.ClientSession, url: str, token: str) -> None:
+    async with http.post(url + "/console/logout", allow_redirects=False, headers={
+            "Cookie": f"eventide_console={token}", "Origin": url}) as response:
+        assert response.status == 303
+        assert 'eventide_console=""' in response.headers["Set-Cookie"]
 
 
 def other_worker(d: Deployment, name: str) -> Worker:
@@ -34,22 +59,11 @@ async def test_sign_out_on_one_worker_ends_the_session_on_every_worker(
     try:
         await asyncio.gather(a.wait_ready(90), b.wait_ready(90))
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            async def sign_in(worker: Worker) -> str:
-                async with http.post(worker.url + "/console/login", allow_redirects=False,
-                                     data={"app_key": d.settings.app_key,
-                                           "next": "/console/"}) as response:
-                    assert response.status == 303
-                    cookie = SimpleCookie()
-                    cookie.load(response.headers["Set-Cookie"])
-                    return cookie["eventide_console"].value
-
             async def status(worker: Worker, token: str) -> int:
-                async with http.get(worker.url + "/console/segments", allow_redirects=False,
-                                    headers={"Cookie": f"eventide_console={token}"}) as response:
-                    await response.read()
-                    return response.status
+                return await page_status(http, worker.url, token)
 
-            token, other = await sign_in(a), await sign_in(a)
+            key = d.settings.app_key
+            token, other = await sign_in(http, a.url, key), await sign_in(http, a.url, key)
             for worker in (a, b):
                 assert await status(worker, token) == 200
                 assert await status(worker, other) == 200
@@ -64,11 +78,8 @@ async def test_sign_out_on_one_worker_ends_the_session_on_every_worker(
                     assert line, "the feed ended before it was ready"
             await asyncio.wait_for(until_ready(), 10)
 
-            async with http.post(a.url + "/console/logout", allow_redirects=False, headers={
-                    "Cookie": f"eventide_console={token}", "Origin": a.url}) as response:
-                assert response.status == 303
-                assert 'eventide_console=""' in response.headers["Set-Cookie"]
-                signed_out_at = time.monotonic()
+            await sign_out(http, a.url, token)
+            signed_out_at = time.monotonic()
             # The worker that signed it out has applied the revocation before answering.
             assert await status(a, token) == 303
             # The other worker refuses it within the bound...
@@ -83,9 +94,7 @@ async def test_sign_out_on_one_worker_ends_the_session_on_every_worker(
             # Another session is not affected; signing out again is harmless.
             for worker in (a, b):
                 assert await status(worker, other) == 200
-            async with http.post(b.url + "/console/logout", allow_redirects=False, headers={
-                    "Cookie": f"eventide_console={token}", "Origin": b.url}) as response:
-                assert response.status == 303
+            await sign_out(http, b.url, token)
 
             # One revocation on the topic: the session id, until the session's own expiry.
             records = await read_topic(d.bootstrap, d.topics.session_revocations.name,
@@ -105,3 +114,21 @@ async def test_sign_out_on_one_worker_ends_the_session_on_every_worker(
         for worker in (a, b, late):
             if worker is not None:
                 worker.stop()
+
+
+async def test_a_sign_out_survives_a_restart_of_the_embedded_broker(tmp_path: Path) -> None:
+    """The embedded broker keeps its log in memory; the input log keeps the revocations."""
+    instance = Instance(tmp_path)
+    await instance.up()
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+            token, other = (await sign_in(http, instance.url, "a"),
+                            await sign_in(http, instance.url, "a"))
+            await sign_out(http, instance.url, token)
+            assert await page_status(http, instance.url, token) == 303
+            instance.stop()
+            await instance.up()
+            assert await page_status(http, instance.url, other) == 200
+            assert await page_status(http, instance.url, token) == 303
+    finally:
+        instance.stop()
