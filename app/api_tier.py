@@ -41,6 +41,7 @@ from app.api.server import error_shape
 from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
 from app.metrics import PROMETHEUS_CONTENT_TYPE, LatencyHistogram, peak_rss_bytes, render
+from app.kafka_clients import kafka_client_options
 from app.producer import IdempotenceRefused, Producer
 from app.settings import Settings
 from app.topics import Topics, build_topics
@@ -165,9 +166,10 @@ def build_tier_app(rt: TierRuntime) -> web.Application:
     return application
 
 
-async def raw_topic_partitions(bootstrap_servers: str, names: list[str]) -> dict[str, int]:
+async def raw_topic_partitions(bootstrap_servers: str, names: list[str],
+                               client_options: dict | None = None) -> dict[str, int]:
     """Partition counts of the topics that exist among ``names``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
     try:
         await admin.start()
         described = await admin.describe_topics(names)
@@ -213,7 +215,8 @@ class ApiTier:
         while True:
             try:
                 found = await raw_topic_partitions(self.settings.bootstrap_servers,
-                                                   [spec.name for spec in specs])
+                                                   [spec.name for spec in specs],
+                                                   kafka_client_options(self.settings))
                 wrong = [f"{spec.name} has {found[spec.name]} partitions"
                          for spec in specs
                          if spec.name in found and found[spec.name] != spec.partitions]

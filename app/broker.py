@@ -153,14 +153,16 @@ class EmbeddedBroker:
 
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
                         replication_factor: int = 1, retries: int = 20,
-                        min_insync_replicas: int | None = None) -> None:
+                        min_insync_replicas: int | None = None,
+                        client_options: dict | None = None) -> None:
     """Create every topic with its partition count (auto-created topics get the wrong count).
 
     With ``replication_factor`` > 1 topics get ``min.insync.replicas`` (default: replication
-    factor - 1). Existing topics are left as they are.
+    factor - 1). Existing topics are left as they are. ``client_options``: the security
+    options (``app.kafka_clients.kafka_client_options``).
     """
     specs = list(specs)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, **(client_options or {}))
     for attempt in range(retries):
         try:
             await admin.start()

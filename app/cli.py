@@ -28,6 +28,7 @@ from app import cli_ops, logging_setup
 from app.broker import BrokerError, EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
 from app.ops import deadletters, digest, migrate, replay
 from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
+from app.kafka_clients import kafka_client_options
 from app.producer import Producer
 from app.settings import Settings, SettingsError, StartupError
 from app.topics import build_topics
@@ -52,7 +53,8 @@ def _create_topics(settings: Settings) -> None:
     try:
         asyncio.run(ensure_topics(settings.bootstrap_servers, build_topics(settings).all(),
                                   settings.replication_factor,
-                                  min_insync_replicas=settings.min_insync_replicas or None))
+                                  min_insync_replicas=settings.min_insync_replicas or None,
+                                  client_options=kafka_client_options(settings)))
     except KafkaConnectionError as exc:
         raise StartupError(f"cannot reach the broker at {settings.bootstrap_servers} "
                            f"({'embedded' if settings.embedded else 'EVENTIDE_BROKER'}): "

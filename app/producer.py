@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import BrokerResponseError
 from aiokafka.partitioner import murmur2
 
+from app.kafka_clients import kafka_client_options
 from app.settings import Settings, StartupError
 
 
@@ -57,6 +58,7 @@ class Producer:
             "max_batch_size": 1024 * 1024,
             "max_request_size": 4 * 1024 * 1024,
             "request_timeout_ms": 15_000,
+            **kafka_client_options(settings),
         }
         if settings.idempotent:
             # Idempotence removes broker-side duplicates on retries; Tansu does not implement it.

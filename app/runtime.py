@@ -16,6 +16,7 @@ from app.clock import Clock
 from app.ingest.batcher import IngestBatcher
 from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
+from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.topics import ALIASES, Topics
 from tables.catalog import SegmentCatalog
@@ -37,6 +38,8 @@ class Runtime:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     #: Segment definitions (every worker follows the whole definitions topic).
     catalog: SegmentCatalog = field(default_factory=SegmentCatalog)
+    #: Console sessions signed out (every worker follows the revocations topic).
+    revoked: RevokedSessions = field(default_factory=RevokedSessions)
     #: person.events partition → {segment id: version activated there} (cache of SEGMENT_STATE).
     active_segments: dict[int, dict[str, str]] = field(default_factory=dict)
     #: Topic partitions currently assigned to this worker.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -14,6 +14,9 @@ DAY_S = 86_400
 #: EVENTIDE_LOG_LEVEL's values (case-insensitive).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TRUE = ("1", "true", "yes", "on")
+#: EVENTIDE_KAFKA_SECURITY_PROTOCOL's and EVENTIDE_KAFKA_SASL_MECHANISM's values.
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 _FALSE = ("0", "false", "no", "off")
 
 
@@ -82,14 +85,29 @@ class _Reader:
             return default
         return value
 
-    def choice(self, name: str, default: str | None, choices: Sequence[str]) -> str | None:
+    def choice(self, name: str, default: str | None, choices: Sequence[str],
+               upper: bool = False) -> str | None:
+        """One of ``choices``, any case (returned lower case, or upper with ``upper``)."""
         raw = self._raw(name)
         if not raw:
             return default
-        if raw.lower() not in choices:
+        value = raw.upper() if upper else raw.lower()
+        if value not in choices:
             self._bad(name, raw, "expected one of " + ", ".join(choices))
             return default
-        return raw.lower()
+        return value
+
+    def secret_file(self, name: str) -> str:
+        """The contents of the file ``name`` points at (one trailing newline dropped); a
+        problem names the file, never what is in it."""
+        raw = self.text(name)
+        if not raw:
+            return ""
+        try:
+            return Path(raw).read_text().removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            self._bad(name, raw, f"cannot read it ({type(exc).__name__})")
+            return ""
 
     def flag(self, name: str, default: bool | None) -> bool | None:
         raw = self._raw(name)
@@ -157,12 +175,13 @@ class Settings:
     #: Proxies (addresses) whose X-Forwarded-Proto is believed.
     trusted_proxies: tuple[str, ...] = ()
     #: Signs requests one worker forwards to another (default: derived from the app key).
-    cluster_secret: str = ""
+    cluster_secret: str = field(default="", repr=False)
     #: CA file to verify peers' HTTPS certificates (default: EVENTIDE_TLS_CERT, else the system's).
     peer_ca: str | None = None
     site_id: str = ""
-    api_key: str = ""
-    app_key: str = ""
+    # Secrets are left out of repr(settings), so a logged settings object never shows them.
+    api_key: str = field(default="", repr=False)
+    app_key: str = field(default="", repr=False)
     #: What the ``{id}`` path segment of the track API means: ``id`` or ``email``.
     identify_by: str = "id"
     #: The state version: derived topics, changelogs, the consumer group and the local state are
@@ -218,11 +237,65 @@ class Settings:
     auth_failures_per_minute: int = 30
     #: Origins (``https://shop.example.com``) whose pages may call the browser endpoints (CORS).
     cors_origins: tuple[str, ...] = ()
+    #: How every Kafka client eventide makes (faust's, and each producer, consumer and admin
+    #: client) connects to EVENTIDE_BROKER; ``app.kafka_clients`` turns these into client options.
+    kafka_security_protocol: str = "PLAINTEXT"
+    #: SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); unset with SASL: PLAIN.
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str = ""
+    #: From EVENTIDE_KAFKA_SASL_PASSWORD or the file EVENTIDE_KAFKA_SASL_PASSWORD_FILE names.
+    kafka_sasl_password: str = field(default="", repr=False)
+    #: CA file the brokers' certificates are verified with (default: the system's CAs).
+    kafka_ca_file: str | None = None
+    #: Client certificate (PEM) and its key, for brokers that authenticate clients by TLS.
+    kafka_cert_file: str | None = None
+    kafka_key_file: str | None = None
 
     @property
     def revoke_wait_s(self) -> float:
         """How long a revoked worker waits for a unit still committing: within the rebalance."""
         return 10.0 if self.tansu else 60.0
+
+    @property
+    def kafka_sasl(self) -> bool:
+        return self.kafka_security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def kafka_tls(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    def kafka_security_problems(self) -> list[str]:
+        """Combinations of the Kafka security settings that cannot work, one line each (never
+        naming the password)."""
+        protocol = self.kafka_security_protocol
+        problems = []
+        said = f"with EVENTIDE_KAFKA_SECURITY_PROTOCOL={protocol}"
+        if protocol != "PLAINTEXT" and self.embedded:
+            problems.append(f"EVENTIDE_KAFKA_SECURITY_PROTOCOL={protocol}: needs EVENTIDE_BROKER "
+                            "(the embedded broker speaks PLAINTEXT only)")
+        if self.kafka_sasl:
+            if not self.kafka_sasl_username:
+                problems.append(f"EVENTIDE_KAFKA_SASL_USERNAME: required {said}")
+            if not self.kafka_sasl_password:
+                problems.append("EVENTIDE_KAFKA_SASL_PASSWORD (or EVENTIDE_KAFKA_SASL_PASSWORD_"
+                                f"FILE): required {said}")
+        else:
+            problems += [f"{name}: used only with EVENTIDE_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"
+                         f" or SASL_SSL (it is {protocol})" for name, value in (
+                             ("EVENTIDE_KAFKA_SASL_MECHANISM", self.kafka_sasl_mechanism),
+                             ("EVENTIDE_KAFKA_SASL_USERNAME", self.kafka_sasl_username),
+                             ("EVENTIDE_KAFKA_SASL_PASSWORD", self.kafka_sasl_password))
+                         if value]
+        if not self.kafka_tls:
+            problems += [f"{name}: used only with EVENTIDE_KAFKA_SECURITY_PROTOCOL=SSL or "
+                         f"SASL_SSL (it is {protocol})" for name, value in (
+                             ("EVENTIDE_KAFKA_CA_FILE", self.kafka_ca_file),
+                             ("EVENTIDE_KAFKA_CERT_FILE", self.kafka_cert_file),
+                             ("EVENTIDE_KAFKA_KEY_FILE", self.kafka_key_file)) if value]
+        if self.kafka_key_file and not self.kafka_cert_file:
+            problems.append("EVENTIDE_KAFKA_KEY_FILE: needs EVENTIDE_KAFKA_CERT_FILE (the client "
+                            "certificate it is the key of)")
+        return problems
 
     @property
     def embedded(self) -> bool:
@@ -276,6 +349,11 @@ class Settings:
         value at once (nothing is silently replaced by a default)."""
         read = _Reader(os.environ if env is None else env)
         get = read.text
+        password = get("EVENTIDE_KAFKA_SASL_PASSWORD")
+        if password and get("EVENTIDE_KAFKA_SASL_PASSWORD_FILE"):
+            read.problems.append("EVENTIDE_KAFKA_SASL_PASSWORD and EVENTIDE_KAFKA_SASL_PASSWORD_"
+                                 "FILE are both set: set one of them")
+        password = password or read.secret_file("EVENTIDE_KAFKA_SASL_PASSWORD_FILE")
         settings = cls(
             broker=read.broker("EVENTIDE_BROKER"),
             embedded_broker_port=read.integer("EVENTIDE_EMBEDDED_BROKER_PORT", 9092, 1, 65535),
@@ -319,12 +397,25 @@ class Settings:
             cors_origins=tuple(origin.strip().rstrip("/") for origin in
                                (get("EVENTIDE_CORS_ORIGINS") or "").split(",")
                                if origin.strip()),
+            kafka_security_protocol=read.choice(
+                "EVENTIDE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_PROTOCOLS,
+                upper=True) or "PLAINTEXT",
+            kafka_sasl_mechanism=read.choice("EVENTIDE_KAFKA_SASL_MECHANISM", None,
+                                             SASL_MECHANISMS, upper=True),
+            kafka_sasl_username=get("EVENTIDE_KAFKA_SASL_USERNAME").strip(),
+            kafka_sasl_password=password,
+            kafka_ca_file=get("EVENTIDE_KAFKA_CA_FILE") or None,
+            kafka_cert_file=get("EVENTIDE_KAFKA_CERT_FILE") or None,
+            kafka_key_file=get("EVENTIDE_KAFKA_KEY_FILE") or None,
         )
         # Read elsewhere (tuning knobs), checked here so a typo is named with the rest.
         read.integer("EVENTIDE_GC_YOUNG_THRESHOLD", 0, 1)
         read.integer("EVENTIDE_IMPORT_MAX_BYTES", 0, 1)
-        for name in ("EVENTIDE_TLS_CERT", "EVENTIDE_TLS_KEY", "EVENTIDE_PEER_CA"):
+        for name in ("EVENTIDE_TLS_CERT", "EVENTIDE_TLS_KEY", "EVENTIDE_PEER_CA",
+                     "EVENTIDE_KAFKA_CA_FILE", "EVENTIDE_KAFKA_CERT_FILE",
+                     "EVENTIDE_KAFKA_KEY_FILE"):
             read.file(name)
+        read.problems.extend(settings.kafka_security_problems())
         if read.problems:
             raise SettingsError(read.problems)
         return settings

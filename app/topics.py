@@ -13,6 +13,8 @@ Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW ru
     segments.changes      key: person id                 every enter/exit, deterministic change_id
     segments.membership   key: segment_id:person_id      current membership (compacted)
     deadletter     key: origin key                       (records no agent could process)
+    console.sessions.revoked  key: session id (compacted)  signed-out console sessions, followed
+                                                          by every worker (app/sessions.py)
 
 Every operation of a customer (event, identify, merge, delete) is written to ``raw.events``, so one
 partition of the input log orders them; ``raw.identifies`` is read for producers of earlier
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.settings import Settings
+from app.settings import DAY_S, Settings
 from tables.state import TableSpec
 
 
@@ -37,6 +39,8 @@ class TopicSpec:
     #: What the record key is, for humans and for the registry's consistency check.
     key: str
     compacted: bool = False
+    #: Records older than this are deleted (besides compaction); None keeps every age.
+    retention_ms: int | None = None
 
     def config(self, replication_factor: int = 1,
                min_insync_replicas: int | None = None) -> dict[str, str]:
@@ -45,6 +49,9 @@ class TopicSpec:
         only once that many replicas have it."""
         config = {"cleanup.policy": "compact" if self.compacted else "delete",
                   "retention.ms": "-1"}
+        if self.retention_ms is not None:
+            config.update({"cleanup.policy": "compact,delete" if self.compacted else "delete",
+                           "retention.ms": str(self.retention_ms)})
         if replication_factor > 1:
             isr = min_insync_replicas or replication_factor - 1
             if not 1 <= isr <= replication_factor:
@@ -67,6 +74,7 @@ class Topics:
     segment_changes: TopicSpec
     segment_membership: TopicSpec
     deadletter: TopicSpec
+    session_revocations: TopicSpec
     tables: tuple[TableSpec, ...]
 
     @property
@@ -79,7 +87,8 @@ class Topics:
                       for name in sorted({t.changelog_topic for t in self.tables})]
         return [*self.raw, self.person_events, self.identity_commands, self.anonymous_links,
                 self.campaign_triggers, self.segment_definitions, self.segment_changes,
-                self.segment_membership, self.deadletter, *changelogs]
+                self.segment_membership, self.deadletter, self.session_revocations,
+                *changelogs]
 
     def groups(self) -> dict[str, str]:
         """Topic → the topic whose partitions it shares with tables (co-partitioned inputs)."""
@@ -157,6 +166,10 @@ def build_topics(settings: Settings) -> Topics:
         segment_membership=derived("segments.membership", "segment_id:person_id",
                                    compacted=True),
         deadletter=derived("deadletter", "origin record key"),
+        # Not versioned: sessions outlive a replay. Revocations last as long as a session at
+        # most (12 h): a day's retention keeps every one that still matters.
+        session_revocations=TopicSpec(f"{prefix}.console.sessions.revoked", 1, "session id",
+                                      compacted=True, retention_ms=DAY_S * 1000),
         tables=(
             table(DEDUP, person_events),
             table(HISTORY, person_events),

@@ -16,10 +16,12 @@ from app.api.server import WebServer
 from app.clock import Clock, SystemClock
 from app.consumer_lag import faust_lag_probe
 from app.ingest.batcher import IngestBatcher
+from app.kafka_clients import faust_credentials, kafka_client_options
 from app.ops import replay
 from app.ops.input_log import DURABLE_OFFSETS, DurableFollower, InputLog, slots_of
 from app.producer import Producer
 from app.runtime import Runtime
+from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.topics import build_topics
 from tables.catalog import follow
@@ -55,6 +57,7 @@ class EventideApp(faust.App):
     # faust still stops the app: on_shutdown then closes only what was made.
     _stopping: asyncio.Event | None = None
     _catalog_task: asyncio.Future | None = None
+    _revocations_task: asyncio.Future | None = None
     _started_task: asyncio.Future | None = None
     _loop_lag_task: asyncio.Future | None = None
     _input_log_task: asyncio.Future | None = None
@@ -67,7 +70,12 @@ class EventideApp(faust.App):
         await rt.producer.start()
         self._catalog_task = asyncio.ensure_future(follow(
             rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
-            self._stopping))
+            self._stopping, kafka_client_options(rt.settings)))
+        # Signed-out console sessions, followed the same way (app/sessions.py).
+        self._revocations_task = asyncio.ensure_future(follow(
+            rt.revoked, rt.settings.bootstrap_servers,  # type: ignore[arg-type]
+            rt.topics.session_revocations.name, self._stopping,
+            kafka_client_options(rt.settings)))
         # Agents (and readiness) wait for ``started``: only once every segment definition is
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
@@ -86,7 +94,8 @@ class EventideApp(faust.App):
             self._stopping.set()
         if self._loop_lag_task is not None:
             self._loop_lag_task.cancel()
-        await asyncio.gather(*(task for task in (self._catalog_task, self._loop_lag_task)
+        await asyncio.gather(*(task for task in (self._catalog_task, self._revocations_task,
+                                                 self._loop_lag_task)
                                if task is not None), return_exceptions=True)
         await self.runtime.batcher.drain()
         if self._input_log_task is not None:
@@ -133,6 +142,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         broker_commit_interval=1.0,
         stream_buffer_maxsize=256,
     )
+    credentials = faust_credentials(settings)
+    if credentials is not None:
+        # faust's own consumer, producer and admin client (EVENTIDE_KAFKA_*, app.kafka_clients).
+        options["broker_credentials"] = credentials
     if settings.tansu:
         # Tansu holds a first JoinGroup for about session_timeout/2: keep that short.
         options.update(broker_session_timeout=6, broker_heartbeat_interval=1.5,
@@ -157,17 +170,20 @@ def create_app(settings: Settings, clock: Clock | None = None,
                input_log: InputLog | None = None) -> EventideApp:
     topics = build_topics(settings)
     producer = Producer(settings)
+    clock = clock or SystemClock()
     runtime = Runtime(
         settings=settings,
         topics=topics,
-        clock=clock or SystemClock(),
+        clock=clock,
         producer=producer,
         state=StateManager(topics.tables, settings.state_dir / "tables", producer,
-                           settings.bootstrap_servers, topics.groups()),
+                           settings.bootstrap_servers, topics.groups(),
+                           client_options=kafka_client_options(settings)),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),
         input_log=input_log,
+        revoked=RevokedSessions(now=clock.now),
     )
     runtime.counters["invariant_violations"] = 0  # shown at 0: the crash-schedule sweep checks it
     app = EventideApp(settings.app_id, **faust_options(settings))

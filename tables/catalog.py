@@ -98,13 +98,16 @@ class SegmentCatalog:
 
 
 async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
-                 stopping: asyncio.Event) -> None:
+                 stopping: asyncio.Event, client_options: dict | None = None) -> None:
     """Apply the definitions topic to ``catalog`` from the beginning, for as long as the worker
-    runs; a failure (the broker away) restarts the follower after a pause."""
+    runs (or another single-partition compacted topic to anything with the catalog's ``apply``,
+    ``notify``, ``offset`` and ``caught_up``: the console's revoked sessions, app/sessions.py);
+    a failure (the broker away) restarts the follower after a pause. ``client_options``:
+    the consumer's security options (app.kafka_clients)."""
     delay = 0.5
     while not stopping.is_set():
         try:
-            await _follow_once(catalog, bootstrap, topic, stopping)
+            await _follow_once(catalog, bootstrap, topic, stopping, client_options or {})
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -114,9 +117,10 @@ async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
 
 
 async def _follow_once(catalog: SegmentCatalog, bootstrap: str, topic: str,
-                       stopping: asyncio.Event) -> None:
+                       stopping: asyncio.Event, client_options: dict) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                **client_options)
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)

@@ -161,7 +161,8 @@ class OwnershipChanged(RuntimeError):
 
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
-                 bootstrap_servers: str, groups: dict[str, str] | None = None) -> None:
+                 bootstrap_servers: str, groups: dict[str, str] | None = None,
+                 client_options: dict | None = None) -> None:
         specs = list(specs)
         # Local state is derived from exactly these changelogs: built from others, it goes.
         self._db = open_database(root, layout=",".join(sorted({s.changelog_topic
@@ -171,6 +172,8 @@ class StateManager:
         self._groups = groups or {}
         self._producer = producer
         self._bootstrap = bootstrap_servers
+        #: Security options for the changelog consumers (app.kafka_clients).
+        self._client_options = client_options or {}
         #: (source topic, partition) pairs whose tables are caught up with their changelogs.
         self._recovered: set[tuple[str, int]] = set()
         self._recovering: dict[tuple[str, int], asyncio.Task] = {}
@@ -379,7 +382,8 @@ class StateManager:
         """A consumer positioned just after what each local copy already reflects."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+            **self._client_options)
         await consumer.start()
         consumer.assign([TopicPartition(*cp) for cp in positions])
         for cp, position in positions.items():

@@ -1,8 +1,9 @@
 """Console sign-in: the bearer app key, or a session cookie obtained by typing the app key.
 
-The cookie never holds the app key itself: it is ``<expiry>.<HMAC-SHA256(app key, expiry)>``, so
-it cannot be replayed against the API, it expires on its own, and changing the app key signs every
-console session out. It is HttpOnly (scripts cannot read it) and SameSite=Strict (other sites'
+The cookie never holds the app key itself: it is ``<expiry>.<session id>.<HMAC-SHA256(app key,
+expiry and session id)>``, so it cannot be replayed against the API, it expires on its own, and
+changing the app key signs every console session out. Signing out revokes the session id on every
+worker (:mod:`app.sessions`): the cookie is refused from then on, even where it is still kept. It is HttpOnly (scripts cannot read it) and SameSite=Strict (other sites'
 pages cannot make the browser send it); console POSTs additionally refuse cross-site requests.
 Every comparison is constant-time (``hmac.compare_digest``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -18,9 +20,17 @@ from aiohttp import web
 
 from app.settings import Settings
 from app.api.peers import PEER
+from app.sessions import SESSION_S, RevokedSessions
 
 COOKIE = "eventide_console"
-SESSION_S = 12 * 3600
+
+
+@dataclass(frozen=True)
+class Session:
+    """A console session a valid cookie names (not necessarily still signed in: see revoked)."""
+
+    session_id: str
+    expiry: int
 
 
 @dataclass(frozen=True)
@@ -38,27 +48,47 @@ def keys_equal(given: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(given_bytes, expected.encode())
 
 
-def _mac(settings: Settings, expiry: int) -> str:
-    return hmac.new(settings.app_key.encode(), f"eventide-console:{expiry}".encode(),
+def _mac(settings: Settings, expiry: int, session_id: str) -> str:
+    return hmac.new(settings.app_key.encode(), f"eventide-console:{expiry}:{session_id}".encode(),
                     hashlib.sha256).hexdigest()
 
 
 def session_token(settings: Settings, now_s: float) -> str:
-    expiry = int(now_s) + SESSION_S
-    return f"{expiry}.{_mac(settings, expiry)}"
+    """A new session's cookie value, with a fresh random session id."""
+    expiry, session_id = int(now_s) + SESSION_S, secrets.token_hex(16)
+    return f"{expiry}.{session_id}.{_mac(settings, expiry, session_id)}"
 
 
-def token_valid(settings: Settings, token: str, now_s: float) -> bool:
-    expiry_text, _, mac = token.partition(".")
-    if not settings.app_key or not (expiry_text.isascii() and expiry_text.isdigit()) or len(expiry_text) > 12:
-        return False
+def session_of(settings: Settings, token: str, now_s: float) -> Session | None:
+    """The session a cookie value names, if it is signed with the app key and not expired
+    (revocation is checked by the caller)."""
+    expiry_text, _, rest = token.partition(".")
+    session_id, _, mac = rest.partition(".")
+    if not settings.app_key or not (expiry_text.isascii() and expiry_text.isdigit()) \
+            or len(expiry_text) > 12 or not (session_id.isascii() and session_id.isalnum()) \
+            or len(session_id) > 64:
+        return None
     expiry = int(expiry_text)
-    good = hmac.compare_digest(mac.encode(), _mac(settings, expiry).encode())
-    return good and expiry > now_s
+    good = hmac.compare_digest(mac.encode(), _mac(settings, expiry, session_id).encode())
+    return Session(session_id, expiry) if good and expiry > now_s else None
 
 
-def viewer_of(request: web.Request, settings: Settings, now_s: float) -> Viewer | None:
-    """The signed-in viewer, or None. A wrong bearer key is None too (never falls back)."""
+def token_valid(settings: Settings, token: str, now_s: float,
+                revoked: RevokedSessions) -> bool:
+    session = session_of(settings, token, now_s)
+    return session is not None and not revoked.is_revoked(session.session_id)
+
+
+def cookie_session(request: web.Request, settings: Settings, now_s: float) -> Session | None:
+    """The session of the request's console cookie, if any (revoked or not)."""
+    cookie = request.cookies.get(COOKIE)
+    return session_of(settings, cookie, now_s) if cookie else None
+
+
+def viewer_of(request: web.Request, settings: Settings, now_s: float,
+              revoked: RevokedSessions) -> Viewer | None:
+    """The signed-in viewer, or None. A wrong bearer key is None too (never falls back), and so
+    is a signed-out session's cookie."""
     if request.get(PEER) is True:
         return Viewer(by_cookie=False)  # forwarded by the worker that checked the viewer
     header = request.headers.get("Authorization", "")
@@ -68,7 +98,7 @@ def viewer_of(request: web.Request, settings: Settings, now_s: float) -> Viewer 
             return Viewer(by_cookie=False)
         return None
     cookie = request.cookies.get(COOKIE)
-    if cookie and token_valid(settings, cookie, now_s):
+    if cookie and token_valid(settings, cookie, now_s, revoked):
         return Viewer(by_cookie=True)
     return None
 

@@ -22,7 +22,8 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.console.auth import COOKIE
+from app.console.auth import COOKIE, cookie_session
+from app.kafka_clients import kafka_client_options
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
                             headers={"Retry-After": "5"})
     # One viewer (session, or bearer caller's address) may not take every slot for everyone.
     viewer = request.cookies.get(COOKIE) or f"addr:{request.remote}"
+    session = cookie_session(request, rt.settings, rt.clock.now())
     if feeds.by_viewer.get(viewer, 0) >= MAX_PER_VIEWER:
         return web.Response(status=429, text=f"at most {MAX_PER_VIEWER} live feeds per viewer; "
                                              "close one first\n", headers={"Retry-After": "5"})
@@ -99,7 +101,8 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
         consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="latest", fetch_max_wait_ms=250,
-                                    client_id="eventide-console-feed")
+                                    client_id="eventide-console-feed",
+                                    **kafka_client_options(rt.settings))
         await consumer.start()
         log.info("console live feed opened (%d open)", feeds.active)
         tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
@@ -122,6 +125,8 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
             transport = request.transport
             if transport is None or transport.is_closing():
                 break
+            if session is not None and rt.revoked.is_revoked(session.session_id):
+                break  # signed out (here or on another worker): the feed ends with the session
             batches = await consumer.getmany(*tps, timeout_ms=1000, max_records=200)
             out: list[bytes] = []
             for tp, records in batches.items():

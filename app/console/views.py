@@ -8,6 +8,7 @@ inline JSON checks, confirmation prompts and the live segment feed.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -27,10 +28,16 @@ from app.console.html import (Html, ago, attr, error_page, errors_box, esc, hidd
 from app.core.profiles import identifiers
 from app.ingest.validate import ValidationError
 from app.model import EVENT_TYPES
+from app.producer import BrokerUnavailable, OutRecord
 from app.runtime import Runtime
 from app.segments.definition import DefinitionError
+from app.sessions import revocation_record
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
+#: How long a worker that has not read every sign-out yet holds a cookie request before a 503.
+SIGN_OUTS_WAIT_S = 10.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                 "script-src 'self'; connect-src 'self'; form-action 'self'; "
@@ -196,9 +203,25 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
         email = identifiers(profile).get("email") if profile else None
         return email or person
 
+    async def sign_outs_known(request: web.Request) -> bool:
+        """Whether this worker has read every sign-out so far: until then it cannot tell a
+        session cookie from a signed-out one (a worker that just started), so it waits a little."""
+        if auth.COOKIE not in request.cookies or rt.revoked.caught_up.is_set():
+            return True
+        try:
+            await asyncio.wait_for(rt.revoked.caught_up.wait(), SIGN_OUTS_WAIT_S)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
     def guarded(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            viewer = auth.viewer_of(request, settings, rt.clock.now())
+            if not await sign_outs_known(request):
+                response = html_response(error_page(
+                    503, "This worker is starting (reading sign-outs); retry in a moment."), 503)
+                response.headers["Retry-After"] = "2"
+                return response
+            viewer = auth.viewer_of(request, settings, rt.clock.now(), rt.revoked)
             if viewer is None:
                 wants_page = (request.method == "GET" and "Authorization" not in request.headers
                               and "text/event-stream" not in request.headers.get("Accept", ""))
@@ -235,7 +258,8 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
 
     async def login_form(request: web.Request) -> web.Response:
         next_path = auth.safe_next(request.query.get("next"))
-        if auth.viewer_of(request, settings, rt.clock.now()) is not None:
+        if await sign_outs_known(request) and \
+                auth.viewer_of(request, settings, rt.clock.now(), rt.revoked) is not None:
             return redirect(next_path)
         return html_response(login_page(next_path=next_path))
 
@@ -254,8 +278,25 @@ def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
         return response
 
     async def logout(request: web.Request) -> web.Response:
+        """End the session on every worker: its revocation is acknowledged by the broker
+        (acks=all) and applied here before the answer; the others refuse the cookie as soon as
+        they have read it (app/sessions.py)."""
         if auth.cross_site(request):
             return html_response(error_page(403, "Cross-site requests are refused."), 403)
+        session = auth.cookie_session(request, settings, rt.clock.now())
+        if session is not None and not rt.revoked.is_revoked(session.session_id):
+            key, value = revocation_record(session.session_id, session.expiry)
+            record = OutRecord(rt.topics.session_revocations.name, 0, key, value)
+            try:
+                offset = await rt.producer.send_one(record)
+                if rt.batcher.durable is not None:  # embedded: on disk in the input log too
+                    await rt.batcher.durable([record], [offset])
+            except BrokerUnavailable as exc:
+                log.error("sign-out not published: %s", exc)
+                return html_response(error_page(
+                    503, "Not signed out: the sign-out could not be recorded for every worker "
+                         "(the broker did not acknowledge it). Try again."), 503)
+            rt.revoked.add(session.session_id, session.expiry)
         response = redirect("/console/login")
         auth.clear_session(response, settings, request)
         return response

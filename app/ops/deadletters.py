@@ -9,6 +9,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from app.ops.topics_io import read_topic
+from app.kafka_clients import kafka_client_options
 from app.settings import Settings
 from app.topics import build_topics
 
@@ -26,7 +27,8 @@ async def list_letters(settings: Settings) -> list[dict[str, Any]]:
     topics = build_topics(settings)
     spec = topics.deadletter
     letters = []
-    async for batch in read_topic(settings.bootstrap_servers, spec.name, spec.partitions):
+    async for batch in read_topic(settings.bootstrap_servers, spec.name, spec.partitions,
+                                  kafka_client_options(settings)):
         for record in batch:
             headers = {k: v.decode(errors="replace") for k, v in record.headers}
             letters.append({
@@ -51,7 +53,8 @@ async def resubmit(settings: Settings, letters: Iterable[dict[str, Any]]) -> int
     """
     topics = build_topics(settings)
     allowed = {spec.name for spec in topics.raw}
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all",
+                                **kafka_client_options(settings))
     await producer.start()
     sent = 0
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from app.kafka_clients import kafka_client_options
 from app.ops.topics_io import read_topic
 from app.settings import Settings
 from tables.changelog import Replayer, epoch_of
@@ -50,7 +51,8 @@ async def changelog_state(settings: Settings, changelog: str
     partitions = build_topics(settings).person_events.partitions
     replayers: dict[int, Replayer] = defaultdict(Replayer)
     latest: dict[tuple[int, str, str], bytes | None] = {}
-    async for batch in read_topic(settings.bootstrap_servers, changelog, partitions):
+    async for batch in read_topic(settings.bootstrap_servers, changelog, partitions,
+                                  kafka_client_options(settings)):
         for record in batch:
             changes = replayers[record.partition].feed(record.offset, record.key, record.value,
                                                        epoch_of(record.headers))

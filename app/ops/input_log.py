@@ -2,7 +2,8 @@
 
 The embedded broker keeps its log in memory. So that a ``200`` is a promise on one machine too,
 ``eventide up`` keeps the *input* topics (the raw topics and segment definitions: the source of
-truth; everything else is rebuilt from them) in one file, ``<data dir>/log/input.wal``:
+truth; everything else is rebuilt from them; and the console's session revocations) in one file,
+``<data dir>/log/input.wal``:
 
 * **the i-th record of a topic partition in the file is its offset i** — each partition's
   records are appended strictly in offset order (partitions interleave);

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.kafka_clients import kafka_client_options
 from app.ops.topics_io import read_partitions
 from app.person_store import name_key, time_key
 from app.producer import OutRecord, Producer
@@ -53,8 +54,8 @@ def convert(table: str, key: str, value: Any) -> Iterator[tuple[str, str, Any]]:
         yield table, key, value
 
 
-async def _topics(bootstrap: str) -> set[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+async def _topics(bootstrap: str, options: dict[str, Any]) -> set[str]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, **options)
     await consumer.start()
     try:
         return set(await consumer.topics())
@@ -62,11 +63,13 @@ async def _topics(bootstrap: str) -> set[str]:
         await consumer.stop()
 
 
-async def _latest(bootstrap: str, topic: str, partition: int) -> dict[tuple[str, str], bytes]:
+async def _latest(bootstrap: str, topic: str, partition: int, options: dict[str, Any]
+                  ) -> dict[tuple[str, str], bytes]:
     """The partition's latest value per (table, key), complete units only."""
     replayer = Replayer()
     latest: dict[tuple[str, str], bytes] = {}
-    async for batch in read_partitions(bootstrap, {TopicPartition(topic, partition): 0}):
+    async for batch in read_partitions(bootstrap, {TopicPartition(topic, partition): 0},
+                                       client_options=options):
         for record in batch:
             for table, key, value in replayer.feed(record.offset, record.key, record.value,
                                                    epoch_of(record.headers)) or ():
@@ -77,9 +80,10 @@ async def _latest(bootstrap: str, topic: str, partition: int) -> dict[tuple[str,
     return latest
 
 
-async def _has_records(bootstrap: str, topic: str, partitions: int) -> bool:
+async def _has_records(bootstrap: str, topic: str, partitions: int,
+                       options: dict[str, Any]) -> bool:
     starts = {TopicPartition(topic, p): 0 for p in range(partitions)}
-    async for batch in read_partitions(bootstrap, starts):
+    async for batch in read_partitions(bootstrap, starts, client_options=options):
         if batch:
             return True
     return False
@@ -92,10 +96,11 @@ async def migrate_people(settings: Settings) -> dict[str, int] | None:
     version = f"{settings.topic_prefix}.{settings.state_version}"
     old, new = people_changelog(version, 1), people_changelog(version)
     partitions = topics.person_events.partitions
-    bootstrap = settings.bootstrap_servers
-    if old not in await _topics(bootstrap) or not await _has_records(bootstrap, old, partitions):
+    bootstrap, options = settings.bootstrap_servers, kafka_client_options(settings)
+    if old not in await _topics(bootstrap, options) or \
+            not await _has_records(bootstrap, old, partitions, options):
         return None
-    if await _has_records(bootstrap, new, partitions):
+    if await _has_records(bootstrap, new, partitions, options):
         return None  # converted already (or written by this layout since): never twice
     counts: dict[str, int] = defaultdict(int)
     producer = Producer(settings)
@@ -103,7 +108,7 @@ async def migrate_people(settings: Settings) -> dict[str, int] | None:
     try:
         for partition in range(partitions):
             unit: list[OutRecord] = []
-            latest = await _latest(bootstrap, old, partition)
+            latest = await _latest(bootstrap, old, partition, options)
             for (table, key), raw in sorted(latest.items()):
                 if table == HISTORY:
                     counts["people"] += 1

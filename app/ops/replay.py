@@ -18,13 +18,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from app.kafka_clients import kafka_client_options
 from app.settings import Settings
 from app.topics import Topics, build_topics
 
 
 def inputs(topics: Topics) -> list:
-    """The topics that are the source of truth (kept in the input log, replayed)."""
-    return [*topics.raw, topics.segment_definitions]
+    """The topics that are the source of truth (kept in the input log, replayed), and the
+    console's session revocations (kept in the input log too, so that a restart of the embedded
+    broker, whose log is in memory, does not bring signed-out sessions back)."""
+    return [*topics.raw, topics.segment_definitions, topics.session_revocations]
 
 
 def internal_hops(topics: Topics) -> list:
@@ -33,7 +36,8 @@ def internal_hops(topics: Topics) -> list:
 
 async def next_version(settings: Settings) -> str:
     """The first ``vN`` whose topics do not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                                **kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -54,7 +58,8 @@ async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
     topics = build_topics(settings)
     tps = [TopicPartition(spec.name, p) for spec in topics.raw for p in range(spec.partitions)]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                group_id=settings.app_id, enable_auto_commit=False)
+                                group_id=settings.app_id, enable_auto_commit=False,
+                                **kafka_client_options(settings))
     await consumer.start()
     try:
         consumer.assign(tps)  # aiokafka commits only for assigned partitions
@@ -71,7 +76,8 @@ async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
 async def _ends(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """End offsets from fetch high-watermarks (the embedded broker's ListOffsets under-reports)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False,
+                                **kafka_client_options(settings))
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -105,7 +111,8 @@ async def progress(settings: Settings) -> Progress:
            for p in range(spec.partitions)]
     ends = await _ends(settings, tps)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                group_id=settings.app_id, enable_auto_commit=False)
+                                group_id=settings.app_id, enable_auto_commit=False,
+                                **kafka_client_options(settings))
     await consumer.start()
     try:
         committed = {}

@@ -11,14 +11,16 @@ from aiokafka.structs import ConsumerRecord
 
 
 async def read_partitions(bootstrap: str, starts: dict[TopicPartition, int], *,
-                          idle_timeout_s: float = 10.0
+                          idle_timeout_s: float = 10.0, client_options: dict | None = None
                           ) -> AsyncIterator[list[ConsumerRecord]]:
-    """Yield batches of records of each partition from its start offset to its current end."""
+    """Yield batches of records of each partition from its start offset to its current end.
+    ``client_options``: the security options (``app.kafka_clients.kafka_client_options``)."""
     if not starts:
         return
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+                                max_partition_fetch_bytes=8 * 1024 * 1024,
+                                **(client_options or {}))
     await consumer.start()
     try:
         consumer.assign(list(starts))
@@ -42,8 +44,10 @@ async def read_partitions(bootstrap: str, starts: dict[TopicPartition, int], *,
         await consumer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, partitions: int
+async def read_topic(bootstrap: str, topic: str, partitions: int,
+                     client_options: dict | None = None
                      ) -> AsyncIterator[list[ConsumerRecord]]:
     async for batch in read_partitions(bootstrap, {TopicPartition(topic, p): 0
-                                                   for p in range(partitions)}):
+                                                   for p in range(partitions)},
+                                       client_options=client_options):
         yield batch

@@ -6,6 +6,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from app.console import auth, html
 from app.console.feed import format_positions, parse_positions
+from app.sessions import RevokedSessions
 from app.settings import Settings
 
 SETTINGS = Settings(app_key="app-key", site_id="site", api_key="k")
@@ -35,27 +36,46 @@ def test_sparkline_describes_itself() -> None:
 
 
 def test_session_tokens_expire_and_are_bound_to_the_app_key() -> None:
+    revoked = RevokedSessions(now=lambda: 1001)
     token = auth.session_token(SETTINGS, now_s=1000)
     assert "app-key" not in token
-    assert auth.token_valid(SETTINGS, token, now_s=1001)
-    assert not auth.token_valid(SETTINGS, token, now_s=1000 + auth.SESSION_S + 1)
-    assert not auth.token_valid(SETTINGS.replace(app_key="rotated"), token, now_s=1001)
-    expiry, mac = token.split(".")
-    assert not auth.token_valid(SETTINGS, f"{int(expiry) + 1}.{mac}", now_s=1001)
-    assert not auth.token_valid(SETTINGS.replace(app_key=""), token, now_s=1001)
+    assert auth.token_valid(SETTINGS, token, 1001, revoked)
+    assert not auth.token_valid(SETTINGS, token, 1000 + auth.SESSION_S + 1, revoked)
+    assert not auth.token_valid(SETTINGS.replace(app_key="rotated"), token, 1001, revoked)
+    expiry, session_id, mac = token.split(".")
+    assert not auth.token_valid(SETTINGS, f"{int(expiry) + 1}.{session_id}.{mac}", 1001, revoked)
+    other_id = session_id[:-1] + ("1" if session_id.endswith("0") else "0")
+    assert not auth.token_valid(SETTINGS, f"{expiry}.{other_id}.{mac}", 1001, revoked)
+    assert not auth.token_valid(SETTINGS, f"{expiry}.{mac}", 1001, revoked)  # earlier format
+    assert not auth.token_valid(SETTINGS.replace(app_key=""), token, 1001, revoked)
+
+
+def test_each_sign_in_is_a_session_of_its_own_that_sign_out_revokes() -> None:
+    """Issue 14.9: the cookie of a signed-out session kept working for its 12 h."""
+    revoked = RevokedSessions(now=lambda: 1001)
+    first, second = (auth.session_token(SETTINGS, now_s=1000) for _ in range(2))
+    session = auth.session_of(SETTINGS, first, 1001)
+    assert session is not None and session.expiry == 1000 + auth.SESSION_S
+    assert session.session_id != auth.session_of(SETTINGS, second, 1001).session_id
+    revoked.add(session.session_id, session.expiry)
+    assert not auth.token_valid(SETTINGS, first, 1001, revoked)
+    assert auth.token_valid(SETTINGS, second, 1001, revoked)  # another sign-in stays in
+    request = make_mocked_request("GET", "/console/", headers={"Cookie": f"{auth.COOKIE}={first}"})
+    assert auth.viewer_of(request, SETTINGS, 1001, revoked) is None
 
 
 def test_viewer_by_bearer_or_cookie_and_a_wrong_bearer_never_falls_back() -> None:
     token = auth.session_token(SETTINGS, now_s=1000)
+    revoked = RevokedSessions()
     by_bearer = make_mocked_request("GET", "/console/", headers={
         "Authorization": "Bearer app-key"})
-    assert auth.viewer_of(by_bearer, SETTINGS, 1001) == auth.Viewer(by_cookie=False)
+    assert auth.viewer_of(by_bearer, SETTINGS, 1001, revoked) == auth.Viewer(by_cookie=False)
     by_cookie = make_mocked_request("GET", "/console/", headers={
         "Cookie": f"{auth.COOKIE}={token}"})
-    assert auth.viewer_of(by_cookie, SETTINGS, 1001) == auth.Viewer(by_cookie=True)
+    assert auth.viewer_of(by_cookie, SETTINGS, 1001, revoked) == auth.Viewer(by_cookie=True)
     both_wrong_bearer = make_mocked_request("GET", "/console/", headers={
         "Authorization": "Bearer nope", "Cookie": f"{auth.COOKIE}={token}"})
-    assert auth.viewer_of(both_wrong_bearer, SETTINGS, 1001) is None
+    assert auth.viewer_of(both_wrong_bearer, SETTINGS, 1001, revoked) is None
 
 
 def test_cross_site_requests_are_recognised() -> None:
