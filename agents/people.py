@@ -70,6 +70,8 @@ def save_person(unit: UnitOfWork, partition: int, person: str, before: PersonSta
         unit.put(MEMBERSHIP, partition, person, after.membership)
 
 
+_ABSENT = object()
+
 #: Bound on due times handled for one person per tick (each step moves time strictly forward).
 _MAX_DUE_STEPS = 1000
 
@@ -115,6 +117,8 @@ class PeopleBatch:
         self.current[(partition, person)] = result.state
 
     def flush(self) -> None:
+        for stored in self.stored.values():
+            stored.finish()
         for (partition, person), after in self.current.items():
             save_person(self.unit, partition, person, self.loaded[(partition, person)], after)
             # Deleted, and not identified again later in this batch: remove the keys entirely.
@@ -192,7 +196,12 @@ class PeopleBatch:
             candidates = rt.catalog.segments_for_event(item["name"])
         else:
             self.announce_identity(person, before, after, item)
-            candidates = rt.catalog.segments_for_attributes(set(item.get("attributes", {})))
+            # Only attributes whose value this identify changed can change a verdict: the last
+            # evaluation already saw the others (a repeated identify costs no evaluation).
+            old, new = before.attributes, after.attributes
+            changed = {name for name in item.get("attributes", {})
+                       if old.get(name, _ABSENT) != new.get(name, _ABSENT)}
+            candidates = rt.catalog.segments_for_attributes(changed)
         if first_seen:
             # Someone new is also in every segment that holds for a person with no data at all
             # ("has not purchased", "plan neq pro"): those mention nothing this input carries.

@@ -7,12 +7,13 @@ changelog, for each event):
 * ``history``          ``<person>␟<timestamp:012d>␟<event id>`` → activity: the activity API's
   order (newest first by event time, then id) and the oldest-first order retention trims from;
 * ``history_by_name``  ``<person>␟<name>␟<timestamp:012d>␟<event id>`` → activity: what a segment
-  condition reads, by range (its event name, and from its window's start);
+  condition reads, by range (its event name, and from its window's start). A local index of
+  ``history`` (:func:`by_name_index`): never in the changelog, derived wherever history is applied;
 * ``history_size``     ``<person>`` → number of stored activities, for the count cap;
 * ``dedup``            ``<person>␟<event id>`` → ``[expires_ms, partition, offset, index]``.
 
-Dedup keys sort by ULID, so by the ids' own time: pruning reads from a person's oldest id and
-stops at the first one still inside the horizon (an old ULID sent late expires late: it holds the
+Dedup keys sort by ULID, so by the ids' own time: pruning (once per person per unit of work) reads
+from a person's oldest id and stops at the first one still inside the horizon (an old ULID sent late expires late: it holds the
 ones after it back only until it expires itself). An expired id is new again whether or not it has
 been pruned yet, so pruning never changes a verdict.
 
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Protocol
 
+import orjson
+
 from app.core import history
 from app.core.dedup import Entry
 from app.core.person import Step
@@ -31,9 +34,9 @@ from app.topics import DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
 
 Activity = dict[str, Any]
 SEP = "\x1f"
-#: Dedup entries pruned per new id at most: pruning keeps pace with remembering (one in, up to
-#: this many out) without any one event paying for a long-idle person's whole backlog.
-_PRUNE_PER_EVENT = 8
+#: Expired dedup ids forgotten per person per unit beyond the number it remembered: forgetting
+#: outpaces remembering, while no unit pays for a long-idle person's whole backlog at once.
+_PRUNE_PER_EVENT = 64
 
 
 class TableAccess(Protocol):
@@ -78,6 +81,8 @@ class PersonEvents:
         self.person = person
         self.prefix = person + SEP
         self._size: int | None = None
+        self._remembered = 0
+        self._now_ms = 0
 
     # -- dedup -------------------------------------------------------------------------------
 
@@ -85,8 +90,17 @@ class PersonEvents:
         return self.tables.get(DEDUP, self.partition, self.prefix + event_id)
 
     def remember(self, event_id: str, entry: Entry, now_ms: int) -> None:
-        self.prune_seen(now_ms)
+        self._remembered += 1
+        self._now_ms = now_ms
         self.tables.put(DEDUP, self.partition, self.prefix + event_id, entry)
+
+    def finish(self) -> None:
+        """End of a unit of work: forget expired ids, as many as were remembered in it and then
+        some, so the ids a person keeps stay bounded by the horizon (one range read per person
+        per unit, not per event)."""
+        if self._remembered:
+            self.prune_seen(self._now_ms, limit=self._remembered + _PRUNE_PER_EVENT)
+            self._remembered = 0
 
     def prune_seen(self, now_ms: int, limit: int = _PRUNE_PER_EVENT) -> int:
         """Forget up to ``limit`` of the oldest ids whose horizon has passed."""
@@ -191,6 +205,18 @@ class PersonEvents:
         for key, _ in list(self.tables.range(DEDUP, self.partition, self.prefix,
                                              _after(self.prefix))):
             self.tables.delete(DEDUP, self.partition, key)
+
+
+def by_name_index(key: str, old: bytes | None, new: bytes | None
+                  ) -> list[tuple[str, bytes | None]]:
+    """``history_by_name`` writes for one ``history`` change (a :data:`tables.state.Indexer`):
+    it is derived as the history is applied, never shipped in the changelog."""
+    person = key.split(SEP, 1)[0]
+    if new is not None:
+        return [(name_key(person, orjson.loads(new)), new)]
+    if old is not None:
+        return [(name_key(person, orjson.loads(old)), None)]
+    return []
 
 
 def store_step(stored: PersonEvents, event_id: str, result: Step, *, now_s: float,

@@ -104,7 +104,8 @@ class Topics:
 # A person's events and dedup ids are one key each (app/person_store.py has the key layout).
 DEDUP = "dedup"                      # "<person>␟<event id>" → [expires ms, partition, offset, index]
 HISTORY = "history"                  # "<person>␟<timestamp>␟<event id>" → activity
-HISTORY_BY_NAME = "history_by_name"  # "<person>␟<name>␟<timestamp>␟<event id>" → activity
+HISTORY_BY_NAME = "history_by_name"  # "<person>␟<name>␟<timestamp>␟<event id>" → activity;
+#                                      a local index of history, not in the changelog
 HISTORY_SIZE = "history_size"        # person id → number of stored activities
 PROFILES = "profiles"                # person id → profile
 ANONYMOUS_HISTORY = "anonymous_history"  # anonymous id → {"events": [...], "seen": {...}}

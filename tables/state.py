@@ -24,7 +24,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -43,6 +43,12 @@ _POSITION_PREFIX = b"\xff\xffposition\x1f"
 
 #: (changelog topic, partition): the unit of ownership, fencing and recovery.
 ChangelogPartition = tuple[str, int]
+
+#: A local-only index of a logged table: one change of the logged table, as ``(key, old JSON,
+#: new JSON)`` (None: absent / deleted), gives the index's writes ``[(key, JSON or None)]``.
+#: Index writes never go to the changelog: every reader derives them as it applies the logged
+#: table's changes, so they cost no changelog records, bytes or recovery time of their own.
+Indexer = Callable[[str, bytes | None, bytes | None], list[tuple[str, bytes | None]]]
 
 
 @dataclass(frozen=True)
@@ -162,8 +168,12 @@ class OwnershipChanged(RuntimeError):
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
-                 client_options: dict | None = None) -> None:
+                 client_options: dict | None = None,
+                 indexes: dict[str, tuple[str, Indexer]] | None = None) -> None:
         specs = list(specs)
+        #: logged table → (its index table, how to derive the index's writes).
+        self._indexes = indexes or {}
+        self._index_tables = {index for index, _ in self._indexes.values()}
         # Local state is derived from exactly these changelogs: built from others, it goes.
         self._db = open_database(root, layout=",".join(sorted({s.changelog_topic
                                                                 for s in specs})))
@@ -218,12 +228,15 @@ class StateManager:
         await self._producer.send_all(unit.outputs)
         by_changelog: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
             defaultdict(list)
+        local_only: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
+            defaultdict(list)
         for (table, partition), changes in unit.changes.items():
-            writes = by_changelog[self.changelog_of(table, partition)]
+            cp = self.changelog_of(table, partition)
+            writes = (local_only if table in self._index_tables else by_changelog)[cp]
             for key, value in changes.items():
                 writes.append((table, key, None if value is None else orjson.dumps(value)))
         if not by_changelog:
-            return
+            return  # (index writes come with their logged table's writes, never alone)
         records: list[OutRecord] = []
         epochs: dict[ChangelogPartition, int] = {}
         for cp, writes in by_changelog.items():
@@ -251,7 +264,7 @@ class StateManager:
                 log.warning("%s[%d] was revoked during a unit; its writes are left to the "
                             "changelog", *cp)
                 continue
-            for table, key, raw in writes:
+            for table, key, raw in (*writes, *local_only.get(cp, ())):
                 self.tables[table].store(cp[1]).stage_raw(batch, key, raw)
             batch.put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
@@ -360,10 +373,19 @@ class StateManager:
         """Apply one complete unit read from a changelog, with the position it reaches."""
         batch = WriteBatch(raw_mode=True)
         partition = cp[1]
+        staged: dict[tuple[str, str], bytes | None] = {}  # indexed keys written in this batch
         for table, key, value in changes:
             store = self.tables[table].store(partition) if table in self.tables else None
-            if store is not None:
-                store.stage_raw(batch, key, value)
+            if store is None:
+                continue
+            index = self._indexes.get(table)
+            if index is not None:
+                old = staged[(table, key)] if (table, key) in staged else store.get_raw(key)
+                staged[(table, key)] = value
+                index_store = self.tables[index[0]].store(partition)
+                for index_key, index_value in index[1](key, old, value):
+                    index_store.stage_raw(batch, index_key, index_value)
+            store.stage_raw(batch, key, value)
         batch.put(_position_key(cp), position.encode())
         self._db.write(batch)
 

@@ -88,6 +88,9 @@ class PartitionStore:
         raw = self._db.get(self._key(key))
         return None if raw is None else orjson.loads(raw)
 
+    def get_raw(self, key: str) -> bytes | None:
+        return self._db.get(self._key(key))
+
     def stage(self, batch: WriteBatch, changes: Mapping[str, Any | None],
               changelog_offset: int | None) -> None:
         """Add ``changes`` (``None`` deletes) and the changelog offset to ``batch``."""

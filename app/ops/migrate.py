@@ -26,11 +26,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.kafka_clients import kafka_client_options
 from app.ops.topics_io import read_partitions
-from app.person_store import name_key, time_key
+from app.person_store import time_key
 from app.producer import OutRecord, Producer
 from app.settings import Settings
-from app.topics import (DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE, build_topics,
-                        people_changelog)
+from app.topics import DEDUP, HISTORY, HISTORY_SIZE, build_topics, people_changelog
 from tables.changelog import UNIT_KEY, Replayer, data_key, epoch_header, epoch_of
 
 log = logging.getLogger(__name__)
@@ -42,9 +41,8 @@ UNIT_RECORDS = 5_000
 def convert(table: str, key: str, value: Any) -> Iterator[tuple[str, str, Any]]:
     """One layout-1 value as its layout-2 ``(table, key, value)`` records."""
     if table == HISTORY:
-        for activity in value:
+        for activity in value:  # (history_by_name is derived from these as they are applied)
             yield HISTORY, time_key(key, activity), activity
-            yield HISTORY_BY_NAME, name_key(key, activity), activity
         if value:
             yield HISTORY_SIZE, key, len(value)
     elif table == DEDUP:

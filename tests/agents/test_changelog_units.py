@@ -29,6 +29,7 @@ from aiokafka import TopicPartition
 from agents import people
 from app.clock import ManualClock
 from app.model import encode_envelope
+from app.person_store import PersonEvents, StoredTables
 from app.producer import OutRecord
 from app.settings import Settings
 from app.topics import DEDUP, HISTORY, MEMBERSHIP, SEGMENT_MEMBERS
@@ -182,6 +183,11 @@ def check_final(worker: Worker) -> None:
         history = worker.table(HISTORY, person)
         assert sorted(a["id"] for a in history) == sorted(event(n, "", "")["id"] for n in ids)
         assert {a["id"] for a in history} <= set(worker.table(DEDUP, person))
+        # the by-name index is not in the changelog: recovery derived it from the history
+        stored = PersonEvents(StoredTables(worker.rt.state.tables), 0, person)
+        by_name = [a for name in sorted({a["name"] for a in history})
+                   for a in stored.named(name, None)]
+        assert sorted(a["id"] for a in by_name) == sorted(a["id"] for a in history)
         assert SEGMENT in worker.table(MEMBERSHIP, person)["in"]
         assert worker.table(SEGMENT_MEMBERS, f"{SEGMENT}\x00{person}") is not None
 

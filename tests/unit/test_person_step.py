@@ -52,6 +52,7 @@ def run(person: Person, item: dict[str, Any], ref: tuple[int, int, int],
                   policy=policy)
     if result.verdict is not Verdict.DUPLICATE:
         store_step(stored, item["id"], result, now_s=now_s, retention=policy.retention)
+        stored.finish()  # each delivery here is a unit of work of its own
     person.state = result.state
     return person, result.verdict
 
@@ -174,7 +175,7 @@ def test_an_event_keeps_the_profile_object() -> None:
     assert after.state.profile is profile
 
 
-def test_expired_dedup_entries_are_pruned_when_a_new_id_is_remembered() -> None:
+def test_expired_dedup_entries_are_pruned_when_a_unit_remembers_a_new_id() -> None:
     item = event(1)
     person, _ = run(Person(), item, (0, 0, 0))
     expires_s = person.seen(item["id"])[0] / 1000
@@ -285,3 +286,22 @@ def test_history_holds_each_distinct_id_exactly_once(plan: list[tuple[int, str, 
     assert [(a["timestamp"], a["id"]) for a in history] == sorted(
         (a["timestamp"], a["id"]) for a in history)
     assert person.stored.size() == len(history)
+
+
+def test_pruning_forgets_at_least_as_many_expired_ids_as_a_unit_remembers() -> None:
+    """A person's ids stay bounded by the horizon: each unit forgets more than it adds."""
+    policy = Policy(dedup_horizon_s=10, retention=Retention(max_age_s=0, max_events=10))
+    tables = MemoryTables()
+    now = 1_700_000_000.0
+    for unit in range(30):
+        stored = PersonEvents(tables, 0, PERSON)
+        for n in range(100):  # 100 new ids per unit, each unit 20 s after the last
+            item = event(unit * 100 + n, received_at=int(now * 1000))
+            item["id"] = ulid_at(int(now * 1000) - 50_000 + n, unit * 100 + n)
+            result = step(PersonState.empty(), PERSON, item, (0, unit * 100 + n, 0), None,
+                          now_s=now, policy=policy)
+            store_step(stored, item["id"], result, now_s=now, retention=policy.retention)
+        stored.finish()
+        now += 20
+    kept = tables.data[("dedup", 0)]
+    assert len(kept) == 100, "only the last unit's ids are inside the 10 s horizon"
