@@ -1222,7 +1222,7 @@ ROWS: list[tuple[str, Any]] = [
                          for f in r.get("worker_log_findings") or [])),
     ("dead letters", lambda r: _n(r.get("deadletters"))),
     ("each item processed exactly once", lambda r: "yes" if r.get("exact") else "NO"),
-    ("processing latency p50 / p99 (worst worker)",
+    ("processing latency p50 / p99 (all workers, histogram)",
      lambda r: f"{_ms(r.get('latency_p50_s'))} / {_ms(r.get('latency_p99_s'))}"),
     ("segment definitions (PUT / all live)",
      lambda r: "-" if not r.get("segments") else
