@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test unit integration bench bench-quick clean chromium lock
+.PHONY: install run test unit integration bench bench-quick clean chromium promtool lock
 
 # Every install (this Makefile, the Dockerfile, CI through `make test`) takes its exact versions
 # from requirements.lock; pyproject.toml keeps the compatible ranges. The `embedded` extra is the
@@ -40,8 +40,14 @@ run: $(STAMP)
 chromium:
 	command -v chromium >/dev/null || ( $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium )
 
+## Debian's promtool (package `prometheus`, not started): tests/unit/test_observability.py checks
+## deploy/prometheus/prometheus.yml with it (skipped where it is missing). Idempotent.
+promtool:
+	command -v promtool >/dev/null || ( $(SUDO) apt-get update && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus )
+
 ## Every test: unit, store, agent, integration and browser (one embedded broker for the session).
-test: $(STAMP) chromium
+test: $(STAMP) chromium promtool
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 unit: $(STAMP)

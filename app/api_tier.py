@@ -9,7 +9,7 @@ A ``200`` still means "acknowledged by the broker" (``acks=all``; on Kafka, idem
   ``EVENTIDE_PARTITIONS`` partitions (a mismatch would send keys to the wrong partitions: the tier
   exits with status 2 instead); 503 before. Track requests get a 503 until then, too.
 - ``/metrics`` (bearer app key): accepted items per operation, responses per status, request
-  latency p50/p99.
+  latency as a histogram, process metrics.
 - ``PUT /api/v1/customers/{id}`` with ``_update: true`` is accepted without the "person must
   exist" check a worker makes (the tier has no profiles to look in); the worker that processes
   it drops an ``_update`` identify of an unknown person (counted as
@@ -40,8 +40,8 @@ from app.api import limits
 from app.api.server import error_shape
 from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
-from app.metrics import PROMETHEUS_CONTENT_TYPE, LatencyHistogram, peak_rss_bytes, render
 from app.kafka_clients import kafka_client_options
+from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, LatencyHistogram, peak_rss_bytes
 from app.producer import IdempotenceRefused, Producer
 from app.settings import Settings
 from app.topics import Topics, build_topics
@@ -149,13 +149,15 @@ def build_tier_app(rt: TierRuntime) -> web.Application:
             return json_response({"status": "ok"})
         return error_response(503, "not ready: connecting to the broker")
 
+    exposition = Exposition(
+        rt.counters, {"http_request_duration_seconds": rt.request_latency},
+        gauges=lambda: {"peak_rss_bytes": float(peak_rss_bytes()),
+                        "ready": float(rt.connected.is_set())})
+
     async def metrics(request: web.Request) -> web.Response:
         require_app(request, rt.settings)
-        gauges = {"peak_rss_bytes": float(peak_rss_bytes()),
-                  "ready": float(rt.connected.is_set())}
-        text = render(rt.counters, None, gauges,
-                      summaries={"http_request_duration_seconds": rt.request_latency})
-        return web.Response(text=text, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+        return web.Response(text=exposition.render(),
+                            headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", healthz)

@@ -22,6 +22,7 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from app.local_instance import CREDENTIALS_FILE, INSTANCE_FILE
 from app.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -203,7 +204,9 @@ def claim_data_dir(data_dir: Path, broker_instance: str) -> Path | None:
     marker = data_dir / "broker.json"
     moved: Path | None = None
     owner = orjson.loads(marker.read_bytes()).get("broker") if marker.exists() else None
-    keep = ("log", "broker.json", "broker.pid")
+    # Besides the input log: the credentials `up` generated and where it serves
+    # (app/local_instance.py), which do not depend on the broker.
+    keep = ("log", "broker.json", "broker.pid", CREDENTIALS_FILE, INSTANCE_FILE)
     stale = [entry for entry in data_dir.iterdir() if entry.name not in keep] \
         if data_dir.exists() else []
     if stale and owner != broker_instance:

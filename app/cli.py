@@ -12,19 +12,24 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
 import sys
 
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
+import threading
+import time
+import urllib.request
 
 from pathlib import Path
 
 import orjson
 from aiokafka.errors import KafkaConnectionError
 
-from app import cli_ops, logging_setup
+from app import cli_ops, local_instance, logging_setup
 from app.broker import BrokerError, EmbeddedBroker, claim_data_dir, ensure_topics, stop_orphan
 from app.ops import deadletters, digest, migrate, replay
 from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
@@ -112,9 +117,11 @@ def _run_worker(settings: Settings, input_log: InputLog | None = None) -> int:
     return 0
 
 
-def _start_extra_workers(settings: Settings, count: int) -> list[subprocess.Popen]:
-    """Workers 2..N of ``eventide up --workers N``: same broker and group, own port and state."""
-    processes = []
+def _start_extra_workers(settings: Settings, count: int
+                         ) -> tuple[list[subprocess.Popen], list[str]]:
+    """Workers 2..N of ``eventide up --workers N``: same broker and group, own port and state.
+    Returns the processes and one banner line for each."""
+    processes, lines = [], []
     for index in range(1, count + 1):
         port = settings.http_port + index
         data_dir = settings.data_dir / f"worker-{index}"
@@ -127,9 +134,83 @@ def _start_extra_workers(settings: Settings, count: int) -> list[subprocess.Pope
         processes.append(subprocess.Popen(
             [str(Path(sys.executable).with_name("eventide")), "worker"], env=env,
             stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT))
-        print(f"worker {index + 1}:          http://{settings.http_host}:{port} "
-              f"(log {log_path})")
-    return processes
+        lines.append(f"worker {index + 1}:           http://{settings.http_host}:{port} "
+                     f"(log {log_path})")
+    return processes, lines
+
+
+#: ``curl`` line of the banner: one event, as the README's first example.
+TRY_PATH = "/api/v1/customers/5/events -d name=purchased -d 'data[price]=23.45'"
+
+
+def banner(settings: Settings, supplied: Settings, *, broker_note: str = "",
+           workers: list[str] | tuple[str, ...] = (), kept_in: Path | None = None) -> str:
+    """What ``eventide up`` prints once its worker is ready.
+
+    Generated credentials are shown with a copy-paste ``export`` line and a ``curl`` that works
+    as printed. Credentials supplied in the environment stay out of terminals, scroll-back and
+    logs: shown as "(as set in the environment)" and used by reference (``$EVENTIDE_...``).
+    """
+    def shown(field: str) -> str:
+        return "(as set in the environment)" if getattr(supplied, field) else \
+            getattr(settings, field)
+
+    def usable(field: str) -> str:
+        variable = local_instance.CREDENTIAL_VARIABLES[field]
+        return f"${variable}" if getattr(supplied, field) else shlex.quote(getattr(settings, field))
+
+    lines = [
+        "eventide is ready.",
+        f"eventide API:       {settings.http_url}",
+        f"console:            {settings.http_url}/console/  (sign in with the app key)",
+        f"track credentials:  site_id={shown('site_id')}  api_key={shown('api_key')}",
+        f"app key (reads):    {shown('app_key')}",
+        f"broker:             {settings.bootstrap_servers}{broker_note}",
+        *workers,
+    ]
+    generated = [field for field in local_instance.CREDENTIAL_VARIABLES
+                 if not getattr(supplied, field)]
+    if generated:
+        where = f" in {kept_in}" if kept_in is not None else ""
+        lines.append(f"credentials kept{where} (only you can read it): restarts keep them, and "
+                     "eventide commands run here find them and this instance.")
+        lines.append("for other shells:   export " + " ".join(
+            f"{local_instance.CREDENTIAL_VARIABLES[field]}={usable(field)}"
+            for field in generated))
+    credentials = f"{usable('site_id')}:{usable('api_key')}"
+    if any(getattr(supplied, field) for field in ("site_id", "api_key")):
+        credentials = f'"{credentials}"'
+    lines.append(f"try:  curl -u {credentials} {settings.http_url}{TRY_PATH}")
+    return "\n".join(lines)
+
+
+def announce_when_ready(settings: Settings, text: str, *, interval_s: float = 0.2,
+                        note_after_s: float = 30.0) -> threading.Thread:
+    """Print ``text`` once the worker's ``/readyz`` answers 200 (joined its group, recovered
+    its state); a note on stderr if that takes long. A daemon thread: it ends with the process."""
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    url = f"{'https' if settings.tls_cert else 'http'}://{host}:{settings.http_port}/readyz"
+    context = ssl._create_unverified_context() if settings.tls_cert else None
+
+    def wait() -> None:
+        started, noted = time.monotonic(), False
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                    if response.status == 200:
+                        break
+            except (OSError, ValueError):
+                pass  # not listening yet, or 503 while joining / recovering
+            if not noted and time.monotonic() - started > note_after_s:
+                print("note: waiting for the worker to be ready (joining its consumer group, "
+                      "recovering state)", file=sys.stderr, flush=True)
+                noted = True
+            time.sleep(interval_s)
+        print(text, flush=True)
+
+    thread = threading.Thread(target=wait, name="eventide-banner", daemon=True)
+    thread.start()
+    return thread
 
 
 def _open_input_log(settings: Settings) -> InputLog:
@@ -156,7 +237,8 @@ def _open_input_log(settings: Settings) -> InputLog:
 
 def cmd_up(args: argparse.Namespace) -> int:
     supplied = _settings_from(args)
-    settings = supplied.with_generated_credentials()
+    # Credentials not in the environment: the ones kept in the data dir, else new ones (kept).
+    settings, _ = local_instance.kept_credentials(supplied)
     broker: EmbeddedBroker | None = None
     input_log: InputLog | None = None
     if settings.embedded:
@@ -181,25 +263,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         _migrate_state(settings)
         if broker is not None:
             input_log = _open_input_log(settings)
-        print(f"eventide API:       {settings.http_url}")
-        print(f"console:            {settings.http_url}/console/  (sign in with the app key)")
-        # Credentials are printed only when generated here: supplied ones stay out of terminals,
-        # scroll-back and logs.
-        shown = (lambda value, given: "(as set in the environment)" if given else value)
-        print(f"track credentials:  site_id={settings.site_id}  api_key="
-              f"{shown(settings.api_key, supplied.api_key)}")
-        print(f"app key (reads):    {shown(settings.app_key, supplied.app_key)}")
-        where = f" (embedded; inputs flushed to {settings.input_log_dir})" if broker else ""
-        print(f"broker:             {settings.bootstrap_servers}{where}")
-        print("try:  curl -u SITE_ID:API_KEY " + settings.http_url +
-              "/api/v1/customers/5/events -d name=purchased -d data[price]=23.45", flush=True)
         # The worker reads credentials from the environment like any other setting.
         os.environ.update(EVENTIDE_SITE_ID=settings.site_id, EVENTIDE_API_KEY=settings.api_key,
                           EVENTIDE_APP_KEY=settings.app_key)
-        extra = _start_extra_workers(settings, args.workers - 1)
+        extra, worker_lines = _start_extra_workers(settings, args.workers - 1)
+        where = f" (embedded; inputs flushed to {settings.input_log_dir})" if broker else ""
+        local_instance.write_instance(settings)
+        announce_when_ready(settings, banner(
+            settings, supplied, broker_note=where, workers=worker_lines,
+            kept_in=settings.data_dir / local_instance.CREDENTIALS_FILE))
         try:
             return _run_worker(settings, input_log)
         finally:
+            local_instance.remove_instance(settings)
             for process in extra:
                 process.send_signal(signal.SIGTERM)
             for process in extra:
@@ -351,7 +427,9 @@ _BROKER_ENV = ("  EVENTIDE_BROKER           kafka://host:port[,host:port] (unset
                "broker\n                            of 'eventide up' on "
                "EVENTIDE_EMBEDDED_BROKER_PORT)\n"
                "  EVENTIDE_TOPIC_PREFIX, EVENTIDE_PARTITIONS, EVENTIDE_STATE_VERSION\n"
-               "                            which topics (defaults eventide, 8, v1)\n")
+               "                            which topics (defaults eventide, 8, v1)\n"
+               "  EVENTIDE_DATA_DIR         the data dir of a local 'eventide up' (.eventide):\n"
+               "                            what is not set above is taken from it\n")
 _CREDENTIALS_ENV = ("  EVENTIDE_SITE_ID, EVENTIDE_API_KEY   track credentials (HTTP Basic)\n"
                     "  EVENTIDE_APP_KEY          bearer key for reads, /metrics and the console\n")
 _HTTP_ENV = ("  EVENTIDE_HTTP_HOST, EVENTIDE_HTTP_PORT   where the HTTP API listens "
@@ -486,6 +564,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that use a running instance: they find a local one (``eventide up`` in this
+#: directory, or in EVENTIDE_DATA_DIR) when the environment does not say where it is.
+LOCAL_CLIENT_COMMANDS = ("topics", "digest", "replay", "deadletters", "import", "render",
+                         "export")
+
+
+def use_local_instance(args: argparse.Namespace) -> None:
+    """Fill the process environment with what it lacks of the local instance's settings
+    (credentials, HTTP port, broker, topic layout: see :mod:`app.local_instance`)."""
+    environ = dict(os.environ)
+    if getattr(args, "data_dir", None):
+        environ["EVENTIDE_DATA_DIR"] = str(args.data_dir)
+    for name, value in local_instance.environment(environ).items():
+        if not os.environ.get(name) and name != "EVENTIDE_DATA_DIR":
+            os.environ[name] = value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("up", "worker", "api", "replay"):
@@ -493,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         # readable by this user only (directories 0700, files 0600).
         os.umask(0o077)
     quiet = args.command not in ("up", "worker", "api")
+    if args.command in LOCAL_CLIENT_COMMANDS:
+        use_local_instance(args)
     try:
         args.settings = settings = Settings.from_env()
     except SettingsError as exc:
@@ -503,6 +600,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging_setup.configure(json=settings.log_json,
                             level="warning" if quiet else settings.log_level)
+    if quiet and settings.log_level != "debug":
+        # A one-shot command says what failed in one line (below); the client library's
+        # connection errors and unclosed-consumer reports would repeat it as noise.
+        for name in ("aiokafka", "asyncio"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         return int(args.handler(args))
     except StartupError as exc:
@@ -511,6 +613,19 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KafkaConnectionError:
+        print(f"error: {unreachable_broker(settings)}", file=sys.stderr)
+        return 1
+
+
+def unreachable_broker(settings: Settings) -> str:
+    """One line: which broker could not be reached and what to set."""
+    if settings.embedded:
+        return (f"cannot reach the embedded broker at {settings.bootstrap_servers}: start "
+                "`eventide up` in this directory (or set EVENTIDE_DATA_DIR to its data dir), or "
+                "set EVENTIDE_BROKER=kafka://HOST:PORT")
+    return (f"cannot reach the broker at {settings.bootstrap_servers} (EVENTIDE_BROKER): is it "
+            "running? set EVENTIDE_BROKER=kafka://HOST:PORT to use another")
 
 
 if __name__ == "__main__":

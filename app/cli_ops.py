@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 import orjson
 
+from app.local_instance import CREDENTIALS_FILE, data_dir_of
+
 UPLOAD_CHUNK = 256 * 1024
 
 
@@ -65,6 +67,8 @@ environment:
   EVENTIDE_APP_KEY          the bearer app key, unless --app-key-file is given
   EVENTIDE_HTTP_HOST, EVENTIDE_HTTP_PORT   the worker to talk to, unless --url is given
                             (127.0.0.1, 6066)
+  EVENTIDE_DATA_DIR         the data dir of a local 'eventide up' (.eventide): the app
+                            key and port it keeps there are used when not set
 
 exit status:
   0 done
@@ -173,7 +177,9 @@ def app_key_of(args: argparse.Namespace, environ: dict[str, str] | None = None) 
         return str(args.app_key)
     key = environ.get("EVENTIDE_APP_KEY") or ""
     if not key:
-        raise CommandError("set EVENTIDE_APP_KEY or pass --app-key-file FILE")
+        raise CommandError("set EVENTIDE_APP_KEY or pass --app-key-file FILE (no local "
+                           "instance's key found: `eventide up` keeps it in "
+                           f"{data_dir_of(environ) / CREDENTIALS_FILE})")
     return key
 
 
@@ -200,7 +206,8 @@ async def _error_of(response: Any) -> CommandError:
 
 
 def _unreachable(args: argparse.Namespace, exc: Exception) -> CommandError:
-    return CommandError(f"cannot reach {args.url}: {exc}")
+    return CommandError(f"cannot reach {args.url}: {exc} (is `eventide up` running? for "
+                        "another instance set EVENTIDE_HTTP_PORT or pass --url)")
 
 
 def _progress(*columns: Any):  # type: ignore[no-untyped-def]

@@ -7,7 +7,10 @@ stderr (stdout stays free for what commands print: topic lists, dead letters as 
 
 The worker's logging is set up by faust's ``Worker`` (it clears the root handlers first), so it
 gets :func:`dict_config` as its ``logging_config``; the API tier and the other commands call
-:func:`configure`. Both install :class:`DropProducerBufferNoise`.
+:func:`configure`. Both install :class:`DropProducerBufferNoise` and :class:`TruncateLongMessages`
+and, below debug level, keep the default output to what an operator acts on: kafka/faust/mode
+libraries at WARNING (:data:`QUIET_LIBRARIES`) and no service lifecycle lines
+(:class:`DropServiceLifecycle`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,45 @@ class DropProducerBufferNoise(logging.Filter):
         return not any(noise in message for noise in self.NOISE)
 
 
+class DropServiceLifecycle(logging.Filter):
+    """Drops the INFO lines mode services log about their own lifecycle ("[^--Consumer]:
+    Starting...", "[^Worker]: Ready", "[^-EventideApp]: Flush producer buffer..."): some fifty at
+    every start and stop, from faust's services and from eventide's own (the app, the web
+    server), which bury what matters. Warnings and errors of the same services pass, and so does
+    everything at ``EVENTIDE_LOG_LEVEL=debug`` (the filter is not installed then)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.msg if isinstance(record.msg, str) else ""
+        return not message.startswith("[^")
+
+
+class TruncateLongMessages(logging.Filter):
+    """Cuts a message longer than :data:`MAX_MESSAGE_CHARS` (a partition set, a whole
+    subscription) to that length, saying how much was left out. Tracebacks are not cut."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken record is not ours to judge
+            return True
+        if len(message) > MAX_MESSAGE_CHARS:
+            record.msg = (f"{message[:MAX_MESSAGE_CHARS]}… "
+                          f"({len(message) - MAX_MESSAGE_CHARS} more characters)")
+            record.args = ()
+        return True
+
+
+#: Longest message a log line carries (characters).
+MAX_MESSAGE_CHARS = 1000
+
+#: Libraries whose INFO lines are routine at every start, rebalance and subscription change
+#: ("Updating subscribed topics to: frozenset({...})", "Setting newly assigned partitions {...}",
+#: "Executing _on_partitions_assigned"): WARNING and above only, unless the level is debug.
+QUIET_LIBRARIES = ("aiokafka", "faust", "mode", "kafka")
+
+
 def _level(level: str | int) -> int:
     if isinstance(level, int):
         return level
@@ -80,18 +122,26 @@ def dict_config(*, json: bool, level: str | int = "info") -> dict[str, Any]:
     """A :func:`logging.config.dictConfig` document: one stderr handler, our format, the filter."""
     formatter: dict[str, Any] = ({"()": f"{__name__}.JsonFormatter"} if json
                                  else {"format": HUMAN_FORMAT})
+    debug = _level(level) <= logging.DEBUG
+    filters = ["producer_buffer_noise", "long_messages"] + ([] if debug else ["lifecycle"])
     return {
         "version": 1,
         # Loggers created at import time (most of ours) must keep working.
         "disable_existing_loggers": False,
         "formatters": {"eventide": formatter},
-        "filters": {"producer_buffer_noise": {"()": f"{__name__}.DropProducerBufferNoise"}},
+        "filters": {"producer_buffer_noise": {"()": f"{__name__}.DropProducerBufferNoise"},
+                    "lifecycle": {"()": f"{__name__}.DropServiceLifecycle"},
+                    "long_messages": {"()": f"{__name__}.TruncateLongMessages"}},
         "handlers": {"eventide": {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "formatter": "eventide",
-            "filters": ["producer_buffer_noise"],
+            "filters": filters,
         }},
+        # NOTSET at debug: a level set by an earlier configuration is cleared.
+        "loggers": {name: {"level": "NOTSET" if debug else
+                           logging.getLevelName(max(_level(level), logging.WARNING))}
+                    for name in QUIET_LIBRARIES},
         "root": {"level": _level(level), "handlers": ["eventide"]},
     }
 

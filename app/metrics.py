@@ -1,44 +1,103 @@
-"""Counters and a latency histogram, rendered in Prometheus text format at ``/metrics``."""
+"""``/metrics`` with ``prometheus_client``: hot-path counters and latency histograms read at scrape
+time by a custom collector, plus the process collector.
+
+The hot path stays as cheap as a dict increment: agents and handlers keep doing
+``rt.counters["verdict:new"] += 1`` and ``rt.latency.observe(seconds)`` (a ``bisect`` and two
+additions, no lock, no label lookup). :class:`HotPathCollector` turns those into Prometheus
+families when ``/metrics`` is scraped:
+
+- ``counters["<name>"]`` → ``eventide_<name>_total``; ``counters["<name>:<value>"]`` →
+  ``eventide_<name>_total{<label>="<value>"}`` where the label name is fixed per counter
+  (:data:`COUNTER_LABEL`, else ``kind``), never guessed from the value.
+- each :class:`LatencyHistogram` → a Prometheus histogram (``_bucket{le}``, ``_sum``,
+  ``_count``) with the same buckets on every process, so ``histogram_quantile`` over
+  ``sum by (le) (rate(..._bucket[5m]))`` aggregates workers correctly.
+"""
 
 from __future__ import annotations
 
 import bisect
-import math
 import re
 import resource
 from collections import Counter
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-# Bucket upper bounds in seconds: 1 ms to ~2 min, about 20% apart, enough for p50/p99 within 10%.
-_BOUNDS = tuple(0.001 * 1.2 ** i for i in range(65))
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily, Metric)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector, CollectorRegistry
+
+#: Histogram bucket upper bounds in seconds: 1 ms to 60 s, at most ~1.7x apart (1-1.5-2-3-5-7.5
+#: steps), so a quantile interpolated inside one bucket is within that factor of the truth.
+#: The same on every worker and tier process: that is what lets their buckets be summed.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+    0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 5.0, 7.5,
+    10.0, 15.0, 20.0, 30.0, 45.0, 60.0,
+)
 
 
 class LatencyHistogram:
-    def __init__(self) -> None:
-        self.counts = [0] * (len(_BOUNDS) + 1)
+    """Counts per bucket (the last is +Inf), total and sum: what the hot path updates."""
+
+    __slots__ = ("bounds", "counts", "total", "sum_s")
+
+    def __init__(self, bounds: Sequence[float] = LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0
         self.sum_s = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(_BOUNDS, seconds)] += 1
+        # bisect_left: a value equal to a bound counts in that bound's bucket (le is inclusive).
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
         self.total += 1
         self.sum_s += seconds
 
     def observe_many(self, values: Iterable[float]) -> None:
+        counts, bounds, find = self.counts, self.bounds, bisect.bisect_left
+        n, added = 0, 0.0
         for value in values:
-            self.observe(value)
+            counts[find(bounds, value)] += 1
+            n += 1
+            added += value
+        self.total += n
+        self.sum_s += added
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations ≤ it) per bucket, ending with (+Inf, total)."""
+        out, seen = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts):
+            seen += count
+            out.append((bound, seen))
+        return out
 
     def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding the q-th observation (None when empty)."""
-        if not self.total:
-            return None
-        rank = q * self.total
-        seen = 0
-        for index, count in enumerate(self.counts):
-            seen += count
-            if seen >= rank and count:
-                return _BOUNDS[min(index, len(_BOUNDS) - 1)]
-        return _BOUNDS[-1]
+        """The q-quantile as Prometheus's ``histogram_quantile`` estimates it (None when empty)."""
+        return histogram_quantile(q, self.cumulative())
+
+
+def histogram_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float | None:
+    """Estimate the q-quantile from cumulative ``(upper bound, count)`` buckets the way
+    Prometheus's ``histogram_quantile`` does: find the bucket holding rank ``q * total`` and
+    interpolate linearly inside it (from 0 for the first bucket). A rank in the +Inf bucket
+    gives the highest finite bound. None without observations."""
+    ordered = sorted(buckets)
+    if not ordered or ordered[-1][1] <= 0:
+        return None
+    total = ordered[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in ordered:
+        if count >= rank and count > lower_count:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
 
 
 def peak_rss_bytes() -> int:
@@ -54,10 +113,11 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-#: What ``/metrics`` answers with: the Prometheus text exposition format, version 0.0.4.
+#: What ``/metrics`` answers with: the Prometheus text exposition format, version 0.0.4
+#: (what :func:`prometheus_client.exposition.generate_latest` writes).
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: HELP text of the counters (``counters["<name>:<label>"]`` → ``eventide_<name>_total``).
+#: HELP text of the counters (``counters["<name>:<value>"]`` → ``eventide_<name>_total``).
 COUNTER_HELP = {
     "accepted": "Items the HTTP API accepted (acknowledged by the broker), per operation.",
     "records_in": "Input records consumed, per topic.",
@@ -65,14 +125,24 @@ COUNTER_HELP = {
     "verdict": "Events judged by deduplication, per verdict (new, duplicate, redelivery).",
     "deadletters": "Records or items sent to the dead-letter topic.",
     "segment_evaluations": "Segment evaluations of a person.",
-    "segment_changes": "Segment membership changes, per kind (enter, exit).",
+    "segment_changes": "Segment membership changes, per kind (entered, exited).",
     "http_responses": "HTTP API responses, per status code.",
     "invariant_violations": "Segment changes withheld because they would repeat the person's "
                             "last change for that segment (two entered in a row): a bug, logged "
                             "with its partition and offset. Must stay 0.",
+    "identify": "Identify operations set aside, per reason.",
+    "merges": "Merge operations, per outcome.",
+    "deletes": "People deleted.",
+    "triggers": "Campaign triggers, per outcome (sent, skipped_import, skipped_stale).",
+    "anonymous_events": "Events of anonymous ids, per outcome.",
+    "anonymous_links": "Anonymous ids linked to a person, per outcome.",
+    "unknown_identifier": "Operations naming an identifier no person has, per operation.",
+    "forwarded_to_survivor": "Operations on a merged-away person forwarded to the survivor.",
+    "imported": "Rows imported, per kind.",
 }
-#: Label name of a counter's ``:<label>`` part, where it is not a topic (``.`` in it) or a kind.
-COUNTER_LABEL = {"http_responses": "status"}
+#: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
+COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "http_responses": "status"}
+DEFAULT_COUNTER_LABEL = "kind"
 GAUGE_HELP = {
     "ready": "1 once this process is ready to serve (see /readyz), else 0.",
     "peak_rss_bytes": "Peak resident set size of this process (VmHWM).",
@@ -87,7 +157,7 @@ GAUGE_HELP = {
     "consumer_lag": "Records in an assigned partition not yet committed by this worker "
                     "(high-watermark minus committed offset).",
 }
-SUMMARY_HELP = {
+HISTOGRAM_HELP = {
     "processing_latency_seconds": "Accepted (HTTP or record time) to durably in history, per "
                                   "new event.",
     "http_request_duration_seconds": "Time to answer an API request (validation, produce, "
@@ -96,85 +166,110 @@ SUMMARY_HELP = {
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_:]")
 
+#: Labelled gauge samples: gauge name → [(labels, value)]; every sample of one gauge has the
+#: same label names, in the same order.
+LabelledGauges = Mapping[str, Sequence[tuple[Mapping[str, object], float]]]
+
 
 def metric_name(name: str) -> str:
     """A valid Prometheus metric name (``[a-zA-Z_:][a-zA-Z0-9_:]*``) for ``eventide_<name>``."""
     return "eventide_" + _NAME_UNSAFE.sub("_", name)
 
 
-def label_value(value: object) -> str:
-    """A label value as the text format wants it: quoted, with \\, \" and newlines escaped."""
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+def counter_label(name: str) -> str:
+    """The label name of counter ``name``'s ``:<value>`` part."""
+    return COUNTER_LABEL.get(name, DEFAULT_COUNTER_LABEL)
 
 
-def _labels(labels: dict[str, object]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f"{_NAME_UNSAFE.sub('_', k)}={label_value(v)}"
-                          for k, v in labels.items()) + "}"
+class HotPathCollector(Collector):
+    """Reads the hot-path structures (a :class:`~collections.Counter`, latency histograms and
+    gauge callbacks) when the registry is collected; nothing is copied between scrapes."""
+
+    def __init__(self, counters: Counter, histograms: Mapping[str, LatencyHistogram], *,
+                 gauges: Callable[[], Mapping[str, float]] | None = None) -> None:
+        self.counters = counters
+        self.histograms = histograms
+        self.gauges = gauges
+        #: Set by the scrape handler just before collecting (values it had to await).
+        self.labelled: LabelledGauges = {}
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, list[tuple[str, float]]] = {}
+        for key, value in list(self.counters.items()):
+            name, _, label = key.partition(":")
+            families.setdefault(name, []).append((label, value))
+        for name in sorted(families):
+            unlabelled = [v for label, v in families[name] if not label]
+            labelled = sorted((label, v) for label, v in families[name] if label)
+            help_text = COUNTER_HELP.get(name, f"Count of {name}.")
+            if unlabelled:
+                family = CounterMetricFamily(metric_name(name), help_text, value=unlabelled[0])
+                for label, value in labelled:  # the same family with labelled series too
+                        family.add_sample(family.name + "_total", {counter_label(name): label},
+                                          value)
+            else:
+                family = CounterMetricFamily(metric_name(name), help_text,
+                                             labels=[counter_label(name)])
+                for label, value in labelled:
+                    family.add_metric([label], value)
+            yield family
+        for name in sorted(self.histograms):
+            histogram = self.histograms[name]
+            yield HistogramMetricFamily(
+                metric_name(name), HISTOGRAM_HELP.get(name, f"{name} (seconds)."),
+                buckets=[(_le(bound), count) for bound, count in histogram.cumulative()],
+                sum_value=histogram.sum_s)
+        plain = dict(self.gauges()) if self.gauges is not None else {}
+        for name in sorted({*plain, *self.labelled}):
+            help_text = GAUGE_HELP.get(name, f"{name}.")
+            if name in self.labelled:
+                samples = self.labelled[name]
+                label_names = [_NAME_UNSAFE.sub("_", k) for k in samples[0][0]] if samples else []
+                family = GaugeMetricFamily(metric_name(name), help_text, labels=label_names)
+                for labels, value in samples:
+                    family.add_metric([str(v) for v in labels.values()], value)
+            else:
+                family = GaugeMetricFamily(metric_name(name), help_text, value=plain[name])
+            yield family
 
 
-def _number(value: float) -> str:
-    if isinstance(value, int):  # bool included
-        return str(int(value))
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(float(bound))
 
 
-def _header(lines: list[str], metric: str, kind: str, help_text: str) -> None:
-    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
-    lines.append(f"# HELP {metric} {help_text}")
-    lines.append(f"# TYPE {metric} {kind}")
+#: One process collector (``process_cpu_seconds_total``, ``process_resident_memory_bytes``, open
+#: file descriptors, start time...), added to every exposition registry.
+PROCESS_COLLECTOR = ProcessCollector(registry=None)
 
 
-def _summary(lines: list[str], name: str, histogram: LatencyHistogram) -> None:
-    metric = metric_name(name)
-    _header(lines, metric, "summary", SUMMARY_HELP.get(name, f"{name} (seconds)."))
-    for q in (0.5, 0.99):
-        value = histogram.quantile(q)
-        if value is not None:
-            lines.append(f'{metric}{{quantile="{q}"}} {value:.4f}')
-    lines.append(f"{metric}_count {histogram.total}")
-    lines.append(f"{metric}_sum {histogram.sum_s:.4f}")
+class Exposition:
+    """A process's ``/metrics``: a registry holding its :class:`HotPathCollector` and the process
+    collector. Build once; :meth:`render` per scrape."""
+
+    def __init__(self, counters: Counter, histograms: Mapping[str, LatencyHistogram], *,
+                 gauges: Callable[[], Mapping[str, float]] | None = None,
+                 process: bool = True) -> None:
+        self.collector = HotPathCollector(counters, histograms, gauges=gauges)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        if process:
+            self.registry.register(PROCESS_COLLECTOR)
+
+    def render(self, labelled_gauges: LabelledGauges | None = None) -> str:
+        """Prometheus text exposition 0.0.4 (every family with HELP and TYPE)."""
+        self.collector.labelled = labelled_gauges or {}
+        try:
+            return generate_latest(self.registry).decode()
+        finally:
+            self.collector.labelled = {}
 
 
-def render(counters: Counter, latency: LatencyHistogram | None, gauges: dict[str, float], *,
-           summaries: dict[str, LatencyHistogram] | None = None,
-           labelled_gauges: dict[str, list[tuple[dict[str, object], float]]] | None = None
-           ) -> str:
-    """Prometheus text exposition (format 0.0.4): every family with its HELP and TYPE lines.
-
-    ``counters`` keys are ``name`` or ``name:label``; the label is ``topic`` when it holds a dot,
-    else ``kind`` (or the name's entry in :data:`COUNTER_LABEL`). ``latency`` is the processing
-    latency summary (None: not rendered); ``summaries`` adds more; ``labelled_gauges`` maps a
-    gauge name to its samples' (labels, value).
-    """
-    lines: list[str] = []
-    families: dict[str, list[tuple[str, int]]] = {}
-    for key in counters:
-        name, _, label = key.partition(":")
-        families.setdefault(name, []).append((label, counters[key]))
-    for name in sorted(families):
-        metric = metric_name(name) + "_total"
-        _header(lines, metric, "counter", COUNTER_HELP.get(name, f"Count of {name}."))
-        for label, value in sorted(families[name]):
-            if not label:
-                lines.append(f"{metric} {_number(value)}")
-                continue
-            label_name = COUNTER_LABEL.get(name) or ("topic" if "." in label else "kind")
-            lines.append(f"{metric}{_labels({label_name: label})} {_number(value)}")
+def render(counters: Counter, latency: LatencyHistogram | None, gauges: Mapping[str, float], *,
+           histograms: Mapping[str, LatencyHistogram] | None = None,
+           labelled_gauges: LabelledGauges | None = None, process: bool = False) -> str:
+    """One-off exposition of these values (``latency``: ``processing_latency_seconds``)."""
+    every = dict(histograms or {})
     if latency is not None:
-        _summary(lines, "processing_latency_seconds", latency)
-    for name, histogram in sorted((summaries or {}).items()):
-        _summary(lines, name, histogram)
-    plain = {name: [({}, value)] for name, value in gauges.items()}
-    for name, samples in sorted({**plain, **(labelled_gauges or {})}.items()):
-        metric = metric_name(name)
-        _header(lines, metric, "gauge", GAUGE_HELP.get(name, f"{name}."))
-        for labels, value in samples:
-            lines.append(f"{metric}{_labels(labels)} {_number(value)}")
-    return "\n".join(lines) + "\n"
+        every["processing_latency_seconds"] = latency
+    return Exposition(counters, every, gauges=lambda: gauges,
+                      process=process).render(labelled_gauges)

@@ -132,6 +132,10 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         datadir=str(settings.state_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_allow_declare=False,  # every topic is created up front with its partition count
+        # faust's leader topic (`<app id>-__assignor-__leader`) only serves app.is_leader() and
+        # on_leader timers, which eventide does not use. With declaring off and auto-create off
+        # on a real cluster it would never exist, and every worker would log it missing.
+        topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.http_host,

@@ -14,7 +14,7 @@ from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
-from app.metrics import PROMETHEUS_CONTENT_TYPE, peak_rss_bytes, render
+from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, peak_rss_bytes
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
 
@@ -82,21 +82,26 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
             return json_response({"status": "ok"})
         return error_response(503, "not ready: joining the consumer group or recovering state")
 
+    def gauges() -> dict[str, float]:
+        return {"peak_rss_bytes": float(peak_rss_bytes()),
+                "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
+                "ready": float(ready(rt)),
+                "changelog_fences": float(rt.state.fences),
+                "changelog_void_records": float(rt.state.void_records),
+                "event_loop_lag_seconds": rt.loop_lag_s,
+                "event_loop_lag_max_seconds": rt.loop_lag_max_s}
+
+    # Reads rt.counters and rt.latency when scraped; the hot path only increments them.
+    exposition = Exposition(rt.counters, {"processing_latency_seconds": rt.latency},
+                            gauges=gauges)
+
     async def metrics(request: web.Request) -> web.Response:
         require_app(request, rt.settings)
-        gauges = {"peak_rss_bytes": float(peak_rss_bytes()),
-                  "rocksdb_size_bytes": float(rt.state.approximate_size_bytes()),
-                  "ready": float(ready(rt)),
-                  "changelog_fences": float(rt.state.fences),
-                  "changelog_void_records": float(rt.state.void_records),
-                  "event_loop_lag_seconds": rt.loop_lag_s,
-                  "event_loop_lag_max_seconds": rt.loop_lag_max_s}
         labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
         if lag_probe is not None:
             labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)
                                         for topic, partition, lag in await lag_probe()]
-        return web.Response(text=render(rt.counters, rt.latency, gauges,
-                                        labelled_gauges=labelled),
+        return web.Response(text=exposition.render(labelled),
                             headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     openapi_document = openapi.document(rt)

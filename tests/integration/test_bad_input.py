@@ -99,4 +99,6 @@ async def test_credentials_are_required_and_not_interchangeable(
             assert response.status == 401
         async with session.get(f"{d.url}/metrics", headers=d.app_auth) as response:
             assert response.status == 200
-            assert "eventide_processing_latency_seconds_count" in await response.text()
+            text = await response.text()
+            assert "eventide_processing_latency_seconds_count" in text
+            assert "# TYPE eventide_processing_latency_seconds histogram" in text

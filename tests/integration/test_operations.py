@@ -169,8 +169,11 @@ async def test_events_posted_to_the_tier_reach_the_worker(deployment: Deployment
             assert statuses == {"200": 4, "207": 1, "400": 1, "401": 1}
             [count] = samples(text, "eventide_http_request_duration_seconds_count")
             assert count.value == 7
-            assert {s.label("quantile") for s in
-                    samples(text, "eventide_http_request_duration_seconds")} == {"0.5", "0.99"}
+            assert families["eventide_http_request_duration_seconds"].type == "histogram"
+            [inf] = [s for s in samples(text, "eventide_http_request_duration_seconds_bucket")
+                     if s.label("le") == "+Inf"]
+            assert inf.value == 7
+            assert samples(text, "process_resident_memory_bytes")[0].value > 0
             assert samples(text, "eventide_ready")[0].value == 1
     finally:
         status = tier.stop()
@@ -293,8 +296,13 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
         families = parse(text)
         for name in ("eventide_records_in_total", "eventide_verdict_total",
                      "eventide_processing_latency_seconds", "eventide_rocksdb_size_bytes",
-                     "eventide_consumer_lag", "eventide_ready"):
+                     "eventide_consumer_lag", "eventide_ready", "process_cpu_seconds_total"):
             assert families[name].help and families[name].type != "untyped", name
+        assert families["eventide_processing_latency_seconds"].type == "histogram"
+        [count] = samples(text, "eventide_processing_latency_seconds_count")
+        [inf] = [s for s in samples(text, "eventide_processing_latency_seconds_bucket")
+                 if s.label("le") == "+Inf"]
+        assert count.value == inf.value > 0
         lag_topics = {s.label("topic") for s in families["eventide_consumer_lag"].samples}
         assert d.topics.person_events.name in lag_topics
     finally:

@@ -121,11 +121,14 @@ def test_app_key_from_file_environment_or_hidden_option(
 
 
 def test_client_command_without_a_key_is_a_usage_error(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("EVENTIDE_APP_KEY", raising=False)
+    monkeypatch.setenv("EVENTIDE_DATA_DIR", str(tmp_path / "no-instance"))
     assert cli.main(["export", "--customer", "1"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: set EVENTIDE_APP_KEY or pass --app-key-file FILE")
+        "error: set EVENTIDE_APP_KEY or pass --app-key-file FILE (no local instance's key "
+        f"found: `eventide up` keeps it in {tmp_path / 'no-instance' / 'credentials.json'})")
 
 
 def free_port() -> int:

@@ -11,7 +11,17 @@ from datetime import datetime
 import orjson
 import pytest
 
-from app.logging_setup import DropProducerBufferNoise, JsonFormatter, dict_config
+from app.logging_setup import (MAX_MESSAGE_CHARS, QUIET_LIBRARIES, DropProducerBufferNoise,
+                               JsonFormatter, dict_config)
+
+
+@pytest.fixture(autouse=True)
+def library_levels():
+    """dictConfig sets the quiet libraries' levels process-wide: put them back."""
+    saved = {name: logging.getLogger(name).level for name in QUIET_LIBRARIES}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def record(name: str = "eventide.test", level: int = logging.INFO, msg: str = "hello %s",
@@ -113,9 +123,57 @@ def test_faust_worker_logging_accepts_the_config(monkeypatch: pytest.MonkeyPatch
     try:
         setup_logging(loglevel="info", logging_config=dict_config(json=True, level="info"))
         assert len(root.handlers) == 1
-        logging.getLogger("faust.worker").info("started")
+        logging.getLogger("faust.worker").info("[^Worker]: Starting...")
+        logging.getLogger("faust.worker").warning("lost the group")
         logging.getLogger("faust.transport.producer").warning("producer buffer full size 9")
     finally:
         root.handlers[:], root.level = saved
     [line] = stream.getvalue().splitlines()
-    assert orjson.loads(line)["message"] == "started"
+    assert orjson.loads(line)["message"] == "lost the group"
+
+
+def _lines_logged(level: str, emit) -> list[str]:  # type: ignore[no-untyped-def]
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    handler_stream = sys.stderr
+    try:
+        sys.stderr = stream
+        logging.config.dictConfig(dict_config(json=False, level=level))
+        emit()
+    finally:
+        sys.stderr = handler_stream
+        root.handlers[:], root.level = saved
+    return stream.getvalue().splitlines()
+
+
+def test_default_level_is_quiet_about_routine_library_and_lifecycle_lines() -> None:
+    def emit() -> None:
+        logging.getLogger("aiokafka.consumer.subscription_state").info(
+            "Updating subscribed topics to: %s", frozenset({"eventide.raw.events"}))
+        logging.getLogger("aiokafka.consumer.group_coordinator").info(
+            "Setting newly assigned partitions %s", set(range(500)))
+        logging.getLogger("faust.tables.recovery").info("[^---Recovery]: Worker ready")
+        logging.getLogger("app.wiring").info("[^-EventideApp]: Starting...")
+        logging.getLogger("app.api.server").info("HTTP API listening on %s", "http://x")
+        logging.getLogger("aiokafka.consumer.group_coordinator").warning("heartbeat failed")
+        logging.getLogger("app.wiring").warning("[^-EventideApp]: crashed")
+    lines = _lines_logged("info", emit)
+    assert len(lines) == 3, lines
+    assert lines[0].endswith("HTTP API listening on http://x")
+    assert lines[1].endswith("heartbeat failed") and lines[2].endswith("crashed")
+
+
+def test_debug_level_shows_everything() -> None:
+    def emit() -> None:
+        logging.getLogger("aiokafka.consumer.subscription_state").info("Updating subscribed")
+        logging.getLogger("app.wiring").info("[^-EventideApp]: Starting...")
+    assert len(_lines_logged("debug", emit)) == 2
+
+
+def test_no_line_carries_a_multi_kilobyte_message() -> None:
+    def emit() -> None:
+        logging.getLogger("app.x").warning("assigned %s", ",".join(str(i) for i in range(3000)))
+    [line] = _lines_logged("info", emit)
+    assert len(line) < MAX_MESSAGE_CHARS + 200
+    assert line.endswith("more characters)")

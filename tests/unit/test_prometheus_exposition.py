@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.metrics import LatencyHistogram, label_value, render
+from app.metrics import LatencyHistogram, render
 from tests.support.prometheus import ExpositionError, parse, samples
 
 
@@ -21,7 +21,7 @@ def worker_like_text() -> str:
     latency.observe_many([0.004, 0.02, 0.5])
     return render(counters, latency, {"peak_rss_bytes": 1.5e8, "rocksdb_size_bytes": 4096.0,
                                       "ready": 1.0},
-                  summaries={"http_request_duration_seconds": latency},
+                  histograms={"http_request_duration_seconds": latency}, process=True,
                   labelled_gauges={"consumer_lag": [
                       ({"topic": "eventide.raw.events", "partition": 0}, 0),
                       ({"topic": "eventide.raw.events", "partition": 1}, 12)]})
@@ -34,8 +34,9 @@ def test_every_family_has_help_and_type_and_samples_parse() -> None:
         assert family.type != "untyped", name
         assert family.samples, name
     assert families["eventide_records_in_total"].type == "counter"
-    assert families["eventide_processing_latency_seconds"].type == "summary"
-    assert families["eventide_http_request_duration_seconds"].type == "summary"
+    assert families["eventide_processing_latency_seconds"].type == "histogram"
+    assert families["eventide_http_request_duration_seconds"].type == "histogram"
+    assert families["process_resident_memory_bytes"].type == "gauge"
     assert families["eventide_consumer_lag"].type == "gauge"
     assert families["eventide_ready"].type == "gauge"
 
@@ -51,8 +52,10 @@ def test_the_metrics_the_issue_asks_for_are_there() -> None:
     assert samples(text, "eventide_segment_evaluations_total")[0].value == 9
     topics = {s.label("topic") for s in samples(text, "eventide_records_in_total")}
     assert topics == {"eventide.raw.events", "eventide.raw.anonymous"}
-    quantiles = {s.label("quantile") for s in samples(text, "eventide_processing_latency_seconds")}
-    assert quantiles == {"0.5", "0.99"}
+    buckets = {s.label("le"): s.value
+               for s in samples(text, "eventide_processing_latency_seconds_bucket")}
+    assert buckets["0.005"] == 1 and buckets["0.02"] == 2 and buckets["+Inf"] == 3
+    assert samples(text, "eventide_processing_latency_seconds_count")[0].value == 3
     assert samples(text, "eventide_rocksdb_size_bytes")[0].value == 4096
     statuses = {s.label("status") for s in samples(text, "eventide_http_responses_total")}
     assert statuses == {"200"}
@@ -66,7 +69,7 @@ def test_any_label_value_round_trips(value: str) -> None:
     [lag] = samples(text, "eventide_consumer_lag")
     assert lag.label("topic") == value
     [counted] = samples(text, "eventide_records_in_total")
-    assert value in (counted.label("topic"), counted.label("kind"))
+    assert counted.label("topic") == value
 
 
 def test_odd_counter_names_become_valid_metric_names() -> None:
@@ -83,8 +86,10 @@ def test_special_values() -> None:
     assert math.isnan(values["eventide_c"]) and values["eventide_d"] == 3
 
 
-def test_label_value_escapes() -> None:
-    assert label_value('a"b\\c\nd') == '"a\\"b\\\\c\\nd"'
+def test_label_values_are_escaped() -> None:
+    text = render(Counter({'records_in:a"b\\c\nd': 1}), None, {})
+    assert 'eventide_records_in_total{topic="a\\"b\\\\c\\nd"} 1.0' in text
+    assert samples(text, "eventide_records_in_total")[0].label("topic") == 'a"b\\c\nd'
 
 
 @pytest.mark.parametrize("bad", [
