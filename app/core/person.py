@@ -74,5 +74,9 @@ def step(state: PersonState, person_id: str, item: dict[str, Any], ref: Ref,
     if item["op"] == "identify":
         profile = profiles.apply_identify(state.profile, person_id, item)
         return Step(replace(state, profile=profile), verdict, remember)
-    processed_at = item.get("processed_at") or int(item["received_at"]) // 1000
+    # Processed at: when the person stage processed it (the seed's third reason for a gap after
+    # Timestamp: a processing delay), or when an anonymous event was linked (set upstream). A
+    # redelivery finds the first processing's activity stored and keeps it. Not judged by any
+    # segment, and left out of digests: replaying the log processes again, later.
+    processed_at = item.get("processed_at") or int(now_s)
     return Step(state, verdict, remember, activity_of(item, processed_at))

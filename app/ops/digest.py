@@ -3,8 +3,9 @@
 Independent of partition layout and of processing timing: per-person tables are keyed by person,
 so their content does not depend on partitions; per-partition aggregates (segment state, event
 names) are summed across partitions; and what records *where* or *when* an input was processed
-(dedup refs and expiry, which differ between a first delivery and a redelivery) is left out —
-only the set of ids (the keys) is kept.
+(dedup refs and expiry, which differ between a first delivery and a redelivery; an event's
+``processed_at``, which a replay sets anew) is left out — of dedup, only the set of ids (the keys)
+is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from app.kafka_clients import kafka_client_options
 from app.ops.topics_io import read_topic
 from app.settings import Settings
 from tables.changelog import Replayer, epoch_of
-from app.topics import (ANONYMOUS_HISTORY, DEDUP, EVENT_NAMES, SEGMENT_STATE, build_topics)
+from app.topics import (ANONYMOUS_HISTORY, DEDUP, EVENT_NAMES, HISTORY, SEGMENT_STATE,
+                        build_topics)
 
 _AGGREGATED = (SEGMENT_STATE, EVENT_NAMES)
 
@@ -27,6 +29,9 @@ _AGGREGATED = (SEGMENT_STATE, EVENT_NAMES)
 def _normalize(table: str, value: Any) -> Any:
     if table == DEDUP:
         return True  # one key per id: the key says it all
+    if table == HISTORY:
+        # When the person stage processed an event: a replay processes it again, later.
+        return {k: v for k, v in value.items() if k != "processed_at"}
     if table == ANONYMOUS_HISTORY:
         return {"events": value["events"], "seen": sorted(value["seen"])}
     return value

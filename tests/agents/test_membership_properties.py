@@ -392,7 +392,14 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
     model = log.model
     # The stores hold exactly the model's history and attributes (so (a) is about membership).
     for person in sorted(model.people):
-        assert (runner.table(HISTORY, person) or []) == model.activities(person), person
+        stored = runner.table(HISTORY, person) or []
+        # processed_at is when the person stage processed the event: its unit's clock, at or
+        # after the event's own accept time (the model's value), never before.
+        expected = model.activities(person)
+        assert [{**a, "processed_at": None} for a in stored] == \
+            [{**a, "processed_at": None} for a in expected], person
+        assert all(e["processed_at"] <= a["processed_at"] <= final_at
+                   for a, e in zip(stored, expected)), person
         profile = runner.table(PROFILES, person)
         assert (profile["attributes"] if profile else {}) == model.attributes[person], person
 

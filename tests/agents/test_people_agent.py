@@ -77,6 +77,7 @@ def agent_of(h: Harness) -> Any:
 
 
 async def test_events_are_stored_in_history_in_event_time_order(harness: Harness) -> None:
+    """...with processed_at: when the person stage processed them (the worker's clock)."""
     h = harness
     late, early = event(1, timestamp=1_699_990_500), event(2, timestamp=1_699_990_100)
     async with agent_of(h).test_context() as ag:
@@ -85,9 +86,9 @@ async def test_events_are_stored_in_history_in_event_time_order(harness: Harness
     stored = h.history("alice")
     assert stored == [
         {"id": early["id"], "name": "e2", "type": "event", "data": {"n": 2},
-         "timestamp": 1_699_990_100, "processed_at": (RECEIVED + 2) // 1000},
+         "timestamp": 1_699_990_100, "processed_at": int(NOW_S)},
         {"id": late["id"], "name": "e1", "type": "event", "data": {"n": 1},
-         "timestamp": 1_699_990_500, "processed_at": (RECEIVED + 1) // 1000},
+         "timestamp": 1_699_990_500, "processed_at": int(NOW_S)},
     ]
     seen = h.seen("alice")
     assert seen == {late["id"]: [RECEIVED + 86_400_000 * 30, 0, 0, 0],

@@ -74,13 +74,13 @@ def identify_item(n: int, attributes: dict[str, Any], **extra: Any) -> dict[str,
             "update": False, "received_at": 1_700_000_000_000 + n, **extra}
 
 
-def test_a_new_event_is_appended_with_processed_at_from_received_at() -> None:
+def test_a_new_event_is_stored_with_processed_at_from_the_person_stage_clock() -> None:
     item = event(1, received_at=1_700_000_123_999)
-    person, verdict = run(Person(), item, (2, 40, 0))
+    person, verdict = run(Person(), item, (2, 40, 0), now_s=1_700_000_125.7)
     assert verdict is Verdict.NEW
     assert person.history == [{"id": item["id"], "name": "e1", "type": "event", "data": {"n": 1},
-                               "timestamp": item["timestamp"], "processed_at": 1_700_000_123}]
-    assert person.history == [activity_of(item, 1_700_000_123)]
+                               "timestamp": item["timestamp"], "processed_at": 1_700_000_125}]
+    assert person.history == [activity_of(item, 1_700_000_125)]
     assert person.seen(item["id"])[1:] == [2, 40, 0]
     assert person.state.profile is None
 
