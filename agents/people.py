@@ -22,7 +22,7 @@ import orjson
 from faust.types import EventT
 
 from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
-from app.core import dedup, history, membership, profiles, triggers
+from app.core import dedup, history, identity, membership, profiles, triggers
 from app.core.dedup import Verdict
 from app.core.items import derived_id
 from app.core.membership import Change
@@ -195,7 +195,7 @@ class PeopleBatch:
             self.trigger(partition, person, item, now_s)
             candidates = rt.catalog.segments_for_event(item["name"])
         else:
-            self.announce_identity(person, before, after, item)
+            self.announce(identity.after_identify(person, before.profile, after.profile, item))
             # Only attributes whose value this identify changed can change a verdict: the last
             # evaluation already saw the others (a repeated identify costs no evaluation).
             old, new = before.attributes, after.attributes
@@ -212,43 +212,22 @@ class PeopleBatch:
 
     # -- identity ------------------------------------------------------------------------------
 
-    def command(self, key: str, item: dict[str, Any]) -> None:
-        spec = self.rt.topics.identity_commands
-        self.unit.send(OutRecord(spec.name, partition_for(key.encode(), spec.partitions),
-                                 key.encode(), encode_envelope([item])))
-
-    def link(self, anonymous_id: str, item: dict[str, Any]) -> None:
-        spec = self.rt.topics.anonymous_links
-        self.unit.send(OutRecord(spec.name, partition_for(anonymous_id.encode(), spec.partitions),
-                                 anonymous_id.encode(), encode_envelope([item])))
+    def announce(self, announcements: Iterable[identity.Announcement]) -> None:
+        """Send identity announcements to the partitions that own each identifier."""
+        topics = self.rt.topics
+        for announcement in announcements:
+            if isinstance(announcement, identity.Alias):
+                spec, key = topics.identity_commands, announcement.key
+            else:
+                spec, key = topics.anonymous_links, announcement.anonymous_id
+            self.unit.send(OutRecord(spec.name, partition_for(key.encode(), spec.partitions),
+                                     key.encode(), encode_envelope([announcement.command])))
 
     def forward(self, person: str, item: dict[str, Any]) -> None:
         spec = self.rt.topics.person_events
         self.unit.send(OutRecord(spec.name, partition_for(person.encode(), spec.partitions),
                                  person.encode(), encode_envelope([{**item, "person": person}])))
         self.rt.counters["forwarded_to_survivor"] += 1
-
-    def announce_identity(self, person: str, before: PersonState, after: PersonState,
-                          item: dict[str, Any]) -> None:
-        """Tell identifier partitions and anonymous partitions what this identify changed.
-
-        Re-sent on a redelivery: each command is idempotent where it lands.
-        """
-        old = profiles.identifiers(before.profile) if before.profile else {}
-        new = profiles.identifiers(after.profile) if after.profile else {}
-        for kind in ("email", "cio_id"):
-            if new.get(kind) != old.get(kind):
-                if old.get(kind):
-                    self.command(old[kind], {"op": "unalias", "person": person,
-                                             "identifier": f"{kind}:{old[kind]}"})
-                if new.get(kind):
-                    self.command(new[kind], {"op": "alias", "person": person,
-                                             "identifier": f"{kind}:{new[kind]}"})
-        anonymous_id = item.get("anonymous_id")
-        if anonymous_id:
-            self.link(anonymous_id, {"op": "link", "anonymous_id": anonymous_id,
-                                     "person": person, "id": item["id"],
-                                     "at": int(item["received_at"]) // 1000})
 
     def on_merge_from(self, partition: int, item: dict[str, Any]) -> None:
         """The secondary's side of a merge: hand everything to the primary, leave a forwarder."""
@@ -266,18 +245,11 @@ class PeopleBatch:
                                    "events": stored.all(), "profile": state.profile,
                                    "received_at": item["received_at"]})
         state = self.leave(partition, secondary, state, cause=f"merge:{item['id']}", at=at)
-        for kind, value in (profiles.identifiers(state.profile) if state.profile else
-                            {"id": secondary}).items():
-            self.command(value, {"op": "alias", "person": primary,
-                                 "identifier": f"{kind}:{value}"})
-        for anonymous_id in (state.profile or {}).get("anonymous_ids", []):
-            self.link(anonymous_id, {"op": "link", "anonymous_id": anonymous_id,
-                                     "person": primary, "relink_from": secondary, "at": at,
-                                     "id": item["id"]})
-        marker = {"id": secondary, "merged_into": primary, "attributes": {}, "stamps": {},
-                  "anonymous_ids": [], "created_at": at, "updated_at": at}
+        self.announce(identity.after_merge_away(secondary, primary, state.profile, item["id"],
+                                                at))
         stored.clear()
-        self.current[(partition, secondary)] = PersonState(marker, membership.empty())
+        self.current[(partition, secondary)] = PersonState(
+            identity.merged_marker(secondary, primary, at), membership.empty())
         self.rt.counters["merges:done"] += 1
 
     def on_absorb(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
@@ -317,18 +289,7 @@ class PeopleBatch:
         state = self.person(partition, person)
         at = int(item["received_at"]) // 1000
         state = self.leave(partition, person, state, cause=f"delete:{item['id']}", at=at)
-        if state.profile:
-            # A link or alias may still name someone merged into this person (a merge chain
-            # resolved out of order leaves it on the middle person's marker): any of them goes.
-            former = sorted(state.profile.get("merged_from", []))
-            for kind, value in profiles.identifiers(state.profile).items():
-                if kind != "id":
-                    self.command(value, {"op": "unalias", "person": person, "former": former,
-                                         "identifier": f"{kind}:{value}"})
-            for anonymous_id in state.profile.get("anonymous_ids", []):
-                self.link(anonymous_id, {"op": "unlink", "anonymous_id": anonymous_id,
-                                         "person": person, "former": former, "id": item["id"],
-                                         "at": at})
+        self.announce(identity.after_delete(person, state.profile, item["id"], at))
         self.events(partition, person).clear()
         self.current[(partition, person)] = PersonState(None, membership.empty())
         self.deleted.add((partition, person))
