@@ -142,8 +142,10 @@ def _schemas(now_s: int) -> dict[str, Any]:
         "description": f"An attribute name. {_bytes_note(MAX_ATTRIBUTE_NAME_BYTES)}",
     }
     update_flag = {
-        "description": ("true: only update an existing person (400 when the person does not "
-                        "exist). Form bodies send the text true/false."),
+        "description": ("true: only update an existing person. Accepted either way; the "
+                        "worker that processes it drops it, in log order, when the person does "
+                        "not exist then (it never creates anyone). Form bodies send the text "
+                        "true/false."),
         "anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]},
                   {"type": "null"}],
     }
