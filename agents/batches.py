@@ -30,6 +30,8 @@ async def run(stream: StreamT, rt: Runtime, handle: BatchHandler) -> None:
         decoded = decode_all(events)
         for unit in units_of(events, decoded, rt.settings.unit_max_items):
             await handle(rt, unit, decoded)
+            # Committed: requests waiting to read their writes may now see these records.
+            rt.applied.advance(unit)
 
 
 def decode_all(events: Sequence[EventT]) -> Decoded:

@@ -10,11 +10,10 @@ A ``200`` still means "acknowledged by the broker" (``acks=all``; on Kafka, idem
   exits with status 2 instead); 503 before. Track requests get a 503 until then, too.
 - ``/metrics`` (bearer app key): accepted items per operation, responses per status, request
   latency as a histogram, process metrics.
-- ``PUT /api/v1/customers/{id}`` with ``_update: true`` is accepted without the "person must
-  exist" check a worker makes (the tier has no profiles to look in); the worker that processes
-  it drops an ``_update`` identify of an unknown person (counted as
-  ``eventide_identify_total{kind="update_of_unknown_person"}``), so the person is still never
-  created by it. The only difference is the answer: 200 here where a worker answers 400.
+- ``PUT /api/v1/customers/{id}`` with ``_update: true`` is answered as a worker answers it:
+  accepted (200); the worker that processes it drops an ``_update`` identify of an unknown person
+  in log order (counted as ``eventide_identify_total{kind="update_of_unknown_person"}``), so it
+  never creates the person.
 - SIGTERM / SIGINT: stop accepting, let in-flight requests finish (up to 10 s), send every open
   batch and wait for its acknowledgement, then close the producer.
 """
@@ -28,7 +27,6 @@ import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 from aiokafka.admin import AIOKafkaAdminClient
@@ -49,27 +47,6 @@ from app.topics import Topics, build_topics
 log = logging.getLogger("eventide.api")
 
 
-class _AssumedProfiles:
-    """Stands in for the profiles table: every person "exists" (see ``_update`` above)."""
-
-    def get(self, partition: int, key: str) -> dict[str, Any]:
-        return {}
-
-
-class _NoState:
-    """The tier keeps no tables; lookups the shared handlers make see every person as present."""
-
-    def __init__(self) -> None:
-        self._table = _AssumedProfiles()
-
-    @property
-    def tables(self) -> "_NoState":
-        return self
-
-    def __getitem__(self, name: str) -> _AssumedProfiles:
-        return self._table
-
-
 @dataclass
 class TierRuntime:
     """What :func:`app.api.track.routes` and :func:`app.api.v2.routes` use of a worker's
@@ -85,7 +62,6 @@ class TierRuntime:
     request_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     #: Set once the producer is connected and the raw topics are checked.
     connected: asyncio.Event = field(default_factory=asyncio.Event)
-    state: _NoState = field(default_factory=_NoState)
 
     def resolve_person(self, identifier: str, kind: str | None = None) -> str:
         return identifier

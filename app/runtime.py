@@ -16,6 +16,7 @@ from app.clock import Clock
 from app.ingest.batcher import IngestBatcher
 from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
+from app.progress import Applied
 from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.topics import ALIASES, Topics
@@ -55,6 +56,10 @@ class Runtime:
     #: some piece of work held the loop (HTTP, heartbeats and commits all wait that long).
     loop_lag_s: float = 0.0
     loop_lag_max_s: float = 0.0
+    #: How far this worker's agents applied each input partition (read-your-writes waits on it).
+    applied: Applied = field(default_factory=Applied)
+    #: (topic, partitions) → their end offsets now (``app.progress.EndOffsets``); set at wiring.
+    end_offsets: Any = None
 
     async def watch_loop_lag(self, interval_s: float = 0.05) -> None:
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from app.kafka_clients import faust_credentials, kafka_client_options
 from app.ops import replay
 from app.ops.input_log import DURABLE_OFFSETS, DurableFollower, InputLog, slots_of
 from app.producer import Producer
+from app.progress import EndOffsets
 from app.runtime import Runtime
 from app.sessions import RevokedSessions
 from app.settings import Settings
@@ -103,6 +104,8 @@ class EventideApp(faust.App):
             # Every answered request is on disk already; what is still pending is not answered.
             self._input_log_task.cancel()
             await asyncio.gather(self._input_log_task, return_exceptions=True)
+        if self.runtime.end_offsets is not None:
+            await self.runtime.end_offsets.stop()
         await self.runtime.producer.stop()
         self.runtime.state.close()
 
@@ -195,6 +198,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app = EventideApp(settings.app_id, **faust_options(settings))
     app.runtime = runtime
     runtime.app = app
+    runtime.applied.committed = _faust_committed(app)
+    runtime.end_offsets = EndOffsets(settings.bootstrap_servers, kafka_client_options(settings))
     routing.register(app, runtime)
     people.register(app, runtime)
     segments.register(app, runtime)
@@ -202,6 +207,17 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.web_server(WebServer(runtime, lag_probe=faust_lag_probe(app)))
     _track_assignment(app, runtime)
     return app
+
+
+def _faust_committed(app: faust.App):  # type: ignore[no-untyped-def]
+    """faust's record of the offset committed on an assigned partition (the next to read):
+    set when the partition is assigned (from the group's commits) and at every commit."""
+
+    def committed(topic: str, partition: int) -> int | None:
+        offset = getattr(app.consumer, "_committed_offset", {}).get((topic, partition))
+        return offset if isinstance(offset, int) and offset >= 0 else None
+
+    return committed
 
 
 def _track_assignment(app: faust.App, rt: Runtime) -> None:
@@ -224,6 +240,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
         if not await rt.state.wait_idle(rt.settings.revoke_wait_s):
             log.warning("a unit of work was still committing when partitions were revoked")
         by_topic: dict[str, list[int]] = {}
+        rt.applied.forget((tp.topic, tp.partition) for tp in revoked)
         for tp in revoked:
             rt.assigned.discard((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
@@ -236,6 +253,8 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
     @app.on_partitions_assigned.connect
     async def on_assigned(sender: Any, assigned: set, **kwargs: Any) -> None:
         by_topic: dict[str, list[int]] = {}
+        rt.applied.forget((tp.topic, tp.partition) for tp in assigned
+                          if (tp.topic, tp.partition) not in rt.assigned)
         rt.assigned.clear()
         for tp in assigned:
             rt.assigned.add((tp.topic, tp.partition))

@@ -84,7 +84,8 @@ def peer_ssl(rt: Runtime, url: str) -> Any:
 
 async def forward(rt: Runtime, request: web.Request, url: str) -> web.Response:
     """Answer ``request`` (already authenticated here) from the worker at ``url``."""
-    body = await request.read() if request.can_read_body else b""
+    # body_exists, not can_read_body: a handler may have read (and cached) the body already.
+    body = await request.read() if request.body_exists else b""
     headers = peer_headers(rt, request, request.path_qs, body)
     timeout = aiohttp.ClientTimeout(total=30)
     try:
@@ -117,7 +118,7 @@ async def gather(request: web.Request, rt: Runtime, path_qs: str | None = None, 
                                    ssl=peer_ssl(rt, url)) as response:
                 if 400 <= response.status < 500:
                     # The caller's mistake (a bad parameter), found by the peer: say it as is.
-                    raise ApiError(response.status, *_messages(await response.read()))
+                    raise ApiError(response.status, *error_messages(await response.read()))
                 response.raise_for_status()
                 return await response.json()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -132,7 +133,7 @@ async def gather(request: web.Request, rt: Runtime, path_qs: str | None = None, 
     return [answer for answer in answers if answer is not None]
 
 
-def _messages(body: bytes) -> list[str]:
+def error_messages(body: bytes) -> list[str]:
     """The messages of an error answer in the API's shape (``{"meta": {"errors": [...]}}``)."""
     try:
         errors = orjson.loads(body)["meta"]["errors"]

@@ -7,6 +7,9 @@
     valid row of an existing person becomes exactly the item the track API builds for an
     identified event (plus ``"source": "import"``), sent in acknowledged chunks of 500 rows. The
     answer counts accepted and rejected rows, by reason, and lists the first 1000 rejects.
+    Whether a row's person exists is answered by the worker owning that person, after every write
+    accepted before the import (:mod:`app.api.consistency`): the same on every worker, and an
+    identify answered just before the import counts.
 
 ``POST /api/v1/imports/export`` (jsonl, as written by the export endpoints)
     Re-creates the exported people: a ``profile`` line becomes an identify of its attributes, each
@@ -34,7 +37,7 @@ from aiohttp import web
 from ulid import ULID
 
 from app.api.auth import require_app
-from app.api.people import lookup_profile
+from app.api import consistency
 from app.api.responses import ApiError, json_response
 from app.core.items import BadItem, normalize
 from app.imports.csv_events import (CUSTOMER_COLUMN, CsvFileError, ImportSummary, RowResult,
@@ -259,12 +262,15 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                 await asyncio.to_thread(_scan_csv, path)
             except CsvFileError as exc:
                 raise ApiError(400, f"file: {exc}; nothing was imported") from None
-            return json_response(await _import_rows(path))
+            return json_response(await _import_rows(request, path))
 
-    async def _import_rows(path: Path) -> dict[str, Any]:
+    async def _import_rows(request: web.Request, path: Path) -> dict[str, Any]:
         summary = ImportSummary()
         rejects: list[dict[str, Any]] = []
         spec = topics.raw_events
+        # Every write accepted before this import is below these offsets: the owners of the
+        # file's people answer "who exists" once they have applied them (app.api.consistency).
+        raw_positions = await consistency.positions(rt, range(spec.partitions))
 
         def reject(result: RowResult) -> None:
             summary.record(result)
@@ -281,19 +287,25 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                                         f"imported ({summary.accepted} accepted)") from None
                 if not chunk:
                     break
+                done_before = (f"{summary.accepted} rows before row {chunk[0].row_number} "
+                               "were imported")
+                try:
+                    known = await consistency.lookup_people(
+                        rt, request, (r.event["customer"] for r in chunk if r.event is not None),
+                        raw_positions)
+                except ApiError as exc:
+                    raise ApiError(exc.status, *exc.messages,
+                                   f"{done_before}; import the file again to finish (events "
+                                   "with an id are deduplicated)") from None
                 now_s = rt.clock.now()
                 keyed: list[tuple[str, dict[str, Any]]] = []
-                known: dict[str, str | None] = {}
                 for result in chunk:
                     if result.event is None:
                         reject(result)
                         continue
                     event = result.event
                     customer = event["customer"]
-                    if customer not in known:
-                        found = lookup_profile(rt, customer)
-                        known[customer] = None if found is None else found[0]
-                    person = known[customer]
+                    person = known.get(customer)
                     if person is None:
                         reject(RowResult(result.row_number, None,
                                          f"unknown_customer: {CUSTOMER_COLUMN} {customer!r} "
@@ -311,9 +323,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                         continue
                     item["source"] = "import"
                     keyed.append((person, item))
-                await send_chunk(spec.name, spec.partitions, keyed,
-                                 f"{summary.accepted} rows before row {chunk[0].row_number} "
-                                 "were imported")
+                await send_chunk(spec.name, spec.partitions, keyed, done_before)
                 summary.accepted += len(keyed)
                 rt.counters["accepted:event"] += len(keyed)
                 rt.counters["imported:csv_rows"] += len(keyed)

@@ -142,8 +142,10 @@ def _schemas(now_s: int) -> dict[str, Any]:
         "description": f"An attribute name. {_bytes_note(MAX_ATTRIBUTE_NAME_BYTES)}",
     }
     update_flag = {
-        "description": ("true: only update an existing person (400 when the person does not "
-                        "exist). Form bodies send the text true/false."),
+        "description": ("true: only update an existing person. Accepted either way; the "
+                        "worker that processes it drops it, in log order, when the person does "
+                        "not exist then (it never creates anyone). Form bodies send the text "
+                        "true/false."),
         "anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["true", "false"]},
                   {"type": "null"}],
     }
@@ -541,7 +543,9 @@ _ERROR_TEXT = {
     "409": "Conflict.",
     "413": "Body over the size limit.",
     "415": "Unsupported content type.",
-    "503": "Not ready, or the broker did not acknowledge: nothing was accepted; retry.",
+    "503": ("Not ready, the broker did not acknowledge, or the worker owning a person is "
+            "rebalancing or has not applied the writes accepted before the request in time "
+            "(EVENTIDE_READ_YOUR_WRITES_TIMEOUT_S): nothing was accepted or decided; retry."),
 }
 
 
@@ -846,6 +850,11 @@ def document(rt: Any) -> dict[str, Any]:
         "/api/v1/imports/events": {"post": {
             "operationId": "importEvents", "tags": ["imports"], "security": BEARER,
             "summary": "Import a Customer.io CSV event file.",
+            "description": ("People must already exist: each row's person is looked up by the "
+                            "worker that owns it, after every write accepted before the import "
+                            "(an identify answered just before counts). Rows of other people "
+                            "are rejected unknown_customer. The answer is the same on every "
+                            "worker. A 503 part way says how many rows were imported before."),
             "requestBody": {"required": True, "description": (
                 "Header _cio_name,_cio_customer_id[,_cio_timestamp][,_cio_id][,data columns]. "
                 "Also accepted as application/csv, text/plain, application/octet-stream, "
@@ -887,8 +896,11 @@ def document(rt: Any) -> dict[str, Any]:
         "/api/v1/render": {"post": {
             "operationId": "render", "tags": ["render"], "security": BEARER,
             "summary": "Render a liquid template for a person (and an event).",
+            "description": ("Answered by the worker that owns the person, after every write "
+                            "accepted before the request (an identify or event answered just "
+                            "before counts), so the same on every worker."),
             "requestBody": _json_body(_ref("RenderRequest"), description=body_note),
-            "responses": _responses("400", "401", "404", "413", "415", _200=_ok({
+            "responses": _responses("400", "401", "404", "413", "415", "503", _200=_ok({
                 "type": "object", "required": ["output"], "additionalProperties": False,
                 "properties": {"output": {"type": "string"}}})),
         }},

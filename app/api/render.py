@@ -5,6 +5,10 @@ with optional ``"strict": true``. ``customer`` in the template is the person's a
 ``id``; ``event`` is the stored event's ``data`` (looked up in the person's history by id) or the
 inline object (neither given: an empty event). Answers ``{"output": "..."}``; a template problem
 is a 400 ``template: line N: message``.
+
+The worker owning the person answers (the request is forwarded there, signed), once it has
+applied every write accepted before the request (:mod:`app.api.consistency`): a render right
+after an identify sees that identify, on any worker; a 503 if that takes too long.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from aiohttp import web
 from ulid import ULID
 
+from app.api import cluster, consistency
 from app.api.auth import require_app
 from app.api.bodies import read_body
 from app.api.people import lookup_profile
@@ -66,6 +71,13 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         require_app(request, settings)
         body = await read_body(request, settings.max_body_bytes)
         template, customer_id, event_id, event, strict = parse_render_body(body)
+        # The person's worker decides (every worker answers alike), once it has applied every
+        # write accepted before this request (an identify answered just before, say).
+        if not cluster.is_forwarded(request):
+            owner = consistency.owner_of(rt, customer_id)
+            if owner is not None:
+                return await cluster.forward(rt, request, owner)
+        await consistency.settle_for(rt, customer_id)
         found = lookup_profile(rt, customer_id)
         if found is None:
             raise ApiError(404, f"customer {customer_id!r} not found")

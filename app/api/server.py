@@ -8,7 +8,7 @@ import ssl
 import mode
 from aiohttp import web
 
-from app.api import cluster, limits, peers
+from app.api import cluster, consistency, limits, peers
 from app.api import export, imports, openapi, read, segments, track, v2
 from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
@@ -120,6 +120,7 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
     application.router.add_routes(imports.routes(rt))
     application.router.add_routes(render_api.routes(rt))
     application.router.add_routes(export.routes(rt))
+    application.router.add_routes(consistency.routes(rt))
     install_console(application, rt)
     return application
 

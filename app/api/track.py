@@ -9,7 +9,6 @@ from ulid import ULID
 from app.api.auth import require_track
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
-from app.api.people import lookup_profile
 from app.core.items import BadItem, reference
 from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
                                  validate_identify)
@@ -66,9 +65,8 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                                      received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
-        if item["update"] and lookup_profile(rt, customer) is None:
-            raise ApiError(400, f"customer_id: {customer!r} does not exist; with _update: true "
-                                "an identify only updates an existing person")
+        # ``_update: true`` (update only, never create) is decided by the person stage, in log
+        # order: an identify accepted just before counts, and every worker answers alike.
         return await _accept(rt, topics.raw_events, customer, item)
 
     async def delete_customer(request: web.Request) -> web.Response:

@@ -18,8 +18,9 @@ from app.settings import Settings
 from app.topics import build_topics
 from tests.fuzz.support import operations, schemes_of
 
-#: A browser UI (HTML, sign-in form, session cookie), deliberately not part of the API document.
-UNDOCUMENTED_PREFIXES = ("/console",)
+#: A browser UI (HTML, sign-in form, session cookie), deliberately not part of the API document,
+#: and routes only other workers may call (signed; app.api.consistency).
+UNDOCUMENTED_PREFIXES = ("/console", "/internal/")
 
 
 def _runtime(**settings: Any) -> SimpleNamespace:

@@ -10,7 +10,6 @@ import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
 from app.api import track, v2
-from app.api.people import lookup_profile
 from app.api_tier import TierRuntime, build_tier_app
 from app.clock import ManualClock
 from app.ingest.batcher import IngestBatcher
@@ -49,11 +48,6 @@ def test_the_tier_serves_the_track_api_and_ops_endpoints_only() -> None:
                   if r.method != "HEAD"}
     shared = {(r.method, r.path) for r in [*track.routes(rt), *v2.routes(rt)]}  # type: ignore
     assert registered == shared | {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
-
-
-def test_update_only_is_left_to_the_worker() -> None:
-    rt, _ = tier_runtime()
-    assert lookup_profile(rt, "never-seen") is not None  # type: ignore[arg-type]
 
 
 async def test_not_ready_until_connected_then_accepts_and_counts() -> None:
