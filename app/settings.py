@@ -411,6 +411,7 @@ class Settings:
         # Read elsewhere (tuning knobs), checked here so a typo is named with the rest.
         read.integer("EVENTIDE_GC_YOUNG_THRESHOLD", 0, 1)
         read.integer("EVENTIDE_IMPORT_MAX_BYTES", 0, 1)
+        read.number("EVENTIDE_READ_YOUR_WRITES_TIMEOUT_S", 10.0)
         for name in ("EVENTIDE_TLS_CERT", "EVENTIDE_TLS_KEY", "EVENTIDE_PEER_CA",
                      "EVENTIDE_KAFKA_CA_FILE", "EVENTIDE_KAFKA_CERT_FILE",
                      "EVENTIDE_KAFKA_KEY_FILE"):
