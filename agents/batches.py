@@ -20,15 +20,46 @@ Decoded = dict[int, "list[dict[str, Any]] | DecodeError"]
 BatchHandler = Callable[[Runtime, Sequence[EventT], Decoded | None], Awaitable[None]]
 
 
+class TakeLimit:
+    """How many records the next ``take_events`` may buffer, changeable between takes.
+
+    faust reads a take's limit at every buffered event (``buffer_size() >= max_``), so an object
+    comparing as the current value adapts the take to the records' sizes: a producer writing one
+    event per record gets units of ``unit_max_items`` items, not of ``batch_max`` (40) items each
+    paying a whole commit; batch envelopes (up to 500 items each) keep takes of ``batch_max``
+    records, so what a take holds stays bounded either way.
+    """
+
+    def __init__(self, records: int, *, floor: int, items: int) -> None:
+        self.value = records
+        self.floor = floor
+        self.items = items
+
+    def __le__(self, buffered: int) -> bool:  # ``buffered >= limit``, as faust writes it
+        return self.value <= buffered
+
+    def __ge__(self, buffered: int) -> bool:
+        return self.value >= buffered
+
+    def adapt(self, records: int, items: int) -> None:
+        """After a take of ``records`` holding ``items`` items: aim the next at ``self.items``."""
+        per_record = max(1.0, items / max(1, records))
+        self.value = max(self.floor, min(self.items, int(self.items / per_record)))
+
+
 async def run(stream: StreamT, rt: Runtime, handle: BatchHandler) -> None:
     """The body of every agent: consume in batches, hand each to ``handle`` in units of at most
     ``unit_max_items`` items (a record is never split), so a unit's memory and the time it holds
     the event loop are bounded by configuration, whatever the backlog."""
     await rt.started.wait()
-    async for events in stream.take_events(rt.settings.batch_max,
-                                           within=rt.settings.batch_within_s):
+    settings = rt.settings
+    limit = TakeLimit(settings.batch_max, floor=settings.batch_max,
+                      items=settings.unit_max_items)
+    async for events in stream.take_events(limit, within=settings.batch_within_s):
         decoded = decode_all(events)
-        for unit in units_of(events, decoded, rt.settings.unit_max_items):
+        limit.adapt(len(events), sum(len(items) if isinstance(items, list) else 1
+                                     for items in decoded.values()))
+        for unit in units_of(events, decoded, settings.unit_max_items):
             await handle(rt, unit, decoded)
             # Committed: requests waiting to read their writes may now see these records.
             rt.applied.advance(unit)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +17,9 @@ from aiokafka.partitioner import murmur2
 
 from app.kafka_clients import kafka_client_options
 from app.settings import Settings, StartupError
+from tables.records import OutRecord
+
+__all__ = ["BrokerUnavailable", "IdempotenceRefused", "OutRecord", "Producer", "partition_for"]
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -28,16 +30,6 @@ def partition_for(key: bytes, partitions: int) -> int:
     """
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
-
-@dataclass
-class OutRecord:
-    topic: str
-    partition: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    #: The record's timestamp (ms); None: the producer's clock when it is appended.
-    timestamp_ms: int | None = None
 
 
 class BrokerUnavailable(RuntimeError):

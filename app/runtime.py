@@ -20,7 +20,7 @@ from app.progress import Applied
 from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.topics import ALIASES, Topics
-from tables.catalog import SegmentCatalog
+from app.segments.catalog import SegmentCatalog
 from tables.state import OwnershipChanged, StateManager, UnitOfWork
 
 log = logging.getLogger(__name__)

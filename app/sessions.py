@@ -4,7 +4,7 @@ Each console session has an id (in its signed cookie, :mod:`app.console.auth`). 
 publishes ``session id → {"expiry": <the session's expiry>}`` to the compacted topic
 ``<prefix>.console.sessions.revoked`` (acks=all) and applies it locally before answering; every
 worker follows that topic from the beginning, like the segment catalog follows the definitions
-(``tables.catalog.follow``), and refuses a revoked session's cookie as soon as it has read it.
+(``app.segments.catalog.follow``), and refuses a revoked session's cookie as soon as it has read it.
 
 Bounded: a revocation is kept only until the session's own expiry (the cookie is refused from
 then on anyway), so the set holds at most the sessions signed out in the last
@@ -25,8 +25,9 @@ SESSION_S = 12 * 3600
 
 class RevokedSessions:
     """Session id → expiry, for sessions signed out before they expired; expired entries are
-    dropped as time passes. Followed from the revocations topic by :func:`tables.catalog.follow`
-    (it calls :meth:`apply`, :meth:`notify`, and reads ``offset`` and ``caught_up``)."""
+    dropped as time passes. Followed from the revocations topic by
+    :func:`app.segments.catalog.follow` (it calls :meth:`apply`, :meth:`notify`, and reads
+    ``offset`` and ``caught_up``)."""
 
     def __init__(self, now: Callable[[], float] = time.time) -> None:
         self._now = now
@@ -64,7 +65,7 @@ class RevokedSessions:
             if self._expiry.get(session_id) == expiry:
                 del self._expiry[session_id]
 
-    # -- following the topic (the interface tables.catalog.follow uses) ------------------------
+    # -- following the topic (the interface app.segments.catalog.follow uses) ----------------
 
     def apply(self, session_id: str, value: dict[str, Any] | None, offset: int) -> None:
         self.offset = max(self.offset, offset)

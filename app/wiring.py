@@ -26,7 +26,7 @@ from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.person_store import by_name_index
 from app.topics import HISTORY, HISTORY_BY_NAME, build_topics
-from tables.catalog import follow
+from app.segments.catalog import follow
 from tables.state import StateManager
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import Rdict, WriteBatch
 
-from app.producer import OutRecord, Producer
 from tables.changelog import (UNIT_KEY, Change, Position, Replayer, data_key, epoch_header,
                               epoch_of, fence_key, fence_value, next_epoch)
+from tables.records import OutRecord, Sender
 from tables.store import PartitionStore, open_database
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class OwnershipChanged(RuntimeError):
 
 
 class StateManager:
-    def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Producer,
+    def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Sender,
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
                  client_options: dict | None = None,
                  indexes: dict[str, tuple[str, Indexer]] | None = None) -> None:

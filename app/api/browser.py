@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
-from ulid import ULID
 
+from app.core.items import new_id
 from app.api.bodies import read_body
 from app.api.responses import ApiError, error_response, json_response
 from app.ingest.validate import ValidationError, validate_event, validate_identify
@@ -39,10 +39,6 @@ from app.topics import TopicSpec
 
 SNIPPET = Path(__file__).resolve().parents[1] / "static" / "track.js"
 PREFLIGHT_MAX_AGE_S = 600
-
-
-def _new_id() -> str:
-    return str(ULID())
 
 
 def site_matches(given: str, expected: str) -> bool:
@@ -105,12 +101,12 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         try:
             if customer is not None:
                 item = validate_event(body, customer=customer, anonymous=False, now_s=now_s,
-                                      new_id=_new_id, received_at_ms=int(now_s * 1000))
+                                      new_id=new_id, received_at_ms=int(now_s * 1000))
                 return await submit(topics.raw_events, customer, item)
             if body.get("anonymous_id") is None:
                 raise ApiError(400, "customer_id or anonymous_id: one is required")
             item = validate_event(body, customer=None, anonymous=True, now_s=now_s,
-                                  new_id=_new_id, received_at_ms=int(now_s * 1000))
+                                  new_id=new_id, received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
         return await submit(topics.raw_anonymous, item["anonymous_id"], item)
@@ -144,7 +140,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
             raise ApiError(400, "id: must be a string")
         try:
             item = validate_identify(attributes, customer=customer, now_s=now_s,
-                                     new_id=_new_id, received_at_ms=int(now_s * 1000))
+                                     new_id=new_id, received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
         return await submit(topics.raw_events, customer, item)

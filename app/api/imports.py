@@ -34,12 +34,11 @@ from typing import IO, Any, Callable, Iterable, Iterator, TypeVar
 
 import orjson
 from aiohttp import web
-from ulid import ULID
 
 from app.api.auth import require_app
 from app.api import consistency
 from app.api.responses import ApiError, json_response
-from app.core.items import BadItem, normalize
+from app.core.items import BadItem, new_id, normalize
 from app.imports.csv_events import (CUSTOMER_COLUMN, CsvFileError, ImportSummary, RowResult,
                                     iter_rows, open_csv, scan_identifier_kinds)
 from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
@@ -69,10 +68,6 @@ T = TypeVar("T")
 def max_import_bytes(env: dict[str, str] | None = None) -> int:
     raw = (os.environ if env is None else env).get("EVENTIDE_IMPORT_MAX_BYTES") or ""
     return int(raw) if raw.strip().isdigit() and int(raw) > 0 else DEFAULT_MAX_IMPORT_BYTES
-
-
-def _new_id() -> str:
-    return str(ULID())
 
 
 def _take(iterator: Iterator[T], n: int) -> list[T]:
@@ -119,7 +114,7 @@ class ExportEntry:
 
 
 def iter_export_entries(lines: Iterable[bytes], *, received_at_ms: int,
-                        new_id: Callable[[], str] = _new_id) -> Iterator[ExportEntry]:
+                        new_id: Callable[[], str] = new_id) -> Iterator[ExportEntry]:
     """Turn an export's jsonl lines into items, line by line (1-based line numbers).
 
     A ``profile`` line names the person the following lines belong to; with attributes it
@@ -315,7 +310,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
                         item = validate_event(
                             {"name": event["name"], "id": event["id"], "data": event["data"],
                              "timestamp": event["timestamp"]},
-                            customer=person, anonymous=False, now_s=now_s, new_id=_new_id,
+                            customer=person, anonymous=False, now_s=now_s, new_id=new_id,
                             received_at_ms=int(now_s * 1000))
                     except ValidationError as exc:
                         reject(RowResult(result.row_number, None,

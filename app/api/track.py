@@ -4,21 +4,16 @@ from __future__ import annotations
 
 
 from aiohttp import web
-from ulid import ULID
 
 from app.api.auth import require_track
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
-from app.core.items import BadItem, reference
+from app.core.items import BadItem, new_id, reference
 from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
                                  validate_identify)
 from app.producer import BrokerUnavailable
 from app.runtime import Runtime
 from app.topics import TopicSpec
-
-
-def _new_id() -> str:
-    return str(ULID())
 
 
 async def _accept(rt: Runtime, topic: TopicSpec, key: str, item: dict) -> web.Response:
@@ -43,7 +38,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         customer = request.match_info["customer_id"]
         try:
             item = validate_event(body, customer=customer, anonymous=False, now_s=now_s,
-                                  new_id=_new_id, received_at_ms=int(now_s * 1000))
+                                  new_id=new_id, received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
         return await _accept(rt, topics.raw_events, customer, item)
@@ -52,7 +47,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         body, now_s = await parse(request)
         try:
             item = validate_event(body, customer=None, anonymous=True, now_s=now_s,
-                                  new_id=_new_id, received_at_ms=int(now_s * 1000))
+                                  new_id=new_id, received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
         return await _accept(rt, topics.raw_anonymous, item["anonymous_id"], item)
@@ -61,7 +56,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
         body, now_s = await parse(request)
         customer = request.match_info["customer_id"]
         try:
-            item = validate_identify(body, customer=customer, now_s=now_s, new_id=_new_id,
+            item = validate_identify(body, customer=customer, now_s=now_s, new_id=new_id,
                                      received_at_ms=int(now_s * 1000))
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
@@ -76,7 +71,7 @@ def routes(rt: Runtime) -> list[web.RouteDef]:
             validate_identifier(customer, "customer_id")
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
-        item = {"op": "delete", "id": _new_id(), "customer": customer,
+        item = {"op": "delete", "id": new_id(), "customer": customer,
                 "received_at": int(now_s * 1000)}
         return await _accept(rt, topics.raw_events, customer, item)
 
@@ -109,4 +104,4 @@ def merge_item(body: object, now_s: float) -> dict:
             errors.append(str(exc))
     if errors:
         raise ApiError(400, *errors)
-    return {"op": "merge", "id": _new_id(), **sides, "received_at": int(now_s * 1000)}
+    return {"op": "merge", "id": new_id(), **sides, "received_at": int(now_s * 1000)}

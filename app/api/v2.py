@@ -7,12 +7,11 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from ulid import ULID
 
 from app.api.auth import require_track
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
-from app.core.items import BadItem, reference
+from app.core.items import BadItem, new_id, reference
 from app.ingest.validate import (MAX_DEPTH, FieldError, ValidationError, too_deep,
                                  validate_event, validate_identifier, validate_identify)
 from app.producer import BrokerUnavailable
@@ -32,10 +31,6 @@ class EntityError(Exception):
 
 def _error(field: str, reason: str, message: str) -> EntityError:
     return EntityError(FieldError(field, reason, message))
-
-
-def _new_id() -> str:
-    return str(ULID())
 
 
 def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str, dict[str, Any]]:
@@ -60,7 +55,7 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
             field = str(exc).split(":", 1)[0]
             raise _error(field, "invalid", str(exc).split(": ", 1)[-1]) from None
         [secondary] = sides["secondary"].values()
-        return topics.raw_events, secondary, {"op": "merge", "id": _new_id(), **sides,
+        return topics.raw_events, secondary, {"op": "merge", "id": new_id(), **sides,
                                                   "received_at": received_at}
     identifiers = entity.get("identifiers")
     if not isinstance(identifiers, dict) or len(identifiers) != 1:
@@ -84,11 +79,11 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
             body = dict(attributes or {})
             if entity.get("timestamp") is not None:
                 body["_timestamp"] = entity["timestamp"]
-            item = validate_identify(body, customer=value, now_s=now_s, new_id=_new_id,
+            item = validate_identify(body, customer=value, now_s=now_s, new_id=new_id,
                                      received_at_ms=received_at)
             topic = topics.raw_events
         elif action == "delete":
-            item = {"op": "delete", "id": _new_id(), "customer": value,
+            item = {"op": "delete", "id": new_id(), "customer": value,
                     "received_at": received_at}
             topic = topics.raw_events
         else:
@@ -97,7 +92,7 @@ def entity_item(rt: Runtime, entity: Any, now_s: float) -> tuple[TopicSpec, str,
             if anonymous:
                 body["anonymous_id"] = value
             item = validate_event(body, customer=None if anonymous else value,
-                                  anonymous=anonymous, now_s=now_s, new_id=_new_id,
+                                  anonymous=anonymous, now_s=now_s, new_id=new_id,
                                   received_at_ms=received_at)
             topic = topics.raw_anonymous if anonymous else topics.raw_events
     except ValidationError as exc:

@@ -47,6 +47,11 @@ def _ulid(value: Any) -> str:
     return upper
 
 
+def new_id() -> str:
+    """A fresh event id for an item accepted without one (a ULID: time-ordered, unique)."""
+    return str(ULID())
+
+
 def derived_id(ts_ms: int, seed: str) -> str:
     """A ULID with time ``ts_ms`` whose random part is a hash of ``seed``: same seed, same id."""
     digest = hashlib.blake2b(seed.encode(), digest_size=10).digest()

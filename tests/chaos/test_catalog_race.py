@@ -1,8 +1,8 @@
 """A restarted worker processes person events before its segment catalog has caught up.
 
-Found while building the crash schedule (by reading ``agents/people.py`` and ``tables/catalog.py``),
-reproduced here: ``EventideApp.on_start`` starts following the definitions topic and sets
-``rt.started`` at once; agents wait only for ``rt.started``. After a restart, a partition's
+Found while building the crash schedule (by reading ``agents/people.py`` and
+``app/segments/catalog.py``), reproduced here: ``EventideApp.on_start`` starts following the
+definitions topic and sets ``rt.started`` at once; agents wait only for ``rt.started``. After a restart, a partition's
 ``segment_state`` already names the active versions, so ``PeopleBatch.active`` looks each one up in
 the catalog, finds nothing yet (``catalog.get`` is None) and silently evaluates no segment. The
 events are stored, the membership is never computed: people who qualify stay out until their next

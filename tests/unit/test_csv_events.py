@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any, Iterator
@@ -621,7 +620,6 @@ def test_a_million_rows_stream_in_constant_memory() -> None:
 
     summary = ImportSummary()
     last: RowResult | None = None
-    started = time.perf_counter()
     tracemalloc.start()
     try:
         for result in iter_rows(source(), now_s=NOW):
@@ -630,7 +628,6 @@ def test_a_million_rows_stream_in_constant_memory() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    elapsed = time.perf_counter() - started
 
     assert summary.as_dict() == {
         "accepted": 999_000,
@@ -640,7 +637,7 @@ def test_a_million_rows_stream_in_constant_memory() -> None:
     assert last is not None and last.row_number == rows
     # A list of a million results would take hundreds of MB; streaming keeps a handful of rows.
     assert peak < 1_000_000, f"peak traced memory {peak} bytes"
-    assert elapsed < 60, f"took {elapsed:.1f}s"
+    # (No wall-clock bound: speed is measured in bench/, never asserted on a shared machine.)
 
 
 def test_a_line_over_the_bound_is_refused_without_reading_it_whole(tmp_path: Path) -> None:

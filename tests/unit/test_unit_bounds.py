@@ -41,3 +41,19 @@ def test_an_envelope_over_the_cap_is_refused_with_a_reason() -> None:
     with pytest.raises(DecodeError, match="split it"):
         decode_envelope(value)
     assert len(decode_envelope(orjson.dumps({"items": [{"op": "e"}] * 10}))) == 10
+
+
+def test_a_take_adapts_to_the_records_sizes() -> None:
+    from agents.batches import TakeLimit
+
+    limit = TakeLimit(40, floor=40, items=2000)
+    # faust compares ``buffer_size() >= max_`` at every buffered event
+    assert not (39 >= limit) and (40 >= limit)
+    limit.adapt(records=40, items=40)           # one event per record: take 2,000 records
+    assert limit.value == 2000 and not (1999 >= limit) and (2000 >= limit)
+    limit.adapt(records=2000, items=6000)       # three per record
+    assert limit.value == 666
+    limit.adapt(records=40, items=20_000)       # batch envelopes of 500: back to the floor
+    assert limit.value == 40
+    limit.adapt(records=0, items=0)             # an empty take: as if one event per record
+    assert limit.value == 2000
