@@ -157,6 +157,12 @@ def type_choices(selected: str) -> str:
         for t in EVENT_TYPES)
 
 
+def resend_to_link(kind: str, who: str, event_id: str, return_to: str) -> Html:
+    return link(url("/console/resend", kind=kind, who=who, event_id=event_id,
+                    return_to=return_to), "to…",
+                aria_label=f"Resend {event_id} to a person you pick")
+
+
 def resend_button(kind: str, who: str, event_id: str, return_to: str) -> Html:
     return Html(
         '<form method="post" action="/console/resend" class="inline">'
@@ -449,12 +455,15 @@ across people.</p>
             if tab == "identified":
                 person = a["customer_id"]
                 who_cell = link(person_url(person), person)
-                resend = resend_button("person", customer_identifier(person), a["id"], here)
+                target = customer_identifier(person)
+                resend = Html(resend_button("person", target, a["id"], here) +
+                              resend_to_link("person", target, a["id"], here))
                 times = [when(a["timestamp"]), when(a.get("processed_at"))]
             else:
                 who_cell = Html(f'{link(anonymous_url(a["anonymous_id"]), a["anonymous_id"])} '
                                 '<span class="tag">anonymous</span>')
-                resend = resend_button("anonymous", a["anonymous_id"], a["id"], here)
+                resend = Html(resend_button("anonymous", a["anonymous_id"], a["id"], here) +
+                              resend_to_link("anonymous", a["anonymous_id"], a["id"], here))
                 received = a.get("received_at")
                 times = [when(a["timestamp"]), when(None, empty="not yet (anonymous)"),
                          when(None if received is None else received // 1000)]
@@ -779,12 +788,9 @@ across people.</p>
             return page("Send an event", body, viewer, status=400)
         return redirect(_with_query(return_to, sent=item["id"]))
 
-    async def resend(request: web.Request, viewer: auth.Viewer) -> web.Response:
-        form = await form_of(request)
-        kind = str(form.get("kind", ""))
-        who = str(form.get("who", ""))
-        event_id = str(form.get("event_id", ""))
-        return_to = auth.safe_next(str(form.get("return_to", "")))
+    async def stored_event(request: web.Request, kind: str, who: str, event_id: str
+                           ) -> dict[str, Any] | web.Response:
+        """The stored event to resend, or the owner's answer to this request (forwarded)."""
         if kind in ("person", "anonymous"):
             owner = forward.owner(rt, request, anonymous=kind == "anonymous", key=who)
             if owner is not None:
@@ -800,15 +806,63 @@ across people.</p>
         activity = data.find_activity(events, event_id)
         if activity is None:
             raise ApiError(404, f"event {event_id!r} is no longer stored for {who!r}")
-        body = {"name": activity["name"], "type": activity["type"],
-                "data": activity.get("data") or {}}
+        return activity
+
+    async def resend(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        """Send a stored event again as a new event: for the same person (or anonymous id), or
+        for the person picked in the Resend page's search box (``to``)."""
+        form = await form_of(request)
+        kind = str(form.get("kind", ""))
+        who = str(form.get("who", ""))
+        to = str(form.get("to", "")).strip()
+        return_to = auth.safe_next(str(form.get("return_to", "")))
+        found = await stored_event(request, kind, who, str(form.get("event_id", "")))
+        if isinstance(found, web.Response):
+            return found
+        body = {"name": found["name"], "type": found["type"], "data": found.get("data") or {}}
         try:
-            item = await data.send_event(rt, customer=who if kind == "person" else None,
-                                         anonymous_id=who if kind == "anonymous" else None,
-                                         body=body)
+            if to:
+                item = await data.send_event(rt, customer=to, anonymous_id=None, body=body)
+            else:
+                item = await data.send_event(rt, customer=who if kind == "person" else None,
+                                             anonymous_id=who if kind == "anonymous" else None,
+                                             body=body)
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
         return redirect(_with_query(return_to, sent=item["id"]))
+
+    async def resend_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        """Resend, picking the person with a search box (id, email, or a prefix of either)."""
+        kind = request.query.get("kind", "")
+        who = request.query.get("who", "")
+        event_id = request.query.get("event_id", "")
+        return_to = auth.safe_next(request.query.get("return_to", ""))
+        found = await stored_event(request, kind, who, event_id)
+        if isinstance(found, web.Response):
+            return found
+        body = Html(f"""
+<p class="crumbs"><a href="{attr(return_to)}">Back</a> › resend</p>
+<h1>Resend “{esc(found["name"])}”</h1>
+<dl class="facts">
+  <dt>From</dt><dd>{esc(who)}{' <span class="tag">anonymous</span>' if kind == "anonymous"
+                               else ""}</dd>
+  <dt>Type</dt><dd>{esc(found["type"])}</dd>
+  <dt>Timestamp</dt><dd>{when(found["timestamp"])}</dd>
+  <dt>Data</dt><dd>{json_block(found.get("data") or {})}</dd>
+  <dt>Event id</dt><dd><code class="id">{esc(event_id)}</code></dd>
+</dl>
+<section class="card" aria-labelledby="resend-heading">
+  <h2 id="resend-heading">Send it again as a new event</h2>
+  <form method="post" action="/console/resend" class="grid-form">
+    {hidden("kind", kind)}{hidden("who", who)}{hidden("event_id", event_id)}
+    {hidden("return_to", return_to)}
+    <label for="resend-to">For person</label>
+    {person_search_input("resend-to", "to", who if kind == "person" else "")}
+    <p class="hint span">Leave it empty to send it for {esc(who)} again.</p>
+    <div class="actions"><button type="submit" class="primary">Resend</button></div>
+  </form>
+</section>""")
+        return page("Resend", body, viewer)
 
     # -- segments --------------------------------------------------------------------------------
 
@@ -998,6 +1052,7 @@ Member counts below update live from the change feed.</p>
         web.get("/console/anonymous/{anon}", guarded(anonymous_page)),
         web.post("/console/send", guarded(send)),
         web.post("/console/resend", guarded(resend)),
+        web.get("/console/resend", guarded(resend_page)),
         web.get("/console/segments", guarded(segments_page)),
         web.get("/console/segments/feed", guarded(segment_feed)),
         web.get("/console/segments/new", guarded(new_segment)),

@@ -77,6 +77,26 @@ async def test_activity_log_filters_search_and_resend(chromium: Browser, shop: S
     ids = await rows.locator("code.id").all_inner_texts()
     assert ids[1] == original and ids[0] != original  # the new one is the newest processed
 
+    # Resend to another person, picked with the search box (by email prefix here).
+    await rows.first.get_by_role("link", name=re.compile("to a person you pick")).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Resend “log_clicked”")
+    pick = page.get_by_label("For person")
+    await expect(pick).to_have_value("log-1")
+    await pick.fill("")
+    await pick.press_sequentially("log-2@")
+    await expect(page.locator("#resend-to-found")).to_have_text("1 matching person")
+    await expect(page.locator("#resend-to-options option")).to_have_attribute("value", "log-2")
+    await pick.fill("log-2")
+    await page.get_by_role("button", name="Resend", exact=True).click()
+    await expect(page.get_by_role("status")).to_contain_text("accepted")
+
+    async def resent_to_log_2() -> None:
+        status, body = await api(shop, "GET", "/api/v1/customers/log-2/activities?name="
+                                              "log_clicked")
+        assert status == 200 and len(body["activities"]) == 2, body
+        assert [a["data"] for a in body["activities"]] == [{"who": "log-1"}, {"who": "log-2"}]
+    await eventually(resent_to_log_2)
+
     # Type filter, and the Anonymous tab.
     await page.get_by_role("link", name="Clear").click()
     await filters.get_by_label("Type").select_option("page")
