@@ -9,6 +9,10 @@ changelog, for each event):
 * ``history_by_name``  ``<person>␟<name>␟<timestamp:012d>␟<event id>`` → activity: what a segment
   condition reads, by range (its event name, and from its window's start). A local index of
   ``history`` (:func:`by_name_index`): never in the changelog, derived wherever history is applied;
+* ``activity_log``     ``a␟<processed_at>␟<person>␟<event id>`` and
+  ``n␟<name>␟<processed_at>␟<person>␟<event id>`` → ``[timestamp, name, type]``: the workspace
+  Activity Log's order (newest processed first, all events or one name's), a pointer to the
+  ``history`` key. A local index of ``history`` too (:func:`activity_log_index`);
 * ``history_size``     ``<person>`` → number of stored activities, for the count cap;
 * ``dedup``            ``<person>␟<event id>`` → ``[expires_ms, partition, offset, index]``.
 
@@ -30,7 +34,7 @@ import orjson
 from app.core import history
 from app.core.dedup import Entry
 from app.core.person import Step
-from app.topics import DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
+from app.topics import ACTIVITY_LOG, DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
 
 Activity = dict[str, Any]
 SEP = "\x1f"
@@ -70,6 +74,20 @@ def time_key(person: str, activity: Activity) -> str:
 def name_key(person: str, activity: Activity) -> str:
     return (f"{person}{SEP}{activity['name']}{SEP}{_stamp(activity['timestamp'])}{SEP}"
             f"{activity['id']}")
+
+
+def log_order(person: str, activity: Activity) -> str:
+    """The Activity Log's sort key of a stored event: processed time, person, event id."""
+    return (f"{_stamp(activity.get('processed_at') or 0)}{SEP}{person}{SEP}"
+            f"{activity['id']}")
+
+
+def log_entries(person: str, activity: Activity) -> list[tuple[str, list[Any]]]:
+    """``activity_log`` keys of one stored event (every event, and its name's), and the pointer
+    they hold: enough to filter by type and to read the event from ``history``."""
+    order = log_order(person, activity)
+    pointer = [activity["timestamp"], activity["name"], activity["type"]]
+    return [(f"a{SEP}{order}", pointer), (f"n{SEP}{activity['name']}{SEP}{order}", pointer)]
 
 
 class PersonEvents:
@@ -139,6 +157,8 @@ class PersonEvents:
         self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
         self.tables.put(HISTORY_BY_NAME, self.partition, name_key(self.person, activity),
                         activity)
+        for key, pointer in log_entries(self.person, activity):
+            self.tables.put(ACTIVITY_LOG, self.partition, key, pointer)
         self._set_size(self.size() + 1)
         self.trim(now_s=now_s, retention=retention)
         return True
@@ -146,6 +166,8 @@ class PersonEvents:
     def _remove(self, activity: Activity) -> None:
         self.tables.delete(HISTORY, self.partition, time_key(self.person, activity))
         self.tables.delete(HISTORY_BY_NAME, self.partition, name_key(self.person, activity))
+        for key, _ in log_entries(self.person, activity):
+            self.tables.delete(ACTIVITY_LOG, self.partition, key)
 
     def trim(self, *, now_s: float, retention: history.Retention) -> None:
         """Drop the oldest events past the count cap or the retention age (``history.prune``'s
@@ -217,6 +239,19 @@ def by_name_index(key: str, old: bytes | None, new: bytes | None
     if old is not None:
         return [(name_key(person, orjson.loads(old)), None)]
     return []
+
+
+def activity_log_index(key: str, old: bytes | None, new: bytes | None
+                       ) -> list[tuple[str, bytes | None]]:
+    """``activity_log`` writes for one ``history`` change (a :data:`tables.state.Indexer`)."""
+    person = key.split(SEP, 1)[0]
+    writes: list[tuple[str, bytes | None]] = []
+    if old is not None:
+        writes += [(log_key, None) for log_key, _ in log_entries(person, orjson.loads(old))]
+    if new is not None:
+        writes += [(log_key, orjson.dumps(pointer))
+                   for log_key, pointer in log_entries(person, orjson.loads(new))]
+    return writes
 
 
 def store_step(stored: PersonEvents, event_id: str, result: Step, *, now_s: float,

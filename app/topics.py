@@ -106,6 +106,9 @@ DEDUP = "dedup"                      # "<person>␟<event id>" → [expires ms, 
 HISTORY = "history"                  # "<person>␟<timestamp>␟<event id>" → activity
 HISTORY_BY_NAME = "history_by_name"  # "<person>␟<name>␟<timestamp>␟<event id>" → activity;
 #                                      a local index of history, not in the changelog
+ACTIVITY_LOG = "activity_log"        # "a␟<processed_at>␟<person>␟<event id>" and
+#                                      "n␟<name>␟<processed_at>␟<person>␟<event id>" →
+#                                      [timestamp, name, type]; a local index of history
 HISTORY_SIZE = "history_size"        # person id → number of stored activities
 PROFILES = "profiles"                # person id → profile
 ANONYMOUS_HISTORY = "anonymous_history"  # anonymous id → {"events": [...], "seen": {...}}
@@ -175,6 +178,7 @@ def build_topics(settings: Settings) -> Topics:
             table(DEDUP, person_events),
             table(HISTORY, person_events),
             table(HISTORY_BY_NAME, person_events),
+            table(ACTIVITY_LOG, person_events),
             table(HISTORY_SIZE, person_events),
             table(PROFILES, person_events),
             table(MEMBERSHIP, person_events),

@@ -169,14 +169,18 @@ class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Sender,
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
                  client_options: dict | None = None,
-                 indexes: dict[str, tuple[str, Indexer]] | None = None) -> None:
+                 indexes: dict[str, list[tuple[str, Indexer]]] | None = None) -> None:
         specs = list(specs)
-        #: logged table → (its index table, how to derive the index's writes).
+        #: logged table → [(an index table, how to derive that index's writes)].
         self._indexes = indexes or {}
-        self._index_tables = {index for index, _ in self._indexes.values()}
-        # Local state is derived from exactly these changelogs: built from others, it goes.
-        self._db = open_database(root, layout=",".join(sorted({s.changelog_topic
-                                                                for s in specs})))
+        self._index_tables = {index for entries in self._indexes.values()
+                              for index, _ in entries}
+        # Local state is derived from exactly these changelogs (and has these local indexes):
+        # built from others, or without an index added since, it goes and is rebuilt.
+        layout = ",".join(sorted({s.changelog_topic for s in specs}))
+        if self._index_tables:
+            layout += ";indexes=" + ",".join(sorted(self._index_tables))
+        self._db = open_database(root, layout=layout)
         self.tables = {spec.name: Table(spec, self._db) for spec in specs}
         #: Co-partitioned inputs share their group's tables (and its recovery).
         self._groups = groups or {}
@@ -378,13 +382,14 @@ class StateManager:
             store = self.tables[table].store(partition) if table in self.tables else None
             if store is None:
                 continue
-            index = self._indexes.get(table)
-            if index is not None:
+            indexes = self._indexes.get(table)
+            if indexes:
                 old = staged[(table, key)] if (table, key) in staged else store.get_raw(key)
                 staged[(table, key)] = value
-                index_store = self.tables[index[0]].store(partition)
-                for index_key, index_value in index[1](key, old, value):
-                    index_store.stage_raw(batch, index_key, index_value)
+                for index_table, indexer in indexes:
+                    index_store = self.tables[index_table].store(partition)
+                    for index_key, index_value in indexer(key, old, value):
+                        index_store.stage_raw(batch, index_key, index_value)
             store.stage_raw(batch, key, value)
         batch.put(_position_key(cp), position.encode())
         self._db.write(batch)

@@ -102,20 +102,24 @@ async def forward(rt: Runtime, request: web.Request, url: str) -> web.Response:
 
 
 async def gather(request: web.Request, rt: Runtime, path_qs: str | None = None, *,
-                 required: bool = True) -> list[Any]:
+                 required: bool = True, body: bytes | None = None) -> list[Any]:
     """The JSON answers of every other worker to a GET of ``path_qs`` (default: this request's),
-    each answering for its own share. A peer that does not answer makes the read a 503 (a
-    partial sum would be silently wrong), unless ``required`` is false: then it is left out."""
+    or a POST of the JSON ``body`` when given, each answering for its own share. A peer that does
+    not answer makes the read a 503 (a partial sum would be silently wrong), unless ``required``
+    is false: then it is left out."""
     path_qs = path_qs or request.path_qs
     if is_forwarded(request):
         return []
     timeout = aiohttp.ClientTimeout(total=30)
+    method = "GET" if body is None else "POST"
 
     async def ask(session: aiohttp.ClientSession, url: str) -> Any:
-        headers = peer_headers(rt, request, path_qs, b"", method="GET")
+        headers = peer_headers(rt, request, path_qs, body or b"", method=method)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            async with session.get(url + path_qs, headers=headers,
-                                   ssl=peer_ssl(rt, url)) as response:
+            async with session.request(method, url + path_qs, headers=headers, data=body,
+                                       ssl=peer_ssl(rt, url)) as response:
                 if 400 <= response.status < 500:
                     # The caller's mistake (a bad parameter), found by the peer: say it as is.
                     raise ApiError(response.status, *error_messages(await response.read()))

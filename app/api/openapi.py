@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 from app.api.imports import max_import_bytes
+from app.api import activity_log, people_search, segment_preview
 from app.api.segments import MAX_SEGMENT_ID_BYTES
 from app.api.v2 import ACTIONS, MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 from app.ingest.validate import (MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTE_VALUE_BYTES,
@@ -405,6 +406,16 @@ def _schemas(now_s: int) -> dict[str, Any]:
                            "next": {"type": ["string", "null"],
                                     "description": "The cursor of the next page, or null."}},
         },
+        "LogActivity": {
+            **activity,
+            "properties": {
+                **activity["properties"],
+                "customer_id": {"type": "string", "description": "The person (identified)."},
+                "anonymous_id": {"type": "string", "description": "The anonymous id."},
+                "received_at": {"type": ["integer", "null"],
+                                "description": "Unix ms it was accepted (anonymous activity's "
+                                               "order)."}},
+        },
         "AnonymousActivityPage": {
             "type": "object", "required": ["activities", "next", "identified_as"],
             "additionalProperties": False,
@@ -763,6 +774,44 @@ def document(rt: Any) -> dict[str, Any]:
             "responses": _responses("400", "401", "404",
                                     _200=_ok(_ref("AnonymousActivityPage"))),
         }},
+        "/api/v1/activities": {"get": {
+            "operationId": "activityLog", "tags": ["reads"], "security": BEARER,
+            "summary": "The workspace Activity Log: everyone's activity, newest processed first.",
+            "description": (
+                "Gathered from every worker (each answers for the partitions it owns) and "
+                "merged by processed time, then person id, then event id. Identified activity "
+                "is read from a per-partition index by processed time, so a page costs about "
+                "`limit` reads per worker however much is stored; with `type` alone a worker "
+                f"reads at most {activity_log.MAX_SCAN} index entries per request and the page "
+                "may then be short (follow `next`). Anonymous activity (`anonymous=true`) has "
+                "no processed time yet: it is ordered by when it was received, from a bounded "
+                f"scan of at most {activity_log.ANONYMOUS_SCAN_IDS} anonymous ids per worker "
+                "(`complete: false` when a worker stopped there)."),
+            "parameters": [
+                _query("type", {"type": "string", "enum": list(EVENT_TYPES)}, "Only this type."),
+                _query("name", {"type": "string"}, "Only events of this name."),
+                _query("customer", {"type": "string"},
+                       "Only this person (the person id the rows show), or with anonymous=true "
+                       "this anonymous id."),
+                _query("anonymous", {"type": "boolean", "default": False},
+                       "The Anonymous tab: activity of anonymous ids not identified yet."),
+                _query("before", {"type": "string"},
+                       "The 'next' of the previous page (400 for anything else)."),
+                _query("limit", {"type": "integer", "minimum": 1,
+                                 "maximum": activity_log.MAX_LIMIT,
+                                 "default": activity_log.DEFAULT_LIMIT}, "Page size."),
+            ],
+            "responses": _responses("400", "401", "503", _200=_ok({
+                "type": "object", "required": ["activities", "next", "complete"],
+                "additionalProperties": False,
+                "properties": {
+                    "activities": {"type": "array", "items": _ref("LogActivity")},
+                    "next": {"type": ["string", "null"],
+                             "description": "The cursor for `before`, or null at the end."},
+                    "complete": {"type": "boolean",
+                                 "description": "False when a bounded anonymous scan stopped "
+                                                "before reading every anonymous id."}}})),
+        }},
         "/api/v1/customers/{customer_id}/attribute_changes": {"get": {
             "operationId": "attributeChanges", "tags": ["reads"], "security": BEARER,
             "summary": "A person's attribute changes, newest first.",
@@ -845,6 +894,47 @@ def document(rt: Any) -> dict[str, Any]:
                 "type": "object", "required": ["people", "next"], "additionalProperties": False,
                 "properties": {"people": {"type": "array", "items": {"type": "string"}},
                                "next": {"type": ["string", "null"]}}})),
+        }},
+        "/api/v1/segments/preview": {"post": {
+            "operationId": "previewSegment", "tags": ["segments"], "security": BEARER,
+            "summary": "How many people a definition would match now, and a sample of them.",
+            "description": (
+                "Publishes nothing. Every worker evaluates the definition for the people of the "
+                "partitions it owns, as the person stage would now; the counts are summed and "
+                f"the sample is the first {segment_preview.SAMPLE_SIZE} matching ids in the "
+                f"membership order. Bounded: a worker looks at most at "
+                f"{segment_preview.MAX_PEOPLE} people per request; `complete` is false when one "
+                "stopped there (`count` is then a lower bound). `name` may be left out. An "
+                "invalid definition is a 400 naming every mistake, as for PUT."),
+            "requestBody": _json_body({"type": "object"}, description=body_note),
+            "responses": _responses("400", "401", "413", "415", "503", _200=_ok({
+                "type": "object",
+                "required": ["count", "sample", "scanned", "complete", "max_people_per_worker"],
+                "additionalProperties": False,
+                "properties": {
+                    "count": {"type": "integer", "minimum": 0},
+                    "sample": {"type": "array", "items": {"type": "string"}},
+                    "scanned": {"type": "integer", "minimum": 0,
+                                "description": "People evaluated, over every worker."},
+                    "complete": {"type": "boolean"},
+                    "max_people_per_worker": {"type": "integer"}}})),
+        }},
+        "/api/v1/search/customers": {"get": {
+            "operationId": "searchCustomers", "tags": ["reads"], "security": BEARER,
+            "summary": "People whose id or email starts with q (for person pickers).",
+            "description": "Gathered from every worker; whole-number ids first, by value.",
+            "parameters": [
+                _query("q", {"type": "string", "maxLength": people_search.MAX_QUERY},
+                       "A prefix of the id or email (case-sensitive); empty: the first people."),
+                _query("limit", {"type": "integer", "minimum": 1,
+                                 "maximum": people_search.MAX_LIMIT,
+                                 "default": people_search.DEFAULT_LIMIT}, "How many.")],
+            "responses": _responses("400", "401", "503", _200=_ok({
+                "type": "object", "required": ["customers"], "additionalProperties": False,
+                "properties": {"customers": {"type": "array", "items": {
+                    "type": "object", "required": ["id"], "additionalProperties": False,
+                    "properties": {"id": {"type": "string"},
+                                   "email": {"type": "string"}}}}}})),
         }},
         # --- imports, render, export (bearer) -----------------------------------------------
         "/api/v1/imports/events": {"post": {

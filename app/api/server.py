@@ -9,7 +9,8 @@ import mode
 from aiohttp import web
 
 from app.api import cluster, consistency, limits, peers
-from app.api import export, imports, openapi, read, segments, track, v2
+from app.api import activity_log, export, imports, openapi, people_search, read, segments, track
+from app.api import segment_preview, v2
 from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
 from app.console import install as install_console
@@ -116,7 +117,10 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
     application.router.add_routes(track.routes(rt))
     application.router.add_routes(v2.routes(rt))
     application.router.add_routes(read.routes(rt))
+    application.router.add_routes(activity_log.routes(rt))
+    application.router.add_routes(segment_preview.routes(rt))
     application.router.add_routes(segments.routes(rt))
+    application.router.add_routes(people_search.routes(rt))
     application.router.add_routes(imports.routes(rt))
     application.router.add_routes(render_api.routes(rt))
     application.router.add_routes(export.routes(rt))

@@ -164,7 +164,8 @@ def sparkline(counts: Sequence[int], *, label: str, width: int = 120,
 
 # --- the page -----------------------------------------------------------------------------------
 
-NAV = (("/console/", "Data index", "index"), ("/console/segments", "Segments", "segments"))
+NAV = (("/console/", "Data index", "index"), ("/console/activity", "Activity log", "activity"),
+       ("/console/segments", "Segments", "segments"))
 
 
 def layout(title: str, body: Html, *, section: str = "", signed_in_by_cookie: bool = False,

@@ -18,9 +18,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from app.api import export, segments
+from app.api import activity_log, export, people_search, segment_preview, segments
 from app.api.people import lookup_profile
-from app.api.responses import ApiError
+from app.api.responses import ApiError, json_response
 from app.console import auth, data, feed, forward
 from app.console.html import (Html, ago, attr, error_page, errors_box, esc, hidden, json_block,
                               layout, link, login_page, path_segment, sparkline, table, url,
@@ -109,8 +109,7 @@ def send_form(*, customer_id: str = "", name: str = "", data_text: str = "{}",
   <form method="post" action="/console/send" class="grid-form" data-send-form novalidate>
     {hidden("return_to", return_to)}
     <label for="send-customer">Person (customer id)</label>
-    <input id="send-customer" name="customer_id" value="{attr(customer_id)}" required
-           autocomplete="off">
+    {person_search_input("send-customer", "customer_id", customer_id, required=True)}
     <label for="send-name">Event name</label>
     <input id="send-name" name="name" value="{attr(name)}" required list="send-names"
            autocomplete="off">
@@ -127,6 +126,41 @@ def send_form(*, customer_id: str = "", name: str = "", data_text: str = "{}",
     <div class="actions"><button type="submit" class="primary">Send event</button></div>
   </form>
 </section>""")
+
+
+def person_search_input(input_id: str, name: str, value: str, *, required: bool = False,
+                        placeholder: str = "id or email, or the start of one") -> Html:
+    """A person field that suggests people as you type (id, email or a prefix of either:
+    ``GET /api/v1/search/customers``, through ``/console/search/people``); what is typed is sent
+    as is, so it works without JavaScript too."""
+    return Html(
+        f'<input id="{attr(input_id)}" name="{attr(name)}" value="{attr(value)}"'
+        f'{" required" if required else ""} autocomplete="off" list="{attr(input_id)}-options"'
+        f' data-person-search="/console/search/people" placeholder="{attr(placeholder)}"'
+        f' aria-describedby="{attr(input_id)}-found">'
+        f'<datalist id="{attr(input_id)}-options"></datalist>'
+        f'<span id="{attr(input_id)}-found" class="hint" aria-live="polite"></span>')
+
+
+def activity_tabs(href: Callable[[str], str], current: str) -> str:
+    """The Identified and Anonymous tabs (``<li>`` items), ``current`` marked."""
+    return "".join(
+        f'<li><a href="{attr(href(key))}"{" aria-current=page" if key == current else ""}>'
+        f"{label}</a></li>"
+        for key, label in (("identified", "Identified"), ("anonymous", "Anonymous")))
+
+
+def type_choices(selected: str) -> str:
+    """``<option>`` items of an event type filter (any, or one of the types)."""
+    return '<option value="">any type</option>' + "".join(
+        f'<option value="{t}"{" selected" if t == selected else ""}>{t}</option>'
+        for t in EVENT_TYPES)
+
+
+def resend_to_link(kind: str, who: str, event_id: str, return_to: str) -> Html:
+    return link(url("/console/resend", kind=kind, who=who, event_id=event_id,
+                    return_to=return_to), "to…",
+                aria_label=f"Resend {event_id} to a person you pick")
 
 
 def resend_button(kind: str, who: str, event_id: str, return_to: str) -> Html:
@@ -160,7 +194,8 @@ def activity_rows(events: list[dict[str, Any]], *, kind: str, who: str, return_t
 def routes(rt: Runtime, feeds: feed.Feeds) -> list[web.AbstractRouteDef]:
     settings = rt.settings
     # Lists and counts come from the segments API's own handlers (they gather across workers).
-    api_get = {r.path: r.handler for r in segments.routes(rt)
+    api_get = {r.path: r.handler for r in (*segments.routes(rt), *activity_log.routes(rt),
+                                           *people_search.routes(rt))
                if isinstance(r, web.RouteDef) and r.method == "GET"}
 
     async def api(request: web.Request, path: str, rel_url: str) -> Any:
@@ -398,6 +433,117 @@ across people.</p>
 """)
         return page(name, body, viewer, section="index", notice=sent_notice(request))
 
+    # -- workspace activity log ------------------------------------------------------------------
+
+    async def activity_log_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        tab = request.query.get("tab", "identified")
+        tab = tab if tab in ("identified", "anonymous") else "identified"
+        type_filter = request.query.get("type", "")
+        type_filter = type_filter if type_filter in EVENT_TYPES else ""
+        name_filter = request.query.get("name", "").strip()
+        person_filter = request.query.get("person", "").strip()
+        before = request.query.get("before", "")
+        filters = {"tab": tab, "type": type_filter, "name": name_filter,
+                   "person": person_filter}
+        here = url("/console/activity", **filters, before=before)
+        answer = await api(request, activity_log.PATH, url(
+            activity_log.PATH, anonymous="true" if tab == "anonymous" else None,
+            type=type_filter, name=name_filter, customer=person_filter, before=before,
+            limit=50))
+        rows = []
+        for a in answer["activities"]:
+            if tab == "identified":
+                person = a["customer_id"]
+                who_cell = link(person_url(person), person)
+                target = customer_identifier(person)
+                resend = Html(resend_button("person", target, a["id"], here) +
+                              resend_to_link("person", target, a["id"], here))
+                times = [when(a["timestamp"]), when(a.get("processed_at"))]
+            else:
+                who_cell = Html(f'{link(anonymous_url(a["anonymous_id"]), a["anonymous_id"])} '
+                                '<span class="tag">anonymous</span>')
+                resend = Html(resend_button("anonymous", a["anonymous_id"], a["id"], here) +
+                              resend_to_link("anonymous", a["anonymous_id"], a["id"], here))
+                received = a.get("received_at")
+                times = [when(a["timestamp"]), when(None, empty="not yet (anonymous)"),
+                         when(None if received is None else received // 1000)]
+            rows.append([who_cell, link(event_url(a["name"]), a["name"]), a["type"], *times,
+                         json_block(a.get("data") or {}),
+                         Html(f'<code class="id">{esc(a["id"])}</code>'), resend])
+        tabs = activity_tabs(lambda key: url("/console/activity", tab=key), tab)
+        type_options = type_choices(type_filter)
+        person_label = "Person" if tab == "identified" else "Anonymous id"
+        person_field = (person_search_input("log-person", "person", person_filter,
+                                            placeholder="customer id, or the start of one")
+                        if tab == "identified" else
+                        Html(f'<input id="log-person" name="person" value="{attr(person_filter)}"'
+                             ' autocomplete="off">'))
+        filtered = bool(type_filter or name_filter or person_filter)
+        form = Html(f"""
+<form method="get" action="/console/activity" class="filters" role="search"
+      aria-label="Filter the activity log">
+  {hidden("tab", tab)}
+  <label for="log-type">Type</label>
+  <select id="log-type" name="type">{type_options}</select>
+  <label for="log-name">Event name</label>
+  <input id="log-name" name="name" value="{attr(name_filter)}" autocomplete="off">
+  <label for="log-person">{person_label}</label>
+  {person_field}
+  <button type="submit">Filter</button>
+  {link(url("/console/activity", tab=tab), "Clear") if filtered else ""}
+</form>""")
+        pager = []
+        if before:
+            pager.append(link(url("/console/activity", **filters), "← Newest"))
+        if answer["next"]:
+            pager.append(link(url("/console/activity", **filters, before=answer["next"]),
+                              "Older activity →", cls="more"))
+        headers = ["Person" if tab == "identified" else "Anonymous id", "Name", "Type",
+                   "Timestamp", "Processed at"]
+        if tab == "anonymous":
+            headers.append("Received at")
+        headers += ["Data", "Event id", "Action"]
+        explain = ("Everyone's activity, newest processed first, from every worker. "
+                   "<em>Timestamp</em> is when the event happened (as sent); <em>Processed "
+                   "at</em> is when eventide stored it for the person (for activity sent "
+                   "anonymously, when the anonymous id was identified).") \
+            if tab == "identified" else (
+                "Activity of anonymous ids not identified yet, newest received first. It has "
+                "no <em>Processed at</em> until an identify links the anonymous id; then it "
+                "moves to <em>Identified</em>.")
+        partial = ("" if answer.get("complete", True) else
+                   '<p class="hint">From a bounded scan of anonymous ids on each worker: '
+                   "older or less recent ids may be missing.</p>")
+        body = Html(f"""
+<h1>Activity log</h1>
+<p class="lede">{explain}</p>
+<nav class="tabs" aria-label="Activity kinds"><ul>{tabs}</ul></nav>
+{form}
+{table(("Identified" if tab == "identified" else "Anonymous") + " activity, newest first",
+       headers, rows, empty="No activity" + (" matching the filters." if filtered else " yet."))}
+{partial}
+<p class="pager">{" ".join(pager)}</p>""")
+        return page("Activity log", body, viewer, section="activity",
+                    notice=sent_notice(request))
+
+    async def search_people(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        """Suggestions for the person search boxes (JSON)."""
+        answer = await api(request, people_search.PATH, url(
+            people_search.PATH, q=request.query.get("q", ""), limit=10))
+        return json_response(answer)
+
+    async def preview_segment(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        """The segment editor's live preview (JSON): count and sample, or the mistakes."""
+        raw = await request.read()
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return json_response({"errors": [f"not valid JSON: {exc.msg}"]}, status=400)
+        try:
+            return json_response(await segment_preview.preview(rt, request, doc))
+        except ApiError as exc:
+            return json_response({"errors": list(exc.messages)}, status=exc.status)
+
     # -- people ----------------------------------------------------------------------------------
 
     async def people_lookup(request: web.Request, viewer: auth.Viewer) -> web.Response:
@@ -466,13 +612,8 @@ across people.</p>
             caption_hidden=True))
 
         # activity
-        tabs = "".join(
-            f'<li><a href="{attr(person_url(identifier, tab=key))}"'
-            f'{" aria-current=page" if key == tab else ""}>{label}</a></li>'
-            for key, label in (("identified", "Identified"), ("anonymous", "Anonymous")))
-        type_options = '<option value="">any type</option>' + "".join(
-            f'<option value="{t}"{" selected" if t == type_filter else ""}>{t}</option>'
-            for t in EVENT_TYPES)
+        tabs = activity_tabs(lambda key: person_url(identifier, tab=key), tab)
+        type_options = type_choices(type_filter)
         anon_field = (f"""<label for="f-anon">Anonymous id</label>
     <input id="f-anon" name="anonymous_id" value="{attr(lookup_anon)}" autocomplete="off">"""
                       if tab == "anonymous" else "")
@@ -647,12 +788,9 @@ across people.</p>
             return page("Send an event", body, viewer, status=400)
         return redirect(_with_query(return_to, sent=item["id"]))
 
-    async def resend(request: web.Request, viewer: auth.Viewer) -> web.Response:
-        form = await form_of(request)
-        kind = str(form.get("kind", ""))
-        who = str(form.get("who", ""))
-        event_id = str(form.get("event_id", ""))
-        return_to = auth.safe_next(str(form.get("return_to", "")))
+    async def stored_event(request: web.Request, kind: str, who: str, event_id: str
+                           ) -> dict[str, Any] | web.Response:
+        """The stored event to resend, or the owner's answer to this request (forwarded)."""
         if kind in ("person", "anonymous"):
             owner = forward.owner(rt, request, anonymous=kind == "anonymous", key=who)
             if owner is not None:
@@ -668,15 +806,63 @@ across people.</p>
         activity = data.find_activity(events, event_id)
         if activity is None:
             raise ApiError(404, f"event {event_id!r} is no longer stored for {who!r}")
-        body = {"name": activity["name"], "type": activity["type"],
-                "data": activity.get("data") or {}}
+        return activity
+
+    async def resend(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        """Send a stored event again as a new event: for the same person (or anonymous id), or
+        for the person picked in the Resend page's search box (``to``)."""
+        form = await form_of(request)
+        kind = str(form.get("kind", ""))
+        who = str(form.get("who", ""))
+        to = str(form.get("to", "")).strip()
+        return_to = auth.safe_next(str(form.get("return_to", "")))
+        found = await stored_event(request, kind, who, str(form.get("event_id", "")))
+        if isinstance(found, web.Response):
+            return found
+        body = {"name": found["name"], "type": found["type"], "data": found.get("data") or {}}
         try:
-            item = await data.send_event(rt, customer=who if kind == "person" else None,
-                                         anonymous_id=who if kind == "anonymous" else None,
-                                         body=body)
+            if to:
+                item = await data.send_event(rt, customer=to, anonymous_id=None, body=body)
+            else:
+                item = await data.send_event(rt, customer=who if kind == "person" else None,
+                                             anonymous_id=who if kind == "anonymous" else None,
+                                             body=body)
         except ValidationError as exc:
             raise ApiError(400, *exc.messages()) from None
         return redirect(_with_query(return_to, sent=item["id"]))
+
+    async def resend_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
+        """Resend, picking the person with a search box (id, email, or a prefix of either)."""
+        kind = request.query.get("kind", "")
+        who = request.query.get("who", "")
+        event_id = request.query.get("event_id", "")
+        return_to = auth.safe_next(request.query.get("return_to", ""))
+        found = await stored_event(request, kind, who, event_id)
+        if isinstance(found, web.Response):
+            return found
+        body = Html(f"""
+<p class="crumbs"><a href="{attr(return_to)}">Back</a> › resend</p>
+<h1>Resend “{esc(found["name"])}”</h1>
+<dl class="facts">
+  <dt>From</dt><dd>{esc(who)}{' <span class="tag">anonymous</span>' if kind == "anonymous"
+                               else ""}</dd>
+  <dt>Type</dt><dd>{esc(found["type"])}</dd>
+  <dt>Timestamp</dt><dd>{when(found["timestamp"])}</dd>
+  <dt>Data</dt><dd>{json_block(found.get("data") or {})}</dd>
+  <dt>Event id</dt><dd><code class="id">{esc(event_id)}</code></dd>
+</dl>
+<section class="card" aria-labelledby="resend-heading">
+  <h2 id="resend-heading">Send it again as a new event</h2>
+  <form method="post" action="/console/resend" class="grid-form">
+    {hidden("kind", kind)}{hidden("who", who)}{hidden("event_id", event_id)}
+    {hidden("return_to", return_to)}
+    <label for="resend-to">For person</label>
+    {person_search_input("resend-to", "to", who if kind == "person" else "")}
+    <p class="hint span">Leave it empty to send it for {esc(who)} again.</p>
+    <div class="actions"><button type="submit" class="primary">Resend</button></div>
+  </form>
+</section>""")
+        return page("Resend", body, viewer)
 
     # -- segments --------------------------------------------------------------------------------
 
@@ -776,6 +962,11 @@ Member counts below update live from the change feed.</p>
               data-json="object" class="code"
               aria-describedby="definition-error def-help"{invalid}>{esc(text)}</textarea>
     <p id="definition-error" class="field-error" aria-live="polite"></p>
+    <div class="preview" data-segment-preview="/console/segments/preview" aria-live="polite">
+      <p class="hint" data-preview-status>The number of people who would match now appears
+        here as you type.</p>
+      <ul class="members" data-preview-sample></ul>
+    </div>
     <p id="def-help" class="hint">Keys: <code>name</code>, <code>match</code> (conditions
       <code>all</code>, <code>any</code>, <code>not</code>, <code>event</code>,
       <code>attribute</code>), optional <code>on_enter</code>/<code>on_exit</code>
@@ -851,6 +1042,8 @@ Member counts below update live from the change feed.</p>
         web.static("/console/static", STATIC_DIR),
         web.get("/console/", guarded(index)),
         web.get("/console/events/{name}", guarded(event_page)),
+        web.get("/console/activity", guarded(activity_log_page)),
+        web.get("/console/search/people", guarded(search_people)),
         web.get("/console/people", guarded(people_lookup)),
         # Not {customer_id}/{anonymous_id}: the API's keyed-read forwarding would take these
         # pages to the owner without the session cookie; forward.py forwards them instead.
@@ -859,9 +1052,11 @@ Member counts below update live from the change feed.</p>
         web.get("/console/anonymous/{anon}", guarded(anonymous_page)),
         web.post("/console/send", guarded(send)),
         web.post("/console/resend", guarded(resend)),
+        web.get("/console/resend", guarded(resend_page)),
         web.get("/console/segments", guarded(segments_page)),
         web.get("/console/segments/feed", guarded(segment_feed)),
         web.get("/console/segments/new", guarded(new_segment)),
+        web.post("/console/segments/preview", guarded(preview_segment)),
         web.get("/console/segments/{segment_id}", guarded(segment_page)),
         web.post("/console/segments/{segment_id}", guarded(save_segment)),
         web.post("/console/segments/{segment_id}/delete", guarded(delete_segment)),

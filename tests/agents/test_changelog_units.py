@@ -32,7 +32,7 @@ from app.model import encode_envelope
 from app.person_store import PersonEvents, StoredTables
 from app.producer import OutRecord
 from app.settings import Settings
-from app.topics import DEDUP, HISTORY, MEMBERSHIP, SEGMENT_MEMBERS
+from app.topics import ACTIVITY_LOG, DEDUP, HISTORY, MEMBERSHIP, SEGMENT_MEMBERS
 from app.wiring import create_app
 from tables.changelog import Position
 from tests.agents.agent_harness import person_table
@@ -188,6 +188,12 @@ def check_final(worker: Worker) -> None:
         by_name = [a for name in sorted({a["name"] for a in history})
                    for a in stored.named(name, None)]
         assert sorted(a["id"] for a in by_name) == sorted(a["id"] for a in history)
+        # so was the activity log's index (by processed time), one key of each kind per event
+        log = [key for key, _ in worker.rt.state.tables[ACTIVITY_LOG].store(0).items()
+               if key.split("\x1f")[-2] == person]
+        assert len(log) == 2 * len(history)
+        assert sorted(k.rsplit("\x1f", 1)[1] for k in log if k.startswith("a\x1f")) == \
+            sorted(a["id"] for a in history)
         assert SEGMENT in worker.table(MEMBERSHIP, person)["in"]
         assert worker.table(SEGMENT_MEMBERS, f"{SEGMENT}\x00{person}") is not None
 

@@ -160,6 +160,20 @@ class Worker:
             return "(no log)"
 
 
+async def two_workers(deployment: Deployment) -> list[Worker]:
+    """Two workers of one group (the second on its own port and data directory), ready."""
+    workers = [Worker(deployment, "a").start(),
+               Worker(deployment, "b", EVENTIDE_HTTP_PORT=str(free_port()),
+                      EVENTIDE_DATA_DIR=str(deployment.root / "data-b")).start()]
+    try:
+        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], *, timeout_s: float = 30.0,
                      interval_s: float = 0.2) -> Any:
     """Retry ``check`` until it returns without AssertionError; re-raise the last one."""

@@ -235,7 +235,10 @@ def test_clear_removes_every_key_of_the_person() -> None:
     other.add(activity_of(event(3), 1), now_s=NOW_S, retention=POLICY.retention)
     person.stored.clear()
     remaining = {table: sorted(rows) for (table, _), rows in person.tables.data.items() if rows}
-    assert remaining == {"history": [f"{PERSON}x\x1f{1_699_999_000:012d}\x1f{event(3)['id']}"],
+    other_id = event(3)["id"]
+    assert remaining == {"activity_log": [f"a\x1f{1:012d}\x1f{PERSON}x\x1f{other_id}",
+                                          f"n\x1fe3\x1f{1:012d}\x1f{PERSON}x\x1f{other_id}"],
+                         "history": [f"{PERSON}x\x1f{1_699_999_000:012d}\x1f{event(3)['id']}"],
                          "history_by_name": [f"{PERSON}x\x1fe3\x1f{1_699_999_000:012d}"
                                              f"\x1f{event(3)['id']}"],
                          "history_size": [PERSON + "x"]}

@@ -72,6 +72,94 @@
     });
   });
 
+  // --- person search boxes: <input data-person-search="/console/search/people" list=...> -------
+  function debounce(fn, ms) {
+    var timer = null;
+    return function () {
+      if (timer) { clearTimeout(timer); }
+      timer = setTimeout(fn, ms);
+    };
+  }
+
+  document.querySelectorAll('input[data-person-search]').forEach(function (input) {
+    var options = document.getElementById(input.getAttribute('list'));
+    var found = document.getElementById(input.id + '-found');
+    var asked = 0;
+    input.addEventListener('input', debounce(function () {
+      var q = input.value.trim();
+      var ticket = ++asked;
+      fetch(input.getAttribute('data-person-search') + '?q=' + encodeURIComponent(q),
+            {credentials: 'same-origin', headers: {'Accept': 'application/json'}})
+        .then(function (response) { return response.ok ? response.json() : {customers: []}; })
+        .then(function (answer) {
+          if (ticket !== asked) { return; } // a later search is on its way
+          options.innerHTML = '';
+          answer.customers.forEach(function (person) {
+            var option = document.createElement('option');
+            option.value = person.id;
+            if (person.email) { option.label = person.email; }
+            options.appendChild(option);
+          });
+          if (found) {
+            found.textContent = q ? (answer.customers.length ? answer.customers.length +
+              ' matching ' + (answer.customers.length === 1 ? 'person' : 'people') :
+              'No person matches “' + q + '”.') : '';
+          }
+        })
+        .catch(function () { /* suggestions are a convenience: typing still works */ });
+    }, 250));
+  });
+
+  // --- segment preview: <div data-segment-preview="/console/segments/preview"> -----------------
+  var preview = document.querySelector('[data-segment-preview]');
+  var definition = document.getElementById('definition');
+  if (preview && definition) {
+    var previewStatus = preview.querySelector('[data-preview-status]');
+    var sample = preview.querySelector('[data-preview-sample]');
+    var previewAsked = 0;
+    var showPreview = function () {
+      if (jsonProblem(definition.value)) {
+        previewStatus.textContent = 'Preview waits for a valid JSON object.';
+        preview.setAttribute('data-state', 'invalid');
+        sample.innerHTML = '';
+        return;
+      }
+      var ticket = ++previewAsked;
+      preview.setAttribute('data-state', 'loading');
+      fetch(preview.getAttribute('data-segment-preview'), {
+        method: 'POST', credentials: 'same-origin', body: definition.value,
+        headers: {'Content-Type': 'application/json', 'Accept': 'application/json'}
+      }).then(function (response) { return response.json(); }).then(function (answer) {
+        if (ticket !== previewAsked) { return; }
+        sample.innerHTML = '';
+        if (answer.errors) {
+          previewStatus.textContent = 'Not a valid definition: ' + answer.errors.join('; ');
+          preview.setAttribute('data-state', 'invalid');
+          return;
+        }
+        var n = answer.count;
+        previewStatus.textContent = 'Would match ' + n.toLocaleString('en-US') +
+          (n === 1 ? ' person' : ' people') + ' now' + (answer.complete ? '.' :
+          ' among the first ' + answer.scanned.toLocaleString('en-US') +
+          ' people looked at (the preview is bounded; the saved segment counts everyone).') +
+          (answer.sample.length ? ' For example:' : '');
+        preview.setAttribute('data-state', 'ready');
+        preview.setAttribute('data-count', String(n));
+        answer.sample.forEach(function (person) {
+          var li = el('li');
+          var a = el('a', '', person);
+          a.href = '/console/people/' + encodeURIComponent(person);
+          li.appendChild(a);
+          sample.appendChild(li);
+        });
+      }).catch(function () {
+        if (ticket === previewAsked) { previewStatus.textContent = 'Preview unavailable.'; }
+      });
+    };
+    definition.addEventListener('input', debounce(showPreview, 400));
+    showPreview();
+  }
+
   // --- confirmations: <form data-confirm="..."> ------------------------------------------------
   document.querySelectorAll('form[data-confirm]').forEach(function (form) {
     form.addEventListener('submit', function (event) {
