@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from app.api import activity_log, export, people_search, segment_preview, segments
+from app.api import activity_log, consistency, export, people_search, segment_preview, segments
 from app.api.people import lookup_profile
 from app.api.responses import ApiError, json_response
 from app.console import auth, data, feed, forward
@@ -796,6 +796,8 @@ across people.</p>
             if owner is not None:
                 return await forward.forward(rt, request, owner)
         if kind == "person":
+            # Writes accepted before this request are seen by it (the API's read-your-writes).
+            await consistency.settle_for(rt, who)
             found = lookup_profile(rt, who)
             person = found[0] if found else (rt.resolve_person(who) or who)
             events = data.person_history(rt, person) or []
