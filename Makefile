@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test unit integration bench bench-quick clean chromium promtool lock
+.PHONY: install run test lint unit integration bench bench-quick clean chromium promtool lock
 
 # Every install (this Makefile, the Dockerfile, CI through `make test`) takes its exact versions
 # from requirements.lock; pyproject.toml keeps the compatible ranges. The `embedded` extra is the
@@ -46,9 +46,15 @@ promtool:
 	command -v promtool >/dev/null || ( $(SUDO) apt-get update && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus )
 
-## Every test: unit, store, agent, integration and browser (one embedded broker for the session).
-test: $(STAMP) chromium promtool
+## Every test: lint and types, then unit, store, agent, integration and browser (one embedded
+## broker for the session).
+test: $(STAMP) chromium promtool lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+## ruff (rules in pyproject.toml) everywhere; mypy --strict on app/core, app/segments, tables.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/store tests/agents

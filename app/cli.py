@@ -220,7 +220,10 @@ def _open_input_log(settings: Settings) -> InputLog:
 
     root = settings.data_dir / "log"
     slots = slots_of(replay.inputs(build_topics(settings)))
-    say = (lambda line: print(f"note: {line}", file=sys.stderr))
+
+    def say(line: str) -> None:
+        print(f"note: {line}", file=sys.stderr)
+
     migrate_archive(root, slots, say=say)
     input_log = InputLog(root, slots, max_bytes=settings.input_log_max_bytes)
     total = input_log.open(say=say)

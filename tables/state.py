@@ -168,7 +168,7 @@ class OwnershipChanged(RuntimeError):
 class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Sender,
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
-                 client_options: dict | None = None,
+                 client_options: dict[str, Any] | None = None,
                  indexes: dict[str, list[tuple[str, Indexer]]] | None = None) -> None:
         specs = list(specs)
         #: logged table → [(an index table, how to derive that index's writes)].
@@ -190,7 +190,7 @@ class StateManager:
         self._client_options = client_options or {}
         #: (source topic, partition) pairs whose tables are caught up with their changelogs.
         self._recovered: set[tuple[str, int]] = set()
-        self._recovering: dict[tuple[str, int], asyncio.Task] = {}
+        self._recovering: dict[tuple[str, int], asyncio.Task[None]] = {}
         #: Epoch this worker writes each owned changelog partition with (set when it fenced it).
         self._epochs: dict[ChangelogPartition, int] = {}
         #: Bumped whenever ownership of a changelog partition starts or ends, so a unit that
@@ -297,7 +297,7 @@ class StateManager:
         """Bring every table that follows ``topic`` up to its changelog's end for ``partitions``,
         and fence those changelog partitions for this worker."""
         topic = self.group(topic)
-        waiting: list[asyncio.Future] = []
+        waiting: list[asyncio.Future[None]] = []
         missing: list[int] = []
         for partition in partitions:
             key = (topic, partition)

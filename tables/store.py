@@ -147,6 +147,7 @@ class PartitionStore:
                 iterator.prev()
             return
         for key, value in self._db.items(from_key=start):
+            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
             if key >= stop:
                 return
             yield key, value

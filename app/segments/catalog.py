@@ -98,7 +98,7 @@ class SegmentCatalog:
 
 
 async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
-                 stopping: asyncio.Event, client_options: dict | None = None) -> None:
+                 stopping: asyncio.Event, client_options: dict[str, Any] | None = None) -> None:
     """Apply the definitions topic to ``catalog`` from the beginning, for as long as the worker
     runs (or another single-partition compacted topic to anything with the catalog's ``apply``,
     ``notify``, ``offset`` and ``caught_up``: the console's revoked sessions, app/sessions.py);
@@ -117,7 +117,7 @@ async def follow(catalog: SegmentCatalog, bootstrap: str, topic: str,
 
 
 async def _follow_once(catalog: SegmentCatalog, bootstrap: str, topic: str,
-                       stopping: asyncio.Event, client_options: dict) -> None:
+                       stopping: asyncio.Event, client_options: dict[str, Any]) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 **client_options)

@@ -225,14 +225,15 @@ class _Evaluator:
         if any(value == deciding for value, _ in results):
             # Decided now; it stays so while at least one deciding child keeps its value, i.e.
             # at least until the LAST of their first changes (later if others take over).
-            changes = [change for value, change in results if value == deciding]
-            if any(change is None for change in changes):
+            deciding_changes = [change for value, change in results if value == deciding]
+            known = [change for change in deciding_changes if change is not None]
+            if len(known) < len(deciding_changes):
                 return deciding, None
-            return deciding, max(changes)  # type: ignore[type-var]
+            return deciding, max(known)
         # Not decided: every child holds the non-deciding value; the first child to change may
         # decide it.
-        changes = [change for _, change in results if change is not None]
-        return not deciding, min(changes) if changes else None
+        pending = [change for _, change in results if change is not None]
+        return not deciding, min(pending) if pending else None
 
     def _event_and_change(self, condition: EventCondition) -> tuple[bool, int | None]:
         now = self.now

@@ -36,8 +36,8 @@ async def test_bad_records_are_dead_lettered_and_the_partition_moves_on(
 
     letters = await read_topic(d.bootstrap, d.topics.deadletter.name, partitions=4)
     assert len(letters) == 4
-    by_error = {dict(l.headers)["error"].decode(): l for l in letters}
-    headers = [dict(l.headers) for l in letters]
+    by_error = {dict(letter.headers)["error"].decode(): letter for letter in letters}
+    headers = [dict(letter.headers) for letter in letters]
     assert all(h["origin.topic"] == raw.encode() for h in headers)
     assert all(h["origin.partition"] == str(partition).encode() for h in headers)
     assert sorted(int(h["origin.offset"]) for h in headers) == [0, 1, 2, 2]
@@ -45,5 +45,5 @@ async def test_bad_records_are_dead_lettered_and_the_partition_moves_on(
     assert any(e.startswith("value is not JSON") for e in by_error)
     assert any("unknown action 'teleport'" in e for e in by_error)
     assert any(e.startswith("BadItem: name:") for e in by_error)
-    whole = [l for l in letters if l.value == b"{not json"]
+    whole = [letter for letter in letters if letter.value == b"{not json"]
     assert len(whole) == 1  # the original bytes are kept for re-submission
