@@ -38,9 +38,6 @@ class TakeLimit:
     def __le__(self, buffered: int) -> bool:  # ``buffered >= limit``, as faust writes it
         return self.value <= buffered
 
-    def __ge__(self, buffered: int) -> bool:
-        return self.value >= buffered
-
     def adapt(self, records: int, items: int) -> None:
         """After a take of ``records`` holding ``items`` items: aim the next at ``self.items``."""
         per_record = max(1.0, items / max(1, records))

@@ -8,17 +8,18 @@ changelog, for each event):
   order (newest first by event time, then id) and the oldest-first order retention trims from;
 * ``history_by_name``  ``<person>␟<name>␟<timestamp:012d>␟<event id>`` → activity: what a segment
   condition reads, by range (its event name, and from its window's start). A local index of
-  ``history`` (:func:`by_name_index`): never in the changelog, derived wherever history is applied;
+  ``history`` (:data:`HISTORY_INDEXES`): never in the changelog, derived wherever history is
+  applied;
 * ``activity_log``     ``a␟<processed_at>␟<person>␟<event id>`` and
   ``n␟<name>␟<processed_at>␟<person>␟<event id>`` → ``[timestamp, name, type]``: the workspace
   Activity Log's order (newest processed first, all events or one name's), a pointer to the
-  ``history`` key. A local index of ``history`` too (:func:`activity_log_index`);
+  ``history`` key. A local index of ``history`` too;
 * ``history_size``     ``<person>`` → number of stored activities, for the count cap;
 * ``dedup``            ``<person>␟<event id>`` → ``[expires_ms, partition, offset, index]``.
 
-Dedup keys sort by ULID, so by the ids' own time: pruning (once per person per unit of work) reads
-from a person's oldest id and stops at the first one still inside the horizon (an old ULID sent late expires late: it holds the
-ones after it back only until it expires itself). An expired id is new again whether or not it has
+Dedup keys sort by ULID, so by the ids' own time: pruning (once per person per unit of work)
+reads from a person's oldest id and stops at the first one still inside the horizon (an old ULID
+sent late expires late: it holds the ones after it back only until it expires itself). An expired id is new again whether or not it has
 been pruned yet, so pruning never changes a verdict.
 
 The ``<person>␟`` prefix is the key group :meth:`tables.state.UnitOfWork.range` merges pending
@@ -27,7 +28,7 @@ writes by, so a unit reads its own writes in ranges too.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import orjson
 
@@ -88,6 +89,19 @@ def log_entries(person: str, activity: Activity) -> list[tuple[str, list[Any]]]:
     order = log_order(person, activity)
     pointer = [activity["timestamp"], activity["name"], activity["type"]]
     return [(f"a{SEP}{order}", pointer), (f"n{SEP}{activity['name']}{SEP}{order}", pointer)]
+
+
+def name_entries(person: str, activity: Activity) -> list[tuple[str, Any]]:
+    return [(name_key(person, activity), activity)]
+
+
+#: ``history``'s local indexes: index table → its entries for one stored activity. The one place
+#: they are defined: a unit writes them as it stores or removes an event, and recovery and
+#: standbys derive them as they apply history (:func:`history_indexers`).
+HISTORY_INDEXES: dict[str, Callable[[str, Activity], list[tuple[str, Any]]]] = {
+    HISTORY_BY_NAME: name_entries,
+    ACTIVITY_LOG: log_entries,
+}
 
 
 class PersonEvents:
@@ -155,23 +169,22 @@ class PersonEvents:
         if self.holds(activity):
             return False
         self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
-        self.tables.put(HISTORY_BY_NAME, self.partition, name_key(self.person, activity),
-                        activity)
-        for key, pointer in log_entries(self.person, activity):
-            self.tables.put(ACTIVITY_LOG, self.partition, key, pointer)
+        for table, entries in HISTORY_INDEXES.items():
+            for key, value in entries(self.person, activity):
+                self.tables.put(table, self.partition, key, value)
         self._set_size(self.size() + 1)
         self.trim(now_s=now_s, retention=retention)
         return True
 
     def _remove(self, activity: Activity) -> None:
         self.tables.delete(HISTORY, self.partition, time_key(self.person, activity))
-        self.tables.delete(HISTORY_BY_NAME, self.partition, name_key(self.person, activity))
-        for key, _ in log_entries(self.person, activity):
-            self.tables.delete(ACTIVITY_LOG, self.partition, key)
+        for table, entries in HISTORY_INDEXES.items():
+            for key, _ in entries(self.person, activity):
+                self.tables.delete(table, self.partition, key)
 
     def trim(self, *, now_s: float, retention: history.Retention) -> None:
         """Drop the oldest events past the count cap or the retention age (``history.prune``'s
-        rule, applied from the oldest key: each removal is one read and two deletes)."""
+        rule, applied from the oldest key: each removal is one read and the event's deletes)."""
         size = self.size()
         cutoff = now_s - retention.max_age_s if retention.max_age_s else None
         if size <= retention.max_events and cutoff is None:
@@ -209,11 +222,6 @@ class PersonEvents:
                 return
             yield activity
 
-    def newest_first(self) -> Iterator[Activity]:
-        for _, activity in self.tables.range(HISTORY, self.partition, self.prefix,
-                                             _after(self.prefix), reverse=True):
-            yield activity
-
     def all(self) -> list[Activity]:
         """Oldest first (merges and exports: the whole history, on purpose)."""
         return [activity for _, activity in self.tables.range(
@@ -229,29 +237,26 @@ class PersonEvents:
             self.tables.delete(DEDUP, self.partition, key)
 
 
-def by_name_index(key: str, old: bytes | None, new: bytes | None
-                  ) -> list[tuple[str, bytes | None]]:
-    """``history_by_name`` writes for one ``history`` change (a :data:`tables.state.Indexer`):
-    it is derived as the history is applied, never shipped in the changelog."""
-    person = key.split(SEP, 1)[0]
-    if new is not None:
-        return [(name_key(person, orjson.loads(new)), new)]
-    if old is not None:
-        return [(name_key(person, orjson.loads(old)), None)]
-    return []
+def _indexer(entries: Callable[[str, Activity], list[tuple[str, Any]]]
+             ) -> Callable[[str, bytes | None, bytes | None], list[tuple[str, bytes | None]]]:
+    """A :data:`tables.state.Indexer` over one of :data:`HISTORY_INDEXES`."""
+    def derive(key: str, old: bytes | None, new: bytes | None
+               ) -> list[tuple[str, bytes | None]]:
+        person = key.split(SEP, 1)[0]
+        writes: list[tuple[str, bytes | None]] = []
+        if old is not None:
+            writes += [(index_key, None) for index_key, _ in entries(person, orjson.loads(old))]
+        if new is not None:
+            writes += [(index_key, orjson.dumps(value))
+                       for index_key, value in entries(person, orjson.loads(new))]
+        return writes
+    return derive
 
 
-def activity_log_index(key: str, old: bytes | None, new: bytes | None
-                       ) -> list[tuple[str, bytes | None]]:
-    """``activity_log`` writes for one ``history`` change (a :data:`tables.state.Indexer`)."""
-    person = key.split(SEP, 1)[0]
-    writes: list[tuple[str, bytes | None]] = []
-    if old is not None:
-        writes += [(log_key, None) for log_key, _ in log_entries(person, orjson.loads(old))]
-    if new is not None:
-        writes += [(log_key, orjson.dumps(pointer))
-                   for log_key, pointer in log_entries(person, orjson.loads(new))]
-    return writes
+def history_indexers() -> list[tuple[str, Callable[[str, bytes | None, bytes | None],
+                                                   list[tuple[str, bytes | None]]]]]:
+    """``history``'s indexes as the state manager derives them while applying a changelog."""
+    return [(table, _indexer(entries)) for table, entries in HISTORY_INDEXES.items()]
 
 
 def store_step(stored: PersonEvents, event_id: str, result: Step, *, now_s: float,

@@ -24,9 +24,9 @@ from app.progress import EndOffsets
 from app.runtime import Runtime
 from app.sessions import RevokedSessions
 from app.settings import Settings
-from app.person_store import activity_log_index, by_name_index
+from app.person_store import history_indexers
 from app.segments.catalog import follow
-from app.topics import ACTIVITY_LOG, HISTORY, HISTORY_BY_NAME, build_topics
+from app.topics import HISTORY, build_topics
 from tables.state import StateManager
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
         state=StateManager(topics.tables, settings.state_dir / "tables", producer,
                            settings.bootstrap_servers, topics.groups(),
                            client_options=kafka_client_options(settings),
-                           indexes={HISTORY: [(HISTORY_BY_NAME, by_name_index),
-                                             (ACTIVITY_LOG, activity_log_index)]}),
+                           indexes={HISTORY: history_indexers()}),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.activity_log [--events 10000000] [--people 200000] [--partitions 8]
 
 Writes ``--events`` events straight into a real RocksDB the way a worker stores them (``history``
-plus its local ``activity_log`` index, through :func:`app.person_store.activity_log_index`), in
+plus its local ``activity_log`` index, derived as a worker's recovery derives it), in
 steps (100k, 1M, then ``--events``), and after each step times the pages a user asks for: the
 newest 50, the 50 after a cursor in the middle of the log, the newest 50 of one event name, and
 the newest 50 of a type that is 1% of the events (a filtered scan, capped per request). Each page
@@ -26,7 +26,7 @@ import orjson
 from rocksdict import WriteBatch
 
 from app.api.activity_log import LogQuery, identified_share
-from app.person_store import activity_log_index, time_key
+from app.person_store import history_indexers, time_key
 from app.topics import ACTIVITY_LOG, HISTORY
 from tables.state import Table, TableSpec
 from tables.store import open_database
@@ -43,6 +43,7 @@ def activity(n: int, people: int) -> tuple[str, dict[str, Any]]:
 
 def fill(tables: dict[str, Table], start: int, stop: int, people: int, partitions: int) -> None:
     db = tables[HISTORY]._db
+    [log_index] = [index for table, index in history_indexers() if table == ACTIVITY_LOG]
     for first in range(start, stop, 50_000):
         batch = WriteBatch(raw_mode=True)
         for n in range(first, min(stop, first + 50_000)):
@@ -51,7 +52,7 @@ def fill(tables: dict[str, Table], start: int, stop: int, people: int, partition
             key = time_key(person, event)
             raw = orjson.dumps(event)
             tables[HISTORY].store(partition).stage_raw(batch, key, raw)
-            for index_key, value in activity_log_index(key, None, raw):
+            for index_key, value in log_index(key, None, raw):
                 tables[ACTIVITY_LOG].store(partition).stage_raw(batch, index_key, value)
         db.write(batch)
 

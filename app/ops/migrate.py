@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from contextlib import aclosing
 from typing import Any, Iterator
 
 import orjson
@@ -81,9 +82,11 @@ async def _latest(bootstrap: str, topic: str, partition: int, options: dict[str,
 async def _has_records(bootstrap: str, topic: str, partitions: int,
                        options: dict[str, Any]) -> bool:
     starts = {TopicPartition(topic, p): 0 for p in range(partitions)}
-    async for batch in read_partitions(bootstrap, starts, client_options=options):
-        if batch:
-            return True
+    # Stops at the first record: the reader (and its consumer) is closed right away.
+    async with aclosing(read_partitions(bootstrap, starts, client_options=options)) as batches:
+        async for batch in batches:
+            if batch:
+                return True
     return False
 
 
