@@ -270,8 +270,10 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
                                "id": str(ULID())})) for i in range(total)]
             await produce_raw(d.bootstrap, d.topics.raw_events.name, records)
             producing = asyncio.ensure_future(asyncio.sleep(0))
+            # One record per take and one item per unit: takes grow with small records up to
+            # EVENTIDE_UNIT_MAX_ITEMS items (agents.batches.TakeLimit), so both are held down.
             worker = Worker(d, "json-worker-2", EVENTIDE_LOG_FORMAT="json",
-                            EVENTIDE_BATCH_MAX="1").start()
+                            EVENTIDE_BATCH_MAX="1", EVENTIDE_UNIT_MAX_ITEMS="1").start()
             await eventually(ready, timeout_s=60, interval_s=0.05)
             max_lag = 0.0
             raw = d.topics.raw_events.name
