@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Sequence
 
-from faust.types import EventT, StreamT
+from faust.types import EventT, Message, StreamT
+
+from app.bulk_fetch import Inbox, bulk_inbox
 
 from app.model import DecodeError, decode_envelope
 from app.runtime import Runtime
@@ -47,19 +49,95 @@ class TakeLimit:
 async def run(stream: StreamT, rt: Runtime, handle: BatchHandler) -> None:
     """The body of every agent: consume in batches, hand each to ``handle`` in units of at most
     ``unit_max_items`` items (a record is never split), so a unit's memory and the time it holds
-    the event loop are bounded by configuration, whatever the backlog."""
+    the event loop are bounded by configuration, whatever the backlog.
+
+    A worker's agents take their records from the inbox the fetch loop fills in bulk
+    (:mod:`app.bulk_fetch`); an agent driven through faust's ``test_context`` reads its stream."""
     await rt.started.wait()
     settings = rt.settings
     limit = TakeLimit(settings.batch_max, floor=settings.batch_max,
                       items=settings.unit_max_items)
-    async for events in stream.take_events(limit, within=settings.batch_within_s):
+    inbox = bulk_inbox(stream.app, stream)
+    takes = (InboxTakes(inbox, stream.app, limit) if inbox is not None
+             else StreamTakes(stream, limit, settings.batch_within_s))
+    async for events in takes:
         decoded = decode_all(events)
         limit.adapt(len(events), sum(len(items) if isinstance(items, list) else 1
                                      for items in decoded.values()))
         for unit in units_of(events, decoded, settings.unit_max_items):
+            if not takes.flowing():
+                break  # a rebalance began: the rest is fetched again from the committed offsets
+            takes.begin(unit)
             await handle(rt, unit, decoded)
+            takes.done(unit)
             # Committed: requests waiting to read their writes may now see these records.
             rt.applied.advance(unit)
+
+
+class StreamTakes:
+    """Takes of a faust stream (an agent under ``test_context``): faust acknowledges a take's
+    events when the next one is asked for."""
+
+    def __init__(self, stream: StreamT, limit: TakeLimit, within_s: float) -> None:
+        self._takes = stream.take_events(limit, within=within_s)  # type: ignore[arg-type]
+
+    def __aiter__(self) -> "StreamTakes":
+        return self
+
+    async def __anext__(self) -> Sequence[EventT]:
+        return await self._takes.__anext__()
+
+    def flowing(self) -> bool:
+        return True
+
+    def begin(self, unit: Sequence[EventT]) -> None:
+        pass
+
+    def done(self, unit: Sequence[EventT]) -> None:
+        pass
+
+
+class Fetched:
+    """A record taken from an inbox, shaped like faust's event (``.message``) for the handlers."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class InboxTakes:
+    """Takes of an agent's inbox. A unit's records are tracked by faust's consumer as its streams
+    track what they process (a rebalance waits for them) and acknowledged once the unit is
+    committed (faust commits the offsets acknowledged). What a rebalance stops a take short of
+    is neither: faust fetches it again from the committed offsets."""
+
+    def __init__(self, inbox: Inbox, app: Any, limit: TakeLimit) -> None:
+        self._inbox, self._app, self._limit = inbox, app, limit
+
+    def __aiter__(self) -> "InboxTakes":
+        return self
+
+    async def __anext__(self) -> list[Fetched]:
+        while True:
+            await self._app.flow_control.acquire()
+            messages = await self._inbox.take(self._limit.value)
+            if self.flowing():
+                break
+        return [Fetched(message) for message in messages]
+
+    def flowing(self) -> bool:
+        return bool(self._app.flow_control.is_active() and self._app.consumer.flow_active)
+
+    def begin(self, unit: Sequence[Fetched]) -> None:
+        track = self._app.consumer.track_message
+        for event in unit:
+            track(event.message)
+
+    def done(self, unit: Sequence[Fetched]) -> None:
+        ack = self._app.consumer.ack
+        for event in unit:
+            ack(event.message)
 
 
 def decode_all(events: Sequence[EventT]) -> Decoded:

@@ -9,10 +9,10 @@ import logging
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from agents import people, routing, segments
 from app.api.server import WebServer
+from app.bulk_fetch import BulkTransport, fetch_in_bulk
 from app.clock import Clock, SystemClock
 from app.consumer_lag import faust_lag_probe
 from app.ingest.batcher import IngestBatcher
@@ -64,6 +64,10 @@ class EventideApp(faust.App):
     _loop_lag_task: asyncio.Future | None = None
     _input_log_task: asyncio.Future | None = None
 
+    def _new_transport(self) -> Any:
+        # faust's Kafka transport, with a consumer that fetches for the agents in bulk.
+        return BulkTransport(self.conf.broker_consumer, self)
+
     async def on_start(self) -> None:
         await super().on_start()
         tune_garbage_collector()
@@ -108,24 +112,6 @@ class EventideApp(faust.App):
             await self.runtime.end_offsets.stop()
         await self.runtime.producer.stop()
         self.runtime.state.close()
-
-
-#: faust hard-codes fetch_max_wait_ms=1500 for its consumer. The embedded broker does not answer a
-#: parked fetch when data arrives, so every hop would wait up to 1.5 s; 50 ms keeps the pipeline's
-#: latency in tens of milliseconds at a negligible cost in idle fetches.
-TANSU_FETCH_MAX_WAIT_MS = 50
-_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-
-
-def _worker_consumer_with_short_fetch_wait(self: Any, transport: Any) -> Any:
-    consumer = _create_worker_consumer(self, transport)
-    if getattr(self.app, "runtime", None) is not None and self.app.runtime.settings.tansu:
-        consumer._fetch_max_wait_ms = TANSU_FETCH_MAX_WAIT_MS
-    return consumer
-
-
-faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = (  # type: ignore[method-assign]
-    _worker_consumer_with_short_fetch_wait)
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
@@ -203,6 +189,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
     routing.register(app, runtime)
     people.register(app, runtime)
     segments.register(app, runtime)
+    for agent in app.agents.values():
+        fetch_in_bulk(app, agent.channel.topics)  # type: ignore[attr-defined]
     # /metrics reports the consumer lag of the partitions this worker is assigned.
     app.web_server(WebServer(runtime, lag_probe=faust_lag_probe(app)))
     _track_assignment(app, runtime)

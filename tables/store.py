@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import orjson
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 #: Caller keys are text encoded as UTF-8, where the byte 0xFF never occurs: metadata keys start
 #: with it, so no caller key can collide with one, and they sort after every caller key.
@@ -24,12 +24,26 @@ _SEPARATOR = "\x1f"
 log = logging.getLogger(__name__)
 
 
+#: RocksDB's block cache for the worker's database (index and filter blocks included, so memory
+#: stays within it). The hot path's reads are point reads of recent keys: with RocksDB's 8 MiB
+#: default a read that hit took ~15 µs in a probe of 1M history keys, ~2.4 µs with this cache.
+BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+
+
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_write_buffer_size(16 * 1024 * 1024)
     options.set_max_write_buffer_number(3)
     options.set_max_total_wal_size(64 * 1024 * 1024)
+    # Most reads of a new event are of keys that do not exist (a first dedup id, a new person):
+    # a whole-key Bloom filter answers those without reading a data block (2.0 → 0.46 µs).
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    options.set_block_based_table_factory(table)
     return options
 
 

@@ -1,0 +1,182 @@
+"""faust's Kafka consumer, handing what it fetches to eventide's agents in bulk.
+
+faust delivers every record on its own: the fetch loop awaits a task pair per record
+(``wait_first(callback(message), suspend_flow.wait())``), the conductor takes a lock and
+decodes it into an ``Event``, and the agent's stream queues and dequeues it. On this machine that
+was ~550 µs of a worker's CPU per record for producers writing one event per record, about four
+times eventide's own work per event (``docs/performance.md``, "A bulk fetch").
+
+Here faust stays the worker and agent framework — its consumer group, assignment, rebalances,
+offset tracking and commits are all its own — but the records of eventide's agents' topics go
+from each fetch into the agent's :class:`Inbox` as one list. The agent takes them in batches
+(``agents.batches.run``), tracks them as faust's streams would, and acknowledges each record to
+faust's consumer once the unit holding it is committed, so faust commits exactly the offsets it
+would have. A rebalance clears inboxes like faust's own stream buffers (they are managed by the
+app's flow control), and faust seeks every assigned partition back to its committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Iterable
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import Message
+
+#: faust hard-codes fetch_max_wait_ms=1500 for its consumer. The embedded broker does not answer a
+#: parked fetch when data arrives, so every hop would wait up to 1.5 s; 50 ms keeps the pipeline's
+#: latency in tens of milliseconds at a negligible cost in idle fetches.
+TANSU_FETCH_MAX_WAIT_MS = 50
+
+#: Bytes of record values an inbox holds before the fetch loop waits for its agent: what a worker
+#: buffers is bounded by configuration, never by the backlog.
+INBOX_MAX_BYTES = 8 * 1024 * 1024
+
+
+class Inbox:
+    """Records fetched for one agent, not yet taken by it."""
+
+    def __init__(self, max_bytes: int = INBOX_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._messages: deque[Message] = deque()
+        self._bytes = 0
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    async def put_many(self, messages: list[Message], flowing: Any) -> None:
+        """Add a fetch's records; waits while the inbox is full. ``flowing()`` false (a
+        rebalance began while waiting) drops them: faust seeks back to the committed offsets."""
+        while self._bytes >= self.max_bytes and flowing():
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+        if not flowing():
+            return
+        self._messages.extend(messages)
+        self._bytes += sum(len(m.value or b"") for m in messages)
+        self._ready.set()
+
+    async def take(self, limit: int) -> list[Message]:
+        """At least one record (waits for it), at most ``limit``, oldest first."""
+        while not self._messages:
+            self._ready.clear()
+            await self._ready.wait()
+        messages = self._messages
+        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
+        self._bytes -= sum(len(m.value or b"") for m in taken)
+        if self._bytes < self.max_bytes:
+            self._room.set()
+        return taken
+
+    def clear(self) -> None:
+        """Flow control (a rebalance): drop what was fetched; it will be fetched again."""
+        self._messages.clear()
+        self._bytes = 0
+        self._room.set()
+
+
+def inboxes_of(app: faust.App) -> dict[str, Inbox]:
+    """topic name → the inbox of the agent reading it."""
+    registry: dict[str, Inbox] | None = getattr(app, "_eventide_inboxes", None)
+    if registry is None:
+        registry = {}
+        app._eventide_inboxes = registry  # type: ignore[attr-defined]
+    return registry
+
+
+def fetch_in_bulk(app: faust.App, topics: Iterable[str]) -> Inbox:
+    """The inbox of an agent reading ``topics``; declared with the agent, before the app starts,
+    so the fetch loop never meets one of these topics without its inbox."""
+    inbox = Inbox()
+    registry = inboxes_of(app)
+    for topic in topics:
+        registry[topic] = inbox
+    app.flow_control.manage_queue(inbox)  # type: ignore[arg-type]
+    return inbox
+
+
+def bulk_inbox(app: faust.App, stream: Any) -> Inbox | None:
+    """The inbox feeding the agent of ``stream``, when this app fetches in bulk: its stream reads
+    the agent's own topics (not a test channel) and its consumer is a :class:`BulkConsumer`."""
+    topics = getattr(stream.channel, "topics", None)
+    if not topics or not isinstance(app.consumer, BulkConsumer):
+        return None
+    inboxes = {id(inboxes_of(app).get(topic)) for topic in topics}
+    inbox = inboxes_of(app).get(topics[0])
+    return inbox if len(inboxes) == 1 else None
+
+
+class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        runtime = getattr(self.app, "runtime", None)
+        if runtime is not None and runtime.settings.tansu:
+            consumer._fetch_max_wait_ms = TANSU_FETCH_MAX_WAIT_MS
+        return consumer
+
+
+class BulkConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer whose fetch loop fills inboxes a fetch at a time."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ShortFetchWaitThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
+        """faust's ``Consumer._drain_messages``, with the records of inbox topics collected per
+        fetch instead of awaited one by one. Offsets read, gaps and ``commit_every`` are kept as
+        faust keeps them; records of any other topic take faust's own path."""
+        inboxes = inboxes_of(self.app)
+        callback = self.callback
+        read_offsets = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        fetcher_stopped = fetcher._stopped.is_set
+        flowing = self._flowing
+        try:
+            while not (self._stopped.is_set() or fetcher_stopped()):
+                fetched = self.getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                batches: dict[int, tuple[Inbox, list[Message]]] = {}
+                async for tp, message in fetched:
+                    offset = message.offset
+                    read = read_offsets.get(tp)
+                    if read is not None and offset < read:
+                        continue  # read already (faust drops these too)
+                    if read and offset - read > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, read + 1, offset)  # compacted away
+                    inbox = inboxes.get(message.topic)
+                    if inbox is None:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    else:
+                        batches.setdefault(id(inbox), (inbox, []))[1].append(message)
+                    read_offsets[tp] = offset
+                for inbox, messages in batches.values():
+                    await inbox.put_many(messages, flowing)
+                commit_every = self._commit_every
+                if commit_every is not None and self._n_acked >= commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    def _flowing(self) -> bool:
+        return self.flow_active and self.app.flow_control.is_active() and not self.should_stop
+
+
+class BulkTransport(faust_aiokafka.Transport):
+    Consumer = BulkConsumer
