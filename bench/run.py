@@ -101,7 +101,7 @@ from app.broker import EmbeddedBroker
 from app.metrics import histogram_quantile
 from app.producer import partition_for
 from app.topics import build_topics
-from tests.support.harness import Deployment, Worker, free_port
+from app.testing.harness import Deployment, Worker, free_port
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
