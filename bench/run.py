@@ -102,6 +102,7 @@ from app.metrics import histogram_quantile
 from app.producer import partition_for
 from app.topics import build_topics
 from app.testing.harness import Deployment, Worker, free_port
+from tables.kafka_io import drop_finished, fetch_to_end
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -350,10 +351,7 @@ class ChangeWatcher:
             pending = set(self._tps)
             while pending and time.perf_counter() < deadline:
                 await self._fetch()
-                for tp in list(pending):
-                    highwater = self._consumer.highwater(tp)
-                    if highwater is not None and await self._consumer.position(tp) >= highwater:
-                        pending.discard(tp)
+                await drop_finished(self._consumer, pending)
         finally:
             await self._consumer.stop()
 
@@ -737,18 +735,13 @@ async def count_records(bootstrap: str, topics: list[tuple[str, int]],
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         counts: Counter = Counter({topic: 0 for topic, _ in topics})
-        pending = set(tps)
-        deadline = time.perf_counter() + timeout_s
-        while pending:
-            if time.perf_counter() > deadline:
-                raise BenchError(f"changelogs not read to their end in {timeout_s:g}s")
-            fetched = await consumer.getmany(*pending, timeout_ms=200, max_records=50_000)
-            for tp, records in fetched.items():
-                counts[tp.topic] += len(records)
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    pending.discard(tp)
+        try:
+            async for fetched in fetch_to_end(consumer, set(tps), timeout_ms=200,
+                                              max_records=50_000, timeout_s=timeout_s):
+                for tp, records in fetched.items():
+                    counts[tp.topic] += len(records)
+        except TimeoutError:
+            raise BenchError(f"changelogs not read to their end in {timeout_s:g}s") from None
         return dict(counts)
     finally:
         await consumer.stop()

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.testing.chaos.oracle import ApiUnavailable
 from app.testing.harness import Deployment, Worker, free_port
+from tables.kafka_io import fetch_highwaters
 
 Say = Callable[[str], None]
 
@@ -218,16 +219,9 @@ async def group_lag(d: Deployment, topics: list[str], timeout_s: float = 10.0) -
         reader.assign(tps)
         for tp in tps:
             reader.seek(tp, committed[tp])
-        highwater: dict[TopicPartition, int] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(highwater) < len(tps):
-            if time.monotonic() > deadline:
-                raise ApiUnavailable("no high-watermark for every partition in time")
-            await reader.getmany(timeout_ms=200, max_records=1)
-            for tp in tps:
-                mark = reader.highwater(tp)
-                if mark is not None:
-                    highwater[tp] = mark
+        highwater = await fetch_highwaters(reader, tps, timeout_s=timeout_s)
+        if len(highwater) < len(tps):
+            raise ApiUnavailable("no high-watermark for every partition in time")
         return sum(max(0, highwater[tp] - committed[tp]) for tp in tps)
     finally:
         await reader.stop()
