@@ -20,7 +20,8 @@ from app import local_instance
 from app.broker import EmbeddedBroker, claim_data_dir, stop_orphan
 from app.cli_worker import check_producer, create_topics, migrate_state, run_worker, settings_from
 from app.ops import replay
-from app.ops.input_log import DURABLE_OFFSETS, InputLog, migrate_archive, slots_of
+from app.ops.durable_offsets import DURABLE_OFFSETS
+from app.ops.input_log import InputLog, migrate_archive, slots_of
 from app.settings import Settings
 from app.topics import build_topics
 
