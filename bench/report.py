@@ -1,6 +1,7 @@
 """The pipeline benchmark's table of results and where its JSON goes."""
 
 from __future__ import annotations
+
 from pathlib import Path
 from typing import Any
 

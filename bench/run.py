@@ -44,9 +44,9 @@ batch commits, the latency histogram after it (one observation per new *event*; 
 not observed), so "committed" waits for ``eventide_processing_latency_seconds_count`` to reach
 the unique events. Processing latency (accept -> durable in history) is that histogram's p50/p99,
 interpolated inside its buckets the way Prometheus's ``histogram_quantile`` does (buckets at most
-~1.7x apart), over the buckets summed across the workers; each worker's own is kept too. HTTP latency is
-measured client-side. Peak RSS is each worker's ``VmHWM`` (see :func:`rss_bytes`); CPU comes
-from ``/proc/<pid>/stat``. The bench client, the broker and the workers share the machine's
+~1.7x apart), over the buckets summed across the workers; each worker's own is kept too. HTTP
+latency is measured client-side. Peak RSS is each worker's ``VmHWM`` (see
+:func:`bench.measure.rss_bytes`); CPU comes from ``/proc/<pid>/stat``. The bench client, the broker and the workers share the machine's
 cores; the 1-minute load average is recorded before and after every run.
 
 ``--recovery``: after a run, every worker is stopped (SIGTERM) and worker 1 alone is restarted
