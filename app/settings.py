@@ -7,17 +7,17 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+from app.env_reader import EnvReader
 
 DAY_S = 86_400
 
 #: EVENTIDE_LOG_LEVEL's values (case-insensitive).
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_TRUE = ("1", "true", "yes", "on")
 #: EVENTIDE_KAFKA_SECURITY_PROTOCOL's and EVENTIDE_KAFKA_SASL_MECHANISM's values.
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-_FALSE = ("0", "false", "no", "off")
 
 
 class SettingsError(ValueError):
@@ -35,117 +35,6 @@ class StartupError(RuntimeError):
     def __init__(self, message: str, status: int = 2) -> None:
         super().__init__(message)
         self.status = status
-
-
-class _Reader:
-    """Parses ``EVENTIDE_*`` values, noting each bad one (with what was expected) instead of
-    stopping at the first; a bad value's default is returned only so parsing can go on."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def text(self, name: str) -> str:
-        return self.env.get(name) or ""
-
-    def _raw(self, name: str) -> str:
-        return self.text(name).strip()
-
-    def _bad(self, name: str, raw: str, expected: str) -> None:
-        self.problems.append(f"{name}={raw!r}: {expected}")
-
-    def integer(self, name: str, default: int, minimum: int | None = None,
-                maximum: int | None = None) -> int:
-        raw = self._raw(name)
-        if not raw:
-            return default
-        bounds = ("" if minimum is None else f" from {minimum}") + (
-            "" if maximum is None else f" to {maximum}")
-        expected = f"expected a whole number{bounds}"
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            self._bad(name, raw, expected)
-            return default
-        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            self._bad(name, raw, expected)
-            return default
-        return value
-
-    def number(self, name: str, default: float) -> float:
-        raw = self._raw(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not value > 0 or value == float("inf"):
-            self._bad(name, raw, "expected a number of seconds above 0")
-            return default
-        return value
-
-    def choice(self, name: str, default: str | None, choices: Sequence[str],
-               upper: bool = False) -> str | None:
-        """One of ``choices``, any case (returned lower case, or upper with ``upper``)."""
-        raw = self._raw(name)
-        if not raw:
-            return default
-        value = raw.upper() if upper else raw.lower()
-        if value not in choices:
-            self._bad(name, raw, "expected one of " + ", ".join(choices))
-            return default
-        return value
-
-    def secret_file(self, name: str) -> str:
-        """The contents of the file ``name`` points at (one trailing newline dropped); a
-        problem names the file, never what is in it."""
-        raw = self.text(name)
-        if not raw:
-            return ""
-        try:
-            return Path(raw).read_text().removesuffix("\n").removesuffix("\r")
-        except (OSError, UnicodeDecodeError) as exc:
-            self._bad(name, raw, f"cannot read it ({type(exc).__name__})")
-            return ""
-
-    def flag(self, name: str, default: bool | None) -> bool | None:
-        raw = self._raw(name)
-        if not raw:
-            return default
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        self._bad(name, raw, "expected 1 or 0 (also true/false, yes/no, on/off)")
-        return default
-
-    def broker(self, name: str) -> str | None:
-        raw = self._raw(name)
-        if not raw:
-            return None
-        addresses = raw.removeprefix("kafka://").replace(";", ",").split(",")
-        for address in addresses:
-            host, _, port = address.strip().rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                self._bad(name, raw, "expected kafka://host:port[,host:port...]")
-                return None
-        return raw
-
-    def file(self, name: str) -> None:
-        raw = self.text(name)
-        if raw and not Path(raw).is_file():
-            self._bad(name, raw, "no such file")
-
-    def url(self, name: str) -> str | None:
-        raw = self._raw(name)
-        if not raw:
-            return None
-        scheme, _, rest = raw.partition("://")
-        if scheme.lower() not in ("http", "https") or not rest.strip("/"):
-            self._bad(name, raw, "expected an http:// or https:// URL")
-            return None
-        return raw
 
 
 @dataclass(frozen=True)
@@ -347,67 +236,12 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Read every ``EVENTIDE_*`` setting; raises :class:`SettingsError` naming every bad
         value at once (nothing is silently replaced by a default)."""
-        read = _Reader(os.environ if env is None else env)
-        get = read.text
-        password = get("EVENTIDE_KAFKA_SASL_PASSWORD")
-        if password and get("EVENTIDE_KAFKA_SASL_PASSWORD_FILE"):
-            read.problems.append("EVENTIDE_KAFKA_SASL_PASSWORD and EVENTIDE_KAFKA_SASL_PASSWORD_"
-                                 "FILE are both set: set one of them")
-        password = password or read.secret_file("EVENTIDE_KAFKA_SASL_PASSWORD_FILE")
-        settings = cls(
-            broker=read.broker("EVENTIDE_BROKER"),
-            embedded_broker_port=read.integer("EVENTIDE_EMBEDDED_BROKER_PORT", 9092, 1, 65535),
-            broker_flavor=read.choice("EVENTIDE_BROKER_FLAVOR", None, ("tansu", "kafka")),
-            idempotent_producer=read.flag("EVENTIDE_IDEMPOTENT_PRODUCER", None),
-            http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
-            http_port=read.integer("EVENTIDE_HTTP_PORT", 6066, 1, 65535),
-            data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
-            tls_cert=get("EVENTIDE_TLS_CERT") or None,
-            advertised_http_url=read.url("EVENTIDE_ADVERTISED_URL"),
-            tls_key=get("EVENTIDE_TLS_KEY") or None,
-            cluster_secret=get("EVENTIDE_CLUSTER_SECRET") or "",
-            public_url=read.url("EVENTIDE_PUBLIC_URL"),
-            trusted_proxies=tuple(p.strip() for p in
-                                  (get("EVENTIDE_TRUSTED_PROXIES") or "").split(",") if p.strip()),
-            peer_ca=get("EVENTIDE_PEER_CA") or None,
-            site_id=get("EVENTIDE_SITE_ID") or "",
-            api_key=get("EVENTIDE_API_KEY") or "",
-            app_key=get("EVENTIDE_APP_KEY") or "",
-            state_version=get("EVENTIDE_STATE_VERSION") or "v1",
-            identify_by=read.choice("EVENTIDE_IDENTIFY_BY", "id", ("id", "email")),
-            topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
-            partitions=read.integer("EVENTIDE_PARTITIONS", 8, 1),
-            replication_factor=read.integer("EVENTIDE_REPLICATION_FACTOR", 1, 1),
-            min_insync_replicas=read.integer("EVENTIDE_MIN_INSYNC_REPLICAS", 0, 0),
-            dedup_horizon_s=read.integer("EVENTIDE_DEDUP_HORIZON_DAYS", 30, 1) * DAY_S,
-            history_retention_s=read.integer("EVENTIDE_HISTORY_RETENTION_DAYS", 0, 0) * DAY_S,
-            history_max_events=read.integer("EVENTIDE_HISTORY_MAX_EVENTS", 5_000, 1),
-            standby_replicas=read.integer("EVENTIDE_STANDBY_REPLICAS", 0, 0),
-            input_log_dir=Path(get("EVENTIDE_INPUT_LOG_DIR")) if get("EVENTIDE_INPUT_LOG_DIR")
-            else None,
-            input_log_max_bytes=read.integer("EVENTIDE_INPUT_LOG_MAX_BYTES", 0, 0),
-            ack_on_disk=read.flag("EVENTIDE_ACK_ON_DISK", True),
-            batch_max=read.integer("EVENTIDE_BATCH_MAX", 40, 1),
-            unit_max_items=read.integer("EVENTIDE_UNIT_MAX_ITEMS", 2_000, 1),
-            tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
-            log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),
-            log_json=read.choice("EVENTIDE_LOG_FORMAT", "human", ("human", "json")) == "json",
-            auth_failures_per_minute=read.integer("EVENTIDE_AUTH_FAILURES_PER_MINUTE", 30, 1),
-            browser_identify=read.flag("EVENTIDE_BROWSER_IDENTIFY", True),
-            cors_origins=tuple(origin.strip().rstrip("/") for origin in
-                               (get("EVENTIDE_CORS_ORIGINS") or "").split(",")
-                               if origin.strip()),
-            kafka_security_protocol=read.choice(
-                "EVENTIDE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_PROTOCOLS,
-                upper=True) or "PLAINTEXT",
-            kafka_sasl_mechanism=read.choice("EVENTIDE_KAFKA_SASL_MECHANISM", None,
-                                             SASL_MECHANISMS, upper=True),
-            kafka_sasl_username=get("EVENTIDE_KAFKA_SASL_USERNAME").strip(),
-            kafka_sasl_password=password,
-            kafka_ca_file=get("EVENTIDE_KAFKA_CA_FILE") or None,
-            kafka_cert_file=get("EVENTIDE_KAFKA_CERT_FILE") or None,
-            kafka_key_file=get("EVENTIDE_KAFKA_KEY_FILE") or None,
-        )
+        read = EnvReader(os.environ if env is None else env)
+        # Problems are listed in the order values are read: the password first, then the fields
+        # in the order of the helpers below (keyword arguments are evaluated left to right).
+        password = _sasl_password(read)
+        settings = cls(**_service_fields(read), **_state_fields(read),
+                       **_kafka_fields(read, password))
         # Read elsewhere (tuning knobs), checked here so a typo is named with the rest.
         read.integer("EVENTIDE_GC_YOUNG_THRESHOLD", 0, 1)
         read.integer("EVENTIDE_IMPORT_MAX_BYTES", 0, 1)
@@ -428,3 +262,85 @@ class Settings:
             api_key=self.api_key or secrets.token_urlsafe(18),
             app_key=self.app_key or secrets.token_urlsafe(24),
         )
+
+
+def _sasl_password(read: EnvReader) -> str:
+    """EVENTIDE_KAFKA_SASL_PASSWORD, or the contents of EVENTIDE_KAFKA_SASL_PASSWORD_FILE."""
+    password = read.text("EVENTIDE_KAFKA_SASL_PASSWORD")
+    if password and read.text("EVENTIDE_KAFKA_SASL_PASSWORD_FILE"):
+        read.problems.append("EVENTIDE_KAFKA_SASL_PASSWORD and EVENTIDE_KAFKA_SASL_PASSWORD_"
+                             "FILE are both set: set one of them")
+    return password or read.secret_file("EVENTIDE_KAFKA_SASL_PASSWORD_FILE")
+
+
+def _service_fields(read: EnvReader) -> dict[str, Any]:
+    """Where the broker and the HTTP API are, TLS and peers, credentials."""
+    get = read.text
+    return dict(
+        broker=read.broker("EVENTIDE_BROKER"),
+        embedded_broker_port=read.integer("EVENTIDE_EMBEDDED_BROKER_PORT", 9092, 1, 65535),
+        broker_flavor=read.choice("EVENTIDE_BROKER_FLAVOR", None, ("tansu", "kafka")),
+        idempotent_producer=read.flag("EVENTIDE_IDEMPOTENT_PRODUCER", None),
+        http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
+        http_port=read.integer("EVENTIDE_HTTP_PORT", 6066, 1, 65535),
+        data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
+        tls_cert=get("EVENTIDE_TLS_CERT") or None,
+        advertised_http_url=read.url("EVENTIDE_ADVERTISED_URL"),
+        tls_key=get("EVENTIDE_TLS_KEY") or None,
+        cluster_secret=get("EVENTIDE_CLUSTER_SECRET") or "",
+        public_url=read.url("EVENTIDE_PUBLIC_URL"),
+        trusted_proxies=tuple(p.strip() for p in
+                              (get("EVENTIDE_TRUSTED_PROXIES") or "").split(",") if p.strip()),
+        peer_ca=get("EVENTIDE_PEER_CA") or None,
+        site_id=get("EVENTIDE_SITE_ID") or "",
+        api_key=get("EVENTIDE_API_KEY") or "",
+        app_key=get("EVENTIDE_APP_KEY") or "",
+    )
+
+
+def _state_fields(read: EnvReader) -> dict[str, Any]:
+    """Topics and state, the input log, batching and timers, logging, browser clients."""
+    get = read.text
+    return dict(
+        state_version=get("EVENTIDE_STATE_VERSION") or "v1",
+        identify_by=read.choice("EVENTIDE_IDENTIFY_BY", "id", ("id", "email")),
+        topic_prefix=get("EVENTIDE_TOPIC_PREFIX") or "eventide",
+        partitions=read.integer("EVENTIDE_PARTITIONS", 8, 1),
+        replication_factor=read.integer("EVENTIDE_REPLICATION_FACTOR", 1, 1),
+        min_insync_replicas=read.integer("EVENTIDE_MIN_INSYNC_REPLICAS", 0, 0),
+        dedup_horizon_s=read.integer("EVENTIDE_DEDUP_HORIZON_DAYS", 30, 1) * DAY_S,
+        history_retention_s=read.integer("EVENTIDE_HISTORY_RETENTION_DAYS", 0, 0) * DAY_S,
+        history_max_events=read.integer("EVENTIDE_HISTORY_MAX_EVENTS", 5_000, 1),
+        standby_replicas=read.integer("EVENTIDE_STANDBY_REPLICAS", 0, 0),
+        input_log_dir=Path(get("EVENTIDE_INPUT_LOG_DIR")) if get("EVENTIDE_INPUT_LOG_DIR")
+        else None,
+        input_log_max_bytes=read.integer("EVENTIDE_INPUT_LOG_MAX_BYTES", 0, 0),
+        ack_on_disk=read.flag("EVENTIDE_ACK_ON_DISK", True),
+        batch_max=read.integer("EVENTIDE_BATCH_MAX", 40, 1),
+        unit_max_items=read.integer("EVENTIDE_UNIT_MAX_ITEMS", 2_000, 1),
+        tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
+        log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),
+        log_json=read.choice("EVENTIDE_LOG_FORMAT", "human", ("human", "json")) == "json",
+        auth_failures_per_minute=read.integer("EVENTIDE_AUTH_FAILURES_PER_MINUTE", 30, 1),
+        browser_identify=read.flag("EVENTIDE_BROWSER_IDENTIFY", True),
+        cors_origins=tuple(origin.strip().rstrip("/") for origin in
+                           (get("EVENTIDE_CORS_ORIGINS") or "").split(",")
+                           if origin.strip()),
+    )
+
+
+def _kafka_fields(read: EnvReader, password: str) -> dict[str, Any]:
+    """How the Kafka clients connect and authenticate."""
+    get = read.text
+    return dict(
+        kafka_security_protocol=read.choice(
+            "EVENTIDE_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", KAFKA_PROTOCOLS,
+            upper=True) or "PLAINTEXT",
+        kafka_sasl_mechanism=read.choice("EVENTIDE_KAFKA_SASL_MECHANISM", None,
+                                         SASL_MECHANISMS, upper=True),
+        kafka_sasl_username=get("EVENTIDE_KAFKA_SASL_USERNAME").strip(),
+        kafka_sasl_password=password,
+        kafka_ca_file=get("EVENTIDE_KAFKA_CA_FILE") or None,
+        kafka_cert_file=get("EVENTIDE_KAFKA_CERT_FILE") or None,
+        kafka_key_file=get("EVENTIDE_KAFKA_KEY_FILE") or None,
+    )

@@ -18,7 +18,8 @@ from app.consumer_lag import faust_lag_probe
 from app.ingest.batcher import IngestBatcher
 from app.kafka_clients import faust_credentials, kafka_client_options
 from app.ops import replay
-from app.ops.input_log import DURABLE_OFFSETS, DurableFollower, InputLog, slots_of
+from app.ops.durable_offsets import DURABLE_OFFSETS, DurableFollower
+from app.ops.input_log import InputLog, slots_of
 from app.producer import Producer
 from app.progress import EndOffsets
 from app.runtime import Runtime

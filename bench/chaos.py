@@ -4,7 +4,7 @@
         [--drain-timeout SECONDS] [--keep]
 
 Starts its own embedded broker (Tansu, memory storage) on a free port and one fresh deployment
-(own topic prefix, consumer group, data dirs), then runs ``tests/chaos/scenario.py``: a seeded
+(own topic prefix, consumer group, data dirs), then runs ``app/testing/chaos``: a seeded
 workload of N items (identified events, identifies, anonymous events, links, merges; 10% exact
 resends) written to the raw topics at R items/s while worker A is SIGTERMed at random intervals,
 worker B joins the group for a while (rebalances) and leaves, and a burst of SIGKILLs 0.1-1 s apart
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from app.broker import EmbeddedBroker
 from app.topics import build_topics
-from tests.chaos.scenario import Config, Result, log_excerpts, run_scenario
-from tests.support.harness import Deployment, free_port
+from app.testing.chaos.scenario import Config, Result, log_excerpts, run_scenario
+from app.testing.harness import Deployment, free_port
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

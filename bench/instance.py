@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import AsyncIterator
 
-from tests.support.harness import EVENTIDE, free_port, wait_healthy
+from app.testing.harness import EVENTIDE, free_port, wait_healthy
 
 #: The credentials every benchmark instance runs with.
 CREDENTIALS = {"EVENTIDE_SITE_ID": "s", "EVENTIDE_API_KEY": "k", "EVENTIDE_APP_KEY": "a"}

@@ -32,6 +32,7 @@ from rocksdict import Rdict, WriteBatch
 
 from tables.changelog import (UNIT_KEY, Change, Position, Replayer, data_key, epoch_header,
                               epoch_of, fence_key, fence_value, next_epoch)
+from tables.kafka_io import fetch_to_end
 from tables.records import OutRecord, Sender
 from tables.store import PartitionStore, open_database
 
@@ -452,18 +453,14 @@ class StateManager:
         try:
             pending = {TopicPartition(*cp) for cp in cps}
             read = applied = 0
-            while pending:
-                fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=20_000)
+            async for fetched in fetch_to_end(consumer, pending, timeout_ms=500,
+                                              max_records=20_000):
                 for tp, messages in fetched.items():
                     cp = (tp.topic, tp.partition)
                     for m in messages:
                         applied += self.feed(cp, replayers[cp], m.offset, m.key, m.value,
                                              epoch_of(m.headers))
                     read += len(messages)
-                for tp in list(pending):
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None and await consumer.position(tp) >= highwater:
-                        pending.discard(tp)
             self.recovered_records += read
             self.void_records += sum(r.void for r in replayers.values())
             if read:

@@ -23,9 +23,8 @@ truth; everything else is rebuilt from them; and the console's session revocatio
 * ``EVENTIDE_INPUT_LOG_MAX_BYTES`` bounds the disk it may use; past it (or on a full disk) appends
   fail, the waiting requests answer ``503``, and nothing acknowledged is lost.
 
-Record format: ``<u32 body length><u32 crc32 of body><body>``; body: the topic
-(``<i32 length><bytes>``), ``<i32 partition><i64 timestamp ms>``, key and value each ``<i32 length|-1><bytes>``, then ``<i32 header count>`` and per header
-``<i32 length><name><i32 length><value>``.
+The record format and reading a file back are in :mod:`app.ops.input_log_records`; the offsets
+shared with workers 2..N in :mod:`app.ops.durable_offsets`.
 """
 
 from __future__ import annotations
@@ -33,151 +32,19 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import mmap
 import os
-import struct
 import time
-import zlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.ops.durable_offsets import DurableOffsets
+from app.ops.input_log_records import Stored, encode, fsync_path, legacy_records, scan
 from app.producer import BrokerUnavailable, OutRecord
 
 log = logging.getLogger(__name__)
-
-#: The shared file of durable offsets, in the input log's directory.
-DURABLE_OFFSETS = "durable.offsets"
-
-_HEAD = struct.Struct(">II")
-_I64 = struct.Struct(">q")
-_I32 = struct.Struct(">i")
-
-Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True)
-class Stored:
-    topic: str
-    partition: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = field(default_factory=list)
-
-    @property
-    def slot(self) -> tuple[str, int]:
-        return self.topic, self.partition
-
-
-def encode(record: Stored) -> bytes:
-    topic = record.topic.encode()
-    parts = [_I32.pack(len(topic)), topic, _I32.pack(record.partition),
-             _I64.pack(record.timestamp)]
-    for blob in (record.key, record.value):
-        parts.append(_I32.pack(-1) if blob is None else _I32.pack(len(blob)) + blob)
-    parts.append(_I32.pack(len(record.headers)))
-    for name, value in record.headers:
-        raw = name.encode()
-        parts.append(_I32.pack(len(raw)) + raw + _I32.pack(len(value)) + value)
-    body = b"".join(parts)
-    return _HEAD.pack(len(body), zlib.crc32(body)) + body
-
-
-def _decode_body(body: bytes) -> Stored:
-    (length,) = _I32.unpack_from(body, 0)
-    topic = body[4:4 + length].decode()
-    (partition,) = _I32.unpack_from(body, 4 + length)
-    (timestamp,) = _I64.unpack_from(body, 8 + length)
-    at = 16 + length
-    blobs: list[bytes | None] = []
-    for _ in range(2):
-        (length,) = _I32.unpack_from(body, at)
-        at += 4
-        if length < 0:
-            blobs.append(None)
-        else:
-            blobs.append(body[at:at + length])
-            at += length
-    (count,) = _I32.unpack_from(body, at)
-    at += 4
-    headers = []
-    for _ in range(count):
-        (length,) = _I32.unpack_from(body, at)
-        name = body[at + 4:at + 4 + length].decode()
-        at += 4 + length
-        (length,) = _I32.unpack_from(body, at)
-        headers.append((name, body[at + 4:at + 4 + length]))
-        at += 4 + length
-    return Stored(topic, partition, timestamp, blobs[0], blobs[1], headers)
-
-
-@dataclass
-class Scan:
-    """What a file holds: its whole records, where the good bytes end, and what was wrong."""
-
-    records: list[Stored]
-    #: Byte length of the file's good prefix (what follows is a torn last record).
-    good_bytes: int
-    torn_bytes: int = 0
-    #: (record position, byte offset) of corrupt records in the middle, left out.
-    corrupt: list[tuple[int, int]] = field(default_factory=list)
-
-
-def scan(blob: bytes) -> Scan:
-    """Decode a file. A record cut short at the end is torn (a hard kill mid-append: it was never
-    acknowledged); a record whose checksum fails with whole records after it is corrupt."""
-    records: list[Stored] = []
-    corrupt: list[tuple[int, int]] = []
-    at = 0
-    good = 0
-    while at < len(blob):
-        if at + _HEAD.size > len(blob):
-            break
-        length, crc = _HEAD.unpack_from(blob, at)
-        end = at + _HEAD.size + length
-        if end > len(blob):
-            break
-        body = blob[at + _HEAD.size:end]
-        if zlib.crc32(body) != crc:
-            if end == len(blob):
-                break  # the last record, half-written pages: torn
-            corrupt.append((len(records) + len(corrupt), at))
-        else:
-            try:
-                records.append(_decode_body(body))
-            except (struct.error, UnicodeDecodeError):
-                corrupt.append((len(records) + len(corrupt), at))
-        at = end
-        good = end
-    return Scan(records, good, len(blob) - good, corrupt)
-
-
-class DurableOffsets:
-    """Per input topic partition, the next offset not yet on disk, in a file every process of the
-    instance maps: the writer publishes, workers 2..N read (and wait on) it."""
-
-    def __init__(self, path: Path, slots: Sequence[tuple[str, int]], *, writer: bool) -> None:
-        self.slots = {slot: index for index, slot in enumerate(slots)}
-        size = 8 * max(1, len(slots))
-        if writer:
-            path.write_bytes(b"\0" * size)
-        self._file = open(path, "r+b" if writer else "rb")
-        self._map = mmap.mmap(self._file.fileno(), size,
-                              access=mmap.ACCESS_WRITE if writer else mmap.ACCESS_READ)
-
-    def get(self, topic: str, partition: int) -> int:
-        return _I64.unpack_from(self._map, 8 * self.slots[(topic, partition)])[0]
-
-    def publish(self, topic: str, partition: int, next_offset: int) -> None:
-        _I64.pack_into(self._map, 8 * self.slots[(topic, partition)], next_offset)
-
-    def close(self) -> None:
-        self._map.close()
-        self._file.close()
 
 
 class InputLog:
@@ -225,7 +92,7 @@ class InputLog:
                 "acknowledged) was cut off")
         if found.corrupt:
             self.path.write_bytes(b"".join(encode(r) for r in found.records))
-            _fsync_path(self.path)
+            fsync_path(self.path)
         elif found.torn_bytes:
             with open(self.path, "r+b") as f:
                 f.truncate(found.good_bytes)
@@ -377,7 +244,7 @@ class InputLog:
             created = not self.path.exists()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             if created:
-                _fsync_path(self.root)
+                fsync_path(self.root)
         try:
             written = os.write(self._fd, data)
             if written != len(data):
@@ -435,58 +302,10 @@ class InputLog:
             await consumer.stop()
 
 
-class DurableFollower:
-    """Workers 2..N of an embedded instance: wait until the writer has the records on disk."""
-
-    def __init__(self, path: Path, slots: Sequence[tuple[str, int]],
-                 wait_timeout_s: float = 10.0) -> None:
-        self.offsets = DurableOffsets(path, slots, writer=False)
-        self.wait_timeout_s = wait_timeout_s
-
-    async def wait(self, records: Sequence[OutRecord], offsets: Sequence[int]) -> None:
-        deadline = time.monotonic() + self.wait_timeout_s
-        for record, offset in zip(records, offsets):
-            slot = (record.topic, record.partition)
-            if slot not in self.offsets.slots:
-                continue
-            while self.offsets.get(*slot) <= offset:
-                if time.monotonic() > deadline:
-                    raise BrokerUnavailable("accepted records are not on local disk yet")
-                await asyncio.sleep(0.002)
-
-
 async def _settle(pending: list[asyncio.Future]) -> int:
     for future in pending:
         await future
     return len(pending)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _legacy_records(blob: bytes) -> Iterator[tuple[int, bytes | None, bytes | None]]:
-    """Records of the periodic archive of earlier versions: ``<u32 total><i64 timestamp ms>``,
-    then key and value each ``<i32 length|-1><bytes>``; a torn tail ends it."""
-    at = 0
-    while at + 12 <= len(blob):
-        total, timestamp = struct.unpack_from(">Iq", blob, at)
-        end = at + 4 + total
-        if end > len(blob):
-            return
-        cursor = at + 12
-        blobs: list[bytes | None] = []
-        for _ in range(2):
-            (length,) = _I32.unpack_from(blob, cursor)
-            cursor += 4
-            blobs.append(None if length < 0 else blob[cursor:cursor + length])
-            cursor += max(length, 0)
-        yield timestamp, blobs[0], blobs[1]
-        at = end
 
 
 def migrate_archive(root: Path, slots: Iterable[tuple[str, int]],
@@ -504,13 +323,13 @@ def migrate_archive(root: Path, slots: Iterable[tuple[str, int]],
             continue
         marker = old.with_suffix(".next")
         limit = int(marker.read_text()) if marker.exists() else 0
-        for timestamp, key, value in list(_legacy_records(old.read_bytes()))[:limit]:
+        for timestamp, key, value in list(legacy_records(old.read_bytes()))[:limit]:
             converted.append(encode(Stored(topic, partition, timestamp, key, value)))
         olds.append(old)
     if not olds:
         return 0
     target.write_bytes(b"".join(converted))
-    _fsync_path(target)
+    fsync_path(target)
     for old in olds:
         old.rename(old.with_suffix(".log.migrated"))
     say(f"input log: converted {len(converted)} records of the earlier periodic archive")

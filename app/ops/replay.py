@@ -21,6 +21,7 @@ from aiokafka.structs import OffsetAndMetadata
 from app.kafka_clients import kafka_client_options
 from app.settings import Settings
 from app.topics import Topics, build_topics
+from tables.kafka_io import fetch_highwaters
 
 
 def inputs(topics: Topics) -> list:
@@ -83,15 +84,7 @@ async def _ends(settings: Settings, tps: list[TopicPartition]) -> dict[TopicPart
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, 0)
-        ends: dict[TopicPartition, int] = {}
-        deadline = time.monotonic() + 10
-        while len(ends) < len(tps) and time.monotonic() < deadline:
-            await consumer.getmany(*[tp for tp in tps if tp not in ends], timeout_ms=200,
-                                   max_records=1)
-            for tp in tps:
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    ends[tp] = highwater
+        ends = await fetch_highwaters(consumer, tps, timeout_s=10)
         return {tp: ends.get(tp, 0) for tp in tps}
     finally:
         await consumer.stop()

@@ -9,6 +9,8 @@ from typing import AsyncIterator
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from tables.kafka_io import fetch_to_end
+
 
 async def read_partitions(bootstrap: str, starts: dict[TopicPartition, int], *,
                           idle_timeout_s: float = 10.0, client_options: dict | None = None
@@ -28,16 +30,11 @@ async def read_partitions(bootstrap: str, starts: dict[TopicPartition, int], *,
             consumer.seek(tp, offset)
         pending = set(starts)
         last_progress = time.monotonic()
-        while pending:
-            fetched = await consumer.getmany(*pending, timeout_ms=300, max_records=10_000)
+        async for fetched in fetch_to_end(consumer, pending, timeout_ms=300, max_records=10_000):
             for records in fetched.values():
                 if records:
                     last_progress = time.monotonic()
                     yield records
-            for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
-                    pending.discard(tp)
             if time.monotonic() - last_progress > idle_timeout_s:
                 raise TimeoutError(f"no progress reading {sorted(map(str, pending))}")
     finally:

@@ -2,25 +2,25 @@
 
 * :mod:`.paths` -- ``items[].type``-style paths into JSON documents.
 * :mod:`.operators` -- the comparison operators of where-clauses and attribute conditions.
-* :mod:`.definition` -- the condition tree, validation (:class:`DefinitionError`), canonical JSON.
+* :mod:`.conditions` -- the condition tree and its canonical JSON.
+* :mod:`.definition` -- parsing and validating a definition (:class:`DefinitionError`).
 * :mod:`.evaluate` -- membership at a time, and the next time membership could change by itself.
 """
 
-from .definition import (
+from .conditions import (
     AllOf,
     AnyOf,
     AttributeCondition,
     Condition,
     Count,
-    DefinitionError,
     EventCondition,
     Not,
     Segment,
     SendEvent,
     Where,
     Window,
-    parse_segment,
 )
+from .definition import DefinitionError, parse_segment
 from .evaluate import Evaluation, evaluate, is_member, next_change_at
 from .operators import OPERATORS, apply
 from .paths import Each, Index, Key, Step, format_path, parse_path, resolve

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.segments.definition import DefinitionError, Segment, parse_segment
 from app.segments.evaluate import is_member
+from tables.kafka_io import at_end
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,7 @@ async def _follow_once(catalog: SegmentCatalog, bootstrap: str, topic: str,
                 catalog.apply(message.key.decode(), value, message.offset)
             if fetched:
                 await catalog.notify()
-            highwater = consumer.highwater(tp)
-            if not catalog.caught_up.is_set() and highwater is not None and \
-                    await consumer.position(tp) >= highwater:
+            if not catalog.caught_up.is_set() and await at_end(consumer, tp):
                 catalog.caught_up.set()
     finally:
         await consumer.stop()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 from . import operators
-from .definition import (
+from .conditions import (
     AllOf,
     AttributeCondition,
     Condition,

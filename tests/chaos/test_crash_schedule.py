@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos.scenario import Config, log_excerpts, run_scenario
-from tests.support.harness import Deployment
+from app.testing.chaos.scenario import Config, log_excerpts, run_scenario
+from app.testing.harness import Deployment
 
 pytestmark = pytest.mark.integration
 

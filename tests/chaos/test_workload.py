@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from tests.chaos.scenario import SHARED_ATTRIBUTES, generate, oracle
+from app.testing.chaos.oracle import oracle
+from app.testing.chaos.workload import SHARED_ATTRIBUTES, generate
 
 BASE_MS = 1_750_000_000_000
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.ops.input_log import (DURABLE_OFFSETS, DurableFollower, InputLog, Stored, encode,
-                               migrate_archive, scan)
+from app.ops.durable_offsets import DURABLE_OFFSETS, DurableFollower
+from app.ops.input_log import InputLog, migrate_archive
+from app.ops.input_log_records import Stored, encode, scan
 from app.producer import BrokerUnavailable, OutRecord
 
 SLOTS = [("raw.events", 0), ("raw.events", 1)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app import cli, cli_ops, local_instance
+from app import cli, cli_ops, cli_up, local_instance
 from app.broker import claim_data_dir
 from app.settings import Settings
 
@@ -183,7 +183,7 @@ def test_without_a_local_instance_the_command_says_what_to_set(
 def test_banner_with_generated_credentials_is_copy_paste_ready(tmp_path: Path) -> None:
     supplied = Settings(data_dir=tmp_path, http_port=6066)
     settings = supplied.replace(site_id="site-1", api_key="track-key", app_key="app-key")
-    text = cli.banner(settings, supplied, broker_note=" (embedded)",
+    text = cli_up.banner(settings, supplied, broker_note=" (embedded)",
                       workers=["worker 2:           http://127.0.0.1:6067"],
                       kept_in=tmp_path / "credentials.json")
     lines = text.splitlines()
@@ -205,7 +205,7 @@ def test_banner_with_generated_credentials_is_copy_paste_ready(tmp_path: Path) -
 def test_banner_never_prints_supplied_credentials(tmp_path: Path) -> None:
     supplied = Settings(data_dir=tmp_path, site_id="s", api_key="secret-track",
                         app_key="secret-app")
-    text = cli.banner(supplied, supplied)
+    text = cli_up.banner(supplied, supplied)
     assert "secret" not in text
     assert "api_key=(as set in the environment)" in text
     assert "app key (reads):    (as set in the environment)" in text
@@ -231,7 +231,7 @@ def test_the_banner_waits_for_readyz() -> None:
     try:
         with redirect_stdout(out):
             settings = Settings(http_port=server.server_address[1])
-            thread = cli.announce_when_ready(settings, "BANNER", interval_s=0.02)
+            thread = cli_up.announce_when_ready(settings, "BANNER", interval_s=0.02)
             time.sleep(0.3)
             assert out.getvalue() == ""  # listening, answering 503: not yet
             _Readyz.ready = True

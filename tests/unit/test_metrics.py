@@ -1,5 +1,5 @@
 """Unit tests for app.metrics: the latency histogram, quantiles from its buckets (as Prometheus
-estimates them, and as bench/run.py reads them from a scrape), and the prometheus_client
+estimates them, and as bench/measure.py reads them from a scrape), and the prometheus_client
 exposition of the hot-path counters."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.metrics import LATENCY_BUCKETS, LatencyHistogram, histogram_quantile, render
-from bench.run import latency_quantile, metric_labels, parse_metrics, sum_metrics
+from bench.measure import latency_quantile, metric_labels, parse_metrics, sum_metrics
 from tests.support.prometheus import parse, samples
 
 

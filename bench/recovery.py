@@ -1,0 +1,148 @@
+"""``--recovery``: restart a worker with its data intact and with it deleted, and time both."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.testing.harness import Deployment, Worker
+from tables.kafka_io import fetch_to_end
+from bench.measure import BenchError, dir_bytes, rss_bytes
+from bench.report import fmt_mb, fmt_n
+
+
+async def count_records(bootstrap: str, topics: list[tuple[str, int]],
+                        timeout_s: float = 600.0) -> dict[str, int]:
+    """Records on each ``(topic, partitions)``, read with a plain consumer from the beginning to
+    the fetch high-watermark (ListOffsets is not trusted on the embedded broker)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for topic, partitions in topics for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        counts: Counter = Counter({topic: 0 for topic, _ in topics})
+        try:
+            async for fetched in fetch_to_end(consumer, set(tps), timeout_ms=200,
+                                              max_records=50_000, timeout_s=timeout_s):
+                for tp, records in fetched.items():
+                    counts[tp.topic] += len(records)
+        except TimeoutError:
+            raise BenchError(f"changelogs not read to their end in {timeout_s:g}s") from None
+        return dict(counts)
+    finally:
+        await consumer.stop()
+
+
+async def segment_members(deployment: Deployment, url: str) -> dict[str, int]:
+    """``GET /api/v1/segments``: member count per segment id (empty without segments)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async with session.get(url + "/api/v1/segments", headers=deployment.app_auth) as response:
+            if response.status != 200:
+                raise BenchError(f"GET /api/v1/segments: {response.status}")
+            return {s["id"]: s["members"] for s in (await response.json())["segments"]}
+
+
+_RECOVERED_LINE = re.compile(rb"recovered (\d+) changelog records")
+_DRIFT_LINE = re.compile(rb"woke up too late, with a drift of \+([0-9.]+)")
+
+
+def scan_log(path: Path, offset: int) -> dict[str, Any]:
+    """What a worker's log says past ``offset``: the longest event-loop stall seen by mode's
+    timers (drift of a timer that woke up late: the loop was busy that long) and how many commits
+    were retried."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            text = log.read()
+    except OSError:
+        return {"max_timer_drift_s": None, "commit_retries": None, "errors": None}
+    drifts = [float(m[1]) for m in _DRIFT_LINE.finditer(text)]
+    return {"max_timer_drift_s": round(max(drifts), 2) if drifts else 0.0,
+            "commit_retries": text.count(b"commit failed, retrying"),
+            "errors": text.count(b"[ERROR]")}
+
+
+async def _restart_intact(worker: Worker, recovery: dict[str, Any]) -> None:
+    """Time worker 1's restart with its data dir intact (nothing to recover), then stop it."""
+    t0 = time.perf_counter()
+    worker.start()
+    await worker.wait_ready(timeout_s=600)
+    recovery["intact_ready_s"] = round(time.perf_counter() - t0, 2)
+    worker.stop()
+    print(f"   recovery: restart with data dir intact ready in {recovery['intact_ready_s']:.1f}s",
+          flush=True)
+
+
+async def _count_changelogs(deployment: Deployment, bootstrap: str,
+                            recovery: dict[str, Any]) -> int:
+    """Count the records on every changelog topic (what a rebuild must read); their total."""
+    partitions = deployment.settings.partitions
+    changelogs = [(t.name, partitions) for t in deployment.topics.all() if ".changelog." in t.name]
+    t0 = time.perf_counter()
+    counts = await count_records(bootstrap, changelogs)
+    total = sum(counts.values())
+    recovery.update(changelog_records=total, changelog_records_by_topic=counts,
+                    count_s=round(time.perf_counter() - t0, 2))
+    print(f"   recovery: {total:,} changelog records on {len(changelogs)} changelog topics "
+          f"(counted in {recovery['count_s']:.1f}s)", flush=True)
+    return total
+
+
+async def measure_recovery(deployment: Deployment, workers: list[Worker],
+                           data_dirs: list[Path], bootstrap: str, result: dict[str, Any]) -> None:
+    """Stop every worker, restart worker 1 alone with its data dir intact, stop it, count the
+    changelogs, then restart it after deleting its data dir; fills ``result["recovery"]``."""
+    recovery: dict[str, Any] = {"loadavg_before": list(os.getloadavg())}
+    result["recovery"] = recovery
+    members_before = await segment_members(deployment, workers[0].url)
+    for worker in workers:
+        worker.stop()
+    worker = workers[0]
+    await _restart_intact(worker, recovery)
+    # Counted after the intact restart: its ticks may have written more changelog records.
+    total = await _count_changelogs(deployment, bootstrap, recovery)
+    log_offset = worker.log_path.stat().st_size if worker.log_path.exists() else 0
+    shutil.rmtree(data_dirs[0])
+    recovery["loadavg_at_restart"] = list(os.getloadavg())
+    t0 = time.perf_counter()
+    worker.start()
+    assert worker.process is not None
+    await worker.wait_ready(timeout_s=1800)
+    ready_s = time.perf_counter() - t0
+    recovery["loadavg_after"] = list(os.getloadavg())
+    with open(worker.log_path, "rb") as log:
+        log.seek(log_offset)
+        applied = sum(int(m[1]) for m in _RECOVERED_LINE.finditer(log.read()))
+    members_after = await segment_members(deployment, worker.url)
+    differing = sorted(k for k in set(members_before) | set(members_after)
+                       if members_before.get(k) != members_after.get(k))
+    net_s = ready_s - recovery["intact_ready_s"]
+    recovery.update(
+        ready_s=round(ready_s, 2), recovered_records_logged=applied,
+        records_per_s=round(total / ready_s, 1),
+        net_s=round(net_s, 2),
+        net_records_per_s=round(total / net_s, 1) if net_s > 0 else None,
+        peak_rss_bytes=rss_bytes(worker.process.pid, "VmHWM"),
+        data_dir_bytes=dir_bytes(data_dirs[0]),
+        members_before=sum(members_before.values()), members_after=sum(members_after.values()),
+        segments_with_other_member_count=len(differing))
+    worker.stop()
+    print(f"   recovery: data dir deleted -> ready in {ready_s:.1f}s, "
+          f"{applied:,} changelog records applied (worker log); "
+          f"{recovery['records_per_s']:,.0f} records/s "
+          f"({fmt_n(recovery['net_records_per_s'])} records/s net of the "
+          f"{recovery['intact_ready_s']:.1f}s intact restart); peak RSS "
+          f"{fmt_mb(recovery['peak_rss_bytes'])}; segment members {recovery['members_before']:,} "
+          f"before / {recovery['members_after']:,} after (load avg "
+          f"{recovery['loadavg_after'][0]:.2f})", flush=True)

@@ -1,0 +1,67 @@
+"""Reading partitions to their end, the one way every reader here does it.
+
+The end of a partition is its *fetch high-watermark* (``consumer.highwater(tp)``, learned from a
+fetch), never ListOffsets: the embedded broker (Tansu) can under-report ListOffsets after batched
+produces (docs/architecture.md). This module sits in ``tables/`` because the state layer needs it
+and ``tables/`` imports nothing from ``app/``; app/ and bench/ use it from here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator, Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+#: What ``AIOKafkaConsumer.getmany`` returns: records per partition.
+Fetched = dict[TopicPartition, list[Any]]
+
+
+async def at_end(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+    """Whether ``consumer`` has read ``tp`` up to its fetch high-watermark (False until a fetch
+    has told it the high-watermark)."""
+    highwater = consumer.highwater(tp)
+    return highwater is not None and bool(await consumer.position(tp) >= highwater)
+
+
+async def drop_finished(consumer: AIOKafkaConsumer, pending: set[TopicPartition]) -> None:
+    """Remove from ``pending`` every partition read to its fetch high-watermark."""
+    for tp in list(pending):
+        if await at_end(consumer, tp):
+            pending.discard(tp)
+
+
+async def fetch_to_end(consumer: AIOKafkaConsumer, pending: set[TopicPartition], *,
+                       timeout_ms: int, max_records: int | None = None,
+                       timeout_s: float | None = None) -> AsyncIterator[Fetched]:
+    """Yield each fetch of the ``pending`` partitions (from wherever ``consumer`` stands) until
+    every one has reached its fetch high-watermark. A partition leaves ``pending`` as it reaches
+    its end, so a caller that gives up (no progress, say) can tell which are left.
+
+    ``timeout_ms``: how long one fetch waits for records; ``timeout_s``: raise TimeoutError when
+    partitions are still pending after that long (checked before each fetch)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while pending:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"not read to the end in {timeout_s:g}s: "
+                               f"{sorted(map(str, pending))}")
+        yield await consumer.getmany(*pending, timeout_ms=timeout_ms, max_records=max_records)
+        await drop_finished(consumer, pending)
+
+
+async def fetch_highwaters(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], *,
+                           timeout_s: float) -> dict[TopicPartition, int]:
+    """The fetch high-watermark of each of ``tps`` (assigned and positioned by the caller), found
+    by fetching one record at a time until each is known; the partitions still unknown after
+    ``timeout_s`` are left out."""
+    wanted = list(tps)
+    found: dict[TopicPartition, int] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < len(wanted) and time.monotonic() < deadline:
+        await consumer.getmany(*[tp for tp in wanted if tp not in found], timeout_ms=200,
+                               max_records=1)
+        for tp in wanted:
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                found[tp] = highwater
+    return found
