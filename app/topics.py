@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.settings import DAY_S, Settings
-from tables.state import TableSpec
+from tables.unit import TableSpec
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from rocksdict import WriteBatch
 from app.api.activity_log import LogQuery, identified_share
 from app.person_store import history_indexers, time_key
 from app.topics import ACTIVITY_LOG, HISTORY
-from tables.state import Table, TableSpec
+from tables.unit import Table, TableSpec
 from tables.store import open_database
 
 NAMES = [f"event_{n}" for n in range(20)]

@@ -8,6 +8,7 @@ batch's outputs are acknowledged, and recovery reads a changelog until the fetch
 """
 
 from tables.store import PartitionStore
-from tables.state import StateManager, Table, TableSpec
+from tables.state import StateManager
+from tables.unit import Table, TableSpec
 
 __all__ = ["PartitionStore", "StateManager", "Table", "TableSpec"]

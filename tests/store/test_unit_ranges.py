@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from tables.state import Table, TableSpec, UnitOfWork
+from tables.unit import Table, TableSpec, UnitOfWork
 from tables.store import open_database
 
 

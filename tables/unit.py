@@ -1,0 +1,132 @@
+"""Tables over partitions, and the unit of work that changes them.
+
+A :class:`UnitOfWork` collects a batch's writes and outputs; :class:`tables.state.StateManager`
+makes them durable in the commit order that keeps state exact under redelivery.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from rocksdict import Rdict
+
+from tables.records import OutRecord
+from tables.store import PartitionStore
+
+_MISSING = object()
+
+#: (changelog topic, partition): the unit of ownership, fencing and recovery.
+ChangelogPartition = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    #: Short name, e.g. ``history``; also the key prefix of its records in the changelog.
+    name: str
+    #: The topic whose partitions this table follows (its keys hash like that topic's keys).
+    source_topic: str
+    #: The compacted changelog topic, shared by every table that follows ``source_topic``.
+    changelog_topic: str
+
+
+class Table:
+    """One table: views of its partitions in the worker's database."""
+
+    def __init__(self, spec: TableSpec, db: Rdict) -> None:
+        self.spec = spec
+        self._db = db
+        self._stores: dict[int, PartitionStore] = {}
+
+    def store(self, partition: int) -> PartitionStore:
+        store = self._stores.get(partition)
+        if store is None:
+            store = self._stores[partition] = PartitionStore.view(self._db, self.spec.name,
+                                                                  partition)
+        return store
+
+    def get(self, partition: int, key: str) -> Any | None:
+        return self.store(partition).get(key)
+
+    def open_partitions(self) -> list[int]:
+        return sorted(self._stores)
+
+    def close_partition(self, partition: int) -> None:
+        store = self._stores.pop(partition, None)
+        if store is not None:
+            store.close()
+
+    def close(self) -> None:
+        for partition in list(self._stores):
+            self.close_partition(partition)
+
+
+#: Keys of range-read tables are ``<group>\x1f<rest>`` (a person's events): a range read stays
+#: inside one group, so pending writes are indexed by group and a read merges only its own.
+GROUP_SEPARATOR = "\x1f"
+
+
+class UnitOfWork:
+    """Reads see this unit's own pending writes; nothing is durable until :meth:`StateManager.commit`."""
+
+    def __init__(self, tables: dict[str, Table], tenures: dict[ChangelogPartition, int]) -> None:
+        self._tables = tables
+        self.changes: dict[tuple[str, int], dict[str, Any | None]] = defaultdict(dict)
+        #: (table, partition, group) → pending keys of that group, for :meth:`range`.
+        self._grouped: dict[tuple[str, int, str], set[str]] = defaultdict(set)
+        self.outputs: list[OutRecord] = []
+        #: The ownership tenure of every changelog partition when the unit began.
+        self.tenures = tenures
+
+    def get(self, table: str, partition: int, key: str) -> Any | None:
+        pending = self.changes.get((table, partition))
+        if pending is not None:
+            value = pending.get(key, _MISSING)
+            if value is not _MISSING:
+                return value
+        return self._tables[table].get(partition, key)
+
+    def put(self, table: str, partition: int, key: str, value: Any) -> None:
+        self._note(table, partition, key)
+        self.changes[(table, partition)][key] = value
+
+    def delete(self, table: str, partition: int, key: str) -> None:
+        self._note(table, partition, key)
+        self.changes[(table, partition)][key] = None
+
+    def _note(self, table: str, partition: int, key: str) -> None:
+        group, separator, _ = key.partition(GROUP_SEPARATOR)
+        if separator:
+            self._grouped[(table, partition, group)].add(key)
+
+    def range(self, table: str, partition: int, start: str, stop: str, *,
+              reverse: bool = False) -> Iterator[tuple[str, Any]]:
+        """Items with ``start <= key < stop`` in key order (descending with ``reverse``), this
+        unit's pending writes included. ``start`` and ``stop`` lie in one key group."""
+        group = start.partition(GROUP_SEPARATOR)[0]
+        pending_keys = sorted((key for key in self._grouped.get((table, partition, group), ())
+                               if start <= key < stop), reverse=reverse)
+        stored = self._tables[table].store(partition).range(start, stop, reverse=reverse)
+        if not pending_keys:
+            yield from stored
+            return
+        pending = self.changes[(table, partition)]
+        merged = heapq.merge(((key, False, value) for key, value in stored),
+                             ((key, True, pending[key]) for key in pending_keys),
+                             key=lambda entry: entry[0], reverse=reverse)
+        # A key both stored and pending comes out twice, next to each other: pending wins.
+        last: tuple[str, bool, Any] | None = None
+        for entry in merged:
+            if last is not None and last[0] == entry[0]:
+                last = entry if entry[1] else last
+                continue
+            if last is not None and last[2] is not None:
+                yield last[0], last[2]
+            last = entry
+        if last is not None and last[2] is not None:
+            yield last[0], last[2]
+
+    def send(self, record: OutRecord) -> None:
+        self.outputs.append(record)
