@@ -22,7 +22,8 @@ from app.api import cluster
 from app.api.auth import require_app
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
-from app.api.segments import MAX_DEFINITION_DEPTH, natural_key
+from app.api.segments import MAX_DEFINITION_DEPTH
+from app.queries.segments import natural_key
 from app.ingest.validate import too_deep
 from app.person_store import PersonEvents, StoredTables
 from app.runtime import Runtime

@@ -13,6 +13,7 @@ from app.api import activity_log, export, imports, openapi, people_search, read,
 from app.api import segment_preview, v2
 from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
+from app.api.context import RT
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
 from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, peak_rss_bytes
@@ -74,6 +75,7 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
                                                        .auth_failures_per_minute)),
                                                error_shape, peers.verified_peers(rt.settings),
                                                keyed_reads_go_to_their_owner(rt)])
+    application[RT] = rt
 
     async def healthz(request: web.Request) -> web.Response:
         """``/healthz`` and ``/readyz`` (same answer): 200 once the worker joined its group and
@@ -117,10 +119,10 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
     application.router.add_routes(track.routes(rt))
     application.router.add_routes(v2.routes(rt))
     application.router.add_routes(read.routes(rt))
-    application.router.add_routes(activity_log.routes(rt))
+    application.router.add_routes(activity_log.ROUTES)
     application.router.add_routes(segment_preview.routes(rt))
-    application.router.add_routes(segments.routes(rt))
-    application.router.add_routes(people_search.routes(rt))
+    application.router.add_routes(segments.ROUTES)
+    application.router.add_routes(people_search.ROUTES)
     application.router.add_routes(imports.routes(rt))
     application.router.add_routes(render_api.routes(rt))
     application.router.add_routes(export.routes(rt))

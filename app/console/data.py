@@ -2,7 +2,7 @@
 
 Reads about one person go to this worker's tables (the console forwards a person's pages to the
 worker owning the person, see :mod:`app.console.forward`); lists and counts come from the API's own
-handlers (cluster-wide). Writes go through the normal
+shared queries (:mod:`app.queries`, cluster-wide). Writes go through the normal
 pipeline: an event is validated by :func:`app.ingest.validate.validate_event` and submitted with
 ``rt.batcher.submit`` exactly like a track API call; a segment definition is validated by
 :func:`app.segments.definition.parse_segment` and published like ``PUT /api/v1/segments/{id}``.
@@ -23,8 +23,10 @@ from typing import Any, Iterator
 from ulid import ULID
 
 from app.api import cluster
+from app.api.people import lookup_profile
 from app.api.responses import ApiError
 from app.core import history
+from app.core.profiles import identifiers
 from app.ingest.validate import validate_event
 from app.producer import BrokerUnavailable, partition_for
 from app.api.segments import publish_definition
@@ -99,6 +101,18 @@ def person_history(rt: Runtime, person: str) -> list[dict[str, Any]] | None:
     return stored_history(rt.state.tables, partition, person)
 
 
+def person_view(rt: Runtime, identifier: str
+                ) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]] | None] | None:
+    """(person, profile, stored events) an identifier names on this worker, or None when it
+    has neither a profile nor activity here."""
+    found = lookup_profile(rt, identifier)
+    person = found[0] if found else (rt.resolve_person(identifier) or identifier)
+    events = person_history(rt, person)
+    if found is None and events is None:
+        return None
+    return person, found[1] if found else None, events
+
+
 def raw_profile(rt: Runtime, person: str) -> dict[str, Any] | None:
     return rt.state.tables[PROFILES].get(_partition(rt, person, rt.topics.person_events), person)
 
@@ -113,6 +127,15 @@ def anonymous_events(rt: Runtime, anonymous_id: str) -> list[dict[str, Any]] | N
 def anonymous_link(rt: Runtime, anonymous_id: str) -> str | None:
     return rt.state.tables[ANONYMOUS_LINKS].get(
         _partition(rt, anonymous_id, rt.topics.raw_anonymous), anonymous_id)
+
+
+def customer_identifier(rt: Runtime, person: str) -> str:
+    """What the track API's ``{id}`` path means for this person (id, or email)."""
+    if rt.settings.identify_by == "id":
+        return person
+    profile = raw_profile(rt, person)
+    email = identifiers(profile).get("email") if profile else None
+    return email or person
 
 
 def person_segments(rt: Runtime, person: str) -> list[tuple[str, int]]:

@@ -50,6 +50,10 @@ class Feeds:
     lifetime_s: float = LIFETIME_S
 
 
+#: ``application[FEEDS]``: the worker's live feeds (set by :func:`app.console.install`).
+FEEDS = web.AppKey("console_feeds", Feeds)
+
+
 def parse_positions(raw: str | None, partitions: int) -> dict[int, int]:
     """``"0:12,1:5"`` (an SSE event id this module wrote) → {partition: next offset}."""
     positions: dict[int, int] = {}
