@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from app.api.auth import require_app
+from app.api.context import runtime
 from app.api.responses import ApiError, json_response
 from app.core import history
 from app.api.people import lookup_profile
@@ -55,66 +56,75 @@ def _public(activity: dict[str, Any]) -> dict[str, Any]:
                                            "processed_at")}
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    settings = rt.settings
+def _lookup(rt: Runtime, table: str, key: str) -> Any | None:
+    """``key``'s value in a table partitioned like the person (or anonymous) topics."""
     topics = rt.topics
-    tables = rt.state.tables
+    spec = topics.table(table)
+    source = topics.person_events if spec.source_topic == topics.person_events.name \
+        else topics.raw_anonymous
+    return rt.state.tables[table].get(partition_for(key.encode(), source.partitions), key)
 
-    def lookup(table: str, key: str) -> Any | None:
-        spec = topics.table(table)
-        source = topics.person_events if spec.source_topic == topics.person_events.name \
-            else topics.raw_anonymous
-        return tables[table].get(partition_for(key.encode(), source.partitions), key)
 
-    def page(events: list[dict[str, Any]], request: web.Request, **extra: Any) -> web.Response:
-        found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
-        return json_response({"activities": [_public(a) for a in found], "next": next_cursor,
-                              **extra})
+def _page(rt: Runtime, events: list[dict[str, Any]], request: web.Request,
+          **extra: Any) -> web.Response:
+    found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
+    return json_response({"activities": [_public(a) for a in found], "next": next_cursor,
+                          **extra})
 
-    async def customer_activities(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        customer = request.match_info["customer_id"]
-        found = lookup_profile(rt, customer)
-        person = found[0] if found else customer
-        partition = partition_for(person.encode(), topics.person_events.partitions)
-        events = stored_history(tables, partition, person) \
-            if lookup(HISTORY_SIZE, person) else None
-        if (lookup(PROFILES, person) or {}).get("merged_into"):
-            events = None  # merged away: the secondary is gone
-        if events is None and found is None:
-            raise ApiError(404, f"customer {customer!r} not found")
-        return page(events or [], request)
 
-    async def anonymous_activities(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        anonymous_id = request.match_info["anonymous_id"]
-        state = lookup(ANONYMOUS_HISTORY, anonymous_id)
-        # Identified: its activity moved to that person; say who (200, not a 404).
-        linked = lookup(ANONYMOUS_LINKS, anonymous_id)
-        if state is None and linked is None:
-            raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
-        return page(state["events"] if state else [], request, identified_as=linked)
+def _authorized(request: web.Request) -> Runtime:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    return rt
 
-    async def customer_profile(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        customer = request.match_info["customer_id"]
-        found = lookup_profile(rt, customer)
-        if found is None:
-            raise ApiError(404, f"customer {customer!r} not found")
-        return json_response({"customer": public_view(found[1])})
 
-    async def attribute_changes(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        customer = request.match_info["customer_id"]
-        profile = lookup(PROFILES, customer)
-        if profile is None or profile.get("merged_into"):
-            raise ApiError(404, f"customer {customer!r} not found")
-        changes = list(reversed(profile.get("changes", [])))
-        return json_response({"changes": changes})
+async def customer_activities(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    customer = request.match_info["customer_id"]
+    found = lookup_profile(rt, customer)
+    person = found[0] if found else customer
+    partition = partition_for(person.encode(), rt.topics.person_events.partitions)
+    events = stored_history(rt.state.tables, partition, person) \
+        if _lookup(rt, HISTORY_SIZE, person) else None
+    if (_lookup(rt, PROFILES, person) or {}).get("merged_into"):
+        events = None  # merged away: the secondary is gone
+    if events is None and found is None:
+        raise ApiError(404, f"customer {customer!r} not found")
+    return _page(rt, events or [], request)
 
-    return [
-        web.get("/api/v1/customers/{customer_id}/attribute_changes", attribute_changes),
-        web.get("/api/v1/customers/{customer_id}/activities", customer_activities),
-        web.get("/api/v1/anonymous/{anonymous_id}/activities", anonymous_activities),
-        web.get("/api/v1/customers/{customer_id}", customer_profile),
-    ]
+
+async def anonymous_activities(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    anonymous_id = request.match_info["anonymous_id"]
+    state = _lookup(rt, ANONYMOUS_HISTORY, anonymous_id)
+    # Identified: its activity moved to that person; say who (200, not a 404).
+    linked = _lookup(rt, ANONYMOUS_LINKS, anonymous_id)
+    if state is None and linked is None:
+        raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
+    return _page(rt, state["events"] if state else [], request, identified_as=linked)
+
+
+async def customer_profile(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    customer = request.match_info["customer_id"]
+    found = lookup_profile(rt, customer)
+    if found is None:
+        raise ApiError(404, f"customer {customer!r} not found")
+    return json_response({"customer": public_view(found[1])})
+
+
+async def attribute_changes(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    customer = request.match_info["customer_id"]
+    profile = _lookup(rt, PROFILES, customer)
+    if profile is None or profile.get("merged_into"):
+        raise ApiError(404, f"customer {customer!r} not found")
+    return json_response({"changes": list(reversed(profile.get("changes", [])))})
+
+
+ROUTES = [
+    web.get("/api/v1/customers/{customer_id}/attribute_changes", attribute_changes),
+    web.get("/api/v1/customers/{customer_id}/activities", customer_activities),
+    web.get("/api/v1/anonymous/{anonymous_id}/activities", anonymous_activities),
+    web.get("/api/v1/customers/{customer_id}", customer_profile),
+]

@@ -23,5 +23,5 @@ def install(application: web.Application, rt: Runtime) -> None:
         feeds.stopping.set()  # live feeds end within a second instead of holding the shutdown
 
     application.on_shutdown.append(stop_feeds)
-    application.router.add_routes(browser.routes(rt))
+    application.router.add_routes(browser.ROUTES)
     application.router.add_routes(ROUTES)

@@ -22,6 +22,7 @@ from app.console.respond import page, redirect
 from app.console.urls import anonymous_url, person_url, segment_url
 from app.core.profiles import identifiers
 from app.model import EVENT_TYPES
+from app.queries.people import exportable_person
 from app.runtime import Runtime
 
 
@@ -148,23 +149,11 @@ async def people_lookup(request: web.Request, viewer: auth.Viewer) -> web.Respon
 @forward.at_owner("person", anonymous=False)
 async def person_export(request: web.Request, viewer: auth.Viewer) -> web.StreamResponse:
     """``GET /api/v1/customers/{id}/export``'s answer, built by the export module."""
-    rt = runtime(request)
-    identifier = request.match_info["person"]
     fmt = request.query.get("format") or "jsonl"
     if fmt not in export.FORMATS:
         raise ApiError(400, "format: must be jsonl or csv")
-    person = rt.resolve_person(identifier)
-    profile = history = None
-    if person is not None:
-        profile = data.raw_profile(rt, person)
-        history = data.person_history(rt, person)
-    if person is None or (profile is None and history is None) \
-            or not export.is_exportable(profile):
-        raise ApiError(404, f"customer {identifier!r} not found")
-    if fmt == "jsonl":
-        chunks = list(export.person_lines(person, profile, history))
-    else:
-        chunks = [export.csv_header(), *export.csv_event_rows(history or [])]
+    person, profile, history = exportable_person(runtime(request), request.match_info["person"])
+    chunks = export.export_chunks(fmt, person, profile, history)
     return web.Response(body=b"".join(chunks), headers={
         "Content-Type": export.FORMATS[fmt] + "; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{export.attachment_name(person, fmt)}"',
