@@ -12,10 +12,8 @@ from app.api.responses import ApiError, json_response
 from app.core import history
 from app.api.people import lookup_profile
 from app.core.profiles import public_view
-from app.person_store import stored_history
-from app.producer import partition_for
+from app.queries import people
 from app.runtime import Runtime
-from app.topics import ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY_SIZE, PROFILES
 
 DAY_S = 86_400
 MAX_LIMIT = 500
@@ -56,15 +54,6 @@ def _public(activity: dict[str, Any]) -> dict[str, Any]:
                                            "processed_at")}
 
 
-def _lookup(rt: Runtime, table: str, key: str) -> Any | None:
-    """``key``'s value in a table partitioned like the person (or anonymous) topics."""
-    topics = rt.topics
-    spec = topics.table(table)
-    source = topics.person_events if spec.source_topic == topics.person_events.name \
-        else topics.raw_anonymous
-    return rt.state.tables[table].get(partition_for(key.encode(), source.partitions), key)
-
-
 def _page(rt: Runtime, events: list[dict[str, Any]], request: web.Request,
           **extra: Any) -> web.Response:
     found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
@@ -83,10 +72,8 @@ async def customer_activities(request: web.Request) -> web.Response:
     customer = request.match_info["customer_id"]
     found = lookup_profile(rt, customer)
     person = found[0] if found else customer
-    partition = partition_for(person.encode(), rt.topics.person_events.partitions)
-    events = stored_history(rt.state.tables, partition, person) \
-        if _lookup(rt, HISTORY_SIZE, person) else None
-    if (_lookup(rt, PROFILES, person) or {}).get("merged_into"):
+    events = people.person_history(rt, person)
+    if (people.raw_profile(rt, person) or {}).get("merged_into"):
         events = None  # merged away: the secondary is gone
     if events is None and found is None:
         raise ApiError(404, f"customer {customer!r} not found")
@@ -96,12 +83,12 @@ async def customer_activities(request: web.Request) -> web.Response:
 async def anonymous_activities(request: web.Request) -> web.Response:
     rt = _authorized(request)
     anonymous_id = request.match_info["anonymous_id"]
-    state = _lookup(rt, ANONYMOUS_HISTORY, anonymous_id)
+    events = people.anonymous_events(rt, anonymous_id)
     # Identified: its activity moved to that person; say who (200, not a 404).
-    linked = _lookup(rt, ANONYMOUS_LINKS, anonymous_id)
-    if state is None and linked is None:
+    linked = people.anonymous_link(rt, anonymous_id)
+    if events is None and linked is None:
         raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
-    return _page(rt, state["events"] if state else [], request, identified_as=linked)
+    return _page(rt, events or [], request, identified_as=linked)
 
 
 async def customer_profile(request: web.Request) -> web.Response:
@@ -116,7 +103,7 @@ async def customer_profile(request: web.Request) -> web.Response:
 async def attribute_changes(request: web.Request) -> web.Response:
     rt = _authorized(request)
     customer = request.match_info["customer_id"]
-    profile = _lookup(rt, PROFILES, customer)
+    profile = people.raw_profile(rt, customer)
     if profile is None or profile.get("merged_into"):
         raise ApiError(404, f"customer {customer!r} not found")
     return json_response({"changes": list(reversed(profile.get("changes", [])))})

@@ -20,10 +20,6 @@ from app.console.templating import render
 
 DAY_S = 86_400
 
-#: Markup that is already safe to emit as is (markupsafe's: templates do not escape it again).
-Html = Markup
-
-
 def esc(value: Any) -> Markup:
     if hasattr(value, "__html__"):
         return Markup(value.__html__())

@@ -9,7 +9,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from app.api.context import runtime
-from app.console import auth, data
+from app.console import auth
 from app.console.guard import guarded
 from app.console.html import code_id, json_block, link, table, url, when
 from app.console.parts import (activity_tabs, person_search_input, resend_button, resend_to_link,
@@ -18,6 +18,7 @@ from app.console.respond import page
 from app.console.urls import anonymous_url, event_url, person_url
 from app.model import EVENT_TYPES
 from app.queries.activity_log import activity_log
+from app.queries import people
 from app.runtime import Runtime
 
 PAGE = "/console/activity"
@@ -37,7 +38,7 @@ def log_row(rt: Runtime, a: dict[str, Any], *, identified: bool, here: str) -> l
     if identified:
         person = a["customer_id"]
         who_cell: Any = link(person_url(person), person)
-        kind, target = "person", data.customer_identifier(rt, person)
+        kind, target = "person", people.customer_identifier(rt, person)
         times = [when(a["timestamp"]), when(a.get("processed_at"))]
     else:
         kind, target = "anonymous", a["anonymous_id"]

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from app.api.context import runtime
 from app.api.responses import ApiError
+from app.queries import people
 from app.console import auth, data, forward
 from app.console.guard import guarded
 from app.console.html import table
@@ -20,8 +21,8 @@ from app.console.urls import anonymous_url, person_url
 async def anonymous_page(request: web.Request, viewer: auth.Viewer) -> web.StreamResponse:
     rt = runtime(request)
     anonymous_id = request.match_info["anon"]
-    events = data.anonymous_events(rt, anonymous_id)
-    linked = data.anonymous_link(rt, anonymous_id)
+    events = people.anonymous_events(rt, anonymous_id)
+    linked = people.anonymous_link(rt, anonymous_id)
     if events is None and linked is None:
         raise ApiError(404, f"No activity stored for anonymous id {anonymous_id!r} (events "
                             "older than the anonymous horizon are dropped).")

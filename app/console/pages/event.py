@@ -17,6 +17,7 @@ from app.console.parts import resend_button, send_form, sent_notice
 from app.console.respond import page
 from app.console.urls import anonymous_url, event_url, person_url
 from app.queries.segments import event_names
+from app.queries import people
 from app.runtime import Runtime
 
 
@@ -34,7 +35,7 @@ def scan_rows(rt: Runtime, scan: data.Recent, here: str) -> list[list[Any]]:
     for timestamp, event_id, kind, who, activity in scan.rows:
         if kind == "person":
             person_cell = link(person_url(who), who)
-            target = data.customer_identifier(rt, who)
+            target = people.customer_identifier(rt, who)
         else:
             person_cell = Markup(f'{link(anonymous_url(who), who)} '
                                  '<span class="tag">anonymous</span>')

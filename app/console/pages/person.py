@@ -23,6 +23,8 @@ from app.console.urls import anonymous_url, person_url, segment_url
 from app.core.profiles import identifiers
 from app.model import EVENT_TYPES
 from app.queries.people import exportable_person
+from app.queries import people
+from app.queries.segments import customer_segments
 from app.runtime import Runtime
 
 
@@ -39,8 +41,8 @@ def profile_context(rt: Runtime, identifier: str, person: str,
                     profile: dict[str, Any] | None) -> dict[str, Any]:
     """The Profile, Attributes and Attribute changes sections."""
     segments = table("Segments", ["Segment", "Member since"],
-                     [[link(segment_url(sid), sid), when(since)]
-                      for sid, since in data.person_segments(rt, person)],
+                     [[link(segment_url(s["id"]), s["id"]), when(s["since"])]
+                      for s in customer_segments(rt, person)],
                      empty="Not in any segment.", caption_hidden=True)
     if profile is None:
         return {"has_profile": False, "segments_table": segments, "attributes_table": ""}
@@ -89,7 +91,7 @@ def anonymous_activity(rt: Runtime, profile: dict[str, Any] | None, f: dict[str,
     anon_ids = known + ([lookup] if lookup and lookup not in known else [])
     merged = [{**a, "anonymous_id": anonymous_id, "_who": anonymous_id}
               for anonymous_id in anon_ids
-              for a in data.anonymous_events(rt, anonymous_id) or []]
+              for a in people.anonymous_events(rt, anonymous_id) or []]
     merged.sort(key=lambda a: (a["timestamp"], a["id"]))
     found, _ = data.activity_page(merged, now_s=rt.clock.now(), name=f["name"],
                                   type_=f["type"], cursor=None, limit=200)
@@ -108,7 +110,7 @@ def anonymous_activity(rt: Runtime, profile: dict[str, Any] | None, f: dict[str,
 async def person_page(request: web.Request, viewer: auth.Viewer) -> web.StreamResponse:
     rt = runtime(request)
     identifier = request.match_info["person"]
-    view = data.person_view(rt, identifier)
+    view = people.person_view(rt, identifier)
     if view is None:
         raise ApiError(404, f"No person {identifier!r} on this worker (no profile and no "
                             "activity). Check the id, or look it up as an anonymous id.")

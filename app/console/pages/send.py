@@ -13,8 +13,8 @@ from aiohttp import web
 
 from app.api import consistency
 from app.api.context import runtime
-from app.api.people import lookup_profile
 from app.api.responses import ApiError
+from app.queries import people
 from app.console import auth, data, forward
 from app.console.guard import form_of, guarded
 from app.console.html import json_block, when
@@ -69,11 +69,10 @@ async def stored_event(request: web.Request, kind: str, who: str, event_id: str
     if kind == "person":
         # Writes accepted before this request are seen by it (the API's read-your-writes).
         await consistency.settle_for(rt, who)
-        found = lookup_profile(rt, who)
-        person = found[0] if found else (rt.resolve_person(who) or who)
-        events = data.person_history(rt, person) or []
+        view = people.person_view(rt, who)
+        events = (view[2] if view else None) or []
     elif kind == "anonymous":
-        events = data.anonymous_events(rt, who) or []
+        events = people.anonymous_events(rt, who) or []
     else:
         raise ApiError(400, "kind: must be person or anonymous")
     activity = data.find_activity(events, event_id)
