@@ -6,8 +6,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from app.console.pages import (activity_log, anonymous, data_index, event, person, search,
-                               segments, send, signin)
+from app.console.pages import (
+                               activity_log,
+                               anonymous,
+                               data_index,
+                               event,
+                               person,
+                               search,
+                               segments,
+                               send,
+                               signin,
+)
 
 STATIC_DIR = Path(__file__).with_name("static")
 

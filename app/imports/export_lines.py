@@ -12,8 +12,12 @@ from typing import Any, Callable, Iterable, Iterator
 import orjson
 
 from app.core.items import BadItem, new_id, normalize
-from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
-                                 validate_identify)
+from app.ingest.validate import (
+    ValidationError,
+    validate_event,
+    validate_identifier,
+    validate_identify,
+)
 
 #: Bad lines listed when an export file is refused.
 MAX_LISTED_LINE_ERRORS = 20

@@ -17,8 +17,8 @@ from yarl import URL
 
 from app.api import cluster
 from app.api.responses import ApiError
-from app.queries.segments import natural_key
 from app.core.profiles import identifiers
+from app.queries.segments import natural_key
 from app.runtime import Runtime
 from app.topics import ALIASES, HISTORY_SIZE, PROFILES
 

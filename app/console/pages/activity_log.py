@@ -12,13 +12,19 @@ from app.api.context import runtime
 from app.console import auth
 from app.console.guard import guarded
 from app.console.html import code_id, json_block, link, table, url, when
-from app.console.parts import (activity_tabs, person_search_input, resend_button, resend_to_link,
-                               sent_notice, type_choices)
+from app.console.parts import (
+    activity_tabs,
+    person_search_input,
+    resend_button,
+    resend_to_link,
+    sent_notice,
+    type_choices,
+)
 from app.console.respond import page
 from app.console.urls import anonymous_url, event_url, person_url
 from app.model import EVENT_TYPES
-from app.queries.activity_log import activity_log
 from app.queries import people
+from app.queries.activity_log import activity_log
 from app.runtime import Runtime
 
 PAGE = "/console/activity"

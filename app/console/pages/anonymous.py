@@ -7,13 +7,13 @@ from aiohttp import web
 
 from app.api.context import runtime
 from app.api.responses import ApiError
-from app.queries import people
 from app.console import auth, data, forward
 from app.console.guard import guarded
 from app.console.html import table
 from app.console.parts import activity_rows, sent_notice
 from app.console.respond import page
 from app.console.urls import anonymous_url, person_url
+from app.queries import people
 
 
 @guarded

@@ -16,8 +16,8 @@ from app.console.html import code_id, json_block, link, sparkline, table, when
 from app.console.parts import resend_button, send_form, sent_notice
 from app.console.respond import page
 from app.console.urls import anonymous_url, event_url, person_url
-from app.queries.segments import event_names
 from app.queries import people
+from app.queries.segments import event_names
 from app.runtime import Runtime
 
 

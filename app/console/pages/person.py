@@ -16,14 +16,13 @@ from app.api.responses import ApiError
 from app.console import auth, data, forward
 from app.console.guard import guarded
 from app.console.html import json_block, link, path_segment, table, when
-from app.console.parts import (activity_rows, activity_tabs, send_form, sent_notice,
-                               type_choices)
+from app.console.parts import activity_rows, activity_tabs, send_form, sent_notice, type_choices
 from app.console.respond import page, redirect
 from app.console.urls import anonymous_url, person_url, segment_url
 from app.core.profiles import identifiers
 from app.model import EVENT_TYPES
-from app.queries.people import exportable_person
 from app.queries import people
+from app.queries.people import exportable_person
 from app.queries.segments import customer_segments
 from app.runtime import Runtime
 

@@ -14,7 +14,6 @@ from aiohttp import web
 from app.api import consistency
 from app.api.context import runtime
 from app.api.responses import ApiError
-from app.queries import people
 from app.console import auth, data, forward
 from app.console.guard import form_of, guarded
 from app.console.html import json_block, when
@@ -22,6 +21,7 @@ from app.console.parts import person_search_input, send_form
 from app.console.respond import page, redirect
 from app.console.urls import with_query
 from app.ingest.validate import ValidationError
+from app.queries import people
 
 
 def parse_data(text: str) -> tuple[Any, list[str]]:
