@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.api import track, v2
 from app.api.auth import require_app
+from app.api.context import RT
 from app.api.responses import ApiError, error_response, json_response
 from app.api import limits
 from app.api.server import error_shape
@@ -139,8 +140,9 @@ def build_tier_app(rt: TierRuntime) -> web.Application:
     application.router.add_get("/readyz", healthz)
     application.router.add_get("/metrics", metrics)
     # The shared handlers only touch what TierRuntime has (see its docstring).
-    application.router.add_routes(track.routes(rt))  # type: ignore[arg-type]
-    application.router.add_routes(v2.routes(rt))  # type: ignore[arg-type]
+    application[RT] = rt  # type: ignore[misc]
+    application.router.add_routes(track.ROUTES)
+    application.router.add_routes(v2.ROUTES)
     return application
 
 

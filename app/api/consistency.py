@@ -33,6 +33,7 @@ from aiohttp import web
 from app.api import cluster
 from app.api import peers as peer_auth
 from app.api.people import lookup_profile
+from app.api.context import runtime
 from app.api.responses import ApiError, json_response
 from app.producer import partition_for
 from app.runtime import Runtime
@@ -197,18 +198,19 @@ async def _post_peer(rt: Runtime, request: web.Request, url: str, path: str,
                             "group may be rebalancing, retry") from None
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    async def people_lookup(request: web.Request) -> web.Response:
-        """Peers only: ``{"identifiers": [...], "positions": {"<raw partition>": offset}}`` →
-        ``{"people": {identifier: person or null}}``."""
-        if not cluster.is_forwarded(request):
-            raise ApiError(404, f"{request.method} {request.path}: Not Found")
-        try:
-            body = orjson.loads(await request.read())
-            identifiers = [str(i) for i in body["identifiers"]][:MAX_LOOKUP_IDENTIFIERS]
-            raw_positions = {int(p): int(at) for p, at in body.get("positions", {}).items()}
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-            raise ApiError(400, "body: expected identifiers and positions") from None
-        return json_response({"people": await lookup_local(rt, identifiers, raw_positions)})
+async def people_lookup(request: web.Request) -> web.Response:
+    """Peers only: ``{"identifiers": [...], "positions": {"<raw partition>": offset}}`` →
+    ``{"people": {identifier: person or null}}``."""
+    rt = runtime(request)
+    if not cluster.is_forwarded(request):
+        raise ApiError(404, f"{request.method} {request.path}: Not Found")
+    try:
+        body = orjson.loads(await request.read())
+        identifiers = [str(i) for i in body["identifiers"]][:MAX_LOOKUP_IDENTIFIERS]
+        raw_positions = {int(p): int(at) for p, at in body.get("positions", {}).items()}
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        raise ApiError(400, "body: expected identifiers and positions") from None
+    return json_response({"people": await lookup_local(rt, identifiers, raw_positions)})
 
-    return [web.post(PEOPLE_LOOKUP_PATH, people_lookup)]
+
+ROUTES = [web.post(PEOPLE_LOOKUP_PATH, people_lookup)]

@@ -28,9 +28,10 @@ import orjson
 from aiohttp import web
 
 from app.api.auth import require_app
+from app.api.context import runtime
+from app.queries.people import exportable_person, is_exportable
 from app.api.responses import ApiError, json_response
 from app.core.profiles import public_view
-from app.producer import partition_for
 from app.runtime import Runtime
 from app.person_store import stored_history
 from app.topics import HISTORY_SIZE, PROFILES
@@ -50,10 +51,6 @@ Fetch = Callable[[str, int], list[tuple[str, Any]]]
 
 
 # --- pure formatting -----------------------------------------------------------------------------
-
-
-def is_exportable(profile: dict[str, Any] | None) -> bool:
-    return profile is None or not (profile.get("merged_into") or profile.get("deleted"))
 
 
 def profile_line(person: str, profile: dict[str, Any] | None) -> dict[str, Any]:
@@ -156,102 +153,109 @@ class _Buffered:
             self.parts, self.size = [], 0
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    settings, topics = rt.settings, rt.topics
-    tables = rt.state.tables
-    partitions = topics.person_events.partitions
+async def start_stream(request: web.Request, content_type: str,
+                       filename: str) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": content_type + "; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    return response
 
-    async def start_stream(request: web.Request, content_type: str,
-                           filename: str) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "Content-Type": content_type + "; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"'})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        return response
 
-    async def customer_export(request: web.Request) -> web.StreamResponse:
-        require_app(request, settings)
-        identifier = request.match_info["customer_id"]
-        fmt = request.query.get("format") or "jsonl"
-        if fmt not in FORMATS:
-            raise ApiError(400, "format: must be jsonl or csv")
-        person = rt.resolve_person(identifier)
-        profile = history = None
-        if person is not None:
-            partition = partition_for(person.encode(), partitions)
-            profile = tables[PROFILES].get(partition, person)
-            history = stored_history(tables, partition, person) \
-                if tables[HISTORY_SIZE].get(partition, person) else None
-        if person is None or (profile is None and history is None) or not is_exportable(profile):
-            raise ApiError(404, f"customer {identifier!r} not found")
-        assert person is not None
-        response = await start_stream(request, FORMATS[fmt], attachment_name(person, fmt))
-        out = _Buffered(response)
-        if fmt == "jsonl":
+async def customer_export(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    fmt = request.query.get("format") or "jsonl"
+    if fmt not in FORMATS:
+        raise ApiError(400, "format: must be jsonl or csv")
+    person, profile, history = exportable_person(rt, request.match_info["customer_id"])
+    response = await start_stream(request, FORMATS[fmt], attachment_name(person, fmt))
+    out = _Buffered(response)
+    for chunk in export_chunks(fmt, person, profile, history):
+        await out.write(chunk)
+    await out.flush()
+    await response.write_eof()
+    return response
+
+
+def export_chunks(fmt: str, person: str, profile: dict[str, Any] | None,
+                  history: list[dict[str, Any]] | None) -> Iterator[bytes]:
+    """One person's export in ``fmt`` (jsonl: profile and events; csv: events)."""
+    if fmt == "jsonl":
+        yield from person_lines(person, profile, history)
+    else:
+        yield csv_header()
+        yield from csv_event_rows(history or [])
+
+
+def _owned(rt: Runtime, partition: int) -> bool:
+    tp = (rt.topics.person_events.name, partition)
+    return tp in rt.assigned and rt.state.is_recovered(*tp)
+
+
+async def list_partitions(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    partitions = rt.topics.person_events.partitions
+    return json_response({"partitions": partitions,
+                          "owned": [p for p in range(partitions) if _owned(rt, p)]})
+
+
+def _fetcher(rt: Runtime, table: str, partition: int) -> Fetch:
+    def fetch(after: str, n: int) -> list[tuple[str, Any]]:
+        if not _owned(rt, partition):
+            raise _Revoked()
+        store = rt.state.tables[table].store(partition)
+        return list(itertools.islice(store.range(after, _KEY_STOP), n))
+    return fetch
+
+
+def _partition_of(rt: Runtime, request: web.Request) -> int:
+    """The path's partition: a 404 if there is no such partition, a 409 if not owned here."""
+    partitions = rt.topics.person_events.partitions
+    raw = request.match_info["partition"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 0 <= int(raw) < partitions:
+        raise ApiError(404, f"partition {raw!r} not found: there are {partitions} "
+                            f"person partitions, 0 to {partitions - 1}")
+    partition = int(raw)
+    if not _owned(rt, partition):
+        raise ApiError(409, f"partition {partition} is not owned by this worker (or is "
+                            "still recovering); ask the worker that owns it")
+    return partition
+
+
+async def partition_export(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    partition = _partition_of(rt, request)
+    response = await start_stream(request, FORMATS["jsonl"],
+                                  attachment_name(f"part-{partition}", "jsonl"))
+    out = _Buffered(response)
+    people = iter_people(_fetcher(rt, PROFILES, partition), _fetcher(rt, HISTORY_SIZE, partition))
+    try:
+        for person, profile, size in people:
+            if not is_exportable(profile):
+                continue
+            history = stored_history(rt.state.tables, partition, person) if size else None
             for line in person_lines(person, profile, history):
                 await out.write(line)
-        else:
-            await out.write(csv_header())
-            for rows in csv_event_rows(history or []):
-                await out.write(rows)
-        await out.flush()
-        await response.write_eof()
+    except _Revoked:
+        # Headers are gone already: end the connection without the final chunk, so the
+        # client sees a broken transfer rather than a complete-looking partial export.
+        if request.transport is not None:
+            request.transport.close()
         return response
+    await out.flush()
+    await response.write_eof()
+    return response
 
-    def owned(partition: int) -> bool:
-        tp = (topics.person_events.name, partition)
-        return tp in rt.assigned and rt.state.is_recovered(*tp)
 
-    async def list_partitions(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        return json_response({"partitions": partitions,
-                              "owned": [p for p in range(partitions) if owned(p)]})
-
-    def fetcher(table: str, partition: int) -> Fetch:
-        def fetch(after: str, n: int) -> list[tuple[str, Any]]:
-            if not owned(partition):
-                raise _Revoked()
-            store = tables[table].store(partition)
-            return list(itertools.islice(store.range(after, _KEY_STOP), n))
-        return fetch
-
-    async def partition_export(request: web.Request) -> web.StreamResponse:
-        require_app(request, settings)
-        raw = request.match_info["partition"]
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 0 <= int(raw) < partitions:
-            raise ApiError(404, f"partition {raw!r} not found: there are {partitions} "
-                                f"person partitions, 0 to {partitions - 1}")
-        partition = int(raw)
-        if not owned(partition):
-            raise ApiError(409, f"partition {partition} is not owned by this worker (or is "
-                                "still recovering); ask the worker that owns it")
-        response = await start_stream(request, FORMATS["jsonl"],
-                                      attachment_name(f"part-{partition}", "jsonl"))
-        out = _Buffered(response)
-        people = iter_people(fetcher(PROFILES, partition), fetcher(HISTORY_SIZE, partition))
-        try:
-            for person, profile, size in people:
-                if not is_exportable(profile):
-                    continue
-                history = stored_history(tables, partition, person) if size else None
-                for line in person_lines(person, profile, history):
-                    await out.write(line)
-        except _Revoked:
-            # Headers are gone already: end the connection without the final chunk, so the
-            # client sees a broken transfer rather than a complete-looking partial export.
-            if request.transport is not None:
-                request.transport.close()
-            return response
-        await out.flush()
-        await response.write_eof()
-        return response
-
-    return [
-        web.get("/api/v1/customers/{customer_id}/export", customer_export),
-        web.get("/api/v1/export/partitions", list_partitions),
-        web.get("/api/v1/export/partitions/{partition}", partition_export),
-    ]
+ROUTES = [
+    web.get("/api/v1/customers/{customer_id}/export", customer_export),
+    web.get("/api/v1/export/partitions", list_partitions),
+    web.get("/api/v1/export/partitions/{partition}", partition_export),
+]
 
 
 class _Revoked(Exception):

@@ -7,14 +7,13 @@ from typing import Any
 from aiohttp import web
 
 from app.api.auth import require_app
+from app.api.context import runtime
 from app.api.responses import ApiError, json_response
 from app.core import history
 from app.api.people import lookup_profile
 from app.core.profiles import public_view
-from app.person_store import stored_history
-from app.producer import partition_for
+from app.queries import people
 from app.runtime import Runtime
-from app.topics import ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY_SIZE, PROFILES
 
 DAY_S = 86_400
 MAX_LIMIT = 500
@@ -55,66 +54,64 @@ def _public(activity: dict[str, Any]) -> dict[str, Any]:
                                            "processed_at")}
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    settings = rt.settings
-    topics = rt.topics
-    tables = rt.state.tables
+def _page(rt: Runtime, events: list[dict[str, Any]], request: web.Request,
+          **extra: Any) -> web.Response:
+    found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
+    return json_response({"activities": [_public(a) for a in found], "next": next_cursor,
+                          **extra})
 
-    def lookup(table: str, key: str) -> Any | None:
-        spec = topics.table(table)
-        source = topics.person_events if spec.source_topic == topics.person_events.name \
-            else topics.raw_anonymous
-        return tables[table].get(partition_for(key.encode(), source.partitions), key)
 
-    def page(events: list[dict[str, Any]], request: web.Request, **extra: Any) -> web.Response:
-        found, next_cursor = history.query(events, activity_query(request, rt.clock.now()))
-        return json_response({"activities": [_public(a) for a in found], "next": next_cursor,
-                              **extra})
+def _authorized(request: web.Request) -> Runtime:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    return rt
 
-    async def customer_activities(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        customer = request.match_info["customer_id"]
-        found = lookup_profile(rt, customer)
-        person = found[0] if found else customer
-        partition = partition_for(person.encode(), topics.person_events.partitions)
-        events = stored_history(tables, partition, person) \
-            if lookup(HISTORY_SIZE, person) else None
-        if (lookup(PROFILES, person) or {}).get("merged_into"):
-            events = None  # merged away: the secondary is gone
-        if events is None and found is None:
-            raise ApiError(404, f"customer {customer!r} not found")
-        return page(events or [], request)
 
-    async def anonymous_activities(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        anonymous_id = request.match_info["anonymous_id"]
-        state = lookup(ANONYMOUS_HISTORY, anonymous_id)
-        # Identified: its activity moved to that person; say who (200, not a 404).
-        linked = lookup(ANONYMOUS_LINKS, anonymous_id)
-        if state is None and linked is None:
-            raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
-        return page(state["events"] if state else [], request, identified_as=linked)
+async def customer_activities(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    customer = request.match_info["customer_id"]
+    found = lookup_profile(rt, customer)
+    person = found[0] if found else customer
+    events = people.person_history(rt, person)
+    if (people.raw_profile(rt, person) or {}).get("merged_into"):
+        events = None  # merged away: the secondary is gone
+    if events is None and found is None:
+        raise ApiError(404, f"customer {customer!r} not found")
+    return _page(rt, events or [], request)
 
-    async def customer_profile(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        customer = request.match_info["customer_id"]
-        found = lookup_profile(rt, customer)
-        if found is None:
-            raise ApiError(404, f"customer {customer!r} not found")
-        return json_response({"customer": public_view(found[1])})
 
-    async def attribute_changes(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        customer = request.match_info["customer_id"]
-        profile = lookup(PROFILES, customer)
-        if profile is None or profile.get("merged_into"):
-            raise ApiError(404, f"customer {customer!r} not found")
-        changes = list(reversed(profile.get("changes", [])))
-        return json_response({"changes": changes})
+async def anonymous_activities(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    anonymous_id = request.match_info["anonymous_id"]
+    events = people.anonymous_events(rt, anonymous_id)
+    # Identified: its activity moved to that person; say who (200, not a 404).
+    linked = people.anonymous_link(rt, anonymous_id)
+    if events is None and linked is None:
+        raise ApiError(404, f"anonymous id {anonymous_id!r} not found")
+    return _page(rt, events or [], request, identified_as=linked)
 
-    return [
-        web.get("/api/v1/customers/{customer_id}/attribute_changes", attribute_changes),
-        web.get("/api/v1/customers/{customer_id}/activities", customer_activities),
-        web.get("/api/v1/anonymous/{anonymous_id}/activities", anonymous_activities),
-        web.get("/api/v1/customers/{customer_id}", customer_profile),
-    ]
+
+async def customer_profile(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    customer = request.match_info["customer_id"]
+    found = lookup_profile(rt, customer)
+    if found is None:
+        raise ApiError(404, f"customer {customer!r} not found")
+    return json_response({"customer": public_view(found[1])})
+
+
+async def attribute_changes(request: web.Request) -> web.Response:
+    rt = _authorized(request)
+    customer = request.match_info["customer_id"]
+    profile = people.raw_profile(rt, customer)
+    if profile is None or profile.get("merged_into"):
+        raise ApiError(404, f"customer {customer!r} not found")
+    return json_response({"changes": list(reversed(profile.get("changes", [])))})
+
+
+ROUTES = [
+    web.get("/api/v1/customers/{customer_id}/attribute_changes", attribute_changes),
+    web.get("/api/v1/customers/{customer_id}/activities", customer_activities),
+    web.get("/api/v1/anonymous/{anonymous_id}/activities", anonymous_activities),
+    web.get("/api/v1/customers/{customer_id}", customer_profile),
+]

@@ -21,12 +21,12 @@ from ulid import ULID
 
 from app.api import cluster, consistency
 from app.api.auth import require_app
+from app.api.context import runtime
 from app.api.bodies import read_body
 from app.api.people import lookup_profile
 from app.api.responses import ApiError, json_response
 from app.producer import partition_for
 from app.render import TemplateError, render
-from app.runtime import Runtime
 from app.person_store import stored_history
 
 
@@ -64,40 +64,40 @@ def _canonical(event_id: str) -> str:
         return event_id
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    settings = rt.settings
 
-    async def render_template(request: web.Request) -> web.Response:
-        require_app(request, settings)
-        body = await read_body(request, settings.max_body_bytes)
-        template, customer_id, event_id, event, strict = parse_render_body(body)
-        # The person's worker decides (every worker answers alike), once it has applied every
-        # write accepted before this request (an identify answered just before, say).
-        if not cluster.is_forwarded(request):
-            owner = consistency.owner_of(rt, customer_id)
-            if owner is not None:
-                return await cluster.forward(rt, request, owner)
-        await consistency.settle_for(rt, customer_id)
-        found = lookup_profile(rt, customer_id)
-        if found is None:
-            raise ApiError(404, f"customer {customer_id!r} not found")
-        person, profile = found
-        customer = {**profile.get("attributes", {}), "id": person}
-        if event_id is not None:
-            wanted = _canonical(event_id)
-            partition = partition_for(person.encode(), rt.topics.person_events.partitions)
-            history = stored_history(rt.state.tables, partition, person)
-            stored = next((a for a in history if a["id"] == wanted), None)
-            if stored is None:
-                raise ApiError(404, f"event {event_id!r} not found in the history of customer "
-                                    f"{customer_id!r}")
-            event = stored.get("data") or {}
-        try:
-            # In a thread: a heavy template must not stall the loop the agents share.
-            output = await asyncio.to_thread(render, template, customer=customer,
-                                             event=event or {}, strict=strict)
-        except TemplateError as exc:
-            raise ApiError(400, f"template: {exc}") from None
-        return json_response({"output": output})
+async def render_template(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    body = await read_body(request, rt.settings.max_body_bytes)
+    template, customer_id, event_id, event, strict = parse_render_body(body)
+    # The person's worker decides (every worker answers alike), once it has applied every
+    # write accepted before this request (an identify answered just before, say).
+    if not cluster.is_forwarded(request):
+        owner = consistency.owner_of(rt, customer_id)
+        if owner is not None:
+            return await cluster.forward(rt, request, owner)
+    await consistency.settle_for(rt, customer_id)
+    found = lookup_profile(rt, customer_id)
+    if found is None:
+        raise ApiError(404, f"customer {customer_id!r} not found")
+    person, profile = found
+    customer = {**profile.get("attributes", {}), "id": person}
+    if event_id is not None:
+        wanted = _canonical(event_id)
+        partition = partition_for(person.encode(), rt.topics.person_events.partitions)
+        history = stored_history(rt.state.tables, partition, person)
+        stored = next((a for a in history if a["id"] == wanted), None)
+        if stored is None:
+            raise ApiError(404, f"event {event_id!r} not found in the history of customer "
+                                f"{customer_id!r}")
+        event = stored.get("data") or {}
+    try:
+        # In a thread: a heavy template must not stall the loop the agents share.
+        output = await asyncio.to_thread(render, template, customer=customer,
+                                         event=event or {}, strict=strict)
+    except TemplateError as exc:
+        raise ApiError(400, f"template: {exc}") from None
+    return json_response({"output": output})
 
-    return [web.post("/api/v1/render", render_template)]
+
+ROUTES = [web.post("/api/v1/render", render_template)]

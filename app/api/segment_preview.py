@@ -20,9 +20,11 @@ from aiohttp import web
 
 from app.api import cluster
 from app.api.auth import require_app
+from app.api.context import runtime
 from app.api.bodies import read_body
 from app.api.responses import ApiError, json_response
-from app.api.segments import MAX_DEFINITION_DEPTH, natural_key
+from app.api.segments import MAX_DEFINITION_DEPTH
+from app.queries.segments import natural_key
 from app.ingest.validate import too_deep
 from app.person_store import PersonEvents, StoredTables
 from app.runtime import Runtime
@@ -113,10 +115,11 @@ async def preview(rt: Runtime, request: web.Request, doc: Any) -> dict[str, Any]
     return combine(answers)
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    async def segment_preview(request: web.Request) -> web.Response:
-        require_app(request, rt.settings)
-        doc = await read_body(request, rt.settings.max_body_bytes)
-        return json_response(await preview(rt, request, doc))
+async def segment_preview(request: web.Request) -> web.Response:
+    rt = runtime(request)
+    require_app(request, rt.settings)
+    doc = await read_body(request, rt.settings.max_body_bytes)
+    return json_response(await preview(rt, request, doc))
 
-    return [web.post(PATH, segment_preview)]
+
+ROUTES = [web.post(PATH, segment_preview)]

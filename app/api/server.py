@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from typing import Any
 
 import mode
 from aiohttp import web
@@ -13,6 +14,7 @@ from app.api import activity_log, export, imports, openapi, people_search, read,
 from app.api import segment_preview, v2
 from app.api import render as render_api
 from app.api.auth import BASIC_CHALLENGE, require_app
+from app.api.context import RT, runtime
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
 from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, peak_rss_bytes
@@ -66,22 +68,50 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
     return middleware
 
 
-def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Application:
-    application = web.Application(client_max_size=rt.settings.max_body_bytes,
-                                  middlewares=[limits.limit_failed_authentication(
-                                                   limits.FailureLimiter(
-                                                       max_failures=rt.settings
-                                                       .auth_failures_per_minute)),
-                                               error_shape, peers.verified_peers(rt.settings),
-                                               keyed_reads_go_to_their_owner(rt)])
+#: What ``/metrics`` reports (built once per app, read when scraped) and the consumer-lag probe.
+EXPOSITION = web.AppKey("exposition", Exposition)
+LAG_PROBE: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 
-    async def healthz(request: web.Request) -> web.Response:
-        """``/healthz`` and ``/readyz`` (same answer): 200 once the worker joined its group and
-        recovered the state of every assigned partition, 503 before (and during a rebalance's
-        recovery)."""
-        if ready(rt):
-            return json_response({"status": "ok"})
-        return error_response(503, "not ready: joining the consumer group or recovering state")
+
+async def healthz(request: web.Request) -> web.Response:
+    """``/healthz`` and ``/readyz`` (same answer): 200 once the worker joined its group and
+    recovered the state of every assigned partition, 503 before (and during a rebalance's
+    recovery)."""
+    if ready(runtime(request)):
+        return json_response({"status": "ok"})
+    return error_response(503, "not ready: joining the consumer group or recovering state")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    require_app(request, runtime(request).settings)
+    labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
+    lag_probe = request.app[LAG_PROBE]
+    if lag_probe is not None:
+        labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)
+                                    for topic, partition, lag in await lag_probe()]
+    return web.Response(text=request.app[EXPOSITION].render(labelled),
+                        headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+#: The API's one route table (the console adds its own, app.console.routes).
+ROUTES = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", healthz),
+    web.get("/openapi.json", openapi_json),
+    web.get("/metrics", metrics),
+    *track.ROUTES, *v2.ROUTES, *read.ROUTES, *activity_log.ROUTES, *segment_preview.ROUTES,
+    *segments.ROUTES, *people_search.ROUTES, *imports.ROUTES, *render_api.ROUTES,
+    *export.ROUTES, *consistency.ROUTES,
+]
+
+
+def exposition_of(rt: Runtime) -> Exposition:
+    """Reads rt.counters and rt.latency when scraped; the hot path only increments them."""
 
     def gauges() -> dict[str, float]:
         return {"peak_rss_bytes": float(peak_rss_bytes()),
@@ -92,39 +122,20 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
                 "event_loop_lag_seconds": rt.loop_lag_s,
                 "event_loop_lag_max_seconds": rt.loop_lag_max_s}
 
-    # Reads rt.counters and rt.latency when scraped; the hot path only increments them.
-    exposition = Exposition(rt.counters, {"processing_latency_seconds": rt.latency},
-                            gauges=gauges)
+    return Exposition(rt.counters, {"processing_latency_seconds": rt.latency}, gauges=gauges)
 
-    async def metrics(request: web.Request) -> web.Response:
-        require_app(request, rt.settings)
-        labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
-        if lag_probe is not None:
-            labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)
-                                        for topic, partition, lag in await lag_probe()]
-        return web.Response(text=exposition.render(labelled),
-                            headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
-    openapi_document = openapi.document(rt)
-
-    async def openapi_json(request: web.Request) -> web.Response:
-        return json_response(openapi_document)
-
-    application.router.add_get("/healthz", healthz)
-    application.router.add_get("/readyz", healthz)
-    application.router.add_get("/openapi.json", openapi_json)
-    application.router.add_get("/metrics", metrics)
-    application.router.add_routes(track.routes(rt))
-    application.router.add_routes(v2.routes(rt))
-    application.router.add_routes(read.routes(rt))
-    application.router.add_routes(activity_log.routes(rt))
-    application.router.add_routes(segment_preview.routes(rt))
-    application.router.add_routes(segments.routes(rt))
-    application.router.add_routes(people_search.routes(rt))
-    application.router.add_routes(imports.routes(rt))
-    application.router.add_routes(render_api.routes(rt))
-    application.router.add_routes(export.routes(rt))
-    application.router.add_routes(consistency.routes(rt))
+def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Application:
+    failures = limits.FailureLimiter(max_failures=rt.settings.auth_failures_per_minute)
+    application = web.Application(client_max_size=rt.settings.max_body_bytes,
+                                  middlewares=[limits.limit_failed_authentication(failures),
+                                               error_shape, peers.verified_peers(rt.settings),
+                                               keyed_reads_go_to_their_owner(rt)])
+    application[RT] = rt
+    application[EXPOSITION] = exposition_of(rt)
+    application[LAG_PROBE] = lag_probe
+    application[OPENAPI] = openapi.document(rt)
+    application.router.add_routes(ROUTES)
     install_console(application, rt)
     return application
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 
 from aiohttp import web
 
 from app.api.auth import require_track
 from app.api.bodies import read_body
+from app.api.context import runtime
 from app.api.responses import ApiError, json_response
 from app.core.items import BadItem, new_id, reference
 from app.ingest.validate import (ValidationError, validate_event, validate_identifier,
@@ -25,69 +27,73 @@ async def _accept(rt: Runtime, topic: TopicSpec, key: str, item: dict) -> web.Re
     return json_response({})
 
 
-def routes(rt: Runtime) -> list[web.RouteDef]:
-    settings = rt.settings
-    topics = rt.topics
+async def _parse(request: web.Request) -> tuple[Runtime, Any, float]:
+    """(runtime, JSON body, now) of a track call with valid Basic credentials."""
+    rt = runtime(request)
+    require_track(request, rt.settings)
+    return rt, await read_body(request, rt.settings.max_body_bytes), rt.clock.now()
 
-    async def parse(request: web.Request):  # type: ignore[no-untyped-def]
-        require_track(request, settings)
-        return await read_body(request, settings.max_body_bytes), rt.clock.now()
 
-    async def track_customer_event(request: web.Request) -> web.Response:
-        body, now_s = await parse(request)
-        customer = request.match_info["customer_id"]
-        try:
-            item = validate_event(body, customer=customer, anonymous=False, now_s=now_s,
-                                  new_id=new_id, received_at_ms=int(now_s * 1000))
-        except ValidationError as exc:
-            raise ApiError(400, *exc.messages()) from None
-        return await _accept(rt, topics.raw_events, customer, item)
+async def track_customer_event(request: web.Request) -> web.Response:
+    rt, body, now_s = await _parse(request)
+    customer = request.match_info["customer_id"]
+    try:
+        item = validate_event(body, customer=customer, anonymous=False, now_s=now_s,
+                              new_id=new_id, received_at_ms=int(now_s * 1000))
+    except ValidationError as exc:
+        raise ApiError(400, *exc.messages()) from None
+    return await _accept(rt, rt.topics.raw_events, customer, item)
 
-    async def track_anonymous_event(request: web.Request) -> web.Response:
-        body, now_s = await parse(request)
-        try:
-            item = validate_event(body, customer=None, anonymous=True, now_s=now_s,
-                                  new_id=new_id, received_at_ms=int(now_s * 1000))
-        except ValidationError as exc:
-            raise ApiError(400, *exc.messages()) from None
-        return await _accept(rt, topics.raw_anonymous, item["anonymous_id"], item)
 
-    async def identify(request: web.Request) -> web.Response:
-        body, now_s = await parse(request)
-        customer = request.match_info["customer_id"]
-        try:
-            item = validate_identify(body, customer=customer, now_s=now_s, new_id=new_id,
-                                     received_at_ms=int(now_s * 1000))
-        except ValidationError as exc:
-            raise ApiError(400, *exc.messages()) from None
-        # ``_update: true`` (update only, never create) is decided by the person stage, in log
-        # order: an identify accepted just before counts, and every worker answers alike.
-        return await _accept(rt, topics.raw_events, customer, item)
+async def track_anonymous_event(request: web.Request) -> web.Response:
+    rt, body, now_s = await _parse(request)
+    try:
+        item = validate_event(body, customer=None, anonymous=True, now_s=now_s,
+                              new_id=new_id, received_at_ms=int(now_s * 1000))
+    except ValidationError as exc:
+        raise ApiError(400, *exc.messages()) from None
+    return await _accept(rt, rt.topics.raw_anonymous, item["anonymous_id"], item)
 
-    async def delete_customer(request: web.Request) -> web.Response:
-        _, now_s = await parse(request)
-        customer = request.match_info["customer_id"]
-        try:
-            validate_identifier(customer, "customer_id")
-        except ValidationError as exc:
-            raise ApiError(400, *exc.messages()) from None
-        item = {"op": "delete", "id": new_id(), "customer": customer,
-                "received_at": int(now_s * 1000)}
-        return await _accept(rt, topics.raw_events, customer, item)
 
-    async def merge_customers(request: web.Request) -> web.Response:
-        body, now_s = await parse(request)
-        item = merge_item(body, now_s)
-        [secondary] = item["secondary"].values()
-        return await _accept(rt, topics.raw_events, secondary, item)
+async def identify(request: web.Request) -> web.Response:
+    rt, body, now_s = await _parse(request)
+    customer = request.match_info["customer_id"]
+    try:
+        item = validate_identify(body, customer=customer, now_s=now_s, new_id=new_id,
+                                 received_at_ms=int(now_s * 1000))
+    except ValidationError as exc:
+        raise ApiError(400, *exc.messages()) from None
+    # ``_update: true`` (update only, never create) is decided by the person stage, in log
+    # order: an identify accepted just before counts, and every worker answers alike.
+    return await _accept(rt, rt.topics.raw_events, customer, item)
 
-    return [
-        web.post("/api/v1/customers/{customer_id}/events", track_customer_event),
-        web.post("/api/v1/events", track_anonymous_event),
-        web.put("/api/v1/customers/{customer_id}", identify),
-        web.delete("/api/v1/customers/{customer_id}", delete_customer),
-        web.post("/api/v1/merge_customers", merge_customers),
-    ]
+
+async def delete_customer(request: web.Request) -> web.Response:
+    rt, _, now_s = await _parse(request)
+    customer = request.match_info["customer_id"]
+    try:
+        validate_identifier(customer, "customer_id")
+    except ValidationError as exc:
+        raise ApiError(400, *exc.messages()) from None
+    item = {"op": "delete", "id": new_id(), "customer": customer,
+            "received_at": int(now_s * 1000)}
+    return await _accept(rt, rt.topics.raw_events, customer, item)
+
+
+async def merge_customers(request: web.Request) -> web.Response:
+    rt, body, now_s = await _parse(request)
+    item = merge_item(body, now_s)
+    [secondary] = item["secondary"].values()
+    return await _accept(rt, rt.topics.raw_events, secondary, item)
+
+
+ROUTES = [
+    web.post("/api/v1/customers/{customer_id}/events", track_customer_event),
+    web.post("/api/v1/events", track_anonymous_event),
+    web.put("/api/v1/customers/{customer_id}", identify),
+    web.delete("/api/v1/customers/{customer_id}", delete_customer),
+    web.post("/api/v1/merge_customers", merge_customers),
+]
 
 
 def merge_item(body: object, now_s: float) -> dict:

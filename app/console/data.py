@@ -1,9 +1,9 @@
-"""What the console reads and writes, on the same tables, topics and pipeline as the API.
+"""What the console writes, and the reads only the console makes, on the same tables, topics and
+pipeline as the API.
 
-Reads about one person go to this worker's tables (the console forwards a person's pages to the
-worker owning the person, see :mod:`app.console.forward`); lists and counts come from the API's own
-handlers (cluster-wide). Writes go through the normal
-pipeline: an event is validated by :func:`app.ingest.validate.validate_event` and submitted with
+Reads it shares with the API are in :mod:`app.queries` (one person's data on this worker, which
+the console's person pages are forwarded to by :mod:`app.console.forward`; lists and counts
+gathered from every worker). Writes go through the normal pipeline: an event is validated by :func:`app.ingest.validate.validate_event` and submitted with
 ``rt.batcher.submit`` exactly like a track API call; a segment definition is validated by
 :func:`app.segments.definition.parse_segment` and published like ``PUT /api/v1/segments/{id}``.
 
@@ -26,13 +26,12 @@ from app.api import cluster
 from app.api.responses import ApiError
 from app.core import history
 from app.ingest.validate import validate_event
-from app.producer import BrokerUnavailable, partition_for
+from app.producer import BrokerUnavailable
 from app.api.segments import publish_definition
 from app.runtime import Runtime
 from app.segments.definition import parse_segment
 from app.person_store import stored_history
-from app.topics import (ANONYMOUS_HISTORY, ANONYMOUS_LINKS, HISTORY_SIZE, MEMBERSHIP, PROFILES,
-                        TopicSpec)
+from app.topics import ANONYMOUS_HISTORY, HISTORY_SIZE, TopicSpec
 
 DAY_S = 86_400
 #: Days covered by sparklines and by the console's activity views.
@@ -85,40 +84,7 @@ def find_activity(events: list[dict[str, Any]], event_id: str) -> dict[str, Any]
     return None
 
 
-# --- people --------------------------------------------------------------------------------------
-
-
-def _partition(rt: Runtime, key: str, topic: TopicSpec) -> int:
-    return partition_for(key.encode(), topic.partitions)
-
-
-def person_history(rt: Runtime, person: str) -> list[dict[str, Any]] | None:
-    partition = _partition(rt, person, rt.topics.person_events)
-    if not rt.state.tables[HISTORY_SIZE].get(partition, person):
-        return None
-    return stored_history(rt.state.tables, partition, person)
-
-
-def raw_profile(rt: Runtime, person: str) -> dict[str, Any] | None:
-    return rt.state.tables[PROFILES].get(_partition(rt, person, rt.topics.person_events), person)
-
-
-def anonymous_events(rt: Runtime, anonymous_id: str) -> list[dict[str, Any]] | None:
-    """Activity of an anonymous id that is still anonymous (None: nothing stored)."""
-    state = rt.state.tables[ANONYMOUS_HISTORY].get(
-        _partition(rt, anonymous_id, rt.topics.raw_anonymous), anonymous_id)
-    return None if state is None else state["events"]
-
-
-def anonymous_link(rt: Runtime, anonymous_id: str) -> str | None:
-    return rt.state.tables[ANONYMOUS_LINKS].get(
-        _partition(rt, anonymous_id, rt.topics.raw_anonymous), anonymous_id)
-
-
-def person_segments(rt: Runtime, person: str) -> list[tuple[str, int]]:
-    state = rt.state.tables[MEMBERSHIP].get(
-        _partition(rt, person, rt.topics.person_events), person) or {"in": {}}
-    return sorted(state["in"].items())
+# --- activity ---------------------------------------------------------------------------------
 
 
 def activity_page(events: list[dict[str, Any]], *, now_s: float, name: str | None,
@@ -229,7 +195,8 @@ def check_segment_id(segment_id: str) -> str:
 def segment_definition(rt: Runtime, segment_id: str) -> dict[str, Any] | None:
     """The current definition document (every worker follows the whole definitions topic)."""
     value = rt.catalog.latest.get(segment_id)
-    return None if value is None else value["definition"]
+    definition: dict[str, Any] | None = None if value is None else value["definition"]
+    return definition
 
 
 async def save_segment(rt: Runtime, segment_id: str, doc: Any) -> None:

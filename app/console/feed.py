@@ -50,6 +50,10 @@ class Feeds:
     lifetime_s: float = LIFETIME_S
 
 
+#: ``application[FEEDS]``: the worker's live feeds (set by :func:`app.console.install`).
+FEEDS = web.AppKey("console_feeds", Feeds)
+
+
 def parse_positions(raw: str | None, partitions: int) -> dict[int, int]:
     """``"0:12,1:5"`` (an SSE event id this module wrote) → {partition: next offset}."""
     positions: dict[int, int] = {}
@@ -76,18 +80,112 @@ def sse(event: str | None, data: Any, event_id: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> web.StreamResponse:
-    """Serve one SSE connection (the caller has checked the viewer is signed in)."""
-    rt = feeds.rt
+def _refusal(feeds: Feeds, viewer: str) -> web.Response | None:
+    """Why a new feed may not open now (too many open overall, or for this viewer), if so."""
     if feeds.active >= MAX_CONNECTIONS or feeds.stopping.is_set():
         return web.Response(status=503, text="too many live feeds open; retry later\n",
                             headers={"Retry-After": "5"})
-    # One viewer (session, or bearer caller's address) may not take every slot for everyone.
-    viewer = request.cookies.get(COOKIE) or f"addr:{request.remote}"
-    session = cookie_session(request, rt.settings, rt.clock.now())
     if feeds.by_viewer.get(viewer, 0) >= MAX_PER_VIEWER:
         return web.Response(status=429, text=f"at most {MAX_PER_VIEWER} live feeds per viewer; "
                                              "close one first\n", headers={"Retry-After": "5"})
+    return None
+
+
+def _new_consumer(rt: Runtime) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers, group_id=None,
+                            enable_auto_commit=False, auto_offset_reset="latest",
+                            fetch_max_wait_ms=250, client_id="eventide-console-feed",
+                            **kafka_client_options(rt.settings))
+
+
+async def _start(consumer: AIOKafkaConsumer, rt: Runtime, request: web.Request
+                 ) -> tuple[list[TopicPartition], bool]:
+    """Start ``consumer`` on every ``segments.changes`` partition, at the ``Last-Event-ID`` the
+    browser resumes from (then True), or at the end."""
+    topic = rt.topics.segment_changes
+    await consumer.start()
+    tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+    consumer.assign(tps)
+    resumed = parse_positions(request.headers.get("Last-Event-ID"), topic.partitions)
+    for tp in tps:
+        if tp.partition in resumed:
+            consumer.seek(tp, resumed[tp.partition])
+        else:
+            consumer.seek_to_end(tp)
+    return tps, bool(resumed)
+
+
+def _changes(batches: dict[TopicPartition, list[Any]], positions: dict[int, int],
+             since_ms: int, segment_id: str | None) -> list[bytes]:
+    """SSE ``change`` events of a fetch (advancing ``positions``), for ``segment_id`` or all."""
+    out: list[bytes] = []
+    for tp, records in batches.items():
+        for record in records:
+            positions[tp.partition] = record.offset + 1
+            if record.value is None or record.timestamp < since_ms:
+                continue
+            try:
+                change = orjson.loads(record.value)
+            except orjson.JSONDecodeError:
+                continue
+            if segment_id is not None and change.get("segment_id") != segment_id:
+                continue
+            out.append(sse("change", change, format_positions(positions)))
+    return out
+
+
+async def _relay(request: web.Request, response: web.StreamResponse, feeds: Feeds,
+                 consumer: AIOKafkaConsumer, tps: list[TopicPartition], resumed: bool,
+                 segment_id: str | None) -> None:
+    """Write changes to the browser until it leaves, the session ends, the lifetime is over or
+    the worker stops."""
+    rt = feeds.rt
+    session = cookie_session(request, rt.settings, rt.clock.now())
+    # Resolve every position now, so "ready" means nothing produced from here on is missed.
+    positions = {tp.partition: await consumer.position(tp) for tp in tps}
+    since_ms = 0 if resumed else int(time.time() * 1000) - SLACK_MS
+    await response.write(f"retry: {RETRY_MS}\n\n".encode())
+    await response.write(sse("ready", {"segment": segment_id}, format_positions(positions)))
+    deadline = time.monotonic() + feeds.lifetime_s
+    last_write = time.monotonic()
+    while time.monotonic() < deadline and not feeds.stopping.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            break
+        if session is not None and rt.revoked.is_revoked(session.session_id):
+            break  # signed out (here or on another worker): the feed ends with the session
+        batches = await consumer.getmany(*tps, timeout_ms=1000, max_records=200)
+        out = _changes(batches, positions, since_ms, segment_id)
+        if out:
+            await response.write(b"".join(out))
+            last_write = time.monotonic()
+        elif time.monotonic() - last_write > HEARTBEAT_S:
+            await response.write(b": keep-alive\n\n")  # also finds out the client left
+            last_write = time.monotonic()
+
+
+async def _close(feeds: Feeds, viewer: str, consumer: AIOKafkaConsumer | None) -> None:
+    feeds.active -= 1
+    left = feeds.by_viewer.get(viewer, 1) - 1
+    if left > 0:
+        feeds.by_viewer[viewer] = left
+    else:
+        feeds.by_viewer.pop(viewer, None)
+    if consumer is not None:
+        try:
+            await asyncio.wait_for(consumer.stop(), 5)
+        except Exception:  # noqa: BLE001 - closing a consumer must not mask the response
+            log.warning("console feed consumer did not stop cleanly", exc_info=True)
+        log.info("console live feed closed (%d open)", feeds.active)
+
+
+async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> web.StreamResponse:
+    """Serve one SSE connection (the caller has checked the viewer is signed in)."""
+    # One viewer (session, or bearer caller's address) may not take every slot for everyone.
+    viewer = request.cookies.get(COOKIE) or f"addr:{request.remote}"
+    refused = _refusal(feeds, viewer)
+    if refused is not None:
+        return refused
     feeds.by_viewer[viewer] = feeds.by_viewer.get(viewer, 0) + 1
     feeds.active += 1
     consumer: AIOKafkaConsumer | None = None
@@ -97,56 +195,10 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        topic = rt.topics.segment_changes
-        consumer = AIOKafkaConsumer(bootstrap_servers=rt.settings.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="latest", fetch_max_wait_ms=250,
-                                    client_id="eventide-console-feed",
-                                    **kafka_client_options(rt.settings))
-        await consumer.start()
+        consumer = _new_consumer(feeds.rt)
+        tps, resumed = await _start(consumer, feeds.rt, request)
         log.info("console live feed opened (%d open)", feeds.active)
-        tps = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
-        consumer.assign(tps)
-        resumed = parse_positions(request.headers.get("Last-Event-ID"), topic.partitions)
-        for tp in tps:
-            if tp.partition in resumed:
-                consumer.seek(tp, resumed[tp.partition])
-            else:
-                consumer.seek_to_end(tp)
-        # Resolve every position now, so "ready" means nothing produced from here on is missed.
-        positions = {tp.partition: await consumer.position(tp) for tp in tps}
-        since_ms = 0 if resumed else int(time.time() * 1000) - SLACK_MS
-        await response.write(f"retry: {RETRY_MS}\n\n".encode())
-        await response.write(sse("ready", {"segment": segment_id},
-                                 format_positions(positions)))
-        deadline = time.monotonic() + feeds.lifetime_s
-        last_write = time.monotonic()
-        while time.monotonic() < deadline and not feeds.stopping.is_set():
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                break
-            if session is not None and rt.revoked.is_revoked(session.session_id):
-                break  # signed out (here or on another worker): the feed ends with the session
-            batches = await consumer.getmany(*tps, timeout_ms=1000, max_records=200)
-            out: list[bytes] = []
-            for tp, records in batches.items():
-                for record in records:
-                    positions[tp.partition] = record.offset + 1
-                    if record.value is None or record.timestamp < since_ms:
-                        continue
-                    try:
-                        change = orjson.loads(record.value)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if segment_id is not None and change.get("segment_id") != segment_id:
-                        continue
-                    out.append(sse("change", change, format_positions(positions)))
-            if out:
-                await response.write(b"".join(out))
-                last_write = time.monotonic()
-            elif time.monotonic() - last_write > HEARTBEAT_S:
-                await response.write(b": keep-alive\n\n")  # also finds out the client left
-                last_write = time.monotonic()
+        await _relay(request, response, feeds, consumer, tps, resumed, segment_id)
         return response
     except ConnectionError:
         return response or web.Response(status=503)  # the client is gone
@@ -154,15 +206,4 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
         log.warning("console feed failed", exc_info=True)
         return response or web.Response(status=503, text="live feed unavailable\n")
     finally:
-        feeds.active -= 1
-        left = feeds.by_viewer.get(viewer, 1) - 1
-        if left > 0:
-            feeds.by_viewer[viewer] = left
-        else:
-            feeds.by_viewer.pop(viewer, None)
-        if consumer is not None:
-            try:
-                await asyncio.wait_for(consumer.stop(), 5)
-            except Exception:  # noqa: BLE001 - closing a consumer must not mask the response
-                log.warning("console feed consumer did not stop cleanly", exc_info=True)
-            log.info("console live feed closed (%d open)", feeds.active)
+        await _close(feeds, viewer, consumer)

@@ -11,16 +11,22 @@ here first) and carries no credentials of the viewer's, so the owner serves it l
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from typing import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
 from app.api import cluster, peers
+from app.api.context import RT
 from app.api.responses import ApiError
+from app.console.auth import Viewer
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request, Viewer], Awaitable[web.StreamResponse]]
 
 _PASSED_REQUEST = ("Content-Type", "Accept")
 _PASSED_RESPONSE = ("Content-Type", "Location", "Content-Disposition", "Cache-Control",
@@ -53,3 +59,28 @@ async def forward(rt: Runtime, request: web.Request, url: str) -> web.Response:
         log.warning("forwarding %s %s to %s failed: %r", request.method, request.path, url, exc)
         raise ApiError(503, "the worker that holds this person did not answer; the group may be "
                             "rebalancing, retry") from None
+
+
+async def from_owner(request: web.Request, *, anonymous: bool, key: str) -> web.Response | None:
+    """The answer of the worker holding ``key`` (a person, or an anonymous id), or None when
+    this worker holds it and should answer."""
+    rt = request.app[RT]
+    url = owner(rt, request, anonymous=anonymous, key=key)
+    return None if url is None else await forward(rt, request, url)
+
+
+def at_owner(path_part: str, *, anonymous: bool) -> Callable[[Handler], Handler]:
+    """A page about the person (or anonymous id) in the path part ``path_part``, answered by the
+    worker holding it (put under :func:`app.console.guard.guarded`: the viewer is checked
+    here first)."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def handle(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+            answered = await from_owner(request, anonymous=anonymous,
+                                        key=request.match_info[path_part])
+            return answered if answered is not None else await handler(request, viewer)
+
+        return handle
+
+    return wrap

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.api.activity_log import (LogQuery, Share, anonymous_share, decode_cursor, encode_cursor,
+from app.queries.activity_log import (LogQuery, Share, anonymous_share, decode_cursor, encode_cursor,
                                   identified_share, merge)
 from app.core.history import Retention
 from app.person_store import PersonEvents, log_order

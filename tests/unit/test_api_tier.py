@@ -46,7 +46,7 @@ def test_the_tier_serves_the_track_api_and_ops_endpoints_only() -> None:
     app = build_tier_app(rt)
     registered = {(r.method, r.resource.canonical) for r in app.router.routes()
                   if r.method != "HEAD"}
-    shared = {(r.method, r.path) for r in [*track.routes(rt), *v2.routes(rt)]}  # type: ignore
+    shared = {(r.method, r.path) for r in [*track.ROUTES, *v2.ROUTES]}  # type: ignore
     assert registered == shared | {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
 
@@ -100,6 +100,7 @@ async def test_browser_identify_can_be_turned_off() -> None:
     from aiohttp import web
 
     from app.api import browser
+    from app.api.context import RT
     from app.api.server import error_shape
 
     for allowed in (True, False):
@@ -109,7 +110,8 @@ async def test_browser_identify_can_be_turned_off() -> None:
                          producer=producer,  # type: ignore[arg-type]
                          batcher=IngestBatcher(producer, linger_s=0, max_items=500))  # type: ignore
         app = web.Application(middlewares=[error_shape])
-        app.add_routes(browser.routes(rt))  # type: ignore[arg-type]
+        app[RT] = rt  # type: ignore[misc]
+        app.add_routes(browser.ROUTES)
         async with TestClient(TestServer(app)) as client:
             identify = await client.post("/api/v1/browser/site-x/identify",
                                          json={"id": "5", "email": "x@example.com"})

@@ -122,3 +122,23 @@ def test_the_session_cookie_is_secure_whenever_the_browser_used_https() -> None:
     assert "Secure" in cookie_for(proxied, https, "10.0.0.9")
     assert "Secure" not in cookie_for(proxied, https, "10.0.0.66"), "only a trusted proxy"
     assert "Secure" not in cookie_for(base, https, "10.0.0.9")
+
+
+def test_hostile_values_are_escaped_on_a_page() -> None:
+    """Templates escape every value: one meant to close an attribute or open a script cannot."""
+    from app.console import parts
+    from app.console.respond import page
+
+    hostile = '"onmouseover="alert(1)" x=\'<script>alert(2)</script>'
+    response = page("segment", hostile, by_cookie=True, lookup_value=hostile, segment_id=hostile,
+                    saved=True, summary={"state": hostile, "version": hostile},
+                    heading=hostile, members_count="1", updated="", errors=[hostile],
+                    invalid=True, text=hostile, segment_url="/console/segments/x",
+                    members=[{"id": hostile, "href": hostile}], more=True,
+                    feed=parts.feed_section(hostile))
+    text = response.text or ""
+    assert "<script>" not in text and '"onmouseover=' not in text and "'<" not in text
+    assert 'data-confirm="Delete segment &#34;onmouseover=&#34;alert(1)&#34;' in text
+    sent = parts.send_form(customer_id=hostile, name=hostile, data_text=hostile, errors=[hostile],
+                           return_to=hostile, names=[hostile])
+    assert "<script>" not in sent and '"onmouseover=' not in sent

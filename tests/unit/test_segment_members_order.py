@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from app.api.segments import _first_members, natural_key
+from app.queries.segments import first_members as _first_members, natural_key
 from tables.store import PartitionStore
 
 
