@@ -87,6 +87,13 @@ class Field:
     required: bool = False
     choices: tuple[str, ...] = ()
 
+    @property
+    def limit(self) -> int:
+        """``max_bytes``, for the kinds that always have one."""
+        if self.max_bytes is None:
+            raise TypeError(f"field {self.name} ({self.kind}) has no byte limit")
+        return self.max_bytes
+
 
 def identifier(name: str, doc: str, *, required: bool = True) -> Field:
     return Field(name, "identifier", doc, MAX_IDENTIFIER_BYTES, KEY_PATTERN, required)
@@ -97,7 +104,10 @@ def identifier(name: str, doc: str, *, required: bool = True) -> Field:
 CUSTOMER_ID = identifier("customer_id", "A person identifier (used as a key: never trimmed)")
 ANONYMOUS_ID = identifier("anonymous_id", "The anonymous id")
 #: The identify body's anonymous_id: optional (it links that visitor's activity when present).
-LINKED_ANONYMOUS_ID = identifier("anonymous_id", CUSTOMER_ID.doc, required=False)
+LINKED_ANONYMOUS_ID = identifier("anonymous_id", ANONYMOUS_ID.doc, required=False)
+#: The ways a request may name a person (``{"email": ...}``); an event may also name an
+#: anonymous visitor by ``anonymous_id``.
+PERSON_IDENTIFIER_KINDS = ("id", "email", "cio_id")
 
 # --- events -------------------------------------------------------------------------------------
 
@@ -120,6 +130,10 @@ DATA = Field("data", "data", (
     f"Free-form event data. At most {MAX_DATA_BYTES} bytes as compact JSON. "
     "recipient, from_address and reply_to, when present, must be email addresses."),
     MAX_DATA_BYTES)
+
+#: A browser page view's URL: it becomes the event's name, and is checked as one.
+PAGE_URL = Field("url", "name", "The page's URL (the event's name)", MAX_NAME_BYTES,
+                 NON_BLANK_PATTERN, required=True)
 
 #: An event body's own fields, in the order their errors are reported (the person comes first).
 EVENT_FIELDS = (NAME, EVENT_TYPE, EVENT_ID, TIMESTAMP, DATA)

@@ -233,13 +233,12 @@ def _identifier(field: Field, value: Any, errors: list[FieldError], now_s: float
 
 
 def _name(field: Field, value: Any, errors: list[FieldError], now_s: float) -> str:
-    assert field.max_bytes is not None
     if value is None:
         errors.append(FieldError(field.name, "required", "is required"))
         return ""
     if isinstance(value, str):
         value = value.strip()
-    _check_text(value, field.name, field.max_bytes, errors)
+    _check_text(value, field.name, field.limit, errors)
     return value  # type: ignore[no-any-return]
 
 
@@ -296,7 +295,6 @@ def _timestamp(field: Field, value: Any, errors: list[FieldError], now_s: float)
 
 
 def _data(field: Field, value: Any, errors: list[FieldError], now_s: float) -> dict[str, Any]:
-    assert field.max_bytes is not None
     name = field.name
     if value is None:
         return {}
@@ -309,8 +307,8 @@ def _data(field: Field, value: Any, errors: list[FieldError], now_s: float) -> d
     size = _json_len(value)
     if size is None:
         errors.append(FieldError(name, "invalid", "cannot be serialized as JSON"))
-    elif size > field.max_bytes:
-        message = f"must be at most {field.max_bytes} bytes as JSON (got {size})"
+    elif size > field.limit:
+        message = f"must be at most {field.limit} bytes as JSON (got {size})"
         errors.append(FieldError(name, "too_long", message))
     for email in EMAIL_FIELDS:
         if email.name in value and not _looks_like_email(value[email.name]):
@@ -338,16 +336,14 @@ def _check_attributes(attributes: dict[str, Any], errors: list[FieldError]) -> N
     if len(attributes) > MAX_ATTRIBUTES:
         message = f"must be at most {MAX_ATTRIBUTES} attributes (got {len(attributes)})"
         errors.append(FieldError("attributes", "too_many", message))
-    name_bytes = ATTRIBUTE_NAME.max_bytes
-    assert name_bytes is not None
     for name, value in attributes.items():
         field = f"attributes.{name}"
-        _check_text(name, field, name_bytes, errors, what=ATTRIBUTE_NAME.name)
+        _check_text(name, field, ATTRIBUTE_NAME.limit, errors, what=ATTRIBUTE_NAME.name)
         _check_attribute_value(value, field, errors)
 
 
 def _check_attribute_value(value: Any, field: str, errors: list[FieldError]) -> None:
-    limit = ATTRIBUTE_VALUE.max_bytes
+    limit = ATTRIBUTE_VALUE.limit
     if too_deep(value):
         errors.append(FieldError(field, "too_deep", f"value nests deeper than {MAX_DEPTH} levels"))
         return
@@ -355,7 +351,7 @@ def _check_attribute_value(value: Any, field: str, errors: list[FieldError]) -> 
     size = _utf8_len(value) if isinstance(value, str) else _json_len(value)
     if size is None:
         errors.append(FieldError(field, "invalid", "value cannot be serialized as JSON"))
-    elif limit is not None and size > limit:
+    elif size > limit:
         message = f"value must be at most {limit} bytes (got {size})"
         errors.append(FieldError(field, "too_long", message))
 
