@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from app.core.items import IDENTIFIER_KINDS
 from app.model import EVENT_TYPES
 
 Kind = Literal["identifier", "name", "choice", "ulid", "timestamp", "data", "email", "flag",
@@ -105,9 +106,9 @@ CUSTOMER_ID = identifier("customer_id", "A person identifier (used as a key: nev
 ANONYMOUS_ID = identifier("anonymous_id", "The anonymous id")
 #: The identify body's anonymous_id: optional (it links that visitor's activity when present).
 LINKED_ANONYMOUS_ID = identifier("anonymous_id", ANONYMOUS_ID.doc, required=False)
-#: The ways a request may name a person (``{"email": ...}``); an event may also name an
-#: anonymous visitor by ``anonymous_id``.
-PERSON_IDENTIFIER_KINDS = ("id", "email", "cio_id")
+#: The ways a request may name a person (``{"email": ...}``), as the worker resolves them; an
+#: event may also name an anonymous visitor by ``anonymous_id``.
+PERSON_IDENTIFIER_KINDS = IDENTIFIER_KINDS
 
 # --- events -------------------------------------------------------------------------------------
 
