@@ -75,8 +75,8 @@ def _data(field: Field, now_s: int) -> dict[str, Any]:
 
 
 def _attribute_value(field: Field, now_s: int) -> dict[str, Any]:
-    # Arrays and objects are bounded by their JSON size, which JSON Schema cannot state; the item
-    # counts only keep generated examples small.
+    # Arrays and objects are bounded by their size as JSON, which JSON Schema cannot state: the
+    # item counts are the document's stand-in for it.
     return {"description": field.doc, "anyOf": [
         {"type": "string", "maxLength": field.limit},
         {"type": ["number", "boolean", "null"]},

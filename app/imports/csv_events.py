@@ -27,6 +27,8 @@ newlines spans several physical lines but is still one row, so row numbers are w
 shows (minus the header), not line numbers of the file. Blank rows are numbered but yield nothing.
 """
 
+from __future__ import annotations
+
 import csv
 import datetime as dt
 import math
