@@ -48,7 +48,9 @@ def test_email_pattern_states_what_the_check_accepts(text: str) -> None:
 @given(st.text(max_size=20))
 def test_key_pattern_states_the_identifier_rule(text: str) -> None:
     rule = bool(text.strip()) and not fields.CONTROL_CHARACTERS.search(text)
-    assert bool(re.search(fields.KEY_PATTERN, text)) == rule
+    # fullmatch: in Python (not in JSON Schema) "$" also matches before a final newline.
+    documented = re.fullmatch(fields.KEY_PATTERN.removeprefix("^").removesuffix("$"), text)
+    assert bool(documented) == rule
 
 
 def test_document_limits_are_the_fields_limits() -> None:
