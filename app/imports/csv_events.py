@@ -31,38 +31,38 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import itertools
 import math
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Literal, TextIO
+from typing import Any, Iterable, Iterator, Literal
 
 import orjson
-from app.spreadsheet import spreadsheet_safe
-from app.ingest.validate import CONTROL_CHARACTERS
 from ulid import ULID
 
-NAME_COLUMN = "_cio_name"
-CUSTOMER_COLUMN = "_cio_customer_id"
-TIMESTAMP_COLUMN = "_cio_timestamp"
-ID_COLUMN = "_cio_id"
-RESERVED_COLUMNS = (NAME_COLUMN, CUSTOMER_COLUMN, TIMESTAMP_COLUMN, ID_COLUMN)
-_RESERVED_PREFIX = "_cio_"
+from app.imports.csv_reading import ID_COLUMN, NAME_COLUMN, TIMESTAMP_COLUMN, Header, read
+# Re-exported: callers name columns, and open, bound and refuse files, through this module.
+from app.imports.csv_reading import CUSTOMER_COLUMN as CUSTOMER_COLUMN
+from app.imports.csv_reading import RESERVED_COLUMNS as RESERVED_COLUMNS
+from app.imports.csv_reading import MAX_LINE_CHARS as MAX_LINE_CHARS
+from app.imports.csv_reading import BoundedLines as BoundedLines
+from app.imports.csv_reading import CsvFileError as CsvFileError
+from app.imports.csv_reading import open_csv as open_csv
+from app.ingest.fields import (CONTROL_CHARACTERS, CSV_CUSTOMER, CSV_NAME, DATA,
+                               MAX_FUTURE_SECONDS, MILLISECONDS_THRESHOLD)
+from app.spreadsheet import spreadsheet_safe
 
-# The track API's published limits, applied here too so that an imported event is never one the
-# API would have refused.
-MAX_NAME_BYTES = 100
-MAX_CUSTOMER_BYTES = 150
-MAX_DATA_BYTES = 100_000
+# The track API's limits (app.ingest.fields), applied here too so that an imported event is never
+# one the API would have refused.
+MAX_NAME_BYTES = CSV_NAME.field.limit
+MAX_CUSTOMER_BYTES = CSV_CUSTOMER.field.limit
+MAX_DATA_BYTES = DATA.limit
 
-#: Unix timestamps at or above this are taken for milliseconds (10**11 s is the year 5138).
-MILLISECONDS_THRESHOLD = 10**11
-#: How far past ``now_s`` a timestamp may lie. Import is for back-filling; a stamp days ahead is a
-#: typo or a unit mistake, and it would pass the 72-hour trigger rule and send messages. A day of
-#: slack absorbs clock skew and local times written without an offset.
-MAX_FUTURE_SKEW_S = 24 * 3600
+#: How far past ``now_s`` a timestamp may lie: the track API's limit. Import is for back-filling;
+#: a stamp days ahead is a typo or a unit mistake, and it would pass the 72-hour trigger rule and
+#: send messages. A day of slack absorbs clock skew and local times written without an offset.
+MAX_FUTURE_SKEW_S = MAX_FUTURE_SECONDS
 
 REJECT_CODES = (
     "too_many_columns",
@@ -80,11 +80,6 @@ IdentifierKind = Literal["email", "id"]
 
 _SCIENTIFIC = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?[eE][+-]?[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"-?[0-9]*\.[0-9]+|-[0-9]+", re.ASCII)
-_BOM = "\ufeff"
-
-
-class CsvFileError(ValueError):
-    """The file as a whole cannot be imported; nothing from it should be sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,46 +124,6 @@ class ImportSummary:
         }
 
 
-#: The longest line a CSV file may have (characters). Lines are read one at a time, so this, and
-#: the csv module's own bound on one field (128 KiB), bound the memory an import takes whatever
-#: the upload's size: one 100 MB row once took a worker to 1.15 GB.
-MAX_LINE_CHARS = 1024 * 1024
-
-
-class BoundedLines:
-    """A text file's lines, refusing any over :data:`MAX_LINE_CHARS` before reading all of it."""
-
-    def __init__(self, file: TextIO, max_chars: int = MAX_LINE_CHARS) -> None:
-        self._file = file
-        self._max = max_chars
-        self._number = 0
-
-    def __iter__(self) -> "BoundedLines":
-        return self
-
-    def __next__(self) -> str:
-        line = self._file.readline(self._max + 1)
-        if not line:
-            raise StopIteration
-        self._number += 1
-        if len(line) > self._max:
-            raise CsvFileError(f"line {self._number} is longer than {self._max:,} characters; "
-                               "split the file's long rows")
-        return line
-
-    def __enter__(self) -> "BoundedLines":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
-
-
-def open_csv(path: str | os.PathLike[str]) -> BoundedLines:
-    """Open an uploaded CSV the way this module expects (UTF-8, BOM dropped, newlines untouched,
-    lines bounded)."""
-    return BoundedLines(open(path, encoding="utf-8-sig", newline=""))
-
-
 def identifier_kind(value: str) -> IdentifierKind:
     """Classify a ``_cio_customer_id`` value: anything with an ``@`` is an email address."""
     return "email" if "@" in value else "id"
@@ -181,7 +136,7 @@ def scan_identifier_kinds(lines: Iterable[str]) -> IdentifierKind:
     Rows with a blank identifier are skipped here (:func:`iter_rows` rejects them). A file with no
     identifier at all is refused, since nothing in it could be imported.
     """
-    header, rows = _read(lines)
+    header, rows = read(lines)
     first: tuple[int, IdentifierKind] | None = None
     for row_number, cells in rows:
         index = header.customer_index
@@ -214,7 +169,7 @@ def iter_rows(lines: Iterable[str], *, now_s: float) -> Iterator[RowResult]:
     Raises :class:`CsvFileError` for a bad header or broken CSV quoting; run
     :func:`scan_identifier_kinds` first so that happens before anything is sent.
     """
-    header, rows = _read(lines)
+    header, rows = read(lines)
     latest_s = now_s + MAX_FUTURE_SKEW_S
     for row_number, cells in rows:
         try:
@@ -241,100 +196,6 @@ def write_rejects(path: str | os.PathLike[str], rejects: Iterable[RowResult]) ->
                 written += 1
     return written
 
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Header:
-    width: int
-    name_index: int
-    customer_index: int
-    timestamp_index: int | None
-    id_index: int | None
-    data_columns: tuple[tuple[int, str], ...]
-
-    @classmethod
-    def parse(cls, cells: list[str]) -> _Header:
-        names = [cell.strip() for cell in cells]
-        _check_names(names)
-        missing = [column for column in (NAME_COLUMN, CUSTOMER_COLUMN) if column not in names]
-        if missing:
-            raise CsvFileError(
-                f"header must contain {NAME_COLUMN} and {CUSTOMER_COLUMN}; "
-                f"missing {', '.join(missing)} (found: {_preview(names)})"
-            )
-        return cls(
-            width=len(names),
-            name_index=names.index(NAME_COLUMN),
-            customer_index=names.index(CUSTOMER_COLUMN),
-            timestamp_index=names.index(TIMESTAMP_COLUMN) if TIMESTAMP_COLUMN in names else None,
-            id_index=names.index(ID_COLUMN) if ID_COLUMN in names else None,
-            data_columns=tuple(
-                (index, name) for index, name in enumerate(names) if name not in RESERVED_COLUMNS
-            ),
-        )
-
-
-def _check_names(names: list[str]) -> None:
-    # Each of these would otherwise lose data silently: a misspelt reserved column would become
-    # event data, a nameless or repeated column has no single key for its values.
-    seen: set[str] = set()
-    for position, name in enumerate(names, start=1):
-        if not name:
-            raise CsvFileError(f"header column {position} has no name")
-        if name.lower().startswith(_RESERVED_PREFIX) and name not in RESERVED_COLUMNS:
-            raise CsvFileError(
-                f"header column {position} {name!r} is not a known reserved column "
-                f"(known: {', '.join(RESERVED_COLUMNS)})"
-            )
-        if name in seen:
-            raise CsvFileError(f"header column {position} {name!r} appears more than once")
-        seen.add(name)
-
-
-def _read(lines: Iterable[str]) -> tuple[_Header, Iterator[tuple[int, list[str]]]]:
-    """Parse the header and return it with a lazy iterator of ``(row_number, cells)``."""
-    if isinstance(lines, str):
-        raise TypeError("lines must be an iterable of lines, not one string")
-    # strict: an unterminated quote would otherwise swallow the rest of the file into one cell.
-    reader = csv.reader(_without_bom(lines), strict=True)
-    try:
-        header_cells = next(reader, None)
-    except csv.Error as exc:
-        raise CsvFileError(f"header is not valid CSV: {exc}") from exc
-    if header_cells is None:
-        raise CsvFileError(
-            f"file is empty; expected a header row with {NAME_COLUMN} and {CUSTOMER_COLUMN}"
-        )
-    return _Header.parse(header_cells), _data_rows(reader)
-
-
-def _data_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
-    # ``reader`` is a csv reader; its type is private to the csv module, hence Any.
-    row_number = 0
-    while True:
-        try:
-            cells = next(reader, None)
-        except csv.Error as exc:
-            raise CsvFileError(
-                f"row {row_number + 1} (near line {reader.line_num}) is not valid CSV: {exc}"
-            ) from exc
-        if cells is None:
-            return
-        row_number += 1
-        if any(map(str.strip, cells)):
-            yield row_number, cells
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    iterator = iter(lines)
-    first = next(iterator, None)
-    if first is None:
-        return iter(())
-    return itertools.chain((first.removeprefix(_BOM),), iterator)
-
-
 # --- validating one row ----------------------------------------------------------------------
 
 
@@ -345,7 +206,7 @@ class _Reject(Exception):
         super().__init__(f"{code}: {detail}")
 
 
-def _event_from(header: _Header, cells: list[str], latest_s: float) -> dict[str, Any]:
+def _event_from(header: Header, cells: list[str], latest_s: float) -> dict[str, Any]:
     # Checked in a fixed order so a row's reason is deterministic: structure, then the required
     # cells, then the optional ones, then the size of what is left.
     if len(cells) > header.width:
@@ -485,10 +346,6 @@ def _show(value: str, limit: int = 40) -> str:
     # Reasons end up in a rejects file and in logs; a runaway cell must not bloat either.
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
-
-def _preview(names: list[str], limit: int = 10) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", … ({len(names)} columns)" if len(names) > limit else "")
 
 
 def _article(kind: IdentifierKind) -> str:

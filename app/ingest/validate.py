@@ -3,38 +3,32 @@
 Pure functions: the HTTP tier passes the decoded body plus what only it knows (the customer id from
 the path, the clock, an id source, the accept time) and gets back an item shaped as documented in
 :mod:`app.model`, or a :class:`ValidationError` carrying *every* problem found, so a client can fix
-a request in one round trip. Limits are the ones Customer.io publishes for its track API.
+a request in one round trip.
+
+Which fields a body has, with their limits and patterns, is described once in
+:mod:`app.ingest.fields` (the OpenAPI document and the CSV importer read the same descriptions);
+this module says how each *kind* of field is checked.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import orjson
 from ulid import ULID
 
-from app.model import EVENT_TYPES, Item
+from app.ingest.fields import (ATTRIBUTE_NAME, ATTRIBUTE_VALUE, CUSTOMER_ID, EMAIL_FIELDS,
+                               EMAIL_RE, EVENT_FIELDS, IDENTIFY_FIELDS, MAX_ATTRIBUTES,
+                               MAX_FUTURE_SECONDS, MAX_IDENTIFIER_BYTES, MILLISECONDS_THRESHOLD,
+                               Field, Kind)
+# Re-exported: other modules check keys and nesting by the same rules.
+from app.ingest.fields import CONTROL_CHARACTERS as CONTROL_CHARACTERS
+from app.ingest.fields import MAX_DEPTH as MAX_DEPTH
+from app.model import Item
 
-MAX_NAME_BYTES = 100
-MAX_DATA_BYTES = 100_000
-MAX_IDENTIFIER_BYTES = 150
-MAX_ATTRIBUTE_NAME_BYTES = 150
-MAX_ATTRIBUTE_VALUE_BYTES = 1_000
-MAX_ATTRIBUTES = 300
-MAX_FUTURE_SECONDS = 86_400
-# Unix seconds reach 10**11 only in the year 5138, while "now" in milliseconds is ~1.7 * 10**12:
-# anything at or above the threshold is a sender that forgot to divide by 1000.
-MILLISECONDS_THRESHOLD = 10**11
-
-EMAIL_OVERRIDE_FIELDS = ("recipient", "from_address", "reply_to")
-IDENTIFY_RESERVED_KEYS = ("anonymous_id", "_timestamp", "_update")
-
-_ADDRESS = r"[^\s@<>]+@[^\s@<>.]+(?:\.[^\s@<>.]+)+"
-# The display name excludes control characters: these values end up in mail headers, and a CR/LF
-# there would let a sender inject extra headers.
-_EMAIL_RE = re.compile(rf"{_ADDRESS}|[^<>\x00-\x1f\x7f]*<{_ADDRESS}>")
+#: The identify body's reserved keys; every other key is an attribute.
+IDENTIFY_RESERVED_KEYS = tuple(field.name for field in IDENTIFY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -95,26 +89,22 @@ def validate_event(
     if anonymous:
         person_key, person = "anonymous_id", None
     else:
-        person_key, person = "customer", _check_identifier(customer, "customer_id", errors)
+        person_key, person = "customer", _check_identifier(customer, CUSTOMER_ID.name, errors)
     if not isinstance(body, dict):
         errors.append(_not_an_object())
         raise ValidationError(errors)
     if anonymous:
         person = _check_identifier(body.get("anonymous_id"), "anonymous_id", errors)
-
-    name = _check_name(body.get("name"), errors)
-    event_type = _check_type(body.get("type"), errors)
-    event_id = _check_id(body.get("id"), errors)
-    timestamp = _check_timestamp(body.get("timestamp"), "timestamp", now_s, errors)
-    data = _check_data(body.get("data"), errors)
+    values = _check_fields(_EVENT_CHECKS, body, errors, now_s)
     if errors:
         raise ValidationError(errors)
+    event_id, timestamp = values["id"], values["timestamp"]
     return {
         "op": "event",
         "id": event_id if event_id is not None else new_id(),
-        "name": name,
-        "type": event_type,
-        "data": data,
+        "name": values["name"],
+        "type": values["type"],
+        "data": values["data"],
         "timestamp": timestamp if timestamp is not None else int(now_s),
         person_key: person,
         "received_at": received_at_ms,
@@ -131,16 +121,11 @@ def validate_identify(
 ) -> Item:
     """Validate a v1 identify body (``PUT /api/v1/customers/{id}``) and return its item."""
     errors: list[FieldError] = []
-    customer = _check_identifier(customer, "customer_id", errors)
+    customer = _check_identifier(customer, CUSTOMER_ID.name, errors)
     if not isinstance(body, dict):
         errors.append(_not_an_object())
         raise ValidationError(errors)
-
-    anonymous_id = body.get("anonymous_id")
-    if anonymous_id is not None:
-        anonymous_id = _check_identifier(anonymous_id, "anonymous_id", errors)
-    timestamp = _check_timestamp(body.get("_timestamp"), "_timestamp", now_s, errors)
-    update = _check_update(body.get("_update"), errors)
+    values = _check_fields(_IDENTIFY_CHECKS, body, errors, now_s)
     attributes = {k: v for k, v in body.items() if k not in IDENTIFY_RESERVED_KEYS}
     _check_attributes(attributes, errors)
     if errors:
@@ -150,14 +135,29 @@ def validate_identify(
         "id": new_id(),
         "customer": customer,
         "attributes": attributes,
-        "anonymous_id": anonymous_id,
-        "timestamp": timestamp,
-        "update": update,
+        "anonymous_id": values["anonymous_id"],
+        "timestamp": values["_timestamp"],
+        "update": values["_update"],
         "received_at": received_at_ms,
     }
 
 
-# --- field checks: each appends its problems to ``errors`` and returns the normalized value -------
+# --- checks by kind: each appends its problems to ``errors`` and returns the normalized value -----
+
+#: ``check(field, value, errors, now_s)``; ``now_s`` is only read by timestamps.
+Check = Callable[[Field, Any, list[FieldError], float], Any]
+
+
+def _check_fields(
+    checks: tuple[tuple[str, Field, Check], ...], body: dict[str, Any], errors: list[FieldError],
+    now_s: float,
+) -> dict[str, Any]:
+    """Every field of a shape checked in order (so errors come in field order), by name."""
+    # A plain loop: this runs for every event accepted, and a comprehension costs a frame more.
+    values = {}
+    for name, field, check in checks:
+        values[name] = check(field, body.get(name), errors, now_s)
+    return values
 
 
 def _not_an_object() -> FieldError:
@@ -172,26 +172,21 @@ def _utf8_len(text: str) -> int | None:
         return None
 
 
-#: Nesting allowed in event data and attribute values. Deeper documents are refused here because
-#: the records that carry them add levels of their own, and orjson stops at 254.
-MAX_DEPTH = 32
-
-
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
     """Whether ``value`` nests objects/arrays more than ``limit`` levels (iterative: no recursion
     limit of our own to hit)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    # Only containers go on the stack: scalars nest nothing, and most values are mostly scalars
+    # (this runs for every event's data on the ingest path).
     stack = [(value, 1)]
     while stack:
         current, depth = stack.pop()
-        if isinstance(current, dict):
-            children = current.values()
-        elif isinstance(current, list):
-            children = current
-        else:
-            continue
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in current.values() if isinstance(current, dict) else current:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
     return False
 
 
@@ -222,12 +217,8 @@ def _check_text(
         errors.append(FieldError(field, "too_long", message))
 
 
-#: Control characters (C0 and DEL). Refused in identifiers: ids are keys, joined with separators
-#: such as NUL and \x1f inside eventide's tables, and shown in headers and CSV files.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-
-
 def _check_identifier(value: Any, field: str, errors: list[FieldError]) -> str:
+    """An identifier under any name (a path parameter, ``identifiers.email`` in v2)."""
     if value is None:
         errors.append(FieldError(field, "required", "is required"))
         return ""
@@ -238,104 +229,116 @@ def _check_identifier(value: Any, field: str, errors: list[FieldError]) -> str:
     return value
 
 
-def _check_name(value: Any, errors: list[FieldError]) -> str:
+def _identifier(field: Field, value: Any, errors: list[FieldError], now_s: float) -> str | None:
+    if value is None and not field.required:
+        return None
+    return _check_identifier(value, field.name, errors)
+
+
+def _name(field: Field, value: Any, errors: list[FieldError], now_s: float) -> str:
     if value is None:
-        errors.append(FieldError("name", "required", "is required"))
+        errors.append(FieldError(field.name, "required", "is required"))
         return ""
     if isinstance(value, str):
         value = value.strip()
-    _check_text(value, "name", MAX_NAME_BYTES, errors)
-    return value
+    _check_text(value, field.name, field.limit, errors)
+    return value  # type: ignore[no-any-return]
 
 
-def _check_type(value: Any, errors: list[FieldError]) -> str:
+def _choice(field: Field, value: Any, errors: list[FieldError], now_s: float) -> str:
     if value is None:
-        return "event"
-    if not isinstance(value, str) or value not in EVENT_TYPES:
-        allowed = ", ".join(EVENT_TYPES)
-        errors.append(FieldError("type", "invalid", f"must be one of {allowed}"))
-    return value
+        return field.choices[0]
+    if not isinstance(value, str) or value not in field.choices:
+        allowed = ", ".join(field.choices)
+        errors.append(FieldError(field.name, "invalid", f"must be one of {allowed}"))
+    return value  # type: ignore[no-any-return]
 
 
-def _check_id(value: Any, errors: list[FieldError]) -> str | None:
+def _ulid(field: Field, value: Any, errors: list[FieldError], now_s: float) -> str | None:
     """Return the canonical (upper-case) ULID, or None when absent so the caller mints one."""
     if value is None:
         return None
     if not isinstance(value, str):
-        errors.append(FieldError("id", "type", "must be a ULID string"))
+        errors.append(FieldError(field.name, "type", "must be a ULID string"))
         return None
     try:
         return str(ULID.from_str(value))
     except ValueError:
         message = "must be a ULID (26 Crockford base32 characters)"
-        errors.append(FieldError("id", "invalid", message))
+        errors.append(FieldError(field.name, "invalid", message))
         return None
 
 
-def _check_timestamp(
-    value: Any, field: str, now_s: float, errors: list[FieldError]
-) -> int | None:
+def _timestamp(field: Field, value: Any, errors: list[FieldError], now_s: float) -> int | None:
     """Unix seconds as an int; digit strings are accepted because form bodies only carry text."""
     if value is None:
         return None
+    name = field.name
     if isinstance(value, str) and value.isascii() and value.isdigit():
         # A digit string this long is too large whatever it says; int() would refuse > 4300 digits.
         digits = value.lstrip("0") or "0"
         value = int(digits) if len(digits) <= 20 else MILLISECONDS_THRESHOLD
     elif isinstance(value, str):
-        errors.append(FieldError(field, "invalid", "must be Unix seconds (an integer)"))
+        errors.append(FieldError(name, "invalid", "must be Unix seconds (an integer)"))
         return None
     elif isinstance(value, bool) or not isinstance(value, int):
-        errors.append(FieldError(field, "type", "must be Unix seconds (an integer)"))
+        errors.append(FieldError(name, "type", "must be Unix seconds (an integer)"))
         return None
     if value < 0:
-        errors.append(FieldError(field, "invalid", "must not be negative"))
+        errors.append(FieldError(name, "invalid", "must not be negative"))
     elif value >= MILLISECONDS_THRESHOLD:
         message = "looks like milliseconds; send Unix seconds"
-        errors.append(FieldError(field, "milliseconds", message))
+        errors.append(FieldError(name, "milliseconds", message))
     elif value > now_s + MAX_FUTURE_SECONDS:
         message = f"is more than {MAX_FUTURE_SECONDS} seconds in the future"
-        errors.append(FieldError(field, "future", message))
+        errors.append(FieldError(name, "future", message))
     else:
-        return value
+        return value  # type: ignore[no-any-return]
     return None
 
 
-def _check_data(value: Any, errors: list[FieldError]) -> dict[str, Any]:
+def _data(field: Field, value: Any, errors: list[FieldError], now_s: float) -> dict[str, Any]:
+    name = field.name
     if value is None:
         return {}
     if not isinstance(value, dict):
-        errors.append(FieldError("data", "type", "must be an object"))
+        errors.append(FieldError(name, "type", "must be an object"))
         return {}
     if too_deep(value):
-        errors.append(FieldError("data", "too_deep", f"nests deeper than {MAX_DEPTH} levels"))
+        errors.append(FieldError(name, "too_deep", f"nests deeper than {MAX_DEPTH} levels"))
         return {}
     size = _json_len(value)
     if size is None:
-        errors.append(FieldError("data", "invalid", "cannot be serialized as JSON"))
-    elif size > MAX_DATA_BYTES:
-        message = f"must be at most {MAX_DATA_BYTES} bytes as JSON (got {size})"
-        errors.append(FieldError("data", "too_long", message))
-    for key in EMAIL_OVERRIDE_FIELDS:
-        if key in value and not _looks_like_email(value[key]):
+        errors.append(FieldError(name, "invalid", "cannot be serialized as JSON"))
+    elif size > (limit := field.limit):
+        message = f"must be at most {limit} bytes as JSON (got {size})"
+        errors.append(FieldError(name, "too_long", message))
+    for email in EMAIL_FIELDS:
+        if email.name in value and not _looks_like_email(value[email.name]):
             message = "must be an email address (a@example.com or Name <a@example.com>)"
-            errors.append(FieldError(f"data.{key}", "invalid", message))
+            errors.append(FieldError(f"{name}.{email.name}", "invalid", message))
     return value
 
 
 def _looks_like_email(value: Any) -> bool:
-    return isinstance(value, str) and _EMAIL_RE.fullmatch(value) is not None
+    return isinstance(value, str) and EMAIL_RE.fullmatch(value) is not None
 
 
-def _check_update(value: Any, errors: list[FieldError]) -> bool:
+def _flag(field: Field, value: Any, errors: list[FieldError], now_s: float) -> bool:
     if value is None:
         return False
     if isinstance(value, bool):
         return value
     if value in ("true", "false"):
-        return value == "true"
-    errors.append(FieldError("_update", "invalid", "must be true or false"))
+        return value == "true"  # type: ignore[no-any-return]
+    errors.append(FieldError(field.name, "invalid", "must be true or false"))
     return False
+
+
+# Read once: attributes are checked one by one, up to MAX_ATTRIBUTES per identify.
+_ATTRIBUTE_NAME_BYTES = ATTRIBUTE_NAME.limit
+_ATTRIBUTE_NAME_WHAT = ATTRIBUTE_NAME.name
+_ATTRIBUTE_VALUE_BYTES = ATTRIBUTE_VALUE.limit
 
 
 def _check_attributes(attributes: dict[str, Any], errors: list[FieldError]) -> None:
@@ -344,11 +347,12 @@ def _check_attributes(attributes: dict[str, Any], errors: list[FieldError]) -> N
         errors.append(FieldError("attributes", "too_many", message))
     for name, value in attributes.items():
         field = f"attributes.{name}"
-        _check_text(name, field, MAX_ATTRIBUTE_NAME_BYTES, errors, what="name")
+        _check_text(name, field, _ATTRIBUTE_NAME_BYTES, errors, what=_ATTRIBUTE_NAME_WHAT)
         _check_attribute_value(value, field, errors)
 
 
 def _check_attribute_value(value: Any, field: str, errors: list[FieldError]) -> None:
+    limit = _ATTRIBUTE_VALUE_BYTES
     if too_deep(value):
         errors.append(FieldError(field, "too_deep", f"value nests deeper than {MAX_DEPTH} levels"))
         return
@@ -356,6 +360,21 @@ def _check_attribute_value(value: Any, field: str, errors: list[FieldError]) -> 
     size = _utf8_len(value) if isinstance(value, str) else _json_len(value)
     if size is None:
         errors.append(FieldError(field, "invalid", "value cannot be serialized as JSON"))
-    elif size > MAX_ATTRIBUTE_VALUE_BYTES:
-        message = f"value must be at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes (got {size})"
+    elif size > limit:
+        message = f"value must be at most {limit} bytes (got {size})"
         errors.append(FieldError(field, "too_long", message))
+
+
+#: How each kind of field is checked (attributes are checked as a whole: their names are free).
+CHECKS: dict[Kind, Check] = {
+    "identifier": _identifier, "name": _name, "choice": _choice, "ulid": _ulid,
+    "timestamp": _timestamp, "data": _data, "flag": _flag,
+}
+
+
+def _bind(fields: tuple[Field, ...]) -> tuple[tuple[str, Field, Check], ...]:
+    return tuple((field.name, field, CHECKS[field.kind]) for field in fields)
+
+
+_EVENT_CHECKS = _bind(EVENT_FIELDS)
+_IDENTIFY_CHECKS = _bind(IDENTIFY_FIELDS)
