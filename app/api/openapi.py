@@ -38,7 +38,8 @@ from app.api.openapi_components import (ERROR_SCHEMAS, READ_SCHEMAS, RENDER_SCHE
 from app.api.openapi_parts import Served, error_responses, key_schema, ref, text_schema
 from app.api.openapi_paths import TRACK_PATH_GROUPS
 from app.api.openapi_read_paths import READ_PATH_GROUPS
-from app.api.v2 import ACTIONS, MAX_BATCH_BYTES, MAX_ENTITY_BYTES
+from app.ingest.fields import ENTITY_ACTIONS
+from app.ingest.fields import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 from app.ingest.fields import (ANONYMOUS_ID, ATTRIBUTE_NAME, ATTRIBUTE_VALUE, CUSTOMER_ID,
                                EMAIL_FIELDS, EVENT_FIELDS, EVENT_ID, EVENT_TYPE, IDENTIFY_FIELDS,
                                MAX_ATTRIBUTES, MILLISECONDS_THRESHOLD, NAME, PAGE_URL,
@@ -273,7 +274,7 @@ def _v2_schemas(now_s: int) -> dict[str, Any]:
                            "secondary": ref("PersonReference")},
         },
         "Entity": {
-            "description": (f"One v2 entity (action one of {', '.join(ACTIONS)}). At most "
+            "description": (f"One v2 entity (action one of {', '.join(ENTITY_ACTIONS)}). At most "
                             f"{MAX_ENTITY_BYTES} bytes as compact JSON."),
             "anyOf": [ref("IdentifyEntity"), ref("DeleteEntity"), ref("EventEntity"),
                       ref("MergeEntity")],

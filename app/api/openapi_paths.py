@@ -7,7 +7,7 @@ from typing import Any
 
 from app.api.openapi_parts import (BASIC, BEARER, JSON, PUBLIC, TRACK_ERRORS, Served, json_body,
                                    ok, path_param, ref, responses)
-from app.api.v2 import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
+from app.ingest.fields import MAX_BATCH_BYTES, MAX_ENTITY_BYTES
 
 
 def ops_paths(s: Served) -> dict[str, Any]:

@@ -13,15 +13,14 @@ from app.api.bodies import read_body
 from app.api.context import runtime
 from app.api.responses import ApiError, json_response
 from app.core.items import BadItem, new_id, reference
+from app.ingest.fields import (ENTITY_ACTIONS, MAX_BATCH_BYTES, MAX_ENTITY_BYTES,
+                               PERSON_IDENTIFIER_KINDS)
 from app.ingest.validate import (MAX_DEPTH, FieldError, ValidationError, too_deep,
                                  validate_event, validate_identifier, validate_identify)
 from app.producer import BrokerUnavailable
 from app.runtime import Runtime
 from app.topics import TopicSpec
 
-MAX_ENTITY_BYTES = 32 * 1024
-MAX_BATCH_BYTES = 500 * 1024
-ACTIONS = ("identify", "event", "page", "screen", "merge", "delete")
 
 
 class EntityError(Exception):
@@ -60,8 +59,8 @@ def _checked_action(entity: Any) -> str:
     if entity.get("type", "person") != "person":
         raise _error("type", "invalid", "only type 'person' is supported")
     action = entity.get("action")
-    if action not in ACTIONS:
-        raise _error("action", "invalid", f"must be one of {', '.join(ACTIONS)}")
+    if action not in ENTITY_ACTIONS:
+        raise _error("action", "invalid", f"must be one of {', '.join(ENTITY_ACTIONS)}")
     return str(action)
 
 
@@ -90,7 +89,7 @@ def _identifier(entity: dict[str, Any], action: str) -> tuple[str, str]:
     except ValidationError as exc:
         raise EntityError(*exc.errors) from None
     anonymous = kind == "anonymous_id"
-    if kind not in ("id", "email", "cio_id") and not anonymous:
+    if kind not in PERSON_IDENTIFIER_KINDS and not anonymous:
         raise _error("identifiers", "invalid", f"unknown identifier kind {kind!r}")
     if anonymous and action not in ("event", "page", "screen"):
         raise _error("identifiers", "invalid", "anonymous_id identifies events only")

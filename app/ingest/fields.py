@@ -172,3 +172,12 @@ CSV_TIMESTAMP = Column("_cio_timestamp", TIMESTAMP)
 CSV_ID = Column("_cio_id", EVENT_ID)
 #: In header order of the documented format; every other column is one key of the event's data.
 CSV_COLUMNS = (CSV_NAME, CSV_CUSTOMER, CSV_TIMESTAMP, CSV_ID)
+
+# --- track API v2 entities ----------------------------------------------------------------------
+
+#: One ``/api/v2/entity`` body, or one entity of a batch, as compact JSON.
+MAX_ENTITY_BYTES = 32 * 1024
+#: One ``/api/v2/batch`` body.
+MAX_BATCH_BYTES = 500 * 1024
+#: What a v2 entity may do.
+ENTITY_ACTIONS = ("identify", "event", "page", "screen", "merge", "delete")
