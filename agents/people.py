@@ -25,6 +25,7 @@ from faust.types import EventT
 from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
 from agents.person_io import PersonIO, load_person, policy_of, save_person
 from app.core import activation, inputs, lifecycle, messages
+from app.core.dedup import Verdict
 from app.core.evaluation import catch_up
 from app.core.messages import (Absorb, Definition, Delete, Event, ForPerson, Identify,
                                MergeFrom, Tick)
@@ -66,18 +67,19 @@ class PeopleBatch(PersonIO):
     def on_input(self, partition: int, message: Event | Identify) -> None:
         person, events = message.person, self.events(partition, message.person)
         segments = self.segments(partition)
-        received = inputs.receive(self.person(partition, person), message, self.ref,
-                                  events.seen(message.id), events, segments,
-                                  now_s=self.rt.clock.now(), policy=self.policy)
-        self.decided(partition, person, (received.state, received.outputs))
-        if received.step is not None:
-            self.store(partition, message.id, person, received.step)
-        if received.new and received.step is not None:
+        before, stored, outputs, first_seen = inputs.receive(
+            self.person(partition, person), message, self.ref, events.seen(message.id), events,
+            segments, now_s=self.rt.clock.now(), policy=self.policy)
+        self.current[(partition, person)] = before
+        self.emit(partition, person, outputs)
+        if stored is None:
+            return
+        self.store(partition, message.id, person, stored)
+        if stored.verdict is Verdict.NEW:
             if isinstance(message, Event):
                 self.accepted_at_ms.append(message.received_at)
-            self.decided(partition, person, inputs.react(
-                received.state, received.step.state, message, events, segments,
-                first_seen=received.first_seen))
+            self.decided(partition, person, inputs.react(before, stored.state, message, events,
+                                                         segments, first_seen=first_seen))
 
     def on_absorb(self, partition: int, message: Absorb) -> None:
         person, events = message.person, self.events(partition, message.person)

@@ -136,17 +136,17 @@ class PersonIO:
 
     def emit(self, partition: int, person: str, outputs: list[Output]) -> None:
         counters = self.rt.counters
-        for output in outputs:
+        for output in outputs:  # the kinds of every new event first: this runs per item
             if isinstance(output, Count):
                 counters[output.name] += output.n
-            elif isinstance(output, Changed):
-                self.publish(partition, output.change, output.segment)
             elif isinstance(output, NameSeen):
                 self.count_name(partition, output.name, output.timestamp)
             elif isinstance(output, Trigger):
                 self.send(self.rt.topics.campaign_triggers.name, partition, person,
                           orjson.dumps(output.record))
                 counters["triggers:sent"] += 1
+            elif isinstance(output, Changed):
+                self.publish(partition, output.change, output.segment)
             elif isinstance(output, Announce):
                 self.announce(output.announcement)
             elif isinstance(output, Forward):

@@ -13,7 +13,7 @@ from app.core import dedup, history
 from app.core.commands import Link
 from app.core.dedup import Ref, Verdict
 from app.core.messages import Event
-from app.core.outputs import Count
+from app.core.outputs import Count, counted
 from app.core.person import activity_of
 from app.core.routes import Route
 
@@ -36,7 +36,7 @@ def too_old(item: Item, horizon_s: int) -> bool:
 
 def forward(item: Item, person: str) -> list[Route | Count]:
     """An event of an anonymous id already linked: straight to the person."""
-    return [Route(person, {**item, "person": person}), Count("anonymous_events:forwarded")]
+    return [Route(person, {**item, "person": person}), counted("anonymous_events:forwarded")]
 
 
 def store(stored: Stored | None, item: Item, ref: Ref, *, now_s: float,
@@ -49,14 +49,14 @@ def store(stored: Stored | None, item: Item, ref: Ref, *, now_s: float,
     # the next new id prunes it, as it always has (replays must decide the same).
     verdict = dedup.classify(seen, item["id"], ref)
     if verdict is Verdict.DUPLICATE:
-        return None, Count("verdict:duplicate")
+        return None, counted("verdict:duplicate")
     now_ms = int(now_s * 1000)
     if verdict is Verdict.NEW:
         seen = dedup.remember(dedup.prune(seen, now_ms), item["id"], ref, now_ms=now_ms,
                               horizon_ms=policy.dedup_horizon_s * 1000)
     activity = {**activity_of(item, None), "received_at": item["received_at"]}
     events = history.append(state["events"], activity, now_s=now_s, retention=policy.retention)
-    return {"seen": seen, "events": events}, Count("anonymous_events:stored")
+    return {"seen": seen, "events": events}, counted("anonymous_events:stored")
 
 
 def links(current: str | None, link: Link) -> bool:

@@ -1,24 +1,22 @@
 """Items on the routers' side topics as types: ``identity.commands`` (aliases and the second hop
-of a merge) and ``anonymous.links``. Decoded once from their JSON dict; the wire is unchanged."""
+of a merge) and ``anonymous.links``. Decoded once from their JSON dict; the wire is unchanged. ``NamedTuple``s, as the items of
+``person.events`` are (:mod:`app.core.messages`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Item = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Alias:
+class Alias(NamedTuple):
     """``identifier`` (``kind:value``) now names ``person``."""
 
     identifier: str
     person: str
 
 
-@dataclass(frozen=True, slots=True)
-class Unalias:
+class Unalias(NamedTuple):
     """``identifier`` no longer names ``person`` (nor anyone merged into them: ``former``)."""
 
     identifier: str
@@ -26,8 +24,7 @@ class Unalias:
     former: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class MergeResolve:
+class MergeResolve(NamedTuple):
     """A merge's second hop, on the primary identifier's partition: ``source`` (the secondary,
     resolved on the first hop) merges into whoever ``primary_kind:primary_value`` names."""
 
@@ -61,8 +58,7 @@ def decode_identity_command(item: Item) -> IdentityCommand:
     raise ValueError(f"op: unknown identity command {op!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(NamedTuple):
     """``anonymous_id`` became ``person`` (``relink_from``: who it was linked to before a merge)."""
 
     anonymous_id: str
@@ -75,8 +71,7 @@ class Link:
         return int(self.item["at"])
 
 
-@dataclass(frozen=True, slots=True)
-class Unlink:
+class Unlink(NamedTuple):
     anonymous_id: str
     person: str
     former: tuple[str, ...]

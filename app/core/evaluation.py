@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Protocol
 
 from app.core import membership
-from app.core.outputs import Changed, Count, Output
+from app.core.outputs import Changed, Output, counted
 from app.core.person import PersonState
 from app.segments.definition import Segment
 
@@ -41,7 +41,7 @@ def evaluate(state: PersonState, person: str, events: History, segments: Segment
     new_membership, changes = membership.reevaluate(
         state.membership or membership.empty(), person, segments, events, state.attributes,
         now_s=now_s, cause=cause)
-    out: list[Output] = [Count("segment_evaluations", len(segments))]
+    out: list[Output] = [counted("segment_evaluations", len(segments))]
     if changes:
         by_id = dict(segments)
         out.extend(Changed(change, by_id[change.segment_id]) for change in changes)

@@ -8,29 +8,26 @@ person's events, the new one included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from app.core import dedup, identity, triggers
 from app.core.dedup import Entry, Ref, Verdict
 from app.core.evaluation import ActiveSegments, History, catch_up, evaluate
 from app.core.messages import Event, Identify
-from app.core.outputs import Announce, Count, NameSeen, Output, Trigger
+from app.core.outputs import Announce, NameSeen, Output, Trigger, counted
 from app.core.person import PersonState, Policy, Step, step
 
 _ABSENT = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    #: The person before the input, time-driven changes due until its time applied.
-    state: PersonState
-    #: What to store (a new input, or a redelivery completing its state steps), else None.
-    step: Step | None
-    outputs: list[Output]
-    #: A new input: :func:`react` follows once ``step`` is stored.
-    new: bool = False
-    #: Nobody was stored under this person before the input.
-    first_seen: bool = False
+#: ``(state, step, outputs, first_seen)``: the person before the input (time-driven changes due
+#: until its time applied); what to store (a new input, or a redelivery completing its state
+#: steps), else None; the outputs so far; whether nobody was stored under this person before.
+#: A plain tuple: one per item on the hot path. :func:`react` follows a ``step`` of verdict NEW.
+Received = tuple[PersonState, Step | None, list[Output], bool]
+
+_VERDICTS = {verdict: counted(f"verdict:{verdict.value}") for verdict in Verdict}
+_UPDATE_OF_NOBODY = counted("identify:update_of_unknown_person")
+_SKIPPED_IMPORT = counted("triggers:skipped_import")
+_SKIPPED_STALE = counted("triggers:skipped_stale")
 
 
 def receive(state: PersonState, message: Event | Identify, ref: Ref, seen: Entry | None,
@@ -39,22 +36,22 @@ def receive(state: PersonState, message: Event | Identify, ref: Ref, seen: Entry
     """``seen``: what is remembered of the input's id; ``now_s``: the clock (dedup horizons)."""
     person = message.person
     if isinstance(message, Identify) and message.update_only and state.profile is None:
-        return Received(state, None, [Count("identify:update_of_unknown_person")])
+        return state, None, [_UPDATE_OF_NOBODY], False
     if dedup.judge(seen, ref) is Verdict.REDELIVERY:
         # This record's effects reached the state, so all its outputs were acknowledged first
         # (the commit order). Re-apply the state steps (idempotent: they complete a changelog
         # that was cut short) but evaluate and send nothing: evaluating now, against a state
         # that may have moved past this input, would invent transitions.
-        return Received(state, step(state, person, message.item, ref, seen, now_s=now_s,
-                                    policy=policy), [Count("verdict:redelivery")])
+        return state, step(state, person, message.item, ref, seen, now_s=now_s,
+                           policy=policy), [_VERDICTS[Verdict.REDELIVERY]], False
     # Time-driven changes due before this input happen first, on the history before it.
     state, out = catch_up(state, person, events, segments, message.at_s)
     first_seen = state.profile is None and events.size() == 0
     result = step(state, person, message.item, ref, seen, now_s=now_s, policy=policy)
-    out.append(Count(f"verdict:{result.verdict.value}"))
+    out.append(_VERDICTS[result.verdict])
     if result.verdict is Verdict.DUPLICATE:
-        return Received(state, None, out)
-    return Received(state, result, out, True, first_seen)
+        return state, None, out, False
+    return state, result, out, first_seen
 
 
 def react(before: PersonState, after: PersonState, message: Event | Identify, events: History,
@@ -87,7 +84,7 @@ def react(before: PersonState, after: PersonState, message: Event | Identify, ev
 def trigger(message: Event, now_s: int) -> Output:
     """A campaign trigger for each fresh event (72-hour rule); none for imports or merges."""
     if message.item.get("source") == "import":
-        return Count("triggers:skipped_import")
+        return _SKIPPED_IMPORT
     if not triggers.is_fresh(message.timestamp, now_s):
-        return Count("triggers:skipped_stale")
+        return _SKIPPED_STALE
     return Trigger(triggers.trigger_record(message.item, message.person))

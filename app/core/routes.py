@@ -7,8 +7,7 @@ partition, send an identity command, park a merge until its identifier is known,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.core.commands import MergeResolve
 from app.core.messages import MergeFrom
@@ -20,24 +19,21 @@ Item = dict[str, Any]
 MAX_PARKED = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(NamedTuple):
     """``item`` goes to ``person``'s partition of ``person.events``."""
 
     person: str
     item: Item
 
 
-@dataclass(frozen=True, slots=True)
-class Command:
+class Command(NamedTuple):
     """``item`` goes to ``key``'s partition of ``identity.commands``."""
 
     key: str
     item: Item
 
 
-@dataclass(frozen=True, slots=True)
-class Park:
+class Park(NamedTuple):
     """``item`` waits for ``identifier`` (``kind:value``) to name someone."""
 
     identifier: str

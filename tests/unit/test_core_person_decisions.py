@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.core import activation, history, inputs, lifecycle, membership
+from app.core.dedup import Verdict
 from app.core.evaluation import catch_up, evaluate, leave
 from app.core.messages import Absorb, Definition, Delete, Event, Identify, MergeFrom, decode
 from app.core.outputs import Announce, Changed, ClearEvents, Count, Deleted, Forward, NameSeen
@@ -25,14 +26,14 @@ def event(name: str = "bought", ts: int = NOW, **extra: object) -> Event:
 
 def test_a_new_event_is_stored_then_counted_indexed_triggered_and_evaluated() -> None:
     before, message, events = PersonState(None, membership.empty()), event(), Events()
-    received = inputs.receive(before, message, (0, 5, 0), None, events, Active(BOUGHT),
-                              now_s=NOW, policy=POLICY)
-    assert received.new and received.first_seen and received.step is not None
-    assert received.outputs == [Count("verdict:new")]
-    assert received.step.activity is not None and received.step.remember is not None
-    events.activities.append(received.step.activity)
-    after, out = inputs.react(received.state, received.step.state, message, events,
-                              Active(BOUGHT), first_seen=True)
+    state, stored, outputs, first_seen = inputs.receive(
+        before, message, (0, 5, 0), None, events, Active(BOUGHT), now_s=NOW, policy=POLICY)
+    assert first_seen and stored is not None and stored.verdict is Verdict.NEW
+    assert outputs == [Count("verdict:new")]
+    assert stored.activity is not None and stored.remember is not None
+    events.activities.append(stored.activity)
+    after, out = inputs.react(state, stored.state, message, events, Active(BOUGHT),
+                              first_seen=True)
     assert out[0] == NameSeen("bought", NOW)
     assert isinstance(out[1], Trigger) and out[1].record["event_id"] == ID
     assert out[2] == Count("segment_evaluations", 1)
@@ -43,23 +44,22 @@ def test_a_new_event_is_stored_then_counted_indexed_triggered_and_evaluated() ->
 def test_a_redelivery_restores_state_and_sends_nothing_a_duplicate_nothing_at_all() -> None:
     state = PersonState(None, membership.empty())
     entry = [NOW * 1000 + 1, 0, 5, 0]
-    again = inputs.receive(state, event(), (0, 5, 0), entry, Events(), Active(BOUGHT),
-                           now_s=NOW, policy=POLICY)
-    assert again.outputs == [Count("verdict:redelivery")] and not again.new
-    assert again.step is not None and again.step.activity is not None
-    copy = inputs.receive(state, event(), (0, 9, 0), entry, Events(), Active(BOUGHT),
-                          now_s=NOW, policy=POLICY)
-    assert copy.step is None and copy.outputs == [Count("verdict:duplicate")]
+    _, again, outputs, _ = inputs.receive(state, event(), (0, 5, 0), entry, Events(),
+                                          Active(BOUGHT), now_s=NOW, policy=POLICY)
+    assert outputs == [Count("verdict:redelivery")]
+    assert again is not None and again.verdict is Verdict.REDELIVERY and again.activity
+    _, copy, outputs, _ = inputs.receive(state, event(), (0, 9, 0), entry, Events(),
+                                         Active(BOUGHT), now_s=NOW, policy=POLICY)
+    assert copy is None and outputs == [Count("verdict:duplicate")]
 
 
 def test_an_update_only_identify_of_nobody_is_counted_and_dropped() -> None:
     message = decode({"op": "identify", "id": ID, "person": "p1", "attributes": {"a": 1},
                       "update": True, "received_at": NOW * 1000})
     assert isinstance(message, Identify)
-    received = inputs.receive(PersonState(None), message, (0, 1, 0), None, Events(), Active(),
-                              now_s=NOW, policy=POLICY)
-    assert received.step is None
-    assert received.outputs == [Count("identify:update_of_unknown_person")]
+    _, stored, outputs, _ = inputs.receive(PersonState(None), message, (0, 1, 0), None, Events(),
+                                           Active(), now_s=NOW, policy=POLICY)
+    assert stored is None and outputs == [Count("identify:update_of_unknown_person")]
 
 
 def test_imported_and_stale_events_trigger_nothing() -> None:
