@@ -15,26 +15,25 @@ is kept under that id until an identify links it to a person; then the stored ev
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import faust
 from faust.types import EventT
 
 from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
-from app.core import dedup, history
+from app.core import anonymous, history, routes
+from app.core.commands import (MergeResolve, Unalias, Unlink, decode_identity_command,
+                               decode_link)
 from app.core.items import normalize, reference
-from app.core.person import activity_of
+from app.core.outputs import Count
 from app.model import encode_envelope
 from app.producer import OutRecord, partition_for
 from app.runtime import Runtime
 from app.topics import ALIASES, ANONYMOUS_HISTORY, ANONYMOUS_LINKS
 from tables.state import UnitOfWork
 
-DAY_S = 86_400
 #: Items per routed record (the HTTP tier's batches are at most this size too).
 MAX_ITEMS_PER_RECORD = 500
-#: Merges parked per unknown identifier, at most (the oldest beyond are dropped).
-_MAX_PARKED = 100
 
 
 class Router(Protocol):
@@ -71,15 +70,6 @@ class Outbox:
                 rt.counters[f"records_out:{self.topic}"] += 1
 
 
-def resolve(rt: Runtime, unit: UnitOfWork, partition: int, kind: str, value: str) -> str | None:
-    """The person an identifier names: an alias, else the identifier itself if it is the kind the
-    workspace addresses people by (a new person), else nobody."""
-    alias = unit.get(ALIASES, partition, f"{kind}:{value}")
-    if alias is not None:
-        return alias
-    return value if kind == rt.settings.identify_by else None
-
-
 class CustomerRouter:
     def __init__(self, rt: Runtime, unit: UnitOfWork) -> None:
         self.rt, self.unit = rt, unit
@@ -91,78 +81,71 @@ class CustomerRouter:
         self.people.flush(self.rt, self.unit)
         self.commands.flush(self.rt, self.unit)
 
+    def resolve(self, partition: int, kind: str, value: str) -> str | None:
+        alias = self.unit.get(ALIASES, partition, f"{kind}:{value}")
+        return routes.resolve(alias, kind, value, self.rt.settings.identify_by)
+
     def on_raw(self, event: EventT, partition: int, offset: int, index: int,
                item: dict[str, Any]) -> None:
-        rt = self.rt
         item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
                          index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
                          identifier_field="customer")
-        op = item["op"]
-        if op == "merge":
+        if item["op"] == "merge":
             self.merge(partition, item)
             return
-        kind = item.get("customer_kind") or rt.settings.identify_by
-        person = resolve(rt, self.unit, partition, kind, item["customer"])
-        if person is None:  # an email never seen, with people addressed by id: nobody to act on
-            rt.counters[f"unknown_identifier:{op}"] += 1
-            return
-        if op == "identify" and rt.settings.identify_by == "email":
-            item["attributes"] = {"email": item["customer"], **item["attributes"]}
-        self.people.add(person, {**item, "person": person})
+        identify_by = self.rt.settings.identify_by
+        person = self.resolve(partition, item.get("customer_kind") or identify_by,
+                              item["customer"])
+        self.emit(partition, [routes.route_input(item, person, identify_by)])
 
     def merge(self, partition: int, item: dict[str, Any]) -> None:
         """First hop of a merge, on the secondary identifier's partition."""
-        kind, value = reference(item["secondary"], "secondary")
-        secondary = resolve(self.rt, self.unit, partition, kind, value)
-        if secondary is None:
-            self.wait_for(partition, f"{kind}:{value}", item)
-            return
-        primary_kind, primary_value = reference(item["primary"], "primary")
-        self.commands.add(primary_value, {
-            "op": "merge_resolve", "id": item["id"], "from": secondary,
-            "primary": {primary_kind: primary_value}, "received_at": item["received_at"]})
-
-    def wait_for(self, partition: int, identifier: str, item: dict[str, Any]) -> None:
-        """Park a merge naming an identifier nobody has yet; the alias that names it resumes it.
-
-        So a merge sent right after the identify that sets an email does not depend on which
-        of the two reaches this partition first.
-        """
-        key = f"pending:{identifier}"
-        waiting = self.unit.get(ALIASES, partition, key) or []
-        if all(parked["id"] != item["id"] for parked in waiting):
-            self.unit.put(ALIASES, partition, key, [*waiting, item][-_MAX_PARKED:])
-        self.rt.counters["merges:parked"] += 1
+        secondary = reference(item["secondary"], "secondary")
+        self.emit(partition, [routes.first_hop(item, self.resolve(partition, *secondary),
+                                               secondary, reference(item["primary"], "primary"))])
 
     def on_side(self, partition: int, item: dict[str, Any]) -> None:
-        op = item["op"]
-        if op == "alias":
-            self.unit.put(ALIASES, partition, item["identifier"], item["person"])
-            parked = self.unit.get(ALIASES, partition, f"pending:{item['identifier']}")
-            if parked:
-                self.unit.delete(ALIASES, partition, f"pending:{item['identifier']}")
-                for waiting in parked:
-                    if waiting["op"] == "merge":
-                        self.merge(partition, waiting)
-                    else:
-                        self.on_side(partition, waiting)
-        elif op == "unalias":
-            if self.unit.get(ALIASES, partition, item["identifier"]) in (
-                    item["person"], *item.get("former", ())):
-                self.unit.delete(ALIASES, partition, item["identifier"])
-        elif op == "merge_resolve":
-            [(kind, value)] = item["primary"].items()
-            primary = resolve(self.rt, self.unit, partition, kind, value)
-            if primary is None:
-                self.wait_for(partition, f"{kind}:{value}", item)
-            elif primary == item["from"]:
-                self.rt.counters["merges:already_one"] += 1
-            else:
-                self.people.add(item["from"], {"op": "merge_from", "id": item["id"],
-                                               "person": item["from"], "into": primary,
-                                               "received_at": item["received_at"]})
+        command = decode_identity_command(item)
+        if isinstance(command, MergeResolve):
+            primary = self.resolve(partition, command.primary_kind, command.primary_value)
+            self.emit(partition, [routes.second_hop(command, primary)])
+        elif isinstance(command, Unalias):
+            if routes.names_one_of(self.unit.get(ALIASES, partition, command.identifier),
+                                command.person, command.former):
+                self.unit.delete(ALIASES, partition, command.identifier)
         else:
-            raise ValueError(f"op: unknown identity command {op!r}")
+            self.unit.put(ALIASES, partition, command.identifier, command.person)
+            self.resume(partition, command.identifier)
+
+    def resume(self, partition: int, identifier: str) -> None:
+        """The merges parked on ``identifier``, now that it names someone."""
+        parked = self.unit.get(ALIASES, partition, f"pending:{identifier}")
+        if parked:
+            self.unit.delete(ALIASES, partition, f"pending:{identifier}")
+            for waiting in parked:
+                if waiting["op"] == "merge":
+                    self.merge(partition, waiting)
+                else:
+                    self.on_side(partition, waiting)
+
+    def emit(self, partition: int, outputs: Iterable[routes.RouteOutput]) -> None:
+        for output in outputs:
+            if isinstance(output, routes.Route):
+                self.people.add(output.person, output.item)
+            elif isinstance(output, routes.Command):
+                self.commands.add(output.key, output.item)
+            elif isinstance(output, routes.Park):
+                self.park(partition, output)
+            else:
+                self.rt.counters[output.name] += output.n
+
+    def park(self, partition: int, park: routes.Park) -> None:
+        """Until the alias that names its identifier arrives (:meth:`resume`)."""
+        key = f"pending:{park.identifier}"
+        waiting = routes.parked(self.unit.get(ALIASES, partition, key), park.item)
+        if waiting is not None:
+            self.unit.put(ALIASES, partition, key, waiting)
+        self.rt.counters["merges:parked"] += 1
 
 
 async def route_batch(rt: Runtime, events: Sequence[EventT],
@@ -199,76 +182,56 @@ class AnonymousRouter:
         self.rt, self.unit, self.now_s = rt, unit, now_s
         self.people = Outbox(rt.topics.person_events.name, rt.topics.person_events.partitions)
         settings = rt.settings
-        self.retention = history.Retention(settings.anonymous_horizon_s,
-                                           settings.history_max_events)
+        self.policy = anonymous.Policy(
+            settings.anonymous_horizon_s, settings.dedup_horizon_s,
+            history.Retention(settings.anonymous_horizon_s, settings.history_max_events))
 
     def flush(self) -> None:
         self.people.flush(self.rt, self.unit)
 
     def on_raw(self, event: EventT, partition: int, offset: int, index: int,
                item: dict[str, Any]) -> None:
-        rt = self.rt
         item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
                          index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
                          identifier_field="anonymous_id")
         if item["op"] != "event":
             raise ValueError("only events can be anonymous")
-        if item["timestamp"] <= item["received_at"] // 1000 - rt.settings.anonymous_horizon_s:
-            # Older than the anonymous horizon when it arrived: never kept, whether or not its
-            # anonymous id is linked yet, so the outcome does not depend on that order.
-            rt.counters["anonymous_events:too_old"] += 1
+        if anonymous.too_old(item, self.policy.horizon_s):
+            self.rt.counters["anonymous_events:too_old"] += 1
             return
         anonymous_id = item["anonymous_id"]
         person = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
         if person is not None:  # identified already: straight to the person
-            self.people.add(person, {**item, "person": person})
-            rt.counters["anonymous_events:forwarded"] += 1
+            self.emit(anonymous.forward(item, person))
             return
-        state = self.unit.get(ANONYMOUS_HISTORY, partition, anonymous_id) or {"seen": {},
-                                                                            "events": []}
-        ref = (partition, offset, index)
-        verdict = dedup.classify(state["seen"], item["id"], ref)
-        if verdict is dedup.Verdict.DUPLICATE:
-            rt.counters["verdict:duplicate"] += 1
-            return
-        now_ms = int(self.now_s * 1000)
-        seen = state["seen"]
-        if verdict is dedup.Verdict.NEW:
-            seen = dedup.remember(dedup.prune(seen, now_ms), item["id"], ref, now_ms=now_ms,
-                                  horizon_ms=rt.settings.dedup_horizon_s * 1000)
-        activity = {**activity_of(item, None), "received_at": item["received_at"]}
-        events = history.append(state["events"], activity, now_s=self.now_s,
-                                retention=self.retention)
-        self.unit.put(ANONYMOUS_HISTORY, partition, anonymous_id, {"seen": seen,
-                                                                   "events": events})
-        rt.counters["anonymous_events:stored"] += 1
+        stored, outcome = anonymous.store(
+            self.unit.get(ANONYMOUS_HISTORY, partition, anonymous_id), item,
+            (partition, offset, index), now_s=self.now_s, policy=self.policy)
+        if stored is not None:
+            self.unit.put(ANONYMOUS_HISTORY, partition, anonymous_id, stored)
+        self.emit([outcome])
 
     def on_side(self, partition: int, item: dict[str, Any]) -> None:
-        anonymous_id, person = item["anonymous_id"], item["person"]
-        current = self.unit.get(ANONYMOUS_LINKS, partition, anonymous_id)
-        if item["op"] == "unlink":
-            if current is not None and current in (person, *item.get("former", ())):
-                self.unit.delete(ANONYMOUS_LINKS, partition, anonymous_id)
-            return
-        if current not in (None, person, item.get("relink_from")):
+        link = decode_link(item)
+        current = self.unit.get(ANONYMOUS_LINKS, partition, link.anonymous_id)
+        if isinstance(link, Unlink):
+            if routes.names_one_of(current, link.person, link.former):
+                self.unit.delete(ANONYMOUS_LINKS, partition, link.anonymous_id)
+        elif not anonymous.links(current, link):
             self.rt.counters["anonymous_links:already_linked"] += 1  # the first link wins
-            return
-        self.unit.put(ANONYMOUS_LINKS, partition, anonymous_id, person)
-        state = self.unit.get(ANONYMOUS_HISTORY, partition, anonymous_id)
-        if state is None:
-            return
-        at = int(item["at"])
-        horizon = at - self.rt.settings.anonymous_horizon_s
-        for stored in state["events"]:
-            if stored["timestamp"] > horizon:
-                self.people.add(person, {
-                    "op": "event", "id": stored["id"], "name": stored["name"],
-                    "type": stored["type"], "data": stored["data"],
-                    "timestamp": stored["timestamp"], "person": person,
-                    "received_at": stored.get("received_at", at * 1000), "processed_at": at,
-                    "source": "anonymous"})
-        self.unit.delete(ANONYMOUS_HISTORY, partition, anonymous_id)
-        self.rt.counters["anonymous_links:linked"] += 1
+        else:
+            self.unit.put(ANONYMOUS_LINKS, partition, link.anonymous_id, link.person)
+            stored = self.unit.get(ANONYMOUS_HISTORY, partition, link.anonymous_id)
+            if stored is not None:
+                self.emit(anonymous.moved(stored, link, self.policy.horizon_s))
+                self.unit.delete(ANONYMOUS_HISTORY, partition, link.anonymous_id)
+
+    def emit(self, outputs: Iterable[routes.Route | Count]) -> None:
+        for output in outputs:
+            if isinstance(output, routes.Route):
+                self.people.add(output.person, output.item)
+            else:
+                self.rt.counters[output.name] += output.n
 
 
 async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],

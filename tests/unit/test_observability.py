@@ -101,10 +101,11 @@ async def _scrape(app: Any) -> str:
 
 
 def _counter_names_in_code() -> set[str]:
-    """Every counter the code increments (``counters["name"]`` / ``counters[f"name:..."]``)."""
+    """Every counter the code increments (``counters["name"]`` / ``counters[f"name:..."]``), or
+    that a pure decision returns for its agent to count (``Count("name")``, ``counted("name")``)."""
     names = set()
     for path in [*REPO.glob("app/**/*.py"), *REPO.glob("agents/**/*.py")]:
-        names |= set(re.findall(r'counters\[f?"([a-z_]+)', path.read_text()))
+        names |= set(re.findall(r'(?:counters\[|Count\(|counted\()f?"([a-z_]+)', path.read_text()))
     return names
 
 

@@ -1,0 +1,271 @@
+"""The person stage's reads and writes around its pure decisions: load a person, store a step,
+send and count what a decision output, save what changed at the end of the unit."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+import orjson
+
+from app.core import history, identity, membership, publishing
+from app.core.activation import segment_state as activation_state
+from app.core.evaluation import Segments
+from app.core.membership import Change
+from app.core.outputs import (Announce, Changed, ClearEvents, Count, Deleted, Forward, NameSeen,
+                              Output, Trigger)
+from app.core.messages import Definition
+from app.core.person import PersonState, Policy, Step
+from app.model import encode_envelope
+from app.person_store import PersonEvents, store_step
+from app.producer import OutRecord, partition_for
+from app.runtime import Runtime
+from app.segments.definition import Segment
+from app.topics import (EVENT_NAMES, HISTORY_SIZE, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
+                        SEGMENT_STATE, TIMERS)
+from tables.state import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+def policy_of(rt: Runtime) -> Policy:
+    settings = rt.settings
+    return Policy(dedup_horizon_s=settings.dedup_horizon_s,
+                  retention=history.Retention(settings.history_retention_s,
+                                              settings.history_max_events))
+
+
+def load_person(unit: UnitOfWork, partition: int, person: str) -> PersonState:
+    return PersonState(
+        profile=unit.get(PROFILES, partition, person),
+        membership=unit.get(MEMBERSHIP, partition, person) or membership.empty(),
+    )
+
+
+def save_person(unit: UnitOfWork, partition: int, person: str, before: PersonState,
+                after: PersonState) -> None:
+    """Write only the values that changed (decisions return the same object when unchanged);
+    events and dedup ids are written as they happen, each under its own key."""
+    if after.profile is not before.profile:
+        unit.put(PROFILES, partition, person, after.profile)
+    if after.membership is not before.membership:
+        old_due = membership.earliest_due(before.membership)
+        new_due = membership.earliest_due(after.membership)
+        if old_due != new_due:
+            if old_due is not None:
+                unit.delete(TIMERS, partition, membership.timer_key(old_due, person))
+            if new_due is not None:
+                unit.put(TIMERS, partition, membership.timer_key(new_due, person), 1)
+        unit.put(MEMBERSHIP, partition, person, after.membership)
+
+
+class ActiveHere:
+    """The segments active in one partition (:class:`app.core.evaluation.ActiveSegments`)."""
+
+    def __init__(self, io: "PersonIO", partition: int) -> None:
+        self.io, self.partition = io, partition
+        catalog = io.rt.catalog
+        self.for_event = catalog.segments_for_event
+        self.for_attributes = catalog.segments_for_attributes
+        self.true_when_empty = catalog.segments_true_when_empty
+
+    def active(self, segment_ids: Iterable[str]) -> Segments:
+        if not segment_ids:
+            return []
+        active = self.io.active_map(self.partition)
+        get = self.io.rt.catalog.get
+        found: Segments = []
+        for segment_id in sorted(segment_ids):
+            version = active.get(segment_id)
+            segment = None if version is None else get(segment_id, version)
+            if segment is not None:
+                found.append((segment_id, segment))
+        return found
+
+
+class PersonIO:
+    """A unit's person states (loaded once, saved once at :meth:`flush`) and the effects of
+    decisions on them."""
+
+    def __init__(self, rt: Runtime, unit: UnitOfWork) -> None:
+        self.rt = rt
+        self.unit = unit
+        self.policy = policy_of(rt)
+        self.loaded: dict[tuple[int, str], PersonState] = {}
+        self.current: dict[tuple[int, str], PersonState] = {}
+        self.stored: dict[tuple[int, str], PersonEvents] = {}
+        self.active_here: dict[int, ActiveHere] = {}
+        self.accepted_at_ms: list[int] = []
+        #: People deleted in this unit: their keys are removed at flush, not written.
+        self.deleted: set[tuple[int, str]] = set()
+        #: (partition, offset, index) of the item being handled: its dedup ref, error reports.
+        self.ref: tuple[int, int, int] = (0, -1, -1)
+        self.at: tuple[int, int | None, int | None] = (0, None, None)
+
+    def person(self, partition: int, person: str) -> PersonState:
+        slot = (partition, person)
+        if slot not in self.current:
+            self.loaded[slot] = self.current[slot] = load_person(self.unit, partition, person)
+        return self.current[slot]
+
+    def events(self, partition: int, person: str) -> PersonEvents:
+        """The person's stored events and dedup ids (reads see this unit's writes)."""
+        slot = (partition, person)
+        stored = self.stored.get(slot)
+        if stored is None:
+            stored = self.stored[slot] = PersonEvents(self.unit, partition, person)
+        return stored
+
+    def segments(self, partition: int) -> ActiveHere:
+        found = self.active_here.get(partition)
+        if found is None:
+            found = self.active_here[partition] = ActiveHere(self, partition)
+        return found
+
+    def store(self, partition: int, event_id: str, person: str, step: Step) -> None:
+        """Store what a step decided: the new id, the event, the profile."""
+        store_step(self.events(partition, person), event_id, step, now_s=self.rt.clock.now(),
+                   retention=self.policy.retention)
+        self.current[(partition, person)] = step.state
+
+    def decided(self, partition: int, person: str,
+                decision: tuple[PersonState, list[Output]]) -> None:
+        state, outputs = decision
+        self.current[(partition, person)] = state
+        self.emit(partition, person, outputs)
+
+    def emit(self, partition: int, person: str, outputs: list[Output]) -> None:
+        counters = self.rt.counters
+        for output in outputs:  # the kinds of every new event first: this runs per item
+            if isinstance(output, Count):
+                counters[output.name] += output.n
+            elif isinstance(output, NameSeen):
+                self.count_name(partition, output.name, output.timestamp)
+            elif isinstance(output, Trigger):
+                self.send(self.rt.topics.campaign_triggers.name, partition, person,
+                          orjson.dumps(output.record))
+                counters["triggers:sent"] += 1
+            elif isinstance(output, Changed):
+                self.publish(partition, output.change, output.segment)
+            elif isinstance(output, Announce):
+                self.announce(output.announcement)
+            elif isinstance(output, Forward):
+                spec = self.rt.topics.person_events
+                self.send(spec.name, partition_for(output.person.encode(), spec.partitions),
+                          output.person, encode_envelope([output.item]))
+                counters["forwarded_to_survivor"] += 1
+            elif isinstance(output, ClearEvents):
+                self.events(partition, person).clear()
+            elif isinstance(output, Deleted):
+                self.deleted.add((partition, person))
+
+    def send(self, topic: str, partition: int, key: str, value: bytes | None) -> None:
+        self.unit.send(OutRecord(topic, partition, key.encode(), value))
+
+    def announce(self, announcement: identity.Announcement) -> None:
+        """To the partition that owns the identifier (or the anonymous id)."""
+        topics = self.rt.topics
+        if isinstance(announcement, identity.Alias):
+            spec, key = topics.identity_commands, announcement.key
+        else:
+            spec, key = topics.anonymous_links, announcement.anonymous_id
+        self.send(spec.name, partition_for(key.encode(), spec.partitions), key,
+                  encode_envelope([announcement.command]))
+
+    def publish(self, partition: int, change: Change, segment: Segment | None) -> None:
+        unit, topics = self.unit, self.rt.topics
+        members_key = publishing.members_key(change)
+        entered = change.change == "entered"
+        if (unit.get(SEGMENT_MEMBERS, partition, members_key) is not None) == entered:
+            # The members index is written with every published change, so it holds the kind of
+            # the last one. Publishing the same kind again (two entered in a row) can only mean
+            # the person's membership and the index disagree: state was lost or mixed. Never
+            # expected; counted (/metrics must show 0) and withheld from consumers.
+            self.rt.counters["invariant_violations"] += 1
+            log.error("invariant: %s %s %s again (cause %s, change %s) at person.events[%d] "
+                      "offset %s item %s; not published", change.person_id, change.change,
+                      change.segment_id, change.cause, change.change_id, partition,
+                      *self.at[1:])
+            return
+        self.send(topics.segment_changes.name, partition, change.person_id,
+                  publishing.change_value(change))
+        key, value = publishing.membership_record(change)
+        unit.send(OutRecord(topics.segment_membership.name, partition, key, value))
+        if entered:
+            unit.put(SEGMENT_MEMBERS, partition, members_key, change.at)
+        else:
+            unit.delete(SEGMENT_MEMBERS, partition, members_key)
+        unit.put(SEGMENT_STATE, partition, change.segment_id, publishing.members_after(
+            unit.get(SEGMENT_STATE, partition, change.segment_id), change))
+        self.rt.counters[f"segment_changes:{change.change}"] += 1
+        action = publishing.action_event(change, segment)
+        if action is not None:
+            self.send(topics.person_events.name, partition, change.person_id,
+                      encode_envelope([action.item]))
+
+    def count_name(self, partition: int, name: str, timestamp: int) -> None:
+        entry = self.unit.get(EVENT_NAMES, partition, name) or {"count": 0, "last_seen": 0}
+        self.unit.put(EVENT_NAMES, partition, name,
+                      {"count": entry["count"] + 1, "last_seen": max(entry["last_seen"],
+                                                                      timestamp)})
+
+    # -- the partition's segments and people ---------------------------------------------------
+
+    def active_map(self, partition: int) -> dict[str, str]:
+        """Segment id → version activated in this partition (cached; the table is the truth)."""
+        active = self.rt.active_segments.get(partition)
+        if active is None:
+            store = self.rt.state.tables[SEGMENT_STATE].store(partition)
+            active = {key: value["version"] for key, value in store.items()}
+            self.rt.active_segments[partition] = active
+        return active
+
+    def activated(self, partition: int, definition: Definition) -> None:
+        """Record the definition's version as the one active in the partition."""
+        segment_id, version = definition.segment, definition.version
+        stored = self.unit.get(SEGMENT_STATE, partition, segment_id)
+        state = activation_state(stored, version)
+        if state is None:
+            self.unit.delete(SEGMENT_STATE, partition, segment_id)
+            self.rt.active_segments.setdefault(partition, {}).pop(segment_id, None)
+        else:
+            self.unit.put(SEGMENT_STATE, partition, segment_id, state)
+            self.active_map(partition)[segment_id] = state["version"]
+
+    def due_people(self, partition: int, at_s: int) -> list[str]:
+        """People of the timer index due at or before ``at_s``, pending writes included."""
+        stop = membership.timer_key(at_s + 1, "")
+        keys = {key for key, _ in self.rt.state.tables[TIMERS].store(partition).range("", stop)}
+        for key, value in self.unit.changes.get((TIMERS, partition), {}).items():
+            if key < stop:
+                (keys.add if value is not None else keys.discard)(key)
+        people = {key.split(":", 1)[1] for key in keys}
+        # People this unit changed: their timer keys are only written at flush.
+        for (p, person), state in self.current.items():
+            due = membership.earliest_due(state.membership)
+            if p == partition and due is not None and due <= at_s:
+                people.add(person)
+        return sorted(people)
+
+    def people_in(self, partition: int) -> set[str]:
+        """Everyone with a history or a profile here: stored, or loaded by this unit."""
+        people = {person for (p, person) in self.current if p == partition}
+        for table in (HISTORY_SIZE, PROFILES):
+            people.update(self.rt.state.tables[table].store(partition).keys())
+            for key, value in self.unit.changes.get((table, partition), {}).items():
+                if value is not None:
+                    people.add(key)
+        return people
+
+    def is_new(self, partition: int, person: str, state: PersonState) -> bool:
+        return state.profile is None and self.events(partition, person).size() == 0
+
+    def flush(self) -> None:
+        for stored in self.stored.values():
+            stored.finish()
+        for (partition, person), after in self.current.items():
+            save_person(self.unit, partition, person, self.loaded[(partition, person)], after)
+            # Deleted, and not identified again later in this unit: remove the keys entirely.
+            if (partition, person) in self.deleted and self.is_new(partition, person, after):
+                for table in (PROFILES, MEMBERSHIP):
+                    self.unit.delete(table, partition, person)

@@ -1,0 +1,100 @@
+"""A person's lifecycle as pure decisions: merged away, absorbing a merged person, deleted, and
+what reaches someone merged away.
+
+Each returns the person's next state and its outputs; the agent stores, sends and counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from app.core import dedup, identity, membership, profiles
+from app.core.dedup import Entry, Ref, Verdict
+from app.core.evaluation import ActiveSegments, History, evaluate, leave
+from app.core.messages import Absorb, Delete, ForPerson, MergeFrom, forwarded
+from app.core.outputs import Announce, ClearEvents, Count, Deleted, Forward, Output
+from app.core.person import PersonState, Policy
+
+Activity = dict[str, Any]
+
+
+def redirect(state: PersonState, message: ForPerson) -> list[Output] | None:
+    """What happens instead of handling ``message`` here (None: handle it)."""
+    merged_into = state.profile.get("merged_into") if state.profile else None
+    if isinstance(message, MergeFrom) and (message.into == message.person or merged_into):
+        return [Count("merges:repeat")]  # merging twice is merging once
+    if merged_into:
+        # Someone merged away: whatever still reaches them belongs to the survivor.
+        return [Forward(merged_into, forwarded(message, merged_into))]
+    return None
+
+
+def merge_away(state: PersonState, message: MergeFrom,
+               events: History) -> tuple[PersonState, list[Output]]:
+    """The secondary's side of a merge: hand everything to the primary, leave a forwarder."""
+    secondary, primary = message.person, message.into
+    at = message.received_at // 1000
+    out: list[Output] = []
+    if state.profile is None and events.size() == 0:
+        # Nothing here yet: the merge may have overtaken the secondary's first input (they
+        # travel on different raw topics). Leave the forwarder all the same, so what arrives
+        # later for the secondary joins the primary, as it would have in the other order.
+        out.append(Count("merges:empty_secondary"))
+    else:
+        absorb = Absorb.create(person=primary, id=message.id, source=secondary,
+                               events=events.all(), profile=state.profile,
+                               received_at=message.received_at)
+        out.append(Forward(primary, absorb.item))
+    state, left = leave(state, secondary, events, cause=f"merge:{message.id}", at=at)
+    out += left
+    out.extend(Announce(announcement) for announcement in identity.after_merge_away(
+        secondary, primary, state.profile, message.id, at))
+    out += [ClearEvents(), Count("merges:done")]
+    return PersonState(identity.merged_marker(secondary, primary, at), membership.empty()), out
+
+
+def absorbed_events(message: Absorb, ref: Ref, seen: Callable[[str], Entry | None], *,
+                    policy: Policy) -> list[tuple[Activity, Entry | None]]:
+    """The primary's side of a merge, first half: which of the secondary's events to store, each
+    with the dedup entry to remember for a new id (duplicates of the primary's own are left)."""
+    now_ms = message.received_at
+    remembered: dict[str, Entry] = {}
+    kept: list[tuple[Activity, Entry | None]] = []
+    for activity in message.events:
+        event_id = activity["id"]
+        entry = remembered[event_id] if event_id in remembered else seen(event_id)
+        verdict = dedup.judge(entry, ref, now_ms)
+        if verdict is Verdict.DUPLICATE:
+            continue
+        new_entry = None
+        if verdict is Verdict.NEW:
+            new_entry = remembered[event_id] = dedup.entry(
+                event_id, ref, now_ms=now_ms, horizon_ms=policy.dedup_horizon_s * 1000)
+        kept.append((activity, new_entry))
+    return kept
+
+
+def absorb(state: PersonState, message: Absorb, events: History,
+           segments: ActiveSegments) -> tuple[PersonState, list[Output]]:
+    """Second half, the events stored: the secondary's attributes, and the segments its events
+    and attributes can change."""
+    now_s = message.received_at // 1000
+    profile = state.profile
+    if message.profile:
+        profile = profiles.merge(profile, message.person, message.profile, message.id, now_s)
+    candidates: set[str] = set()
+    for name in {activity["name"] for activity in message.events}:
+        candidates |= segments.for_event(name)
+    candidates |= segments.for_attributes(set((message.profile or {}).get("attributes", {})))
+    return evaluate(PersonState(profile, state.membership), message.person, events,
+                    segments.active(candidates), now_s=now_s, cause=f"merge:{message.id}")
+
+
+def delete(state: PersonState, message: Delete,
+           events: History) -> tuple[PersonState, list[Output]]:
+    person, at = message.person, message.received_at // 1000
+    state, out = leave(state, person, events, cause=f"delete:{message.id}", at=at)
+    out.extend(Announce(announcement) for announcement in identity.after_delete(
+        person, state.profile, message.id, at))
+    out += [ClearEvents(), Deleted(), Count("deletes")]
+    return PersonState(None, membership.empty()), out

@@ -1,0 +1,101 @@
+"""Which person a raw item belongs to, and a merge's two hops: pure decisions of the customer
+router, over the ``aliases`` entries it reads (an identifier's person, merges parked on it).
+
+Each decision returns outputs for :mod:`agents.routing` to carry out: route an item to a person's
+partition, send an identity command, park a merge until its identifier is known, count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from app.core.commands import MergeResolve
+from app.core.messages import MergeFrom
+from app.core.outputs import Count
+
+Item = dict[str, Any]
+
+#: Merges parked per unknown identifier, at most (the oldest beyond are dropped).
+MAX_PARKED = 100
+
+
+class Route(NamedTuple):
+    """``item`` goes to ``person``'s partition of ``person.events``."""
+
+    person: str
+    item: Item
+
+
+class Command(NamedTuple):
+    """``item`` goes to ``key``'s partition of ``identity.commands``."""
+
+    key: str
+    item: Item
+
+
+class Park(NamedTuple):
+    """``item`` waits for ``identifier`` (``kind:value``) to name someone."""
+
+    identifier: str
+    item: Item
+
+
+RouteOutput = Route | Command | Park | Count
+
+
+def resolve(alias: str | None, kind: str, value: str, identify_by: str) -> str | None:
+    """The person an identifier names: its alias, else the identifier itself if it is the kind
+    the workspace addresses people by (a new person), else nobody."""
+    if alias is not None:
+        return alias
+    return value if kind == identify_by else None
+
+
+def route_input(item: Item, person: str | None, identify_by: str) -> RouteOutput:
+    """An event, identify or delete whose identifier names ``person`` (None: nobody)."""
+    if person is None:  # an email never seen, with people addressed by id: nobody to act on
+        return Count(f"unknown_identifier:{item['op']}")
+    if item["op"] == "identify" and identify_by == "email":
+        return Route(person, {**item, "attributes": {"email": item["customer"],
+                                                      **item["attributes"]},
+                              "person": person})
+    return Route(person, {**item, "person": person})
+
+
+def first_hop(item: Item, secondary: str | None, secondary_ref: tuple[str, str],
+              primary_ref: tuple[str, str]) -> RouteOutput:
+    """A merge on the secondary identifier's partition, ``secondary`` the person it names."""
+    if secondary is None:
+        return Park(":".join(secondary_ref), item)
+    kind, value = primary_ref
+    return Command(value, MergeResolve.create(id=item["id"], source=secondary,
+                                              primary_kind=kind, primary_value=value,
+                                              received_at=item["received_at"]).item)
+
+
+def second_hop(command: MergeResolve, primary: str | None) -> RouteOutput:
+    """A merge on the primary identifier's partition, ``primary`` the person it names."""
+    if primary is None:
+        return Park(f"{command.primary_kind}:{command.primary_value}", command.item)
+    if primary == command.source:
+        return Count("merges:already_one")
+    return Route(command.source, MergeFrom.create(id=command.id, person=command.source,
+                                                  into=primary,
+                                                  received_at=command.received_at).item)
+
+
+def parked(waiting: list[Item] | None, item: Item) -> list[Item] | None:
+    """The merges waiting on an identifier once ``item`` joins them (None: it is there already).
+
+    So a merge sent right after the identify that sets an email does not depend on which of the
+    two reaches this partition first."""
+    waiting = waiting or []
+    if any(parked["id"] == item["id"] for parked in waiting):
+        return None
+    return [*waiting, item][-MAX_PARKED:]
+
+
+def names_one_of(current: str | None, person: str, former: tuple[str, ...]) -> bool:
+    """Whether an unalias (an unlink) applies: the identifier still names the person it is about,
+    or someone merged into them; an alias someone else took since stays."""
+    return current is not None and current in (person, *former)

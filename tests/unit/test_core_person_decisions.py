@@ -1,0 +1,149 @@
+"""The person stage's pure decisions (app/core inputs, lifecycle, evaluation, activation)."""
+
+from __future__ import annotations
+
+from app.core import activation, history, inputs, lifecycle, membership
+from app.core.dedup import Verdict
+from app.core.evaluation import catch_up, evaluate, leave
+from app.core.messages import Absorb, Definition, Delete, Event, Identify, MergeFrom, decode
+from app.core.outputs import Announce, Changed, ClearEvents, Count, Deleted, Forward, NameSeen
+from app.core.outputs import Trigger
+from app.core.person import PersonState, Policy
+from tests.unit.core_fakes import NOW, Active, Events, activity, segment
+
+POLICY = Policy(dedup_horizon_s=86_400, retention=history.Retention(0, 100))
+ID = "01HGW2N7EHJVJZ9Y8C4QY3W7ZA"
+BOUGHT = segment("buyers", {"event": "bought"})
+RECENT = segment("recent", {"event": "bought", "within": "1h"})
+
+
+def event(name: str = "bought", ts: int = NOW, **extra: object) -> Event:
+    message = decode({"op": "event", "id": ID, "person": "p1", "name": name, "type": "event",
+                      "data": {}, "timestamp": ts, "received_at": NOW * 1000, **extra})
+    assert isinstance(message, Event)
+    return message
+
+
+def test_a_new_event_is_stored_then_counted_indexed_triggered_and_evaluated() -> None:
+    before, message, events = PersonState(None, membership.empty()), event(), Events()
+    state, stored, outputs, first_seen = inputs.receive(
+        before, message, (0, 5, 0), None, events, Active(BOUGHT), now_s=NOW, policy=POLICY)
+    assert first_seen and stored is not None and stored.verdict is Verdict.NEW
+    assert outputs == [Count("verdict:new")]
+    assert stored.activity is not None and stored.remember is not None
+    events.activities.append(stored.activity)
+    after, out = inputs.react(state, stored.state, message, events, Active(BOUGHT),
+                              first_seen=True)
+    assert out[0] == NameSeen("bought", NOW)
+    assert isinstance(out[1], Trigger) and out[1].record["event_id"] == ID
+    assert out[2] == Count("segment_evaluations", 1)
+    assert isinstance(out[3], Changed) and out[3].change.change == "entered"
+    assert after.membership == {"in": {"buyers": NOW}, "due": {}}
+
+
+def test_a_redelivery_restores_state_and_sends_nothing_a_duplicate_nothing_at_all() -> None:
+    state = PersonState(None, membership.empty())
+    entry = [NOW * 1000 + 1, 0, 5, 0]
+    _, again, outputs, _ = inputs.receive(state, event(), (0, 5, 0), entry, Events(),
+                                          Active(BOUGHT), now_s=NOW, policy=POLICY)
+    assert outputs == [Count("verdict:redelivery")]
+    assert again is not None and again.verdict is Verdict.REDELIVERY and again.activity
+    _, copy, outputs, _ = inputs.receive(state, event(), (0, 9, 0), entry, Events(),
+                                         Active(BOUGHT), now_s=NOW, policy=POLICY)
+    assert copy is None and outputs == [Count("verdict:duplicate")]
+
+
+def test_an_update_only_identify_of_nobody_is_counted_and_dropped() -> None:
+    message = decode({"op": "identify", "id": ID, "person": "p1", "attributes": {"a": 1},
+                      "update": True, "received_at": NOW * 1000})
+    assert isinstance(message, Identify)
+    _, stored, outputs, _ = inputs.receive(PersonState(None), message, (0, 1, 0), None, Events(),
+                                           Active(), now_s=NOW, policy=POLICY)
+    assert stored is None and outputs == [Count("identify:update_of_unknown_person")]
+
+
+def test_imported_and_stale_events_trigger_nothing() -> None:
+    assert inputs.trigger(event(source="import"), NOW) == Count("triggers:skipped_import")
+    assert inputs.trigger(event(ts=NOW - 73 * 3600), NOW) == Count("triggers:skipped_stale")
+
+
+def test_time_driven_changes_happen_at_their_due_time_in_order() -> None:
+    events = Events([activity("bought", NOW)])
+    state, out = evaluate(PersonState(None, membership.empty()), "p1", events,
+                          [("recent", RECENT)], now_s=NOW, cause="c")
+    assert state.membership is not None and state.membership["due"] == {"recent": NOW + 3600}
+    assert catch_up(state, "p1", events, Active(RECENT), NOW + 10)[1] == []
+    later, out = catch_up(state, "p1", events, Active(RECENT), NOW + 7200)
+    [changed] = [o for o in out if isinstance(o, Changed)]
+    assert (changed.change.change, changed.change.at) == ("exited", NOW + 3600)
+    assert changed.change.cause == f"timer:{NOW + 3600}"
+    assert later.membership == {"in": {}, "due": {}}
+
+
+def test_leaving_exits_every_segment_without_reading_events() -> None:
+    state = PersonState(None, {"in": {"a": 1, "b": 2}, "due": {}})
+    after, out = leave(state, "p1", Events(), cause="delete:x", at=NOW)
+    assert [o.change.segment_id for o in out if isinstance(o, Changed)] == ["a", "b"]
+    assert after.membership == {"in": {}, "due": {}}
+
+
+def test_merge_away_hands_everything_to_the_primary_and_leaves_a_forwarder() -> None:
+    message = MergeFrom.create(id=ID, person="p2", into="p1", received_at=NOW * 1000)
+    events = Events([activity("bought", NOW)])
+    profile = {"id": "p2", "attributes": {}, "stamps": {}, "anonymous_ids": [],
+               "created_at": NOW, "updated_at": NOW}
+    state, out = lifecycle.merge_away(PersonState(profile, membership.empty()), message, events)
+    forward = out[0]
+    assert isinstance(forward, Forward) and forward.person == "p1"
+    assert forward.item == {"op": "absorb", "id": ID, "from": "p2", "events": events.all(),
+                            "profile": profile, "received_at": NOW * 1000, "person": "p1"}
+    assert any(isinstance(o, Announce) for o in out)
+    assert out[-2:] == [ClearEvents(), Count("merges:done")]
+    assert state.profile is not None and state.profile["merged_into"] == "p1"
+    empty = lifecycle.merge_away(PersonState(None, membership.empty()), message, Events())[1]
+    assert empty[0] == Count("merges:empty_secondary")
+
+
+def test_someone_merged_away_forwards_and_a_repeated_merge_is_counted() -> None:
+    marker = PersonState({"merged_into": "p1"})
+    assert lifecycle.redirect(marker, event()) == [
+        Forward("p1", {**event().item, "person": "p1"})]
+    again = MergeFrom.create(id=ID, person="p2", into="p1", received_at=0)
+    assert lifecycle.redirect(marker, again) == [Count("merges:repeat")]
+    assert lifecycle.redirect(PersonState(None), event()) is None
+
+
+def test_absorbing_keeps_new_ids_once_and_drops_the_primarys_duplicates() -> None:
+    kept = activity("bought", NOW, "01HGW2N7EHJVJZ9Y8C4QY3W7ZB")
+    dup = activity("bought", NOW, "01HGW2N7EHJVJZ9Y8C4QY3W7ZC")
+    message = Absorb.create(person="p1", id=ID, source="p2", events=[kept, dup, kept],
+                            profile=None, received_at=NOW * 1000)
+    seen = {dup["id"]: [(NOW + 10) * 1000, 0, 1, 0]}
+    stored = lifecycle.absorbed_events(message, (0, 7, 0), seen.get, policy=POLICY)
+    assert [(a["id"], e is not None) for a, e in stored] == [(kept["id"], True),
+                                                             (kept["id"], False)]
+    state, out = lifecycle.absorb(PersonState(None, membership.empty()), message,
+                                  Events([kept]), Active(BOUGHT))
+    assert [o.change.cause for o in out if isinstance(o, Changed)] == [f"merge:{ID}"]
+
+
+def test_a_delete_leaves_segments_and_forgets_the_person() -> None:
+    message = decode({"op": "delete", "id": ID, "person": "p1", "received_at": NOW * 1000})
+    assert isinstance(message, Delete)
+    state, out = lifecycle.delete(PersonState(None, {"in": {"a": 1}, "due": {}}), message,
+                                  Events())
+    assert state == PersonState(None, membership.empty())
+    assert out[-3:] == [ClearEvents(), Deleted(), Count("deletes")]
+
+
+def test_a_definition_activates_once_and_keeps_its_member_count() -> None:
+    definition = Definition("buyers", "v2", 3, NOW)
+    assert activation.is_active(definition, "v2") and not activation.is_active(definition, "v1")
+    assert not activation.is_active(Definition("buyers", None, None, NOW), None)
+    state, out = activation.activate(PersonState(None, membership.empty()), "p1",
+                                     Events([activity("bought", NOW)]), Active(BOUGHT),
+                                     definition, BOUGHT)
+    [changed] = [o for o in out if isinstance(o, Changed)]
+    assert changed.change.cause == "definition:v2"
+    assert activation.segment_state({"members": 4}, "v2") == {"members": 4, "version": "v2"}
+    assert activation.segment_state({"members": 4}, None) is None
