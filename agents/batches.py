@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Sequence
 
 from faust.types import EventT, Message, StreamT
@@ -194,6 +195,22 @@ def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
         rt.counters[f"records_in:{message.topic}"] += 1
         for index, item in enumerate(items):
             yield event, message.partition, message.offset, index, item
+
+
+#: Items a unit handles between two turns it gives the event loop. A unit's work runs between
+#: awaits: without these turns a unit of 2,000 single-record items held HTTP requests, heartbeats
+#: and the other agents for its whole length (1.2–1.9 s in the benchmark on a loaded machine).
+ITEMS_PER_TURN = 250
+
+
+async def in_turns(located: Iterable[Located]) -> AsyncIterator[Located]:
+    """``located``, letting the event loop run every :data:`ITEMS_PER_TURN` items. Safe within a
+    unit: nothing else writes the tables of this agent's partitions, and readers see only
+    committed state."""
+    for count, entry in enumerate(located, 1):
+        yield entry
+        if not count % ITEMS_PER_TURN:
+            await asyncio.sleep(0)
 
 
 def deadletter_item(rt: Runtime, unit: UnitOfWork, located: Located, error: Exception) -> None:

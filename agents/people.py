@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
+from agents.batches import Decoded, deadletter_item, in_turns, items_of, recover_for, run
 from agents.person_io import PersonIO, load_person, policy_of, save_person
 from app.core import activation, inputs, lifecycle, messages
 from app.core.dedup import Verdict
@@ -135,7 +135,7 @@ async def process_people_batch(rt: Runtime, events: Sequence[EventT],
                                decoded: Decoded | None = None) -> None:
     await recover_for(rt, events)
     batch = PeopleBatch(rt, rt.state.begin())
-    for located in items_of(rt, batch.unit, events, decoded):
+    async for located in in_turns(items_of(rt, batch.unit, events, decoded)):
         _, partition, offset, index, item = located
         try:
             await batch.handle(partition, offset, index, item)

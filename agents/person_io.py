@@ -113,7 +113,8 @@ class PersonIO:
         slot = (partition, person)
         stored = self.stored.get(slot)
         if stored is None:
-            stored = self.stored[slot] = PersonEvents(self.unit, partition, person)
+            stored = self.stored[slot] = PersonEvents(self.unit, partition, person,
+                                                      self.rt.prune_schedule)
         return stored
 
     def segments(self, partition: int) -> ActiveHere:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import Decoded, deadletter_item, items_of, recover_for, run
+from agents.batches import Decoded, deadletter_item, in_turns, items_of, recover_for, run
 from app.core import anonymous, history, routes
 from app.core.commands import (MergeResolve, Unalias, Unlink, decode_identity_command,
                                decode_link)
@@ -158,7 +158,7 @@ async def route_batch(rt: Runtime, events: Sequence[EventT],
     ownership of each partition it was computed under (``StateManager.commit``)."""
     await recover_for(rt, events)
     router = make_router(rt.state.begin())
-    for located in items_of(rt, router.unit, events, decoded):
+    async for located in in_turns(items_of(rt, router.unit, events, decoded)):
         event, partition, offset, index, item = located
         try:
             if event.message.topic == side_topic:

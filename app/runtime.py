@@ -16,6 +16,7 @@ from app.clock import Clock
 from app.ingest.batcher import IngestBatcher
 from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
+from app.person_store import PruneSchedule
 from app.progress import Applied
 from app.sessions import RevokedSessions
 from app.settings import Settings
@@ -58,6 +59,8 @@ class Runtime:
     loop_lag_max_s: float = 0.0
     #: How far this worker's agents applied each input partition (read-your-writes waits on it).
     applied: Applied = field(default_factory=Applied)
+    #: When a prune of each person's dedup ids can next forget anything (a cache).
+    prune_schedule: PruneSchedule = field(default_factory=PruneSchedule)
     #: (topic, partitions) → their end offsets now (``app.progress.EndOffsets``); set at wiring.
     end_offsets: Any = None
 

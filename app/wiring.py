@@ -136,6 +136,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         producer_acks=-1,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=256,
+        # A fetch hands its records to the agents' inboxes in one go (app/bulk_fetch.py): bounded
+        # here, so turning a fetch into messages never holds the loop or memory for a backlog.
+        broker_max_poll_records=1_000,
     )
     credentials = faust_credentials(settings)
     if credentials is not None:

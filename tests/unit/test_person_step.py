@@ -308,3 +308,35 @@ def test_pruning_forgets_at_least_as_many_expired_ids_as_a_unit_remembers() -> N
         now += 20
     kept = tables.data[("dedup", 0)]
     assert len(kept) == 100, "only the last unit's ids are inside the 10 s horizon"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 30)), min_size=1, max_size=25),
+       st.integers(1, 30))
+def test_a_prune_schedule_forgets_exactly_what_pruning_every_unit_forgets(
+        units: list[tuple[int, int]], horizon_s: int) -> None:
+    """Skipping a person's prune until its first id can expire (PruneSchedule) leaves the same
+    ids as pruning at every unit, whatever the units' sizes, gaps and the horizon."""
+    from app.person_store import PruneSchedule
+
+    policy = Policy(dedup_horizon_s=horizon_s, retention=Retention(max_age_s=0, max_events=10))
+    every, scheduled = MemoryTables(), MemoryTables()
+    schedule = PruneSchedule()
+    now = 1_700_000_000.0
+    n = 0
+    for gap_s, size in units:
+        now += gap_s
+        for tables, plan in ((every, None), (scheduled, schedule)):
+            stored = PersonEvents(tables, 0, PERSON, plan)
+            for k in range(size):
+                item = event(n + k, received_at=int(now * 1000))
+                # ids out of time order too: a late event's id sorts before earlier ones
+                item["id"] = ulid_at(int(now * 1000) - ((n + k) * 7919 % 60_000), n + k)
+                result = step(PersonState.empty(), PERSON, item, (0, n + k, 0),
+                              stored.seen(item["id"]), now_s=now, policy=policy)
+                if result.verdict is not Verdict.DUPLICATE:
+                    store_step(stored, item["id"], result, now_s=now,
+                               retention=policy.retention)
+            stored.finish()
+        n += size
+        assert every.data.get(("dedup", 0)) == scheduled.data.get(("dedup", 0))
