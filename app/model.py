@@ -27,6 +27,12 @@ import orjson
 Item = dict[str, Any]
 
 EVENT_TYPES = ("event", "page", "screen")
+#: An event's name (a page's URL included), in UTF-8 bytes. These are the limits items are held
+#: to wherever they enter (HTTP bodies, CSV rows, a producer's own records); every other field's
+#: limits are described in app.ingest.fields.
+MAX_NAME_BYTES = 100
+#: A person or anonymous identifier, in UTF-8 bytes.
+MAX_IDENTIFIER_BYTES = 150
 
 
 class DecodeError(ValueError):

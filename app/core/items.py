@@ -13,10 +13,9 @@ from typing import Any
 
 from ulid import ULID
 
+from app.model import EVENT_TYPES, MAX_IDENTIFIER_BYTES, MAX_NAME_BYTES
+
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
-_MAX_NAME_BYTES = 100
-_MAX_ID_BYTES = 150
-_EVENT_TYPES = ("event", "page", "screen")
 
 
 #: ULIDs hold 48 bits of milliseconds.
@@ -67,8 +66,8 @@ def _identifier(item: dict[str, Any], field: str) -> str:
     value = item.get(field)
     if not isinstance(value, str) or not value.strip():
         raise BadItem(f"{field}: must be a non-blank string")
-    if len(value.encode()) > _MAX_ID_BYTES:
-        raise BadItem(f"{field}: longer than {_MAX_ID_BYTES} bytes")
+    if len(value.encode()) > MAX_IDENTIFIER_BYTES:
+        raise BadItem(f"{field}: longer than {MAX_IDENTIFIER_BYTES} bytes")
     return value
 
 
@@ -126,11 +125,11 @@ def normalize(item: dict[str, Any], *, topic: str, partition: int, offset: int, 
     if not isinstance(name, str) or not name.strip():
         raise BadItem("name: must be a non-blank string")
     out["name"] = name = name.strip()
-    if len(name.encode()) > _MAX_NAME_BYTES:
-        raise BadItem(f"name: longer than {_MAX_NAME_BYTES} bytes")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise BadItem(f"name: longer than {MAX_NAME_BYTES} bytes")
     out.setdefault("type", "event")
-    if out["type"] not in _EVENT_TYPES:
-        raise BadItem(f"type: must be one of {', '.join(_EVENT_TYPES)}")
+    if out["type"] not in EVENT_TYPES:
+        raise BadItem(f"type: must be one of {', '.join(EVENT_TYPES)}")
     data = out.setdefault("data", {})
     if not isinstance(data, dict):
         raise BadItem("data: must be an object")

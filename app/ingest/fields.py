@@ -26,16 +26,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from app.core.items import IDENTIFIER_KINDS
-from app.model import EVENT_TYPES
+from app.model import EVENT_TYPES, MAX_IDENTIFIER_BYTES, MAX_NAME_BYTES
 
 Kind = Literal["identifier", "name", "choice", "ulid", "timestamp", "data", "email", "flag",
                "attribute_name", "attribute_value"]
 
 # --- limits (the ones Customer.io publishes for its track API) -------------------------------------
 
-MAX_NAME_BYTES = 100
+#: The name and identifier limits (MAX_NAME_BYTES, MAX_IDENTIFIER_BYTES) are app.model's: the worker
+#: checks a producer's own records with them too.
 MAX_DATA_BYTES = 100_000
-MAX_IDENTIFIER_BYTES = 150
 MAX_ATTRIBUTE_NAME_BYTES = 150
 MAX_ATTRIBUTE_VALUE_BYTES = 1_000
 MAX_ATTRIBUTES = 300
