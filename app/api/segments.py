@@ -46,7 +46,11 @@ async def publish_definition(rt: Runtime, segment_id: str, value: dict[str, Any]
 
 
 def segment_id_of(request: web.Request) -> str:
-    segment_id = request.match_info["segment_id"]
+    return check_segment_id(request.match_info["segment_id"])
+
+
+def check_segment_id(segment_id: str) -> str:
+    """A segment id as the API and the console accept it, or ApiError(400)."""
     if not segment_id.strip() or len(segment_id.encode()) > MAX_SEGMENT_ID_BYTES:
         raise ApiError(400, f"segment_id: must be 1 to {MAX_SEGMENT_ID_BYTES} bytes")
     if CONTROL_CHARACTERS.search(segment_id):

@@ -20,11 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ulid import ULID
-
 from app.api import cluster
 from app.api.responses import ApiError
 from app.core import history
+from app.core.items import new_id
 from app.ingest.validate import validate_event
 from app.producer import BrokerUnavailable
 from app.api.segments import publish_definition
@@ -39,14 +38,9 @@ WINDOW_DAYS = 30
 SCAN_MAX_PEOPLE = 5_000
 SCAN_MAX_EVENTS = 200_000
 SCAN_CACHE_S = 2.0
-MAX_SEGMENT_ID_BYTES = 150
 
 
 # --- events: send and resend ---------------------------------------------------------------------
-
-
-def new_id() -> str:
-    return str(ULID())
 
 
 async def submit(rt: Runtime, topic: TopicSpec, key: str, item: dict[str, Any]) -> None:
@@ -184,12 +178,6 @@ def _scan(rt: Runtime, *, name: str | None, max_rows: int, now_s: float) -> Rece
 
 
 # --- segments ------------------------------------------------------------------------------------
-
-
-def check_segment_id(segment_id: str) -> str:
-    if not segment_id.strip() or len(segment_id.encode()) > MAX_SEGMENT_ID_BYTES:
-        raise ApiError(400, f"segment_id: must be 1 to {MAX_SEGMENT_ID_BYTES} bytes")
-    return segment_id
 
 
 def segment_definition(rt: Runtime, segment_id: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from app.api import segment_preview
 from app.api.context import runtime
 from app.api.responses import ApiError, json_response
+from app.api.segments import check_segment_id
 from app.console import auth, data, feed
 from app.console.guard import form_of, guarded
 from app.console.html import esc, link, table, url, when
@@ -50,7 +51,7 @@ async def segments_page(request: web.Request, viewer: auth.Viewer) -> web.Respon
 @guarded
 async def new_segment(request: web.Request, viewer: auth.Viewer) -> web.Response:
     segment_id = request.query.get("id", "").strip()
-    data.check_segment_id(segment_id)
+    check_segment_id(segment_id)
     return redirect(segment_url(segment_id))
 
 
@@ -80,7 +81,7 @@ async def segment_editor(request: web.Request, viewer: auth.Viewer, segment_id: 
 @guarded
 async def segment_page(request: web.Request, viewer: auth.Viewer) -> web.Response:
     rt = runtime(request)
-    segment_id = data.check_segment_id(request.match_info["segment_id"])
+    segment_id = check_segment_id(request.match_info["segment_id"])
     definition = data.segment_definition(rt, segment_id)
     doc = definition if definition is not None else {"name": segment_id, **NEW_SEGMENT_TEMPLATE}
     notice = ("Saved. Everyone is being re-evaluated with the new definition."
@@ -91,7 +92,7 @@ async def segment_page(request: web.Request, viewer: auth.Viewer) -> web.Respons
 
 @guarded
 async def save_segment(request: web.Request, viewer: auth.Viewer) -> web.Response:
-    segment_id = data.check_segment_id(request.match_info["segment_id"])
+    segment_id = check_segment_id(request.match_info["segment_id"])
     form = await form_of(request)
     text = str(form.get("definition", ""))
     errors: list[str] = []
@@ -113,7 +114,7 @@ async def save_segment(request: web.Request, viewer: auth.Viewer) -> web.Respons
 @guarded
 async def delete_segment(request: web.Request, viewer: auth.Viewer) -> web.Response:
     rt = runtime(request)
-    segment_id = data.check_segment_id(request.match_info["segment_id"])
+    segment_id = check_segment_id(request.match_info["segment_id"])
     if rt.catalog.latest.get(segment_id) is None:
         raise ApiError(404, f"segment {segment_id!r} not found")
     await data.delete_segment(rt, segment_id)
