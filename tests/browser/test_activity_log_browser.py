@@ -40,6 +40,9 @@ async def test_activity_log_filters_search_and_resend(chromium: Browser, shop: S
     filters = page.get_by_role("search", name="Filter the activity log")
     await filters.get_by_label("Event name").fill("log_clicked")
     await filters.get_by_role("button", name="Filter").click()
+    # The filter is a GET form: wait for its page before reloading it (a reload while that
+    # navigation is in flight fails with "Not attached to an active page").
+    await page.wait_for_url(re.compile("log_clicked"))
     rows = table.locator("tbody tr")
 
     async def both_clicks() -> None:
