@@ -128,7 +128,7 @@ class InboxTakes:
         return [Fetched(message) for message in messages]
 
     def flowing(self) -> bool:
-        return bool(self._app.flow_control.is_active() and self._app.consumer.flow_active)
+        return bool(self._app.consumer.flowing())
 
     def begin(self, unit: Sequence[Fetched]) -> None:
         track = self._app.consumer.track_message

@@ -46,9 +46,6 @@ class Inbox:
         self._room = asyncio.Event()
         self._room.set()
 
-    def __len__(self) -> int:
-        return len(self._messages)
-
     async def put_many(self, messages: list[Message], flowing: Any) -> None:
         """Add a fetch's records; waits while the inbox is full. ``flowing()`` false (a
         rebalance began while waiting) drops them: faust seeks back to the committed offsets."""
@@ -109,9 +106,9 @@ def bulk_inbox(app: faust.App, stream: Any) -> Inbox | None:
     topics = getattr(stream.channel, "topics", None)
     if not topics or not isinstance(app.consumer, BulkConsumer):
         return None
-    inboxes = {id(inboxes_of(app).get(topic)) for topic in topics}
-    inbox = inboxes_of(app).get(topics[0])
-    return inbox if len(inboxes) == 1 else None
+    registry = inboxes_of(app)
+    inbox = registry.get(topics[0])
+    return inbox if all(registry.get(topic) is inbox for topic in topics) else None
 
 
 class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -138,7 +135,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         read_offsets = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         fetcher_stopped = fetcher._stopped.is_set
-        flowing = self._flowing
+        flowing = self.flowing
         try:
             while not (self._stopped.is_set() or fetcher_stopped()):
                 fetched = self.getmany(timeout=1.0)
@@ -174,7 +171,9 @@ class BulkConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
-    def _flowing(self) -> bool:
+    def flowing(self) -> bool:
+        """Records may go on to the agents: no rebalance or stop has begun (faust's consumer
+        flow and the app's flow control both active)."""
         return self.flow_active and self.app.flow_control.is_active() and not self.should_stop
 
 

@@ -24,9 +24,11 @@ _SEPARATOR = "\x1f"
 log = logging.getLogger(__name__)
 
 
-#: RocksDB's block cache for the worker's database (index and filter blocks included, so memory
-#: stays within it). The hot path's reads are point reads of recent keys: with RocksDB's 8 MiB
-#: default a read that hit took ~15 µs in a probe of 1M history keys, ~2.4 µs with this cache.
+#: RocksDB's block cache (data blocks) for the worker's database. The hot path's reads are point
+#: reads of recent keys: in a probe of 1M history keys a read that hit took 5–7 µs with RocksDB's
+#: 8 MiB default and ~2 µs with this cache. Index and filter blocks are deliberately *not* kept
+#: in it: data blocks evicted them and every read re-parsed them (63% of a worker's main thread
+#: draining a 200k backlog; docs/performance.md). The table readers hold them instead, a few MB.
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 
 
@@ -37,7 +39,9 @@ def _options() -> Options:
     options.set_max_write_buffer_number(3)
     options.set_max_total_wal_size(64 * 1024 * 1024)
     # Most reads of a new event are of keys that do not exist (a first dedup id, a new person):
-    # a whole-key Bloom filter answers those without reading a data block (2.0 → 0.46 µs).
+    # a whole-key Bloom filter answers those without reading a data block of each file whose
+    # key range holds them (not measured on its own: the probe's absent keys fell outside
+    # every file's range).
     table = BlockBasedOptions()
     table.set_bloom_filter(10, False)
     table.set_block_cache(Cache(BLOCK_CACHE_BYTES))
