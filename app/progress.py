@@ -11,8 +11,9 @@ write is a record below the end offset of its raw partition; the person stage ha
 :class:`Applied` records, per input partition, the next offset after the last record an agent
 of this worker handled and committed (``agents.batches.run``), with faust's committed offset as
 the floor for a partition nothing was handled on since it was assigned (everything below it was
-applied by someone and is in the recovered state). :class:`EndOffsets` reads end offsets with
-one ListOffsets request per call.
+applied by someone and is in the recovered state). :class:`EndOffsets` reads end offsets that
+count every acknowledged record (:func:`tables.kafka_io.end_offsets_now`: ListOffsets alone
+misses the tail of a batch on the embedded broker).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from tables.kafka_io import end_offsets_now
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +112,8 @@ class EndOffsets:
         from aiokafka import TopicPartition as KafkaTP
 
         consumer = await self._started()
-        found = await consumer.end_offsets([KafkaTP(topic, p) for p in partitions])
-        return {tp.partition: int(offset) for tp, offset in found.items()}
+        found = await end_offsets_now(consumer, [KafkaTP(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in found.items()}
 
     async def _started(self) -> Any:
         async with self._lock:
