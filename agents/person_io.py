@@ -59,12 +59,25 @@ def save_person(unit: UnitOfWork, partition: int, person: str, before: PersonSta
         unit.put(MEMBERSHIP, partition, person, after.membership)
 
 
-class ActiveHere:
-    """The segments active in one partition (:class:`app.core.evaluation.ActiveSegments`)."""
+def active_map(rt: Runtime, partition: int) -> dict[str, str]:
+    """Segment id → version activated in this partition (cached; the table is the truth)."""
+    active = rt.active_segments.get(partition)
+    if active is None:
+        store = rt.state.tables[SEGMENT_STATE].store(partition)
+        active = {key: value["version"] for key, value in store.items()}
+        rt.active_segments[partition] = active
+    return active
 
-    def __init__(self, io: "PersonIO", partition: int) -> None:
-        self.io, self.partition = io, partition
-        catalog = io.rt.catalog
+
+class ActiveHere:
+    """The segments active in one partition (:class:`app.core.evaluation.ActiveSegments`).
+
+    It holds the runtime, not the unit's :class:`PersonIO` (which keeps it): a cycle there kept
+    every finished unit's states alive until a full garbage collection."""
+
+    def __init__(self, rt: Runtime, partition: int) -> None:
+        self.rt, self.partition = rt, partition
+        catalog = rt.catalog
         self.for_event = catalog.segments_for_event
         self.for_attributes = catalog.segments_for_attributes
         self.true_when_empty = catalog.segments_true_when_empty
@@ -72,8 +85,8 @@ class ActiveHere:
     def active(self, segment_ids: Iterable[str]) -> Segments:
         if not segment_ids:
             return []
-        active = self.io.active_map(self.partition)
-        get = self.io.rt.catalog.get
+        active = active_map(self.rt, self.partition)
+        get = self.rt.catalog.get
         found: Segments = []
         for segment_id in sorted(segment_ids):
             version = active.get(segment_id)
@@ -120,7 +133,7 @@ class PersonIO:
     def segments(self, partition: int) -> ActiveHere:
         found = self.active_here.get(partition)
         if found is None:
-            found = self.active_here[partition] = ActiveHere(self, partition)
+            found = self.active_here[partition] = ActiveHere(self.rt, partition)
         return found
 
     def store(self, partition: int, event_id: str, person: str, step: Step) -> None:
@@ -213,13 +226,7 @@ class PersonIO:
     # -- the partition's segments and people ---------------------------------------------------
 
     def active_map(self, partition: int) -> dict[str, str]:
-        """Segment id → version activated in this partition (cached; the table is the truth)."""
-        active = self.rt.active_segments.get(partition)
-        if active is None:
-            store = self.rt.state.tables[SEGMENT_STATE].store(partition)
-            active = {key: value["version"] for key, value in store.items()}
-            self.rt.active_segments[partition] = active
-        return active
+        return active_map(self.rt, partition)
 
     def activated(self, partition: int, definition: Definition) -> None:
         """Record the definition's version as the one active in the partition."""
