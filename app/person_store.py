@@ -147,6 +147,9 @@ class PersonEvents:
         self._size: int | None = None
         self._remembered = 0
         self._now_ms = 0
+        #: name → that name's events newest first, read once and shared by every condition
+        #: evaluated in this unit (dropped when the person's events of that name change).
+        self._newest: dict[str, NewestFirst] = {}
 
     # -- dedup -------------------------------------------------------------------------------
 
@@ -215,6 +218,7 @@ class PersonEvents:
         if self.holds(activity):
             return False
         self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
+        self._newest.pop(activity["name"], None)
         for table, entries in HISTORY_INDEXES.items():
             for key, value in entries(self.person, activity):
                 self.tables.put(table, self.partition, key, value)
@@ -224,6 +228,7 @@ class PersonEvents:
 
     def _remove(self, activity: Activity) -> None:
         self.tables.delete(HISTORY, self.partition, time_key(self.person, activity))
+        self._newest.pop(activity["name"], None)
         for table, entries in HISTORY_INDEXES.items():
             for key, _ in entries(self.person, activity):
                 self.tables.delete(table, self.partition, key)
@@ -257,11 +262,15 @@ class PersonEvents:
                 yield activity
 
     def newest(self, name: str, after: float | None) -> Iterator[Activity]:
-        """:meth:`named`, newest first."""
-        prefix = f"{self.prefix}{name}{SEP}"
-        start = prefix if after is None else prefix + _stamp(max(after, 0))
-        for _, activity in self.tables.range(HISTORY_BY_NAME, self.partition, start,
-                                             _after(prefix), reverse=True):
+        """:meth:`named`, newest first. The segments that mention an event name are evaluated
+        one after another on the same person: they share one read of the name's newest events
+        (each reads only as far back as its window and count need)."""
+        events = self._newest.get(name)
+        if events is None:
+            prefix = f"{self.prefix}{name}{SEP}"
+            events = self._newest[name] = NewestFirst(self.tables.range(
+                HISTORY_BY_NAME, self.partition, prefix, _after(prefix), reverse=True))
+        for activity in events:
             if activity["name"] != name:
                 continue  # a name containing the separator sorts among ours: not ours
             if after is not None and activity["timestamp"] <= after:
@@ -275,12 +284,39 @@ class PersonEvents:
 
     def clear(self) -> None:
         """Remove every event and dedup id of the person (a delete, or a merge away)."""
+        self._newest.clear()
         for activity in self.all():
             self._remove(activity)
         self._set_size(0)
         for key, _ in list(self.tables.range(DEDUP, self.partition, self.prefix,
                                              _after(self.prefix))):
             self.tables.delete(DEDUP, self.partition, key)
+
+
+class NewestFirst:
+    """One range read of a name's events, newest first, that several readers can walk: each
+    reads from the start, and the range is read only as far as the furthest reader went."""
+
+    def __init__(self, rows: Iterator[tuple[str, Activity]]) -> None:
+        self._rows = rows
+        self._read: list[Activity] = []
+        self._done = False
+
+    def __iter__(self) -> Iterator[Activity]:
+        read = self._read
+        index = 0
+        while True:
+            if index < len(read):
+                yield read[index]
+                index += 1
+                continue
+            if self._done:
+                return
+            row = next(self._rows, None)
+            if row is None:
+                self._done = True
+                return
+            read.append(row[1])
 
 
 def _indexer(entries: Callable[[str, Activity], list[tuple[str, Any]]]

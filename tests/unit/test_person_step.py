@@ -227,6 +227,32 @@ def test_named_reads_one_name_from_a_window_start() -> None:
     assert [a["timestamp"] for a in person.stored.named("missing", None)] == []
 
 
+def test_newest_is_read_once_per_name_and_sees_every_write_of_the_unit() -> None:
+    """Conditions evaluated one after another share one read of a name's newest events; an
+    event added or trimmed in the same unit is seen by the next reader."""
+    person = Person()
+    stored = person.stored  # one unit's view, as the person stage keeps it
+    retention = Retention(max_age_s=0, max_events=4)
+    for n, ts in enumerate([100, 200, 300]):
+        stored.add(dict(activity_of(dict(event(n, timestamp=ts), name="viewed"), 1)),
+                   now_s=NOW_S, retention=retention)
+    first, second = stored.newest("viewed", None), stored.newest("viewed", 150)
+    assert next(first)["timestamp"] == 300
+    assert [a["timestamp"] for a in second] == [300, 200]  # interleaved readers
+    assert [a["timestamp"] for a in first] == [200, 100]
+    reads = person.tables.range_calls
+    assert [a["timestamp"] for a in stored.newest("viewed", 250)] == [300]
+    assert person.tables.range_calls == reads  # shared, not read again
+    stored.add(dict(activity_of(dict(event(5, timestamp=250), name="viewed"), 1)),
+               now_s=NOW_S, retention=retention)
+    assert [a["timestamp"] for a in stored.newest("viewed", None)] == [300, 250, 200, 100]
+    stored.add(dict(activity_of(dict(event(6, timestamp=400), name="viewed"), 1)),
+               now_s=NOW_S, retention=retention)  # the cap of 4 trims the oldest
+    assert [a["timestamp"] for a in stored.newest("viewed", None)] == [400, 300, 250, 200]
+    stored.clear()
+    assert list(stored.newest("viewed", None)) == []
+
+
 def test_clear_removes_every_key_of_the_person() -> None:
     person = Person()
     run(person, event(1), (0, 1, 0))
