@@ -1,11 +1,15 @@
-"""Units of work are bounded by items, whatever the backlog (issue 11: bounded units of work)."""
+"""Units of work are bounded by items, whatever the backlog, and give the event loop turns by
+time (issue 11: bounded units of work)."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterator
 
 import orjson
 import pytest
 
-from agents.batches import decode_all, units_of
+from agents.batches import decode_all, in_turns, units_of
 from app.model import MAX_ITEMS_PER_ENVELOPE, DecodeError, decode_envelope, encode_envelope
 from tests.agents.pipeline_sim import Event, Message
 
@@ -57,3 +61,44 @@ def test_a_take_adapts_to_the_records_sizes() -> None:
     assert limit.value == 40
     limit.adapt(records=0, items=0)             # an empty take: as if one event per record
     assert limit.value == 2000
+
+
+# --- turns the event loop gets during a unit ------------------------------------------------------
+
+
+async def turns_taken(costs: list[float], turn_s: float = 0.05) -> list[int]:
+    """Run ``in_turns`` over items costing ``costs`` seconds of a fake clock; the items after
+    which another task got to run."""
+    now = [0.0]
+    handled: list[int] = []
+    turns: list[int] = []
+
+    def items() -> Iterator[Any]:
+        for index, cost in enumerate(costs):
+            now[0] += cost
+            yield index
+
+    async def another_task() -> None:
+        while True:
+            turns.append(len(handled))
+            await asyncio.sleep(0)
+
+    other = asyncio.ensure_future(another_task())
+    await asyncio.sleep(0)
+    turns.clear()
+    async for index in in_turns(items(), turn_s, clock=lambda: now[0]):
+        handled.append(index)
+    other.cancel()
+    return sorted(set(turns))
+
+
+async def test_a_unit_gives_the_loop_a_turn_each_time_its_turn_has_passed() -> None:
+    # Costly items (a first-seen person evaluated against hundreds of segments): a turn after
+    # every 50 ms of work, whatever the number of items.
+    assert await turns_taken([0.02] * 10) == [3, 6, 9]
+    assert await turns_taken([0.2, 0.001, 0.2]) == [1, 3]
+
+
+async def test_cheap_items_take_no_turn_until_the_turn_has_passed() -> None:
+    assert await turns_taken([0.0] * 10_000) == []
+    assert await turns_taken([0.00001] * 9_000) == [5000]
