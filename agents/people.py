@@ -23,7 +23,7 @@ import faust
 from faust.types import EventT
 
 from agents.batches import Decoded, deadletter_item, in_turns, items_of, recover_for, run
-from agents.person_io import PersonIO, load_person, policy_of, save_person
+from agents.person_io import PersonIO, active_map, load_person, policy_of, save_person
 from app.core import activation, inputs, lifecycle, messages
 from app.core.dedup import Verdict
 from app.core.evaluation import catch_up
@@ -105,7 +105,7 @@ class PeopleBatch(PersonIO):
 
     async def on_definition(self, partition: int, definition: Definition) -> None:
         segment = await self.segment_of(definition)
-        active = self.active_map(partition)
+        active = active_map(self.rt, partition)
         if activation.is_active(definition, active.get(definition.segment)):
             return
         segments = self.segments(partition)

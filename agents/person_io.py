@@ -225,9 +225,6 @@ class PersonIO:
 
     # -- the partition's segments and people ---------------------------------------------------
 
-    def active_map(self, partition: int) -> dict[str, str]:
-        return active_map(self.rt, partition)
-
     def activated(self, partition: int, definition: Definition) -> None:
         """Record the definition's version as the one active in the partition."""
         segment_id, version = definition.segment, definition.version
@@ -238,7 +235,7 @@ class PersonIO:
             self.rt.active_segments.setdefault(partition, {}).pop(segment_id, None)
         else:
             self.unit.put(SEGMENT_STATE, partition, segment_id, state)
-            self.active_map(partition)[segment_id] = state["version"]
+            active_map(self.rt, partition)[segment_id] = state["version"]
 
     def due_people(self, partition: int, at_s: int) -> list[str]:
         """People of the timer index due at or before ``at_s``, pending writes included."""

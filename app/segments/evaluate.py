@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, cast, runtime_checkable
+from typing import Any, Iterable, Iterator, Mapping, Protocol, cast
 
 from . import operators
 from .conditions import (
@@ -105,7 +105,6 @@ def _ceil(t: int | float) -> int:
     return t if isinstance(t, int) else math.ceil(t)
 
 
-@runtime_checkable
 class EventSource(Protocol):
     """A person's stored events of one name, for the conditions that mention it.
 
