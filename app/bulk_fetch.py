@@ -18,12 +18,15 @@ app's flow control), and faust seeks every assigned partition back to its commit
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any, Iterable
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import Message
+
+log = logging.getLogger(__name__)
 
 #: faust hard-codes fetch_max_wait_ms=1500 for its consumer. The embedded broker does not answer a
 #: parked fetch when data arrives, so every hop would wait up to 1.5 s; 50 ms keeps the pipeline's
@@ -46,20 +49,22 @@ class Inbox:
         self._room = asyncio.Event()
         self._room.set()
 
-    async def put_many(self, messages: list[Message], flowing: Any) -> None:
-        """Add a fetch's records; waits while the inbox is full. ``flowing()`` false (a
-        rebalance began while waiting) drops them: faust seeks back to the committed offsets."""
-        while self._bytes >= self.max_bytes and flowing():
+    async def put_many(self, messages: list[Message], current: Any) -> bool:
+        """Add a fetch's records; waits while the inbox is full. ``current()`` false (a rebalance
+        began, or a seek happened, while waiting) drops them and answers False: they are fetched
+        again from the offsets the seek sets."""
+        while self._bytes >= self.max_bytes and current():
             self._room.clear()
             try:
                 await asyncio.wait_for(self._room.wait(), 1.0)
             except asyncio.TimeoutError:
                 pass
-        if not flowing():
-            return
+        if not current():
+            return False
         self._messages.extend(messages)
         self._bytes += sum(len(m.value or b"") for m in messages)
         self._ready.set()
+        return True
 
     async def take(self, limit: int) -> list[Message]:
         """At least one record (waits for it), at most ``limit``, oldest first."""
@@ -121,7 +126,21 @@ class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class BulkConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer whose fetch loop fills inboxes a fetch at a time."""
+    """faust's aiokafka consumer whose fetch loop fills inboxes a fetch at a time.
+
+    A fetch that was under way while a seek happened is *stale*, and none of it is put. A
+    rebalance ends with a seek of every partition to its committed offset, but the fetch the loop
+    was awaiting meanwhile may come back afterwards: with records of a partition now owned by
+    another worker, or with records from the position before the seek. faust's bookkeeping would
+    take a jump from the committed offset to such a record for a gap (offsets compacted away,
+    committed as if processed) and then skip the records between as read already: records lost.
+    The same fetch may also hold records the seek's new position already served, which the fetcher
+    will not serve again. So a stale fetch is dropped and followed by one more seek to the
+    committed offsets: whatever it held is fetched again, and a record the agents have seen is
+    judged a redelivery, which is idempotent."""
+
+    #: Bumped when a seek begins and when it ends, so a fetch can tell that one overlapped it.
+    seeks = 0
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ShortFetchWaitThread(self, loop=self.loop, beacon=self.beacon)
@@ -138,12 +157,15 @@ class BulkConsumer(faust_aiokafka.Consumer):
         flowing = self.flowing
         try:
             while not (self._stopped.is_set() or fetcher_stopped()):
+                seeks = self.seeks
                 fetched = self.getmany(timeout=1.0)
                 await self.sleep(0)
                 if self.should_stop:
                     continue
                 batches: dict[int, tuple[Inbox, list[Message]]] = {}
                 async for tp, message in fetched:
+                    if self.seeks != seeks:
+                        break
                     offset = message.offset
                     read = read_offsets.get(tp)
                     if read is not None and offset < read:
@@ -156,8 +178,19 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     else:
                         batches.setdefault(id(inbox), (inbox, []))[1].append(message)
                     read_offsets[tp] = offset
+
+                def current() -> bool:
+                    return flowing() and self.seeks == seeks
+
                 for inbox, messages in batches.values():
-                    await inbox.put_many(messages, flowing)
+                    if not await inbox.put_many(messages, current) and self.seeks != seeks:
+                        break
+                if self.seeks != seeks and flowing():
+                    # The fetch was stale: fetch it all again. (With the flow stopped, a
+                    # rebalance is under way, and it seeks before the flow resumes.)
+                    log.info("a fetch was overtaken by a seek (a rebalance): fetching again "
+                             "from the committed offsets")
+                    await self.seek_again()
                 commit_every = self._commit_every
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
@@ -170,6 +203,35 @@ class BulkConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def seek_again(self) -> None:
+        """Every assigned partition back to its committed offset, and one with nothing committed
+        back to its beginning, where a new assignment starts it (``consumer_auto_offset_reset``
+        is "earliest"): aiokafka's seek to committed leaves such a partition where it is."""
+        self.seeks += 1
+        try:
+            await self.perform_seek()
+            read = self._read_offset
+            never_committed = [self._new_topicpartition(tp.topic, tp.partition)
+                               for tp in self.assignment() if not read.get(tp)]
+            if never_committed:
+                await self._thread.seek_to_beginning(*never_committed)
+        finally:
+            self.seeks += 1
+
+    async def perform_seek(self) -> None:
+        self.seeks += 1
+        try:
+            await super().perform_seek()
+        finally:
+            self.seeks += 1
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        self.seeks += 1
+        try:
+            await super().seek(partition, offset)
+        finally:
+            self.seeks += 1
 
     def flowing(self) -> bool:
         """Records may go on to the agents: no rebalance or stop has begun (faust's consumer

@@ -1,12 +1,19 @@
 """The inbox between the bulk fetch loop and an agent (app.bulk_fetch.Inbox): order, bounds,
-back-pressure, and what a rebalance drops. No broker: messages are plain stand-ins."""
+back-pressure, and what a rebalance drops; and the fetch loop filling it across a rebalance's
+seek. No broker: messages are plain stand-ins, fetches are scripted."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
 
-from app.bulk_fetch import Inbox
+import faust
+from aiokafka import TopicPartition
+import pytest
+from faust.types import TP, Message
+
+from app.bulk_fetch import BulkConsumer, BulkTransport, Inbox, fetch_in_bulk
 
 
 @dataclass
@@ -62,3 +69,129 @@ async def test_a_rebalance_drops_what_was_fetched_and_frees_a_waiting_fetch() ->
     await inbox.put_many([Msg(7)], flowing)
     assert [m.offset for m in await inbox.take(10)] == [7], \
         "records fetched before the rebalance are fetched again, not kept"
+
+
+# --- The fetch loop across a rebalance's seek -------------------------------------------------
+#
+# BulkConsumer._drain_messages runs as written; only the broker is replaced, by a partition of
+# END records and a fetch position: a fetch serves the next records from the position and moves
+# it on, a seek sets it to the committed offset.
+
+END = 30
+FETCH_SIZE = 5
+
+
+class _App(faust.App):
+    def _new_transport(self) -> Any:
+        return BulkTransport(self.conf.broker_consumer, self)
+
+
+class _Fetcher:
+    def __init__(self) -> None:
+        self._stopped = asyncio.Event()
+
+
+class _Partition:
+    """One partition as the fetcher sees it. ``during_fetch`` runs once, in the middle of the
+    fetch whose number it is given for: what a rebalance does while the fetch loop awaits."""
+
+    def __init__(self, consumer: BulkConsumer, topic: str, committed: int | None) -> None:
+        self.tp = TP(topic, 0)
+        self.committed = committed
+        self.position = committed or 0
+        self.fetches = 0
+        self.serve_then: Callable[[], Awaitable[None]] | None = None  # fetch, then the rebalance
+        self.then_serve: Callable[[], Awaitable[None]] | None = None  # the rebalance, then fetch
+        self.at_fetch = -1
+        self._consumer = consumer
+
+    def serve(self) -> list[int]:
+        served = list(range(self.position, min(self.position + FETCH_SIZE, END)))
+        self.position += len(served)
+        return served
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        self.fetches += 1
+        if self.position >= END or self.fetches > 20:
+            fetcher._stopped.set()
+            return
+        if self.fetches == self.at_fetch and self.then_serve is not None:
+            await self.then_serve()
+        offsets = self.serve()
+        if self.fetches == self.at_fetch and self.serve_then is not None:
+            await self.serve_then()
+        for offset in offsets:
+            yield self.tp, Message(self.tp.topic, 0, offset, 0.0, 0, None, b"k", b"v", None)
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        if self.committed:  # as aiokafka: nothing committed (or 0), no seek
+            self.position = self.committed
+        return {self.tp: self.committed}
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        assert all(isinstance(tp, TopicPartition) for tp in tps), "aiokafka's type, as it checks"
+        assert list(tps) == [self.tp]
+        self.position = 0
+
+    def assignment(self) -> set[TP]:
+        return {self.tp}
+
+
+fetcher = _Fetcher()
+
+
+def _consumer_over_one_partition(topic: str, committed: int | None
+                                 ) -> tuple[BulkConsumer, Inbox, _Partition]:
+    app = _App(f"bulk-{topic}", broker="kafka://127.0.0.1:1")
+    inbox = fetch_in_bulk(app, [topic])
+    consumer = app.consumer
+    assert isinstance(consumer, BulkConsumer)
+    partition = _Partition(consumer, topic, committed)
+    consumer.getmany = partition.getmany  # type: ignore[method-assign]
+    consumer._thread = partition  # type: ignore[assignment]  # what the consumer thread answers
+    app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
+    app.flow_control.resume()  # as a started worker's
+    fetcher._stopped.clear()
+    return consumer, inbox, partition
+
+
+async def _drained(consumer: BulkConsumer, inbox: Inbox) -> list[int]:
+    await asyncio.wait_for(consumer._drain_messages(fetcher), 5)
+    return [m.offset for m in await asyncio.wait_for(inbox.take(1000), 1)]
+
+
+@pytest.mark.parametrize("committed", [10, None])
+async def test_a_fetch_served_before_a_rebalance_seek_is_fetched_again_and_loses_nothing(
+        committed: int | None) -> None:
+    """The fetch under way when a rebalance ended was served from the position before the
+    rebalance's seek (15-19; committed: 10). Taking it would read 10-14 as a gap, commit them as
+    such, then skip them as read already: how the CI run's identify was lost. With nothing
+    committed (a partition whose owner was killed before its first commit), aiokafka's seek to
+    committed does not move the fetcher, so fetching it again starts from the beginning."""
+    consumer, inbox, partition = _consumer_over_one_partition("t-served-before-seek", committed)
+
+    async def rebalance() -> None:
+        inbox.clear()
+        await consumer.perform_seek()
+
+    partition.at_fetch, partition.serve_then = 2, rebalance
+    assert await _drained(consumer, inbox) == list(range(committed or 0, END)), \
+        "every record from the committed offset on, once, in order"
+    assert not consumer._gap.get(partition.tp), "no offset may be committed as a gap"
+
+
+@pytest.mark.parametrize("committed", [10, None])
+async def test_a_fetch_served_after_a_rebalance_seek_is_fetched_again(
+        committed: int | None) -> None:
+    """The fetch under way was served after the seek (10-14): the fetcher has moved past them and
+    will not serve them again, so dropping the stale fetch takes a seek of its own; with nothing
+    committed, a seek to the beginning (the test that caught it: a killed worker's partitions)."""
+    consumer, inbox, partition = _consumer_over_one_partition("t-served-after-seek", committed)
+
+    async def rebalance() -> None:
+        inbox.clear()
+        await consumer.perform_seek()
+
+    partition.at_fetch, partition.then_serve = 2, rebalance
+    assert await _drained(consumer, inbox) == list(range(committed or 0, END))
+    assert not consumer._gap.get(partition.tp)
