@@ -26,7 +26,7 @@ import orjson
 from rocksdict import WriteBatch
 
 from app.api.activity_log import LogQuery, identified_share
-from app.person_store import history_indexers, time_key
+from app.person_store import log_entries, time_key
 from app.topics import ACTIVITY_LOG, HISTORY
 from tables.unit import Table, TableSpec
 from tables.store import open_database
@@ -43,7 +43,6 @@ def activity(n: int, people: int) -> tuple[str, dict[str, Any]]:
 
 def fill(tables: dict[str, Table], start: int, stop: int, people: int, partitions: int) -> None:
     db = tables[HISTORY]._db
-    [log_index] = [index for table, index in history_indexers() if table == ACTIVITY_LOG]
     for first in range(start, stop, 50_000):
         batch = WriteBatch(raw_mode=True)
         for n in range(first, min(stop, first + 50_000)):
@@ -52,8 +51,9 @@ def fill(tables: dict[str, Table], start: int, stop: int, people: int, partition
             key = time_key(person, event)
             raw = orjson.dumps(event)
             tables[HISTORY].store(partition).stage_raw(batch, key, raw)
-            for index_key, value in log_index(key, None, raw):
-                tables[ACTIVITY_LOG].store(partition).stage_raw(batch, index_key, value)
+            for index_key, pointer in log_entries(person, event):
+                tables[ACTIVITY_LOG].store(partition).stage_raw(batch, index_key,
+                                                               orjson.dumps(pointer))
         db.write(batch)
 
 

@@ -22,7 +22,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -36,7 +36,7 @@ from tables.store import open_database
 from tables.unit import ChangelogPartition, Table, TableSpec, UnitOfWork
 
 #: The unit of work and table types live in :mod:`tables.unit`; importable from here too.
-__all__ = ["Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]
+__all__ = ["Index", "Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,15 @@ log = logging.getLogger(__name__)
 _POSITION_PREFIX = b"\xff\xffposition\x1f"
 
 
-#: A local-only index of a logged table: one change of the logged table, as ``(key, old JSON,
-#: new JSON)`` (None: absent / deleted), gives the index's writes ``[(key, JSON or None)]``.
-#: Index writes never go to the changelog: every reader derives them as it applies the logged
-#: table's changes, so they cost no changelog records, bytes or recovery time of their own.
-Indexer = Callable[[str, bytes | None, bytes | None], list[tuple[str, bytes | None]]]
+#: How a logged table's local-only indexes follow one of its changes: ``(key, old JSON, new
+#: JSON)`` (None: absent / deleted) gives every index write it implies, ``[(index table, key,
+#: JSON or None)]``. Index writes never go to the changelog: every reader derives them as it
+#: applies the logged table's changes, so they cost no changelog records, bytes or recovery time
+#: of their own.
+Indexer = Callable[[str, bytes | None, bytes | None], list[tuple[str, str, bytes | None]]]
+
+#: A logged table's local indexes: the index tables, and how to derive their writes.
+Index = tuple[tuple[str, ...], Indexer]
 
 
 class OwnershipChanged(RuntimeError):
@@ -59,12 +63,12 @@ class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Sender,
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
                  client_options: dict[str, Any] | None = None,
-                 indexes: dict[str, list[tuple[str, Indexer]]] | None = None) -> None:
+                 indexes: dict[str, Index] | None = None) -> None:
         specs = list(specs)
-        #: logged table → [(an index table, how to derive that index's writes)].
-        self._indexes = indexes or {}
-        self._index_tables = {index for entries in self._indexes.values()
-                              for index, _ in entries}
+        #: logged table → its local indexes.
+        self._indexes = {table: derive for table, (_, derive) in (indexes or {}).items()}
+        self._index_tables = {index for index_tables, _ in (indexes or {}).values()
+                              for index in index_tables}
         # Local state is derived from exactly these changelogs (and has these local indexes):
         # built from others, or without an index added since, it goes and is rebuilt.
         layout = ",".join(sorted({s.changelog_topic for s in specs}))
@@ -266,23 +270,51 @@ class StateManager:
                       position: Position) -> None:
         """Apply one complete unit read from a changelog, with the position it reaches."""
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
         partition = cp[1]
-        staged: dict[tuple[str, str], bytes | None] = {}  # indexed keys written in this batch
+        tables, indexes = self.tables, self._indexes
+        # Each table's key prefix in this partition: a unit's records are written by prefix
+        # and key bytes, without a store object per record.
+        prefixes: dict[str, bytes] = {}
+
+        def prefix_of(table: str) -> bytes:
+            found = prefixes.get(table)
+            if found is None:
+                found = prefixes[table] = tables[table].store(partition).raw_key("")
+            return found
+
+        # An indexed key's value before this change: read for the whole unit at once, then
+        # what the unit's earlier changes of the key wrote.
+        values = self._stored_values(partition, changes)
         for table, key, value in changes:
-            store = self.tables[table].store(partition) if table in self.tables else None
-            if store is None:
+            if table not in tables:
                 continue
-            indexes = self._indexes.get(table)
-            if indexes:
-                old = staged[(table, key)] if (table, key) in staged else store.get_raw(key)
-                staged[(table, key)] = value
-                for index_table, indexer in indexes:
-                    index_store = self.tables[index_table].store(partition)
-                    for index_key, index_value in indexer(key, old, value):
-                        index_store.stage_raw(batch, index_key, index_value)
-            store.stage_raw(batch, key, value)
-        batch.put(_position_key(cp), position.encode())
+            derive = indexes.get(table)
+            if derive is not None:
+                old, values[(table, key)] = values[(table, key)], value
+                for index_table, index_key, index_value in derive(key, old, value):
+                    if index_value is None:
+                        delete(prefix_of(index_table) + index_key.encode())
+                    else:
+                        put(prefix_of(index_table) + index_key.encode(), index_value)
+            if value is None:
+                delete(prefix_of(table) + key.encode())
+            else:
+                put(prefix_of(table) + key.encode(), value)
+        put(_position_key(cp), position.encode())
         self._db.write(batch)
+
+    def _stored_values(self, partition: int, changes: list[Change]
+                       ) -> dict[tuple[str, str], bytes | None]:
+        """The stored values of the indexed keys ``changes`` touch, read in one multi-get."""
+        wanted: dict[tuple[str, str], bytes] = {}
+        for table, key, _ in changes:
+            if table in self._indexes and table in self.tables and (table, key) not in wanted:
+                wanted[(table, key)] = self.tables[table].store(partition).raw_key(key)
+        if not wanted:
+            return {}
+        found = cast("list[bytes | None]", self._db.get(list(wanted.values())))  # a multi-get
+        return dict(zip(wanted, found))
 
     def feed(self, cp: ChangelogPartition, replayer: Replayer, offset: int, key: bytes | None,
              value: bytes | None, epoch: int) -> int:

@@ -97,33 +97,34 @@ class PartitionStore:
     def view(cls, db: Rdict, table: str, partition: int) -> "PartitionStore":
         return cls(db=db, prefix=f"{table}{_SEPARATOR}{partition}{_SEPARATOR}")
 
-    def _key(self, key: str) -> bytes:
+    def raw_key(self, key: str) -> bytes:
+        """``key`` as stored in the shared database (for a multi-get across stores)."""
         return self._raw_prefix + key.encode()
 
     def get(self, key: str) -> Any | None:
-        raw = self._db.get(self._key(key))
+        raw = self._db.get(self.raw_key(key))
         return None if raw is None else orjson.loads(raw)
 
     def get_raw(self, key: str) -> bytes | None:
-        return self._db.get(self._key(key))
+        return self._db.get(self.raw_key(key))
 
     def stage(self, batch: WriteBatch, changes: Mapping[str, Any | None],
               changelog_offset: int | None) -> None:
         """Add ``changes`` (``None`` deletes) and the changelog offset to ``batch``."""
         for key, value in changes.items():
             if value is None:
-                batch.delete(self._key(key))
+                batch.delete(self.raw_key(key))
             else:
-                batch.put(self._key(key), orjson.dumps(value))
+                batch.put(self.raw_key(key), orjson.dumps(value))
         if changelog_offset is not None:
             batch.put(self._offset_key, str(changelog_offset).encode())
 
     def stage_raw(self, batch: WriteBatch, key: str, raw: bytes | None) -> None:
         """Add one already-encoded value (``None`` deletes) to ``batch``."""
         if raw is None:
-            batch.delete(self._key(key))
+            batch.delete(self.raw_key(key))
         else:
-            batch.put(self._key(key), raw)
+            batch.put(self.raw_key(key), raw)
 
     def write(self, changes: Mapping[str, Any | None], changelog_offset: int | None) -> None:
         """Apply ``changes`` and record ``changelog_offset``, atomically."""
@@ -177,7 +178,7 @@ class PartitionStore:
         """Items with ``start <= key < stop`` in key order (keys compare as UTF-8 bytes),
         descending with ``reverse``."""
         width = len(self._raw_prefix)
-        for key, value in self._scan(self._key(start), self._key(stop), reverse):
+        for key, value in self._scan(self.raw_key(start), self.raw_key(stop), reverse):
             yield key[width:].decode(), orjson.loads(value)
 
     def items(self) -> Iterator[tuple[str, Any]]:
