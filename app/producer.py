@@ -12,7 +12,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import BrokerResponseError
+from aiokafka.errors import BrokerResponseError, KafkaTimeoutError
 from aiokafka.partitioner import murmur2
 
 from app.kafka_clients import kafka_client_options
@@ -59,6 +59,8 @@ class Producer:
         # aiokafka binds to the running loop at construction, so it is built in start().
         self._producer: AIOKafkaProducer = None  # type: ignore[assignment]
         self._started = False
+        #: (topic, partition) → held while a batch is handed to aiokafka for it (see _send_batch).
+        self._queues: dict[tuple[str, int], asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def start(self) -> None:
         """Connect. Raises :class:`IdempotenceRefused` when the broker answers the idempotent
@@ -131,11 +133,33 @@ class Producer:
                 metadata = await future
                 for position, index in enumerate(members):
                     offsets[index] = metadata.offset + position
-        except BrokerUnavailable:
-            raise
-        except Exception as exc:  # aiokafka raises a family of errors; the caller needs one
+        except BaseException as exc:
+            for future, _ in pending:  # the caller hears of one failure; the others are handled
+                future.add_done_callback(_retrieve)
+            if isinstance(exc, (BrokerUnavailable, asyncio.CancelledError)) or \
+                    not isinstance(exc, Exception):
+                raise
+            # aiokafka raises a family of errors; the caller needs one
             raise BrokerUnavailable(f"broker did not acknowledge the write: {exc!r}") from exc
         return offsets
 
     async def _send_batch(self, batch, topic: str, partition: int) -> asyncio.Future:
-        return await self._producer.send_batch(batch, topic, partition=partition)
+        """Hand ``batch`` to aiokafka, one writer per partition at a time (in arrival order).
+        aiokafka's accumulator makes a batch wait for the partition's previous one to drain, but
+        counts each wait from the first, so behind a few dozen others a batch was refused long
+        before its timeout (503s under load: tests/integration/test_producer_load.py). Here the
+        queue is ours, and its wait counts once against the producer's request timeout."""
+        queue = self._queues[(topic, partition)]
+        try:
+            await asyncio.wait_for(queue.acquire(), self._options["request_timeout_ms"] / 1000)
+        except asyncio.TimeoutError:
+            raise KafkaTimeoutError("waited a request timeout to hand the batch over") from None
+        try:
+            return await self._producer.send_batch(batch, topic, partition=partition)
+        finally:
+            queue.release()
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()

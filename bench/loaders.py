@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import orjson
@@ -107,6 +108,15 @@ class _RawSender:
             await self.send_envelope(destination)
 
 
+def v2_entity(person: str, item: dict[str, Any]) -> dict[str, Any]:
+    """One workload item as a ``/api/v2/batch`` entity."""
+    if item["op"] == "identify":
+        return {"type": "person", "identifiers": {"id": person}, "action": "identify",
+                "attributes": item["attributes"]}
+    return {"type": "person", "identifiers": {"id": person}, "action": "event", "id": item["id"],
+            "name": item["name"], "timestamp": item["timestamp"], "attributes": item["data"]}
+
+
 @dataclass
 class HttpLoad:
     t_first: float
@@ -117,19 +127,29 @@ class HttpLoad:
 
 
 async def load_http(deployment: Deployment, urls: list[str], workload: Workload,
-                    concurrency: int) -> HttpLoad:
-    """Send the workload through the track API of the workers at ``urls`` (round robin by item).
+                    concurrency: int, batch: int = 0) -> HttpLoad:
+    """Send the workload through the track API of the workers at ``urls`` (round robin by
+    request).
 
     Events are POSTed with their id; identifies are PUT (the server gives them an id: the
-    workload's id stands for it in ``accepted_ids``, identifies are never resent)."""
-    requests = []
-    for i, (person, event_id, item) in enumerate(workload.events):
+    workload's id stands for it in ``accepted_ids``, identifies are never resent). With ``batch``,
+    every ``batch`` items go as one ``POST /api/v2/batch`` (events with their id, identifies as
+    the ``identify`` action)."""
+    requests: list[tuple[str, str, list[str], bytes]] = []
+    if batch:
+        entities = [v2_entity(person, item) for person, _, item in workload.events]
+        ids = [event_id for _, event_id, _ in workload.events]
+        for n, first in enumerate(range(0, len(entities), batch)):
+            requests.append(("POST", f"{urls[n % len(urls)]}/api/v2/batch",
+                             ids[first:first + batch],
+                             orjson.dumps({"batch": entities[first:first + batch]})))
+    for i, (person, event_id, item) in enumerate([] if batch else workload.events):
         base = urls[i % len(urls)]
         if item["op"] == "identify":
-            requests.append(("PUT", f"{base}/api/v1/customers/{person}", event_id,
+            requests.append(("PUT", f"{base}/api/v1/customers/{person}", [event_id],
                              orjson.dumps(item["attributes"])))
         else:
-            requests.append(("POST", f"{base}/api/v1/customers/{person}/events", event_id,
+            requests.append(("POST", f"{base}/api/v1/customers/{person}/events", [event_id],
                              orjson.dumps({k: item[k] for k in
                                            ("id", "name", "type", "data", "timestamp")})))
     headers = {**deployment.track_auth, "Content-Type": "application/json"}
@@ -139,7 +159,7 @@ async def load_http(deployment: Deployment, urls: list[str], workload: Workload,
     pending = iter(requests)
 
     async def client(session: aiohttp.ClientSession) -> None:
-        for method, url, event_id, body in pending:  # one shared iterator: each takes the next
+        for method, url, event_ids, body in pending:  # one shared iterator: each takes the next
             start = time.perf_counter()
             try:
                 async with session.request(method, url, data=body,
@@ -151,7 +171,7 @@ async def load_http(deployment: Deployment, urls: list[str], workload: Workload,
             latencies.append(time.perf_counter() - start)
             statuses[status] += 1
             if status == 200:
-                accepted.append(event_id)
+                accepted.extend(event_ids)
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector,

@@ -221,7 +221,7 @@ class Run:
             return t_first, t_loaded, Expected(workload.unique, workload.resends,
                                                workload.unique_events)
         load = await load_http(self.deployment, [w.url for w in self.workers], workload,
-                               args.concurrency)
+                               args.concurrency, batch=args.http_batch)
         # What to expect follows from the requests accepted, not from those sent.
         distinct = set(load.accepted_ids)
         latencies = sorted(load.latencies)

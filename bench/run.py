@@ -101,6 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "unless given (--quick: 100 segments)")
     parser.add_argument("--events", type=int, help="raw-mode events (default 200,000)")
     parser.add_argument("--http-events", type=int, help="http-mode events (default 50,000)")
+    parser.add_argument("--http-batch", type=int, default=0, metavar="N",
+                        help="http mode: N items per POST /api/v2/batch instead of one request "
+                             "per item")
     parser.add_argument("--people", type=int,
                         help="default 10,000 (100,000 in --mode segments)")
     parser.add_argument("--segments", type=int,
@@ -162,7 +165,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             label += f" @ {args.rate:,.0f}/s"
         runs.append(RunSpec(label + extra, "raw", args.events, single=args.single_records))
     if args.mode in ("http", "both"):
-        runs.append(RunSpec("http" + extra, "http", args.http_events))
+        label = f"http (/api/v2/batch of {args.http_batch})" if args.http_batch else "http"
+        runs.append(RunSpec(label + extra, "http", args.http_events))
     if args.mode == "segments":
         label = f"raw + {args.segments:,} segments"
         if args.rate:
