@@ -13,10 +13,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -133,6 +134,19 @@ class EmbeddedBroker:
                 self.stop()
                 raise BrokerError("embedded broker did not start listening in time")
             time.sleep(0.02)
+
+    def watch(self, on_exit: Callable[[int], None]) -> None:
+        """Call ``on_exit(returncode)`` from a thread if the broker exits before :meth:`stop`.
+        Its log is in memory, so nothing can carry on against a new one: whoever started it
+        stops, and a restart reloads the input log into a fresh broker."""
+        process = self._process
+        assert process is not None
+
+        def wait() -> None:
+            returncode = process.wait()
+            if self._process is process:  # not stopped by us
+                on_exit(returncode)
+        threading.Thread(target=wait, name="embedded-broker-watch", daemon=True).start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         process, self._process = self._process, None

@@ -147,6 +147,28 @@ def _open_input_log(settings: Settings) -> InputLog:
     return input_log
 
 
+#: How long the worker may take to stop on its own once its embedded broker is gone. faust's
+#: graceful stop retries its commits against the missing broker for longer than that (over 20 s
+#: measured); a hard exit loses nothing acknowledged (the input log is on disk, and RocksDB
+#: recovers as after a SIGKILL).
+BROKER_GONE_GRACE_S = 5.0
+
+
+def _stop_for_the_broker(settings: Settings, returncode: int, stopped_for: list[int]) -> None:
+    """The embedded broker exited under a running instance (killed, crashed). Its log was in
+    memory, so the worker cannot go on against anything: stop it, saying so, and exit non-zero.
+    Nothing acknowledged is lost: every accepted input is in the input log on disk, and the
+    next ``eventide up`` loads it into a new broker."""
+    stopped_for.append(returncode)
+    print(f"error: the embedded broker exited ({returncode}); stopping. Run `eventide up` again: "
+          f"it starts a new broker and reloads every accepted input from "
+          f"{settings.input_log_dir}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(BROKER_GONE_GRACE_S)  # a daemon thread: only reached if the worker hangs
+    print("error: the worker did not stop on its own; exiting", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     supplied = settings_from(args)
     # Credentials not in the environment: the ones kept in the data dir, else new ones (kept).
@@ -184,8 +206,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         announce_when_ready(settings, banner(
             settings, supplied, broker_note=where, workers=worker_lines,
             kept_in=settings.data_dir / local_instance.CREDENTIALS_FILE))
+        stopped_for: list[int] = []
+        if broker is not None:
+            broker.watch(lambda returncode: _stop_for_the_broker(settings, returncode,
+                                                                 stopped_for))
         try:
-            return run_worker(settings, input_log)
+            code = run_worker(settings, input_log)
+            return 1 if stopped_for else code
         finally:
             local_instance.remove_instance(settings)
             for process in extra:

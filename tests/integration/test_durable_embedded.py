@@ -187,6 +187,35 @@ async def test_the_broker_dies_with_its_worker_and_a_restart_finds_everything(
 
 
 @pytest.mark.timeout(300)
+async def test_a_broker_that_dies_under_up_stops_it_with_a_clear_error_and_loses_nothing(
+        tmp_path: Path) -> None:
+    """The embedded broker killed under a running ``eventide up`` (its log was in memory): up
+    says so and exits non-zero instead of spinning on connection errors, and the next up
+    finds every acknowledged event."""
+    instance = Instance(tmp_path)
+    acknowledged: list[str] = []
+    try:
+        await instance.up()
+        stop = asyncio.Event()
+        loading = asyncio.ensure_future(load(instance.url, acknowledged, stop))
+        await asyncio.sleep(1.0)
+        os.kill(instance.broker_pid(), signal.SIGKILL)
+        assert instance.process is not None
+        code = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: instance.process.wait(60))  # type: ignore[union-attr]
+        stop.set()
+        await loading
+        assert code == 1
+        errors = [line for line in instance.log.splitlines() if "embedded broker exited" in line]
+        assert len(errors) == 1 and "Run `eventide up` again" in errors[0], instance.log[-2000:]
+        assert acknowledged, "events were acknowledged before the broker died"
+        await instance.up()
+        await assert_all_once(instance, acknowledged)
+    finally:
+        instance.stop()
+
+
+@pytest.mark.timeout(300)
 async def test_an_orphaned_broker_is_stopped_at_start_in_one_line(tmp_path: Path) -> None:
     instance = Instance(tmp_path)
     data = tmp_path / "data"
