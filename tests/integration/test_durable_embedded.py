@@ -10,11 +10,13 @@ in its person's history exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
 import subprocess
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -123,6 +125,20 @@ async def load(url: str, acknowledged: list[str], stop: asyncio.Event, *, client
     return statuses
 
 
+@contextlib.asynccontextmanager
+async def under_load(url: str, acknowledged: list[str], warm_s: float,
+                     tag: str = "") -> AsyncIterator[None]:
+    """Events sent to ``url`` for ``warm_s`` before the body runs, and until it ends."""
+    stop = asyncio.Event()
+    loading = asyncio.ensure_future(load(url, acknowledged, stop, tag=tag))
+    await asyncio.sleep(warm_s)
+    try:
+        yield
+    finally:
+        stop.set()
+        await loading
+
+
 async def assert_all_once(instance: Instance, acknowledged: list[str]) -> None:
     async def check() -> None:
         names = await instance.history_names()
@@ -144,13 +160,9 @@ async def test_sigkill_of_worker_and_broker_five_times_loses_no_acknowledged_eve
     try:
         for round_ in range(5):
             await instance.up()
-            stop = asyncio.Event()
-            loading = asyncio.ensure_future(load(instance.url, acknowledged, stop,
-                                                 tag=str(round_)))
-            await asyncio.sleep(rng.uniform(0.5, 2.5))
-            instance.kill_group()  # power loss: worker and broker at once, mid-load
-            stop.set()
-            await loading
+            async with under_load(instance.url, acknowledged, rng.uniform(0.5, 2.5),
+                                  tag=str(round_)):
+                instance.kill_group()  # power loss: worker and broker at once, mid-load
         assert len(acknowledged) > 200, "the load ran"
         await instance.up()
         assert "restored" in instance.log
@@ -166,15 +178,11 @@ async def test_the_broker_dies_with_its_worker_and_a_restart_finds_everything(
     acknowledged: list[str] = []
     try:
         await instance.up()
-        stop = asyncio.Event()
-        loading = asyncio.ensure_future(load(instance.url, acknowledged, stop))
-        await asyncio.sleep(1.5)
-        broker = instance.broker_pid()
-        assert instance.process is not None
-        instance.process.kill()  # the worker alone (the OOM killer's choice)
-        instance.process.wait(30)
-        stop.set()
-        await loading
+        async with under_load(instance.url, acknowledged, 1.5):
+            broker = instance.broker_pid()
+            assert instance.process is not None
+            instance.process.kill()  # the worker alone (the OOM killer's choice)
+            instance.process.wait(30)
 
         async def broker_gone() -> None:
             assert not Path(f"/proc/{broker}").exists() or \
@@ -196,15 +204,12 @@ async def test_a_broker_that_dies_under_up_stops_it_with_a_clear_error_and_loses
     acknowledged: list[str] = []
     try:
         await instance.up()
-        stop = asyncio.Event()
-        loading = asyncio.ensure_future(load(instance.url, acknowledged, stop))
-        await asyncio.sleep(1.0)
-        os.kill(instance.broker_pid(), signal.SIGKILL)
-        assert instance.process is not None
-        code = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: instance.process.wait(60))  # type: ignore[union-attr]
-        stop.set()
-        await loading
+        async with under_load(instance.url, acknowledged, 1.0):
+            os.kill(instance.broker_pid(), signal.SIGKILL)
+            process = instance.process
+            assert process is not None
+            code = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: process.wait(60))
         assert code == 1
         errors = [line for line in instance.log.splitlines() if "embedded broker exited" in line]
         assert len(errors) == 1 and "Run `eventide up` again" in errors[0], instance.log[-2000:]
