@@ -140,6 +140,8 @@ class BulkConsumer(faust_aiokafka.Consumer):
     judged a redelivery, which is idempotent."""
 
     #: Bumped when a seek begins and when it ends, so a fetch can tell that one overlapped it.
+    #: Every seek of this consumer is a ``perform_seek`` (faust's rebalances, its ``getmany``
+    #: with the flow stopped, and :meth:`seek_again`); nothing calls ``seek`` on it.
     seeks = 0
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -183,8 +185,8 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     return flowing() and self.seeks == seeks
 
                 for inbox, messages in batches.values():
-                    if not await inbox.put_many(messages, current) and self.seeks != seeks:
-                        break
+                    if not await inbox.put_many(messages, current):
+                        break  # the rest is refused too: a seek comes before the flow resumes
                 if self.seeks != seeks and flowing():
                     # The fetch was stale: fetch it all again. (With the flow stopped, a
                     # rebalance is under way, and it seeks before the flow resumes.)
@@ -223,13 +225,6 @@ class BulkConsumer(faust_aiokafka.Consumer):
         self.seeks += 1
         try:
             await super().perform_seek()
-        finally:
-            self.seeks += 1
-
-    async def seek(self, partition: Any, offset: int) -> None:
-        self.seeks += 1
-        try:
-            await super().seek(partition, offset)
         finally:
             self.seeks += 1
 

@@ -136,9 +136,8 @@ class Producer:
         except BaseException as exc:
             for future, _ in pending:  # the caller hears of one failure; the others are handled
                 future.add_done_callback(_retrieve)
-            if isinstance(exc, (BrokerUnavailable, asyncio.CancelledError)) or \
-                    not isinstance(exc, Exception):
-                raise
+            if not isinstance(exc, Exception) or isinstance(exc, BrokerUnavailable):
+                raise  # a cancellation, or already the caller's error
             # aiokafka raises a family of errors; the caller needs one
             raise BrokerUnavailable(f"broker did not acknowledge the write: {exc!r}") from exc
         return offsets
