@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Sequence
@@ -13,13 +14,15 @@ from app.bulk_fetch import Inbox, bulk_inbox
 
 from app.model import DecodeError, decode_envelope
 from app.runtime import Runtime
-from tables.state import UnitOfWork
+from tables.state import OwnershipChanged, UnitOfWork
 
 #: (record, partition, offset, index within the record, item)
 Located = tuple[EventT, int, int, int, dict[str, Any]]
 
 #: id(event) → the record's items, or why it cannot be decoded: each record is decoded once.
 Decoded = dict[int, "list[dict[str, Any]] | DecodeError"]
+
+log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[Runtime, Sequence[EventT], Decoded | None], Awaitable[None]]
 
@@ -62,6 +65,14 @@ async def run(stream: StreamT, rt: Runtime, handle: BatchHandler) -> None:
     inbox = bulk_inbox(stream.app, stream)
     takes = (InboxTakes(inbox, stream.app, limit) if inbox is not None
              else StreamTakes(stream, limit, settings.batch_within_s))
+    await consume(takes, rt, handle, limit)
+
+
+async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, handle: BatchHandler,
+                  limit: TakeLimit) -> None:
+    """Hand every take to ``handle`` unit by unit; acknowledge what was committed in the
+    generation it was fetched in, and nothing else."""
+    settings = rt.settings
     async for events in takes:
         decoded = decode_all(events)
         limit.adapt(len(events), sum(len(items) if isinstance(items, list) else 1
@@ -69,9 +80,18 @@ async def run(stream: StreamT, rt: Runtime, handle: BatchHandler) -> None:
         for unit in units_of(events, decoded, settings.unit_max_items):
             if not takes.flowing():
                 break  # a rebalance began: the rest is fetched again from the committed offsets
+            if not takes.current(unit):
+                continue  # fetched before the last rebalance (faust's streams skip these too)
             takes.begin(unit)
-            await handle(rt, unit, decoded)
-            takes.done(unit)
+            try:
+                await handle(rt, unit, decoded)
+            except OwnershipChanged as exc:
+                log.warning("%s: its inputs are left unacknowledged, to be processed again "
+                            "from the committed offsets", exc)
+                takes.drop(unit)
+                break
+            if not takes.done(unit):
+                break  # committed across a rebalance: they come again, as redeliveries
             # Committed: requests waiting to read their writes may now see these records.
             rt.applied.advance(unit)
 
@@ -92,11 +112,17 @@ class StreamTakes:
     def flowing(self) -> bool:
         return True
 
+    def current(self, unit: Sequence[EventT]) -> bool:
+        return True
+
+    def drop(self, unit: Sequence[EventT]) -> None:
+        pass
+
     def begin(self, unit: Sequence[EventT]) -> None:
         pass
 
-    def done(self, unit: Sequence[EventT]) -> None:
-        pass
+    def done(self, unit: Sequence[EventT]) -> bool:
+        return True
 
 
 class Fetched:
@@ -131,15 +157,38 @@ class InboxTakes:
     def flowing(self) -> bool:
         return bool(self._app.consumer.flowing())
 
+    def current(self, unit: Sequence[Fetched]) -> bool:
+        """The unit's records were fetched in the group generation now running. A take
+        outlives a rebalance that begins and ends while one of its units commits; its other
+        records are the previous generation's, which faust's own streams skip too (their
+        partitions may be another worker's now, and they are fetched again where they are
+        owned)."""
+        generation = self._app.consumer_generation_id
+        return all(event.message.generation_id == generation for event in unit)
+
     def begin(self, unit: Sequence[Fetched]) -> None:
         track = self._app.consumer.track_message
         for event in unit:
             track(event.message)
 
-    def done(self, unit: Sequence[Fetched]) -> None:
+    def drop(self, unit: Sequence[Fetched]) -> None:
+        """Neither acknowledge nor keep tracking: a later rebalance must not wait for these."""
+        unacked = self._app.consumer._unacked_messages
+        for event in unit:
+            unacked.discard(event.message)
+
+    def done(self, unit: Sequence[Fetched]) -> bool:
+        """Acknowledge a committed unit, unless a rebalance ran while it was committed: faust
+        has then forgotten its offsets and sought back before them, so the records come again
+        (redeliveries) and an acknowledgement now would be counted against the new ones."""
+        generation = self._app.consumer_generation_id
+        if any(event.message.generation_id != generation for event in unit):
+            self.drop(unit)
+            return False
         ack = self._app.consumer.ack
         for event in unit:
             ack(event.message)
+        return True
 
 
 def decode_all(events: Sequence[EventT]) -> Decoded:

@@ -22,7 +22,7 @@ from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.topics import ALIASES, Topics
 from app.segments.catalog import SegmentCatalog
-from tables.state import OwnershipChanged, StateManager, UnitOfWork
+from tables.state import StateManager, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,9 @@ class Runtime:
 
         Giving up would let faust acknowledge the batch (its ``take`` acks in a ``finally``), which
         is silent loss. So a worker that cannot persist keeps trying and, if it is being stopped
-        meanwhile, exits hard: its inputs stay uncommitted and are redelivered.
+        meanwhile, exits hard: its inputs stay uncommitted and are redelivered. A unit whose
+        partition changed hands meanwhile raises :class:`tables.state.OwnershipChanged`: the agent leaves its
+        inputs unacknowledged (``agents/batches.py``).
         """
         delay = 0.2
         while True:
@@ -120,6 +122,4 @@ class Runtime:
             except asyncio.CancelledError:
                 log.error("stopped while a batch was uncommitted; exiting so it is redelivered")
                 os._exit(3)
-            except OwnershipChanged as exc:
-                log.error("%s; exiting so its inputs are redelivered", exc)
-                os._exit(3)
+

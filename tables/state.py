@@ -56,7 +56,9 @@ Index = tuple[tuple[str, ...], Indexer]
 
 
 class OwnershipChanged(RuntimeError):
-    """A partition was revoked and assigned back while a unit of it was being committed."""
+    """A partition was revoked while a unit of it was being committed: the unit's writes are
+    in its changelog (or voided there by the next owner's fence), not in local state, and its
+    inputs must not be acknowledged."""
 
 
 class StateManager:
@@ -149,23 +151,24 @@ class StateManager:
         unit_end = {(r.topic, r.partition): offset for r, offset in zip(records, offsets)
                     if r.key == UNIT_KEY}
         batch = WriteBatch(raw_mode=True)
+        changed_hands: list[ChangelogPartition] = []
         for cp, writes in by_changelog.items():
             if self._tenures[cp] != unit.tenures.get(cp, 0):
-                if cp in self._epochs:
-                    # Revoked and assigned back while in flight: the new tenure's fence may
-                    # have voided this unit, yet faust would commit its inputs.
-                    raise OwnershipChanged(f"{cp[0]}[{cp[1]}] changed hands during a unit")
-                # Revoked while in flight: faust discards the inputs' commit (they are
-                # redelivered to the new owner), and local state must not run ahead of what
-                # the changelog holds for a later recovery here.
+                # Revoked while in flight (and maybe assigned back and fenced: the fence may
+                # have voided this unit). Local state must not run ahead of what the changelog
+                # holds for a recovery here; the changelog has the unit or voids it.
                 self.skipped_local_writes += 1
-                log.warning("%s[%d] was revoked during a unit; its writes are left to the "
-                            "changelog", *cp)
+                changed_hands.append(cp)
                 continue
             for table, key, raw in (*writes, *local_only.get(cp, ())):
                 self.tables[table].store(cp[1]).stage_raw(batch, key, raw)
             batch.put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
+        if changed_hands:
+            # The unit's inputs must not be acknowledged: the rebalance's seek went back to
+            # before them, and they are processed again by whoever owns them now.
+            raise OwnershipChanged(", ".join(f"{t}[{p}]" for t, p in changed_hands)
+                                   + " changed hands during a unit")
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no unit is being committed (partitions are about to change hands)."""

@@ -8,7 +8,28 @@ from typing import AsyncIterator, Iterator
 import pytest
 
 from app.broker import EmbeddedBroker
+from app.testing import harness
 from tests.support.harness import Deployment, Worker, free_port
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test's report shows the log of every worker that exited on its own: CI keeps
+    only what the test run prints."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when == "teardown":
+        started, harness.STARTED[:] = list(harness.STARTED), []
+    else:
+        started = list(harness.STARTED)
+    if not report.failed:
+        return
+    for worker in started:
+        worker._note_exit()
+        if worker.exited_on_its_own is not None:
+            report.sections.append(
+                (f"worker {worker.name} exited on its own (status {worker.exited_on_its_own})",
+                 worker.tail(80)))
 
 
 @pytest.fixture(scope="session")

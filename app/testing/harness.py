@@ -116,11 +116,18 @@ class Deployment:
         return {"Authorization": "Bearer " + self.settings.app_key}
 
 
+#: Every worker a test started, for the report of a failed test (tests/conftest.py).
+STARTED: list["Worker"] = []
+
+
 class Worker:
     """An ``eventide worker`` process."""
 
     def __init__(self, deployment: Deployment, name: str = "worker", **env: str) -> None:
         self.deployment = deployment
+        self.name = name
+        #: The exit status of a worker that stopped before the test stopped it.
+        self.exited_on_its_own: int | None = None
         self.log_path = deployment.root / f"{name}.log"
         self._env = deployment.env(**env)
         self.process: subprocess.Popen | None = None
@@ -133,21 +140,33 @@ class Worker:
         self.process = subprocess.Popen([EVENTIDE, "worker"], env=self._env, cwd=REPO,
                                         stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
+        STARTED.append(self)
         return self
+
+    def _note_exit(self) -> bool:
+        """Whether the process still runs; a status it left on its own is kept for reports."""
+        if self.process is None:
+            return False
+        status = self.process.poll()
+        if status is not None and self.exited_on_its_own is None:
+            self.exited_on_its_own = status
+        return status is None
 
     async def wait_ready(self, timeout_s: float = 60.0) -> None:
         assert self.process is not None
         await wait_healthy(self.url, self.process, self.tail, timeout_s=timeout_s)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self._note_exit():
+            assert self.process is not None
             self.process.send_signal(sig)
             self.process.wait(30)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), hard kill if it does not finish in time."""
-        if self.process is None or self.process.poll() is not None:
+        if not self._note_exit():
             return
+        assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(30)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
 import pytest
@@ -35,6 +35,7 @@ from app.settings import Settings
 from app.topics import ACTIVITY_LOG, DEDUP, HISTORY, MEMBERSHIP, SEGMENT_MEMBERS
 from app.wiring import create_app
 from tables.changelog import Position
+from tables.state import OwnershipChanged
 from tests.agents.agent_harness import person_table
 from tests.agents.pipeline_sim import Event, Message
 
@@ -112,8 +113,13 @@ class Worker:
         #: Changelog records still acknowledged before the crash (None: no crash).
         self.crash_after: int | None = None
         self.changelog_records = 0
+        #: Runs once, when a unit's changelog records are about to be sent (a rebalance then).
+        self.before_changelog: Callable[[], Awaitable[None]] | None = None
 
     async def _send_all(self, records: Sequence[OutRecord]) -> list[int]:
+        if self.before_changelog is not None and any(".changelog." in r.topic for r in records):
+            hook, self.before_changelog = self.before_changelog, None
+            await hook()
         offsets = []
         for record in records:
             if ".changelog." in record.topic:
@@ -264,3 +270,63 @@ async def test_a_deposed_owner_s_writes_after_the_fence_are_void(tmp_path: Path)
     finally:
         for worker in (a, b, c):
             worker.close()
+
+
+@pytest.mark.parametrize("fenced", ["before the unit's records", "after them"])
+async def test_a_unit_whose_partition_changes_hands_and_comes_back_is_processed_again(
+        tmp_path: Path, fenced: str) -> None:
+    """A rebalance runs while a unit commits, and gives its partition back to the same worker,
+    which recovers it and fences it. The unit is abandoned, not fatal: it writes nothing
+    locally and its commit raises, so the agent leaves its inputs unacknowledged; the
+    redelivered inputs (the rebalance sought back before them) are processed once, whichever
+    side of the fence the unit's records fell on. (The worker used to exit here.)"""
+    broker = Broker()
+    a = Worker(tmp_path / "a", broker)
+    topic = a.rt.topics.person_events.name
+    try:
+        await a.deliver(0, LOG[0])
+
+        async def rebalance() -> None:
+            a.rt.state.forget(topic, [0])
+            a.rt.state.generation = 7
+            await a.rt.state.ensure_recovered(topic, [0])
+
+        if fenced == "before the unit's records":
+            a.before_changelog = rebalance
+            with pytest.raises(OwnershipChanged, match="changed hands during a unit"):
+                await a.deliver(1, LOG[1])
+            assert a.rt.state.void_records == 0
+        else:
+            sent = a.rt.producer.send_all
+
+            async def then_rebalance(records: Sequence[OutRecord]) -> list[int]:
+                offsets = await sent(records)
+                if any(".changelog." in r.topic for r in records):
+                    a.rt.producer.send_all = sent  # type: ignore[method-assign]
+                    await rebalance()
+                return offsets
+            a.rt.producer.send_all = then_rebalance  # type: ignore[method-assign]
+            with pytest.raises(OwnershipChanged):
+                await a.deliver(1, LOG[1])
+        assert a.rt.state.skipped_local_writes == 1
+        before = a.table(DEDUP, "p0") or {}
+        if fenced == "before the unit's records":
+            assert event(2, "", "")["id"] not in before, "nothing of the void unit is local"
+        else:
+            assert event(2, "", "")["id"] in before, "recovery applied the unit it read whole"
+        for offset in (1, 2, 3):  # offset 1 comes again: it was never acknowledged
+            await a.deliver(offset, LOG[offset])
+        last = check_changes(broker.changes)
+        assert last == {("p0", SEGMENT): "entered", ("p1", SEGMENT): "entered"}
+        check_final(a)
+        # what the changelog holds is what this worker holds: a new owner recovers the same
+        c = Worker(tmp_path / "c", broker)
+        try:
+            await c.rt.state.ensure_recovered(topic, [0])
+            for table in (HISTORY, DEDUP, MEMBERSHIP):
+                for person in ("p0", "p1"):
+                    assert c.table(table, person) == a.table(table, person), (table, person)
+        finally:
+            c.close()
+    finally:
+        a.close()

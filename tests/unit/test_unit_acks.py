@@ -1,0 +1,154 @@
+"""What an agent acknowledges (agents.batches.consume over InboxTakes): a unit committed in the
+generation its records were fetched in, and nothing else. A rebalance that runs while a unit
+commits leaves that unit, and the rest of its take, unacknowledged and untracked: faust has
+forgotten their offsets and sought back before them, so they come again. A unit whose partition
+changed hands during its commit (``OwnershipChanged``) is abandoned the same way, and the agent
+carries on with the next take. No broker: the consumer is a stand-in that records acks."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+from agents.batches import InboxTakes, TakeLimit, consume
+from app.bulk_fetch import Inbox
+from app.model import encode_envelope
+from tables.state import OwnershipChanged
+
+
+@dataclass(eq=False)
+class Msg:
+    offset: int
+    generation_id: int
+    topic: str = "person.events"
+    partition: int = 0
+    key: bytes = b"k"
+    value: bytes = encode_envelope([{"op": "event"}])
+
+
+@dataclass
+class Consumer:
+    acked: list[int] = field(default_factory=list)
+    _unacked_messages: set[Msg] = field(default_factory=set)
+    flow: bool = True
+
+    def flowing(self) -> bool:
+        return self.flow
+
+    def track_message(self, message: Msg) -> None:
+        self._unacked_messages.add(message)
+
+    def ack(self, message: Msg) -> None:
+        self._unacked_messages.discard(message)
+        self.acked.append(message.offset)
+
+
+class FlowControl:
+    async def acquire(self) -> None:
+        pass
+
+
+class App:
+    def __init__(self) -> None:
+        self.consumer = Consumer()
+        self.consumer_generation_id = 1
+        self.flow_control = FlowControl()
+
+
+class Applied:
+    def __init__(self) -> None:
+        self.offsets: list[int] = []
+
+    def advance(self, events: Sequence[Any]) -> None:
+        self.offsets.extend(e.message.offset for e in events)
+
+
+async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]],
+                    units: int) -> Applied:
+    """Run the agent loop (units of one record) until ``units`` units were handed over."""
+    applied = Applied()
+    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied)
+    limit = TakeLimit(100, floor=100, items=1)
+    task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt, handle,  # type: ignore[arg-type]
+                                         limit))
+    try:
+        for _ in range(200):
+            if len(handled) >= units:
+                break
+            await asyncio.sleep(0.005)
+        assert len(handled) >= units, handled
+        await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return applied
+
+
+async def test_a_unit_committed_in_its_generation_is_acknowledged() -> None:
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        handled.append([e.message.offset for e in unit])
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1)], lambda: True)
+    applied = await run_until(app, inbox, handle, handled, 2)
+    assert handled == [[0], [1]]
+    assert app.consumer.acked == [0, 1] and applied.offsets == [0, 1]
+    assert not app.consumer._unacked_messages
+
+
+async def test_a_rebalance_during_a_commit_leaves_the_unit_and_the_rest_of_its_take() -> None:
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        handled.append([e.message.offset for e in unit])
+        if unit[0].message.offset == 1 and unit[0].message.generation_id == 1:
+            app.consumer_generation_id = 2  # a rebalance ran while this unit committed
+            # ...and the seek back to the committed offset fetches 1 and 2 again
+            await inbox.put_many([Msg(1, 2), Msg(2, 2)], lambda: True)
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1), Msg(2, 1)], lambda: True)
+    applied = await run_until(app, inbox, handle, handled, 4)
+    # offset 2 of the old take is never handled; 1 and 2 come again in generation 2
+    assert handled == [[0], [1], [1], [2]]
+    assert app.consumer.acked == [0, 1, 2]
+    assert applied.offsets == [0, 1, 2]
+    assert not app.consumer._unacked_messages, "a later rebalance must not wait for them"
+
+
+async def test_a_unit_whose_partition_changed_hands_is_abandoned_and_the_agent_goes_on() -> None:
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        offset = unit[0].message.offset
+        handled.append([offset])
+        if offset == 1 and unit[0].message.generation_id == 1:
+            app.consumer_generation_id = 2
+            await inbox.put_many([Msg(1, 2)], lambda: True)
+            raise OwnershipChanged("person.events.changelog[0] changed hands during a unit")
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1), Msg(2, 1)], lambda: True)
+    applied = await run_until(app, inbox, handle, handled, 3)
+    assert handled == [[0], [1], [1]]
+    assert app.consumer.acked == [0, 1] and applied.offsets == [0, 1]
+    assert not app.consumer._unacked_messages
+
+
+async def test_records_of_an_older_generation_are_never_handled() -> None:
+    app, inbox = App(), Inbox()
+    app.consumer_generation_id = 3
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        handled.append([e.message.offset for e in unit])
+
+    # taken after a rebalance that did not clear them (its records were already in the take)
+    await inbox.put_many([Msg(5, 2), Msg(6, 2)], lambda: True)
+    await inbox.put_many([Msg(5, 3)], lambda: True)
+    await run_until(app, inbox, handle, handled, 1)
+    assert handled == [[5]] and app.consumer.acked == [5]
