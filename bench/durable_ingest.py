@@ -22,11 +22,12 @@ from pathlib import Path
 
 import aiohttp
 
+from app.testing.harness import basic_auth
 from bench.instance import running_instance
 
 
 async def load(url: str, requests: int, concurrency: int) -> dict[str, float]:
-    auth = aiohttp.BasicAuth("s", "k")
+    auth = basic_auth("s", "k")
     latencies: list[float] = []
     failed = 0
     remaining = iter(range(requests))
@@ -37,7 +38,7 @@ async def load(url: str, requests: int, concurrency: int) -> dict[str, float]:
             started = time.perf_counter()
             async with session.post(f"{url}/api/v1/customers/p{n % 1000}/events",
                                     json={"name": "bench", "data": {"n": n}},
-                                    auth=auth) as response:
+                                    headers=auth) as response:
                 await response.read()
                 if response.status == 200:
                     latencies.append(time.perf_counter() - started)

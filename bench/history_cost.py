@@ -28,10 +28,11 @@ from typing import Any
 
 import aiohttp
 
+from app.testing.harness import basic_auth
 from bench.instance import running_instance
 
 DAY_S = 86_400
-AUTH = aiohttp.BasicAuth("s", "k")
+AUTH = basic_auth("s", "k")
 BEARER = {"Authorization": "Bearer a"}
 SEGMENTS = {
     "viewed-recently": {"name": "viewed in 30 days",
@@ -70,7 +71,7 @@ async def paced(session: aiohttp.ClientSession, url: str, people: list[str], rat
         body = {"name": "viewed", "data": {"page": "pricing" if n % 2 else "home"},
                 "timestamp": now_s - n}
         async with session.post(f"{url}/api/v1/customers/{person}/events", json=body,
-                                auth=AUTH) as response:
+                                headers=AUTH) as response:
             assert response.status == 200, await response.text()
         await asyncio.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
 
@@ -91,7 +92,7 @@ async def one_tree(tree: Path | None, args: argparse.Namespace) -> dict[str, Any
                       "attributes": {"page": "pricing" if n % 3 == 0 else "docs"}}
                      for n in range(first, min(args.stored, first + 500))]
             async with session.post(f"{url}/api/v2/batch", json={"batch": batch},
-                                    auth=AUTH) as response:
+                                    headers=AUTH) as response:
                 assert response.status == 200, await response.text()
         await wait_processed(session, url, args.stored)
         await asyncio.sleep(2)

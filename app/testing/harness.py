@@ -55,6 +55,12 @@ async def wait_healthy(url: str, process: subprocess.Popen, tail: Callable[[], s
     raise AssertionError("not ready in time:\n" + tail())
 
 
+def basic_auth(site_id: str, api_key: str) -> dict[str, str]:
+    """The track API's credentials as a header (aiohttp's ``BasicAuth`` is deprecated)."""
+    token = base64.b64encode(f"{site_id}:{api_key}".encode())
+    return {"Authorization": "Basic " + token.decode()}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,8 +114,7 @@ class Deployment:
 
     @property
     def track_auth(self) -> dict[str, str]:
-        token = base64.b64encode(f"{self.settings.site_id}:{self.settings.api_key}".encode())
-        return {"Authorization": "Basic " + token.decode()}
+        return basic_auth(self.settings.site_id, self.settings.api_key)
 
     @property
     def app_auth(self) -> dict[str, str]:

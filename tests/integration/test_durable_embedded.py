@@ -24,12 +24,12 @@ import orjson
 import pytest
 
 from app.broker import EmbeddedBroker
-from tests.support.harness import EVENTIDE, eventually, free_port, wait_healthy
+from tests.support.harness import EVENTIDE, basic_auth, eventually, free_port, wait_healthy
 
 pytestmark = pytest.mark.integration
 
 PEOPLE = [f"p{n}" for n in range(12)]
-AUTH = aiohttp.BasicAuth("s", "k")
+AUTH = basic_auth("s", "k")
 
 
 class Instance:
@@ -114,7 +114,7 @@ async def load(url: str, acknowledged: list[str], stop: asyncio.Event, *, client
                 i += 1
                 try:
                     async with session.post(f"{url}/api/v1/customers/{rng.choice(PEOPLE)}/events",
-                                            json={"name": name}, auth=AUTH) as response:
+                                            json={"name": name}, headers=AUTH) as response:
                         statuses[response.status] += 1
                         if response.status == 200:
                             acknowledged.append(name)
@@ -256,7 +256,7 @@ async def test_a_full_disk_answers_503_and_loses_nothing_acknowledged(tmp_path: 
             assert len(acknowledged) > 50
             async with aiohttp.ClientSession() as session:
                 async with session.post(f"{instance.url}/api/v1/customers/p1/events",
-                                        json={"name": "late"}, auth=AUTH) as response:
+                                        json={"name": "late"}, headers=AUTH) as response:
                     assert response.status == 503, response.status
                     body = await response.json()
                     assert "disk" in str(body).lower()

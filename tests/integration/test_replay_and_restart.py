@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from app.topics import people_changelog
-from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, eventually, free_port,
-                                   read_topic)
+from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, basic_auth, eventually,
+                                   free_port, read_topic)
 
 pytestmark = pytest.mark.integration
 
@@ -201,13 +201,13 @@ async def test_embedded_mode_survives_a_graceful_restart(tmp_path: Path) -> None
     first = await up()
     try:
         async with aiohttp.ClientSession() as session:
-            auth = aiohttp.BasicAuth("s", "k")
+            auth = basic_auth("s", "k")
             for person, name in (("a", "x"), ("b", "y"), ("a", "z")):
                 async with session.post(f"{url}/api/v1/customers/{person}/events",
-                                        json={"name": name}, auth=auth) as response:
+                                        json={"name": name}, headers=auth) as response:
                     assert response.status == 200
             async with session.put(f"{url}/api/v1/customers/a", json={"plan": "pro"},
-                                   auth=auth) as response:
+                                   headers=auth) as response:
                 assert response.status == 200
 
             async def stored() -> list:
