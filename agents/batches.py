@@ -181,8 +181,7 @@ class InboxTakes:
         """Acknowledge a committed unit, unless a rebalance ran while it was committed: faust
         has then forgotten its offsets and sought back before them, so the records come again
         (redeliveries) and an acknowledgement now would be counted against the new ones."""
-        generation = self._app.consumer_generation_id
-        if any(event.message.generation_id != generation for event in unit):
+        if not self.current(unit):
             self.drop(unit)
             return False
         ack = self._app.consumer.ack

@@ -107,8 +107,8 @@ class Runtime:
         Giving up would let faust acknowledge the batch (its ``take`` acks in a ``finally``), which
         is silent loss. So a worker that cannot persist keeps trying and, if it is being stopped
         meanwhile, exits hard: its inputs stay uncommitted and are redelivered. A unit whose
-        partition changed hands meanwhile raises :class:`tables.state.OwnershipChanged`: the agent leaves its
-        inputs unacknowledged (``agents/batches.py``).
+        partition changed hands meanwhile raises :class:`tables.state.OwnershipChanged`: the
+        agent leaves its inputs unacknowledged (``agents/batches.py``).
         """
         delay = 0.2
         while True:
@@ -122,4 +122,3 @@ class Runtime:
             except asyncio.CancelledError:
                 log.error("stopped while a batch was uncommitted; exiting so it is redelivered")
                 os._exit(3)
-

@@ -25,7 +25,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if not report.failed:
         return
     for worker in started:
-        worker._note_exit()
+        worker.running()
         if worker.exited_on_its_own is not None:
             report.sections.append(
                 (f"worker {worker.name} exited on its own (status {worker.exited_on_its_own})",

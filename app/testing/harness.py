@@ -148,8 +148,9 @@ class Worker:
         STARTED.append(self)
         return self
 
-    def _note_exit(self) -> bool:
-        """Whether the process still runs; a status it left on its own is kept for reports."""
+    def running(self) -> bool:
+        """Whether the process still runs; the status of one that exited before the test
+        stopped it is kept in :attr:`exited_on_its_own` for the report of a failed test."""
         if self.process is None:
             return False
         status = self.process.poll()
@@ -162,14 +163,14 @@ class Worker:
         await wait_healthy(self.url, self.process, self.tail, timeout_s=timeout_s)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self._note_exit():
+        if self.running():
             assert self.process is not None
             self.process.send_signal(sig)
             self.process.wait(30)
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM), hard kill if it does not finish in time."""
-        if not self._note_exit():
+        if not self.running():
             return
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)

@@ -32,10 +32,9 @@ class Msg:
 class Consumer:
     acked: list[int] = field(default_factory=list)
     _unacked_messages: set[Msg] = field(default_factory=set)
-    flow: bool = True
 
     def flowing(self) -> bool:
-        return self.flow
+        return True
 
     def track_message(self, message: Msg) -> None:
         self._unacked_messages.add(message)
