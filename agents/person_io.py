@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-import orjson
 
 from app.core import history, identity, membership, publishing
 from app.core.activation import segment_state as activation_state
@@ -24,6 +23,7 @@ from app.segments.definition import Segment
 from app.topics import (EVENT_NAMES, HISTORY_SIZE, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
                         SEGMENT_STATE, TIMERS)
 from tables.state import UnitOfWork
+from app.json_bytes import json_bytes
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class PersonIO:
                 self.count_name(partition, output.name, output.timestamp)
             elif isinstance(output, Trigger):
                 self.send(self.rt.topics.campaign_triggers.name, partition, person,
-                          orjson.dumps(output.record))
+                          json_bytes(output.record))
                 counters["triggers:sent"] += 1
             elif isinstance(output, Changed):
                 self.publish(partition, output.change, output.segment)

@@ -154,6 +154,8 @@ GAUGE_HELP = {
     "event_loop_lag_seconds": "How late the event loop last woke a 50 ms timer: how long a "
                               "piece of work held it.",
     "event_loop_lag_max_seconds": "The worst event-loop stall since start (same measure).",
+    "heap_trims": "Times freed C-heap memory was handed back to the OS (malloc_trim).",
+    "heap_trim_seconds": "Time those trims held the event loop, in all.",
     "consumer_lag": "Records in an assigned partition not yet committed by this worker "
                     "(high-watermark minus committed offset).",
 }

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import orjson
+from app.json_bytes import json_bytes
 
 Item = dict[str, Any]
 
@@ -40,7 +41,7 @@ class DecodeError(ValueError):
 
 
 def encode_envelope(items: Iterable[Item]) -> bytes:
-    return orjson.dumps({"items": list(items)})
+    return json_bytes({"items": list(items)})
 
 
 #: A record's items are processed in one unit of work, so one record bounds a unit from below:

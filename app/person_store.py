@@ -36,6 +36,7 @@ from app.core import history
 from app.core.dedup import Entry
 from app.core.person import Step
 from app.topics import ACTIVITY_LOG, DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
+from app.json_bytes import json_bytes
 
 Activity = dict[str, Any]
 SEP = "\x1f"
@@ -342,7 +343,7 @@ def history_index() -> tuple[tuple[str, ...], Callable[[str, bytes | None, bytes
                 for index_key, value in entries(person, activity):
                     raw = encoded.get(id(value))
                     if raw is None:
-                        raw = encoded[id(value)] = orjson.dumps(value)
+                        raw = encoded[id(value)] = json_bytes(value)
                     writes.append((table, index_key, raw))
         return writes
     return tuple(table for table, _ in indexes), derive

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.clock import Clock
+from app.heap import HeapTrimmer
 from app.ingest.batcher import IngestBatcher
 from app.metrics import LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
@@ -57,6 +58,8 @@ class Runtime:
     #: some piece of work held the loop (HTTP, heartbeats and commits all wait that long).
     loop_lag_s: float = 0.0
     loop_lag_max_s: float = 0.0
+    #: Gives freed C-heap memory back to the OS (a no-op off glibc); set at wiring.
+    heap: HeapTrimmer = field(default_factory=lambda: HeapTrimmer(None))
     #: How far this worker's agents applied each input partition (read-your-writes waits on it).
     applied: Applied = field(default_factory=Applied)
     #: When a prune of each person's dedup ids can next forget anything (a cache).

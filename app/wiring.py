@@ -15,6 +15,7 @@ from app.api.server import WebServer
 from app.bulk_fetch import BulkTransport, fetch_in_bulk
 from app.clock import Clock, SystemClock
 from app.consumer_lag import faust_lag_probe
+from app.heap import HeapTrimmer, glibc, keep_trimmed
 from app.ingest.batcher import IngestBatcher
 from app.kafka_clients import faust_credentials, kafka_client_options
 from app.ops import replay
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 #: Allocations between young-generation collections (CPython's default is 700).
 GC_YOUNG_THRESHOLD = 50_000
+#: How often a worker looks whether its C heap holds freed memory to give back (app/heap.py);
+#: EVENTIDE_HEAP_TRIM_INTERVAL_MS=0 turns it off.
+HEAP_TRIM_INTERVAL_MS = 1_000
 
 
 def tune_garbage_collector() -> None:
@@ -63,6 +67,7 @@ class EventideApp(faust.App):
     _revocations_task: asyncio.Future | None = None
     _started_task: asyncio.Future | None = None
     _loop_lag_task: asyncio.Future | None = None
+    _heap_task: asyncio.Future | None = None
     _input_log_task: asyncio.Future | None = None
 
     def _new_transport(self) -> Any:
@@ -87,6 +92,7 @@ class EventideApp(faust.App):
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
         self._loop_lag_task = asyncio.ensure_future(rt.watch_loop_lag())
+        self._heap_task = asyncio.ensure_future(keep_trimmed(rt.heap))
         if rt.input_log is not None:
             self._input_log_task = asyncio.ensure_future(rt.input_log.run(
                 rt.settings.bootstrap_servers, tansu=rt.settings.tansu))
@@ -99,10 +105,11 @@ class EventideApp(faust.App):
         await super().on_shutdown()
         if self._stopping is not None:
             self._stopping.set()
-        if self._loop_lag_task is not None:
-            self._loop_lag_task.cancel()
+        for task in (self._loop_lag_task, self._heap_task):
+            if task is not None:
+                task.cancel()
         await asyncio.gather(*(task for task in (self._catalog_task, self._revocations_task,
-                                                 self._loop_lag_task)
+                                                 self._loop_lag_task, self._heap_task)
                                if task is not None), return_exceptions=True)
         await self.runtime.batcher.drain()
         if self._input_log_task is not None:
@@ -182,6 +189,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),
         input_log=input_log,
+        heap=HeapTrimmer(glibc(), interval_s=int(
+            os.environ.get("EVENTIDE_HEAP_TRIM_INTERVAL_MS") or HEAP_TRIM_INTERVAL_MS) / 1000),
         revoked=RevokedSessions(now=clock.now),
     )
     runtime.counters["invariant_violations"] = 0  # shown at 0: the crash-schedule sweep checks it

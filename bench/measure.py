@@ -32,6 +32,8 @@ M_LATENCY_BUCKET = "eventide_processing_latency_seconds_bucket"
 M_PEAK_RSS = "eventide_peak_rss_bytes"
 M_ROCKSDB = "eventide_rocksdb_size_bytes"
 M_LOOP_LAG_MAX = "eventide_event_loop_lag_max_seconds"
+M_HEAP_TRIMS = "eventide_heap_trims"
+M_HEAP_TRIM_S = "eventide_heap_trim_seconds"
 M_EVALUATIONS = "eventide_segment_evaluations_total"
 M_ENTERED = 'eventide_segment_changes_total{kind="entered"}'
 M_EXITED = 'eventide_segment_changes_total{kind="exited"}'

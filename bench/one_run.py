@@ -19,8 +19,9 @@ import aiohttp
 
 from app.testing.harness import Worker, free_port
 from bench.loaders import load_http, load_raw
-from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_LATENCY_COUNT,
-                           M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY, M_ROCKSDB, BenchError, cpu_seconds, dir_bytes, fetch_all_metrics,
+from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
+                           M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
+                           M_ROCKSDB, BenchError, cpu_seconds, dir_bytes, fetch_all_metrics,
                            latency_quantile, new_deployment, percentile, rss_bytes,
                            self_cpu_seconds, sum_metrics, wait_group_settled, wait_processed)
 from bench.profiling import print_profile, start_profile, summarize_profile
@@ -275,6 +276,8 @@ class Run:
             metric_peak_rss_per_worker=[int(m.get(M_PEAK_RSS, 0)) for m in per_worker],
             rocksdb_size_bytes=int(metrics.get(M_ROCKSDB, 0)),
             worst_stall_s=max((float(m.get(M_LOOP_LAG_MAX, 0)) for m in per_worker), default=0),
+            heap_trims=sum(int(m.get(M_HEAP_TRIMS, 0)) for m in per_worker),
+            heap_trim_s=round(sum(float(m.get(M_HEAP_TRIM_S, 0)) for m in per_worker), 3),
             broker_rss_bytes=rss_bytes(self.broker_pid),
             raw_records_in=int(metrics.get(raw_in, 0)),
             person_records_in=int(metrics.get(person_in, 0)),

@@ -8,9 +8,10 @@ import shutil
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.testing.harness import Deployment, Worker
@@ -19,10 +20,12 @@ from bench.measure import BenchError, dir_bytes, rss_bytes
 from bench.report import fmt_mb, fmt_n
 
 
-async def count_records(bootstrap: str, topics: list[tuple[str, int]],
-                        timeout_s: float = 600.0) -> dict[str, int]:
-    """Records on each ``(topic, partitions)``, read with a plain consumer from the beginning to
-    the fetch high-watermark (ListOffsets is not trusted on the embedded broker)."""
+async def read_all(bootstrap: str, topics: list[tuple[str, int]],
+                   on_records: Callable[[str, list[Any]], None],
+                   timeout_s: float = 600.0) -> None:
+    """Every record of each ``(topic, partitions)`` to ``on_records(topic, records)``, read with
+    a plain consumer from the beginning to the fetch high-watermark (ListOffsets is not trusted
+    on the embedded broker)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=50)
@@ -31,17 +34,44 @@ async def count_records(bootstrap: str, topics: list[tuple[str, int]],
         tps = [TopicPartition(topic, p) for topic, partitions in topics for p in range(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        counts: Counter = Counter({topic: 0 for topic, _ in topics})
         try:
             async for fetched in fetch_to_end(consumer, set(tps), timeout_ms=200,
                                               max_records=50_000, timeout_s=timeout_s):
                 for tp, records in fetched.items():
-                    counts[tp.topic] += len(records)
+                    on_records(tp.topic, records)
         except TimeoutError:
-            raise BenchError(f"changelogs not read to their end in {timeout_s:g}s") from None
-        return dict(counts)
+            raise BenchError(f"{len(topics)} topic(s) not read to their end in {timeout_s:g}s"
+                             ) from None
     finally:
         await consumer.stop()
+
+
+async def count_records(bootstrap: str, topics: list[tuple[str, int]]) -> dict[str, int]:
+    """Records on each ``(topic, partitions)``."""
+    counts: Counter = Counter({topic: 0 for topic, _ in topics})
+
+    def count(topic: str, records: list[Any]) -> None:
+        counts[topic] += len(records)
+
+    await read_all(bootstrap, topics, count)
+    return dict(counts)
+
+
+async def members_by_changes(bootstrap: str, topic: str, partitions: int) -> dict[str, int]:
+    """Member count per segment as ``segments.changes`` tells it: entered minus exited, each
+    change once (a re-published change has the same ``change_id``)."""
+    seen: set[str] = set()
+    members: Counter = Counter()
+
+    def tally(_: str, records: list[Any]) -> None:
+        for record in records:
+            change = orjson.loads(record.value)
+            if change["change_id"] not in seen:
+                seen.add(change["change_id"])
+                members[change["segment_id"]] += 1 if change["change"] == "entered" else -1
+
+    await read_all(bootstrap, [(topic, partitions)], tally)
+    return {segment: n for segment, n in members.items() if n}
 
 
 async def segment_members(deployment: Deployment, url: str) -> dict[str, int]:
@@ -127,6 +157,12 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
     members_after = await segment_members(deployment, worker.url)
     differing = sorted(k for k in set(members_before) | set(members_after)
                        if members_before.get(k) != members_after.get(k))
+    # Between the two reads, the restarts' ticks may have moved people out of windows that
+    # closed (the workload back-dates events for that): the change records account for it.
+    told = await members_by_changes(bootstrap, deployment.topics.segment_changes.name,
+                                    deployment.settings.partitions)
+    disagreeing = sorted(k for k in set(told) | set(members_after)
+                         if told.get(k, 0) != members_after.get(k, 0))
     net_s = ready_s - recovery["intact_ready_s"]
     recovery.update(
         ready_s=round(ready_s, 2), recovered_records_logged=applied,
@@ -136,13 +172,16 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
         peak_rss_bytes=rss_bytes(worker.process.pid, "VmHWM"),
         data_dir_bytes=dir_bytes(data_dirs[0]),
         members_before=sum(members_before.values()), members_after=sum(members_after.values()),
-        segments_with_other_member_count=len(differing))
+        segments_with_other_member_count=len(differing),
+        members_by_change_records=sum(told.values()),
+        segments_where_change_records_disagree=len(disagreeing))
     worker.stop()
     print(f"   recovery: data dir deleted -> ready in {ready_s:.1f}s, "
           f"{applied:,} changelog records applied (worker log); "
           f"{recovery['records_per_s']:,.0f} records/s "
           f"({fmt_n(recovery['net_records_per_s'])} records/s net of the "
           f"{recovery['intact_ready_s']:.1f}s intact restart); peak RSS "
-          f"{fmt_mb(recovery['peak_rss_bytes'])}; segment members {recovery['members_before']:,} "
-          f"before / {recovery['members_after']:,} after (load avg "
+          f"{fmt_mb(recovery['peak_rss_bytes'])}; segment members "
+          f"{recovery['members_before']:,} before / {recovery['members_after']:,} after / "
+          f"{recovery['members_by_change_records']:,} by the change records, {len(disagreeing)} segment(s) disagreeing (load avg "
           f"{recovery['loadavg_after'][0]:.2f})", flush=True)

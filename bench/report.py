@@ -88,6 +88,8 @@ ROWS: list[tuple[str, Any]] = [
      lambda r: ", ".join(fmt_mb(b) for b in
                          r.get("peak_rss_per_worker") or [r.get("peak_rss_bytes")])),
     ("WORST EVENT-LOOP STALL (any worker)", lambda r: fmt_ms(r.get("worst_stall_s"))),
+    ("heap trims (app/heap.py): count / time in all",
+     lambda r: f"{fmt_n(r.get('heap_trims'))} / {fmt_ms(r.get('heap_trim_s'))}"),
     ("RocksDB dir at end (incl. WAL)", lambda r: fmt_mb(r.get("data_dir_bytes"))),
     ("broker RSS (whole bench so far)", lambda r: fmt_mb(r.get("broker_rss_bytes"))),
     ("RECOVERY: changelog records", lambda r: _recovery(r, "changelog_records", fmt_n)),

@@ -24,7 +24,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, cast
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import WriteBatch
 
@@ -34,6 +33,7 @@ from tables.kafka_io import fetch_to_end
 from tables.records import OutRecord, Sender
 from tables.store import open_database
 from tables.unit import ChangelogPartition, Table, TableSpec, UnitOfWork
+from app.json_bytes import json_bytes
 
 #: The unit of work and table types live in :mod:`tables.unit`; importable from here too.
 __all__ = ["Index", "Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]
@@ -134,7 +134,7 @@ class StateManager:
             cp = self.changelog_of(table, partition)
             writes = (local_only if table in self._index_tables else by_changelog)[cp]
             for key, value in changes.items():
-                writes.append((table, key, None if value is None else orjson.dumps(value)))
+                writes.append((table, key, None if value is None else json_bytes(value)))
         if not by_changelog:
             return  # (index writes come with their logged table's writes, never alone)
         records: list[OutRecord] = []

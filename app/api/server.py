@@ -120,7 +120,9 @@ def exposition_of(rt: Runtime) -> Exposition:
                 "changelog_fences": float(rt.state.fences),
                 "changelog_void_records": float(rt.state.void_records),
                 "event_loop_lag_seconds": rt.loop_lag_s,
-                "event_loop_lag_max_seconds": rt.loop_lag_max_s}
+                "event_loop_lag_max_seconds": rt.loop_lag_max_s,
+                "heap_trims": float(rt.heap.trims),
+                "heap_trim_seconds": rt.heap.trim_seconds}
 
     return Exposition(rt.counters, {"processing_latency_seconds": rt.latency}, gauges=gauges)
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 
 from app.core.items import derived_id
 from app.core.membership import Change
 from app.core.messages import Event
 from app.segments.definition import Segment
+from app.json_bytes import json_bytes
 
 
 def change_value(change: Change) -> bytes:
     """For ``segments.changes`` (keyed by person)."""
-    return orjson.dumps(change.record())
+    return json_bytes(change.record())
 
 
 def members_key(change: Change) -> str:
@@ -31,7 +31,7 @@ def membership_record(change: Change) -> tuple[bytes, bytes | None]:
     key = f"{change.segment_id}:{change.person_id}".encode()
     if change.change != "entered":
         return key, None
-    return key, orjson.dumps({"segment_id": change.segment_id, "person_id": change.person_id,
+    return key, json_bytes({"segment_id": change.segment_id, "person_id": change.person_id,
                               "since": change.at})
 
 

@@ -1,0 +1,22 @@
+"""JSON encoding for bytes that are kept: right-sized, unlike ``orjson.dumps``'s own.
+
+Since 3.12, ``orjson.dumps`` returns a ``bytes`` object whose allocation starts at 4 KiB and is
+never shrunk to the text's length (ijl/orjson#483; Home Assistant trims its cached fragments for
+the same reason). A unit of work keeps every output and changelog record until it commits, and
+draining a backlog with 1,000 segments puts tens of thousands of ~150-byte records in one unit:
+at 4 KiB each they were most of a worker's peak RSS (tracemalloc: 440 MB of the 584 MB traced
+at the peak, in the three ``orjson.dumps`` calls of the unit's records). Copying into a bytes
+of the exact length costs ~0.2 µs and is faster overall: fresh 4 KiB pages are not faulted in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+
+def json_bytes(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """``value`` as compact JSON, in a ``bytes`` no larger than its text."""
+    return bytes(memoryview(orjson.dumps(value, default=default)))
