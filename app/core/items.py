@@ -15,7 +15,8 @@ from ulid import ULID
 
 from app.model import EVENT_TYPES, MAX_IDENTIFIER_BYTES, MAX_NAME_BYTES
 
-_ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+#: 26 Crockford base32 characters hold 130 bits; a ULID is 128, so the first is at most ``7``.
+_ULID = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 
 #: ULIDs hold 48 bits of milliseconds.
@@ -30,20 +31,23 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _ulid(value: Any) -> str:
-    """The canonical (upper-case) form of a ULID, or :class:`BadItem`.
-
-    26 Crockford base32 characters hold 130 bits; a ULID is 128, so the first character is at
-    most ``7`` (the regex alone would admit values ``ULID.from_str`` refuses).
-    """
-    if not isinstance(value, str):
-        raise BadItem("id: must be a ULID")
+def canonical_ulid(value: str) -> str | None:
+    """The canonical (upper-case) form of a ULID, or None when ``value`` is not one: what
+    python-ulid's ``str(ULID.from_str(value))`` answers, without decoding the 128 bits and
+    encoding them again (that round trip was 9% of a worker's time taking HTTP batches). ASCII
+    only, so that no character upper-cases into a valid one (``"ſ".upper() == "S"``)."""
+    if not value.isascii():
+        return None
     upper = value.upper()
-    if not _ULID.match(upper):
-        raise BadItem("id: must be a ULID")
-    if upper[0] > "7":
-        raise BadItem("id: must be a ULID (value out of range)")
-    return upper
+    return upper if _ULID.fullmatch(upper) else None
+
+
+def _ulid(value: Any) -> str:
+    """The canonical form of a ULID, or :class:`BadItem`."""
+    canonical = canonical_ulid(value) if isinstance(value, str) else None
+    if canonical is None:
+        raise BadItem("id: must be a ULID (26 Crockford base32 characters, the first 0-7)")
+    return canonical
 
 
 def new_id() -> str:

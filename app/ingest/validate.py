@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import orjson
-from ulid import ULID
 
+from app.core.items import canonical_ulid
 from app.ingest.fields import (ATTRIBUTE_NAME, ATTRIBUTE_VALUE, CUSTOMER_ID, EMAIL_FIELDS,
                                EMAIL_RE, EVENT_FIELDS, IDENTIFY_FIELDS, MAX_ATTRIBUTES,
                                MAX_FUTURE_SECONDS, MAX_IDENTIFIER_BYTES, MILLISECONDS_THRESHOLD,
@@ -261,12 +261,11 @@ def _ulid(field: Field, value: Any, errors: list[FieldError], now_s: float) -> s
     if not isinstance(value, str):
         errors.append(FieldError(field.name, "type", "must be a ULID string"))
         return None
-    try:
-        return str(ULID.from_str(value))
-    except ValueError:
-        message = "must be a ULID (26 Crockford base32 characters)"
+    canonical = canonical_ulid(value)
+    if canonical is None:
+        message = "must be a ULID (26 Crockford base32 characters, the first 0-7)"
         errors.append(FieldError(field.name, "invalid", message))
-        return None
+    return canonical
 
 
 def _timestamp(field: Field, value: Any, errors: list[FieldError], now_s: float) -> int | None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ulid import ULID
 
 from app.core import dedup
-from app.core.items import BadItem, id_for_position, normalize
+from app.core.items import BadItem, canonical_ulid, id_for_position, normalize
 
 RECORD_TS_MS = 1_700_000_000_250
 RECEIVED = 1_700_000_123_456
@@ -205,3 +205,34 @@ def test_identify_with_a_bad_sender_timestamp_is_rejected(timestamp: Any) -> Non
 @pytest.mark.parametrize("received_at", [-1, 2**48])
 def test_out_of_range_received_at_is_a_bad_item(received_at: int) -> None:
     bad(ev(received_at=received_at), "received_at")
+
+
+# --- ULIDs made canonical without a decode: the same answers as python-ulid --------------------
+
+def python_ulid(value: str) -> str | None:
+    try:
+        return str(ULID.from_str(value))
+    except ValueError:
+        return None
+
+
+CROCKFORD_AND_NEIGHBOURS = "0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyzILOUilou-_ \nſßı"
+
+
+@pytest.mark.parametrize("value", [
+    GIVEN_ID, GIVEN_ID.lower(), "7ZZZZZZZZZZZZZZZZZZZZZZZZZ", "8ZZZZZZZZZZZZZZZZZZZZZZZZZ",
+    GIVEN_ID + "\n", GIVEN_ID[:-1], GIVEN_ID + "0", GIVEN_ID[:-1] + "I", GIVEN_ID[:-1] + "ſ",
+    GIVEN_ID[:-2] + "ß", "", " " + GIVEN_ID[1:]])
+def test_canonical_ulid_answers_as_python_ulid(value: str) -> None:
+    assert canonical_ulid(value) == python_ulid(value)
+
+
+@given(st.text(alphabet=CROCKFORD_AND_NEIGHBOURS, min_size=24, max_size=27))
+def test_canonical_ulid_answers_as_python_ulid_on_any_text(value: str) -> None:
+    assert canonical_ulid(value) == python_ulid(value)
+
+
+@given(st.integers(min_value=0, max_value=2**128 - 1))
+def test_every_ulid_is_its_own_canonical_form(n: int) -> None:
+    text = str(ULID.from_int(n))
+    assert canonical_ulid(text) == text == canonical_ulid(text.lower())
