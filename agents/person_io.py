@@ -22,8 +22,8 @@ from app.runtime import Runtime
 from app.segments.definition import Segment
 from app.topics import (EVENT_NAMES, HISTORY_SIZE, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS,
                         SEGMENT_STATE, TIMERS)
+from tables.json_bytes import json_bytes
 from tables.state import UnitOfWork
-from app.json_bytes import json_bytes
 
 log = logging.getLogger(__name__)
 

@@ -84,24 +84,24 @@ class HeapTrimmer:
 
     def maybe_trim(self) -> bool:
         """Trim if the interval has passed and free memory grew by more than ``slack_bytes``."""
-        if not self.enabled:
+        lib = self.lib
+        if lib is None or self.interval_s <= 0:
             return False
         now = self.clock()
         if now < self._next_check:
             return False
         self._next_check = now + self.interval_s
-        assert self.lib is not None
-        free = self.lib.free_bytes()
+        free = lib.free_bytes()
         if free < self._trimmed_free:
             self._trimmed_free = free  # reused since: what grows from here is new
         if free - self._trimmed_free <= self.slack_bytes:
             return False
         started = time.perf_counter()
-        self.lib.trim()
+        lib.trim()
         self.trim_seconds += time.perf_counter() - started
         self.trims += 1
         self.trimmed_bytes += free - self._trimmed_free
-        self._trimmed_free = self.lib.free_bytes()
+        self._trimmed_free = lib.free_bytes()
         return True
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import orjson
-from app.json_bytes import json_bytes
+
+from tables.json_bytes import json_bytes
 
 Item = dict[str, Any]
 

@@ -36,7 +36,7 @@ from app.core import history
 from app.core.dedup import Entry
 from app.core.person import Step
 from app.topics import ACTIVITY_LOG, DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
-from app.json_bytes import json_bytes
+from tables.json_bytes import json_bytes
 
 Activity = dict[str, Any]
 SEP = "\x1f"

@@ -29,11 +29,11 @@ from rocksdict import WriteBatch
 
 from tables.changelog import (UNIT_KEY, Change, Position, Replayer, data_key, epoch_header,
                               epoch_of, fence_key, fence_value, next_epoch)
+from tables.json_bytes import json_bytes
 from tables.kafka_io import fetch_to_end
 from tables.records import OutRecord, Sender
 from tables.store import open_database
 from tables.unit import ChangelogPartition, Table, TableSpec, UnitOfWork
-from app.json_bytes import json_bytes
 
 #: The unit of work and table types live in :mod:`tables.unit`; importable from here too.
 __all__ = ["Index", "Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]

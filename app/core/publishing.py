@@ -13,7 +13,7 @@ from app.core.items import derived_id
 from app.core.membership import Change
 from app.core.messages import Event
 from app.segments.definition import Segment
-from app.json_bytes import json_bytes
+from tables.json_bytes import json_bytes
 
 
 def change_value(change: Change) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from app.core.membership import Change
 from app.core.publishing import change_value, membership_record
 from app.heap import Glibc, HeapTrimmer, glibc
-from app.json_bytes import json_bytes
+from tables.json_bytes import json_bytes
 from app.model import decode_envelope, encode_envelope
 
 CHANGE = Change("seg-1", "person-1", "entered", 1_764_000_000, "event:01JZ")
