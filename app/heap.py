@@ -1,14 +1,13 @@
-"""Give the C heap's freed memory back to the operating system while a backlog drains.
+"""Give the C heap's freed memory back to the operating system after a busy stretch.
 
-A unit of work allocates and frees a few hundred megabytes of small objects when a backlog's
-first-seen people are evaluated against 1,000 segments. glibc's malloc keeps what was freed:
-it returns memory only from the top of a heap, and a heap with a few live objects scattered
-through it never shrinks, so a worker's RSS stayed at 700 MB–1 GB long after the busy minute
-(the benchmark sampled 515–796 MB of heap of which 91–310 MB was in use; see
-docs/performance.md). ``malloc_trim(0)`` hands every free page back, wherever it lies. It is
-called when the heap's free memory has grown by more than ``slack_bytes`` since the last trim
-(what that trim left is already given back), at most once per ``interval_s``, so an idle or
-steady worker does nothing.
+glibc's malloc returns memory to the OS only from the top of a heap: what is freed between live
+blocks stays in the process. Draining a backlog with 1,000 segments, a worker's heap held two to
+three times what it used (515–796 MB, 91–310 MB in use; docs/performance.md), and RSS stayed
+there after the busy minute. ``malloc_trim(0)`` hands every free page back, wherever it lies.
+It is called when the heap's free memory has grown by more than ``slack_bytes`` since the last
+trim (what that trim left is given back already), at most once per ``interval_s``, so an idle
+or steady worker does nothing. (Most of the peak itself was ``orjson.dumps``' oversized
+buffers: see ``tables/json_bytes.py``.)
 """
 
 from __future__ import annotations

@@ -183,5 +183,6 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
           f"{recovery['intact_ready_s']:.1f}s intact restart); peak RSS "
           f"{fmt_mb(recovery['peak_rss_bytes'])}; segment members "
           f"{recovery['members_before']:,} before / {recovery['members_after']:,} after / "
-          f"{recovery['members_by_change_records']:,} by the change records, {len(disagreeing)} segment(s) disagreeing (load avg "
+          f"{recovery['members_by_change_records']:,} by the change records, "
+          f"{len(disagreeing)} segment(s) disagreeing (load avg "
           f"{recovery['loadavg_after'][0]:.2f})", flush=True)
