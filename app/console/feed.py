@@ -44,10 +44,25 @@ class Feeds:
 
     rt: Runtime
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    active: int = 0
-    #: Open feeds per viewer (session cookie, or the caller's address).
-    by_viewer: dict[str, int] = field(default_factory=dict)
+    #: The requests serving open feeds, per viewer (session cookie, or the caller's address).
+    by_viewer: dict[str, list[web.BaseRequest]] = field(default_factory=dict)
     lifetime_s: float = LIFETIME_S
+
+    @property
+    def active(self) -> int:
+        return sum(len(requests) for requests in self.by_viewer.values())
+
+    def live(self, viewer: str | None = None) -> int:
+        """Open feeds whose browser is still connected (all, or ``viewer``'s).
+
+        A page that navigates away closes its connection at once, but its feed only notices on
+        its next poll, up to a second later (longer while its consumer starts). A console page
+        that reloads after a save would otherwise count twice for that while, and a viewer
+        saving a few times then opening a tab was refused a feed it was entitled to.
+        """
+        groups = self.by_viewer.values() if viewer is None else [self.by_viewer.get(viewer, ())]
+        return sum(1 for requests in groups for request in requests
+                   if request.transport is not None and not request.transport.is_closing())
 
 
 #: ``application[FEEDS]``: the worker's live feeds (set by :func:`app.console.install`).
@@ -82,10 +97,10 @@ def sse(event: str | None, data: Any, event_id: str | None = None) -> bytes:
 
 def _refusal(feeds: Feeds, viewer: str) -> web.Response | None:
     """Why a new feed may not open now (too many open overall, or for this viewer), if so."""
-    if feeds.active >= MAX_CONNECTIONS or feeds.stopping.is_set():
+    if feeds.stopping.is_set() or feeds.live() >= MAX_CONNECTIONS:
         return web.Response(status=503, text="too many live feeds open; retry later\n",
                             headers={"Retry-After": "5"})
-    if feeds.by_viewer.get(viewer, 0) >= MAX_PER_VIEWER:
+    if feeds.live(viewer) >= MAX_PER_VIEWER:
         return web.Response(status=429, text=f"at most {MAX_PER_VIEWER} live feeds per viewer; "
                                              "close one first\n", headers={"Retry-After": "5"})
     return None
@@ -164,10 +179,10 @@ async def _relay(request: web.Request, response: web.StreamResponse, feeds: Feed
             last_write = time.monotonic()
 
 
-async def _close(feeds: Feeds, viewer: str, consumer: AIOKafkaConsumer | None) -> None:
-    feeds.active -= 1
-    left = feeds.by_viewer.get(viewer, 1) - 1
-    if left > 0:
+async def _close(feeds: Feeds, viewer: str, request: web.Request,
+                 consumer: AIOKafkaConsumer | None) -> None:
+    left = [r for r in feeds.by_viewer.get(viewer, []) if r is not request]
+    if left:
         feeds.by_viewer[viewer] = left
     else:
         feeds.by_viewer.pop(viewer, None)
@@ -186,8 +201,7 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
     refused = _refusal(feeds, viewer)
     if refused is not None:
         return refused
-    feeds.by_viewer[viewer] = feeds.by_viewer.get(viewer, 0) + 1
-    feeds.active += 1
+    feeds.by_viewer[viewer] = [*feeds.by_viewer.get(viewer, []), request]
     consumer: AIOKafkaConsumer | None = None
     response: web.StreamResponse | None = None
     try:
@@ -206,4 +220,4 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
         log.warning("console feed failed", exc_info=True)
         return response or web.Response(status=503, text="live feed unavailable\n")
     finally:
-        await _close(feeds, viewer, consumer)
+        await _close(feeds, viewer, request, consumer)

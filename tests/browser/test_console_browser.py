@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
+from app.console.feed import MAX_PER_VIEWER
 from tests.browser.conftest import DOCS, VIEWPORT, Shop
 from tests.support.harness import eventually
 
@@ -318,4 +319,25 @@ async def test_segment_edited_in_the_console_shows_live_changes(
     status, body = await api(shop, "GET", "/api/v1/segments/widget-fans/membership")
     assert body == {"people": ["fan-2"], "next": None}
     await watcher.close()  # the feed's consumer is closed when the client goes
+    await context.close()
+
+
+async def test_a_refused_live_feed_tries_again_and_goes_live(
+        chromium: Browser, shop: Shop) -> None:
+    context, first = await console(chromium, shop)
+    pages = [first]
+    await first.goto(shop.url + "/console/segments")
+    for _ in range(MAX_PER_VIEWER - 1):
+        pages.append(await context.new_page())
+        await pages[-1].goto(shop.url + "/console/segments")
+    for page in pages:
+        await expect(page.locator("[data-feed-status]")).to_have_attribute("data-state", "live")
+    # One tab too many: refused, and it says so instead of pretending to reconnect...
+    extra = await context.new_page()
+    await extra.goto(shop.url + "/console/segments")
+    status = extra.locator("[data-feed-status]")
+    await expect(status).to_contain_text("Live feed unavailable; trying again in 5 s")
+    # ...then goes live by itself once another tab is closed.
+    await pages.pop().close()
+    await expect(status).to_have_attribute("data-state", "live", timeout=15_000)
     await context.close()

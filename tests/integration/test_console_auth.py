@@ -8,6 +8,7 @@ from http.cookies import SimpleCookie
 import aiohttp
 import pytest
 
+from app.console.feed import MAX_PER_VIEWER
 from tests.support.harness import Deployment, Worker, eventually
 
 pytestmark = pytest.mark.integration
@@ -326,3 +327,34 @@ async def test_live_feed_streams_changes_resumes_and_closes_with_the_client(
                                                   "Last-Event-ID": change_id}) as response:
             resumed_id, _ = await read_sse(response, "ready")
             assert resumed_id == change_id
+
+
+async def test_a_viewers_feed_limit_counts_only_connected_browsers(
+        deployment: Deployment, cors_worker: Worker) -> None:
+    """A console page that reloads (after every save) leaves a feed its server has not noticed
+    closing yet; the viewer's next tab must still get one. Feeds still connected are limited."""
+    d = deployment
+    feed_url = d.url + "/console/segments/feed"
+    sse_headers = {**d.app_auth, "Accept": "text/event-stream"}
+    async with aiohttp.ClientSession() as session:
+        open_feeds = []
+        for _ in range(MAX_PER_VIEWER):
+            response = await session.get(feed_url, headers=sse_headers)
+            assert response.status == 200
+            await read_sse(response, "ready")
+            open_feeds.append(response)
+        async with session.get(feed_url, headers=sse_headers) as refused:
+            assert refused.status == 429
+            assert f"at most {MAX_PER_VIEWER} live feeds" in await refused.text()
+            assert refused.headers["Retry-After"] == "5"
+        # The browser leaves one page; its feed has not polled since, yet no longer counts.
+        open_feeds.pop().close()
+        async with session.get(feed_url, headers=sse_headers) as response:
+            assert response.status == 200
+            await read_sse(response, "ready")
+        for response in open_feeds:
+            response.close()
+
+        async def all_closed() -> None:
+            assert "console live feed closed (0 open)" in cors_worker.tail(200)
+        await eventually(all_closed, timeout_s=10)

@@ -193,15 +193,12 @@
   var list = document.querySelector('[data-feed]');
   if (list && window.EventSource) {
     var status = document.querySelector('[data-feed-status]');
-    var source = new EventSource(list.getAttribute('data-feed'));
     var MAX_ITEMS = 100;
     var seen = {};
-    source.addEventListener('ready', function () {
-      status.textContent = 'Live — waiting for changes.';
-      status.classList.add('live');
-      status.setAttribute('data-state', 'live');
-    });
-    source.addEventListener('change', function (message) {
+    var source = null;
+    var refusals = 0;
+    var gone = false;
+    var showChange = function (message) {
       var change;
       try { change = JSON.parse(message.data); } catch (e) { return; }
       if (seen[change.change_id]) { return; } // a change redelivered after a worker restart
@@ -248,13 +245,37 @@
           count.textContent = n.toLocaleString('en-US');
         }
       });
+    };
+    var connect = function () {
+      if (gone) { return; }
+      source = new EventSource(list.getAttribute('data-feed'));
+      source.addEventListener('ready', function () {
+        refusals = 0;
+        status.textContent = 'Live — waiting for changes.';
+        status.classList.add('live');
+        status.setAttribute('data-state', 'live');
+      });
+      source.addEventListener('change', showChange);
+      source.addEventListener('error', function () {
+        status.classList.remove('live');
+        status.setAttribute('data-state', 'reconnecting');
+        if (source.readyState !== EventSource.CLOSED) {
+          status.textContent = 'Reconnecting…';  // the browser retries by itself
+          return;
+        }
+        // Refused (too many feeds open, the worker stopping, signed out): the browser gives
+        // up on an answer that is not a stream, so try again later, waiting longer each time.
+        var wait = Math.min(60, 5 * Math.pow(2, refusals));
+        refusals += 1;
+        status.textContent = 'Live feed unavailable; trying again in ' + wait + ' s.';
+        setTimeout(connect, wait * 1000);
+      });
+    };
+    connect();
+    window.addEventListener('pagehide', function () {
+      gone = true;
+      if (source) { source.close(); }
     });
-    source.addEventListener('error', function () {
-      status.textContent = 'Reconnecting…';
-      status.classList.remove('live');
-      status.setAttribute('data-state', 'reconnecting');
-    });
-    window.addEventListener('pagehide', function () { source.close(); });
   } else if (list) {
     var s = document.querySelector('[data-feed-status]');
     if (s) { s.textContent = 'This browser cannot show the live feed.'; }
