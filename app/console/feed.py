@@ -34,6 +34,9 @@ MAX_PER_VIEWER = 4
 LIFETIME_S = 300.0
 HEARTBEAT_S = 15.0
 RETRY_MS = 2000
+#: At the limit, how often and how long a new feed waits for a closing one to be noticed.
+SETTLE_POLL_S = 0.05
+SETTLE_POLLS = 10
 #: Records produced this long before the connection are still shown (clock skew between hosts).
 SLACK_MS = 1000
 
@@ -95,8 +98,16 @@ def sse(event: str | None, data: Any, event_id: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def _refusal(feeds: Feeds, viewer: str) -> web.Response | None:
-    """Why a new feed may not open now (too many open overall, or for this viewer), if so."""
+async def _refusal(feeds: Feeds, viewer: str) -> web.Response | None:
+    """Why a new feed may not open now (too many open overall, or for this viewer), if so.
+
+    A page that reloads opens its new feed as its old connection closes, and the new request
+    can be read before the old connection's end is: at the limit, wait a moment for that.
+    """
+    for _ in range(SETTLE_POLLS):
+        if feeds.live() < MAX_CONNECTIONS and feeds.live(viewer) < MAX_PER_VIEWER:
+            break
+        await asyncio.sleep(SETTLE_POLL_S)
     if feeds.stopping.is_set() or feeds.live() >= MAX_CONNECTIONS:
         return web.Response(status=503, text="too many live feeds open; retry later\n",
                             headers={"Retry-After": "5"})
@@ -198,7 +209,7 @@ async def stream(request: web.Request, feeds: Feeds, segment_id: str | None) -> 
     """Serve one SSE connection (the caller has checked the viewer is signed in)."""
     # One viewer (session, or bearer caller's address) may not take every slot for everyone.
     viewer = request.cookies.get(COOKIE) or f"addr:{request.remote}"
-    refused = _refusal(feeds, viewer)
+    refused = await _refusal(feeds, viewer)
     if refused is not None:
         return refused
     feeds.by_viewer[viewer] = [*feeds.by_viewer.get(viewer, []), request]

@@ -347,7 +347,9 @@ async def test_a_viewers_feed_limit_counts_only_connected_browsers(
             assert refused.status == 429
             assert f"at most {MAX_PER_VIEWER} live feeds" in await refused.text()
             assert refused.headers["Retry-After"] == "5"
-        # The browser leaves one page; its feed has not polled since, yet no longer counts.
+        # The browser leaves one page (and opens another at once, as a reload does; this session
+        # even reuses the refused request's connection): its feed has not polled since, yet
+        # no longer counts.
         open_feeds.pop().close()
         async with session.get(feed_url, headers=sse_headers) as response:
             assert response.status == 200
