@@ -40,6 +40,8 @@ from tables.json_bytes import json_bytes
 
 Activity = dict[str, Any]
 SEP = "\x1f"
+#: Histories of at most this many events are read whole, once per unit, for evaluation.
+SHORT_HISTORY = 32
 #: Expired dedup ids forgotten per person per unit beyond the number it remembered: forgetting
 #: outpaces remembering, while no unit pays for a long-idle person's whole backlog at once.
 _PRUNE_PER_EVENT = 64
@@ -151,6 +153,8 @@ class PersonEvents:
         #: name → that name's events newest first, read once and shared by every condition
         #: evaluated in this unit (dropped when the person's events of that name change).
         self._newest: dict[str, NewestFirst] = {}
+        #: A short history read whole (see :meth:`_short`): name → its events, oldest first.
+        self._by_name: dict[str, list[Activity]] | None = None
 
     # -- dedup -------------------------------------------------------------------------------
 
@@ -220,6 +224,7 @@ class PersonEvents:
             return False
         self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
         self._newest.pop(activity["name"], None)
+        self._by_name = None
         for table, entries in HISTORY_INDEXES.items():
             for key, value in entries(self.person, activity):
                 self.tables.put(table, self.partition, key, value)
@@ -230,6 +235,7 @@ class PersonEvents:
     def _remove(self, activity: Activity) -> None:
         self.tables.delete(HISTORY, self.partition, time_key(self.person, activity))
         self._newest.pop(activity["name"], None)
+        self._by_name = None
         for table, entries in HISTORY_INDEXES.items():
             for key, _ in entries(self.person, activity):
                 self.tables.delete(table, self.partition, key)
@@ -252,8 +258,34 @@ class PersonEvents:
         if removed:
             self._set_size(size - removed)
 
+    def _short(self) -> dict[str, list[Activity]] | None:
+        """The whole history by name, if it has at most :data:`SHORT_HISTORY` events.
+
+        An identify re-evaluates every segment over the attributes it changed, and those name
+        hundreds of different events: one range read per name (an iterator seeking through every
+        memtable and level-0 file) for a person with two events. Read whole once per unit, a
+        short history answers them all; a long one is still read by name and window only.
+        """
+        if self._by_name is None:
+            size = self.size()
+            if size > SHORT_HISTORY or SEP in self.person:  # (ids never hold SEP; be safe)
+                return None
+            by_name: dict[str, list[Activity]] = {}
+            if size:
+                for _, activity in self.tables.range(HISTORY_BY_NAME, self.partition,
+                                                     self.prefix, _after(self.prefix)):
+                    by_name.setdefault(activity["name"], []).append(activity)
+            self._by_name = by_name
+        return self._by_name
+
     def named(self, name: str, after: float | None) -> Iterator[Activity]:
         """Events called ``name`` in ``(timestamp, id)`` order, ``timestamp > after`` if given."""
+        short = self._short()
+        if short is not None:
+            for activity in short.get(name, ()):
+                if after is None or activity["timestamp"] > after:
+                    yield activity
+            return
         prefix = f"{self.prefix}{name}{SEP}"
         start = prefix if after is None else prefix + _stamp(max(after, 0))
         for _, activity in self.tables.range(HISTORY_BY_NAME, self.partition, start,
@@ -266,6 +298,13 @@ class PersonEvents:
         """:meth:`named`, newest first. The segments that mention an event name are evaluated
         one after another on the same person: they share one read of the name's newest events
         (each reads only as far back as its window and count need)."""
+        short = self._short()
+        if short is not None:
+            for activity in reversed(short.get(name, ())):
+                if after is not None and activity["timestamp"] <= after:
+                    return
+                yield activity
+            return
         events = self._newest.get(name)
         if events is None:
             prefix = f"{self.prefix}{name}{SEP}"
@@ -286,6 +325,7 @@ class PersonEvents:
     def clear(self) -> None:
         """Remove every event and dedup id of the person (a delete, or a merge away)."""
         self._newest.clear()
+        self._by_name = None
         for activity in self.all():
             self._remove(activity)
         self._set_size(0)

@@ -56,6 +56,7 @@ def reevaluate(state: Membership, person_id: str,
     """
     members, due = state["in"], state["due"]
     changes: list[Change] = []
+    # Copied once, at the first difference (someone new can enter hundreds of segments at once).
     new_members, new_due = members, due
     for segment_id, segment in segments:
         if segment is None:
@@ -65,7 +66,8 @@ def reevaluate(state: Membership, person_id: str,
             member, next_at = result.member, result.next_change_at
         was_member = segment_id in new_members
         if member != was_member:
-            new_members = dict(new_members)
+            if new_members is members:
+                new_members = dict(members)
             if member:
                 new_members[segment_id] = now_s
             else:
@@ -73,7 +75,8 @@ def reevaluate(state: Membership, person_id: str,
             changes.append(Change(segment_id, person_id, "entered" if member else "exited",
                                   now_s, cause))
         if new_due.get(segment_id) != next_at:
-            new_due = dict(new_due)
+            if new_due is due:
+                new_due = dict(due)
             if next_at is None:
                 del new_due[segment_id]
             else:

@@ -5,9 +5,12 @@ here over an in-memory model of a unit of work's tables)."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from unittest.mock import patch
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ulid import ULID
@@ -15,6 +18,7 @@ from ulid import ULID
 from app.core.dedup import Verdict
 from app.core.history import Retention
 from app.core.person import PersonState, Policy, activity_of, step
+from app import person_store
 from app.person_store import PersonEvents, store_step
 from tests.unit.memory_tables import MemoryTables
 
@@ -216,6 +220,15 @@ def test_retention_by_age_drops_what_is_too_old_as_events_arrive() -> None:
     assert person.stored.size() == 1
 
 
+@pytest.fixture(params=["short history read whole", "read by name"])
+def short_history(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Both ways a history is read for evaluation (whole when short, else by name) answer alike."""
+    limit = person_store.SHORT_HISTORY if request.param == "short history read whole" else 0
+    with patch.object(person_store, "SHORT_HISTORY", limit):
+        yield
+
+
+@pytest.mark.usefixtures("short_history")
 def test_named_reads_one_name_from_a_window_start() -> None:
     person = Person()
     for n, ts in enumerate([100, 200, 300]):
@@ -227,6 +240,7 @@ def test_named_reads_one_name_from_a_window_start() -> None:
     assert [a["timestamp"] for a in person.stored.named("missing", None)] == []
 
 
+@pytest.mark.usefixtures("short_history")
 def test_newest_is_read_once_per_name_and_sees_every_write_of_the_unit() -> None:
     """Conditions evaluated one after another share one read of a name's newest events; an
     event added or trimmed in the same unit is seen by the next reader."""
@@ -251,6 +265,28 @@ def test_newest_is_read_once_per_name_and_sees_every_write_of_the_unit() -> None
     assert [a["timestamp"] for a in stored.newest("viewed", None)] == [400, 300, 250, 200]
     stored.clear()
     assert list(stored.newest("viewed", None)) == []
+
+
+def test_a_short_history_is_read_once_for_every_name_a_long_one_by_name() -> None:
+    """An identify evaluates segments naming hundreds of events: a person with a few events
+    costs one range read in all, not one per name."""
+    retention = Retention(max_age_s=0, max_events=1_000)
+    names = [f"name-{n}" for n in range(200)]
+    # (history size, range reads for the first four names, then for all 200 names)
+    for size, first, rest in ((3, 1, 0), (person_store.SHORT_HISTORY + 1, 4, 196)):
+        person = Person()
+        for n in range(size):
+            person.stored.add(dict(activity_of(dict(event(n, timestamp=100 + n),
+                                                    name=names[n % 3]), 1)),
+                              now_s=NOW_S, retention=retention)
+        stored = person.stored  # the next unit
+        before = person.tables.range_calls
+        assert [len(list(stored.newest(name, None))) for name in names[:4]] == [
+            len(range(k, size, 3)) for k in range(3)] + [0]
+        assert person.tables.range_calls - before == first
+        for name in names:
+            list(stored.newest(name, None))
+        assert person.tables.range_calls - before == first + rest  # each name read once
 
 
 def test_clear_removes_every_key_of_the_person() -> None:

@@ -4,8 +4,10 @@ and definitions round-trip through their canonical JSON."""
 from __future__ import annotations
 
 import json
+from unittest.mock import patch
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +26,7 @@ from app.segments.definition import Condition, Segment
 from app.segments.operators import OPERATORS, VALUELESS, apply
 from app.segments.paths import Each, Index, Key, format_path, parse_path, resolve
 from app.core.history import Retention
+from app import person_store
 from app.person_store import PersonEvents
 from tests.unit.memory_tables import MemoryTables
 
@@ -340,17 +343,20 @@ def _all_events(condition: Condition) -> frozenset[str]:
 # ---- the stored history, read by range, decides the same ---------------------------------------
 
 
+@pytest.mark.parametrize("short_history", [0, person_store.SHORT_HISTORY])
 @SETTINGS
-@given(scenarios())
+@given(scenario=scenarios())
 def test_a_stored_history_read_by_range_evaluates_like_the_list(
-    scenario: tuple[Segment, list, dict, int]
+    short_history: int, scenario: tuple[Segment, list, dict, int]
 ) -> None:
     """PersonEvents reads only a condition's name, from its window's start, and past events
-    only up to the count's saturation, newest first: the verdict and next change are the same."""
+    only up to the count's saturation, newest first (or, for a short history, the whole history
+    once): the verdict and next change are the same."""
     segment, activities, attributes, now = scenario
     tables = MemoryTables()
     stored = PersonEvents(tables, 0, "p")
-    for activity in activities:
-        stored.add(activity, now_s=0, retention=Retention(max_age_s=0, max_events=10**6))
-    assert evaluate(segment, stored, attributes, now) == evaluate(segment, activities,
-                                                                  attributes, now)
+    with patch.object(person_store, "SHORT_HISTORY", short_history):
+        for activity in activities:
+            stored.add(activity, now_s=0, retention=Retention(max_age_s=0, max_events=10**6))
+        assert evaluate(segment, stored, attributes, now) == evaluate(segment, activities,
+                                                                      attributes, now)
