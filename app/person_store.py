@@ -71,6 +71,11 @@ def _stamp(timestamp: float) -> str:
     return f"{whole:012d}." + f"{timestamp - whole:.6f}"[2:].rstrip("0")
 
 
+def _key_order(activity: Activity) -> tuple[str, str]:
+    """How a person's events of one name sort in ``history_by_name``."""
+    return _stamp(activity["timestamp"]), activity["id"]
+
+
 def time_key(person: str, activity: Activity) -> str:
     return f"{person}{SEP}{_stamp(activity['timestamp'])}{SEP}{activity['id']}"
 
@@ -222,15 +227,28 @@ class PersonEvents:
         """Store ``activity`` unless it is there already, then apply retention. True if added."""
         if self.holds(activity):
             return False
+        size = self.size()
         self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
         self._newest.pop(activity["name"], None)
-        self._by_name = None
         for table, entries in HISTORY_INDEXES.items():
             for key, value in entries(self.person, activity):
                 self.tables.put(table, self.partition, key, value)
-        self._set_size(self.size() + 1)
+        self._set_size(size + 1)
+        self._keep_short(activity, known=self._by_name if size else {})
         self.trim(now_s=now_s, retention=retention)
         return True
+
+    def _keep_short(self, added: Activity, known: "dict[str, list[Activity]] | None") -> None:
+        """The short history read whole (:meth:`_short`), with ``added`` in it, when it is known
+        without a read: read already in this unit, or empty before (a person's first event, the
+        common case while a backlog of new people drains, needs no read at all)."""
+        if known is None or self.size() > SHORT_HISTORY or SEP in self.person:
+            self._by_name = None
+            return
+        name = added["name"]
+        # A new list (a reader may still be walking the old one), in the by-name keys' order.
+        known[name] = sorted((*known.get(name, ()), added), key=_key_order)
+        self._by_name = known
 
     def _remove(self, activity: Activity) -> None:
         self.tables.delete(HISTORY, self.partition, time_key(self.person, activity))

@@ -161,8 +161,13 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
     # closed (the workload back-dates events for that): the change records account for it.
     told = await members_by_changes(bootstrap, deployment.topics.segment_changes.name,
                                     deployment.settings.partitions)
-    disagreeing = sorted(k for k in set(told) | set(members_after)
-                         if told.get(k, 0) != members_after.get(k, 0))
+    # ... and so may the ticks while the change records are read: a segment's count by the
+    # change records must lie between its counts read before and after them.
+    members_later = await segment_members(deployment, worker.url)
+    disagreeing = sorted(
+        k for k in set(told) | set(members_after) | set(members_later)
+        if not (min(members_after.get(k, 0), members_later.get(k, 0)) <= told.get(k, 0)
+                <= max(members_after.get(k, 0), members_later.get(k, 0))))
     net_s = ready_s - recovery["intact_ready_s"]
     recovery.update(
         ready_s=round(ready_s, 2), recovered_records_logged=applied,
@@ -172,6 +177,9 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
         peak_rss_bytes=rss_bytes(worker.process.pid, "VmHWM"),
         data_dir_bytes=dir_bytes(data_dirs[0]),
         members_before=sum(members_before.values()), members_after=sum(members_after.values()),
+        members_after_change_records=sum(members_later.values()),
+        segments_changed_while_reading=sum(members_after.get(k, 0) != members_later.get(k, 0)
+                                           for k in set(members_after) | set(members_later)),
         segments_with_other_member_count=len(differing),
         members_by_change_records=sum(told.values()),
         segments_where_change_records_disagree=len(disagreeing))
@@ -183,6 +191,7 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
           f"{recovery['intact_ready_s']:.1f}s intact restart); peak RSS "
           f"{fmt_mb(recovery['peak_rss_bytes'])}; segment members "
           f"{recovery['members_before']:,} before / {recovery['members_after']:,} after / "
-          f"{recovery['members_by_change_records']:,} by the change records, "
+          f"{recovery['members_by_change_records']:,} by the change records / "
+          f"{recovery['members_after_change_records']:,} after reading them, "
           f"{len(disagreeing)} segment(s) disagreeing (load avg "
           f"{recovery['loadavg_after'][0]:.2f})", flush=True)

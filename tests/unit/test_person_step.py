@@ -289,6 +289,36 @@ def test_a_short_history_is_read_once_for_every_name_a_long_one_by_name() -> Non
         assert person.tables.range_calls - before == first + rest  # each name read once
 
 
+def test_a_short_history_known_in_the_unit_is_kept_without_reading_it_again() -> None:
+    """A person's first events need no read at all (the history was empty), and an event added
+    after the read joins it in key order: the evaluation sees what a fresh read would."""
+    retention = Retention(max_age_s=0, max_events=1_000)
+    person = Person()
+    stored = person.stored
+    plan = [(300, "viewed"), (100, "viewed"), (200, "bought"), (100.5, "viewed")]
+    for n, (ts, name) in enumerate(plan):
+        stored.add(dict(activity_of(dict(event(n, timestamp=ts), name=name), 1)),
+                   now_s=NOW_S, retention=retention)
+        assert [a["timestamp"] for a in stored.named("viewed", None)] == sorted(
+            t for t, name in plan[:n + 1] if name == "viewed")
+    assert person.tables.range_calls == 0
+    fresh = person_store.PersonEvents(person.tables, 0, stored.person)  # the next unit
+    for name in ("viewed", "bought", "missing"):
+        assert list(stored.newest(name, None)) == list(fresh.newest(name, None))
+    assert person.tables.range_calls == 1
+    fresh.add(dict(activity_of(dict(event(9, timestamp=150), name="viewed"), 1)),
+              now_s=NOW_S, retention=retention)
+    assert [a["timestamp"] for a in fresh.newest("viewed", 120)] == [300, 150]
+    assert person.tables.range_calls == 1  # read once, then kept
+    for n in range(len(plan) + 1, person_store.SHORT_HISTORY + 1):
+        fresh.add(dict(activity_of(dict(event(n, timestamp=1_000 + n), name="viewed"), 1)),
+                  now_s=NOW_S, retention=retention)
+    assert fresh.size() == person_store.SHORT_HISTORY + 1  # past the bound: read by name
+    assert [a["timestamp"] for a in fresh.newest("viewed", 1_000 + person_store.SHORT_HISTORY - 1)
+            ] == [1_000 + person_store.SHORT_HISTORY]
+    assert person.tables.range_calls == 2
+
+
 def test_clear_removes_every_key_of_the_person() -> None:
     person = Person()
     run(person, event(1), (0, 1, 0))
