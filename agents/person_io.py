@@ -7,6 +7,7 @@ import logging
 from typing import Iterable
 
 
+from app import membership_index
 from app.core import history, identity, membership, publishing
 from app.core.activation import segment_state as activation_state
 from app.core.evaluation import Segments
@@ -16,6 +17,7 @@ from app.core.outputs import (Announce, Changed, ClearEvents, Count, Deleted, Fo
 from app.core.messages import Definition
 from app.core.person import PersonState, Policy, Step
 from app.model import encode_envelope
+from app.membership_index import timer_writes
 from app.person_store import PersonEvents, store_step
 from app.producer import OutRecord, partition_for
 from app.runtime import Runtime
@@ -49,13 +51,12 @@ def save_person(unit: UnitOfWork, partition: int, person: str, before: PersonSta
     if after.profile is not before.profile:
         unit.put(PROFILES, partition, person, after.profile)
     if after.membership is not before.membership:
-        old_due = membership.earliest_due(before.membership)
-        new_due = membership.earliest_due(after.membership)
-        if old_due != new_due:
-            if old_due is not None:
-                unit.delete(TIMERS, partition, membership.timer_key(old_due, person))
-            if new_due is not None:
-                unit.put(TIMERS, partition, membership.timer_key(new_due, person), 1)
+        # (Local index writes: every reader of the changelog derives them from membership.)
+        for table, key, value in timer_writes(person, before.membership, after.membership):
+            if value is None:
+                unit.delete(table, partition, key)
+            else:
+                unit.put(table, partition, key, value)
         unit.put(MEMBERSHIP, partition, person, after.membership)
 
 
@@ -188,7 +189,7 @@ class PersonIO:
 
     def publish(self, partition: int, change: Change, segment: Segment | None) -> None:
         unit, topics = self.unit, self.rt.topics
-        members_key = publishing.members_key(change)
+        members_key = membership_index.members_key(change.segment_id, change.person_id)
         entered = change.change == "entered"
         if (unit.get(SEGMENT_MEMBERS, partition, members_key) is not None) == entered:
             # The members index is written with every published change, so it holds the kind of

@@ -26,9 +26,10 @@ from app.progress import EndOffsets
 from app.runtime import Runtime
 from app.sessions import RevokedSessions
 from app.settings import Settings
+from app.membership_index import membership_index
 from app.person_store import history_index
 from app.segments.catalog import follow
-from app.topics import HISTORY, build_topics
+from app.topics import HISTORY, MEMBERSHIP, build_topics
 from tables.state import StateManager
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
         state=StateManager(topics.tables, settings.state_dir / "tables", producer,
                            settings.bootstrap_servers, topics.groups(),
                            client_options=kafka_client_options(settings),
-                           indexes={HISTORY: history_index()}),
+                           indexes={HISTORY: history_index(),
+                                    MEMBERSHIP: membership_index()}),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),

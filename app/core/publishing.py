@@ -21,11 +21,6 @@ def change_value(change: Change) -> bytes:
     return json_bytes(change.record())
 
 
-def members_key(change: Change) -> str:
-    """The ``segment_members`` index key."""
-    return f"{change.segment_id}\x00{change.person_id}"
-
-
 def membership_record(change: Change) -> tuple[bytes, bytes | None]:
     """For the compacted ``segments.membership``: key, and value (None, a tombstone, on exit)."""
     key = f"{change.segment_id}:{change.person_id}".encode()
