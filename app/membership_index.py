@@ -25,7 +25,6 @@ import orjson
 
 from app.core.membership import Membership, earliest_due, timer_key
 from app.topics import SEGMENT_MEMBERS, TIMERS
-from tables.json_bytes import json_bytes
 
 #: (index table, key, value or None to delete)
 IndexWrite = tuple[str, str, Any]
@@ -55,10 +54,12 @@ def index_writes(person: str, before: Membership | None, after: Membership | Non
     """Every index entry to change when a membership goes from ``before`` to ``after``."""
     old_in = before["in"] if before else {}
     new_in = after["in"] if after else {}
-    writes: list[IndexWrite] = [(SEGMENT_MEMBERS, members_key(segment_id, person), None)
-                                for segment_id in old_in if segment_id not in new_in]
-    writes += [(SEGMENT_MEMBERS, members_key(segment_id, person), since)
-               for segment_id, since in new_in.items() if old_in.get(segment_id) != since]
+    writes: list[IndexWrite] = []
+    if old_in != new_in:  # (most changes of a membership are of its due times only)
+        writes += [(SEGMENT_MEMBERS, members_key(segment_id, person), None)
+                   for segment_id in old_in if segment_id not in new_in]
+        writes += [(SEGMENT_MEMBERS, members_key(segment_id, person), since)
+                   for segment_id, since in new_in.items() if old_in.get(segment_id) != since]
     return writes + timer_writes(person, before, after)
 
 
@@ -70,9 +71,12 @@ def membership_index() -> tuple[tuple[str, ...],
 
     def derive(person: str, old: bytes | None, new: bytes | None
                ) -> list[tuple[str, str, bytes | None]]:
+        if old == new:
+            return []
         before = orjson.loads(old) if old is not None else None
         after = orjson.loads(new) if new is not None else None
-        return [(table, key, None if value is None else json_bytes(value))
+        # Every value is a number (since when, or 1): its JSON is how Python writes it.
+        return [(table, key, None if value is None else str(value).encode())
                 for table, key, value in index_writes(person, before, after)]
 
     return (SEGMENT_MEMBERS, TIMERS), derive

@@ -28,6 +28,7 @@ void tail after an older unit-end record was compacted away.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -66,8 +67,14 @@ def epoch_header(epoch: int) -> list[tuple[str, bytes]]:
 def epoch_of(headers: Iterable[tuple[str, bytes]] | None) -> int:
     for name, value in headers or ():
         if name == EPOCH_HEADER:
-            return int(value)
+            return _epoch(value)
     return 0
+
+
+@functools.lru_cache(maxsize=256)
+def _epoch(value: bytes) -> int:
+    """(Every record of a changelog carries one of a handful of epochs: parsed once each.)"""
+    return int(value)
 
 
 @dataclass(frozen=True)
