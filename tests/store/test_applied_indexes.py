@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 
+from app.membership_index import membership_index
 from app.person_store import HISTORY_INDEXES, history_index, time_key
-from app.topics import ACTIVITY_LOG, HISTORY, HISTORY_BY_NAME
+from app.topics import (ACTIVITY_LOG, HISTORY, HISTORY_BY_NAME, MEMBERSHIP, SEGMENT_MEMBERS,
+                        TIMERS)
 from tables.unit import TableSpec
 from tables.changelog import UNIT_KEY, Position, Replayer, data_key
 from tables.state import StateManager
@@ -79,3 +81,44 @@ def test_indexes_follow_writes_overwrites_and_removals_in_and_across_units(
     assert "001700009999" in log_times and "001700008888" in log_times
     assert not log_times & {"001700000101.5", "001700000105.5"}, \
         "the first processed times of a1 and a5 are gone from the Activity Log"
+
+
+def test_membership_indexes_from_changelogs_of_both_layouts(tmp_path: Path) -> None:
+    """``segment_members`` and ``timers`` were logged tables before they were derived from
+    ``membership``: a changelog written then holds their records beside the membership records.
+    Applied by a worker that derives them (which rebuilds a local database of the old layout
+    from the changelogs: the layout names the indexes), both give the same entries, and units of
+    either layout follow each other."""
+    specs = [TableSpec(table, "t.person.events", CHANGELOG)
+             for table in (MEMBERSHIP, SEGMENT_MEMBERS, TIMERS)]
+    state = StateManager(specs, tmp_path, None, "127.0.0.1:1",  # type: ignore[arg-type]
+                         indexes={MEMBERSHIP: membership_index()})
+    replayer, offset = Replayer(Position()), 0
+
+    def unit(*records: tuple[str, str, Any]) -> None:
+        nonlocal offset
+        for table, key, value in (*records, ("", "", None)):
+            raw_key = data_key(table, key) if table else UNIT_KEY
+            raw = b"" if not table else None if value is None else orjson.dumps(value)
+            state.feed(CP, replayer, offset, raw_key, raw, 0)
+            offset += 1
+
+    first = {"in": {"s1": 100, "s2": 120}, "due": {"s1": 500}}
+    second = {"in": {"s2": 120, "s3": 130}, "due": {"s3": 900}}
+    # The old layout: membership and its index records, in one unit each.
+    unit((MEMBERSHIP, "p", first), (SEGMENT_MEMBERS, "s1\x00p", 100),
+         (SEGMENT_MEMBERS, "s2\x00p", 120), (TIMERS, "000000000500:p", 1))
+    unit((MEMBERSHIP, "p", second), (SEGMENT_MEMBERS, "s1\x00p", None),
+         (SEGMENT_MEMBERS, "s3\x00p", 130), (TIMERS, "000000000500:p", None),
+         (TIMERS, "000000000900:p", 1))
+    # The new layout: membership alone.
+    unit((MEMBERSHIP, "q", first))
+    unit((MEMBERSHIP, "q", {"in": {}, "due": {}}), (MEMBERSHIP, "r", second))
+
+    def stored(table: str) -> dict[str, Any]:
+        return dict(state.tables[table].store(0).items())
+
+    assert stored(SEGMENT_MEMBERS) == {"s2\x00p": 120, "s3\x00p": 130,
+                                       "s2\x00r": 120, "s3\x00r": 130}
+    assert stored(TIMERS) == {"000000000900:p": 1, "000000000900:r": 1}
+    state.close()
