@@ -7,7 +7,6 @@ import logging
 from typing import Iterable
 
 
-from app import membership_index
 from app.core import history, identity, membership, publishing
 from app.core.activation import segment_state as activation_state
 from app.core.evaluation import Segments
@@ -17,7 +16,7 @@ from app.core.outputs import (Announce, Changed, ClearEvents, Count, Deleted, Fo
 from app.core.messages import Definition
 from app.core.person import PersonState, Policy, Step
 from app.model import encode_envelope
-from app.membership_index import timer_writes
+from app.membership_index import members_key, timer_writes
 from app.person_store import PersonEvents, store_step
 from app.producer import OutRecord, partition_for
 from app.runtime import Runtime
@@ -189,9 +188,9 @@ class PersonIO:
 
     def publish(self, partition: int, change: Change, segment: Segment | None) -> None:
         unit, topics = self.unit, self.rt.topics
-        members_key = membership_index.members_key(change.segment_id, change.person_id)
+        key_of_members = members_key(change.segment_id, change.person_id)
         entered = change.change == "entered"
-        if (unit.get(SEGMENT_MEMBERS, partition, members_key) is not None) == entered:
+        if (unit.get(SEGMENT_MEMBERS, partition, key_of_members) is not None) == entered:
             # The members index is written with every published change, so it holds the kind of
             # the last one. Publishing the same kind again (two entered in a row) can only mean
             # the person's membership and the index disagree: state was lost or mixed. Never
@@ -207,9 +206,9 @@ class PersonIO:
         key, value = publishing.membership_record(change)
         unit.send(OutRecord(topics.segment_membership.name, partition, key, value))
         if entered:
-            unit.put(SEGMENT_MEMBERS, partition, members_key, change.at)
+            unit.put(SEGMENT_MEMBERS, partition, key_of_members, change.at)
         else:
-            unit.delete(SEGMENT_MEMBERS, partition, members_key)
+            unit.delete(SEGMENT_MEMBERS, partition, key_of_members)
         unit.put(SEGMENT_STATE, partition, change.segment_id, publishing.members_after(
             unit.get(SEGMENT_STATE, partition, change.segment_id), change))
         self.rt.counters[f"segment_changes:{change.change}"] += 1
