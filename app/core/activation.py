@@ -24,9 +24,20 @@ def activate(state: PersonState, person: str, events: History, segments: ActiveS
     # Time-driven changes due before the definition's time come first, as for inputs.
     state, out = catch_up(state, person, events, segments, definition.at)
     state, evaluated = evaluate(state, person, events, [(definition.segment, segment)],
-                                now_s=definition.at,
-                                cause=f"definition:{definition.version or 'deleted'}")
+                                now_s=definition.at, cause=cause_of(definition))
     return state, out + evaluated
+
+
+def cause_of(definition: Definition) -> str:
+    """The cause of a definition's changes: its version, or for a deletion (which has none) its
+    record's offset in the definitions topic. A segment deleted, created again and deleted again
+    exits people twice, and a change id is derived from the cause: "deleted" alone gave both
+    exits one id, and consumers dropping repeats of an id would have missed the second."""
+    if definition.version is not None:
+        return f"definition:{definition.version}"
+    if definition.offset is not None:
+        return f"definition:deleted@{definition.offset}"
+    return f"definition:deleted@{definition.at}s"
 
 
 def segment_state(stored: dict[str, Any] | None, version: str | None) -> dict[str, Any] | None:

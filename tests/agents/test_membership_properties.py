@@ -198,8 +198,9 @@ class Log:
     records: list[Record]
     model: Model
     now_s: int
-    #: (segment id, version, definition) in definitions-topic order (the offset is the index)
-    catalog: list[tuple[str, str, dict[str, Any]]]
+    #: (segment id, version, definition) in definitions-topic order (the offset is the index);
+    #: a deletion is a tombstone (version and definition None)
+    catalog: list[tuple[str, str | None, dict[str, Any] | None]]
     segment_ids: tuple[str, ...]
 
 
@@ -211,7 +212,7 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
     Every activation is a new version, as every PUT of a definition is.
     """
     model = Model()
-    catalog: list[tuple[str, str, dict[str, Any]]] = []
+    catalog: list[tuple[str, str | None, dict[str, Any] | None]] = []
     records: list[Record] = []
     now_ms = T0 * 1000
     offset = 0
@@ -227,10 +228,9 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
         versions = definitions[segment_id]
         if index is None and model.active.get(segment_id) is None:
             return  # deleting what is not there: nothing would reach the partition
-        version = None
-        if index is not None:
-            version = f"{segment_id}@{len(catalog)}"
-            catalog.append((segment_id, version, versions[index % len(versions)]))
+        version = None if index is None else f"{segment_id}@{len(catalog)}"
+        catalog.append((segment_id, version,
+                        None if index is None else versions[index % len(versions)]))
         model.active[segment_id] = version
         add("segment", [{"op": "segment", "segment": segment_id, "version": version,
                          "offset": len(catalog) - 1, "at": now_ms // 1000}])
@@ -291,7 +291,8 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
 class Runner:
     """A fresh runtime on one partition; ``send_all`` records what a commit produces."""
 
-    def __init__(self, root: Path, catalog: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    def __init__(self, root: Path,
+                 catalog: Sequence[tuple[str, str | None, dict[str, Any] | None]]) -> None:
         self.clock = ManualClock(T0)
         settings = Settings(data_dir=root, partitions=1, app_key="a", site_id="s", api_key="k")
         self.app = create_app(settings, clock=self.clock)
@@ -299,8 +300,8 @@ class Runner:
         self.sent: list[OutRecord] = []
         self.rt.producer.send_all = self._send_all  # type: ignore[method-assign]
         for offset, (segment_id, version, doc) in enumerate(catalog):
-            self.rt.catalog.apply(segment_id, {"definition": doc, "version": version,
-                                               "updated_at": T0}, offset)
+            self.rt.catalog.apply(segment_id, None if doc is None else {
+                "definition": doc, "version": version, "updated_at": T0}, offset)
         self.changes: list[dict[str, Any]] = []
 
     async def _send_all(self, records: Sequence[OutRecord]) -> list[int]:
@@ -718,3 +719,26 @@ async def test_a_definition_item_catches_up_time_driven_changes_first(tmp_path: 
     t = T0
     assert found[0][1] == ("exited", t + 600, f"timer:{t + 600}")
     assert found[1] == found[0]
+
+
+async def test_a_segment_deleted_twice_exits_with_two_change_ids(tmp_path: Path) -> None:
+    """Deleted, created again, deleted again: the two exits are two transitions with two ids
+    (the cause of a deletion was "definition:deleted" alone, so both exits had one change id;
+    found by (d) at 3,000 examples)."""
+    pro = {"pro": [{"name": "Pro plan", "match": {"attribute": "plan", "op": "eq",
+                                                   "value": "pro"}}]}
+    steps = [("record", [("identify", 0, {"plan": "pro"}, 0)]),
+             ("segment", "pro", None),
+             ("segment", "pro", 0),
+             ("segment", "pro", None)]
+    log = compile_log(steps, [True], definitions=pro, redeliveries=False)
+    runner = await run_log(log, tmp_path / "run")
+    try:
+        await runner.final_tick(log.now_s)
+        changes = [(c["change"], c["cause"]) for c in runner.changes]
+        ids = [c["change_id"] for c in runner.changes]
+    finally:
+        runner.close()
+    assert changes == [("entered", changes[0][1]), ("exited", "definition:deleted@1"),
+                       ("entered", "definition:pro@2"), ("exited", "definition:deleted@3")]
+    assert len(set(ids)) == 4
