@@ -1,11 +1,14 @@
 """Route raw items to the partition of the person they belong to.
 
-``route_customers`` reads the identifier-keyed topics (``raw.events``, ``raw.identifies`` and
-``identity.commands``) on the identifier's own partition, where the ``aliases`` table says which
-person an identifier names (an email, a ``cio_id``, or the id of someone merged away). Every item
-is re-keyed by its canonical person id onto ``person.events``, one batch record per destination
-partition. A merge resolves in two hops: the secondary's partition names the secondary person, the
-primary's partition names the primary, and the pair goes to the secondary's person partition.
+:class:`CustomerRouter` handles the identifier-keyed topics (``raw.events``, ``raw.identifies``
+and ``identity.commands``) on the identifier's own partition, where the ``aliases`` table says
+which person an identifier names (an email, a ``cio_id``, or the id of someone merged away). It
+runs inside ``process_people`` (:mod:`agents.people`), which reads those topics beside
+``person.events``: an item whose identifier is its person's own id, on that id's partition, is
+handed to the person stage of the same unit; every other item is re-keyed by its canonical person
+id onto ``person.events``, one batch record per destination partition. A merge resolves in two
+hops: the secondary's partition names the secondary person, the primary's partition names the
+primary, and the pair goes to the secondary's person partition.
 
 ``route_anonymous`` reads ``raw.anonymous`` and ``anonymous.links``: activity of an anonymous id
 is kept under that id until an identify links it to a person; then the stored events (of the last
@@ -70,12 +73,22 @@ class Outbox:
                 rt.counters[f"records_out:{self.topic}"] += 1
 
 
+#: Hands an item to the person stage of the same unit: (partition, offset, index, item).
+InPlace = Callable[[int, int, int, dict[str, Any]], None]
+
+
 class CustomerRouter:
-    def __init__(self, rt: Runtime, unit: UnitOfWork) -> None:
+    """Routes the identifier-keyed topics. With ``in_place`` (the person stage of the same unit),
+    an item whose identifier is its person's own id on that id's partition is handed to it instead
+    of taking a hop through ``person.events`` (:func:`app.core.routes.in_place`)."""
+
+    def __init__(self, rt: Runtime, unit: UnitOfWork, in_place: InPlace | None = None) -> None:
         self.rt, self.unit = rt, unit
         topics = rt.topics
         self.people = Outbox(topics.person_events.name, topics.person_events.partitions)
         self.commands = Outbox(topics.identity_commands.name, topics.identity_commands.partitions)
+        self.in_place = in_place
+        self.partitions = topics.person_events.partitions
 
     def flush(self) -> None:
         self.people.flush(self.rt, self.unit)
@@ -94,6 +107,12 @@ class CustomerRouter:
             self.merge(partition, item)
             return
         identify_by = self.rt.settings.identify_by
+        if self.in_place is not None and routes.in_place(
+                item, identify_by, partition_for(item["customer"].encode(),
+                                                 self.partitions) == partition):
+            self.in_place(partition, offset, index, {**item, "person": item["customer"]})
+            self.rt.counters["routed_in_place"] += 1
+            return
         person = self.resolve(partition, item.get("customer_kind") or identify_by,
                               item["customer"])
         self.emit(partition, [routes.route_input(item, person, identify_by)])
@@ -171,12 +190,6 @@ async def route_batch(rt: Runtime, events: Sequence[EventT],
     await rt.commit(router.unit)
 
 
-async def route_customer_batch(rt: Runtime, events: Sequence[EventT],
-                               decoded: Decoded | None = None) -> None:
-    await route_batch(rt, events, lambda unit: CustomerRouter(rt, unit),
-                      rt.topics.identity_commands.name, decoded)
-
-
 class AnonymousRouter:
     def __init__(self, rt: Runtime, unit: UnitOfWork, now_s: float) -> None:
         self.rt, self.unit, self.now_s = rt, unit, now_s
@@ -242,17 +255,12 @@ async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],
 
 
 def register(app: faust.App, rt: Runtime) -> None:
+    """The anonymous router's agent. The customer router runs inside ``process_people``
+    (:mod:`agents.people`), which reads the identifier-keyed topics too."""
     topics = rt.topics
-    customers = app.topic(topics.raw_events.name, topics.raw_identifies.name,
-                          topics.identity_commands.name, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")
     anonymous = app.topic(topics.raw_anonymous.name, topics.anonymous_links.name,
                           key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")
-
-    @app.agent(customers, name="route_customers")
-    async def route_customers(stream):  # type: ignore[no-untyped-def]
-        await run(stream, rt, route_customer_batch)
 
     @app.agent(anonymous, name="route_anonymous")
     async def route_anonymous(stream):  # type: ignore[no-untyped-def]

@@ -4,8 +4,9 @@ Read-your-writes (issue 13.2): a request that decides something about a person (
 "people must already exist", a render) must see every write accepted before it. An accepted
 write is a record below the end offset of its raw partition; the person stage has seen it once
 
-1. the router has applied (and committed) ``raw.events[p]`` up to that end offset — its outputs
-   on ``person.events`` are acknowledged before the router's unit is committed — and
+1. ``process_people`` has applied (and committed) ``raw.events[p]`` up to that end offset — a
+   customer's own items are applied then, in place; the outputs of the routed ones on
+   ``person.events`` are acknowledged before that unit is committed — and
 2. the person stage has applied ``person.events[p]`` up to that topic's end offset read after 1.
 
 :class:`Applied` records, per input partition, the next offset after the last record an agent

@@ -45,6 +45,9 @@ class Runtime:
     revoked: RevokedSessions = field(default_factory=RevokedSessions)
     #: person.events partition → {segment id: version activated there} (cache of SEGMENT_STATE).
     active_segments: dict[int, dict[str, str]] = field(default_factory=dict)
+    #: person.events partition → (catalog offset, next recorded time not yet due) when its
+    #: recorded definitions were last activated (agents.people.PeopleBatch.activate_recorded)
+    definitions_watch: dict[int, tuple[int, int | None]] = field(default_factory=dict)
     #: Topic partitions currently assigned to this worker.
     assigned: set[tuple[str, int]] = field(default_factory=set)
     started: asyncio.Event = field(default_factory=asyncio.Event)

@@ -2,9 +2,11 @@
 
 Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW rule 1):
 
-    raw.events     key: customer identifier as sent   ─┐ route_customers ─▶ person.events
-    raw.identifies (read only, earlier versions)        │   (aliases: identifier → person)
-    identity.commands key: identifier                 ─┘   (alias updates, merge resolution)
+    raw.events     key: customer identifier as sent   ─┐ process_people's customer router ─▶
+    raw.identifies (read only, earlier versions)        │   person.events, or the person stage
+    identity.commands key: identifier                 ─┘   in place for a customer's own id
+                                                            (aliases: identifier → person;
+                                                            alias updates, merge resolution)
     raw.anonymous  key: anonymous id                  ─┐ route_anonymous ─▶ anonymous_history,
     anonymous.links key: anonymous id                 ─┘   or person.events once linked
     person.events  key: canonical person id              process_people ─▶ dedup, history, profiles,

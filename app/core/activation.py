@@ -3,13 +3,56 @@ what it changes for each person, and the partition's segment state after it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from app.core.evaluation import ActiveSegments, History, catch_up, evaluate
 from app.core.messages import Definition
 from app.core.outputs import Output
 from app.core.person import PersonState
 from app.segments.definition import Segment
+
+
+#: segment id → (version or None once deleted, offset, record time in seconds or None)
+Recorded = Mapping[str, tuple[str | None, int, int | None]]
+
+
+def recorded_by(recorded: Recorded, active: Mapping[str, str],
+                at_s: int) -> tuple[list[Definition], int | None]:
+    """The definitions recorded at or before ``at_s`` that a partition with ``active`` versions
+    has not activated, in topic order, and when the next one not yet due was recorded (None:
+    none).
+
+    An input accepted at ``at_s`` is evaluated against every definition recorded by then. Their
+    ``segment`` items reach the partition through ``person.events``, and an input taken in place
+    from ``raw.events`` is not ordered with them: activating them first, as their item would
+    (which then finds them active), makes the input's evaluation the same whichever arrives
+    first, live or replayed. A record of unknown time is left to its item."""
+    due: list[Definition] = []
+    later: int | None = None
+    for segment_id, (version, offset, recorded_at) in recorded.items():
+        if recorded_at is None or _active(version, active.get(segment_id)):
+            continue
+        if recorded_at <= at_s:
+            due.append(Definition(segment_id, version, offset, recorded_at))
+        elif later is None or recorded_at < later:
+            later = recorded_at
+    due.sort(key=lambda definition: definition.offset or 0)
+    return due, later
+
+
+def _active(version: str | None, active_version: str | None) -> bool:
+    """A version active here, or a deletion with nothing active here."""
+    return active_version == version
+
+
+def overtaken(definition: Definition, latest: tuple[str | None, int, int | None] | None,
+              active_version: str | None) -> bool:
+    """A definition's item that arrives once a later version of its segment is active here (it
+    was activated from the catalog, :func:`recorded_by`): activating it would go back to an
+    older version and forward again. (A latest record that is a deletion does not overtake: with
+    nothing active, the partition may simply not have seen the segment yet.)"""
+    return (latest is not None and latest[0] is not None and definition.offset is not None
+            and definition.offset < latest[1] and active_version == latest[0])
 
 
 def is_active(definition: Definition, active_version: str | None) -> bool:

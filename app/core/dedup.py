@@ -1,7 +1,7 @@
 """Exact deduplication by event id, with redelivery told apart from duplication.
 
 ``seen`` maps an event id to ``[expires_ms, partition, offset, index]``: where the id was first
-delivered. Kafka redelivering that same record (same partition, offset and index inside the batch
+delivered (in ``person.events``, or in ``raw.events`` for an item taken in place: :func:`raw_ref`). Kafka redelivering that same record (same partition, offset and index inside the batch
 envelope) is a *redelivery*: its processing runs again, idempotently, and re-sends its outputs.
 Any other record carrying a seen id is a *duplicate* and stops here (DATAFLOW rule 2).
 
@@ -18,6 +18,14 @@ from enum import Enum
 Ref = tuple[int, int, int]          # (partition, offset, index within the record)
 Entry = list[int]                   # [expires_ms, partition, offset, index]
 Seen = dict[str, Entry]
+
+
+def raw_ref(partition: int, offset: int, index: int) -> Ref:
+    """The ref of an item the person stage took straight from ``raw.events[partition]``.
+
+    Its partition is stored as ``-1 - partition``: the same numbers in ``person.events`` are
+    another record, and one must not pass for a redelivery of the other."""
+    return (-1 - partition, offset, index)
 
 
 class Verdict(str, Enum):

@@ -62,6 +62,25 @@ def route_input(item: Item, person: str | None, identify_by: str) -> RouteOutput
     return Route(person, {**item, "person": person})
 
 
+#: What a customer does that the person stage can take straight from the raw record.
+IN_PLACE_OPS = frozenset({"event", "identify", "delete"})
+
+
+def in_place(item: Item, identify_by: str, on_home_partition: bool) -> bool:
+    """Whether the person stage handles ``item`` where it was read, skipping ``person.events``.
+
+    True when the identifier is the person's own id and its record is on that id's partition
+    (the partitioner may be the producer's own, not Kafka's default): the person's partition is
+    then this one, on this worker (the topics are co-partitioned). Every operation of such an
+    identifier is taken in place (a delete too, so it is never overtaken by the next event), in
+    the order of its raw partition. An id merged away needs no alias lookup here: the person stage
+    forwards what reaches someone merged away to the survivor, as it does for anything racing a
+    merge. Anything else (emails, ``cio_id``, merges, ids on another partition) is routed.
+    """
+    return (on_home_partition and identify_by == "id" and item["op"] in IN_PLACE_OPS
+            and (item.get("customer_kind") or identify_by) == "id")
+
+
 def first_hop(item: Item, secondary: str | None, secondary_ref: tuple[str, str],
               primary_ref: tuple[str, str]) -> RouteOutput:
     """A merge on the secondary identifier's partition, ``secondary`` the person it names."""

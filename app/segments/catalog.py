@@ -32,6 +32,10 @@ class SegmentCatalog:
         self._by_attribute: dict[str, set[str]] = defaultdict(set)
         #: Segments someone with no events and no attributes is in (e.g. "has not purchased").
         self._true_when_empty: set[str] = set()
+        #: segment id → (version or None once deleted, offset, record time in seconds or None)
+        #: of its latest valid record: what a person partition activates from the catalog
+        #: (app.core.activation.recorded_by)
+        self.recorded: dict[str, tuple[str | None, int, int | None]] = {}
         self.offset = -1
         self._advanced = asyncio.Condition()
         #: Set once the whole topic as it stood at start has been applied: no input may be
@@ -40,10 +44,13 @@ class SegmentCatalog:
 
     # -- applying the topic --------------------------------------------------------------------
 
-    def apply(self, segment_id: str, value: dict[str, Any] | None, offset: int) -> None:
+    def apply(self, segment_id: str, value: dict[str, Any] | None, offset: int,
+              at_s: int | None = None) -> None:
+        """The record at ``offset`` of the definitions topic, written at ``at_s``."""
         self.offset = max(self.offset, offset)
         if value is None:
             self.latest[segment_id] = None
+            self.recorded[segment_id] = (None, offset, at_s)
             return
         try:
             segment = parse_segment(segment_id, value["definition"])
@@ -52,6 +59,7 @@ class SegmentCatalog:
                       exc)
             return
         self.latest[segment_id] = value
+        self.recorded[segment_id] = (value["version"], offset, at_s)
         self._by_version[(segment_id, value["version"])] = segment
         # Index every version's names: a partition may still evaluate an older version.
         for name in segment.event_names():
@@ -131,7 +139,8 @@ async def _follow_once(catalog: SegmentCatalog, bootstrap: str, topic: str,
             fetched = await consumer.getmany(tp, timeout_ms=250)
             for message in fetched.get(tp, []):
                 value = None if message.value is None else orjson.loads(message.value)
-                catalog.apply(message.key.decode(), value, message.offset)
+                catalog.apply(message.key.decode(), value, message.offset,
+                              at_s=message.timestamp // 1000)
             if fetched:
                 await catalog.notify()
             if not catalog.caught_up.is_set() and await at_end(consumer, tp):

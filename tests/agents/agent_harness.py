@@ -38,6 +38,19 @@ def person_tables(tables: dict[str, Any], table: str, partition: int) -> dict[st
     return {person: person_table(tables, table, partition, person) for person in sorted(people)}
 
 
+class OnTopic:
+    """An agent reading several topics, whose ``test_context`` messages carry the name of one of
+    them (faust names them ``<internal>`` otherwise, which no topic of ours is)."""
+
+    def __init__(self, agent: Any, topic: str) -> None:
+        self.agent, self.topic = agent, topic
+
+    def test_context(self) -> Any:
+        wrapper = self.agent.test_context()
+        wrapper.original_channel = self.agent.app.topic(self.topic)
+        return wrapper
+
+
 @dataclass
 class AgentHarness:
     app: Any

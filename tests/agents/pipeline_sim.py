@@ -2,9 +2,10 @@
 
 Every topic partition the agents read (``raw.events``, ``raw.identifies``, ``identity.commands``,
 ``raw.anonymous``, ``anonymous.links``, ``person.events``) is an in-memory log with a consumer
-position. A *step* hands one or more records at the head of one or more logs of the same stage to
-the product's own batch handler (``route_customer_batch``, ``route_anonymous_batch``,
-``process_people_batch``), exactly as faust would after ``take_events``: the handler builds its own
+position. A *step* hands one or more records at the head of one or more logs of the same stage
+(agent) to the product's own batch handler (``route_anonymous_batch``, or ``process_people_batch``
+for the identifier-keyed topics and ``person.events``, which one agent reads), exactly as faust
+would after ``take_events``: the handler builds its own
 ``UnitOfWork`` and commits it through ``StateManager.commit`` to a fake producer. The fake producer
 appends every record sent to a consumed topic to the destination log (offsets 0, 1, 2, ... per
 partition, so dedup refs are real), collects dead letters, and answers changelog writes with
@@ -44,8 +45,8 @@ PARTITIONS = 4
 NOW_S = 1_700_000_000
 NOW_MS = NOW_S * 1000
 
-CUSTOMERS, ANONYMOUS, PEOPLE = "customers", "anonymous", "people"
-STAGES = (CUSTOMERS, ANONYMOUS, PEOPLE)
+ANONYMOUS, PEOPLE = "anonymous", "people"
+STAGES = (PEOPLE, ANONYMOUS)
 
 
 class SimulatedCrash(Exception):
@@ -95,14 +96,12 @@ class Sim:
         rt.producer.send_all = self._send_all  # type: ignore[method-assign]
         topics = rt.topics
         self.stage_topics = {
-            CUSTOMERS: (topics.raw_events.name, topics.raw_identifies.name,
-                        topics.identity_commands.name),
             ANONYMOUS: (topics.raw_anonymous.name, topics.anonymous_links.name),
-            PEOPLE: (topics.person_events.name,),
+            PEOPLE: (topics.raw_events.name, topics.raw_identifies.name,
+                     topics.identity_commands.name, topics.person_events.name),
         }
         self.stage_of = {t: stage for stage, names in self.stage_topics.items() for t in names}
-        self.handlers = {CUSTOMERS: routing.route_customer_batch,
-                         ANONYMOUS: routing.route_anonymous_batch,
+        self.handlers = {ANONYMOUS: routing.route_anonymous_batch,
                          PEOPLE: people.process_people_batch}
         # No broker: every table partition counts as caught up with its (empty) changelog.
         rt.state._recovered.update({(t.name, p) for t in (topics.raw_events, topics.raw_anonymous,

@@ -10,8 +10,9 @@ only kept per raw partition, as in Kafka. Phase 2, sent once phase 1 has settled
 processed the same way: deletes (each drained), then anonymous events of any anonymous id.
 
 Every workload is run twice on fresh runtimes (4 partitions, real RocksDB, the product's own batch
-handlers ``route_customer_batch``, ``route_anonymous_batch``, ``process_people_batch``, committing
-through ``StateManager.commit``; see ``pipeline_sim``):
+handlers ``route_anonymous_batch`` and ``process_people_batch`` (which routes the identifier-keyed
+topics, taking a customer's own items in place), committing through ``StateManager.commit``; see
+``pipeline_sim``):
 
 * the *fixed order*: all identifies, then anonymous events, then customer events, then merges
   (duplicates travel with their kind), each phase fully drained before the next;

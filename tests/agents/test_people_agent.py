@@ -19,7 +19,7 @@ from app.model import encode_envelope
 from app.producer import BrokerUnavailable, OutRecord, partition_for
 from app.person_store import stored_history
 from app.topics import DEDUP, HISTORY, HISTORY_SIZE, PROFILES
-from tests.agents.agent_harness import AgentHarness, agent_harness
+from tests.agents.agent_harness import AgentHarness, OnTopic, agent_harness
 from tables.changelog import UNIT_KEY, split_key
 from tables.state import StateManager
 
@@ -70,7 +70,8 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 def agent_of(h: Harness) -> Any:
-    return h.app.agents["process_people"]
+    """``process_people``, its test messages on ``person.events``."""
+    return OnTopic(h.app.agents["process_people"], h.person_topic)
 
 
 # --- history, profile, changelog -----------------------------------------------------------------

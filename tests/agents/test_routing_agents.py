@@ -1,7 +1,11 @@
-"""route_customers and route_anonymous through faust's ``agent.test_context()`` (no broker).
+"""The customer router (inside ``process_people``) and route_anonymous through faust's
+``agent.test_context()`` (no broker).
 
-``test_context`` puts every message on partition 0 with offsets 0, 1, 2, ...; route_customers
-reads two topics, so its test messages carry the topic name ``<internal>``.
+``test_context`` puts every message on partition 0 with offsets 0, 1, 2, ...; the customer
+router's test messages are on ``raw.events`` (:class:`OnTopic`), route_anonymous reads two topics
+and its test messages carry the topic name ``<internal>``. A customer whose id hashes to
+partition 0 is at home there and taken in place; the routing tests use customers of the other
+partitions.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from ulid import ULID
 
 from app.model import decode_envelope, encode_envelope
 from app.producer import OutRecord, partition_for
-from app.topics import ANONYMOUS_HISTORY
+from app.topics import ANONYMOUS_HISTORY, HISTORY, PROFILES
 from tables.changelog import UNIT_KEY, split_key
-from tests.agents.agent_harness import AgentHarness, agent_harness
+from tests.agents.agent_harness import AgentHarness, OnTopic, agent_harness, person_table
 
 NOW_S = 1_700_000_000.0
 RECEIVED = 1_700_000_000_000
@@ -46,14 +50,26 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 def customers_on_distinct_partitions(partitions: int = 4) -> dict[int, list[str]]:
-    """Two customer ids for each of the first partitions found."""
+    """Two customer ids for each partition but 0 (where the test records are)."""
     found: dict[int, list[str]] = {}
     for n in itertools.count():
         key = f"cust-{n}"
-        found.setdefault(partition_for(key.encode(), partitions), []).append(key)
+        partition = partition_for(key.encode(), partitions)
+        if partition:
+            found.setdefault(partition, []).append(key)
         if len(found) >= 3 and sum(len(v) >= 2 for v in found.values()) >= 3:
             return {p: v[:2] for p, v in found.items() if len(v) >= 2}
     raise AssertionError("unreachable")
+
+
+def customer_at_home(n: int = 0, partitions: int = 4) -> str:
+    """The ``n``-th customer id whose partition is 0: taken in place from a record there."""
+    return [key for key in (f"home-{i}" for i in range(1000))
+            if partition_for(key.encode(), partitions) == 0][n]
+
+
+def raw_events(h: Harness) -> Any:
+    return OnTopic(h.app.agents["process_people"], h.rt.topics.raw_events.name)
 
 
 def customer_event(customer: str, n: int, **extra: Any) -> dict[str, Any]:
@@ -66,7 +82,7 @@ def anon_event(anonymous_id: str, n: int, **extra: Any) -> dict[str, Any]:
             "timestamp": 1_699_990_000 + n, "received_at": RECEIVED + n, **extra}
 
 
-# --- route_customers -----------------------------------------------------------------------------
+# --- the customer router -------------------------------------------------------------------------
 
 
 async def test_items_are_rekeyed_to_person_events_one_record_per_destination(
@@ -78,7 +94,7 @@ async def test_items_are_rekeyed_to_person_events_one_record_per_destination(
     items = [customer_event(c, i) for i, c in enumerate(customers)]
     items.append({"op": "identify", "customer": customers[0], "attributes": {"plan": "pro"},
                   "received_at": RECEIVED + 99})
-    async with h.app.agents["route_customers"].test_context() as ag:
+    async with raw_events(h).test_context() as ag:
         await ag.put(encode_envelope(items), key=b"raw")
         await h.settle(lambda: h.commits >= 1)
     records = h.person_records
@@ -107,11 +123,61 @@ async def test_items_are_rekeyed_to_person_events_one_record_per_destination(
     assert not [r for r in h.sent if ".changelog." in r.topic]
 
 
+async def test_a_customer_at_home_is_taken_in_place_and_the_rest_routed(harness: Harness) -> None:
+    """An event, identify or delete by a person's own id on that id's partition skips
+    ``person.events``: the person stage of the same unit stores it."""
+    h = harness
+    home = customer_at_home()
+    [away, *_] = next(iter(customers_on_distinct_partitions().values()))
+    items = [customer_event(home, 1),
+             {"op": "identify", "customer": home, "attributes": {"plan": "pro"},
+              "received_at": RECEIVED + 2},
+             customer_event(away, 3),
+             {"op": "identify", "customer": f"{home}@example.com", "customer_kind": "email",
+              "attributes": {}, "received_at": RECEIVED + 4}]
+    async with raw_events(h).test_context() as ag:
+        await ag.put(encode_envelope(items), key=home.encode())
+        await h.settle(lambda: h.commits >= 1)
+    [routed] = h.person_records
+    assert [it["customer"] for it in decode_envelope(routed.value)] == [away]
+    assert h.rt.counters["routed_in_place"] == 2
+    assert h.rt.counters["unknown_identifier:identify"] == 1   # an email nobody has yet
+    stored = person_table(h.rt.state.tables, HISTORY, 0, home)
+    assert [a["name"] for a in stored] == ["e1"]
+    assert person_table(h.rt.state.tables, PROFILES, 0, home)["attributes"] == {"plan": "pro"}
+    # One unit wrote the people tables and committed the raw record.
+    assert any(r.topic.endswith(".changelog.people.l2") for r in h.sent)
+
+
+async def test_an_item_taken_in_place_is_remembered_at_its_raw_position(harness: Harness) -> None:
+    """Redelivering the raw record is a redelivery; the same id at the same partition, offset and
+    index of ``person.events`` (another record) is a duplicate."""
+    h = harness
+    home = customer_at_home()
+    item = customer_event(home, 1, id=GIVEN_ID)
+    async with raw_events(h).test_context() as ag:
+        await ag.put(encode_envelope([item]), key=home.encode())
+        await h.settle(lambda: h.commits >= 1)
+        ag.sent_offset = 0
+        await ag.put(encode_envelope([item]), key=home.encode())
+        await h.settle(lambda: h.commits >= 2)
+    assert h.rt.counters["verdict:new"] == 1
+    assert h.rt.counters["verdict:redelivery"] == 1
+    routed = {**item, "customer": f"{home}@example.com", "person": home, "type": "event",
+              "timestamp": RECEIVED // 1000}
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    async with on_person_events.test_context() as ag:
+        await ag.put(encode_envelope([routed]), key=home.encode())     # offset 0, index 0 too
+        await h.settle(lambda: h.rt.counters["verdict:duplicate"] == 1)
+    assert h.rt.counters["verdict:redelivery"] == 1
+    assert len(person_table(h.rt.state.tables, HISTORY, 0, home)) == 1
+
+
 async def test_a_redelivered_raw_record_is_routed_with_the_same_ids(harness: Harness) -> None:
     h = harness
     [customer, *_] = next(iter(customers_on_distinct_partitions().values()))
     record = encode_envelope([customer_event(customer, 1), customer_event(customer, 2)])
-    async with h.app.agents["route_customers"].test_context() as ag:
+    async with raw_events(h).test_context() as ag:
         await ag.put(record, key=b"raw", timestamp=NOW_S)
         await h.settle(lambda: len(h.person_records) == 1)
         ag.sent_offset = 0
@@ -129,7 +195,7 @@ async def test_a_given_id_is_kept_and_received_at_comes_from_the_record(harness:
     h = harness
     [customer, *_] = next(iter(customers_on_distinct_partitions().values()))
     bare = {"op": "event", "customer": customer, "name": "plain", "id": GIVEN_ID.lower()}
-    async with h.app.agents["route_customers"].test_context() as ag:
+    async with raw_events(h).test_context() as ag:
         await ag.put(orjson.dumps(bare), key=b"raw", timestamp=1_700_000_001.5)
         await h.settle(lambda: len(h.person_records) == 1)
     [routed] = decode_envelope(h.person_records[0].value)
@@ -146,7 +212,7 @@ async def test_bad_items_are_dead_lettered_and_the_rest_routed(harness: Harness)
              {"op": "teleport", "customer": customer},
              customer_event(customer, 3),
              {"op": "event", "name": "no customer"}]
-    async with h.app.agents["route_customers"].test_context() as ag:
+    async with raw_events(h).test_context() as ag:
         await ag.put(b"{not json", key=b"raw")
         await ag.put(encode_envelope(items), key=b"raw")
         await h.settle(lambda: len(h.person_records) == 1)
@@ -226,3 +292,39 @@ async def test_an_anonymous_identify_or_missing_id_is_dead_lettered(harness: Har
     assert b"only events can be anonymous" in headers[0]["error"]
     assert headers[1]["error"].startswith(b"BadItem: anonymous_id:")
     assert [a["name"] for a in h.anonymous("anon-1")["events"]] == ["a1"]  # type: ignore[index]
+
+
+async def test_definitions_recorded_before_an_input_taken_in_place_are_activated_first(
+        harness: Harness) -> None:
+    """An item taken in place is not ordered with the ``segment`` items of ``person.events``: the
+    definitions recorded by its accept time are activated before it (their items then find them
+    active), and an item of an older record than the active one changes nothing."""
+    h = harness
+    at = int(NOW_S)
+    bought = {"name": "Buyers", "match": {"event": "e1"}}
+    before = {"name": "Buyers (as first defined)", "match": {"event": "e2"}}
+    h.rt.catalog.apply("buyers", {"definition": before, "version": "v0", "updated_at": at}, 2,
+                       at_s=at - 200)
+    h.rt.catalog.apply("buyers", {"definition": bought, "version": "v1", "updated_at": at}, 5,
+                       at_s=at - 100)
+    home = customer_at_home()
+    async with raw_events(h).test_context() as ag:
+        await ag.put(encode_envelope([customer_event(home, 1)]), key=home.encode())
+        await h.settle(lambda: h.commits >= 1)
+    changes_topic = h.rt.topics.segment_changes.name
+
+    def changes() -> list[tuple[str, str]]:
+        return [(c["segment_id"], c["change"]) for c in
+                (orjson.loads(r.value) for r in h.sent_to(changes_topic))]
+    assert changes() == [("buyers", "entered")]
+    assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}
+    items = [{"op": "segment", "segment": "buyers", "version": version, "offset": offset,
+              "at": at - age} for version, offset, age in (("v0", 2, 200), ("v1", 5, 100))]
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    async with on_person_events.test_context() as ag:
+        for item in items:   # their own items, late: v0's is overtaken, v1's is active already
+            await ag.put(encode_envelope([item]), key=b"segment")
+        await h.settle(lambda: h.rt.counters[
+            f"records_in:{h.rt.topics.person_events.name}"] == 2)
+    assert changes() == [("buyers", "entered")]
+    assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}

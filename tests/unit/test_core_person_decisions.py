@@ -147,3 +147,27 @@ def test_a_definition_activates_once_and_keeps_its_member_count() -> None:
     assert changed.change.cause == "definition:v2"
     assert activation.segment_state({"members": 4}, "v2") == {"members": 4, "version": "v2"}
     assert activation.segment_state({"members": 4}, None) is None
+
+
+def test_an_input_is_evaluated_against_the_definitions_recorded_by_its_time() -> None:
+    recorded = {"buyers": ("v2", 7, NOW - 10), "recent": ("r1", 3, NOW - 20),
+                "later": ("l1", 9, NOW + 60), "gone": (None, 8, NOW - 5),
+                "unknown-time": ("u1", 2, None)}
+    active = {"buyers": "v1", "recent": "r1", "gone": "g1"}
+    due, later = activation.recorded_by(recorded, active, NOW)
+    # in topic order; "recent" is active already, "unknown-time" is left to its own item
+    assert due == [Definition("buyers", "v2", 7, NOW - 10), Definition("gone", None, 8, NOW - 5)]
+    assert later == NOW + 60
+    assert activation.recorded_by(recorded, {**active, "buyers": "v2"}, NOW - 11) == (
+        [], NOW - 5)
+    # a deletion of what is not active here is nothing to do
+    assert activation.recorded_by({"gone": (None, 8, NOW - 5)}, {}, NOW) == ([], None)
+
+
+def test_an_item_of_an_older_record_than_the_active_one_is_overtaken() -> None:
+    latest = ("v2", 7, NOW - 10)
+    assert activation.overtaken(Definition("buyers", "v1", 4, NOW - 30), latest, "v2")
+    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW - 30), latest, "v0")
+    assert not activation.overtaken(Definition("buyers", "v2", 7, NOW - 10), latest, "v2")
+    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), (None, 9, NOW), None)
+    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), None, None)

@@ -37,6 +37,19 @@ def test_an_input_goes_to_its_person_or_is_counted_as_unknown() -> None:
     assert routed.item["attributes"] == {"email": "x@y", "a": 1}
 
 
+def test_only_a_persons_own_id_on_its_own_partition_is_taken_in_place() -> None:
+    for op in ("event", "identify", "delete"):
+        assert routes.in_place({"op": op, "customer": "p1"}, "id", True)
+    assert not routes.in_place({"op": "event", "customer": "p1"}, "id", False)   # elsewhere
+    assert not routes.in_place({"op": "merge", "customer": "p1"}, "id", True)
+    assert not routes.in_place({"op": "event", "customer": "x@y", "customer_kind": "email"},
+                               "id", True)
+    assert not routes.in_place({"op": "event", "customer": "cio_1", "customer_kind": "cio_id"},
+                               "id", True)
+    # People addressed by email: an identify gains its email attribute on the way; routed.
+    assert not routes.in_place({"op": "identify", "customer": "x@y"}, "email", True)
+
+
 def test_a_merge_hops_to_the_primary_or_parks_on_an_unknown_identifier() -> None:
     item = {"op": "merge", "id": ID, "primary": {"id": "p1"}, "secondary": {"email": "x@y"},
             "received_at": 5}

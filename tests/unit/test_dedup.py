@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ulid import ULID
 
+from app.core import dedup
 from app.core.dedup import Verdict, classify, prune, remember, ulid_ms
 
 DAY_MS = 86_400_000
@@ -152,3 +153,13 @@ def test_remembered_id_lives_exactly_one_horizon() -> None:
     assert prune(seen, NOW_MS + HORIZON_MS) == {}
     # once forgotten, the id is new again
     assert classify(prune(seen, NOW_MS + HORIZON_MS), RECENT_ID, (0, 2, 0)) is Verdict.NEW
+
+
+def test_a_raw_position_is_never_a_person_events_position() -> None:
+    """Items taken in place from raw.events are remembered at their raw position: the same
+    numbers in person.events are another record (a duplicate), the raw record again a
+    redelivery."""
+    remembered = dedup.entry(RECENT_ID, dedup.raw_ref(0, 5, 1), now_ms=0, horizon_ms=1)
+    assert dedup.judge(remembered, dedup.raw_ref(0, 5, 1)) is Verdict.REDELIVERY
+    assert dedup.judge(remembered, (0, 5, 1)) is Verdict.DUPLICATE
+    assert dedup.judge(remembered, dedup.raw_ref(1, 5, 1)) is Verdict.DUPLICATE
