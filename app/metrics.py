@@ -138,6 +138,8 @@ COUNTER_HELP = {
     "anonymous_links": "Anonymous ids linked to a person, per outcome.",
     "unknown_identifier": "Operations naming an identifier no person has, per operation.",
     "forwarded_to_survivor": "Operations on a merged-away person forwarded to the survivor.",
+    "routed_in_place": "Operations by a person's own id the person stage took straight from "
+                       "the raw topic's partition, without the hop through person.events.",
     "imported": "Rows imported, per kind.",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
