@@ -268,6 +268,18 @@ async def in_turns(located: Iterable[Located], turn_s: float = TURN_S,
             turn_ends = clock() + turn_s
 
 
+async def handle_items(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
+                       decoded: Decoded | None,
+                       handle: Callable[[Located], Awaitable[None]]) -> None:
+    """Every item of a unit's records to ``handle``, in turns (:func:`in_turns`); an item it
+    fails on is dead-lettered with its provenance and the rest go on."""
+    async for located in in_turns(items_of(rt, unit, events, decoded)):
+        try:
+            await handle(located)
+        except Exception as exc:
+            deadletter_item(rt, unit, located, exc)
+
+
 def deadletter_item(rt: Runtime, unit: UnitOfWork, located: Located, error: Exception) -> None:
     import orjson
 

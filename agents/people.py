@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import Decoded, deadletter_item, in_turns, items_of, recover_for, run
+from agents.batches import Decoded, Located, handle_items, recover_for, run
 from agents.person_io import PersonIO, active_map, load_person, policy_of, save_person
 from agents.routing import CustomerRouter
 from app.core import activation, dedup, inputs, lifecycle, messages
@@ -187,18 +187,18 @@ async def process_people_batch(rt: Runtime, events: Sequence[EventT],
     batch = PeopleBatch(rt, rt.state.begin())
     router = CustomerRouter(rt, batch.unit, in_place=batch.handle_in_place)
     person_events, commands = topics.person_events.name, topics.identity_commands.name
-    async for located in in_turns(items_of(rt, batch.unit, events, decoded)):
+
+    async def handle(located: Located) -> None:
         event, partition, offset, index, item = located
         topic = event.message.topic
-        try:
-            if topic == person_events:
-                await batch.handle(partition, offset, index, item)
-            elif topic == commands:
-                router.on_side(partition, item)
-            else:
-                router.on_raw(event, partition, offset, index, item)
-        except Exception as exc:
-            deadletter_item(rt, batch.unit, located, exc)
+        if topic == person_events:
+            await batch.handle(partition, offset, index, item)
+        elif topic == commands:
+            router.on_side(partition, item)
+        else:
+            router.on_raw(event, partition, offset, index, item)
+
+    await handle_items(rt, batch.unit, events, decoded, handle)
     router.flush()
     batch.flush()
     await rt.commit(batch.unit)

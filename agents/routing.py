@@ -18,12 +18,12 @@ is kept under that id until an identify links it to a person; then the stored ev
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import faust
 from faust.types import EventT
 
-from agents.batches import Decoded, deadletter_item, in_turns, items_of, recover_for, run
+from agents.batches import Decoded, Located, handle_items, recover_for, run
 from app.core import anonymous, history, routes
 from app.core.commands import (MergeResolve, Unalias, Unlink, decode_identity_command,
                                decode_link)
@@ -37,17 +37,6 @@ from tables.state import UnitOfWork
 
 #: Items per routed record (the HTTP tier's batches are at most this size too).
 MAX_ITEMS_PER_RECORD = 500
-
-
-class Router(Protocol):
-    unit: UnitOfWork
-
-    def flush(self) -> None: ...
-
-    def on_raw(self, event: EventT, partition: int, offset: int, index: int,
-               item: dict[str, Any]) -> None: ...
-
-    def on_side(self, partition: int, item: dict[str, Any]) -> None: ...
 
 
 class Outbox:
@@ -78,11 +67,11 @@ InPlace = Callable[[int, int, int, dict[str, Any]], None]
 
 
 class CustomerRouter:
-    """Routes the identifier-keyed topics. With ``in_place`` (the person stage of the same unit),
-    an item whose identifier is its person's own id on that id's partition is handed to it instead
-    of taking a hop through ``person.events`` (:func:`app.core.routes.in_place`)."""
+    """Routes the identifier-keyed topics. An item whose identifier is its person's own id on that
+    id's partition is handed to ``in_place`` (the person stage of the same unit) instead of taking
+    a hop through ``person.events`` (:func:`app.core.routes.in_place`)."""
 
-    def __init__(self, rt: Runtime, unit: UnitOfWork, in_place: InPlace | None = None) -> None:
+    def __init__(self, rt: Runtime, unit: UnitOfWork, in_place: InPlace) -> None:
         self.rt, self.unit = rt, unit
         topics = rt.topics
         self.people = Outbox(topics.person_events.name, topics.person_events.partitions)
@@ -107,9 +96,8 @@ class CustomerRouter:
             self.merge(partition, item)
             return
         identify_by = self.rt.settings.identify_by
-        if self.in_place is not None and routes.in_place(
-                item, identify_by, partition_for(item["customer"].encode(),
-                                                 self.partitions) == partition):
+        if routes.in_place(item, identify_by, partition_for(item["customer"].encode(),
+                                                            self.partitions) == partition):
             self.in_place(partition, offset, index, {**item, "person": item["customer"]})
             self.rt.counters["routed_in_place"] += 1
             return
@@ -165,29 +153,6 @@ class CustomerRouter:
         if waiting is not None:
             self.unit.put(ALIASES, partition, key, waiting)
         self.rt.counters["merges:parked"] += 1
-
-
-async def route_batch(rt: Runtime, events: Sequence[EventT],
-                      make_router: Callable[[UnitOfWork], "Router"], side_topic: str,
-                      decoded: Decoded | None = None) -> None:
-    """One batch of a routing agent: raw items to ``router.on_raw``, items of the stage's own
-    side topic (identity commands, anonymous links) to ``router.on_side``.
-
-    The unit begins once the batch's partitions are recovered (and fenced): a unit knows which
-    ownership of each partition it was computed under (``StateManager.commit``)."""
-    await recover_for(rt, events)
-    router = make_router(rt.state.begin())
-    async for located in in_turns(items_of(rt, router.unit, events, decoded)):
-        event, partition, offset, index, item = located
-        try:
-            if event.message.topic == side_topic:
-                router.on_side(partition, item)
-            else:
-                router.on_raw(event, partition, offset, index, item)
-        except Exception as exc:
-            deadletter_item(rt, router.unit, located, exc)
-    router.flush()
-    await rt.commit(router.unit)
 
 
 class AnonymousRouter:
@@ -249,9 +214,25 @@ class AnonymousRouter:
 
 async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],
                                 decoded: Decoded | None = None) -> None:
+    """One unit of ``route_anonymous``: raw items to ``on_raw``, links to ``on_side``.
+
+    The unit begins once the batch's partitions are recovered (and fenced): a unit knows which
+    ownership of each partition it was computed under (``StateManager.commit``)."""
     now_s = rt.clock.now()
-    await route_batch(rt, events, lambda unit: AnonymousRouter(rt, unit, now_s),
-                      rt.topics.anonymous_links.name, decoded)
+    await recover_for(rt, events)
+    router = AnonymousRouter(rt, rt.state.begin(), now_s)
+    links = rt.topics.anonymous_links.name
+
+    async def handle(located: Located) -> None:
+        event, partition, offset, index, item = located
+        if event.message.topic == links:
+            router.on_side(partition, item)
+        else:
+            router.on_raw(event, partition, offset, index, item)
+
+    await handle_items(rt, router.unit, events, decoded, handle)
+    router.flush()
+    await rt.commit(router.unit)
 
 
 def register(app: faust.App, rt: Runtime) -> None:

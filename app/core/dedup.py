@@ -1,8 +1,10 @@
 """Exact deduplication by event id, with redelivery told apart from duplication.
 
 ``seen`` maps an event id to ``[expires_ms, partition, offset, index]``: where the id was first
-delivered (in ``person.events``, or in ``raw.events`` for an item taken in place: :func:`raw_ref`). Kafka redelivering that same record (same partition, offset and index inside the batch
-envelope) is a *redelivery*: its processing runs again, idempotently, and re-sends its outputs.
+delivered (in ``person.events``, or in ``raw.events`` for an item taken in place:
+:func:`raw_ref`). Kafka redelivering that same record (same partition, offset and index inside
+the batch envelope) is a *redelivery*: its processing runs again, idempotently, and re-sends its
+outputs.
 Any other record carrying a seen id is a *duplicate* and stops here (DATAFLOW rule 2).
 
 An id is remembered for the horizon after the later of its ULID time and its first delivery: the

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from app.topics import people_changelog
+from tests.integration.test_workers import extra_worker
 from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, basic_auth, eventually,
                                    free_port, read_topic)
 
@@ -123,14 +124,7 @@ async def test_concurrent_identify_and_event_pairs_replay_to_the_same_state_and_
                 call("PUT", f"/api/v1/customers/c{n}", {"plan": "pro"}),
                 call("POST", f"/api/v1/customers/c{n}/events", {"name": "purchased"}))))
 
-    async def settled() -> dict[str, str]:
-        first = digest_lines(await asyncio.to_thread(run_cli, d, "digest"))
-        await asyncio.sleep(2)
-        assert digest_lines(await asyncio.to_thread(run_cli, d, "digest")) == first
-        live = await changes_by_person(d, "v1")
-        assert len(live) == 40 and all(len(c) == 1 for c in live.values())
-        return first
-    live = await eventually(settled, timeout_s=60)
+    live = await eventually(lambda: settled_with_one_change_each(d, 40), timeout_s=60)
     worker.stop()
     for version in ("v2", "v3"):
         # --version: the option's earlier spelling, kept as a hidden alias of --state-version.
@@ -139,6 +133,56 @@ async def test_concurrent_identify_and_event_pairs_replay_to_the_same_state_and_
         assert replayed == live, version
     full = await changes_with_causes(d, "v1")
     assert full == await changes_with_causes(d, "v2") == await changes_with_causes(d, "v3")
+
+
+async def test_three_workers_live_and_one_replaying_evaluate_against_the_same_definitions(
+        deployment: Deployment) -> None:
+    """A customer's own items are taken in place, not ordered with the definitions' ``segment``
+    items: each input is evaluated against the definitions recorded by its accept time. Live on
+    three workers (each following the catalog itself) and replayed by one, the change records are
+    the same, causes included, and every entry is caused by an input, not by an activation."""
+    d = deployment
+    workers = [Worker(d, "a").start(), extra_worker(d, "b").start(), extra_worker(d, "c").start()]
+    try:
+        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+        async with aiohttp.ClientSession() as session:
+            async with session.put(workers[1].url + "/api/v1/segments/pro-buyers", json={
+                    "name": "pro buyers", "match": {"all": [
+                        {"attribute": "plan", "op": "eq", "value": "pro"},
+                        {"event": "purchased"}]}}, headers=d.app_auth) as response:
+                assert response.status == 200, await response.text()
+
+            async def call(n: int, method: str, path: str, body: dict) -> None:
+                async with session.request(method, workers[n % 3].url + path, json=body,
+                                           headers=d.track_auth) as response:
+                    assert response.status == 200, await response.text()
+
+            await asyncio.gather(*(
+                coroutine for n in range(24) for coroutine in (
+                    call(n, "PUT", f"/api/v1/customers/t{n}", {"plan": "pro"}),
+                    call(n + 1, "POST", f"/api/v1/customers/t{n}/events",
+                         {"name": "purchased"}))))
+
+        live = await eventually(lambda: settled_with_one_change_each(d, 24), timeout_s=90)
+    finally:
+        for w in workers:
+            w.stop()
+    replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version", "v2"))
+    assert replayed == live
+    full = await changes_with_causes(d, "v1")
+    assert full == await changes_with_causes(d, "v2")
+    assert not [c for changes in full.values() for c in changes
+                if c["cause"].startswith("definition:")]
+
+
+async def settled_with_one_change_each(d: Deployment, people: int) -> dict[str, str]:
+    """The live digest once it holds still, and each of ``people`` people has one change."""
+    first = digest_lines(await asyncio.to_thread(run_cli, d, "digest"))
+    await asyncio.sleep(2)
+    assert digest_lines(await asyncio.to_thread(run_cli, d, "digest")) == first
+    live = await changes_by_person(d, "v1")
+    assert len(live) == people and all(len(c) == 1 for c in live.values())
+    return first
 
 
 async def changes_with_causes(d: Deployment, version: str) -> dict[str, list[dict]]:
