@@ -5,11 +5,16 @@ seek. No broker: messages are plain stand-ins, fetches are scripted."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import faust
 from aiokafka import TopicPartition
+from aiokafka.consumer.subscription_state import SubscriptionState
+from aiokafka.consumer.fetcher import OffsetResetStrategy
 import pytest
 from faust.types import TP, Message
 
@@ -195,3 +200,45 @@ async def test_a_fetch_served_after_a_rebalance_seek_is_fetched_again(
     partition.at_fetch, partition.then_serve = 2, rebalance
     assert await _drained(consumer, inbox) == list(range(committed or 0, END))
     assert not consumer._gap.get(partition.tp)
+
+
+# --- faust's livelock check across a seek to the beginning ------------------------------------
+
+def _thread_with_one_partition(topic: str) -> tuple[Any, TP, Any]:
+    """The consumer thread of a bulk consumer over aiokafka's real subscription state of one
+    assigned partition (what the thread reads for its checks), with a fetch just polled."""
+    app = _App(f"livelock-{topic}", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer
+    assert isinstance(consumer, BulkConsumer)
+    subscriptions = SubscriptionState()
+    subscriptions.subscribe({topic})
+    aiotp = TopicPartition(topic, 0)
+    subscriptions.assign_from_subscribed({aiotp})
+    state = subscriptions.subscription.assignment.state_value(aiotp)
+    thread = consumer._thread
+    thread._consumer = SimpleNamespace(_fetcher=SimpleNamespace(_subscriptions=subscriptions))
+    thread.time_started = time.monotonic() - 600
+    state.timestamp = time.time() * 1000  # polled just now
+    state.highwater = 20
+    return thread, TP(topic, 0), state
+
+
+async def test_the_livelock_check_skips_a_partition_awaiting_a_reset() -> None:
+    """A seek to the beginning (seek_again, for a partition never committed) leaves the partition
+    without a position until the fetcher resets it. faust's periodic livelock check read it there
+    and aiokafka's assertion crashed the worker (a CI run); the check now waits for the reset."""
+    thread, tp, state = _thread_with_one_partition("t-awaiting-reset")
+    state.reset_to(5)
+    state.await_reset(OffsetResetStrategy.EARLIEST)  # what seek_to_beginning does
+    thread.verify_event_path(time.monotonic(), tp)  # raised AssertionError before
+
+
+async def test_the_livelock_check_still_checks_a_partition_with_a_position(
+        caplog: pytest.LogCaptureFixture) -> None:
+    thread, tp, state = _thread_with_one_partition("t-positioned")
+    state.reset_to(5)  # records 5-19 wait, and the stream never took one: faust's check says so
+    thread.app.topics.acks_enabled_for = lambda topic: True
+    thread.app.monitor.stream_inbound_time.clear()
+    with caplog.at_level(logging.ERROR):
+        thread.verify_event_path(time.monotonic(), tp)
+    assert "t-positioned" in caplog.text
