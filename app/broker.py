@@ -25,6 +25,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from app.local_instance import CREDENTIALS_FILE, INSTANCE_FILE
 from app.topics import TopicSpec
+from tables import torn_fetch
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 15.0) -> None:
+        # This process reads from it: refetch what its tail race skips (tables/torn_fetch.py).
+        torn_fetch.install()
         if _port_open(self.port):
             raise BrokerError(f"port {self.port} is already in use; set "
                               "EVENTIDE_EMBEDDED_BROKER_PORT or stop what listens there")

@@ -22,6 +22,7 @@ from app.cli_state import cmd_deadletters, cmd_digest, cmd_replay, cmd_topics
 from app.cli_up import cmd_up
 from app.cli_worker import cmd_api, cmd_worker
 from app.settings import Settings, SettingsError, StartupError
+from tables import torn_fetch
 
 
 def package_version() -> str:
@@ -228,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging_setup.configure(json=settings.log_json,
                             level="warning" if quiet else settings.log_level)
+    if settings.tansu:
+        torn_fetch.install()  # every reader here refetches what the broker's tail race skipped
     if quiet and settings.log_level != "debug":
         # A one-shot command says what failed in one line (below); the client library's
         # connection errors and unclosed-consumer reports would repeat it as noise.

@@ -138,6 +138,10 @@ COUNTER_HELP = {
     "anonymous_links": "Anonymous ids linked to a person, per outcome.",
     "unknown_identifier": "Operations naming an identifier no person has, per operation.",
     "forwarded_to_survivor": "Operations on a merged-away person forwarded to the survivor.",
+    "torn_fetches": "Fetches the embedded broker served past records it had acknowledged but not "
+                    "yet shown, cut there and fetched again (tables/torn_fetch.py).",
+    "fetch_jumps_accepted": "Jumps in a partition's offsets still there after several fetches, "
+                            "read on from (records really gone; tables/torn_fetch.py).",
     "routed_in_place": "Operations by a person's own id the person stage took straight from "
                        "the raw topic's partition, without the hop through person.events.",
     "imported": "Rows imported, per kind.",

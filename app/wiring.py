@@ -30,6 +30,7 @@ from app.membership_index import membership_index
 from app.person_store import history_index
 from app.segments.catalog import follow
 from app.topics import HISTORY, MEMBERSHIP, build_topics
+from tables import torn_fetch
 from tables.state import StateManager
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
         revoked=RevokedSessions(now=clock.now),
     )
     runtime.counters["invariant_violations"] = 0  # shown at 0: the crash-schedule sweep checks it
+    if settings.tansu:
+        torn_fetch.count_into(runtime.counters)  # the embedded broker's torn fetches, on /metrics
     app = EventideApp(settings.app_id, **faust_options(settings))
     app.runtime = runtime
     runtime.app = app

@@ -1,0 +1,119 @@
+"""Fetches that skip records the broker has acknowledged: the embedded broker's tail race.
+
+Measured here (Tansu, memory storage; ``docs/architecture.md``, "The embedded broker"):
+a consumer at the tail of a partition that several producers write at once is now and then served
+a batch past one that is not visible yet. Offsets 4310-4312 were missing between 4309 and 4313,
+and a fetch from 4310 straight after returned them. aiokafka takes such a jump for compaction and
+moves its position past it, so every reader loses those records for good: a worker lost writes
+it had answered 200 for (faust commits the jump as a gap), and a recovery would lose changelog
+records.
+
+Kafka never serves such a jump below the high-watermark of a topic without compaction, and in a
+compacted topic a jump *is* compaction; so this guard is installed for Tansu only. There a batch that starts past the fetch position ends the fetch's records for
+that partition: the position stays where the missing records start, and the next fetch asks for
+them again. A jump still there after :data:`ACCEPT_AFTER_S` and :data:`ACCEPT_AFTER_FETCHES`
+(records really gone, or compacted away) is taken as it is, with a warning, so a reader can
+never stall on one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, MutableMapping
+
+from aiokafka.consumer import fetcher
+
+log = logging.getLogger(__name__)
+
+#: A jump is taken as real once it has been seen this long, and this many times.
+ACCEPT_AFTER_S = 2.0
+ACCEPT_AFTER_FETCHES = 3
+
+#: (topic, partition, expected offset) → (first seen, times seen) of a jump not taken yet.
+_suspected: dict[tuple[str, int, int], tuple[float, int]] = {}
+#: Fetches cut short at a jump, and jumps taken as real (this process): a worker counts them in
+#: its runtime's counters (:func:`count_into`), so /metrics shows them.
+stats: MutableMapping[str, int] = {"torn_fetches": 0, "fetch_jumps_accepted": 0}
+
+_Original = fetcher.PartitionRecords
+
+
+def _take_jump(tp: Any, expected: int, base: int) -> bool:
+    """Whether the jump from ``expected`` to a batch at ``base`` is taken now (else: fetch
+    again from ``expected``)."""
+    key = (tp.topic, tp.partition, expected)
+    now = time.monotonic()
+    first, seen = _suspected.get(key, (now, 0))
+    seen += 1
+    if now - first >= ACCEPT_AFTER_S and seen >= ACCEPT_AFTER_FETCHES:
+        _suspected.pop(key, None)
+        stats["fetch_jumps_accepted"] += 1
+        log.warning("%s[%d]: offsets %d-%d were still missing after %d fetches in %.1f s; "
+                    "reading on from %d", tp.topic, tp.partition, expected, base - 1, seen,
+                    now - first, base)
+        return True
+    if len(_suspected) > 10_000:  # bounded: a jump is normally gone on the next fetch
+        _suspected.clear()
+    _suspected[key] = (first, seen)
+    stats["torn_fetches"] += 1
+    return False
+
+
+class _UntilAJump:
+    """The fetched batches of one partition, ending before a batch that starts past the offset
+    the reader expects next (``PartitionRecords.next_fetch_offset``)."""
+
+    def __init__(self, owner: "WholePartitionRecords", records: Any) -> None:
+        self._owner, self._records = owner, records
+        self._peeked: Any = None
+        self._ended = False
+
+    def has_next(self) -> bool:
+        """Whether a next batch is to be read: judged once per batch (a batch let through stays
+        so until :meth:`next_batch` takes it)."""
+        if self._peeked is not None:
+            return True
+        if self._ended or not self._records.has_next():
+            return False
+        batch = self._records.next_batch()
+        if batch is None:
+            return False
+        owner = self._owner
+        expected = owner.next_fetch_offset
+        if batch.base_offset > expected and not _take_jump(owner._tp, expected,
+                                                           batch.base_offset):
+            self._ended = True
+            return False
+        self._peeked = batch
+        return True
+
+    def next_batch(self) -> Any:
+        if not self.has_next():
+            return None
+        batch, self._peeked = self._peeked, None
+        return batch
+
+
+class WholePartitionRecords(_Original):  # type: ignore[misc, valid-type]
+    """aiokafka's records of one partition from one fetch, cut at a jump (see the module)."""
+
+    def __init__(self, tp: Any, records: Any, *args: Any) -> None:
+        super().__init__(tp, _UntilAJump(self, records), *args)
+
+
+def install() -> None:
+    """Guard every aiokafka consumer of this process (idempotent). For Tansu only."""
+    fetcher.PartitionRecords = WholePartitionRecords
+
+
+def count_into(counters: MutableMapping[str, int]) -> None:
+    """Count into ``counters`` from now on (a worker's ``rt.counters``)."""
+    global stats
+    for name, value in stats.items():
+        counters[name] = counters.get(name, 0) + value
+    stats = counters
+
+
+def installed() -> bool:
+    return fetcher.PartitionRecords is WholePartitionRecords

@@ -1,0 +1,78 @@
+"""The guard against fetches that skip records (tables.torn_fetch): aiokafka's own records of a
+partition, built from record batches at chosen offsets as a fetch response carries them. No
+broker: the tail race it guards against is shown on the real one in docs/architecture.md."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.consumer import fetcher
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+
+from tables import torn_fetch
+
+TP = TopicPartition("t-torn", 0)
+
+
+def batch(*offsets: int) -> bytes:
+    """A record batch as a broker stores it: consecutive offsets from its base offset (the
+    first 8 bytes, which the broker writes and the CRC does not cover)."""
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                        batch_size=1 << 20)
+    assert list(offsets) == list(range(offsets[0], offsets[0] + len(offsets)))
+    for delta in range(len(offsets)):
+        builder.append(delta, timestamp=0, key=b"k", value=b"v", headers=[])
+    return offsets[0].to_bytes(8, "big") + bytes(builder.build())[8:]
+
+
+def fetched(fetch_offset: int, *batches: bytes) -> tuple[list[int], int]:
+    """(offsets read, the offset the next fetch starts from) of one fetch's records."""
+    records = fetcher.PartitionRecords(TP, MemoryRecords(b"".join(batches)), [], fetch_offset,
+                                       None, None, False, fetcher.READ_UNCOMMITTED)
+    return [record.offset for record in records], records.next_fetch_offset
+
+
+@pytest.fixture
+def guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, float]]:
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(fetcher, "PartitionRecords", fetcher.PartitionRecords)
+    monkeypatch.setattr(torn_fetch.time, "monotonic", lambda: clock["now"])
+    torn_fetch._suspected.clear()
+    torn_fetch.install()
+    yield clock
+
+
+def test_a_fetch_that_skips_a_batch_ends_before_it_and_is_fetched_again(
+        guarded: dict[str, float]) -> None:
+    """Offsets 3-5 not served yet, 6-7 served: the fetch gives 0-2, and the next one starts at
+    3, where the batch turns up (what was measured on the embedded broker)."""
+    assert fetched(0, batch(0, 1, 2), batch(6, 7)) == ([0, 1, 2], 3)
+    assert fetched(3, batch(3, 4, 5), batch(6, 7)) == ([3, 4, 5, 6, 7], 8)
+
+
+def test_a_fetch_whose_first_batch_is_past_the_position_gives_nothing(
+        guarded: dict[str, float]) -> None:
+    assert fetched(3, batch(6, 7)) == ([], 3)
+
+
+def test_a_fetch_from_inside_a_batch_is_no_jump(guarded: dict[str, float]) -> None:
+    assert fetched(1, batch(0, 1, 2), batch(3)) == ([1, 2, 3], 4)
+
+
+def test_a_jump_still_there_after_a_while_is_taken(guarded: dict[str, float]) -> None:
+    """Records really gone: the reader is held back a few fetches, never stalled for good."""
+    for _ in range(torn_fetch.ACCEPT_AFTER_FETCHES):
+        assert fetched(3, batch(6, 7)) == ([], 3)
+    guarded["now"] += torn_fetch.ACCEPT_AFTER_S
+    assert fetched(3, batch(6, 7)) == ([6, 7], 8)
+
+
+def test_unguarded_aiokafka_takes_the_jump_and_loses_the_records(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the guard exists: without it the position moves past 3-5."""
+    monkeypatch.setattr(fetcher, "PartitionRecords", torn_fetch._Original)
+    assert fetched(0, batch(0, 1, 2), batch(6, 7)) == ([0, 1, 2, 6, 7], 8)
