@@ -34,7 +34,8 @@ ACCEPT_AFTER_FETCHES = 3
 _suspected: dict[tuple[str, int, int], tuple[float, int]] = {}
 #: Fetches cut short at a jump, and jumps taken as real (this process): a worker counts them in
 #: its runtime's counters (:func:`count_into`), so /metrics shows them.
-stats: MutableMapping[str, int] = {"torn_fetches": 0, "fetch_jumps_accepted": 0}
+COUNTERS = ("torn_fetches", "fetch_jumps_accepted")
+stats: MutableMapping[str, int] = dict.fromkeys(COUNTERS, 0)
 
 _Original = fetcher.PartitionRecords
 
@@ -110,8 +111,8 @@ def install() -> None:
 def count_into(counters: MutableMapping[str, int]) -> None:
     """Count into ``counters`` from now on (a worker's ``rt.counters``)."""
     global stats
-    for name, value in stats.items():
-        counters[name] = counters.get(name, 0) + value
+    for name in COUNTERS:  # only these: ``stats`` may be another runtime's counters by now
+        counters[name] = counters.get(name, 0) + stats.get(name, 0)
     stats = counters
 
 

@@ -76,3 +76,18 @@ def test_unguarded_aiokafka_takes_the_jump_and_loses_the_records(
     """Why the guard exists: without it the position moves past 3-5."""
     monkeypatch.setattr(fetcher, "PartitionRecords", torn_fetch._Original)
     assert fetched(0, batch(0, 1, 2), batch(6, 7)) == ([0, 1, 2, 6, 7], 8)
+
+
+def test_a_runtime_counts_torn_fetches_and_nothing_else_of_another_runtime(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process apps (agent tests) are built one after another: each new runtime's counters
+    take over the two counts, never the previous runtime's own counters."""
+    monkeypatch.setattr(torn_fetch, "stats", dict.fromkeys(torn_fetch.COUNTERS, 0))
+    first: dict[str, int] = {"verdict:new": 5}
+    torn_fetch.count_into(first)
+    torn_fetch.stats["torn_fetches"] += 1
+    second: dict[str, int] = {}
+    torn_fetch.count_into(second)
+    torn_fetch.stats["torn_fetches"] += 1
+    assert first == {"verdict:new": 5, "torn_fetches": 1, "fetch_jumps_accepted": 0}
+    assert second == {"torn_fetches": 2, "fetch_jumps_accepted": 0}
