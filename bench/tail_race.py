@@ -83,7 +83,8 @@ async def one_run(seconds: float, writers: int, guarded: bool, log_dir: Path) ->
     return {"guarded": guarded, "records_read": read, "skips": len(skips),
             "skipped": skips[:20],
             "torn_fetches_refetched": torn_fetch.stats["torn_fetches"] - before["torn_fetches"],
-            "jumps_accepted": torn_fetch.stats["fetch_jumps_accepted"] - before["fetch_jumps_accepted"]}
+            "jumps_accepted": (torn_fetch.stats["fetch_jumps_accepted"]
+                               - before["fetch_jumps_accepted"])}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,11 +9,11 @@ it had answered 200 for (faust commits the jump as a gap), and a recovery would 
 records.
 
 Kafka never serves such a jump below the high-watermark of a topic without compaction, and in a
-compacted topic a jump *is* compaction; so this guard is installed for Tansu only. There a batch that starts past the fetch position ends the fetch's records for
-that partition: the position stays where the missing records start, and the next fetch asks for
-them again. A jump still there after :data:`ACCEPT_AFTER_S` and :data:`ACCEPT_AFTER_FETCHES`
-(records really gone, or compacted away) is taken as it is, with a warning, so a reader can
-never stall on one.
+compacted topic a jump *is* compaction; so this guard is installed for Tansu only. There a batch
+that starts past the fetch position ends the fetch's records for that partition: the position
+stays where the missing records start, and the next fetch asks for them again. A jump still
+there after :data:`ACCEPT_AFTER_S` and :data:`ACCEPT_AFTER_FETCHES` (records really gone, or
+compacted away) is taken as it is, with a warning, so a reader can never stall on one.
 """
 
 from __future__ import annotations
@@ -115,6 +115,3 @@ def count_into(counters: MutableMapping[str, int]) -> None:
         counters[name] = counters.get(name, 0) + stats.get(name, 0)
     stats = counters
 
-
-def installed() -> bool:
-    return fetcher.PartitionRecords is WholePartitionRecords
