@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import Decoded, Located, handle_items, recover_for, run
+from agents.batches import (Decoded, Located, Prepared, handle_items, process, recover_for,
+                            run)
 from agents.person_io import PersonIO, active_map, load_person, policy_of, save_person
 from agents.routing import CustomerRouter
 from app.core import activation, dedup, inputs, lifecycle, messages
@@ -40,9 +41,10 @@ from app.core.messages import (Absorb, Definition, Delete, Event, ForPerson, Ide
                                MergeFrom, Tick)
 from app.runtime import Runtime
 from app.segments.definition import Segment
+from tables.unit import UnitOfWork
 
-__all__ = ["PeopleBatch", "load_person", "policy_of", "process_people_batch", "register",
-           "save_person"]
+__all__ = ["PeopleBatch", "load_person", "policy_of", "prepare_people_batch",
+           "process_people_batch", "register", "save_person"]
 
 
 class PeopleBatch(PersonIO):
@@ -174,8 +176,9 @@ class PeopleBatch(PersonIO):
         return segment
 
 
-async def process_people_batch(rt: Runtime, events: Sequence[EventT],
-                               decoded: Decoded | None = None) -> None:
+async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
+                               decoded: Decoded | None = None,
+                               base: UnitOfWork | None = None) -> Prepared:
     """One unit of ``process_people``: ``person.events`` items to the person stage, raw items and
     identity commands to the customer router, which hands the person stage those it can take in
     place. The customer tables and the people tables of a partition are both this worker's (the
@@ -184,7 +187,7 @@ async def process_people_batch(rt: Runtime, events: Sequence[EventT],
     await recover_for(rt, events)
     await rt.state.ensure_recovered(topics.person_events.name,
                                     {event.message.partition for event in events})
-    batch = PeopleBatch(rt, rt.state.begin())
+    batch = PeopleBatch(rt, rt.state.begin(base))
     router = CustomerRouter(rt, batch.unit, in_place=batch.handle_in_place)
     person_events, commands = topics.person_events.name, topics.identity_commands.name
 
@@ -201,9 +204,18 @@ async def process_people_batch(rt: Runtime, events: Sequence[EventT],
     await handle_items(rt, batch.unit, events, decoded, handle)
     router.flush()
     batch.flush()
-    await rt.commit(batch.unit)
-    done_ms = rt.clock.now() * 1000
-    rt.latency.observe_many((done_ms - at) / 1000 for at in batch.accepted_at_ms)
+    accepted_at_ms = batch.accepted_at_ms
+
+    def observe_latency() -> None:
+        done_ms = rt.clock.now() * 1000
+        rt.latency.observe_many((done_ms - at) / 1000 for at in accepted_at_ms)
+    return Prepared(rt, batch.unit, observe_latency)
+
+
+async def process_people_batch(rt: Runtime, events: Sequence[EventT],
+                               decoded: Decoded | None = None) -> None:
+    """One unit of ``process_people``, processed and committed on its own."""
+    await process(prepare_people_batch, rt, events, decoded)
 
 
 def register(app: faust.App, rt: Runtime) -> None:
@@ -215,4 +227,4 @@ def register(app: faust.App, rt: Runtime) -> None:
 
     @app.agent(inputs, name="process_people")
     async def process_people(stream):  # type: ignore[no-untyped-def]
-        await run(stream, rt, process_people_batch)
+        await run(stream, rt, prepare_people_batch)

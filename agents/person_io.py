@@ -241,7 +241,7 @@ class PersonIO:
         """People of the timer index due at or before ``at_s``, pending writes included."""
         stop = membership.timer_key(at_s + 1, "")
         keys = {key for key, _ in self.rt.state.tables[TIMERS].store(partition).range("", stop)}
-        for key, value in self.unit.changes.get((TIMERS, partition), {}).items():
+        for key, value in self.unit.pending_items(TIMERS, partition).items():
             if key < stop:
                 (keys.add if value is not None else keys.discard)(key)
         people = {key.split(":", 1)[1] for key in keys}
@@ -253,13 +253,14 @@ class PersonIO:
         return sorted(people)
 
     def people_in(self, partition: int) -> set[str]:
-        """Everyone with a history or a profile here: stored, or loaded by this unit."""
+        """Everyone with a history or a profile here: stored (unless a unit not written yet
+        removed them), or loaded by this unit."""
         people = {person for (p, person) in self.current if p == partition}
         for table in (HISTORY_SIZE, PROFILES):
-            people.update(self.rt.state.tables[table].store(partition).keys())
-            for key, value in self.unit.changes.get((table, partition), {}).items():
-                if value is not None:
-                    people.add(key)
+            pending = self.unit.pending_items(table, partition)
+            people.update(key for key in self.rt.state.tables[table].store(partition).keys()
+                          if pending.get(key, True) is not None)
+            people.update(key for key, value in pending.items() if value is not None)
         return people
 
     def is_new(self, partition: int, person: str, state: PersonState) -> bool:

@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterable, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import Decoded, Located, handle_items, recover_for, run
+from agents.batches import (Decoded, Located, Prepared, handle_items, process, recover_for,
+                            run)
 from app.core import anonymous, history, routes
 from app.core.commands import (MergeResolve, Unalias, Unlink, decode_identity_command,
                                decode_link)
@@ -212,15 +213,16 @@ class AnonymousRouter:
                 self.rt.counters[output.name] += output.n
 
 
-async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],
-                                decoded: Decoded | None = None) -> None:
+async def prepare_anonymous_batch(rt: Runtime, events: Sequence[EventT],
+                                  decoded: Decoded | None = None,
+                                  base: UnitOfWork | None = None) -> Prepared:
     """One unit of ``route_anonymous``: raw items to ``on_raw``, links to ``on_side``.
 
     The unit begins once the batch's partitions are recovered (and fenced): a unit knows which
     ownership of each partition it was computed under (``StateManager.commit``)."""
     now_s = rt.clock.now()
     await recover_for(rt, events)
-    router = AnonymousRouter(rt, rt.state.begin(), now_s)
+    router = AnonymousRouter(rt, rt.state.begin(base), now_s)
     links = rt.topics.anonymous_links.name
 
     async def handle(located: Located) -> None:
@@ -232,7 +234,13 @@ async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],
 
     await handle_items(rt, router.unit, events, decoded, handle)
     router.flush()
-    await rt.commit(router.unit)
+    return Prepared(rt, router.unit)
+
+
+async def route_anonymous_batch(rt: Runtime, events: Sequence[EventT],
+                                decoded: Decoded | None = None) -> None:
+    """One unit of ``route_anonymous``, processed and committed on its own."""
+    await process(prepare_anonymous_batch, rt, events, decoded)
 
 
 def register(app: faust.App, rt: Runtime) -> None:
@@ -245,4 +253,4 @@ def register(app: faust.App, rt: Runtime) -> None:
 
     @app.agent(anonymous, name="route_anonymous")
     async def route_anonymous(stream):  # type: ignore[no-untyped-def]
-        await run(stream, rt, route_anonymous_batch)
+        await run(stream, rt, prepare_anonymous_batch)

@@ -17,15 +17,16 @@ import faust
 import orjson
 from faust.types import EventT
 
-from agents.batches import run
+from agents.batches import Prepared, run
 from app.model import encode_envelope
 from app.producer import BrokerUnavailable, OutRecord
 from app.runtime import Runtime
+from tables.unit import UnitOfWork
 
 
 async def fan_out_definitions(rt: Runtime, events: Sequence[EventT],
-                              decoded: object = None) -> None:
-    unit = rt.state.begin()
+                              decoded: object = None, base: UnitOfWork | None = None) -> Prepared:
+    unit = rt.state.begin(base)
     target = rt.topics.person_events
     for event in events:
         message = event.message
@@ -42,7 +43,7 @@ async def fan_out_definitions(rt: Runtime, events: Sequence[EventT],
                 "offset": message.offset, "at": int(message.timestamp or time.time())}
         for partition in range(target.partitions):
             unit.send(OutRecord(target.name, partition, message.key, encode_envelope([item])))
-    await rt.commit(unit)
+    return Prepared(rt, unit)
 
 
 async def send_ticks(rt: Runtime) -> None:

@@ -149,10 +149,15 @@ class Producer:
         before its timeout (503s under load: tests/integration/test_producer_load.py). Here the
         queue is ours, and its wait counts once against the producer's request timeout."""
         queue = self._queues[(topic, partition)]
-        try:
-            await asyncio.wait_for(queue.acquire(), self._options["request_timeout_ms"] / 1000)
-        except asyncio.TimeoutError:
-            raise KafkaTimeoutError("waited a request timeout to hand the batch over") from None
+        if queue.locked():
+            try:
+                await asyncio.wait_for(queue.acquire(),
+                                       self._options["request_timeout_ms"] / 1000)
+            except asyncio.TimeoutError:
+                raise KafkaTimeoutError("waited a request timeout to hand the batch over") \
+                    from None
+        else:
+            await queue.acquire()  # free: taken at once (wait_for would cost a turn of the loop)
         try:
             return await self._producer.send_batch(batch, topic, partition=partition)
         finally:

@@ -105,8 +105,9 @@ class StateManager:
 
     # -- units of work -------------------------------------------------------------------------
 
-    def begin(self) -> UnitOfWork:
-        return UnitOfWork(self.tables, dict(self._tenures))
+    def begin(self, base: UnitOfWork | None = None) -> UnitOfWork:
+        """A new unit; on ``base``, the agent's previous unit while its commit is under way."""
+        return UnitOfWork(self.tables, dict(self._tenures), base)
 
     def changelog_of(self, table: str, partition: int) -> ChangelogPartition:
         return self.tables[table].spec.changelog_topic, partition
@@ -125,6 +126,11 @@ class StateManager:
                 self._idle.set()
 
     async def _commit(self, unit: UnitOfWork) -> None:
+        if unit.base is not None:
+            if not unit.base.committed:
+                # Computed on writes that never became state: its inputs come again.
+                raise OwnershipChanged("a unit was built on one that was not committed")
+            unit.base = None  # those writes are in local state now
         await self._producer.send_all(unit.outputs)
         by_changelog: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
             defaultdict(list)
@@ -136,6 +142,7 @@ class StateManager:
             for key, value in changes.items():
                 writes.append((table, key, None if value is None else json_bytes(value)))
         if not by_changelog:
+            unit.committed = True
             return  # (index writes come with their logged table's writes, never alone)
         records: list[OutRecord] = []
         epochs: dict[ChangelogPartition, int] = {}
@@ -169,6 +176,11 @@ class StateManager:
             # before them, and they are processed again by whoever owns them now.
             raise OwnershipChanged(", ".join(f"{t}[{p}]" for t, p in changed_hands)
                                    + " changed hands during a unit")
+        unit.committed = True
+
+    def committing(self) -> bool:
+        """Whether a unit is being committed now."""
+        return self._in_flight > 0
 
     async def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no unit is being committed (partitions are about to change hands)."""

@@ -69,9 +69,17 @@ GROUP_SEPARATOR = "\x1f"
 
 
 class UnitOfWork:
-    """Reads see this unit's own pending writes; nothing is durable until :meth:`StateManager.commit`."""
+    """Reads see this unit's own pending writes; nothing is durable until :meth:`StateManager.commit`.
 
-    def __init__(self, tables: dict[str, Table], tenures: dict[ChangelogPartition, int]) -> None:
+    A unit may be built on a ``base``: the agent's previous unit, whose commit is still waiting
+    for its acknowledgements (``agents.batches.consume`` prepares the next unit meanwhile). Reads
+    then see the base's writes under this unit's own, as they will be once the base is written;
+    the unit may only be committed once its base was (``StateManager.commit`` refuses it
+    otherwise), and it is dropped with its inputs when the base's commit fails.
+    """
+
+    def __init__(self, tables: dict[str, Table], tenures: dict[ChangelogPartition, int],
+                 base: "UnitOfWork | None" = None) -> None:
         self._tables = tables
         self.changes: dict[tuple[str, int], dict[str, Any | None]] = defaultdict(dict)
         #: (table, partition, group) → pending keys of that group, for :meth:`range`.
@@ -79,14 +87,48 @@ class UnitOfWork:
         self.outputs: list[OutRecord] = []
         #: The ownership tenure of every changelog partition when the unit began.
         self.tenures = tenures
+        self.base = base
+        #: Set by :meth:`tables.state.StateManager.commit` once the unit is durable everywhere.
+        self.committed = False
+
+    def _pending(self, table: str, partition: int, key: str) -> Any:
+        """The value this unit (or the base under it) writes for ``key``, else ``_MISSING``."""
+        unit: UnitOfWork | None = self
+        while unit is not None:
+            pending = unit.changes.get((table, partition))
+            if pending is not None:
+                value = pending.get(key, _MISSING)
+                if value is not _MISSING:
+                    return value
+            unit = unit.base
+        return _MISSING
 
     def get(self, table: str, partition: int, key: str) -> Any | None:
-        pending = self.changes.get((table, partition))
-        if pending is not None:
-            value = pending.get(key, _MISSING)
-            if value is not _MISSING:
-                return value
+        value = self._pending(table, partition, key)
+        if value is not _MISSING:
+            return value
         return self._tables[table].get(partition, key)
+
+    def pending_items(self, table: str, partition: int) -> dict[str, Any | None]:
+        """Every write pending for the table partition (``None``: deleted), the base's included
+        (this unit's own win)."""
+        chain: list[UnitOfWork] = []
+        unit: UnitOfWork | None = self
+        while unit is not None:
+            chain.append(unit)
+            unit = unit.base
+        merged: dict[str, Any | None] = {}
+        for unit in reversed(chain):
+            merged.update(unit.changes.get((table, partition), {}))
+        return merged
+
+    def _pending_group(self, table: str, partition: int, group: str) -> set[str]:
+        keys: set[str] = set()
+        unit: UnitOfWork | None = self
+        while unit is not None:
+            keys.update(unit._grouped.get((table, partition, group), ()))
+            unit = unit.base
+        return keys
 
     def put(self, table: str, partition: int, key: str, value: Any) -> None:
         self._note(table, partition, key)
@@ -106,15 +148,17 @@ class UnitOfWork:
         """Items with ``start <= key < stop`` in key order (descending with ``reverse``), this
         unit's pending writes included. ``start`` and ``stop`` lie in one key group."""
         group = start.partition(GROUP_SEPARATOR)[0]
-        pending_keys = sorted((key for key in self._grouped.get((table, partition, group), ())
-                               if start <= key < stop), reverse=reverse)
+        grouped = (self._grouped.get((table, partition, group), ()) if self.base is None
+                   else self._pending_group(table, partition, group))
+        pending_keys = sorted((key for key in grouped if start <= key < stop), reverse=reverse)
         stored = self._tables[table].store(partition).range(start, stop, reverse=reverse)
         if not pending_keys:
             yield from stored
             return
-        pending = self.changes[(table, partition)]
+        pending = self._pending
         merged = heapq.merge(((key, False, value) for key, value in stored),
-                             ((key, True, pending[key]) for key in pending_keys),
+                             ((key, True, pending(table, partition, key))
+                              for key in pending_keys),
                              key=lambda entry: entry[0], reverse=reverse)
         # A key both stored and pending comes out twice, next to each other: pending wins.
         last: tuple[str, bool, Any] | None = None

@@ -10,6 +10,19 @@ from tables.unit import Table, TableSpec, UnitOfWork
 from tables.store import open_database
 
 
+def write_at_random(unit: UnitOfWork, model: dict[str, int], rng: random.Random,
+                    group: str) -> None:
+    """One put (70%) or delete of a random key of ``group`` in ``history``, and in ``model``."""
+    key = f"{group}\x1f{rng.randrange(45):03d}"
+    if rng.random() < 0.3:
+        unit.delete("history", 0, key)
+        model.pop(key, None)
+    else:
+        value = rng.randrange(1000)
+        unit.put("history", 0, key, value)
+        model[key] = value
+
+
 def test_range_merges_pending_writes_with_stored_keys(tmp_path: Path) -> None:
     db = open_database(tmp_path / "db")
     table = Table(TableSpec("history", "src", "cl"), db)
@@ -20,14 +33,7 @@ def test_range_merges_pending_writes_with_stored_keys(tmp_path: Path) -> None:
     rng = random.Random(7)
     model = {k: v for k, v in stored.items() if k.startswith("p1")}
     for _ in range(60):
-        key = f"p1\x1f{rng.randrange(45):03d}"
-        if rng.random() < 0.3:
-            unit.delete("history", 0, key)
-            model.pop(key, None)
-        else:
-            value = rng.randrange(1000)
-            unit.put("history", 0, key, value)
-            model[key] = value
+        write_at_random(unit, model, rng, "p1")
         start, stop = sorted(f"p1\x1f{rng.randrange(46):03d}" for _ in range(2))
         expected = sorted((k, v) for k, v in model.items() if start <= k < stop)
         assert list(unit.range("history", 0, start, stop)) == expected

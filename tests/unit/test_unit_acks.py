@@ -64,14 +64,32 @@ class Applied:
         self.offsets.extend(e.message.offset for e in events)
 
 
+class Committed:
+    """A prepared unit whose commit runs ``body`` (the stand-in for ``Runtime.commit``)."""
+
+    def __init__(self, body: Any, unit: Sequence[Any]) -> None:
+        self.body, self.events, self.unit = body, unit, object()
+
+    async def commit(self) -> None:
+        await self.body(None, self.events, None)
+
+
+def preparing(commit: Any) -> Any:
+    """A prepare handler whose units commit with ``commit(rt, unit, decoded)``."""
+    async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Committed:
+        return Committed(commit, unit)
+    return prepare
+
+
 async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]],
                     units: int) -> Applied:
     """Run the agent loop (units of one record) until ``units`` units were handed over."""
     applied = Applied()
-    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied)
+    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied,
+                         discarded=[], discard=lambda unit: rt.discarded.append(unit))
     limit = TakeLimit(100, floor=100, items=1)
-    task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt, handle,  # type: ignore[arg-type]
-                                         limit))
+    task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
+                                         preparing(handle), limit))
     try:
         for _ in range(200):
             if len(handled) >= units:
@@ -82,6 +100,7 @@ async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+    applied.discarded = rt.discarded  # type: ignore[attr-defined]
     return applied
 
 
@@ -151,3 +170,76 @@ async def test_records_of_an_older_generation_are_never_handled() -> None:
     await inbox.put_many([Msg(5, 3)], lambda: True)
     await run_until(app, inbox, handle, handled, 1)
     assert handled == [[5]] and app.consumer.acked == [5]
+
+
+async def test_the_next_unit_is_prepared_on_the_one_committing_and_acknowledged_after_it(
+        ) -> None:
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+    log: list[str] = []
+    bases: list[Any] = []
+    release = asyncio.Event()
+
+    class Slow:
+        def __init__(self, unit: Sequence[Any]) -> None:
+            self.offset, self.unit = unit[0].message.offset, object()
+
+        async def commit(self) -> None:
+            log.append(f"commit {self.offset} begins")
+            if self.offset == 0:
+                await release.wait()  # the broker is slow to acknowledge unit 0
+            log.append(f"commit {self.offset} ends")
+            handled.append([self.offset])
+
+    prepared: list[Slow] = []
+
+    async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Slow:
+        log.append(f"prepare {unit[0].message.offset}")
+        bases.append(base)
+        if unit[0].message.offset == 1:
+            release.set()
+        prepared.append(Slow(unit))
+        return prepared[-1]
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1)], lambda: True)
+    applied = Applied()
+    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied)
+    limit = TakeLimit(100, floor=100, items=1)
+    task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
+                                         prepare, limit))
+    try:
+        for _ in range(200):
+            if len(handled) >= 2:
+                break
+            await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # unit 1 was prepared while unit 0 was committing, on unit 0's writes, and committed after
+    assert log.index("prepare 1") < log.index("commit 0 ends") < log.index("commit 1 begins")
+    assert bases == [None, prepared[0].unit]
+    assert app.consumer.acked == [0, 1] and applied.offsets == [0, 1]
+
+
+async def test_a_unit_built_on_a_commit_that_failed_is_dropped_with_it() -> None:
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+    committed: list[tuple[int, int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        message = unit[0].message
+        handled.append([message.offset])
+        if message.offset == 1 and message.generation_id == 1:
+            app.consumer_generation_id = 2
+            await inbox.put_many([Msg(1, 2), Msg(2, 2)], lambda: True)
+            raise OwnershipChanged("person.events.changelog[0] changed hands during a unit")
+        committed.append((message.offset, message.generation_id))
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1), Msg(2, 1)], lambda: True)
+    applied = await run_until(app, inbox, handle, handled, 4)
+    # offset 2 of generation 1 was prepared on unit 1, whose commit failed: never committed,
+    # and what the runtime's caches learned from it is forgotten
+    assert committed == [(0, 1), (1, 2), (2, 2)]
+    assert len(applied.discarded) == 1  # type: ignore[attr-defined]
+    assert app.consumer.acked == [0, 1, 2] and applied.offsets == [0, 1, 2]
+    assert not app.consumer._unacked_messages

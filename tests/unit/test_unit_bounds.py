@@ -4,12 +4,12 @@ time (issue 11: bounded units of work)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 import pytest
 
-from agents.batches import decode_all, in_turns, units_of
+from agents.batches import HURRY_TURN_S, decode_all, in_turns, units_of
 from app.model import MAX_ITEMS_PER_ENVELOPE, DecodeError, decode_envelope, encode_envelope
 from tests.agents.pipeline_sim import Event, Message
 
@@ -66,9 +66,10 @@ def test_a_take_adapts_to_the_records_sizes() -> None:
 # --- turns the event loop gets during a unit ------------------------------------------------------
 
 
-async def turns_taken(costs: list[float], turn_s: float = 0.05) -> list[int]:
-    """Run ``in_turns`` over items costing ``costs`` seconds of a fake clock; the items after
-    which another task got to run."""
+async def turns_taken(costs: list[float], turn_s: float = 0.05,
+                      hurry: Callable[[int], bool] = lambda handled: False) -> list[int]:
+    """Run ``in_turns`` over items costing ``costs`` seconds of a fake clock, hurried while
+    ``hurry(items handled so far)``; the items after which another task got to run."""
     now = [0.0]
     handled: list[int] = []
     turns: list[int] = []
@@ -86,7 +87,8 @@ async def turns_taken(costs: list[float], turn_s: float = 0.05) -> list[int]:
     other = asyncio.ensure_future(another_task())
     await asyncio.sleep(0)
     turns.clear()
-    async for index in in_turns(items(), turn_s, clock=lambda: now[0]):
+    async for index in in_turns(items(), turn_s, clock=lambda: now[0],
+                                hurry=lambda: hurry(len(handled))):
         handled.append(index)
     other.cancel()
     return sorted(set(turns))
@@ -102,3 +104,12 @@ async def test_a_unit_gives_the_loop_a_turn_each_time_its_turn_has_passed() -> N
 async def test_cheap_items_take_no_turn_until_the_turn_has_passed() -> None:
     assert await turns_taken([0.0] * 10_000) == []
     assert await turns_taken([0.00001] * 9_000) == [5000]
+
+
+
+async def test_turns_are_short_while_the_previous_unit_commits() -> None:
+    # A commit running beside the unit needs the loop at every step: a turn every 2 ms of work
+    # (every other item here) while it runs, and the normal turn once it is done (item 20).
+    taken = await turns_taken([0.001] * 40, hurry=lambda handled: handled < 20)
+    assert HURRY_TURN_S == 0.002
+    assert len([t for t in taken if t <= 20]) >= 9 and all(t <= 23 for t in taken), taken
