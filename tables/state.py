@@ -136,11 +136,21 @@ class StateManager:
             defaultdict(list)
         local_only: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
             defaultdict(list)
+        # A value written under several keys is one object (an event in history and in the
+        # by-name index, an Activity Log pointer under both its keys): encoded once. (Each is
+        # alive until the commit ends, so an id names one object.)
+        encoded: dict[int, bytes] = {}
         for (table, partition), changes in unit.changes.items():
             cp = self.changelog_of(table, partition)
             writes = (local_only if table in self._index_tables else by_changelog)[cp]
             for key, value in changes.items():
-                writes.append((table, key, None if value is None else json_bytes(value)))
+                if value is None:
+                    writes.append((table, key, None))
+                    continue
+                raw = encoded.get(id(value))
+                if raw is None:
+                    raw = encoded[id(value)] = json_bytes(value)
+                writes.append((table, key, raw))
         if not by_changelog:
             unit.committed = True
             return  # (index writes come with their logged table's writes, never alone)
