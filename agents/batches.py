@@ -25,7 +25,6 @@ Decoded = dict[int, "list[dict[str, Any]] | DecodeError"]
 log = logging.getLogger(__name__)
 
 
-
 class Prepared:
     """A unit of work processed and ready to commit; ``after`` runs once it is committed."""
 
@@ -134,9 +133,14 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                 await finished.result()
         if committing is not None:
             await committing.result()
-    finally:
-        if committing is not None and not committing.task.done():
+    except asyncio.CancelledError:
+        if committing is not None:
             committing.task.cancel()  # stopped: ``Runtime.commit`` exits so it is redelivered
+        raise
+    except BaseException:
+        if committing is not None:  # the unit before the failure is committed all the same
+            await asyncio.gather(committing.task, return_exceptions=True)
+        raise
 
 
 class Committing:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Sequence
 
+import pytest
+
 from agents.batches import InboxTakes, TakeLimit, consume
 from app.bulk_fetch import Inbox
 from app.model import encode_envelope
@@ -243,3 +245,31 @@ async def test_a_unit_built_on_a_commit_that_failed_is_dropped_with_it() -> None
     assert len(applied.discarded) == 1  # type: ignore[attr-defined]
     assert app.consumer.acked == [0, 1, 2] and applied.offsets == [0, 1, 2]
     assert not app.consumer._unacked_messages
+
+
+async def test_a_unit_that_fails_to_prepare_leaves_the_one_committing_to_finish() -> None:
+    app, inbox = App(), Inbox()
+    committed: list[int] = []
+    release = asyncio.Event()
+
+    class Slow:
+        unit = None
+
+        async def commit(self) -> None:
+            await release.wait()
+            committed.append(0)
+
+    async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Slow:
+        if unit[0].message.offset == 1:
+            asyncio.get_running_loop().call_later(0.01, release.set)
+            raise RuntimeError("the table partition could not be recovered")
+        return Slow()
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1)], lambda: True)
+    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=Applied())
+    limit = TakeLimit(100, floor=100, items=1)
+    with pytest.raises(RuntimeError):
+        await asyncio.wait_for(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
+                                       prepare, limit), 5)
+    # the agent fails (faust restarts it), but not before unit 0 is committed and acknowledged
+    assert committed == [0] and app.consumer.acked == [0]
