@@ -125,7 +125,7 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                     finished, committing = committing, None
                     if not await finished.result():
                         takes.drop(unit)  # built on writes that never became state
-                        rt.discard(prepared.unit)
+                        rt.discard_prepared()
                         break
                 committing = Committing(takes, rt, unit, prepared)
             if committing is not None and not takes.commits_across_takes:

@@ -107,7 +107,7 @@ class Runtime:
         log.warning("dead-lettered %s[%d]@%d%s: %s", topic, partition, offset,
                     "" if index is None else f" item {index}", error)
 
-    def discard(self, unit: UnitOfWork) -> None:
+    def discard_prepared(self) -> None:
         """A unit was prepared and will never be committed (its base's commit failed): forget
         what the caches learned from it. They are read again from the tables, which never held
         its writes; its inputs come again."""

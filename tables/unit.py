@@ -109,26 +109,26 @@ class UnitOfWork:
             return value
         return self._tables[table].get(partition, key)
 
-    def pending_items(self, table: str, partition: int) -> dict[str, Any | None]:
-        """Every write pending for the table partition (``None``: deleted), the base's included
-        (this unit's own win)."""
+    def _chain(self) -> list["UnitOfWork"]:
+        """This unit, then its base, and so on."""
         chain: list[UnitOfWork] = []
         unit: UnitOfWork | None = self
         while unit is not None:
             chain.append(unit)
             unit = unit.base
+        return chain
+
+    def pending_items(self, table: str, partition: int) -> dict[str, Any | None]:
+        """Every write pending for the table partition (``None``: deleted), the base's included
+        (this unit's own win)."""
         merged: dict[str, Any | None] = {}
-        for unit in reversed(chain):
+        for unit in reversed(self._chain()):
             merged.update(unit.changes.get((table, partition), {}))
         return merged
 
     def _pending_group(self, table: str, partition: int, group: str) -> set[str]:
-        keys: set[str] = set()
-        unit: UnitOfWork | None = self
-        while unit is not None:
-            keys.update(unit._grouped.get((table, partition, group), ()))
-            unit = unit.base
-        return keys
+        return set().union(*(unit._grouped.get((table, partition, group), ())
+                             for unit in self._chain()))
 
     def put(self, table: str, partition: int, key: str, value: Any) -> None:
         self._note(table, partition, key)

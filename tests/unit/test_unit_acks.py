@@ -88,7 +88,7 @@ async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]
     """Run the agent loop (units of one record) until ``units`` units were handed over."""
     applied = Applied()
     rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied,
-                         discarded=[], discard=lambda unit: rt.discarded.append(unit))
+                         discarded=[], discard_prepared=lambda: rt.discarded.append(1))
     limit = TakeLimit(100, floor=100, items=1)
     task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
                                          preparing(handle), limit))
