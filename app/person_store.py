@@ -28,6 +28,7 @@ writes by, so a unit reads its own writes in ranges too.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any, Callable, Iterator, Protocol
 
 import orjson
@@ -219,16 +220,13 @@ class PersonEvents:
         else:
             self.tables.delete(HISTORY_SIZE, self.partition, self.person)
 
-    def holds(self, activity: Activity) -> bool:
-        return self.tables.get(HISTORY, self.partition, time_key(self.person, activity)) \
-            is not None
-
     def add(self, activity: Activity, *, now_s: float, retention: history.Retention) -> bool:
         """Store ``activity`` unless it is there already, then apply retention. True if added."""
-        if self.holds(activity):
+        key = time_key(self.person, activity)
+        if self.tables.get(HISTORY, self.partition, key) is not None:
             return False
         size = self.size()
-        self.tables.put(HISTORY, self.partition, time_key(self.person, activity), activity)
+        self.tables.put(HISTORY, self.partition, key, activity)
         self._newest.pop(activity["name"], None)
         for table, entries in HISTORY_INDEXES.items():
             for key, value in entries(self.person, activity):
@@ -247,7 +245,9 @@ class PersonEvents:
             return
         name = added["name"]
         # A new list (a reader may still be walking the old one), in the by-name keys' order.
-        known[name] = sorted((*known.get(name, ()), added), key=_key_order)
+        events = list(known.get(name, ()))
+        bisect.insort(events, added, key=_key_order)
+        known[name] = events
         self._by_name = known
 
     def _remove(self, activity: Activity) -> None:

@@ -29,7 +29,8 @@ from app.settings import Settings
 from app.membership_index import membership_index
 from app.person_store import history_index
 from app.segments.catalog import follow
-from app.topics import HISTORY, MEMBERSHIP, build_topics
+from app.topics import (EVENT_NAMES, HISTORY, HISTORY_SIZE, MEMBERSHIP, PROFILES, SEGMENT_STATE,
+                        build_topics)
 from tables import torn_fetch
 from tables.state import StateManager
 
@@ -41,6 +42,8 @@ GC_YOUNG_THRESHOLD = 50_000
 #: How often a worker looks whether its C heap holds freed memory to give back (app/heap.py);
 #: EVENTIDE_HEAP_TRIM_INTERVAL_MS=0 turns it off.
 HEAP_TRIM_INTERVAL_MS = 1_000
+#: Keys of a table read per event name or per segment (a few thousand exist in a partition).
+SMALL_TABLE_CACHE = 10_000
 
 
 def tune_garbage_collector() -> None:
@@ -173,6 +176,15 @@ def _durability(settings: Settings, topics: Any, input_log: InputLog | None) -> 
     return None
 
 
+def cached_tables(settings: Settings) -> dict[str, int]:
+    """What a worker keeps decoded: what a unit reads of a person, and the few keys each unit
+    reads per event name and per segment."""
+    people = settings.person_cache
+    return {PROFILES: people, MEMBERSHIP: people, HISTORY_SIZE: people,
+            EVENT_NAMES: SMALL_TABLE_CACHE if people else 0,
+            SEGMENT_STATE: SMALL_TABLE_CACHE if people else 0}
+
+
 def create_app(settings: Settings, clock: Clock | None = None,
                input_log: InputLog | None = None) -> EventideApp:
     topics = build_topics(settings)
@@ -187,7 +199,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
                            settings.bootstrap_servers, topics.groups(),
                            client_options=kafka_client_options(settings),
                            indexes={HISTORY: history_index(),
-                                    MEMBERSHIP: membership_index()}),
+                                    MEMBERSHIP: membership_index()},
+                           cached=cached_tables(settings)),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),

@@ -65,7 +65,9 @@ class StateManager:
     def __init__(self, specs: Iterable[TableSpec], root: Path, producer: Sender,
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
                  client_options: dict[str, Any] | None = None,
-                 indexes: dict[str, Index] | None = None) -> None:
+                 indexes: dict[str, Index] | None = None,
+                 cached: dict[str, int] | None = None) -> None:
+        """``cached``: table → how many of its keys to keep decoded (:class:`Table`)."""
         specs = list(specs)
         #: logged table → its local indexes.
         self._indexes = {table: derive for table, (_, derive) in (indexes or {}).items()}
@@ -77,7 +79,11 @@ class StateManager:
         if self._index_tables:
             layout += ";indexes=" + ",".join(sorted(self._index_tables))
         self._db = open_database(root, layout=layout)
-        self.tables = {spec.name: Table(spec, self._db) for spec in specs}
+        cached = cached or {}
+        self.tables = {spec.name: Table(spec, self._db, cached.get(spec.name, 0))
+                       for spec in specs}
+        self._cached_tables = {name for name, table in self.tables.items()
+                               if table.cache_entries}
         #: Co-partitioned inputs share their group's tables (and its recovery).
         self._groups = groups or {}
         self._producer = producer
@@ -181,6 +187,10 @@ class StateManager:
                 self.tables[table].store(cp[1]).stage_raw(batch, key, raw)
             batch.put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
+        for (table, partition), changes in unit.changes.items():
+            if (table in self._cached_tables
+                    and self.changelog_of(table, partition) not in changed_hands):
+                self.tables[table].written(partition, changes)
         if changed_hands:
             # The unit's inputs must not be acknowledged: the rebalance's seek went back to
             # before them, and they are processed again by whoever owns them now.
@@ -311,9 +321,12 @@ class StateManager:
         # An indexed key's value before this change: read for the whole unit at once, then
         # what the unit's earlier changes of the key wrote.
         values = self._stored_values(partition, changes)
+        cached = self._cached_tables
         for table, key, value in changes:
             if table not in tables:
                 continue
+            if table in cached:
+                tables[table].overwritten(partition, key)
             derive = indexes.get(table)
             if derive is not None:
                 old, values[(table, key)] = values[(table, key)], value

@@ -7,9 +7,9 @@ makes them durable in the commit order that keeps state exact under redelivery.
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from rocksdict import Rdict
 
@@ -33,12 +33,27 @@ class TableSpec:
 
 
 class Table:
-    """One table: views of its partitions in the worker's database."""
+    """One table: views of its partitions in the worker's database, and for the tables a unit
+    point-reads per person (a profile, a membership, a history size), a bounded cache of what
+    the database holds under the keys units read or wrote lately.
 
-    def __init__(self, spec: TableSpec, db: Rdict) -> None:
+    The cache is written through: every write to the database under a cached key (a unit's
+    commit, a changelog applied by recovery or a standby) updates or drops its entry in the same
+    synchronous step, so an entry is always what a read of the database would give. A revoked
+    partition's entries go with it (what they hold would still be right: recovery drops each key
+    it applies; they would only take room). Only units read through it (:meth:`read`); the HTTP API's
+    reads (:meth:`get`) decode their own copy, so no caller outside a unit can change a cached
+    value, and a unit never changes a value in place (it writes a new one).
+    """
+
+    def __init__(self, spec: TableSpec, db: Rdict, cache_entries: int = 0) -> None:
         self.spec = spec
         self._db = db
         self._stores: dict[int, PartitionStore] = {}
+        #: At most this many cached keys (0: no cache); the least recently written go first.
+        self.cache_entries = cache_entries
+        #: (partition, key) → the value stored there, None if absent.
+        self._cached: OrderedDict[tuple[int, str], Any] = OrderedDict()
 
     def store(self, partition: int) -> PartitionStore:
         store = self._stores.get(partition)
@@ -48,7 +63,36 @@ class Table:
         return store
 
     def get(self, partition: int, key: str) -> Any | None:
+        """A fresh copy of the stored value (the caller may change it)."""
         return self.store(partition).get(key)
+
+    def read(self, partition: int, key: str) -> Any | None:
+        """The stored value, from the cache when it holds the key: never change it in place."""
+        if not self.cache_entries:
+            return self.store(partition).get(key)
+        slot = (partition, key)
+        value = self._cached.get(slot, _MISSING)
+        if value is _MISSING:
+            value = self.store(partition).get(key)
+            self._keep(slot, value)
+        return value
+
+    def _keep(self, slot: tuple[int, str], value: Any) -> None:
+        cached = self._cached
+        cached[slot] = value
+        cached.move_to_end(slot)  # the oldest written go first
+        if len(cached) > self.cache_entries:
+            cached.popitem(last=False)
+
+    def written(self, partition: int, changes: dict[str, Any | None]) -> None:
+        """``changes`` (None: deleted) are in the database now."""
+        if self.cache_entries:
+            for key, value in changes.items():
+                self._keep((partition, key), value)
+
+    def overwritten(self, partition: int, key: str) -> None:
+        """The database's value under ``key`` was replaced by a changelog's."""
+        self._cached.pop((partition, key), None)
 
     def open_partitions(self) -> list[int]:
         return sorted(self._stores)
@@ -57,6 +101,9 @@ class Table:
         store = self._stores.pop(partition, None)
         if store is not None:
             store.close()
+        if self._cached:
+            self._cached = OrderedDict((slot, value) for slot, value in self._cached.items()
+                                       if slot[0] != partition)
 
     def close(self) -> None:
         for partition in list(self._stores):
@@ -82,8 +129,10 @@ class UnitOfWork:
                  base: "UnitOfWork | None" = None) -> None:
         self._tables = tables
         self.changes: dict[tuple[str, int], dict[str, Any | None]] = defaultdict(dict)
-        #: (table, partition, group) → pending keys of that group, for :meth:`range`.
-        self._grouped: dict[tuple[str, int, str], set[str]] = defaultdict(set)
+        #: (table, partition) → group → its pending keys, for :meth:`range`. Built at a table
+        #: partition's first range read, then kept up to date: most tables are never read by
+        #: range through a unit, and their writes skip it (a few % of a unit's time).
+        self._groups: dict[tuple[str, int], dict[str, set[str]]] = {}
         self.outputs: list[OutRecord] = []
         #: The ownership tenure of every changelog partition when the unit began.
         self.tenures = tenures
@@ -107,7 +156,7 @@ class UnitOfWork:
         value = self._pending(table, partition, key)
         if value is not _MISSING:
             return value
-        return self._tables[table].get(partition, key)
+        return self._tables[table].read(partition, key)
 
     def _chain(self) -> list["UnitOfWork"]:
         """This unit, then its base, and so on."""
@@ -126,30 +175,34 @@ class UnitOfWork:
             merged.update(unit.changes.get((table, partition), {}))
         return merged
 
-    def _pending_group(self, table: str, partition: int, group: str) -> set[str]:
-        return set().union(*(unit._grouped.get((table, partition, group), ())
-                             for unit in self._chain()))
+    def _groups_of(self, slot: tuple[str, int]) -> dict[str, set[str]]:
+        groups = self._groups.get(slot)
+        if groups is None:
+            groups = self._groups[slot] = {}
+            for key in self.changes.get(slot, ()):
+                _add_to_group(groups, key)
+        return groups
+
+    def _pending_group(self, slot: tuple[str, int], group: str) -> Collection[str]:
+        if self.base is None:
+            return self._groups_of(slot).get(group, ())
+        return set().union(*(unit._groups_of(slot).get(group, ()) for unit in self._chain()))
 
     def put(self, table: str, partition: int, key: str, value: Any) -> None:
-        self._note(table, partition, key)
-        self.changes[(table, partition)][key] = value
+        slot = (table, partition)
+        self.changes[slot][key] = value
+        groups = self._groups.get(slot)
+        if groups is not None:
+            _add_to_group(groups, key)
 
     def delete(self, table: str, partition: int, key: str) -> None:
-        self._note(table, partition, key)
-        self.changes[(table, partition)][key] = None
-
-    def _note(self, table: str, partition: int, key: str) -> None:
-        group, separator, _ = key.partition(GROUP_SEPARATOR)
-        if separator:
-            self._grouped[(table, partition, group)].add(key)
+        self.put(table, partition, key, None)
 
     def range(self, table: str, partition: int, start: str, stop: str, *,
               reverse: bool = False) -> Iterator[tuple[str, Any]]:
         """Items with ``start <= key < stop`` in key order (descending with ``reverse``), this
         unit's pending writes included. ``start`` and ``stop`` lie in one key group."""
-        group = start.partition(GROUP_SEPARATOR)[0]
-        grouped = (self._grouped.get((table, partition, group), ()) if self.base is None
-                   else self._pending_group(table, partition, group))
+        grouped = self._pending_group((table, partition), start.partition(GROUP_SEPARATOR)[0])
         pending_keys = sorted((key for key in grouped if start <= key < stop), reverse=reverse)
         stored = self._tables[table].store(partition).range(start, stop, reverse=reverse)
         if not pending_keys:
@@ -174,3 +227,13 @@ class UnitOfWork:
 
     def send(self, record: OutRecord) -> None:
         self.outputs.append(record)
+
+
+def _add_to_group(groups: dict[str, set[str]], key: str) -> None:
+    group, separator, _ = key.partition(GROUP_SEPARATOR)
+    if separator:
+        found = groups.get(group)
+        if found is None:
+            groups[group] = {key}
+        else:
+            found.add(key)
