@@ -160,6 +160,10 @@ GAUGE_HELP = {
     "event_loop_lag_seconds": "How late the event loop last woke a 50 ms timer: how long a "
                               "piece of work held it.",
     "event_loop_lag_max_seconds": "The worst event-loop stall since start (same measure).",
+    "state_cache_bytes": "What the values a worker keeps decoded take (approximate; bounded by "
+                         "EVENTIDE_STATE_CACHE_MB).",
+    "state_cache_hits": "Reads of a unit answered by those values, since start.",
+    "state_cache_misses": "Reads of a unit for cached tables that went to RocksDB, since start.",
     "heap_trims": "Times freed C-heap memory was handed back to the OS (malloc_trim).",
     "heap_trim_seconds": "Time those trims held the event loop, in all.",
     "consumer_lag": "Records in an assigned partition not yet committed by this worker "

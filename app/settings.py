@@ -104,9 +104,10 @@ class Settings:
     #: memory and how long it holds the event loop, whatever the backlog. (2,000 and 1,000 drain
     #: at the same rate; with 1,000 segments, 1,000 keeps a worker's peak RSS under 400 MB.)
     unit_max_items: int = 1_000
-    #: People whose profile, membership and history size a worker keeps decoded, written through
-    #: as units commit (``tables.unit.Table``): a returning person costs no reads of them.
-    person_cache: int = 20_000
+    #: Memory (approximate) for the values a unit reads per person (profile, membership, history
+    #: size) and per event name and segment, kept decoded and written through as units commit
+    #: (``tables.value_cache``): a returning person costs no reads of them. 0: none.
+    state_cache_mb: int = 16
     #: Standby copies: with 1 or more, every worker keeps warm copies of the partitions it does
     #: not own (tailing their changelogs), so failover only catches up the last few records.
     standby_replicas: int = 0
@@ -323,7 +324,7 @@ def _state_fields(read: EnvReader) -> dict[str, Any]:
         ack_on_disk=read.flag("EVENTIDE_ACK_ON_DISK", True),
         batch_max=read.integer("EVENTIDE_BATCH_MAX", 40, 1),
         unit_max_items=read.integer("EVENTIDE_UNIT_MAX_ITEMS", 1_000, 1),
-        person_cache=read.integer("EVENTIDE_PERSON_CACHE", 20_000, 0),
+        state_cache_mb=read.integer("EVENTIDE_STATE_CACHE_MB", 16, 0),
         tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
         log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),
         log_json=read.choice("EVENTIDE_LOG_FORMAT", "human", ("human", "json")) == "json",

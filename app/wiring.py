@@ -42,8 +42,9 @@ GC_YOUNG_THRESHOLD = 50_000
 #: How often a worker looks whether its C heap holds freed memory to give back (app/heap.py);
 #: EVENTIDE_HEAP_TRIM_INTERVAL_MS=0 turns it off.
 HEAP_TRIM_INTERVAL_MS = 1_000
-#: Keys of a table read per event name or per segment (a few thousand exist in a partition).
-SMALL_TABLE_CACHE = 10_000
+#: The tables whose values a worker keeps decoded (``EVENTIDE_STATE_CACHE_MB``): what a unit
+#: point-reads per person, per event name and per segment.
+CACHED_TABLES = (PROFILES, MEMBERSHIP, HISTORY_SIZE, EVENT_NAMES, SEGMENT_STATE)
 
 
 def tune_garbage_collector() -> None:
@@ -176,15 +177,6 @@ def _durability(settings: Settings, topics: Any, input_log: InputLog | None) -> 
     return None
 
 
-def cached_tables(settings: Settings) -> dict[str, int]:
-    """What a worker keeps decoded: what a unit reads of a person, and the few keys each unit
-    reads per event name and per segment."""
-    people = settings.person_cache
-    return {PROFILES: people, MEMBERSHIP: people, HISTORY_SIZE: people,
-            EVENT_NAMES: SMALL_TABLE_CACHE if people else 0,
-            SEGMENT_STATE: SMALL_TABLE_CACHE if people else 0}
-
-
 def create_app(settings: Settings, clock: Clock | None = None,
                input_log: InputLog | None = None) -> EventideApp:
     topics = build_topics(settings)
@@ -200,7 +192,8 @@ def create_app(settings: Settings, clock: Clock | None = None,
                            client_options=kafka_client_options(settings),
                            indexes={HISTORY: history_index(),
                                     MEMBERSHIP: membership_index()},
-                           cached=cached_tables(settings)),
+                           cached=CACHED_TABLES,
+                           cache_bytes=settings.state_cache_mb * 1024 * 1024),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
                               durable=_durability(settings, topics, input_log)),

@@ -34,6 +34,7 @@ from tables.kafka_io import fetch_to_end
 from tables.records import OutRecord, Sender
 from tables.store import open_database
 from tables.unit import ChangelogPartition, Table, TableSpec, UnitOfWork
+from tables.value_cache import ValueCache
 
 #: The unit of work and table types live in :mod:`tables.unit`; importable from here too.
 __all__ = ["Index", "Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]
@@ -66,8 +67,9 @@ class StateManager:
                  bootstrap_servers: str, groups: dict[str, str] | None = None,
                  client_options: dict[str, Any] | None = None,
                  indexes: dict[str, Index] | None = None,
-                 cached: dict[str, int] | None = None) -> None:
-        """``cached``: table → how many of its keys to keep decoded (:class:`Table`)."""
+                 cached: Iterable[str] = (), cache_bytes: int = 0) -> None:
+        """``cached``: the tables whose values are kept decoded, ``cache_bytes`` of them at
+        most by encoded size (:class:`Table`, :class:`tables.value_cache.ValueCache`)."""
         specs = list(specs)
         #: logged table → its local indexes.
         self._indexes = {table: derive for table, (_, derive) in (indexes or {}).items()}
@@ -79,11 +81,10 @@ class StateManager:
         if self._index_tables:
             layout += ";indexes=" + ",".join(sorted(self._index_tables))
         self._db = open_database(root, layout=layout)
-        cached = cached or {}
-        self.tables = {spec.name: Table(spec, self._db, cached.get(spec.name, 0))
-                       for spec in specs}
-        self._cached_tables = {name for name, table in self.tables.items()
-                               if table.cache_entries}
+        self._cached_tables = set(cached) if cache_bytes > 0 else set()
+        self.cache = ValueCache(cache_bytes)
+        self.tables = {spec.name: Table(spec, self._db, self.cache if spec.name in
+                                        self._cached_tables else None) for spec in specs}
         #: Co-partitioned inputs share their group's tables (and its recovery).
         self._groups = groups or {}
         self._producer = producer
@@ -146,17 +147,21 @@ class StateManager:
         # by-name index, an Activity Log pointer under both its keys): encoded once. (Each is
         # alive until the commit ends, so an id names one object.)
         encoded: dict[int, bytes] = {}
+        #: (changelog partition, table, key, value, raw) of the cached tables' writes.
+        cache_writes: list[tuple[ChangelogPartition, str, str, Any, bytes | None]] = []
         for (table, partition), changes in unit.changes.items():
             cp = self.changelog_of(table, partition)
             writes = (local_only if table in self._index_tables else by_changelog)[cp]
+            cached = table in self._cached_tables
             for key, value in changes.items():
-                if value is None:
-                    writes.append((table, key, None))
-                    continue
-                raw = encoded.get(id(value))
-                if raw is None:
-                    raw = encoded[id(value)] = json_bytes(value)
+                raw = None
+                if value is not None:
+                    raw = encoded.get(id(value))
+                    if raw is None:
+                        raw = encoded[id(value)] = json_bytes(value)
                 writes.append((table, key, raw))
+                if cached:
+                    cache_writes.append((cp, table, key, value, raw))
         if not by_changelog:
             unit.committed = True
             return  # (index writes come with their logged table's writes, never alone)
@@ -187,10 +192,9 @@ class StateManager:
                 self.tables[table].store(cp[1]).stage_raw(batch, key, raw)
             batch.put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
-        for (table, partition), changes in unit.changes.items():
-            if (table in self._cached_tables
-                    and self.changelog_of(table, partition) not in changed_hands):
-                self.tables[table].written(partition, changes)
+        for cp, table, key, value, raw in cache_writes:
+            if cp not in changed_hands:
+                self.tables[table].written(cp[1], key, value, raw)
         if changed_hands:
             # The unit's inputs must not be acknowledged: the rebalance's seek went back to
             # before them, and they are processed again by whoever owns them now.

@@ -7,14 +7,16 @@ makes them durable in the commit order that keeps state exact under redelivery.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Collection, Iterator
 
+import orjson
 from rocksdict import Rdict
 
 from tables.records import OutRecord
 from tables.store import PartitionStore
+from tables.value_cache import MISSING, ValueCache
 
 _MISSING = object()
 
@@ -46,14 +48,12 @@ class Table:
     value, and a unit never changes a value in place (it writes a new one).
     """
 
-    def __init__(self, spec: TableSpec, db: Rdict, cache_entries: int = 0) -> None:
+    def __init__(self, spec: TableSpec, db: Rdict, cache: ValueCache | None = None) -> None:
         self.spec = spec
         self._db = db
         self._stores: dict[int, PartitionStore] = {}
-        #: At most this many cached keys (0: no cache); the least recently written go first.
-        self.cache_entries = cache_entries
-        #: (partition, key) → the value stored there, None if absent.
-        self._cached: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        #: Shared by the worker's cached tables; None: this table is not cached.
+        self.cache = cache
 
     def store(self, partition: int) -> PartitionStore:
         store = self._stores.get(partition)
@@ -68,31 +68,27 @@ class Table:
 
     def read(self, partition: int, key: str) -> Any | None:
         """The stored value, from the cache when it holds the key: never change it in place."""
-        if not self.cache_entries:
+        cache = self.cache
+        if cache is None:
             return self.store(partition).get(key)
-        slot = (partition, key)
-        value = self._cached.get(slot, _MISSING)
-        if value is _MISSING:
-            value = self.store(partition).get(key)
-            self._keep(slot, value)
+        slot = (self.spec.name, partition, key)
+        value = cache.get(slot)
+        if value is MISSING:
+            raw = self.store(partition).get_raw(key)
+            value = None if raw is None else orjson.loads(raw)
+            cache.keep(slot, value, 0 if raw is None else len(raw))
         return value
 
-    def _keep(self, slot: tuple[int, str], value: Any) -> None:
-        cached = self._cached
-        cached[slot] = value
-        cached.move_to_end(slot)  # the oldest written go first
-        if len(cached) > self.cache_entries:
-            cached.popitem(last=False)
-
-    def written(self, partition: int, changes: dict[str, Any | None]) -> None:
-        """``changes`` (None: deleted) are in the database now."""
-        if self.cache_entries:
-            for key, value in changes.items():
-                self._keep((partition, key), value)
+    def written(self, partition: int, key: str, value: Any | None, raw: bytes | None) -> None:
+        """``value`` (``raw`` encoded; None: deleted) is in the database now."""
+        if self.cache is not None:
+            self.cache.keep((self.spec.name, partition, key), value,
+                            0 if raw is None else len(raw))
 
     def overwritten(self, partition: int, key: str) -> None:
         """The database's value under ``key`` was replaced by a changelog's."""
-        self._cached.pop((partition, key), None)
+        if self.cache is not None:
+            self.cache.drop((self.spec.name, partition, key))
 
     def open_partitions(self) -> list[int]:
         return sorted(self._stores)
@@ -101,9 +97,8 @@ class Table:
         store = self._stores.pop(partition, None)
         if store is not None:
             store.close()
-        if self._cached:
-            self._cached = OrderedDict((slot, value) for slot, value in self._cached.items()
-                                       if slot[0] != partition)
+        if self.cache is not None:
+            self.cache.drop_partition(self.spec.name, partition)
 
     def close(self) -> None:
         for partition in list(self._stores):

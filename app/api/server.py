@@ -121,6 +121,9 @@ def exposition_of(rt: Runtime) -> Exposition:
                 "changelog_void_records": float(rt.state.void_records),
                 "event_loop_lag_seconds": rt.loop_lag_s,
                 "event_loop_lag_max_seconds": rt.loop_lag_max_s,
+                "state_cache_bytes": float(rt.state.cache.size_bytes),
+                "state_cache_hits": float(rt.state.cache.hits),
+                "state_cache_misses": float(rt.state.cache.misses),
                 "heap_trims": float(rt.heap.trims),
                 "heap_trim_seconds": rt.heap.trim_seconds}
 

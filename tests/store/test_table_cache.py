@@ -1,8 +1,8 @@
 """The decoded values a worker keeps of the tables a unit point-reads per person
-(``tables.unit.Table``): on a real RocksDB, whatever writes the database (a unit's commit, a
-changelog applied by recovery or a standby, a revocation, a unit whose partition changed hands),
-a unit's read gives what the database holds, the cache stays within its bound, and a returning
-person's values are read without the database."""
+(``tables.unit.Table``, ``tables.value_cache``): on a real RocksDB, whatever writes the database
+(a unit's commit, a changelog applied by recovery or a standby, a revocation, a unit whose
+partition changed hands), a unit's read gives what the database holds, the cache stays within
+its byte budget, and a returning person's values are read without the database."""
 
 from __future__ import annotations
 
@@ -17,15 +17,17 @@ from tables.changelog import Position
 from tables.state import OwnershipChanged, StateManager
 from tables.store import PartitionStore
 from tables.unit import TableSpec
+from tables.value_cache import DECODED_PER_JSON_BYTE, ENTRY_BYTES
 from tests.store.test_unit_on_a_base import Acknowledging
 
 SPECS = [TableSpec("profiles", "src", "cl"), TableSpec("history", "src", "cl")]
-CAPACITY = 6
+#: Room for about six of the test's values: fewer than the keys written, so entries are evicted.
+BUDGET = 6 * (ENTRY_BYTES + DECODED_PER_JSON_BYTE * 16)
 
 
-def cached_manager(tmp_path: Path, capacity: int = CAPACITY) -> StateManager:
+def cached_manager(tmp_path: Path, budget: int = BUDGET) -> StateManager:
     state = StateManager(SPECS, tmp_path / "state", Acknowledging(), "127.0.0.1:1",
-                         cached={"profiles": capacity})
+                         cached=["profiles"], cache_bytes=budget)
     for partition in (0, 1):
         state._recovered.add(("src", partition))
         state._epochs[("cl", partition)] = 1
@@ -39,10 +41,11 @@ def stored(state: StateManager, partition: int, key: str) -> Any:
 
 async def test_reads_agree_with_the_database_whatever_writes_it(tmp_path: Path) -> None:
     state = cached_manager(tmp_path)
-    profiles = state.tables["profiles"]
+    cache = state.cache
     rng = random.Random(7)
     keys = [f"p{n}" for n in range(12)]  # twice the cache's bound: entries are evicted
     position = 100
+    most = 0  # the most entries held at once
     for step in range(400):
         partition = rng.randrange(2)
         action = rng.random()
@@ -63,7 +66,7 @@ async def test_reads_agree_with_the_database_whatever_writes_it(tmp_path: Path) 
             state.apply_changes(("cl", partition), changes, Position(position, 1))
         elif action < 0.85:  # revoked, and assigned back
             state.forget("src", [partition])
-            assert all(p != partition for p, _ in profiles._cached), "no memory held for it"
+            assert all(p != partition for (_, p, _), _ in cache.items()), "no memory held for it"
             state._epochs[("cl", partition)] = 1
         else:  # a unit whose partition changed hands while it committed
             unit = state.begin()
@@ -72,12 +75,17 @@ async def test_reads_agree_with_the_database_whatever_writes_it(tmp_path: Path) 
             state._epochs[("cl", partition)] = 1
             with pytest.raises(OwnershipChanged):
                 await state.commit(unit)
-        for (p, key), value in profiles._cached.items():  # what the next reads would give
+        for (_, p, key), value in cache.items():  # what the next reads would give
             assert value == stored(state, p, key), (step, p, key)
-        assert len(profiles._cached) <= CAPACITY
+        assert cache.size_bytes <= BUDGET
+        most = max(most, len(cache))
+        assert cache.size_bytes == sum(
+            ENTRY_BYTES + (0 if v is None else DECODED_PER_JSON_BYTE * len(orjson.dumps(v)))
+            for _, v in cache.items())
         reader = state.begin()
         for p, key in [(rng.randrange(2), rng.choice(keys)) for _ in range(4)]:
             assert reader.get("profiles", p, key) == stored(state, p, key), (step, p, key)
+    assert most >= 5, "the budget is used"
     state.close()
 
 
@@ -89,19 +97,19 @@ async def test_a_returning_person_is_read_without_the_database(
     first.put("history", 0, "ann\x1f1", {"name": "signed_up"})
     await state.commit(first)
     reads: list[str] = []
-    original = PartitionStore.get
-
-    def counted(store: PartitionStore, key: str) -> Any:
-        reads.append(key)
-        return original(store, key)
-
-    monkeypatch.setattr(PartitionStore, "get", counted)
+    for name in ("get", "get_raw"):
+        def counted(store: PartitionStore, key: str, original: Any = getattr(PartitionStore, name)
+                    ) -> Any:
+            reads.append(key)
+            return original(store, key)
+        monkeypatch.setattr(PartitionStore, name, counted)
     later = state.begin()
     assert later.get("profiles", 0, "ann") == {"plan": "pro"}
     assert later.get("profiles", 0, "nobody") is None  # read once, then known absent
     assert later.get("profiles", 0, "nobody") is None
     assert later.get("history", 0, "ann\x1f1") == {"name": "signed_up"}  # not a cached table
     assert reads == ["nobody", "ann\x1f1"]
+    assert (state.cache.hits, state.cache.misses) == (2, 1)  # (for /metrics)
     state.close()
 
 
@@ -118,11 +126,11 @@ async def test_only_a_units_reads_share_the_cached_value(tmp_path: Path) -> None
     state.close()
 
 
-async def test_without_a_capacity_nothing_is_kept(tmp_path: Path) -> None:
-    state = cached_manager(tmp_path, capacity=0)
+async def test_without_a_budget_nothing_is_kept(tmp_path: Path) -> None:
+    state = cached_manager(tmp_path, budget=0)
     unit = state.begin()
     unit.put("profiles", 0, "ann", {"plan": "pro"})
     await state.commit(unit)
     assert state.begin().get("profiles", 0, "ann") == {"plan": "pro"}
-    assert not state.tables["profiles"]._cached
+    assert not len(state.cache) and state.tables["profiles"].cache is None
     state.close()
