@@ -68,8 +68,8 @@ class StateManager:
                  client_options: dict[str, Any] | None = None,
                  indexes: dict[str, Index] | None = None,
                  cached: Iterable[str] = (), cache_bytes: int = 0) -> None:
-        """``cached``: the tables whose values are kept decoded, ``cache_bytes`` of them at
-        most by encoded size (:class:`Table`, :class:`tables.value_cache.ValueCache`)."""
+        """``cached``: the tables whose values are kept decoded, in about ``cache_bytes`` of
+        memory (:class:`Table`, :class:`tables.value_cache.ValueCache`)."""
         specs = list(specs)
         #: logged table → its local indexes.
         self._indexes = {table: derive for table, (_, derive) in (indexes or {}).items()}

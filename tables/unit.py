@@ -18,8 +18,6 @@ from tables.records import OutRecord
 from tables.store import PartitionStore
 from tables.value_cache import MISSING, ValueCache
 
-_MISSING = object()
-
 #: (changelog topic, partition): the unit of ownership, fencing and recovery.
 ChangelogPartition = tuple[str, int]
 
@@ -136,20 +134,20 @@ class UnitOfWork:
         self.committed = False
 
     def _pending(self, table: str, partition: int, key: str) -> Any:
-        """The value this unit (or the base under it) writes for ``key``, else ``_MISSING``."""
+        """The value this unit (or the base under it) writes for ``key``, else :data:`MISSING`."""
         unit: UnitOfWork | None = self
         while unit is not None:
             pending = unit.changes.get((table, partition))
             if pending is not None:
-                value = pending.get(key, _MISSING)
-                if value is not _MISSING:
+                value = pending.get(key, MISSING)
+                if value is not MISSING:
                     return value
             unit = unit.base
-        return _MISSING
+        return MISSING
 
     def get(self, table: str, partition: int, key: str) -> Any | None:
         value = self._pending(table, partition, key)
-        if value is not _MISSING:
+        if value is not MISSING:
             return value
         return self._tables[table].read(partition, key)
 
