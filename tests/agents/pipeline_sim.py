@@ -84,12 +84,12 @@ class Log:
 
 class Sim:
     def __init__(self, root: Path, *, partitions: int = PARTITIONS, now_s: float = NOW_S,
-                 crashes: bool = False, state_cache_mb: int = Settings.state_cache_mb) -> None:
+                 crashes: bool = False) -> None:
         #: Whether :meth:`step` may crash units of work (redelivering their inputs).
         self.crashes = crashes
         self.clock = ManualClock(now_s)
         settings = Settings(data_dir=root, partitions=partitions, app_key="a", site_id="s",
-                            api_key="k", state_cache_mb=state_cache_mb)
+                            api_key="k")
         self.app = create_app(settings, clock=self.clock)
         self.rt = rt = self.app.runtime
         self.partitions = partitions
