@@ -99,7 +99,8 @@ class CustomerRouter:
         identify_by = self.rt.settings.identify_by
         if routes.in_place(item, identify_by, partition_for(item["customer"].encode(),
                                                             self.partitions) == partition):
-            self.in_place(partition, offset, index, {**item, "person": item["customer"]})
+            item["person"] = item["customer"]  # (normalize's own copy: nobody else holds it)
+            self.in_place(partition, offset, index, item)
             self.rt.counters["routed_in_place"] += 1
             return
         person = self.resolve(partition, item.get("customer_kind") or identify_by,

@@ -29,6 +29,7 @@ writes by, so a unit reads its own writes in ranges too.
 from __future__ import annotations
 
 import bisect
+import functools
 from typing import Any, Callable, Iterator, Protocol
 
 import orjson
@@ -63,6 +64,7 @@ def _after(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+@functools.lru_cache(maxsize=16_384)  # (four keys per stored event; most share a few seconds)
 def _stamp(timestamp: float) -> str:
     """Sorts as the time does: whole seconds (what the API stores) as 12 digits; a fraction, if
     any, follows as ``.digits``, which sorts after the whole second's own keys (``.`` > ``␟``)."""

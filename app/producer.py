@@ -120,7 +120,7 @@ class Producer:
                 members: list[int] = []
                 for index in indexes:
                     record = records[index]
-                    headers = [(k, v) for k, v in record.headers]
+                    headers = record.headers  # (aiokafka only iterates it)
                     if batch.append(key=record.key, value=record.value,
                                     timestamp=record.timestamp_ms, headers=headers) is None:
                         pending.append((await self._send_batch(batch, topic, partition), members))

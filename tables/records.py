@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 
-@dataclass
+@dataclass(slots=True)  # (tens of thousands per unit of work: no __dict__ each)
 class OutRecord:
     topic: str
     partition: int

@@ -19,6 +19,7 @@ outputs with the same deterministic ids) or present in full, its outputs all ack
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -40,6 +41,17 @@ from tables.value_cache import ValueCache
 __all__ = ["Index", "Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]
 
 log = logging.getLogger(__name__)
+
+#: One table partition's writes in a commit: (its key prefix in the database, its table's key
+#: prefix in the changelog, [(key, JSON value or None to delete)]).
+_Run = tuple[bytes, bytes, list[tuple[bytes, bytes | None]]]
+
+
+@functools.lru_cache(maxsize=None)
+def _changelog_prefix(table: str) -> bytes:
+    """What :func:`tables.changelog.data_key` puts before a key of ``table``."""
+    return data_key(table, "")
+
 
 #: Local key of a changelog partition's :class:`Position` (0xFF never starts a caller key).
 _POSITION_PREFIX = b"\xff\xffposition\x1f"
@@ -139,10 +151,10 @@ class StateManager:
                 raise OwnershipChanged("a unit was built on one that was not committed")
             unit.base = None  # those writes are in local state now
         await self._producer.send_all(unit.outputs)
-        by_changelog: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
-            defaultdict(list)
-        local_only: dict[ChangelogPartition, list[tuple[str, str, bytes | None]]] = \
-            defaultdict(list)
+        #: changelog partition → its writes, one run per table partition: (the table partition's
+        #: prefix in the database, its tables's prefix in the changelog, [(key, JSON or None)]).
+        by_changelog: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
+        local_only: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
         # A value written under several keys is one object (an event in history and in the
         # by-name index, an Activity Log pointer under both its keys): encoded once. (Each is
         # alive until the commit ends, so an id names one object.)
@@ -151,36 +163,42 @@ class StateManager:
         cache_writes: list[tuple[ChangelogPartition, str, str, Any, bytes | None]] = []
         for (table, partition), changes in unit.changes.items():
             cp = self.changelog_of(table, partition)
-            writes = (local_only if table in self._index_tables else by_changelog)[cp]
+            logged = table not in self._index_tables
             cached = table in self._cached_tables
+            rows: list[tuple[bytes, bytes | None]] = []
             for key, value in changes.items():
                 raw = None
                 if value is not None:
                     raw = encoded.get(id(value))
                     if raw is None:
                         raw = encoded[id(value)] = json_bytes(value)
-                writes.append((table, key, raw))
+                rows.append((key.encode(), raw))  # (each key encoded once, for both places)
                 if cached:
                     cache_writes.append((cp, table, key, value, raw))
+            run = (self.tables[table].store(partition).raw_prefix,
+                   _changelog_prefix(table), rows)
+            (by_changelog if logged else local_only)[cp].append(run)
         if not by_changelog:
             unit.committed = True
             return  # (index writes come with their logged table's writes, never alone)
         records: list[OutRecord] = []
         epochs: dict[ChangelogPartition, int] = {}
-        for cp, writes in by_changelog.items():
+        for cp, runs in by_changelog.items():
             topic, partition = cp
             epochs[cp] = epoch = self._epochs.get(cp) or self.position(cp).epoch
             headers = epoch_header(epoch)
-            records.extend(OutRecord(topic, partition, data_key(table, key), raw, headers)
-                           for table, key, raw in writes)
+            for _, prefix, rows in runs:
+                records.extend(OutRecord(topic, partition, prefix + key_bytes, raw, headers)
+                               for key_bytes, raw in rows)
             # Last in its partition's run: readers apply the unit once they have read this.
             records.append(OutRecord(topic, partition, UNIT_KEY, b"", headers))
         offsets = await self._producer.send_all(records)
         unit_end = {(r.topic, r.partition): offset for r, offset in zip(records, offsets)
                     if r.key == UNIT_KEY}
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
         changed_hands: list[ChangelogPartition] = []
-        for cp, writes in by_changelog.items():
+        for cp, runs in by_changelog.items():
             if self._tenures[cp] != unit.tenures.get(cp, 0):
                 # Revoked while in flight (and maybe assigned back and fenced: the fence may
                 # have voided this unit). Local state must not run ahead of what the changelog
@@ -188,9 +206,13 @@ class StateManager:
                 self.skipped_local_writes += 1
                 changed_hands.append(cp)
                 continue
-            for table, key, raw in (*writes, *local_only.get(cp, ())):
-                self.tables[table].store(cp[1]).stage_raw(batch, key, raw)
-            batch.put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
+            for prefix, _, rows in (*runs, *local_only.get(cp, ())):
+                for key_bytes, raw in rows:
+                    if raw is None:
+                        delete(prefix + key_bytes)
+                    else:
+                        put(prefix + key_bytes, raw)
+            put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
         for cp, table, key, value, raw in cache_writes:
             if cp not in changed_hands:

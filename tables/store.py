@@ -93,6 +93,11 @@ class PartitionStore:
         self._raw_prefix = prefix.encode()
         self._offset_key = _META + self._raw_prefix + b"changelog-offset"
 
+    @property
+    def raw_prefix(self) -> bytes:
+        """What every key of this store starts with in the database."""
+        return self._raw_prefix
+
     @classmethod
     def view(cls, db: Rdict, table: str, partition: int) -> "PartitionStore":
         return cls(db=db, prefix=f"{table}{_SEPARATOR}{partition}{_SEPARATOR}")

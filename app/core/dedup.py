@@ -36,15 +36,14 @@ class Verdict(str, Enum):
     DUPLICATE = "duplicate"
 
 
-_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
+#: Crockford's base32 digits as the digits ``int(_, 32)`` reads: one C call, not a loop.
+_TO_BASE32 = str.maketrans("0123456789ABCDEFGHJKMNPQRSTVWXYZ", "0123456789abcdefghijklmnopqrstuv")
 
 
 def ulid_ms(event_id: str) -> int:
-    """The ULID's timestamp: its first 10 characters, base32 (hot path: no ULID object)."""
-    value = 0
-    for char in event_id[:10]:
-        value = value * 32 + _CROCKFORD[char]
-    return value
+    """The ULID's timestamp: its first 10 characters, base32 (hot path: no ULID object). Ids
+    reach here canonical (:func:`app.core.items.canonical_ulid`)."""
+    return int(event_id[:10].translate(_TO_BASE32), 32)
 
 
 def judge(entry: Entry | None, ref: Ref, now_ms: int | None = None) -> Verdict:

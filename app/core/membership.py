@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from app.segments.definition import Segment
-from app.segments.evaluate import EventSource, evaluate
+from app.segments.evaluate import EventSource, evaluator
 
 Membership = dict[str, dict[str, int]]
 
@@ -58,12 +58,12 @@ def reevaluate(state: Membership, person_id: str,
     changes: list[Change] = []
     # Copied once, at the first difference (someone new can enter hundreds of segments at once).
     new_members, new_due = members, due
+    evaluate = evaluator(activities, attributes, now_s)
     for segment_id, segment in segments:
         if segment is None:
             member, next_at = False, None
         else:
-            result = evaluate(segment, activities, attributes, now_s)
-            member, next_at = result.member, result.next_change_at
+            member, next_at = evaluate(segment)
         was_member = segment_id in new_members
         if member != was_member:
             if new_members is members:

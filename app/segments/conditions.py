@@ -8,6 +8,7 @@ may be lists/dicts, so they are excluded from hashing; equality still compares t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterator, Union
 
 from . import operators
@@ -25,7 +26,7 @@ class Window:
     amount: int
     unit: str  # "m" | "h" | "d"
 
-    @property
+    @cached_property  # (read at every evaluation: kept once computed, as for the others below)
     def seconds(self) -> int:
         return self.amount * _UNIT_SECONDS[self.unit]
 
@@ -52,7 +53,7 @@ class Count:
             and (self.lt is None or n < self.lt)
         )
 
-    @property
+    @cached_property
     def saturation(self) -> int:
         """A count from which ``holds`` no longer changes: counting can stop there."""
         limits = [0]
@@ -120,8 +121,22 @@ class EventCondition:
         return doc
 
 
+class _Composite:
+    """What the evaluator asks of an ``all``/``any`` at every evaluation, worked out once."""
+
+    conditions: tuple[Condition, ...]
+
+    @cached_property
+    def static_first(self) -> tuple[tuple[Condition, bool], ...]:
+        """The children, each with whether it reads attributes only (so cannot change with
+        time), those first: cheap and time-invariant, they let all/any short-circuit before
+        any event is read."""
+        flagged = [(child, is_static(child)) for child in self.conditions]
+        return tuple(sorted(flagged, key=lambda pair: not pair[1]))
+
+
 @dataclass(frozen=True)
-class AllOf:
+class AllOf(_Composite):
     conditions: tuple[Condition, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -129,7 +144,7 @@ class AllOf:
 
 
 @dataclass(frozen=True)
-class AnyOf:
+class AnyOf(_Composite):
     conditions: tuple[Condition, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -191,6 +206,17 @@ class Segment:
         if self.on_exit is not None:
             doc["on_exit"] = self.on_exit.to_json()
         return doc
+
+
+def is_static(condition: Condition) -> bool:
+    """True when the subtree reads only attributes, so its truth cannot change with time."""
+    if isinstance(condition, AttributeCondition):
+        return True
+    if isinstance(condition, EventCondition):
+        return False
+    if isinstance(condition, Not):
+        return is_static(condition.condition)
+    return all(is_static(c) for c in condition.conditions)
 
 
 def iter_conditions(condition: Condition) -> Iterator[Condition]:

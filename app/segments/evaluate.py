@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, Protocol, cast
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, cast
 
 from . import operators
 from .conditions import (
@@ -79,21 +79,17 @@ def evaluate(
     return Evaluation(member, change)
 
 
-def _is_static(condition: Condition) -> bool:
-    """True when the subtree reads only attributes, so its truth cannot change with time."""
-    if isinstance(condition, AttributeCondition):
-        return True
-    if isinstance(condition, EventCondition):
-        return False
-    if isinstance(condition, Not):
-        return _is_static(condition.condition)
-    return all(_is_static(c) for c in condition.conditions)
-
-
-def _static_first(children: tuple[Condition, ...]) -> list[Condition]:
-    # Attribute-only children are cheap and time-invariant: evaluating them first lets all/any
-    # short-circuit before any pass over the activities.
-    return sorted(children, key=lambda c: not _is_static(c))
+def evaluator(
+    activities: "Iterable[Activity] | EventSource", attributes: Mapping[str, Any], now_s: int
+) -> Callable[[Segment], tuple[bool, int | None]]:
+    """:func:`evaluate` of one person at one time, for segment after segment: as
+    ``(member, next_change_at)``, sharing one evaluator over a stored history (a person's
+    evaluation runs once per segment an input can affect: hundreds for some identifies)."""
+    if hasattr(activities, "newest"):
+        shared = _Evaluator.over(cast(EventSource, activities), attributes, now_s)
+        return lambda segment: shared.value_and_change(segment.match)
+    return lambda segment: _Evaluator(segment, activities, attributes, now_s).value_and_change(
+        segment.match)
 
 
 def _where_holds(where: tuple[Where, ...], data: Any) -> bool:
@@ -149,7 +145,8 @@ class ListSource:
 
 
 class _Evaluator:
-    """State of one evaluation call (never shared between calls)."""
+    """State of one evaluation call, or of one person's evaluations at one time
+    (:func:`evaluator`): it holds no result between calls."""
 
     def __init__(
         self,
@@ -165,6 +162,14 @@ class _Evaluator:
         self.source = cast(EventSource, activities) if hasattr(activities, "newest") else \
             ListSource(activities, segment.event_names())
 
+    @classmethod
+    def over(cls, source: EventSource, attributes: Mapping[str, Any],
+             now_s: int) -> "_Evaluator":
+        """An evaluator of any segment over ``source`` (only a list needs the segment's names)."""
+        evaluator = cls.__new__(cls)
+        evaluator.now, evaluator.attributes, evaluator.source = now_s, attributes, source
+        return evaluator
+
     def _events(self, name: str, after: float | None) -> Iterator[Activity]:
         return self.source.named(name, after)
 
@@ -178,8 +183,8 @@ class _Evaluator:
         if isinstance(condition, Not):
             return not self.value(condition.condition)
         if isinstance(condition, AllOf):
-            return all(self.value(c) for c in _static_first(condition.conditions))
-        return any(self.value(c) for c in _static_first(condition.conditions))
+            return all(self.value(c) for c, _ in condition.static_first)
+        return any(self.value(c) for c, _ in condition.static_first)
 
     def _attribute(self, condition: AttributeCondition) -> bool:
         values = resolve(self.attributes, condition.path)
@@ -216,8 +221,8 @@ class _Evaluator:
         # For all: a false child decides; for any: a true child decides.
         deciding = not is_all
         results: list[tuple[bool, int | None]] = []
-        for child in _static_first(condition.conditions):
-            if _is_static(child):
+        for child, static in condition.static_first:
+            if static:
                 value = self.value(child)
                 if value == deciding:  # decided forever by a time-invariant child
                     return deciding, None

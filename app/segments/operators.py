@@ -167,7 +167,10 @@ def apply(op: str, actual_values: list[Any], expected: Any = None) -> bool:
         test, negate = _TABLE[op]
     except KeyError:
         raise ValueError(f"unknown operator {op!r}") from None
-    some = any(test(actual, expected) for actual in actual_values)
+    if len(actual_values) == 1:  # (a path without ``[]``: no generator for one value)
+        some = test(actual_values[0], expected)
+    else:
+        some = any(test(actual, expected) for actual in actual_values)
     return not some if negate else some
 
 

@@ -151,6 +151,9 @@ def resolve(doc: Any, steps: tuple[Step, ...]) -> list[Any]:
 
     ``[]`` fans out, so the result can hold many values (or none for an empty list).
     """
+    if len(steps) == 1 and isinstance(steps[0], Key):  # ``plan``: most paths, every evaluation
+        name = steps[0].name
+        return [doc[name]] if isinstance(doc, dict) and name in doc else []
     current: list[Any] = [doc]
     for step in steps:
         reached: list[Any] = []
