@@ -81,18 +81,37 @@ class ActiveHere:
         self.for_event = catalog.segments_for_event
         self.for_attributes = catalog.segments_for_attributes
         self.true_when_empty = catalog.segments_true_when_empty
+        #: Candidate ids → their active segments, in this unit: the inputs of a unit name the
+        #: same few events (and identifies the same attributes) again and again, and an
+        #: identify's candidates are hundreds of ids to sort and look up. Valid while the
+        #: partition's active map is the object it was computed from and unchanged
+        #: (:meth:`forget`, when this unit activates a definition).
+        self._found: dict[frozenset[str], Segments] = {}
+        self._found_in: dict[str, str] | None = None
+
+    def forget(self) -> None:
+        """The partition's active segments changed."""
+        self._found.clear()
 
     def active(self, segment_ids: Iterable[str]) -> Segments:
+        """The active ones of ``segment_ids`` in id order (shared: never change the list)."""
         if not segment_ids:
             return []
         active = active_map(self.rt, self.partition)
+        if active is not self._found_in:
+            self._found, self._found_in = {}, active
+        ids = frozenset(segment_ids)
+        found = self._found.get(ids)
+        if found is not None:
+            return found
         get = self.rt.catalog.get
-        found: Segments = []
-        for segment_id in sorted(segment_ids):
+        found = []
+        for segment_id in sorted(ids):
             version = active.get(segment_id)
             segment = None if version is None else get(segment_id, version)
             if segment is not None:
                 found.append((segment_id, segment))
+        self._found[ids] = found
         return found
 
 
@@ -228,6 +247,7 @@ class PersonIO:
     def activated(self, partition: int, definition: Definition) -> None:
         """Record the definition's version as the one active in the partition."""
         segment_id, version = definition.segment, definition.version
+        self.segments(partition).forget()
         stored = self.unit.get(SEGMENT_STATE, partition, segment_id)
         state = activation_state(stored, version)
         if state is None:
