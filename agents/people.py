@@ -97,6 +97,8 @@ class PeopleBatch(PersonIO):
         self.emit(partition, person, outputs)
         if stored is None:
             return
+        if first_seen:
+            events.first_unit()
         self.store(partition, message.id, person, stored)
         if stored.verdict is Verdict.NEW:
             if isinstance(message, Event):

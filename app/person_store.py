@@ -158,6 +158,9 @@ class PersonEvents:
         self._size: int | None = None
         self._remembered = 0
         self._now_ms = 0
+        #: The earliest expiry of the ids remembered in this unit (see :meth:`first_unit`).
+        self._earliest_ms: int | None = None
+        self._first_unit = False
         #: name → that name's events newest first, read once and shared by every condition
         #: evaluated in this unit (dropped when the person's events of that name change).
         self._newest: dict[str, NewestFirst] = {}
@@ -172,7 +175,23 @@ class PersonEvents:
     def remember(self, event_id: str, entry: Entry, now_ms: int) -> None:
         self._remembered += 1
         self._now_ms = now_ms
+        if self._earliest_ms is None or entry[0] < self._earliest_ms:
+            self._earliest_ms = entry[0]
         self.tables.put(DEDUP, self.partition, self.prefix + event_id, entry)
+
+    def first_unit(self) -> None:
+        """Nothing was stored under this person before this unit (no profile, no history: the
+        input that says so is the person's first here).
+
+        So the only ids a prune could read are this unit's, none of them expired yet (an id
+        expires a horizon after the later of its time and now): with a schedule, :meth:`finish`
+        notes the earliest of their expiries, which is what the prune would note, without the
+        range read (an iterator seek; most people of a draining backlog are new). Not quite
+        nothing in one case: a person whose every stored event aged out of history
+        (``EVENTIDE_HISTORY_RETENTION_DAYS``) while its ids are still remembered. Those ids are
+        then forgotten at the person's first unit after that earliest expiry, not at this one:
+        later, never wrongly (an expired id is new again whether it was forgotten or not)."""
+        self._first_unit = True
 
     def finish(self) -> None:
         """End of a unit of work: forget expired ids, as many as were remembered in it and then
@@ -185,6 +204,8 @@ class PersonEvents:
         schedule = self.schedule
         if schedule is None:
             self.prune_seen(now_ms, limit)
+        elif self._first_unit:
+            schedule.note(self.partition, self.person, self._earliest_ms)
         elif schedule.due(self.partition, self.person, now_ms):
             schedule.note(self.partition, self.person, self._prune(now_ms, limit)[1])
 

@@ -420,6 +420,8 @@ def test_a_prune_schedule_forgets_exactly_what_pruning_every_unit_forgets(
         now += gap_s
         for tables, plan in ((every, None), (scheduled, schedule)):
             stored = PersonEvents(tables, 0, PERSON, plan)
+            if plan is not None and n == 0:
+                stored.first_unit()  # nothing stored before: noted without a prune
             for k in range(size):
                 item = event(n + k, received_at=int(now * 1000))
                 # ids out of time order too: a late event's id sorts before earlier ones
@@ -432,3 +434,51 @@ def test_a_prune_schedule_forgets_exactly_what_pruning_every_unit_forgets(
             stored.finish()
         n += size
         assert every.data.get(("dedup", 0)) == scheduled.data.get(("dedup", 0))
+
+
+def test_a_new_persons_first_unit_notes_its_earliest_expiry_without_reading_its_ids() -> None:
+    """Nothing stored before: the unit's own ids are all that a prune could read, and none has
+    expired, so the schedule gets the earliest expiry among them (what a prune would note) and
+    the person's ids are not read by range; the next unit prunes once that time has come."""
+    from app.person_store import PruneSchedule
+
+    horizon_s = 60
+    policy = Policy(dedup_horizon_s=horizon_s, retention=Retention(max_age_s=0, max_events=10))
+    tables, schedule = RangeCounting(), PruneSchedule()
+    now_ms = int(NOW_S * 1000)
+    stored = PersonEvents(tables, 0, PERSON, schedule)
+    stored.first_unit()
+    ids = [ulid_at(now_ms + 30_000, 1), ulid_at(now_ms - 5_000, 2), ulid_at(now_ms, 3)]
+    for n, event_id in enumerate(ids):
+        item = event(n, received_at=now_ms)
+        item["id"] = event_id
+        result = step(PersonState.empty(), PERSON, item, (0, n, 0), None, now_s=NOW_S,
+                      policy=policy)
+        store_step(stored, event_id, result, now_s=NOW_S, retention=policy.retention)
+    stored.finish()
+    assert tables.dedup_ranges == 0
+    earliest = now_ms + horizon_s * 1000  # the two ids not from the future expire first
+    assert not schedule.due(0, PERSON, earliest - 1) and schedule.due(0, PERSON, earliest)
+
+    later = PersonEvents(tables, 0, PERSON, schedule)  # a unit after they expired
+    item = event(9, received_at=earliest)
+    item["id"] = ulid_at(earliest, 9)
+    result = step(PersonState.empty(), PERSON, item, (0, 9, 0), None, now_s=earliest / 1000,
+                  policy=policy)
+    store_step(later, item["id"], result, now_s=earliest / 1000, retention=policy.retention)
+    later.finish()
+    assert tables.dedup_ranges == 1
+    assert sorted(key.split("\x1f")[1] for key in tables.data[("dedup", 0)]) == sorted(
+        [ids[0], item["id"]])
+
+
+class RangeCounting(MemoryTables):
+    """Memory tables that count range reads of the dedup table."""
+
+    dedup_ranges = 0
+
+    def range(self, table: str, partition: int, start: str, stop: str, *,  # type: ignore[override]
+              reverse: bool = False) -> Iterator[tuple[str, Any]]:
+        if table == "dedup":
+            self.dedup_ranges += 1
+        return super().range(table, partition, start, stop, reverse=reverse)
