@@ -130,6 +130,9 @@ class PersonIO:
         self.accepted_at_ms: list[int] = []
         #: People deleted in this unit: their keys are removed at flush, not written.
         self.deleted: set[tuple[int, str]] = set()
+        #: (partition, segment) → this unit's changes to its member count, written at
+        #: :meth:`flush` (or before the segment's state is read: :meth:`count_members`).
+        self.member_tallies: dict[tuple[int, str], publishing.MemberTally] = {}
         #: (partition, offset, index) of the item being handled: its dedup ref, error reports.
         self.ref: tuple[int, int, int] = (0, -1, -1)
         self.at: tuple[int, int | None, int | None] = (0, None, None)
@@ -228,8 +231,11 @@ class PersonIO:
             unit.put(SEGMENT_MEMBERS, partition, key_of_members, change.at)
         else:
             unit.delete(SEGMENT_MEMBERS, partition, key_of_members)
-        unit.put(SEGMENT_STATE, partition, change.segment_id, publishing.members_after(
-            unit.get(SEGMENT_STATE, partition, change.segment_id), change))
+        slot = (partition, change.segment_id)
+        tally = self.member_tallies.get(slot)
+        if tally is None:
+            tally = self.member_tallies[slot] = publishing.MemberTally()
+        tally.count(change)
         self.rt.counters[f"segment_changes:{change.change}"] += 1
         action = publishing.action_event(change, segment)
         if action is not None:
@@ -248,6 +254,7 @@ class PersonIO:
         """Record the definition's version as the one active in the partition."""
         segment_id, version = definition.segment, definition.version
         self.segments(partition).forget()
+        self.count_members(partition, segment_id)
         stored = self.unit.get(SEGMENT_STATE, partition, segment_id)
         state = activation_state(stored, version)
         if state is None:
@@ -286,7 +293,16 @@ class PersonIO:
     def is_new(self, partition: int, person: str, state: PersonState) -> bool:
         return state.profile is None and self.events(partition, person).size() == 0
 
+    def count_members(self, partition: int, segment_id: str) -> None:
+        """Write the segment's member count with this unit's changes so far."""
+        tally = self.member_tallies.pop((partition, segment_id), None)
+        if tally is not None:
+            self.unit.put(SEGMENT_STATE, partition, segment_id, publishing.members_counted(
+                self.unit.get(SEGMENT_STATE, partition, segment_id), tally))
+
     def flush(self) -> None:
+        for partition, segment_id in list(self.member_tallies):
+            self.count_members(partition, segment_id)
         for stored in self.stored.values():
             stored.finish()
         for (partition, person), after in self.current.items():

@@ -31,10 +31,35 @@ def membership_record(change: Change) -> tuple[bytes, bytes | None]:
 
 
 def members_after(stats: dict[str, Any] | None, change: Change) -> dict[str, Any]:
-    """The partition's ``segment_state`` entry with the change counted."""
+    """The partition's ``segment_state`` entry with the change counted (never below 0)."""
+    return members_counted(stats, MemberTally().count(change))
+
+
+class MemberTally:
+    """A unit's changes of one segment's member count, kept as the walk they make (each ±1),
+    so the count is read and written once per unit, not once per change."""
+
+    __slots__ = ("net", "lowest")
+
+    def __init__(self) -> None:
+        self.net = 0
+        #: The lowest the walk went below where it started (0 or negative).
+        self.lowest = 0
+
+    def count(self, change: Change) -> "MemberTally":
+        self.net += 1 if change.change == "entered" else -1
+        self.lowest = min(self.lowest, self.net)
+        return self
+
+
+def members_counted(stats: dict[str, Any] | None, tally: MemberTally) -> dict[str, Any]:
+    """The ``segment_state`` entry after the tallied changes, each counted in turn and the count
+    kept from going below 0 at every step, as :func:`members_after` one change at a time: the
+    walk from ``start``, held at 0, ends at ``start + net`` raised by however far below 0 it
+    would have gone."""
     stats = stats or {"members": 0}
-    step = 1 if change.change == "entered" else -1
-    return {**stats, "members": max(0, stats.get("members", 0) + step)}
+    start = stats.get("members", 0)
+    return {**stats, "members": start + tally.net - min(0, start + tally.lowest)}
 
 
 def action_event(change: Change, segment: Segment | None) -> Event | None:

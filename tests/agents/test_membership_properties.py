@@ -478,7 +478,7 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
         state = runner.table(SEGMENT_STATE, segment_id)
         version = model.active.get(segment_id)
         if version is None:
-            assert state is None or "version" not in state, (segment_id, state)
+            assert state is None, (segment_id, state)
         else:
             count = sum(1 for (sid, _) in expected_members if sid == segment_id)
             assert state == {"version": version, "members": count}, (segment_id, state)
