@@ -39,8 +39,8 @@ def _words(count: int) -> struct.Struct:
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as aiokafka's
     ``murmur2`` computes it, at about half its cost (1.7 against 3.3 µs for a person id): the
-    4-byte words unpacked in one call, each step masked once. Every new person's key meets it (the cache above holds the
-    recent ones); tested against aiokafka's on random keys."""
+    4-byte words unpacked in one call, each step masked once. Every new person's key meets it
+    (the cache above holds the recent ones); tested against aiokafka's on random keys."""
     length = len(data)
     m = 0x5BD1E995
     h = 0x9747B28C ^ length
