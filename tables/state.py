@@ -151,8 +151,7 @@ class StateManager:
                 raise OwnershipChanged("a unit was built on one that was not committed")
             unit.base = None  # those writes are in local state now
         await self._producer.send_all(unit.outputs)
-        #: changelog partition → its writes, one run per table partition: (the table partition's
-        #: prefix in the database, its tables's prefix in the changelog, [(key, JSON or None)]).
+        #: changelog partition → its writes, one :data:`_Run` per table partition.
         by_changelog: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
         local_only: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
         # A value written under several keys is one object (an event in history and in the

@@ -53,7 +53,7 @@ def is_member(
     attributes: Mapping[str, Any], now_s: int
 ) -> bool:
     """Whether the person is in ``segment`` at ``now_s``."""
-    return _Evaluator(segment, activities, attributes, now_s).value(segment.match)
+    return _Evaluator(_source(segment, activities), attributes, now_s).value(segment.match)
 
 
 def next_change_at(
@@ -73,7 +73,7 @@ def evaluate(
     attributes: Mapping[str, Any], now_s: int
 ) -> Evaluation:
     """:func:`is_member` and :func:`next_change_at` at once, with one pass over the activities."""
-    member, change = _Evaluator(segment, activities, attributes, now_s).value_and_change(
+    member, change = _Evaluator(_source(segment, activities), attributes, now_s).value_and_change(
         segment.match
     )
     return Evaluation(member, change)
@@ -86,10 +86,21 @@ def evaluator(
     ``(member, next_change_at)``, sharing one evaluator over a stored history (a person's
     evaluation runs once per segment an input can affect: hundreds for some identifies)."""
     if hasattr(activities, "newest"):
-        shared = _Evaluator.over(cast(EventSource, activities), attributes, now_s)
+        shared = _Evaluator(cast(EventSource, activities), attributes, now_s)
         return lambda segment: shared.value_and_change(segment.match)
-    return lambda segment: _Evaluator(segment, activities, attributes, now_s).value_and_change(
-        segment.match)
+    return lambda segment: _Evaluator(_source(segment, activities), attributes,
+                                      now_s).value_and_change(segment.match)
+
+
+def _source(segment: Segment, activities: "Iterable[Activity] | EventSource") -> "EventSource":
+    """``activities`` as an :class:`EventSource`: a stored history is one already; a list is
+    bucketed by the segment's event names.
+
+    (Not isinstance with the runtime-checkable protocol: that walks the protocol's members at
+    every call, 9% of a worker evaluating 1,000 segments.)"""
+    if hasattr(activities, "newest"):
+        return cast(EventSource, activities)
+    return ListSource(activities, segment.event_names())
 
 
 def _where_holds(where: tuple[Where, ...], data: Any) -> bool:
@@ -148,27 +159,10 @@ class _Evaluator:
     """State of one evaluation call, or of one person's evaluations at one time
     (:func:`evaluator`): it holds no result between calls."""
 
-    def __init__(
-        self,
-        segment: Segment,
-        activities: "Iterable[Activity] | EventSource",
-        attributes: Mapping[str, Any],
-        now_s: int,
-    ) -> None:
+    def __init__(self, source: EventSource, attributes: Mapping[str, Any], now_s: int) -> None:
         self.now = now_s
         self.attributes = attributes
-        # (Not isinstance with the runtime-checkable protocol: that walks the protocol's members
-        # at every call, 9% of a worker evaluating 1,000 segments.)
-        self.source = cast(EventSource, activities) if hasattr(activities, "newest") else \
-            ListSource(activities, segment.event_names())
-
-    @classmethod
-    def over(cls, source: EventSource, attributes: Mapping[str, Any],
-             now_s: int) -> "_Evaluator":
-        """An evaluator of any segment over ``source`` (only a list needs the segment's names)."""
-        evaluator = cls.__new__(cls)
-        evaluator.now, evaluator.attributes, evaluator.source = now_s, attributes, source
-        return evaluator
+        self.source = source
 
     def _events(self, name: str, after: float | None) -> Iterator[Activity]:
         return self.source.named(name, after)
