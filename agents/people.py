@@ -25,6 +25,7 @@ transitions with the same change ids.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 import faust
@@ -186,6 +187,7 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
     place. The customer tables and the people tables of a partition are both this worker's (the
     topics are co-partitioned), and one unit writes both."""
     topics = rt.topics
+    began_s, began_ms = time.perf_counter(), rt.clock.now() * 1000
     await recover_for(rt, events)
     await rt.state.ensure_recovered(topics.person_events.name,
                                     {event.message.partition for event in events})
@@ -207,10 +209,16 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
     router.flush()
     batch.flush()
     accepted_at_ms = batch.accepted_at_ms
+    prepared_s = time.perf_counter()
 
     def observe_latency() -> None:
         done_ms = rt.clock.now() * 1000
         rt.latency.observe_many((done_ms - at) / 1000 for at in accepted_at_ms)
+        stages = rt.stages
+        stages["processing_wait_seconds"].observe_many(
+            (began_ms - at) / 1000 for at in accepted_at_ms)
+        stages["unit_prepare_seconds"].observe(prepared_s - began_s)
+        stages["unit_commit_seconds"].observe(time.perf_counter() - prepared_s)
     return Prepared(rt, batch.unit, observe_latency)
 
 

@@ -174,7 +174,18 @@ HISTOGRAM_HELP = {
                                   "new event.",
     "http_request_duration_seconds": "Time to answer an API request (validation, produce, "
                                      "broker acknowledgement).",
+    # Where processing_latency_seconds goes, stage by stage (README, "Metrics"):
+    "processing_wait_seconds": "Accepted to the start of the unit of work that processes it, "
+                               "per new event: the input's produce, fetch and queue.",
+    "unit_prepare_seconds": "Time a unit of the people agent took to process its items, per "
+                            "unit.",
+    "unit_commit_seconds": "A unit of the people agent processed to durably committed, per "
+                           "unit: the previous unit's commit, the outputs' and changelog's "
+                           "acknowledgements and the RocksDB write.",
 }
+
+#: The stages of ``processing_latency_seconds`` (what :attr:`app.runtime.Runtime.stages` holds).
+STAGE_HISTOGRAMS = ("processing_wait_seconds", "unit_prepare_seconds", "unit_commit_seconds")
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_:]")
 

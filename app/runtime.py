@@ -15,7 +15,7 @@ from typing import Any
 from app.clock import Clock
 from app.heap import HeapTrimmer
 from app.ingest.batcher import IngestBatcher
-from app.metrics import LatencyHistogram
+from app.metrics import STAGE_HISTOGRAMS, LatencyHistogram
 from app.producer import BrokerUnavailable, OutRecord, Producer, partition_for
 from app.person_store import PruneSchedule
 from app.progress import Applied
@@ -39,6 +39,9 @@ class Runtime:
     counters: Counter = field(default_factory=Counter)
     #: Accept (HTTP or record time) → durably in history, per new event.
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: Its stages (:data:`app.metrics.STAGE_HISTOGRAMS`): histogram name → histogram.
+    stages: dict[str, LatencyHistogram] = field(
+        default_factory=lambda: {name: LatencyHistogram() for name in STAGE_HISTOGRAMS})
     #: Segment definitions (every worker follows the whole definitions topic).
     catalog: SegmentCatalog = field(default_factory=SegmentCatalog)
     #: Console sessions signed out (every worker follows the revocations topic).

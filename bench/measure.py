@@ -55,6 +55,18 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def host_steal_seconds() -> float:
+    """CPU time the hypervisor gave other guests instead of this machine, all CPUs, since boot
+    (``steal`` in /proc/stat; 0.0 where there is none). Runs of the same code spread by several
+    times on this machine in the same hour; the steal during a run says whether it had the
+    cores it asked for."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    return int(fields[8]) / CLK_TCK if len(fields) > 8 else 0.0
+
+
 def rss_bytes(pid: int | None, field: str = "VmRSS") -> int:
     """Resident set size (``VmRSS``) or its high-water mark (``VmHWM``) of a process, in bytes.
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import aiohttp
 
+from app.metrics import STAGE_HISTOGRAMS, metric_name
 from app.testing.harness import Worker, free_port
 from bench.loaders import load_http, load_raw
 from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
                            M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
                            M_ROCKSDB, BenchError, cpu_seconds, dir_bytes, fetch_all_metrics,
-                           latency_quantile, new_deployment, percentile, rss_bytes,
+                           host_steal_seconds, latency_quantile, new_deployment, percentile,
+                           rss_bytes,
                            self_cpu_seconds, sum_metrics, wait_group_settled, wait_processed)
 from bench.profiling import print_profile, start_profile, summarize_profile
 from bench.recovery import measure_recovery, scan_log
@@ -49,6 +51,9 @@ class Baseline:
     broker_cpu: float
     self_cpu: float
     evaluations: float
+    steal: float
+    #: Every summed metric then.
+    metrics: dict[str, float]
 
 
 @dataclass
@@ -194,7 +199,8 @@ class Run:
         broker_cpu0, self_cpu0 = cpu_seconds(self.broker_pid), self_cpu_seconds()
         async with aiohttp.ClientSession() as session:
             before = sum_metrics(await fetch_all_metrics(session, self.deployment, self.workers))
-        return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, before.get(M_EVALUATIONS, 0.0))
+        return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, before.get(M_EVALUATIONS, 0.0),
+                        host_steal_seconds(), before)
 
     def start_profiler(self) -> None:
         args = self.args
@@ -254,6 +260,7 @@ class Run:
         self.result.update(_counts(metrics, per_worker, expected, elapsed, t_counted - t_first,
                                    len(self.workload.events)))
         self.result.update(self.resources(metrics, per_worker, baseline, cpus, peaks))
+        self.result["latency_stages"] = stage_quantiles(metrics, baseline.metrics)
         return metrics, elapsed, peaks
 
     def resources(self, metrics: dict[str, float], per_worker: list[dict[str, float]],
@@ -268,6 +275,7 @@ class Run:
             worker_cpu_us_per_event=round(cpu / len(self.workload.events) * 1e6, 1),
             broker_cpu_s=round(cpu_seconds(self.broker_pid) - baseline.broker_cpu, 2),
             bench_cpu_s=round(self_cpu_seconds() - baseline.self_cpu, 2),
+            host_steal_s=round(host_steal_seconds() - baseline.steal, 2),
             idle_rss_bytes=max(baseline.idle_rss),
             idle_rss_per_worker=baseline.idle_rss,
             peak_rss_bytes=max(peaks),
@@ -371,4 +379,18 @@ def _counts(metrics: dict[str, float], per_worker: list[dict[str, float]], expec
         latency_per_worker=[(latency_quantile(m, 0.5), latency_quantile(m, 0.99))
                             for m in per_worker],
     )
+
+
+def stage_quantiles(metrics: dict[str, float], before: dict[str, float]
+                    ) -> dict[str, list[float | None]]:
+    """Where the processing latency went during the load (app/metrics.STAGE_HISTOGRAMS): p50
+    and p99 of each stage, from its buckets' growth since ``before`` (the unit stages count
+    units from the worker's start: a segment definition's units before the load too)."""
+    stages = {}
+    for name in STAGE_HISTOGRAMS:
+        prefix = metric_name(f"{name}_bucket")
+        grown = {key: value - before.get(key, 0.0) for key, value in metrics.items()
+                 if key.startswith(prefix)}
+        stages[name] = [latency_quantile(grown, q, prefix) for q in (0.5, 0.99)]
+    return stages
 

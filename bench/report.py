@@ -61,6 +61,9 @@ ROWS: list[tuple[str, Any]] = [
     ("each item processed exactly once", lambda r: "yes" if r.get("exact") else "NO"),
     ("processing latency p50 / p99 (all workers, histogram)",
      lambda r: f"{fmt_ms(r.get('latency_p50_s'))} / {fmt_ms(r.get('latency_p99_s'))}"),
+    ("  its stages p50 / p99: wait · prepare · commit",
+     lambda r: " · ".join(f"{fmt_ms(p50)} / {fmt_ms(p99)}"
+                          for p50, p99 in (r.get("latency_stages") or {}).values()) or "-"),
     ("segment definitions (PUT / all live)",
      lambda r: "-" if not r.get("segments") else
      f"{fmt_n(r['segments'])} ({fmt_n(r.get('segments_put_s'), 1)} s / "
@@ -82,6 +85,8 @@ ROWS: list[tuple[str, Any]] = [
     ("CPU s worker / broker / bench", lambda r: f"{fmt_n(r.get('worker_cpu_s'), 1)} / "
                                                 f"{fmt_n(r.get('broker_cpu_s'), 1)} / "
                                                 f"{fmt_n(r.get('bench_cpu_s'), 1)}"),
+    ("CPU s taken by other guests (host steal, all cores)",
+     lambda r: fmt_n(r.get("host_steal_s"), 1)),
     ("worker RSS ready / end", lambda r: f"{fmt_mb(r.get('idle_rss_bytes'))} / "
                                          f"{fmt_mb(r.get('rss_end_bytes'))}"),
     ("WORKER PEAK RSS (VmHWM), per worker",

@@ -127,7 +127,8 @@ def exposition_of(rt: Runtime) -> Exposition:
                 "heap_trims": float(rt.heap.trims),
                 "heap_trim_seconds": rt.heap.trim_seconds}
 
-    return Exposition(rt.counters, {"processing_latency_seconds": rt.latency}, gauges=gauges)
+    return Exposition(rt.counters, {"processing_latency_seconds": rt.latency, **rt.stages},
+                      gauges=gauges)
 
 
 def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Application:

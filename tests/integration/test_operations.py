@@ -305,6 +305,19 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
         [inf] = [s for s in samples(text, "eventide_processing_latency_seconds_bucket")
                  if s.label("le") == "+Inf"]
         assert count.value == inf.value > 0
+        # Its stages (one item per unit here): each new event waited once, each unit was
+        # prepared and committed once, and the wait is a part of the whole latency.
+        for name in ("eventide_processing_wait_seconds", "eventide_unit_prepare_seconds",
+                     "eventide_unit_commit_seconds"):
+            assert families[name].type == "histogram" and families[name].help, name
+        [waits] = samples(text, "eventide_processing_wait_seconds_count")
+        assert waits.value == count.value
+        for unit_stage in ("eventide_unit_prepare_seconds", "eventide_unit_commit_seconds"):
+            [units] = samples(text, unit_stage + "_count")
+            assert units.value >= count.value, unit_stage
+        [waited] = samples(text, "eventide_processing_wait_seconds_sum")
+        [total_s] = samples(text, "eventide_processing_latency_seconds_sum")
+        assert 0 <= waited.value <= total_s.value
         lag_topics = {s.label("topic") for s in families["eventide_consumer_lag"].samples}
         assert d.topics.person_events.name in lag_topics
     finally:
