@@ -50,7 +50,6 @@ class Baseline:
     cpu: list[float]
     broker_cpu: float
     self_cpu: float
-    evaluations: float
     steal: float
     #: Every summed metric then.
     metrics: dict[str, float]
@@ -199,8 +198,7 @@ class Run:
         broker_cpu0, self_cpu0 = cpu_seconds(self.broker_pid), self_cpu_seconds()
         async with aiohttp.ClientSession() as session:
             before = sum_metrics(await fetch_all_metrics(session, self.deployment, self.workers))
-        return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, before.get(M_EVALUATIONS, 0.0),
-                        host_steal_seconds(), before)
+        return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, host_steal_seconds(), before)
 
     def start_profiler(self) -> None:
         args = self.args
@@ -304,7 +302,7 @@ class Run:
         await self.watcher.stop()
         changes, self.watcher = self.watcher.changes, None
         self.result.update(change_summary(changes, self.accepted_ms, self.workload, metrics,
-                                    baseline.evaluations))
+                                    baseline.metrics.get(M_EVALUATIONS, 0.0)))
         result = self.result
         print(f"   segments: {len(changes):,} change records "
               f"({fmt_n(result['event_caused_changes'])} caused by our items), "
