@@ -34,6 +34,10 @@ class Prepared:
                  after: Callable[[], None] | None = None) -> None:
         self.rt, self.unit, self.after = rt, unit, after
 
+    def publish(self) -> None:
+        """Start sending the unit's outputs ahead of its commit (``StateManager.publish``)."""
+        self.rt.state.publish(self.unit)
+
     async def commit(self) -> None:
         await self.rt.commit(self.unit)
         if self.after is not None:
@@ -100,7 +104,9 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
 
     A commit mostly waits for the broker's acknowledgements (outputs, then changelog): the next
     unit is processed meanwhile, reading the committing unit's writes as its base, and committed
-    only after it. If that commit fails, the unit built on it is dropped unacknowledged too.
+    only after it; only its outputs go out at once (``StateManager.publish``), so they do not
+    wait for the base's changelog. If that commit fails, the unit built on it is dropped
+    unacknowledged too, and its outputs are sent again when its inputs are processed again.
     """
     settings = rt.settings
     committing: Committing | None = None
@@ -122,6 +128,7 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                 prepared = await prepare(rt, unit, decoded,
                                          None if committing is None else committing.unit)
                 if committing is not None:
+                    prepared.publish()  # its outputs need not wait for the commit under it
                     finished, committing = committing, None
                     if not await finished.result():
                         takes.drop(unit)  # built on writes that never became state

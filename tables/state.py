@@ -134,6 +134,22 @@ class StateManager:
     def position(self, cp: ChangelogPartition) -> Position:
         return Position.decode(self._db.get(_position_key(cp)))
 
+    def publish(self, unit: UnitOfWork) -> None:
+        """Start producing the unit's outputs now, while the unit under it still commits.
+
+        Its commit then waits for these acknowledgements instead of sending them itself, so a
+        unit's outputs do not queue behind its base's changelog round trip. Outputs ahead of
+        their base's state are safe for the reason outputs ahead of their own are (the commit
+        order, step 1): a unit's inputs are acknowledged only once it is committed, and a unit
+        whose base fails is dropped unacknowledged with it, so the failure brings both units'
+        inputs again, to be processed on the state before both and re-sent with the same
+        deterministic ids, which consumers drop as repeats.
+        """
+        if unit.outputs and unit.publishing is None:
+            unit.publishing = asyncio.ensure_future(self._producer.send_all(unit.outputs))
+            # A unit dropped with its failed base never awaits this: its failure is not news.
+            unit.publishing.add_done_callback(_retrieve)
+
     async def commit(self, unit: UnitOfWork) -> None:
         self._in_flight += 1
         self._idle.clear()
@@ -150,7 +166,11 @@ class StateManager:
                 # Computed on writes that never became state: its inputs come again.
                 raise OwnershipChanged("a unit was built on one that was not committed")
             unit.base = None  # those writes are in local state now
-        await self._producer.send_all(unit.outputs)
+        publishing, unit.publishing = unit.publishing, None
+        if publishing is not None:
+            await publishing  # (failed: the retry of this commit sends them again)
+        else:
+            await self._producer.send_all(unit.outputs)
         #: changelog partition → its writes, one :data:`_Run` per table partition.
         by_changelog: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
         local_only: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
@@ -461,6 +481,11 @@ class StateManager:
         for table in self.tables.values():
             table.close()
         self._db.close()
+
+
+def _retrieve(future: "asyncio.Future[Any]") -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _position_key(cp: ChangelogPartition) -> bytes:

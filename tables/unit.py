@@ -6,6 +6,7 @@ makes them durable in the commit order that keeps state exact under redelivery.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass
@@ -130,6 +131,9 @@ class UnitOfWork:
         #: The ownership tenure of every changelog partition when the unit began.
         self.tenures = tenures
         self.base = base
+        #: The outputs' produce, when :meth:`tables.state.StateManager.publish` started it ahead
+        #: of the commit.
+        self.publishing: "asyncio.Future[list[int]] | None" = None
         #: Set by :meth:`tables.state.StateManager.commit` once the unit is durable everywhere.
         self.committed = False
 

@@ -5,12 +5,15 @@ manager commits it only once its base was committed."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 from typing import Any, Sequence
 
 import pytest
 
+from app.producer import BrokerUnavailable
+from tables.changelog import data_key
 from tables.records import OutRecord
 from tables.state import OwnershipChanged, StateManager
 from tables.store import open_database
@@ -105,4 +108,71 @@ async def test_a_unit_is_committed_only_after_its_base(tmp_path: Path) -> None:
     assert retry.committed and retry.base is None, "the base is let go once it is written"
     profiles = state.tables["profiles"]
     assert (profiles.get(0, "ann"), profiles.get(0, "bob")) == ({"plan": "pro"}, {"plan": "free"})
+    state.close()
+
+
+class Gated(Acknowledging):
+    """Acknowledges in order, but holds a send of changelog records until ``release`` is set,
+    and fails the first send of outputs when ``fail_outputs`` says so."""
+
+    def __init__(self, fail_outputs: bool = False) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.fail_outputs = fail_outputs
+
+    async def send_all(self, records: Sequence[OutRecord]) -> list[int]:
+        if self.fail_outputs and records[0].topic == "out":
+            self.fail_outputs = False
+            raise BrokerUnavailable("not acknowledged")
+        offsets = await super().send_all(records)
+        if records[0].topic == "cl":
+            await self.release.wait()
+        return offsets
+
+
+async def test_a_units_outputs_go_out_while_its_base_commits_and_only_once(
+        tmp_path: Path) -> None:
+    producer = Gated()
+    state = manager(tmp_path, producer)
+    base = state.begin()
+    base.put("profiles", 0, "ann", {"plan": "pro"})
+    base.send(OutRecord("out", 0, b"ann", b"base"))
+    committing = asyncio.ensure_future(state.commit(base))
+    while not any(r.topic == "cl" for r in producer.sent):
+        await asyncio.sleep(0)  # the base's outputs are acknowledged; its changelog is held
+    unit = state.begin(base)
+    unit.put("profiles", 0, "bob", {"plan": "free"})
+    unit.send(OutRecord("out", 0, b"bob", b"unit"))
+    state.publish(unit)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [r.value for r in producer.sent if r.topic == "out"] == [b"base", b"unit"]
+    assert not committing.done(), "the unit's outputs did not wait for the base's changelog"
+    producer.release.set()
+    await committing
+    await state.commit(unit)
+    # sent once (the commit waited for the publish), and before the unit's changelog records
+    topics = [(r.topic, r.value) for r in producer.sent]
+    assert topics.count(("out", b"unit")) == 1
+    keys = [r.key for r in producer.sent]
+    assert topics.index(("out", b"unit")) < keys.index(data_key("profiles", "bob"))
+    assert unit.committed and state.tables["profiles"].get(0, "bob") == {"plan": "free"}
+    state.close()
+
+
+async def test_a_failed_publish_fails_the_commit_and_its_retry_sends_the_outputs_again(
+        tmp_path: Path) -> None:
+    producer = Gated(fail_outputs=True)
+    producer.release.set()
+    state = manager(tmp_path, producer)
+    unit = state.begin()
+    unit.put("profiles", 0, "ann", {"plan": "pro"})
+    unit.send(OutRecord("out", 0, b"ann", b"unit"))
+    state.publish(unit)
+    with pytest.raises(BrokerUnavailable):
+        await state.commit(unit)
+    assert not producer.sent and not unit.committed
+    await state.commit(unit)  # what Runtime.commit does after a failure: the same unit again
+    assert [r.value for r in producer.sent if r.topic == "out"] == [b"unit"]
+    assert unit.committed and state.tables["profiles"].get(0, "ann") == {"plan": "pro"}
     state.close()
