@@ -38,6 +38,10 @@ class Prepared:
         """Start sending the unit's outputs ahead of its commit (``StateManager.publish``)."""
         self.rt.state.publish(self.unit)
 
+    def drop(self) -> None:
+        """The unit will never be committed: stop sending its outputs (``StateManager.drop``)."""
+        self.rt.state.drop(self.unit)
+
     async def commit(self) -> None:
         await self.rt.commit(self.unit)
         if self.after is not None:
@@ -132,6 +136,7 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                     finished, committing = committing, None
                     if not await finished.result():
                         takes.drop(unit)  # built on writes that never became state
+                        prepared.drop()
                         rt.discard_prepared()
                         break
                 committing = Committing(takes, rt, unit, prepared)

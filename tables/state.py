@@ -135,20 +135,35 @@ class StateManager:
         return Position.decode(self._db.get(_position_key(cp)))
 
     def publish(self, unit: UnitOfWork) -> None:
-        """Start producing the unit's outputs now, while the unit under it still commits.
+        """Start producing the unit's outputs now, while the unit under it still commits: as
+        soon as the base's outputs are acknowledged, not after the base's changelog.
 
-        Its commit then waits for these acknowledgements instead of sending them itself, so a
-        unit's outputs do not queue behind its base's changelog round trip. Outputs ahead of
-        their base's state are safe for the reason outputs ahead of their own are (the commit
-        order, step 1): a unit's inputs are acknowledged only once it is committed, and a unit
-        whose base fails is dropped unacknowledged with it, so the failure brings both units'
-        inputs again, to be processed on the state before both and re-sent with the same
-        deterministic ids, which consumers drop as repeats.
+        The unit's commit then waits for these acknowledgements instead of sending them itself.
+        Outputs ahead of their base's state are safe for the reason outputs ahead of their own
+        are (the commit order, step 1): a unit's inputs are acknowledged only once it is
+        committed, and a unit whose base fails is dropped unacknowledged with it, so the failure
+        brings both units' inputs again, to be processed on the state before both and re-sent
+        with the same deterministic ids, which consumers drop as repeats. Outputs keep their
+        units' order in every partition: they follow the base's acknowledged outputs, and a
+        retried commit never sends acknowledged outputs again (a stale repeat after a newer
+        record would be the last value of its key in a compacted topic).
         """
         if unit.outputs and unit.publishing is None:
-            unit.publishing = asyncio.ensure_future(self._producer.send_all(unit.outputs))
+            unit.publishing = asyncio.ensure_future(self._publish(unit))
             # A unit dropped with its failed base never awaits this: its failure is not news.
             unit.publishing.add_done_callback(_retrieve)
+
+    async def _publish(self, unit: UnitOfWork) -> list[int]:
+        if unit.base is not None:
+            await unit.base.outputs_acknowledged.wait()
+        return await self._producer.send_all(unit.outputs)
+
+    def drop(self, unit: UnitOfWork) -> None:
+        """A prepared unit will never be committed (its base's commit failed): stop its publish,
+        which may be waiting for outputs that will never be acknowledged. Its inputs come again
+        and their outputs with them."""
+        if unit.publishing is not None:
+            unit.publishing.cancel()
 
     async def commit(self, unit: UnitOfWork) -> None:
         self._in_flight += 1
@@ -166,11 +181,13 @@ class StateManager:
                 # Computed on writes that never became state: its inputs come again.
                 raise OwnershipChanged("a unit was built on one that was not committed")
             unit.base = None  # those writes are in local state now
-        publishing, unit.publishing = unit.publishing, None
-        if publishing is not None:
-            await publishing  # (failed: the retry of this commit sends them again)
-        else:
-            await self._producer.send_all(unit.outputs)
+        if not unit.outputs_acknowledged.is_set():
+            publishing, unit.publishing = unit.publishing, None
+            if publishing is not None:
+                await publishing  # (failed: the retry of this commit sends them again)
+            else:
+                await self._producer.send_all(unit.outputs)
+            unit.outputs_acknowledged.set()
         #: changelog partition → its writes, one :data:`_Run` per table partition.
         by_changelog: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
         local_only: dict[ChangelogPartition, list[_Run]] = defaultdict(list)

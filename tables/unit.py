@@ -134,6 +134,9 @@ class UnitOfWork:
         #: The outputs' produce, when :meth:`tables.state.StateManager.publish` started it ahead
         #: of the commit.
         self.publishing: "asyncio.Future[list[int]] | None" = None
+        #: Set once the outputs are acknowledged: a retried commit does not send them again, and
+        #: the unit built on this one sends its own only after them.
+        self.outputs_acknowledged = asyncio.Event()
         #: Set by :meth:`tables.state.StateManager.commit` once the unit is durable everywhere.
         self.committed = False
 

@@ -112,67 +112,127 @@ async def test_a_unit_is_committed_only_after_its_base(tmp_path: Path) -> None:
 
 
 class Gated(Acknowledging):
-    """Acknowledges in order, but holds a send of changelog records until ``release`` is set,
-    and fails the first send of outputs when ``fail_outputs`` says so."""
+    """Acknowledges in order, except that a send to a topic in ``held`` waits (after it is
+    written) until that topic's event is set, and the first send to a topic in ``failing`` is
+    not acknowledged (nor written)."""
 
-    def __init__(self, fail_outputs: bool = False) -> None:
+    def __init__(self, held: tuple[str, ...] = (), failing: tuple[str, ...] = ()) -> None:
         super().__init__()
-        self.release = asyncio.Event()
-        self.fail_outputs = fail_outputs
+        self.release = {topic: asyncio.Event() for topic in held}
+        self.failing = set(failing)
 
     async def send_all(self, records: Sequence[OutRecord]) -> list[int]:
-        if self.fail_outputs and records[0].topic == "out":
-            self.fail_outputs = False
+        topic = records[0].topic
+        if topic in self.failing:
+            self.failing.discard(topic)
             raise BrokerUnavailable("not acknowledged")
         offsets = await super().send_all(records)
-        if records[0].topic == "cl":
-            await self.release.wait()
+        if topic in self.release:
+            await self.release[topic].wait()
         return offsets
+
+    def values(self, topic: str) -> list[bytes | None]:
+        return [r.value for r in self.sent if r.topic == topic]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def with_output(unit: UnitOfWork, person: str, plan: str, value: bytes) -> UnitOfWork:
+    unit.put("profiles", 0, person, {"plan": plan})
+    unit.send(OutRecord("out", 0, person.encode(), value))
+    return unit
 
 
 async def test_a_units_outputs_go_out_while_its_base_commits_and_only_once(
         tmp_path: Path) -> None:
-    producer = Gated()
+    producer = Gated(held=("cl",))
     state = manager(tmp_path, producer)
-    base = state.begin()
-    base.put("profiles", 0, "ann", {"plan": "pro"})
-    base.send(OutRecord("out", 0, b"ann", b"base"))
+    base = with_output(state.begin(), "ann", "pro", b"base")
     committing = asyncio.ensure_future(state.commit(base))
-    while not any(r.topic == "cl" for r in producer.sent):
+    while not producer.values("cl"):
         await asyncio.sleep(0)  # the base's outputs are acknowledged; its changelog is held
-    unit = state.begin(base)
-    unit.put("profiles", 0, "bob", {"plan": "free"})
-    unit.send(OutRecord("out", 0, b"bob", b"unit"))
+    unit = with_output(state.begin(base), "bob", "free", b"unit")
     state.publish(unit)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert [r.value for r in producer.sent if r.topic == "out"] == [b"base", b"unit"]
+    await settle()
+    assert producer.values("out") == [b"base", b"unit"]
     assert not committing.done(), "the unit's outputs did not wait for the base's changelog"
-    producer.release.set()
+    producer.release["cl"].set()
     await committing
     await state.commit(unit)
     # sent once (the commit waited for the publish), and before the unit's changelog records
-    topics = [(r.topic, r.value) for r in producer.sent]
-    assert topics.count(("out", b"unit")) == 1
+    assert producer.values("out") == [b"base", b"unit"]
     keys = [r.key for r in producer.sent]
-    assert topics.index(("out", b"unit")) < keys.index(data_key("profiles", "bob"))
+    assert keys.index(b"bob") < keys.index(data_key("profiles", "bob"))
     assert unit.committed and state.tables["profiles"].get(0, "bob") == {"plan": "free"}
+    state.close()
+
+
+async def test_a_units_outputs_wait_for_its_bases_outputs(tmp_path: Path) -> None:
+    producer = Gated(held=("out",))
+    state = manager(tmp_path, producer)
+    base = with_output(state.begin(), "ann", "pro", b"base")
+    committing = asyncio.ensure_future(state.commit(base))
+    await settle()
+    unit = with_output(state.begin(base), "bob", "free", b"unit")
+    state.publish(unit)
+    await settle()
+    assert producer.values("out") == [b"base"], "sent before the base's were acknowledged"
+    producer.release["out"].set()
+    await committing
+    await state.commit(unit)
+    assert producer.values("out") == [b"base", b"unit"]
+    state.close()
+
+
+async def test_a_retried_commit_does_not_send_acknowledged_outputs_again(
+        tmp_path: Path) -> None:
+    # The base's changelog is refused once; meanwhile the unit on it published. Sending the
+    # base's outputs again would put a stale record after the unit's: in a compacted topic, the
+    # last value of its key.
+    producer = Gated(failing=("cl",))
+    state = manager(tmp_path, producer)
+    base = with_output(state.begin(), "ann", "pro", b"base")
+    unit = with_output(state.begin(base), "ann", "free", b"unit")
+    with pytest.raises(BrokerUnavailable):
+        await state.commit(base)
+    state.publish(unit)
+    await settle()
+    await state.commit(base)  # what Runtime.commit does after a failure: the same unit again
+    await state.commit(unit)
+    assert producer.values("out") == [b"base", b"unit"]
+    assert state.tables["profiles"].get(0, "ann") == {"plan": "free"}
     state.close()
 
 
 async def test_a_failed_publish_fails_the_commit_and_its_retry_sends_the_outputs_again(
         tmp_path: Path) -> None:
-    producer = Gated(fail_outputs=True)
-    producer.release.set()
+    producer = Gated(failing=("out",))
     state = manager(tmp_path, producer)
-    unit = state.begin()
-    unit.put("profiles", 0, "ann", {"plan": "pro"})
-    unit.send(OutRecord("out", 0, b"ann", b"unit"))
+    unit = with_output(state.begin(), "ann", "pro", b"unit")
     state.publish(unit)
     with pytest.raises(BrokerUnavailable):
         await state.commit(unit)
     assert not producer.sent and not unit.committed
-    await state.commit(unit)  # what Runtime.commit does after a failure: the same unit again
-    assert [r.value for r in producer.sent if r.topic == "out"] == [b"unit"]
+    await state.commit(unit)
+    assert producer.values("out") == [b"unit"]
     assert unit.committed and state.tables["profiles"].get(0, "ann") == {"plan": "pro"}
+    state.close()
+
+
+async def test_a_dropped_unit_stops_waiting_to_publish(tmp_path: Path) -> None:
+    producer = Gated()
+    state = manager(tmp_path, producer)
+    base = with_output(state.begin(state.begin()), "ann", "pro", b"base")
+    with pytest.raises(OwnershipChanged):
+        await state.commit(base)  # built on a unit never committed: its outputs never go out
+    unit = with_output(state.begin(base), "bob", "free", b"unit")
+    state.publish(unit)
+    await settle()
+    state.drop(unit)  # what the agent does with a unit built on a failed commit
+    await settle()
+    assert unit.publishing is not None and unit.publishing.cancelled()
+    assert not producer.sent
     state.close()

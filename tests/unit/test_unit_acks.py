@@ -71,30 +71,38 @@ class Committed:
 
     def __init__(self, body: Any, unit: Sequence[Any]) -> None:
         self.body, self.events, self.unit = body, unit, object()
+        self.dropped = False
 
     def publish(self) -> None:
         pass  # these units have no outputs: what they commit is what the tests look at
+
+    def drop(self) -> None:
+        self.dropped = True
 
     async def commit(self) -> None:
         await self.body(None, self.events, None)
 
 
-def preparing(commit: Any) -> Any:
-    """A prepare handler whose units commit with ``commit(rt, unit, decoded)``."""
+def preparing(commit: Any, made: list[Committed] | None = None) -> Any:
+    """A prepare handler whose units commit with ``commit(rt, unit, decoded)`` (each kept in
+    ``made``)."""
     async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Committed:
-        return Committed(commit, unit)
+        prepared = Committed(commit, unit)
+        if made is not None:
+            made.append(prepared)
+        return prepared
     return prepare
 
 
 async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]],
-                    units: int) -> Applied:
+                    units: int, made: list[Committed] | None = None) -> Applied:
     """Run the agent loop (units of one record) until ``units`` units were handed over."""
     applied = Applied()
     rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied,
                          discarded=[], discard_prepared=lambda: rt.discarded.append(1))
     limit = TakeLimit(100, floor=100, items=1)
     task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
-                                         preparing(handle), limit))
+                                         preparing(handle, made), limit))
     try:
         for _ in range(200):
             if len(handled) >= units:
@@ -248,10 +256,13 @@ async def test_a_unit_built_on_a_commit_that_failed_is_dropped_with_it() -> None
         committed.append((message.offset, message.generation_id))
 
     await inbox.put_many([Msg(0, 1), Msg(1, 1), Msg(2, 1)], lambda: True)
-    applied = await run_until(app, inbox, handle, handled, 4)
+    made: list[Committed] = []
+    applied = await run_until(app, inbox, handle, handled, 4, made)
     # offset 2 of generation 1 was prepared on unit 1, whose commit failed: never committed,
-    # and what the runtime's caches learned from it is forgotten
+    # its publish stopped, and what the runtime's caches learned from it is forgotten
     assert committed == [(0, 1), (1, 2), (2, 2)]
+    assert [(c.events[0].message.offset, c.events[0].message.generation_id)
+            for c in made if c.dropped] == [(2, 1)]
     assert len(applied.discarded) == 1  # type: ignore[attr-defined]
     assert app.consumer.acked == [0, 1, 2] and applied.offsets == [0, 1, 2]
     assert not app.consumer._unacked_messages
