@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import pytest
 
@@ -187,6 +187,16 @@ async def test_a_units_outputs_wait_for_its_bases_outputs(tmp_path: Path) -> Non
     state.close()
 
 
+async def commit_after_a_refusal(state: StateManager, unit: UnitOfWork,
+                                 meanwhile: Callable[[], Awaitable[None]]) -> None:
+    """The unit's first commit is refused; ``meanwhile`` runs; then what ``Runtime.commit``
+    does after a failure: the same unit again."""
+    with pytest.raises(BrokerUnavailable):
+        await state.commit(unit)
+    await meanwhile()
+    await state.commit(unit)
+
+
 async def test_a_retried_commit_does_not_send_acknowledged_outputs_again(
         tmp_path: Path) -> None:
     # The base's changelog is refused once; meanwhile the unit on it published. Sending the
@@ -196,11 +206,12 @@ async def test_a_retried_commit_does_not_send_acknowledged_outputs_again(
     state = manager(tmp_path, producer)
     base = with_output(state.begin(), "ann", "pro", b"base")
     unit = with_output(state.begin(base), "ann", "free", b"unit")
-    with pytest.raises(BrokerUnavailable):
-        await state.commit(base)
-    state.publish(unit)
-    await settle()
-    await state.commit(base)  # what Runtime.commit does after a failure: the same unit again
+
+    async def publish_the_unit() -> None:
+        state.publish(unit)
+        await settle()
+
+    await commit_after_a_refusal(state, base, publish_the_unit)
     await state.commit(unit)
     assert producer.values("out") == [b"base", b"unit"]
     assert state.tables["profiles"].get(0, "ann") == {"plan": "free"}
@@ -213,10 +224,11 @@ async def test_a_failed_publish_fails_the_commit_and_its_retry_sends_the_outputs
     state = manager(tmp_path, producer)
     unit = with_output(state.begin(), "ann", "pro", b"unit")
     state.publish(unit)
-    with pytest.raises(BrokerUnavailable):
-        await state.commit(unit)
-    assert not producer.sent and not unit.committed
-    await state.commit(unit)
+
+    async def nothing_was_sent() -> None:
+        assert not producer.sent and not unit.committed
+
+    await commit_after_a_refusal(state, unit, nothing_was_sent)
     assert producer.values("out") == [b"unit"]
     assert unit.committed and state.tables["profiles"].get(0, "ann") == {"plan": "pro"}
     state.close()
