@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 import orjson
 import pytest
 
-from agents.batches import HURRY_TURN_S, decode_all, in_turns, units_of
+from agents.batches import HURRY_TURN_S, DecodedUnits, in_turns
 from app.model import MAX_ITEMS_PER_ENVELOPE, DecodeError, decode_envelope, encode_envelope
 from tests.agents.pipeline_sim import Event, Message
 
@@ -19,9 +19,13 @@ def record(offset: int, items: int) -> Event:
     return Event(Message("t", 0, offset, b"k", value, 0.0))
 
 
+def units_of(events: list[Event], max_items: int) -> list[list[Event]]:
+    return [unit for unit, _ in DecodedUnits(events, max_items)]  # type: ignore[arg-type]
+
+
 def test_records_are_grouped_into_units_of_at_most_the_bound() -> None:
     events = [record(o, n) for o, n in enumerate([300, 500, 500, 200, 900, 100, 1])]
-    units = list(units_of(events, decode_all(events), 1_000))  # type: ignore[arg-type]
+    units = units_of(events, 1_000)
     sizes = [[len(decode_envelope(e.message.value)) for e in unit] for unit in units]
     assert sizes == [[300, 500], [500, 200], [900, 100], [1]]
     assert [e for unit in units for e in unit] == events, "every record once, in order"
@@ -29,15 +33,28 @@ def test_records_are_grouped_into_units_of_at_most_the_bound() -> None:
 
 def test_a_record_larger_than_the_bound_is_a_unit_of_its_own_never_split() -> None:
     events = [record(0, 10), record(1, 2_500), record(2, 10)]
-    units = list(units_of(events, decode_all(events), 1_000))  # type: ignore[arg-type]
-    assert [[e.message.offset for e in unit] for unit in units] == [[0], [1], [2]]
+    assert [[e.message.offset for e in unit] for unit in units_of(events, 1_000)] == [
+        [0], [1], [2]]
+
+
+def test_a_take_is_decoded_a_unit_at_a_time() -> None:
+    # Each unit comes with its own records' items only, and when it comes, no record past the
+    # one after it has been decoded: a take's items are never all in memory at once.
+    events = [record(o, 500) for o in range(8)]
+    units = DecodedUnits(events, 1_000)  # type: ignore[arg-type]
+    for number, (unit, decoded) in enumerate(units):
+        assert set(decoded) == {id(e) for e in unit}
+        assert all(len(decoded[id(e)]) == 500 for e in unit)  # type: ignore[arg-type]
+        assert units.records <= 2 * (number + 1) + 1
+    assert (units.records, units.items) == (8, 4_000)
 
 
 def test_an_undecodable_record_counts_as_one_item_and_keeps_its_reason() -> None:
     bad = Event(Message("t", 0, 0, b"k", b"{not json", 0.0))
-    decoded = decode_all([bad])  # type: ignore[list-item]
-    assert isinstance(decoded[id(bad)], DecodeError)
-    assert list(units_of([bad], decoded, 1)) == [[bad]]  # type: ignore[list-item]
+    units = DecodedUnits([bad], 1)  # type: ignore[list-item]
+    [(unit, decoded)] = list(units)
+    assert unit == [bad] and isinstance(decoded[id(bad)], DecodeError)
+    assert units.items == 1
 
 
 def test_an_envelope_over_the_cap_is_refused_with_a_reason() -> None:
