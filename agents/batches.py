@@ -339,15 +339,12 @@ def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
     """Every item of every record in the batch; undecodable records are dead-lettered whole."""
     for event in events:
         message = event.message
-        try:
-            found = decoded.get(id(event)) if decoded is not None else None
-            items = found if found is not None else decode_envelope(message.value)
-            if isinstance(items, DecodeError):
-                raise items
-        except DecodeError as exc:
+        found = decoded.get(id(event)) if decoded is not None else None
+        items = found if found is not None else decode_one(event)
+        if isinstance(items, DecodeError):
             rt.deadletter(unit, topic=message.topic, partition=message.partition,
                           offset=message.offset, key=message.key, value=message.value,
-                          error=str(exc))
+                          error=str(items))
             continue
         rt.counters[f"records_in:{message.topic}"] += 1
         for index, item in enumerate(items):

@@ -149,14 +149,15 @@ class StateManager:
         record would be the last value of its key in a compacted topic).
         """
         if unit.outputs and unit.publishing is None:
-            unit.publishing = asyncio.ensure_future(self._publish(unit))
+            unit.publishing = asyncio.ensure_future(self._publish(unit.outputs, unit.base))
             # A unit dropped with its failed base never awaits this: its failure is not news.
             unit.publishing.add_done_callback(_retrieve)
 
-    async def _publish(self, unit: UnitOfWork) -> list[int]:
-        if unit.base is not None:
-            await unit.base.outputs_acknowledged.wait()
-        return await self._producer.send_all(unit.outputs)
+    async def _publish(self, outputs: list[OutRecord], base: UnitOfWork | None) -> list[int]:
+        # (``base`` as it was when the publish began: the unit lets go of it once it is written)
+        if base is not None:
+            await base.outputs_acknowledged.wait()
+        return await self._producer.send_all(outputs)
 
     def drop(self, unit: UnitOfWork) -> None:
         """A prepared unit will never be committed (its base's commit failed): stop its publish,
