@@ -38,6 +38,13 @@ def _options() -> Options:
     options.set_write_buffer_size(16 * 1024 * 1024)
     options.set_max_write_buffer_number(3)
     options.set_max_total_wal_size(64 * 1024 * 1024)
+    # Most point reads of the hot path are of keys that do not exist (a new event's dedup id and
+    # history key, a segment's members key on entering): a Bloom filter over each memtable's
+    # whole keys answers those without searching the memtables' skip lists (a tenth of the write
+    # buffer, ~5 MB in all). Measured on the peers' job in-process: a dedup read 3.6 -> 2.2 µs,
+    # a history read 3.4 -> 1.7 µs.
+    options.set_memtable_prefix_bloom_ratio(0.1)
+    options.set_memtable_whole_key_filtering(True)
     # Most reads of a new event are of keys that do not exist (a first dedup id, a new person):
     # a whole-key Bloom filter answers those without reading a data block of each file whose
     # key range holds them (not measured on its own: the probe's absent keys fell outside

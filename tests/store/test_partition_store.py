@@ -9,7 +9,7 @@ import orjson
 import pytest
 from rocksdict import DbClosedError
 
-from tables.store import PartitionStore
+from tables.store import PartitionStore, open_database
 
 
 @pytest.fixture
@@ -192,3 +192,14 @@ def test_a_database_built_from_other_changelogs_is_removed_and_rebuilt(tmp_path:
     assert store.get("cust-1") is None
     assert store.changelog_offset == -1
     db.close()
+
+
+def test_the_database_filters_absent_keys_in_files_and_in_memtables(tmp_path: Path) -> None:
+    """Most hot-path reads are of absent keys (a new id, a new event's key): RocksDB's own record
+    of the options it opened with shows a whole-key Bloom filter on the files and on the
+    memtables (tables/store.py)."""
+    open_database(tmp_path / "db").close()
+    (options_file,) = sorted((tmp_path / "db").glob("OPTIONS-*"))[-1:]
+    written = {line.strip() for line in options_file.read_text().splitlines()}
+    assert {"memtable_whole_key_filtering=true", "memtable_prefix_bloom_size_ratio=0.100000",
+            "filter_policy=bloomfilter", "whole_key_filtering=true"} <= written
