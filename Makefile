@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint unit integration bench bench-quick clean chromium promtool lock
+.PHONY: install native run test lint unit integration bench bench-quick clean chromium promtool lock
 
 # Every install (this Makefile, the Dockerfile, CI through `make test`) takes its exact versions
 # from requirements.lock; pyproject.toml keeps the compatible ranges. The `embedded` extra is the
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
+## The hot path's modules compiled with mypyc (tables/native.py): rebuilt when a source changed
+## since the last build; a stale build is never run (the sources run instead).
+native: $(STAMP)
+	$(PY) -c "import tables.native; tables.native.main()"
+
 ## Re-resolve requirements.lock after changing pyproject.toml's dependencies: keeps every pin
 ## that still fits (`make lock LOCK_FLAGS=--upgrade` moves all to the newest allowed). Commit both.
 LOCK_FLAGS ?=
@@ -32,7 +37,7 @@ lock:
 	    --python-version 3.11 --custom-compile-command 'make lock' --quiet $(LOCK_FLAGS) -o $(LOCK)
 
 ## Run eventide on the embedded broker: worker + HTTP API, prints URL and credentials.
-run: $(STAMP)
+run: native
 	$(VENV)/bin/eventide up
 
 ## Debian's Chromium for the browser tests (tests/browser drive it with Playwright's Python
@@ -48,7 +53,7 @@ promtool:
 
 ## Every test: lint and types, then unit, store, agent, integration and browser (one embedded
 ## broker for the session).
-test: $(STAMP) chromium promtool lint
+test: native chromium promtool lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 ## ruff (rules in pyproject.toml) everywhere; mypy --strict on app/core, app/segments, tables.
@@ -56,18 +61,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+unit: native
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit tests/store tests/agents
 
-integration: $(STAMP)
+integration: native
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration
 
 ## The pipeline benchmark (a script, not a test); figures are quoted in README.md.
-bench: $(STAMP)
+bench: native
 	$(PY) -m bench.run --mode both
 
-bench-quick: $(STAMP)
+bench-quick: native
 	$(PY) -m bench.run --mode both --quick
 
 clean:
-	rm -rf $(VENV) .eventide .eventide.previous .eventide-broker.log
+	rm -rf $(VENV) .eventide .eventide.previous .eventide-broker.log build
+	find . -path ./$(VENV) -prune -o -name '*.cpython-*.so' -print | xargs rm -f

@@ -169,10 +169,11 @@ class PeopleBatch(PersonIO):
             return None
         catalog = self.rt.catalog
         segment = catalog.get(definition.segment, definition.version)
-        if segment is None and definition.offset is None:
-            raise KeyError("offset")
-        if segment is None and await catalog.wait_for(definition.offset):
-            segment = catalog.get(definition.segment, definition.version)
+        if segment is None:
+            if definition.offset is None:
+                raise KeyError("offset")
+            if await catalog.wait_for(definition.offset):
+                segment = catalog.get(definition.segment, definition.version)
         if segment is None:
             raise ValueError(f"segment {definition.segment} version {definition.version} is "
                              "not in the catalog")

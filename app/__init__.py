@@ -4,3 +4,7 @@
 embedded broker); ``agents`` holds the thin stream processors; ``tables`` holds the partitioned
 RocksDB state and its changelogs; the pure logic lives in ``app.core`` and friends.
 """
+
+import tables.native
+
+tables.native.check()  # before any compiled module is imported (tables/native.py)

@@ -215,7 +215,7 @@ class PersonEvents:
 
     def _prune(self, now_ms: int, limit: int) -> tuple[int, int | None]:
         """(ids forgotten, the expiry of the first id left; None if the limit stopped it)."""
-        expired = []
+        expired: list[str] = []
         first_left: int | None = None
         for key, entry in self.tables.range(DEDUP, self.partition, self.prefix,
                                             _after(self.prefix)):
@@ -450,7 +450,9 @@ class StoredTables:
 
     def range(self, table: str, partition: int, start: str, stop: str, *,
               reverse: bool = False) -> Iterator[tuple[str, Any]]:
-        return self._tables[table].store(partition).range(start, stop, reverse=reverse)
+        rows: Iterator[tuple[str, Any]] = self._tables[table].store(partition).range(
+            start, stop, reverse=reverse)
+        return rows
 
     def put(self, table: str, partition: int, key: str, value: Any) -> None:
         raise TypeError("read-only")

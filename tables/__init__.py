@@ -7,8 +7,12 @@ writes becomes one RocksDB ``WriteBatch`` and one produce per partition, written
 batch's outputs are acknowledged, and recovery reads a changelog until the fetch high-watermark.
 """
 
-from tables.store import PartitionStore
-from tables.state import StateManager
-from tables.unit import Table, TableSpec
+from tables import native
+
+native.check()  # before any compiled module is imported: a stale build must not run
+
+from tables.store import PartitionStore  # noqa: E402
+from tables.state import StateManager  # noqa: E402
+from tables.unit import Table, TableSpec  # noqa: E402
 
 __all__ = ["PartitionStore", "StateManager", "Table", "TableSpec"]

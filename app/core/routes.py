@@ -117,4 +117,4 @@ def parked(waiting: list[Item] | None, item: Item) -> list[Item] | None:
 def names_one_of(current: str | None, person: str, former: tuple[str, ...]) -> bool:
     """Whether an unalias (an unlink) applies: the identifier still names the person it is about,
     or someone merged into them; an alias someone else took since stays."""
-    return current is not None and current in (person, *former)
+    return current is not None and (current == person or current in former)

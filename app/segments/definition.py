@@ -111,7 +111,7 @@ class _Mistakes:
 # Parsing and validation
 
 
-def parse_segment(segment_id: str, doc: Any) -> Segment:
+def parse_segment(segment_id: object, doc: Any) -> Segment:
     """Validate ``doc`` and build its :class:`Segment`, or raise :class:`DefinitionError`."""
     if not isinstance(segment_id, str) or not segment_id:
         raise DefinitionError("id", f"expected a non-empty string, got {_show(segment_id)}")

@@ -58,7 +58,7 @@ _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def parse_path(text: str) -> tuple[Step, ...]:
+def parse_path(text: object) -> tuple[Step, ...]:
     """Parse ``text`` into steps, or raise :class:`ValueError` with the reason."""
     if not isinstance(text, str):
         raise ValueError(f"expected a string, got {type(text).__name__}")
