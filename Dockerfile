@@ -11,6 +11,7 @@
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- eventide's own wheel, built apart so that no source tree is left in the image ---------------
+# (Python sources only: the mypyc build of the hot path, tables/native.py, is not made here yet.)
 FROM ${PYTHON_IMAGE} AS wheel
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src

@@ -31,6 +31,7 @@ from bench.recovery import measure_recovery, scan_log
 from bench.report import RESULTS_DIR, fmt_mb, fmt_ms, fmt_n
 from bench.segments import ChangeWatcher, change_summary, put_segments, wait_segments_live
 from bench.workload import Workload, generate, segment_definitions
+from tables import native
 
 
 @dataclass
@@ -98,6 +99,8 @@ class Run:
             "label": spec.label, "mode": spec.mode, "single_records": spec.single,
             "people": args.people, "partitions": args.partitions, "segments": args.segments,
             "workers": args.workers, "identify_ratio": args.identify_ratio,
+            # the tree's hot path compiled (tables/native.py), as the workers import it too
+            "compiled": native.in_use(),
             "loadavg_before": list(os.getloadavg())}
         self.watcher: ChangeWatcher | None = None
         self.profiler: subprocess.Popen | None = None

@@ -9,8 +9,8 @@ run as Python.
 ``make native`` (``make run`` and ``make test`` run it: :func:`main`) compiles
 :data:`MODULES` in place when one of them is newer than its build. Its extensions sit beside the
 sources (``tables/unit.cpython-311-x86_64-linux-gnu.so``) plus the group's shared library
-(``tables/compiled__mypyc...so``), and Python imports an extension before a source of the same name. So a
-source edited after the build would not run: :func:`check`, called by each package's
+(``tables/compiled__mypyc...so``), and Python imports an extension before a source of the same
+name. So a source edited after the build would not run: :func:`check`, called by each package's
 ``__init__`` before any of these modules is imported, removes a build that is older than any of
 its sources, says so once, and the sources run until the next build.
 
@@ -49,6 +49,10 @@ MODULES = (
     "tables/json_bytes.py", "tables/unit.py", "tables/value_cache.py",
 )
 
+#: The group's shared library is ``tables/compiled__mypyc...so``: inside a package, so that it is
+#: found wherever the packages are (an editable install puts no project root on ``sys.path``).
+GROUP = "tables.compiled"
+
 #: mypyc's options: the types are checked by ``make lint`` (strict where it is strict); the
 #: compile only needs them read.
 _CONFIG = "[mypy]\nignore_missing_imports = True\nfollow_imports = silent\n"
@@ -62,20 +66,28 @@ def extension_of(source: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _libraries(root: Path) -> list[Path]:
+    return sorted(root.glob(GROUP.replace(".", "/") + "__mypyc.cpython-*.so"))
+
+
 def built_files(root: Path = ROOT) -> list[Path]:
     """Everything a build left: each module's extension and the group's shared library."""
     files = [ext for ext in (extension_of(root / source) for source in MODULES) if ext]
-    return files + sorted(root.glob(GROUP.replace(".", "/") + "__mypyc.cpython-*.so"))
+    return files + _libraries(root)
 
 
 def stale_sources(root: Path = ROOT) -> list[str]:
-    """Sources of :data:`MODULES` that their build does not reflect: edited after it, or with no
-    extension while others have one (a partial build). Empty when there is no build at all."""
+    """What makes a build unusable: sources of :data:`MODULES` edited after it, or without an
+    extension while others have one, or the group's library missing (a partial build). Empty
+    when there is no build at all."""
     extensions = {source: extension_of(root / source) for source in MODULES}
     if not any(extensions.values()):
         return []
-    return [source for source, ext in extensions.items()
-            if ext is None or (root / source).stat().st_mtime > ext.stat().st_mtime]
+    stale = [source for source, ext in extensions.items()
+             if ext is None or (root / source).stat().st_mtime > ext.stat().st_mtime]
+    if not _libraries(root):
+        stale.append(GROUP.replace(".", "/") + "__mypyc (missing)")
+    return stale
 
 
 def in_use() -> bool:
@@ -89,7 +101,10 @@ def remove_stale(root: Path = ROOT) -> list[str]:
     stale = stale_sources(root)
     if stale:
         for path in built_files(root):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only checkout: say so, the import goes on
+                log.error("could not remove the stale compiled module %s: %s", path, exc)
     return stale
 
 
@@ -105,10 +120,6 @@ def check(root: Path = ROOT) -> None:
                     "Python sources (`make native` builds them again)", ", ".join(stale[:3]) +
                     (f" and {len(stale) - 3} more" if len(stale) > 3 else ""))
 
-
-#: The group's shared library is ``tables/compiled__mypyc...so``: inside a package, so that it is
-#: found wherever the packages are (an editable install puts no project root on ``sys.path``).
-GROUP = "tables.compiled"
 
 #: What :func:`build` runs in a child process: mypyc's setuptools entry point, built in place.
 _BUILD = """

@@ -64,3 +64,11 @@ def test_this_checkout_runs_the_compiled_modules() -> None:
     for name in ("agents.people", "app.core.inputs", "app.segments.evaluate"):
         module = importlib.import_module(name)
         assert (module.__file__ or "").endswith(".so"), name
+
+
+def test_a_build_without_its_group_library_is_removed(tmp_path: Path) -> None:
+    """The modules' entry points load the group's library: without it no import would work."""
+    fake_checkout(tmp_path)
+    next(tmp_path.glob("tables/compiled__mypyc*.so")).unlink()
+    assert native.remove_stale(tmp_path) == ["tables/compiled__mypyc (missing)"]
+    assert native.built_files(tmp_path) == []
