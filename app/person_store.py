@@ -450,9 +450,7 @@ class StoredTables:
 
     def range(self, table: str, partition: int, start: str, stop: str, *,
               reverse: bool = False) -> Iterator[tuple[str, Any]]:
-        rows: Iterator[tuple[str, Any]] = self._tables[table].store(partition).range(
-            start, stop, reverse=reverse)
-        return rows
+        return self._tables[table].store(partition).range(start, stop, reverse=reverse)
 
     def put(self, table: str, partition: int, key: str, value: Any) -> None:
         raise TypeError("read-only")
