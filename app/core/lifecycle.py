@@ -36,15 +36,15 @@ def merge_away(state: PersonState, message: MergeFrom,
     at = message.received_at // 1000
     out: list[Output] = []
     if state.profile is None and events.size() == 0:
-        # Nothing here yet: the merge may have overtaken the secondary's first input (they
-        # travel on different raw topics). Leave the forwarder all the same, so what arrives
-        # later for the secondary joins the primary, as it would have in the other order.
+        # Nothing here yet: the merge may have overtaken the secondary's first input (a crash
+        # can redeliver that input after the merge). Leave the forwarder all the same, so what
+        # arrives later for the secondary joins the primary, as it would have in the other
+        # order; the primary still absorbs nothing but the secondary's id (merged_from).
         out.append(Count("merges:empty_secondary"))
-    else:
-        absorb = Absorb.create(person=primary, id=message.id, source=secondary,
-                               events=events.all(), profile=state.profile,
-                               received_at=message.received_at)
-        out.append(Forward(primary, absorb.item))
+    absorb = Absorb.create(person=primary, id=message.id, source=secondary,
+                           events=events.all(), profile=state.profile,
+                           received_at=message.received_at)
+    out.append(Forward(primary, absorb.item))
     state, left = leave(state, secondary, events, cause=f"merge:{message.id}", at=at)
     out += left
     out.extend(Announce(announcement) for announcement in identity.after_merge_away(
@@ -82,6 +82,8 @@ def absorb(state: PersonState, message: Absorb, events: History,
     profile = state.profile
     if message.profile:
         profile = profiles.merge(profile, message.person, message.profile, message.id, now_s)
+    elif profile is not None:  # an empty secondary: only its id joins the primary
+        profile = profiles.merged_in(profile, message.source)
     candidates: set[str] = set()
     for name in {activity["name"] for activity in message.events}:
         candidates |= segments.for_event(name)

@@ -103,6 +103,15 @@ def merge(primary: Profile | None, primary_id: str, secondary: Profile, merge_id
     }
 
 
+def merged_in(profile: Profile, secondary_id: str) -> Profile:
+    """``profile`` with ``secondary_id`` among the people merged into it (the same object when
+    it is there already)."""
+    merged_from = profile.get("merged_from", [])
+    if secondary_id in merged_from:
+        return profile
+    return {**profile, "merged_from": sorted({*merged_from, secondary_id})}
+
+
 def identifiers(profile: Profile) -> dict[str, str]:
     """The identifiers a person can be addressed by."""
     found = {"id": profile["id"], "cio_id": profile.get("cio_id") or cio_id_for(profile["id"])}

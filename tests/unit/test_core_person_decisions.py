@@ -102,6 +102,27 @@ def test_merge_away_hands_everything_to_the_primary_and_leaves_a_forwarder() -> 
     assert state.profile is not None and state.profile["merged_into"] == "p1"
     empty = lifecycle.merge_away(PersonState(None, membership.empty()), message, Events())[1]
     assert empty[0] == Count("merges:empty_secondary")
+    # (the primary still absorbs the secondary's id, below)
+    assert empty[1] == Forward("p1", {"op": "absorb", "id": ID, "from": "p2", "events": [],
+                                      "profile": None, "received_at": NOW * 1000, "person": "p1"})
+
+
+def test_absorbing_an_empty_secondary_adds_only_its_id() -> None:
+    """A merge that overtook the secondary's first input (a crash redelivers it later) still
+    names the secondary among those merged into the primary, as the other order would."""
+    message = Absorb.create(person="p1", id=ID, source="p2", events=[], profile=None,
+                            received_at=NOW * 1000)
+    profile = {"id": "p1", "attributes": {"plan": "pro"}, "stamps": {}, "anonymous_ids": [],
+               "merged_from": ["p0"], "created_at": NOW, "updated_at": NOW}
+    state, out = lifecycle.absorb(PersonState(profile, membership.empty()), message, Events(),
+                                  Active())
+    assert state.profile == {**profile, "merged_from": ["p0", "p2"]}
+    assert out == []
+    again, _ = lifecycle.absorb(state, message, Events(), Active())
+    assert again.profile is state.profile  # absorbed twice: the same
+    nobody, _ = lifecycle.absorb(PersonState(None, membership.empty()), message, Events(),
+                                 Active())
+    assert nobody.profile is None  # no profile is made for a primary that has none
 
 
 def test_someone_merged_away_forwards_and_a_repeated_merge_is_counted() -> None:
