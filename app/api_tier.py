@@ -241,6 +241,9 @@ class ApiTier:
         if self.connecting is not None and not self.connecting.done():
             self.connecting.cancel()
             await asyncio.gather(self.connecting, return_exceptions=True)
+        # Requests already read are waiting in open batches: send those now, so that the
+        # runner's wait for in-flight handlers is a wait for the broker, not for the linger.
+        self.rt.batcher.stop_lingering()
         if self._runner is not None:
             await self._runner.cleanup()
         await self.rt.batcher.drain()

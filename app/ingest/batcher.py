@@ -39,6 +39,8 @@ class IngestBatcher:
         self._max_items = max_items
         self._open: dict[tuple[str, int], _OpenBatch] = {}
         self._in_flight: set[asyncio.Task] = set()
+        #: Items submitted and not yet answered: what a stop would now have to drain.
+        self.waiting = 0
 
     async def submit(self, topic: str, partitions: int, key: str, item: dict[str, Any]) -> None:
         """Return once ``item`` is acknowledged by the broker; raise ``BrokerUnavailable`` if not."""
@@ -59,8 +61,12 @@ class IngestBatcher:
             waits.append(batch.done)
             if len(batch.items) >= self._max_items:
                 self._flush(slot)
-        for done in set(waits):
-            await asyncio.shield(done)  # type: ignore[arg-type]
+        self.waiting += len(keyed_items)
+        try:
+            for done in set(waits):
+                await asyncio.shield(done)  # type: ignore[arg-type]
+        finally:
+            self.waiting -= len(keyed_items)
 
     def _flush(self, slot: tuple[str, int]) -> None:
         batch = self._open.pop(slot, None)
@@ -91,6 +97,13 @@ class IngestBatcher:
             return
         if not done.done():
             done.set_result(None)
+
+    def stop_lingering(self) -> None:
+        """Send every open batch now, and from now on each batch at the next loop turn: a stop
+        waits for the broker, never for the linger."""
+        self._linger_s = 0.0
+        for slot in list(self._open):
+            self._flush(slot)
 
     async def drain(self) -> None:
         """Send every open batch and wait for all in-flight sends (used at shutdown)."""

@@ -200,7 +200,7 @@ async def test_tier_drains_open_batches_on_stop(deployment: Deployment) -> None:
     raw topic: stop = stop accepting, finish handlers, flush open batches, then close."""
     d = deployment
     # A long linger keeps batches open when the stop begins.
-    settings = d.settings.replace(http_port=free_port(), ingest_linger_ms=400,
+    settings = d.settings.replace(http_port=free_port(), ingest_linger_ms=5000,
                                   broker_flavor="tansu")
     tier = ApiTier(settings)
     await tier.start()
@@ -217,10 +217,18 @@ async def test_tier_drains_open_batches_on_stop(deployment: Deployment) -> None:
                     return response.status
 
             requests = [asyncio.ensure_future(post(i)) for i in range(len(ids))]
-            await asyncio.sleep(0.15)  # all sent, all waiting in open batches
+            # Stop only once every request waits in an open batch: a request the tier has not
+            # read yet when it stops listening is refused, which is not what this test is about.
+            async def all_waiting() -> None:
+                assert tier.rt.batcher.waiting == len(ids), tier.rt.batcher.waiting
+
+            await eventually(all_waiting, timeout_s=4.0, interval_s=0.02)
+            stop_began = time.monotonic()
             stopping = asyncio.ensure_future(tier.stop())
             statuses = await asyncio.gather(*requests, return_exceptions=True)
             await asyncio.wait_for(stopping, 30)
+            # The stop sent the open batches itself: it did not wait for their linger.
+            assert time.monotonic() - stop_began < 4.0
     finally:
         if tier.rt.producer._started:  # the test failed before its stop
             await tier.stop()

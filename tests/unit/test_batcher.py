@@ -189,3 +189,21 @@ async def test_the_envelope_is_plain_json_with_items() -> None:
     [key] = keys_on(2, 1)
     await asyncio.wait_for(b.submit(TOPIC, PARTITIONS, key, item(1, key)), 2)
     assert orjson.loads(producer.records[0].value) == {"items": [item(1, key)]}
+
+
+async def test_waiting_counts_submitted_items_until_answered_and_stop_lingering_sends_now() -> None:
+    producer = FakeProducer()
+    b = batcher(producer, linger_s=30.0)  # a linger no test waits for
+    keys = keys_on(1, 2) + keys_on(3, 1)
+    tasks = [asyncio.ensure_future(b.submit(TOPIC, PARTITIONS, key, item(n, key)))
+             for n, key in enumerate(keys)]
+    await asyncio.sleep(0)
+    assert b.waiting == 3 and producer.records == []
+    b.stop_lingering()
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    assert b.waiting == 0
+    assert sorted(r.partition for r in producer.records) == [1, 3]
+    # After the stop began, a late request is sent at the next loop turn, not after the linger.
+    [late_key] = keys_on(0, 1)
+    await asyncio.wait_for(b.submit(TOPIC, PARTITIONS, late_key, item(9, late_key)), 2)
+    assert len(producer.records) == 3
