@@ -10,16 +10,31 @@
 #   docker build --build-arg PYTHON_IMAGE=python:3.11.13-slim-bookworm@sha256:<digest> .
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
-# --- eventide's own wheel, built apart so that no source tree is left in the image ---------------
-# (Python sources only: the mypyc build of the hot path, tables/native.py, is not made here yet.)
+# --- eventide's own wheel and its compiled hot path, built apart: no source tree, compiler or mypy
+# --- is left in the image ----------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS wheel
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# mypyc (tables/native.py) needs a C compiler, and the runtime dependencies and mypy at the
+# lock's versions: the compile reads the same types as `make native` does.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml requirements.lock README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', \
+'rb'))['project']['dependencies']))" > /tmp/runtime.txt \
+ && pip install -c requirements.lock -r /tmp/runtime.txt mypy "setuptools>=68"
 COPY app ./app
 COPY agents ./agents
 COPY tables ./tables
-RUN pip wheel --no-deps --wheel-dir /wheels .
+# The wheel first (Python sources only), then the extensions in place, each module's and the
+# group's library, with the manifest of the sources they were compiled from; they are gathered
+# in /compiled under their package paths.
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && python -c "import tables.native as n; n.main(); assert not n.stale_sources()" \
+ && python -c "import tables.native as n; print('\n'.join(str(p.relative_to(n.ROOT)) \
+for p in n.built_files()))" > /tmp/built.txt \
+ && mkdir /compiled && tar -cf - -T /tmp/built.txt | tar -xf - -C /compiled
 
 # --- the image -----------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}
@@ -44,6 +59,14 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/deps/pypr
 # The code: eventide's wheel alone (its dependencies are all there already; pip check proves it).
 COPY --from=wheel /wheels /tmp/wheels
 RUN pip install --no-deps /tmp/wheels/*.whl && rm -r /tmp/wheels && pip check
+# The compiled hot path beside the installed sources. The manifest's digests tie the build to
+# those sources (tables/native.py removes a build they do not match); the second step proves
+# that the worker will run it.
+COPY --from=wheel /compiled /tmp/compiled
+RUN python -c "import shutil, tables.native as n; \
+shutil.copytree('/tmp/compiled', n.ROOT, dirs_exist_ok=True)" \
+ && rm -r /tmp/compiled \
+ && python -c "import tables.native as n; assert not n.stale_sources() and n.in_use()"
 
 # Listen on every interface of the container; logs as one JSON object per line on stderr.
 ENV EVENTIDE_HTTP_HOST=0.0.0.0 EVENTIDE_HTTP_PORT=6066 EVENTIDE_DATA_DIR=/var/lib/eventide \

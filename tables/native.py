@@ -11,8 +11,13 @@ run as Python.
 sources (``tables/unit.cpython-311-x86_64-linux-gnu.so``) plus the group's shared library
 (``tables/compiled__mypyc...so``), and Python imports an extension before a source of the same
 name. So a source edited after the build would not run: :func:`check`, called by each package's
-``__init__`` before any of these modules is imported, removes a build that is older than any of
-its sources, says so once, and the sources run until the next build.
+``__init__`` before any of these modules is imported, removes a build whose sources changed since
+it was made, says so once, and the sources run until the next build. "Changed" is by content:
+the build records each source's SHA-256 (:data:`MANIFEST`), so a checkout, a copy or an install
+that gives the files new times keeps a build of the same sources, and an edit never does.
+
+The image (``Dockerfile``) compiles them in its build stage and copies the extensions and the
+manifest beside the installed sources.
 
 Only this module's standard-library imports run before the check; it imports nothing of
 eventide.
@@ -20,8 +25,9 @@ eventide.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -53,6 +59,9 @@ MODULES = (
 #: found wherever the packages are (an editable install puts no project root on ``sys.path``).
 GROUP = "tables.compiled"
 
+#: Each source's SHA-256 when the build was made (root-relative path → hex digest).
+MANIFEST = "tables/compiled.sources.json"
+
 #: mypyc's options: the types are checked by ``make lint`` (strict where it is strict); the
 #: compile only needs them read.
 _CONFIG = "[mypy]\nignore_missing_imports = True\nfollow_imports = silent\n"
@@ -71,22 +80,42 @@ def _libraries(root: Path) -> list[Path]:
 
 
 def built_files(root: Path = ROOT) -> list[Path]:
-    """Everything a build left: each module's extension and the group's shared library."""
+    """Everything a build left: each module's extension, the group's shared library and the
+    manifest."""
     files = [ext for ext in (extension_of(root / source) for source in MODULES) if ext]
-    return files + _libraries(root)
+    manifest = root / MANIFEST
+    return files + _libraries(root) + ([manifest] if manifest.exists() else [])
+
+
+def digests(root: Path = ROOT) -> dict[str, str]:
+    """Each source of :data:`MODULES` by its SHA-256 (what :data:`MANIFEST` records)."""
+    return {source: hashlib.sha256((root / source).read_bytes()).hexdigest()
+            for source in MODULES}
+
+
+def _recorded(root: Path) -> dict[str, str]:
+    try:
+        recorded = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def stale_sources(root: Path = ROOT) -> list[str]:
-    """What makes a build unusable: sources of :data:`MODULES` edited after it, or without an
-    extension while others have one, or the group's library missing (a partial build). Empty
-    when there is no build at all."""
+    """What makes a build unusable: sources of :data:`MODULES` whose content is not what was
+    compiled, or without an extension while others have one, or the group's library or the
+    manifest missing (a partial build). Empty when there is no build at all."""
     extensions = {source: extension_of(root / source) for source in MODULES}
     if not any(extensions.values()):
         return []
+    recorded = _recorded(root)
+    now = digests(root)
     stale = [source for source, ext in extensions.items()
-             if ext is None or (root / source).stat().st_mtime > ext.stat().st_mtime]
+             if ext is None or recorded.get(source) != now[source]]
     if not _libraries(root):
         stale.append(GROUP.replace(".", "/") + "__mypyc (missing)")
+    if not recorded:
+        stale.append(MANIFEST + " (missing)")
     return stale
 
 
@@ -136,15 +165,15 @@ def build(root: Path = ROOT) -> bool:
     """Compile :data:`MODULES` unless the build is current; False if it was."""
     if built_files(root) and not stale_sources(root):
         return False
+    # Read before compiling: a source edited during the build makes the build stale.
+    compiled = digests(root)
+    (root / MANIFEST).unlink(missing_ok=True)  # until the build is whole, it is partial
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "mypyc.ini"
         config.write_text(_CONFIG)
         subprocess.run([sys.executable, "-c", _BUILD, str(config), GROUP, *MODULES], cwd=root,
                        check=True, stdout=subprocess.DEVNULL)
-    # setuptools copies an extension it did not need to rebuild with its old time (a module's
-    # entry point when only another module changed): the build is as new as this moment.
-    for path in built_files(root):
-        os.utime(path)
+    (root / MANIFEST).write_text(json.dumps(compiled, indent=1, sort_keys=True) + "\n")
     return True
 
 
