@@ -77,3 +77,4 @@ bench-quick: native
 clean:
 	rm -rf $(VENV) .eventide .eventide.previous .eventide-broker.log build
 	find . -path ./$(VENV) -prune -o -name '*.cpython-*.so' -print | xargs rm -f
+	rm -f tables/compiled.sources.json
