@@ -54,6 +54,8 @@ class Baseline:
     steal: float
     #: Every summed metric then.
     metrics: dict[str, float]
+    #: ``--ingest-tier``: the tier process's CPU seconds then.
+    tier_cpu: float = 0.0
 
 
 @dataclass
@@ -123,6 +125,12 @@ class Run:
                                        EVENTIDE_HTTP_PORT=str(free_port()),
                                        EVENTIDE_DATA_DIR=str(self.data_dirs[-1])))
         self.result["worker_logs"] = [str(w.log_path) for w in self.workers]
+        #: ``--ingest-tier``: the HTTP load goes to an ``eventide api`` process instead.
+        self.tier: Worker | None = None
+        if args.ingest_tier and self.spec.mode == "http":
+            self.tier = Worker(self.deployment, name="api", command="api",
+                               EVENTIDE_HTTP_PORT=str(free_port()))
+            self.result["ingest_tier"] = True
         print(f"\n== {self.spec.label}: {self.spec.events:,} items, {args.people:,} people, "
               f"{args.segments:,} segments, {args.partitions} partitions, {args.workers} worker(s) "
               f"(load avg {os.getloadavg()[0]:.2f})", flush=True)
@@ -173,6 +181,10 @@ class Run:
               f"settled {result['group_settle_s']:.1f}s later", flush=True)
         self.pids = [w.process.pid for w in workers if w.process is not None]
         result["worker_pids"] = self.pids
+        if self.tier is not None:
+            self.tier.start()
+            await self.tier.wait_ready(timeout_s=60)
+            print(f"   ingest tier ready at {self.tier.url}", flush=True)
         self.log_offsets = [w.log_path.stat().st_size if w.log_path.exists() else 0
                             for w in workers]
 
@@ -201,7 +213,11 @@ class Run:
         broker_cpu0, self_cpu0 = cpu_seconds(self.broker_pid), self_cpu_seconds()
         async with aiohttp.ClientSession() as session:
             before = sum_metrics(await fetch_all_metrics(session, self.deployment, self.workers))
-        return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, host_steal_seconds(), before)
+        return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, host_steal_seconds(), before,
+                        tier_cpu=cpu_seconds(self._tier_pid()) if self.tier else 0.0)
+
+    def _tier_pid(self) -> int | None:
+        return self.tier.process.pid if self.tier and self.tier.process else None
 
     def start_profiler(self) -> None:
         args = self.args
@@ -228,8 +244,9 @@ class Run:
                           items_per_record=1 if spec.single else args.per_record)
             return t_first, t_loaded, Expected(workload.unique, workload.resends,
                                                workload.unique_events)
-        load = await load_http(self.deployment, [w.url for w in self.workers], workload,
-                               args.concurrency, batch=args.http_batch)
+        urls = [self.tier.url] if self.tier is not None else [w.url for w in self.workers]
+        load = await load_http(self.deployment, urls, workload, args.concurrency,
+                               batch=args.http_batch)
         # What to expect follows from the requests accepted, not from those sent.
         distinct = set(load.accepted_ids)
         latencies = sorted(load.latencies)
@@ -261,6 +278,13 @@ class Run:
         self.result.update(_counts(metrics, per_worker, expected, elapsed, t_counted - t_first,
                                    len(self.workload.events)))
         self.result.update(self.resources(metrics, per_worker, baseline, cpus, peaks))
+        if self.tier is not None:
+            tier_pid = self._tier_pid()
+            self.result.update(
+                tier_cpu_s=round(cpu_seconds(tier_pid) - baseline.tier_cpu, 2),
+                tier_cpu_us_per_event=round((cpu_seconds(tier_pid) - baseline.tier_cpu)
+                                            / len(self.workload.events) * 1e6, 1),
+                tier_peak_rss_bytes=rss_bytes(tier_pid, "VmHWM"))
         self.result["latency_stages"] = stage_quantiles(metrics, baseline.metrics)
         return metrics, elapsed, peaks
 
@@ -322,6 +346,10 @@ class Run:
                   f"retries per worker {[f['commit_retries'] for f in findings]}", flush=True)
         print(f"   event loop: longest timer drift per worker "
               f"{[f['max_timer_drift_s'] for f in findings]} s", flush=True)
+        if self.tier is not None:
+            print(f"   ingest tier: {result['tier_cpu_s']} s CPU "
+                  f"({result['tier_cpu_us_per_event']} us per item), peak RSS "
+                  f"{fmt_mb(result['tier_peak_rss_bytes'])}", flush=True)
         print(f"   done: {result['events_per_s']:,.0f} items/s end to end "
               f"({elapsed:.2f}s), exact={result['exact']}, peak RSS per worker "
               f"{', '.join(fmt_mb(b) for b in peaks)} (load avg {os.getloadavg()[0]:.2f})",
@@ -353,6 +381,8 @@ class Run:
             await asyncio.gather(self.watcher.stop(drain_timeout_s=0), return_exceptions=True)
         for worker in self.workers:
             worker.stop()
+        if self.tier is not None:
+            self.tier.stop()
 
 
 def _counts(metrics: dict[str, float], per_worker: list[dict[str, float]], expected: Expected,

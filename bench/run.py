@@ -1,7 +1,8 @@
 """End-to-end benchmark of eventide on this machine.
 
     .venv/bin/python -m bench.run [--mode raw|http|both|segments] [--events N] [--http-events N]
-        [--people P] [--concurrency C] [--single-records] [--rate R] [--segments N] [--quick]
+        [--people P] [--concurrency C] [--ingest-tier] [--single-records] [--rate R]
+        [--segments N] [--quick]
         [--workers N] [--identify-ratio F] [--recovery] [--profile SECONDS [--profile-native]]
 
 Starts its own embedded broker (Tansu, memory storage) on a free port and, for every run, a
@@ -22,7 +23,10 @@ Then:
   same person, which the worker must drop. By default everything is written at once and the
   workers drain a backlog; ``--rate R`` writes R items/s instead (steady state).
 * **http**: C concurrent clients POST ``/api/v1/customers/{id}/events`` (Basic auth), and PUT
-  ``/api/v1/customers/{id}`` for the identifies, spread over the workers' APIs.
+  ``/api/v1/customers/{id}`` for the identifies, spread over the workers' APIs
+  (``--http-batch N``: ``/api/v2/batch`` of N). ``--ingest-tier``: to one ``eventide api``
+  process instead (the stateless ingest tier, the shape ``docker-compose.yml`` deploys), whose
+  CPU and peak RSS are reported apart from the workers'.
 * **segments** (``--segments N``, any mode; ``--mode segments`` is a raw run preset to 1,000
   definitions and 100,000 people, ``--quick``: 100 definitions): before loading, N segment
   definitions are PUT to ``/api/v1/segments/{id}`` (bearer app key) and the run waits until
@@ -110,6 +114,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="segment definitions PUT before loading (default 0; 1,000 in --mode "
                              "segments, 100 with --quick)")
     parser.add_argument("--concurrency", type=int, default=64, help="HTTP clients (default 64)")
+    parser.add_argument("--ingest-tier", action="store_true",
+                        help="http mode: send to an `eventide api` process (the stateless ingest "
+                             "tier, as docker-compose.yml deploys it) instead of the workers' "
+                             "own track API")
     parser.add_argument("--single-records", action="store_true",
                         help="raw mode: one bare item per Kafka record instead of envelopes")
     parser.add_argument("--per-record", type=int, default=500, help="items per raw envelope")

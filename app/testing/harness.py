@@ -126,11 +126,13 @@ STARTED: list["Worker"] = []
 
 
 class Worker:
-    """An ``eventide worker`` process."""
+    """An ``eventide worker`` process (or, with ``command="api"``, the stateless ingest tier)."""
 
-    def __init__(self, deployment: Deployment, name: str = "worker", **env: str) -> None:
+    def __init__(self, deployment: Deployment, name: str = "worker", *,
+                 command: str = "worker", **env: str) -> None:
         self.deployment = deployment
         self.name = name
+        self.command = command
         #: The exit status of a worker that stopped before the test stopped it.
         self.exited_on_its_own: int | None = None
         self.log_path = deployment.root / f"{name}.log"
@@ -142,7 +144,7 @@ class Worker:
 
     def start(self) -> "Worker":
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([EVENTIDE, "worker"], env=self._env, cwd=REPO,
+        self.process = subprocess.Popen([EVENTIDE, self.command], env=self._env, cwd=REPO,
                                         stdout=log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
         STARTED.append(self)
