@@ -39,6 +39,7 @@ from app.api import limits
 from app.api.server import error_shape
 from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
+from app.ingest.durability import durability_of
 from app.kafka_clients import kafka_client_options
 from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, LatencyHistogram, peak_rss_bytes
 from app.producer import IdempotenceRefused, Producer
@@ -70,10 +71,13 @@ class TierRuntime:
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> "TierRuntime":
         producer = Producer(settings)
-        return cls(settings=settings, topics=build_topics(settings), clock=clock or SystemClock(),
+        topics = build_topics(settings)
+        # Beside an embedded instance (EVENTIDE_INPUT_LOG_DIR), a 200 waits for its input log.
+        return cls(settings=settings, topics=topics, clock=clock or SystemClock(),
                    producer=producer,
                    batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
-                                         max_items=settings.ingest_max_batch))
+                                         max_items=settings.ingest_max_batch,
+                                         durable=durability_of(settings, topics)))
 
 
 class TopicMismatch(RuntimeError):

@@ -17,10 +17,9 @@ from app.clock import Clock, SystemClock
 from app.consumer_lag import faust_lag_probe
 from app.heap import HeapTrimmer, glibc, keep_trimmed
 from app.ingest.batcher import IngestBatcher
+from app.ingest.durability import durability_of
 from app.kafka_clients import faust_credentials, kafka_client_options
-from app.ops import replay
-from app.ops.durable_offsets import DURABLE_OFFSETS, DurableFollower
-from app.ops.input_log import InputLog, slots_of
+from app.ops.input_log import InputLog
 from app.producer import Producer
 from app.progress import EndOffsets
 from app.runtime import Runtime
@@ -164,19 +163,6 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _durability(settings: Settings, topics: Any, input_log: InputLog | None) -> Any:
-    """What an accepted record waits for after the broker's acknowledgement: the input log's
-    flush (embedded mode; workers 2..N wait on the durable offsets ``up``'s worker publishes)."""
-    if not settings.ack_on_disk:
-        return None
-    if input_log is not None:
-        return input_log.wait
-    if settings.input_log_dir is not None:
-        return DurableFollower(settings.input_log_dir / DURABLE_OFFSETS,
-                               slots_of(replay.inputs(topics))).wait
-    return None
-
-
 def create_app(settings: Settings, clock: Clock | None = None,
                input_log: InputLog | None = None) -> EventideApp:
     topics = build_topics(settings)
@@ -196,7 +182,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
                            cache_bytes=settings.state_cache_mb * 1024 * 1024),
         batcher=IngestBatcher(producer, linger_s=settings.ingest_linger_ms / 1000,
                               max_items=settings.ingest_max_batch,
-                              durable=_durability(settings, topics, input_log)),
+                              durable=durability_of(settings, topics, input_log)),
         input_log=input_log,
         heap=HeapTrimmer(glibc(), interval_s=int(
             os.environ.get("EVENTIDE_HEAP_TRIM_INTERVAL_MS") or HEAP_TRIM_INTERVAL_MS) / 1000),

@@ -138,3 +138,34 @@ async def test_failed_authentications_are_limited_per_address() -> None:
         held = await client.post("/api/v1/customers/5/events", json={"name": "e"},
                                  headers=TRACK)
         assert held.status == 429 and "Retry-After" in held.headers
+
+
+async def test_beside_an_embedded_instance_a_200_waits_for_its_input_log(tmp_path) -> None:
+    """`eventide api` with EVENTIDE_INPUT_LOG_DIR answers once the instance's input log has the
+    record on disk (the durable offsets its owner publishes), like workers 2..N of `up`."""
+    import asyncio
+
+    from app.ingest.durability import durability_of
+    from app.ops import replay
+    from app.ops.durable_offsets import DURABLE_OFFSETS, DurableOffsets
+    from app.ops.input_log import slots_of
+
+    settings = SETTINGS.replace(input_log_dir=tmp_path)
+    topics = build_topics(settings)
+    published = DurableOffsets(tmp_path / DURABLE_OFFSETS, slots_of(replay.inputs(topics)),
+                               writer=True)
+    assert TierRuntime.create(settings).batcher.durable is not None
+    assert TierRuntime.create(SETTINGS).batcher.durable is None  # Kafka: acks=all is the promise
+    assert TierRuntime.create(settings.replace(ack_on_disk=False)).batcher.durable is None
+    producer = FakeProducer()
+    batcher = IngestBatcher(producer, linger_s=0, max_items=500,  # type: ignore[arg-type]
+                            durable=durability_of(settings, topics))
+    topic = topics.raw_events
+    item = {"op": "event", "id": "01J0000000000000000000000A", "customer": "5", "name": "x"}
+    answered = asyncio.ensure_future(batcher.submit(topic.name, topic.partitions, "5", item))
+    await asyncio.sleep(0.05)
+    [record] = producer.records
+    assert not answered.done()  # acknowledged by the broker, not on disk yet
+    published.publish(record.topic, record.partition, 1)  # offset 0 is on disk
+    await asyncio.wait_for(answered, 2)
+    published.close()
