@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     subs["up"].add_argument("--workers", type=int, default=1,
                             help="worker processes in the group, each on the next HTTP port and "
                             "with its own state (default 1)")
+    subs["up"].add_argument("--ingest-port", type=int, default=0, metavar="PORT",
+                            help="also run the track API in a process of its own (`eventide api`) "
+                            "on PORT: senders of heavy load use it, so that request handling "
+                            "runs beside the worker instead of on its event loop (default: off)")
     for name, meaning in (("digest", "state version to digest (default: the live one, "
                                      "EVENTIDE_STATE_VERSION)"),
                           ("replay", "name of the new state version (default: the next free vN)")):

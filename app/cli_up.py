@@ -48,6 +48,24 @@ def _start_extra_workers(settings: Settings, count: int
     return processes, lines
 
 
+def _start_ingest_tier(settings: Settings, port: int) -> tuple[subprocess.Popen, str]:
+    """``up --ingest-port``: the track API in a process of its own (``eventide api``), beside
+    the worker. Its ``200`` waits for the instance's input log like a worker's does (it is given
+    ``EVENTIDE_INPUT_LOG_DIR``); the worker keeps serving everything, the track API included, on
+    its own port. Returns the process and its banner line."""
+    env = dict(os.environ, EVENTIDE_BROKER=settings.broker_url,
+               EVENTIDE_INPUT_LOG_DIR=str(settings.input_log_dir or ""),
+               EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
+               EVENTIDE_HTTP_PORT=str(port))
+    log_path = settings.data_dir / "ingest.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("eventide")), "api"], env=env,
+        stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    scheme = "https" if settings.tls_cert else "http"
+    return process, (f"ingest tier:        {scheme}://{settings.http_host}:{port} (track API "
+                     f"only, in its own process; log {log_path})")
+
+
 #: ``curl`` line of the banner: one event, as the README's first example.
 TRY_PATH = "/api/v1/customers/5/events -d name=purchased -d 'data[price]=23.45'"
 
@@ -201,6 +219,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         os.environ.update(EVENTIDE_SITE_ID=settings.site_id, EVENTIDE_API_KEY=settings.api_key,
                           EVENTIDE_APP_KEY=settings.app_key)
         extra, worker_lines = _start_extra_workers(settings, args.workers - 1)
+        if args.ingest_port:
+            tier, tier_line = _start_ingest_tier(settings, args.ingest_port)
+            # Stopped with the extra workers, after the worker: a request still waiting for
+            # the input log then answers 503, never a 200. (Ctrl-C reaches every process of the
+            # group at once, so the tier drains while the input log still runs.)
+            extra.insert(0, tier)
+            worker_lines.append(tier_line)
         where = f" (embedded; inputs flushed to {settings.input_log_dir})" if broker else ""
         local_instance.write_instance(settings)
         announce_when_ready(settings, banner(

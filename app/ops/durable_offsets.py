@@ -2,7 +2,13 @@
 
 The writer (``eventide up``'s first worker, which owns the input log) publishes, per input topic
 partition, the next offset not yet on disk in a small file every process maps; workers 2..N of
-``up --workers N`` wait on it before they acknowledge (:class:`DurableFollower`).
+``up --workers N`` and an ingest tier (``up --ingest-port``) wait on it before they acknowledge
+(:class:`DurableFollower`).
+
+The file has a second row: per partition, the offset a follower is waiting to see on disk.
+The writer fetches a partition from the broker as soon as that row is ahead of what it has
+appended, so a follower's request waits for one fetch and one flush (tens of milliseconds),
+not for the writer's twice-a-second probe of every partition.
 """
 
 from __future__ import annotations
@@ -23,23 +29,36 @@ _I64 = struct.Struct(">q")
 
 
 class DurableOffsets:
-    """Per input topic partition, the next offset not yet on disk, in a file every process of the
-    instance maps: the writer publishes, workers 2..N read (and wait on) it."""
+    """Per input topic partition, the next offset not yet on disk, and the next offset a follower
+    waits for, in a file every process of the instance maps: the writer publishes the first and
+    reads the second; followers the other way round."""
 
     def __init__(self, path: Path, slots: Sequence[tuple[str, int]], *, writer: bool) -> None:
         self.slots = {slot: index for index, slot in enumerate(slots)}
-        size = 8 * max(1, len(slots))
+        #: Where the second row (the offsets followers wait for) starts.
+        self._wanted_at = 8 * max(1, len(slots))
+        size = 2 * self._wanted_at
         if writer:
             path.write_bytes(b"\0" * size)
-        self._file = open(path, "r+b" if writer else "rb")
-        self._map = mmap.mmap(self._file.fileno(), size,
-                              access=mmap.ACCESS_WRITE if writer else mmap.ACCESS_READ)
+        self._file = open(path, "r+b")
+        self._map = mmap.mmap(self._file.fileno(), size, access=mmap.ACCESS_WRITE)
 
     def get(self, topic: str, partition: int) -> int:
         return _I64.unpack_from(self._map, 8 * self.slots[(topic, partition)])[0]
 
     def publish(self, topic: str, partition: int, next_offset: int) -> None:
         _I64.pack_into(self._map, 8 * self.slots[(topic, partition)], next_offset)
+
+    def wanted(self, topic: str, partition: int) -> int:
+        """The next offset some follower waits to see on disk (0: none)."""
+        return _I64.unpack_from(self._map, self._wanted_at + 8 * self.slots[(topic, partition)])[0]
+
+    def want(self, topic: str, partition: int, next_offset: int) -> None:
+        """A follower waits until ``next_offset`` is published. (Followers may race here: the
+        row is a hint, a lost raise only costs the wait for the writer's probe.)"""
+        if next_offset > self.wanted(topic, partition):
+            _I64.pack_into(self._map, self._wanted_at + 8 * self.slots[(topic, partition)],
+                           next_offset)
 
     def close(self) -> None:
         self._map.close()
@@ -56,6 +75,10 @@ class DurableFollower:
 
     async def wait(self, records: Sequence[OutRecord], offsets: Sequence[int]) -> None:
         deadline = time.monotonic() + self.wait_timeout_s
+        for record, offset in zip(records, offsets):
+            slot = (record.topic, record.partition)
+            if slot in self.offsets.slots:
+                self.offsets.want(*slot, offset + 1)
         for record, offset in zip(records, offsets):
             slot = (record.topic, record.partition)
             if slot not in self.offsets.slots:

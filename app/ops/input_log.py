@@ -260,7 +260,9 @@ class InputLog:
 
         Records produced here reach the writer directly, so reading them back would only cost
         CPU: a partition is fetched when its pending records show a hole at the next offset to
-        append, and every partition is probed twice a second for records from elsewhere."""
+        append, or when another process of the instance waits for an offset not appended yet
+        (:meth:`DurableOffsets.wanted`), and every partition is probed twice a second for
+        records from elsewhere."""
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=20 if tansu else 100,
@@ -273,8 +275,10 @@ class InputLog:
             probed = 0.0
             while True:
                 await asyncio.sleep(0.01)
+                durable = self.durable
                 holes = [tp for tp, slot in every.items()
-                         if self._pending.get(slot) and self.count[slot] not in self._pending[slot]]
+                         if (self._pending.get(slot) and self.count[slot] not in self._pending[slot])
+                         or (durable is not None and durable.wanted(*slot) > self.count[slot])]
                 if time.monotonic() - probed > 0.5:
                     holes, probed = list(every), time.monotonic()
                 if not holes:

@@ -49,8 +49,8 @@ class Instance:
     def log(self) -> str:
         return (self.root / "up.log").read_text(errors="replace")
 
-    async def up(self, timeout_s: float = 90.0) -> None:
-        self.process = subprocess.Popen([EVENTIDE, "up"], env=self.env, cwd=self.root,
+    async def up(self, timeout_s: float = 90.0, *args: str) -> None:
+        self.process = subprocess.Popen([EVENTIDE, "up", *args], env=self.env, cwd=self.root,
                                         stdout=open(self.root / "up.log", "ab"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -164,6 +164,34 @@ async def test_sigkill_of_worker_and_broker_five_times_loses_no_acknowledged_eve
                                   tag=str(round_)):
                 instance.kill_group()  # power loss: worker and broker at once, mid-load
         assert len(acknowledged) > 200, "the load ran"
+        await instance.up()
+        assert "restored" in instance.log
+        await assert_all_once(instance, acknowledged)
+    finally:
+        instance.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_up_with_an_ingest_tier_loses_no_event_it_acknowledged(tmp_path: Path) -> None:
+    """`up --ingest-port`: the track API in a process of its own answers 200 only once the
+    instance's input log has the record on disk; a power loss mid-load loses none of them."""
+    instance = Instance(tmp_path)
+    port = free_port()
+    tier_url = f"http://127.0.0.1:{port}"
+    acknowledged: list[str] = []
+    try:
+        await instance.up(90.0, "--ingest-port", str(port))
+        assert instance.process is not None
+        await wait_healthy(tier_url, instance.process, lambda: instance.log[-3000:],
+                           timeout_s=60)
+        async with aiohttp.ClientSession() as session:  # it serves the track API only
+            async with session.get(f"{tier_url}/api/v1/segments",
+                                   headers={"Authorization": "Bearer a"}) as response:
+                assert response.status == 404
+        async with under_load(tier_url, acknowledged, 2.0, tag="tier"):
+            instance.kill_group()  # power loss: worker, tier and broker at once, mid-load
+        assert len(acknowledged) > 100, "the load ran"
+        assert f"ingest tier:        {tier_url}" in instance.log
         await instance.up()
         assert "restored" in instance.log
         await assert_all_once(instance, acknowledged)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.ops.durable_offsets import DURABLE_OFFSETS, DurableFollower
+from app.ops.durable_offsets import DURABLE_OFFSETS, DurableFollower, DurableOffsets
 from app.ops.input_log import InputLog, migrate_archive
 from app.ops.input_log_records import Stored, encode, scan
 from app.producer import BrokerUnavailable, OutRecord
@@ -146,3 +146,19 @@ def test_the_periodic_archive_of_earlier_versions_is_converted_once(tmp_path: Pa
     assert log.open() == 2 and log.count == {SLOTS[0]: 2, SLOTS[1]: 0}
     assert [r.value for r in log.records(*SLOTS[0])] == [b"v0", b"v1"]
     assert migrate_archive(tmp_path, SLOTS) == 0
+
+
+def test_followers_say_which_offset_they_wait_for_and_the_writer_sees_it(tmp_path: Path) -> None:
+    """The second row of the shared file: the writer fetches a partition as soon as a follower
+    waits for an offset beyond what it appended (InputLog._follow)."""
+    writer = DurableOffsets(tmp_path / DURABLE_OFFSETS, SLOTS, writer=True)
+    a = DurableOffsets(tmp_path / DURABLE_OFFSETS, SLOTS, writer=False)
+    b = DurableOffsets(tmp_path / DURABLE_OFFSETS, SLOTS, writer=False)
+    assert writer.wanted(*SLOTS[0]) == 0
+    a.want(*SLOTS[0], 5)
+    b.want(*SLOTS[0], 3)  # behind what another follower waits for: the row keeps the furthest
+    assert writer.wanted(*SLOTS[0]) == 5 and writer.wanted(*SLOTS[1]) == 0
+    writer.publish(*SLOTS[0], 5)
+    assert a.get(*SLOTS[0]) == 5 and b.get(*SLOTS[0]) == 5
+    for offsets in (writer, a, b):
+        offsets.close()
