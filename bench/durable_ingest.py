@@ -9,6 +9,10 @@ Each round starts ``eventide up`` (its own embedded broker and data dir) twice, 
 requests per second and latency percentiles. Prints the medians and the ratio; saves everything
 to ``bench/results/durable-<stamp>.json``. Issue 12's bar: the flush costs at most 20% of
 accepted requests/s at 64 concurrent clients.
+
+``--tier``: compares, the same way, the worker's own track API of ``eventide up`` with the
+ingest tier of ``eventide up --ingest-port`` (a process of its own whose ``200`` waits for the
+same input log), both with the flush awaited.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 
-from app.testing.harness import basic_auth
+from app.testing.harness import basic_auth, free_port
 from bench.instance import running_instance
 
 
@@ -65,6 +69,51 @@ async def one_run(ack_on_disk: bool, requests: int, concurrency: int) -> dict[st
     return {"ack_on_disk": ack_on_disk, **result}
 
 
+async def _until_healthy(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url + "/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not healthy after {timeout_s} s")
+            await asyncio.sleep(0.1)
+
+
+async def one_tier_run(tier: bool, requests: int, concurrency: int) -> dict[str, object]:
+    tier_port = free_port()
+    args = ("--ingest-port", str(tier_port)) if tier else ()
+    async with running_instance("tier", args=args) as (url, pid):
+        if tier:
+            url = f"http://127.0.0.1:{tier_port}"
+            await _until_healthy(url, timeout_s=60)
+        await load(url, 500, concurrency)  # warm-up
+        result = await load(url, requests, concurrency)
+    return {"through": "ingest tier" if tier else "worker", **result}
+
+
+async def tier_async(args: argparse.Namespace) -> dict[str, object]:
+    runs = []
+    for round_ in range(args.rounds):
+        for tier in ((True, False) if round_ % 2 == 0 else (False, True)):
+            run = await one_tier_run(tier, args.requests, args.concurrency)
+            print(f"round {round_ + 1} through the {run['through']}: "
+                  f"{run['requests_per_s']} requests/s, p50 {run['p50_ms']} ms, "
+                  f"p99 {run['p99_ms']} ms, failed {run['failed']}", flush=True)
+            runs.append(run)
+    tier_rate = statistics.median(r["requests_per_s"] for r in runs
+                                  if r["through"] == "ingest tier")
+    worker_rate = statistics.median(r["requests_per_s"] for r in runs
+                                    if r["through"] == "worker")
+    return {"requests": args.requests, "concurrency": args.concurrency, "runs": runs,
+            "median_requests_per_s": {"ingest_tier": tier_rate, "worker": worker_rate},
+            "ratio_tier_over_worker": round(tier_rate / worker_rate, 3)}
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     runs = []
     for round_ in range(args.rounds):
@@ -88,7 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tier", action="store_true",
+                        help="the worker's track API against up --ingest-port's tier")
     args = parser.parse_args(argv)
+    if args.tier:
+        summary = asyncio.run(tier_async(args))
+        out = Path("bench/results") / f"ingest-tier-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=1))
+        print(f"median accepted requests/s: ingest tier "
+              f"{summary['median_requests_per_s']['ingest_tier']}, worker "
+              f"{summary['median_requests_per_s']['worker']}; ratio "
+              f"{summary['ratio_tier_over_worker']}; results: {out}")
+        return 0
     summary = asyncio.run(main_async(args))
     out = Path("bench/results") / f"durable-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

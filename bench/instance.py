@@ -19,8 +19,10 @@ CREDENTIALS = {"EVENTIDE_SITE_ID": "s", "EVENTIDE_API_KEY": "k", "EVENTIDE_APP_K
 
 @contextlib.asynccontextmanager
 async def running_instance(name: str, env: dict[str, str] | None = None,
-                           tree: Path | None = None) -> AsyncIterator[tuple[str, int]]:
-    """Yield ``(url, pid)`` of a healthy ``eventide up``; ``tree``: run that checkout's code."""
+                           tree: Path | None = None, args: tuple[str, ...] = ()
+                           ) -> AsyncIterator[tuple[str, int]]:
+    """Yield ``(url, pid)`` of a healthy ``eventide up [args]``; ``tree``: run that checkout's
+    code."""
     root = Path(tempfile.mkdtemp(prefix=f"eventide-{name}-bench-"))
     port = free_port()
     full_env = dict(os.environ, EVENTIDE_EMBEDDED_BROKER_PORT=str(free_port()),
@@ -30,7 +32,7 @@ async def running_instance(name: str, env: dict[str, str] | None = None,
     if tree is not None:
         full_env["PYTHONPATH"] = str(tree)
     url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([EVENTIDE, "up"], env=full_env, cwd=root,
+    process = subprocess.Popen([EVENTIDE, "up", *args], env=full_env, cwd=root,
                                stdout=open(root / "up.log", "ab"), stderr=subprocess.STDOUT)
     try:
         await wait_healthy(url, process, lambda: (root / "up.log").read_text()[-2000:],
