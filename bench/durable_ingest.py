@@ -140,23 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tier", action="store_true",
                         help="the worker's track API against up --ingest-port's tier")
     args = parser.parse_args(argv)
-    if args.tier:
-        summary = asyncio.run(tier_async(args))
-        out = Path("bench/results") / f"ingest-tier-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(summary, indent=1))
-        print(f"median accepted requests/s: ingest tier "
-              f"{summary['median_requests_per_s']['ingest_tier']}, worker "
-              f"{summary['median_requests_per_s']['worker']}; ratio "
-              f"{summary['ratio_tier_over_worker']}; results: {out}")
-        return 0
-    summary = asyncio.run(main_async(args))
-    out = Path("bench/results") / f"durable-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    summary = asyncio.run(tier_async(args) if args.tier else main_async(args))
+    out = Path("bench/results") / (f"{'ingest-tier' if args.tier else 'durable'}-"
+                                   f"{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1))
-    print(f"median accepted requests/s: on disk {summary['median_requests_per_s']['on_disk']}, "
-          f"broker ack only {summary['median_requests_per_s']['broker_ack_only']}; "
-          f"ratio {summary['ratio_on_over_off']}; results: {out}")
+    medians = summary["median_requests_per_s"]
+    if args.tier:
+        print(f"median accepted requests/s: ingest tier {medians['ingest_tier']}, worker "
+              f"{medians['worker']}; ratio {summary['ratio_tier_over_worker']}; results: {out}")
+    else:
+        print(f"median accepted requests/s: on disk {medians['on_disk']}, broker ack only "
+              f"{medians['broker_ack_only']}; ratio {summary['ratio_on_over_off']}; "
+              f"results: {out}")
     return 0
 
 
