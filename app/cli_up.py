@@ -189,6 +189,12 @@ def _stop_for_the_broker(settings: Settings, returncode: int, stopped_for: list[
 
 def cmd_up(args: argparse.Namespace) -> int:
     supplied = settings_from(args)
+    worker_ports = range(supplied.http_port, supplied.http_port + args.workers)
+    if args.ingest_port and args.ingest_port in worker_ports:
+        print(f"error: --ingest-port {args.ingest_port} is a worker's port (the workers use "
+              f"{worker_ports.start}-{worker_ports.stop - 1}); nothing was started",
+              file=sys.stderr)
+        return 2
     # Credentials not in the environment: the ones kept in the data dir, else new ones (kept).
     settings, _ = local_instance.kept_credentials(supplied)
     broker: EmbeddedBroker | None = None

@@ -260,3 +260,15 @@ def test_commands_reach_an_instance_over_loopback_only(tmp_path: Path) -> None:
     write_instance(data, http_host="0.0.0.0")
     found = local_instance.environment({"EVENTIDE_DATA_DIR": str(data)})
     assert found["EVENTIDE_HTTP_HOST"] == "127.0.0.1"
+
+
+def test_an_ingest_port_on_a_worker_s_port_is_refused_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    settings = Settings(http_port=7000, data_dir=tmp_path / "data")
+    args = argparse.Namespace(settings=settings, workers=3, ingest_port=7002)
+    assert cli_up.cmd_up(args) == 2
+    assert "--ingest-port 7002 is a worker's port (the workers use 7000-7002)" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "data").exists(), "nothing was started"
