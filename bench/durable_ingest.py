@@ -69,28 +69,12 @@ async def one_run(ack_on_disk: bool, requests: int, concurrency: int) -> dict[st
     return {"ack_on_disk": ack_on_disk, **result}
 
 
-async def _until_healthy(url: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} not healthy after {timeout_s} s")
-            await asyncio.sleep(0.1)
-
-
 async def one_tier_run(tier: bool, requests: int, concurrency: int) -> dict[str, object]:
-    tier_port = free_port()
-    args = ("--ingest-port", str(tier_port)) if tier else ()
-    async with running_instance("tier", args=args) as (url, pid):
-        if tier:
-            url = f"http://127.0.0.1:{tier_port}"
-            await _until_healthy(url, timeout_s=60)
+    tier_url = f"http://127.0.0.1:{free_port()}"
+    args = ("--ingest-port", tier_url.rsplit(":", 1)[1]) if tier else ()
+    async with running_instance("tier", args=args, also_ready=(tier_url,) if tier else ()
+                                ) as (worker_url, _):
+        url = tier_url if tier else worker_url
         await load(url, 500, concurrency)  # warm-up
         result = await load(url, requests, concurrency)
     return {"through": "ingest tier" if tier else "worker", **result}

@@ -19,10 +19,11 @@ CREDENTIALS = {"EVENTIDE_SITE_ID": "s", "EVENTIDE_API_KEY": "k", "EVENTIDE_APP_K
 
 @contextlib.asynccontextmanager
 async def running_instance(name: str, env: dict[str, str] | None = None,
-                           tree: Path | None = None, args: tuple[str, ...] = ()
-                           ) -> AsyncIterator[tuple[str, int]]:
+                           tree: Path | None = None, args: tuple[str, ...] = (),
+                           also_ready: tuple[str, ...] = ()) -> AsyncIterator[tuple[str, int]]:
     """Yield ``(url, pid)`` of a healthy ``eventide up [args]``; ``tree``: run that checkout's
-    code."""
+    code; ``also_ready``: more URLs of the instance (``--ingest-port``'s tier) that must answer
+    ``/healthz`` first."""
     root = Path(tempfile.mkdtemp(prefix=f"eventide-{name}-bench-"))
     port = free_port()
     full_env = dict(os.environ, EVENTIDE_EMBEDDED_BROKER_PORT=str(free_port()),
@@ -35,8 +36,9 @@ async def running_instance(name: str, env: dict[str, str] | None = None,
     process = subprocess.Popen([EVENTIDE, "up", *args], env=full_env, cwd=root,
                                stdout=open(root / "up.log", "ab"), stderr=subprocess.STDOUT)
     try:
-        await wait_healthy(url, process, lambda: (root / "up.log").read_text()[-2000:],
-                           timeout_s=120)
+        for ready in (url, *also_ready):
+            await wait_healthy(ready, process, lambda: (root / "up.log").read_text()[-2000:],
+                               timeout_s=120)
         yield url, process.pid
     finally:
         process.send_signal(signal.SIGINT)

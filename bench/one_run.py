@@ -279,12 +279,11 @@ class Run:
                                    len(self.workload.events)))
         self.result.update(self.resources(metrics, per_worker, baseline, cpus, peaks))
         if self.tier is not None:
-            tier_pid = self._tier_pid()
+            tier_cpu = cpu_seconds(self._tier_pid()) - baseline.tier_cpu
             self.result.update(
-                tier_cpu_s=round(cpu_seconds(tier_pid) - baseline.tier_cpu, 2),
-                tier_cpu_us_per_event=round((cpu_seconds(tier_pid) - baseline.tier_cpu)
-                                            / len(self.workload.events) * 1e6, 1),
-                tier_peak_rss_bytes=rss_bytes(tier_pid, "VmHWM"))
+                tier_cpu_s=round(tier_cpu, 2),
+                tier_cpu_us_per_event=round(tier_cpu / len(self.workload.events) * 1e6, 1),
+                tier_peak_rss_bytes=rss_bytes(self._tier_pid(), "VmHWM"))
         self.result["latency_stages"] = stage_quantiles(metrics, baseline.metrics)
         return metrics, elapsed, peaks
 

@@ -7,7 +7,7 @@ time. The sources stay the code: the build is a cache of them, and without it th
 run as Python.
 
 ``make native`` (``make run`` and ``make test`` run it: :func:`main`) compiles
-:data:`MODULES` in place when one of them is newer than its build. Its extensions sit beside the
+:data:`MODULES` in place when one of them changed since its build. Its extensions sit beside the
 sources (``tables/unit.cpython-311-x86_64-linux-gnu.so``) plus the group's shared library
 (``tables/compiled__mypyc...so``), and Python imports an extension before a source of the same
 name. So a source edited after the build would not run: :func:`check`, called by each package's

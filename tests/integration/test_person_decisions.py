@@ -117,6 +117,17 @@ async def test_person_decisions_answer_alike_on_every_worker(
                                headers=d.track_auth,
                                json={"primary": {"id": people[3]},
                                      "secondary": {"id": people[4]}})) == (200, {})
+            # A secondary nobody has seen yet (an empty secondary): its later events join the
+            # primary, whichever worker took the merge and the event.
+            assert (await call(session, "POST", f"{w.url}/api/v1/merge_customers",
+                               headers=d.track_auth,
+                               json={"primary": {"id": people[5]},
+                                     "secondary": {"id": f"ghost-{i}"}})) == (200, {})
+        for i, w in enumerate(workers):
+            assert (await call(session, "POST",
+                               f"{workers[(i + 1) % 3].url}/api/v1/customers/ghost-{i}/events",
+                               headers=d.track_auth, json={"name": "after_merge",
+                                                           "data": {"i": i}})) == (200, {})
 
         async def outcome_everywhere() -> None:
             for w in workers:
@@ -140,6 +151,12 @@ async def test_person_decisions_answer_alike_on_every_worker(
                 assert status == 200
                 assert {a["data"].get("n") for a in body["activities"]
                         if a["name"] == "seed"} == {people[3], people[4]}, (w.url, body)
+                status, body = await call(session, "GET",
+                                          f"{w.url}/api/v1/customers/{people[5]}/activities",
+                                          headers=d.app_auth, params={"limit": "100"})
+                assert status == 200
+                assert sorted(a["data"]["i"] for a in body["activities"]
+                              if a["name"] == "after_merge") == [0, 1, 2], (w.url, body)
         await eventually(outcome_everywhere, timeout_s=60, interval_s=0.5)
 
         # After the merge and the delete, every worker decides the same about them again.
