@@ -129,6 +129,14 @@ async def test_person_decisions_answer_alike_on_every_worker(
                                headers=d.track_auth, json={"name": "after_merge",
                                                            "data": {"i": i}})) == (200, {})
 
+        async def named(w: Worker, person: str, name: str) -> list[dict[str, Any]]:
+            """``person``'s activities called ``name``, as worker ``w`` answers."""
+            status, body = await call(session, "GET",
+                                      f"{w.url}/api/v1/customers/{person}/activities",
+                                      headers=d.app_auth, params={"limit": "100"})
+            assert status == 200, (w.url, person, body)
+            return [a for a in body["activities"] if a["name"] == name]
+
         async def outcome_everywhere() -> None:
             for w in workers:
                 status, body = await call(session, "GET", f"{w.url}/api/v1/customers/{people[0]}",
@@ -139,24 +147,12 @@ async def test_person_decisions_answer_alike_on_every_worker(
                     status, _ = await call(session, "GET", f"{w.url}/api/v1/customers/{gone}",
                                            headers=d.app_auth)
                     assert status == 404, (w.url, gone)
-                status, body = await call(session, "GET",
-                                          f"{w.url}/api/v1/customers/{people[1]}/activities",
-                                          headers=d.app_auth, params={"limit": "100"})
-                assert status == 200
-                assert sorted(a["data"]["i"] for a in body["activities"]
-                              if a["name"] == "sent") == [0, 1, 2], (w.url, body)
-                status, body = await call(session, "GET",
-                                          f"{w.url}/api/v1/customers/{people[3]}/activities",
-                                          headers=d.app_auth, params={"limit": "100"})
-                assert status == 200
-                assert {a["data"].get("n") for a in body["activities"]
-                        if a["name"] == "seed"} == {people[3], people[4]}, (w.url, body)
-                status, body = await call(session, "GET",
-                                          f"{w.url}/api/v1/customers/{people[5]}/activities",
-                                          headers=d.app_auth, params={"limit": "100"})
-                assert status == 200
-                assert sorted(a["data"]["i"] for a in body["activities"]
-                              if a["name"] == "after_merge") == [0, 1, 2], (w.url, body)
+                sent = await named(w, people[1], "sent")
+                assert sorted(a["data"]["i"] for a in sent) == [0, 1, 2], (w.url, sent)
+                seeds = await named(w, people[3], "seed")
+                assert {a["data"].get("n") for a in seeds} == {people[3], people[4]}, (w.url, seeds)
+                late = await named(w, people[5], "after_merge")
+                assert sorted(a["data"]["i"] for a in late) == [0, 1, 2], (w.url, late)
         await eventually(outcome_everywhere, timeout_s=60, interval_s=0.5)
 
         # After the merge and the delete, every worker decides the same about them again.
