@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import faust
 from aiokafka import TopicPartition
@@ -115,18 +115,18 @@ class _Partition:
         self.position += len(served)
         return served
 
-    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+    async def fetch_bulk(self, timeout: float) -> list[tuple[TP, list[Message]]]:
         self.fetches += 1
         if self.position >= END or self.fetches > 20:
             fetcher._stopped.set()
-            return
+            return []
         if self.fetches == self.at_fetch and self.then_serve is not None:
             await self.then_serve()
         offsets = self.serve()
         if self.fetches == self.at_fetch and self.serve_then is not None:
             await self.serve_then()
-        for offset in offsets:
-            yield self.tp, Message(self.tp.topic, 0, offset, 0.0, 0, None, b"k", b"v", None)
+        return [(self.tp, [Message(self.tp.topic, 0, offset, 0.0, 0, None, b"k", b"v", None)
+                           for offset in offsets])]
 
     async def seek_to_committed(self) -> dict[TP, int | None]:
         if self.committed:  # as aiokafka: nothing committed (or 0), no seek
@@ -152,7 +152,7 @@ def _consumer_over_one_partition(topic: str, committed: int | None
     consumer = app.consumer
     assert isinstance(consumer, BulkConsumer)
     partition = _Partition(consumer, topic, committed)
-    consumer.getmany = partition.getmany  # type: ignore[method-assign]
+    consumer.fetch_bulk = partition.fetch_bulk  # type: ignore[method-assign]
     consumer._thread = partition  # type: ignore[assignment]  # what the consumer thread answers
     app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
     app.flow_control.resume()  # as a started worker's
@@ -248,3 +248,61 @@ async def test_the_livelock_check_still_checks_a_partition_with_a_position(
     with caplog.at_level(logging.ERROR):
         thread.verify_event_path(time.monotonic(), tp)
     assert "t-positioned" in caplog.text
+
+
+# --- One fetch as messages, a partition at a time (BulkConsumer.fetch_bulk) --------------------
+
+def _record(topic: str, partition: int, offset: int) -> SimpleNamespace:
+    """What aiokafka's fetcher hands faust's consumer thread for one record."""
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, timestamp=1_000,
+                           timestamp_type=0, headers=[], key=b"k", value=b"v", checksum=None,
+                           serialized_key_size=1, serialized_value_size=1)
+
+
+def _consumer_fetching(records: dict[TP, list[SimpleNamespace]], active: set[TP] | None
+                       ) -> BulkConsumer:
+    app = _App("fetch-bulk", broker="kafka://127.0.0.1:1")
+    consumer = app.consumer
+    assert isinstance(consumer, BulkConsumer)
+
+    async def wait_next_records(timeout: float) -> tuple[dict[TP, list[Any]], set[TP] | None]:
+        return records, active
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+    consumer.highwater = lambda tp: 100  # type: ignore[method-assign]
+    app.flow_control.resume()
+    consumer.resume_flow()
+    return consumer
+
+
+async def test_a_fetch_comes_as_messages_grouped_by_partition_in_order() -> None:
+    a, b = TP("t", 0), TP("t", 1)
+    consumer = _consumer_fetching({a: [_record("t", 0, 5), _record("t", 0, 6)],
+                                   b: [_record("t", 1, 9)]}, {a, b})
+    fetched = await consumer.fetch_bulk(1.0)
+    assert [(tp, [m.offset for m in messages]) for tp, messages in fetched] == \
+        [(a, [5, 6]), (b, [9])]
+    message = fetched[0][1][0]
+    assert (message.topic, message.partition, message.tp, message.value) == ("t", 0, a, b"v")
+    assert message.generation_id == consumer.app.consumer_generation_id
+    assert consumer.app.monitor.tp_end_offsets[a] == 100, "faust's end-offset sensor, per partition"
+
+
+async def test_a_fetch_leaves_out_partitions_no_longer_active() -> None:
+    a, b = TP("t", 0), TP("t", 1)
+    consumer = _consumer_fetching({a: [_record("t", 0, 5)], b: [_record("t", 1, 9)]}, {b})
+    assert [tp for tp, _ in await consumer.fetch_bulk(1.0)] == [b]
+
+
+async def test_a_fetch_with_the_flow_stopped_seeks_back_and_gives_nothing() -> None:
+    a = TP("t", 0)
+    consumer = _consumer_fetching({a: [_record("t", 0, 5)]}, {a})
+    consumer.flow_active = False
+    sought: list[bool] = []
+
+    async def perform_seek() -> None:
+        sought.append(True)
+
+    consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    assert await consumer.fetch_bulk(1.0) == []
+    assert sought == [True], "faust's getmany seeks to the committed offsets when the flow stopped"
