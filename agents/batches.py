@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 
 
 class Prepared:
-    """A unit of work processed and ready to commit; ``after`` runs once it is committed."""
+    """A unit of work processed and ready to commit; ``after`` runs once it is committed.
+    ``taken``: how many of the records it was given it processed (None: all); the rest were
+    left for the next unit (:func:`handle_items`)."""
 
-    __slots__ = ("rt", "unit", "after")
+    __slots__ = ("rt", "unit", "after", "taken")
 
     def __init__(self, rt: Runtime, unit: UnitOfWork,
-                 after: Callable[[], None] | None = None) -> None:
-        self.rt, self.unit, self.after = rt, unit, after
+                 after: Callable[[], None] | None = None, taken: int | None = None) -> None:
+        self.rt, self.unit, self.after, self.taken = rt, unit, after, taken
 
     def publish(self) -> None:
         """Start sending the unit's outputs ahead of its commit (``StateManager.publish``)."""
@@ -56,8 +58,12 @@ PrepareHandler = Callable[[Runtime, Sequence[EventT], Decoded | None, UnitOfWork
 
 async def process(prepare: PrepareHandler, rt: Runtime, events: Sequence[EventT],
                   decoded: Decoded | None = None) -> None:
-    """One unit, processed and committed, on its own (tests and tools)."""
-    await (await prepare(rt, events, decoded, None)).commit()
+    """One unit, processed and committed, on its own (tests and tools); as many as it takes
+    when a unit leaves records for the next (``unit_max_outputs``)."""
+    while events:
+        prepared = await prepare(rt, events, decoded, None)
+        await prepared.commit()
+        events = events[len(events) if prepared.taken is None else prepared.taken:]
 
 
 class TakeLimit:
@@ -117,27 +123,42 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
     try:
         async for events in takes:
             units = DecodedUnits(events, settings.unit_max_items)
-            for unit, decoded in units:
-                if not takes.flowing():
-                    break  # a rebalance began: the rest is fetched again from the committed offsets
-                if not takes.current(unit):
-                    continue  # fetched before the last rebalance (faust's streams skip these too)
-                if committing is not None and committing.task.done():
-                    finished, committing = committing, None
-                    if not await finished.result():
-                        break  # the rest comes again after the rebalance's seek
-                takes.begin(unit)
-                prepared = await prepare(rt, unit, decoded,
-                                         None if committing is None else committing.unit)
-                if committing is not None:
-                    prepared.publish()  # its outputs need not wait for the commit under it
-                    finished, committing = committing, None
-                    if not await finished.result():
-                        takes.drop(unit)  # built on writes that never became state
-                        prepared.drop()
-                        rt.discard_prepared()
-                        break
-                committing = Committing(takes, rt, unit, prepared)
+            try:
+                for unit, decoded, begun in units:
+                    if not takes.flowing():
+                        if begun:
+                            takes.drop(unit)
+                        break  # a rebalance began: the rest comes again from the committed offsets
+                    if not takes.current(unit):
+                        # fetched before the last rebalance (faust's streams skip these too)
+                        if begun:
+                            takes.drop(unit)
+                        continue
+                    if committing is not None and committing.task.done():
+                        finished, committing = committing, None
+                        if not await finished.result():
+                            if begun:
+                                takes.drop(unit)
+                            break  # the rest comes again after the rebalance's seek
+                    if not begun:
+                        takes.begin(unit)
+                    prepared = await prepare(rt, unit, decoded,
+                                             None if committing is None else committing.unit)
+                    if prepared.taken is not None and prepared.taken < len(unit):
+                        # Its outputs filled up: the rest of its records make the next unit.
+                        units.push_back(unit[prepared.taken:], decoded)
+                        unit = unit[:prepared.taken]
+                    if committing is not None:
+                        prepared.publish()  # its outputs need not wait for the commit under it
+                        finished, committing = committing, None
+                        if not await finished.result():
+                            takes.drop(unit)  # built on writes that never became state
+                            prepared.drop()
+                            rt.discard_prepared()
+                            break
+                    committing = Committing(takes, rt, unit, prepared)
+            finally:
+                units.release_pushed_back(takes.drop)  # (tracked, never to be acknowledged)
             limit.adapt(units.records, units.items)  # (read when the next take is asked for)
             if committing is not None and not takes.commits_across_takes:
                 finished, committing = committing, None
@@ -294,7 +315,8 @@ def decode_one(event: EventT) -> "list[dict[str, Any]] | DecodeError":
 
 class DecodedUnits:
     """A take's records as consecutive units of at most ``max_items`` items (at least one
-    record), each with its records decoded (:data:`Decoded`).
+    record), each with its records decoded (:data:`Decoded`), and whether its records are
+    tracked already (``begun``: the rest of a unit, :meth:`push_back`).
 
     Records are decoded as their unit is formed, not a take at a time: a take of 40 envelopes
     holds 20,000 items, and decoding them all up front kept them all in memory while the take's
@@ -305,8 +327,25 @@ class DecodedUnits:
         self._events, self._max_items = events, max_items
         self.records = 0
         self.items = 0
+        #: The records a unit left for the next (tracked already), ahead of what follows.
+        self._rest: tuple[list[EventT], Decoded] | None = None
 
-    def __iter__(self) -> Iterator[tuple[list[EventT], Decoded]]:
+    def push_back(self, rest: list[EventT], decoded: Decoded) -> None:
+        """The records a unit did not take (its outputs filled up): they are the next unit."""
+        self._rest = (rest, decoded)
+
+    def release_pushed_back(self, drop: Callable[[list[EventT]], None]) -> None:
+        """Iteration stopped with a unit's rest still waiting: untrack it (it comes again)."""
+        if self._rest is not None:
+            drop(self._rest[0])
+            self._rest = None
+
+    def _pushed_back(self) -> Iterator[tuple[list[EventT], Decoded, bool]]:
+        while self._rest is not None:
+            (rest, decoded), self._rest = self._rest, None
+            yield rest, decoded, True
+
+    def __iter__(self) -> Iterator[tuple[list[EventT], Decoded, bool]]:
         unit: list[EventT] = []
         decoded: Decoded = {}
         count = 0
@@ -316,13 +355,15 @@ class DecodedUnits:
             self.records += 1
             self.items += size
             if unit and count + size > self._max_items:
-                yield unit, decoded
+                yield unit, decoded, False
+                yield from self._pushed_back()
                 unit, decoded, count = [], {}, 0
             unit.append(event)
             decoded[id(event)] = items
             count += size
         if unit:
-            yield unit, decoded
+            yield unit, decoded, False
+            yield from self._pushed_back()
 
 
 async def recover_for(rt: Runtime, events: Sequence[EventT]) -> None:
@@ -334,10 +375,31 @@ async def recover_for(rt: Runtime, events: Sequence[EventT]) -> None:
         await rt.state.ensure_recovered(topic, partitions)
 
 
+class Taken:
+    """How many of a unit's records were handed out, and whether it may take another: a unit
+    whose outputs reached ``max_outputs`` takes no further record (a record is never split)."""
+
+    __slots__ = ("records", "_unit", "_max_outputs")
+
+    def __init__(self, unit: UnitOfWork, max_outputs: int | None) -> None:
+        self.records = 0
+        self._unit, self._max_outputs = unit, max_outputs
+
+    def another(self) -> bool:
+        if self.records and self._max_outputs is not None and \
+                len(self._unit.outputs) >= self._max_outputs:
+            return False
+        self.records += 1
+        return True
+
+
 def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
-             decoded: Decoded | None = None) -> Iterator[Located]:
-    """Every item of every record in the batch; undecodable records are dead-lettered whole."""
+             decoded: Decoded | None = None, taken: Taken | None = None) -> Iterator[Located]:
+    """Every item of every record in the batch (of the records ``taken`` lets it take);
+    undecodable records are dead-lettered whole."""
     for event in events:
+        if taken is not None and not taken.another():
+            return
         message = event.message
         found = decoded.get(id(event)) if decoded is not None else None
         items = found if found is not None else decode_one(event)
@@ -381,15 +443,20 @@ async def in_turns(located: Iterable[Located], turn_s: float = TURN_S,
 
 async def handle_items(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
                        decoded: Decoded | None,
-                       handle: Callable[[Located], Awaitable[None]]) -> None:
+                       handle: Callable[[Located], Awaitable[None]], *,
+                       max_outputs: int | None = None) -> int:
     """Every item of a unit's records to ``handle``, in turns (:func:`in_turns`); an item it
-    fails on is dead-lettered with its provenance and the rest go on."""
-    async for located in in_turns(items_of(rt, unit, events, decoded),
+    fails on is dead-lettered with its provenance and the rest go on. With ``max_outputs``, no
+    record is begun once the unit holds that many outputs: returns how many records were
+    handled (the first always is), and the caller leaves the rest for the next unit."""
+    taken = Taken(unit, max_outputs)
+    async for located in in_turns(items_of(rt, unit, events, decoded, taken),
                                   hurry=rt.state.committing):
         try:
             await handle(located)
         except Exception as exc:
             deadletter_item(rt, unit, located, exc)
+    return taken.records
 
 
 def deadletter_item(rt: Runtime, unit: UnitOfWork, located: Located, error: Exception) -> None:

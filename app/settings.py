@@ -104,6 +104,10 @@ class Settings:
     #: memory and how long it holds the event loop, whatever the backlog. (2,000 and 1,000 drain
     #: at the same rate; with 1,000 segments, 1,000 keeps a worker's peak RSS under 400 MB.)
     unit_max_items: int = 1_000
+    #: A unit takes no further record once it holds this many output records (a record is never
+    #: split; the rest of its records make the next unit): an identify can change hundreds of
+    #: segments, and 1,000 of them made units of ~93,000 records, all held until acknowledged.
+    unit_max_outputs: int = 10_000
     #: Memory (approximate) for the values a unit reads per person (profile, membership, history
     #: size) and per event name and segment, kept decoded and written through as units commit
     #: (``tables.value_cache``): a returning person costs no reads of them. 0: none.
@@ -324,6 +328,7 @@ def _state_fields(read: EnvReader) -> dict[str, Any]:
         ack_on_disk=read.flag("EVENTIDE_ACK_ON_DISK", True),
         batch_max=read.integer("EVENTIDE_BATCH_MAX", 40, 1),
         unit_max_items=read.integer("EVENTIDE_UNIT_MAX_ITEMS", 1_000, 1),
+        unit_max_outputs=read.integer("EVENTIDE_UNIT_MAX_OUTPUTS", 10_000, 1),
         state_cache_mb=read.integer("EVENTIDE_STATE_CACHE_MB", 16, 0),
         tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
         log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),

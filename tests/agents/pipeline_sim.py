@@ -84,12 +84,12 @@ class Log:
 
 class Sim:
     def __init__(self, root: Path, *, partitions: int = PARTITIONS, now_s: float = NOW_S,
-                 crashes: bool = False) -> None:
+                 crashes: bool = False, unit_max_outputs: int = 10_000) -> None:
         #: Whether :meth:`step` may crash units of work (redelivering their inputs).
         self.crashes = crashes
         self.clock = ManualClock(now_s)
         settings = Settings(data_dir=root, partitions=partitions, app_key="a", site_id="s",
-                            api_key="k")
+                            api_key="k", unit_max_outputs=unit_max_outputs)
         self.app = create_app(settings, clock=self.clock)
         self.rt = rt = self.app.runtime
         self.partitions = partitions

@@ -33,6 +33,7 @@ class Msg:
 @dataclass
 class Consumer:
     acked: list[int] = field(default_factory=list)
+    tracked: list[int] = field(default_factory=list)
     _unacked_messages: set[Msg] = field(default_factory=set)
 
     def flowing(self) -> bool:
@@ -40,6 +41,7 @@ class Consumer:
 
     def track_message(self, message: Msg) -> None:
         self._unacked_messages.add(message)
+        self.tracked.append(message.offset)
 
     def ack(self, message: Msg) -> None:
         self._unacked_messages.discard(message)
@@ -69,9 +71,10 @@ class Applied:
 class Committed:
     """A prepared unit whose commit runs ``body`` (the stand-in for ``Runtime.commit``)."""
 
-    def __init__(self, body: Any, unit: Sequence[Any]) -> None:
+    def __init__(self, body: Any, unit: Sequence[Any], taken: int | None = None) -> None:
         self.body, self.events, self.unit = body, unit, object()
         self.dropped = False
+        self.taken = taken  # (records of ``unit`` it processed; None: all)
 
     def publish(self) -> None:
         pass  # these units have no outputs: what they commit is what the tests look at
@@ -83,11 +86,14 @@ class Committed:
         await self.body(None, self.events, None)
 
 
-def preparing(commit: Any, made: list[Committed] | None = None) -> Any:
+def preparing(commit: Any, made: list[Committed] | None = None, taking: int | None = None
+              ) -> Any:
     """A prepare handler whose units commit with ``commit(rt, unit, decoded)`` (each kept in
-    ``made``)."""
+    ``made``); with ``taking``, each processes that many of its records (its outputs filled up)
+    and leaves the rest for the next unit."""
     async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Committed:
-        prepared = Committed(commit, unit)
+        taken = None if taking is None else min(taking, len(unit))
+        prepared = Committed(commit, unit[:taken] if taken else unit, taken)
         if made is not None:
             made.append(prepared)
         return prepared
@@ -95,14 +101,16 @@ def preparing(commit: Any, made: list[Committed] | None = None) -> Any:
 
 
 async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]],
-                    units: int, made: list[Committed] | None = None) -> Applied:
-    """Run the agent loop (units of one record) until ``units`` units were handed over."""
+                    units: int, made: list[Committed] | None = None, *, unit_items: int = 1,
+                    taking: int | None = None) -> Applied:
+    """Run the agent loop (units of ``unit_items`` records, each taking ``taking`` of them)
+    until ``units`` units were handed over."""
     applied = Applied()
-    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=1), applied=applied,
+    rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=unit_items), applied=applied,
                          discarded=[], discard_prepared=lambda: rt.discarded.append(1))
-    limit = TakeLimit(100, floor=100, items=1)
+    limit = TakeLimit(100, floor=100, items=unit_items)
     task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
-                                         preparing(handle, made), limit))
+                                         preparing(handle, made, taking), limit))
     try:
         for _ in range(200):
             if len(handled) >= units:
@@ -194,6 +202,8 @@ async def test_the_next_unit_is_prepared_on_the_one_committing_and_acknowledged_
     release = asyncio.Event()
 
     class Slow:
+        taken = None
+
         def __init__(self, unit: Sequence[Any]) -> None:
             self.offset, self.unit = unit[0].message.offset, object()
 
@@ -274,7 +284,7 @@ async def test_a_unit_that_fails_to_prepare_leaves_the_one_committing_to_finish(
     release = asyncio.Event()
 
     class Slow:
-        unit = None
+        unit = taken = None
 
         async def commit(self) -> None:
             await release.wait()
@@ -294,3 +304,41 @@ async def test_a_unit_that_fails_to_prepare_leaves_the_one_committing_to_finish(
                                        prepare, limit), 5)
     # the agent fails (faust restarts it), but not before unit 0 is committed and acknowledged
     assert committed == [0] and app.consumer.acked == [0]
+
+
+async def test_a_unit_that_takes_part_of_its_records_leaves_the_rest_to_the_next_unit() -> None:
+    # Each unit's outputs fill up after one record (unit_max_outputs): the rest of its records
+    # come next, in order, before anything after them; each is tracked once and acknowledged
+    # once, by the unit that processed it.
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        handled.append([e.message.offset for e in unit])
+
+    await inbox.put_many([Msg(offset, 1) for offset in range(5)], lambda: True)
+    applied = await run_until(app, inbox, handle, handled, 5, unit_items=3, taking=1)
+    assert handled == [[0], [1], [2], [3], [4]]
+    assert app.consumer.acked == [0, 1, 2, 3, 4] and applied.offsets == [0, 1, 2, 3, 4]
+    assert sorted(app.consumer.tracked) == [0, 1, 2, 3, 4], "tracked once each"
+    assert not app.consumer._unacked_messages
+
+
+async def test_the_rest_of_a_unit_is_untracked_when_a_rebalance_overtakes_it() -> None:
+    # The rest a unit left is tracked already: when a rebalance makes it stale, it is untracked
+    # (a later rebalance must not wait for it), never acknowledged, and comes again.
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        message = unit[0].message
+        handled.append([message.offset])
+        if message.offset == 0 and message.generation_id == 1:
+            app.consumer_generation_id = 2  # a rebalance ran while unit 0 committed
+            await inbox.put_many([Msg(1, 2), Msg(2, 2)], lambda: True)
+
+    await inbox.put_many([Msg(0, 1), Msg(1, 1), Msg(2, 1)], lambda: True)
+    applied = await run_until(app, inbox, handle, handled, 3, unit_items=3, taking=1)
+    assert handled == [[0], [1], [2]]
+    assert app.consumer.acked == [1, 2] and applied.offsets == [1, 2]
+    assert not app.consumer._unacked_messages, "a later rebalance must not wait for them"

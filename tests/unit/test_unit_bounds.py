@@ -20,7 +20,7 @@ def record(offset: int, items: int) -> Event:
 
 
 def units_of(events: list[Event], max_items: int) -> list[list[Event]]:
-    return [unit for unit, _ in DecodedUnits(events, max_items)]  # type: ignore[arg-type]
+    return [unit for unit, _, _ in DecodedUnits(events, max_items)]  # type: ignore[arg-type]
 
 
 def test_records_are_grouped_into_units_of_at_most_the_bound() -> None:
@@ -42,7 +42,8 @@ def test_a_take_is_decoded_a_unit_at_a_time() -> None:
     # one after it has been decoded: a take's items are never all in memory at once.
     events = [record(o, 500) for o in range(8)]
     units = DecodedUnits(events, 1_000)  # type: ignore[arg-type]
-    for number, (unit, decoded) in enumerate(units):
+    for number, (unit, decoded, begun) in enumerate(units):
+        assert not begun
         assert set(decoded) == {id(e) for e in unit}
         assert all(len(decoded[id(e)]) == 500 for e in unit)  # type: ignore[arg-type]
         assert units.records <= 2 * (number + 1) + 1
@@ -52,7 +53,7 @@ def test_a_take_is_decoded_a_unit_at_a_time() -> None:
 def test_an_undecodable_record_counts_as_one_item_and_keeps_its_reason() -> None:
     bad = Event(Message("t", 0, 0, b"k", b"{not json", 0.0))
     units = DecodedUnits([bad], 1)  # type: ignore[list-item]
-    [(unit, decoded)] = list(units)
+    [(unit, decoded, _)] = list(units)
     assert unit == [bad] and isinstance(decoded[id(bad)], DecodeError)
     assert units.items == 1
 
@@ -130,3 +131,56 @@ async def test_turns_are_short_while_the_previous_unit_commits() -> None:
     taken = await turns_taken([0.001] * 40, hurry=lambda handled: handled < 20)
     assert HURRY_TURN_S == 0.002
     assert len([t for t in taken if t <= 20]) >= 9 and all(t <= 23 for t in taken), taken
+
+
+async def test_a_unit_takes_no_further_record_once_its_outputs_reach_the_bound() -> None:
+    # Each item of these records sends 3 outputs: with a bound of 10, the unit takes records
+    # until it holds 10 or more (a record is never split), and says how many it took.
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from agents.batches import handle_items
+
+    events = [record(o, n) for o, n in enumerate([2, 1, 2, 1, 1])]
+    unit = SimpleNamespace(outputs=[])
+    rt = SimpleNamespace(counters=Counter(), state=SimpleNamespace(committing=lambda: False))
+    seen: list[tuple[int, int]] = []
+
+    async def handle(located: Any) -> None:
+        _, _, offset, index, _ = located
+        seen.append((offset, index))
+        unit.outputs.extend([object()] * 3)
+
+    taken = await handle_items(rt, unit, events, None, handle,  # type: ignore[arg-type]
+                               max_outputs=10)
+    assert taken == 3 and len(unit.outputs) == 15
+    assert seen == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)], "whole records, in order"
+    # the first record is always taken, however many outputs it makes
+    unit.outputs.clear()
+    seen.clear()
+    assert await handle_items(rt, unit, events, None, handle,  # type: ignore[arg-type]
+                              max_outputs=1) == 1
+    assert seen == [(0, 0), (0, 1)]
+    # without a bound, every record
+    unit.outputs.clear()
+    assert await handle_items(rt, unit, events, None, handle) == 5  # type: ignore[arg-type]
+
+
+def test_the_rest_a_unit_left_comes_next_before_the_records_after_it() -> None:
+    events = [record(o, 500) for o in range(5)]
+    units = DecodedUnits(events, 1_000)  # type: ignore[arg-type]
+    formed: list[tuple[list[int], bool]] = []
+    for unit, decoded, begun in units:
+        formed.append(([e.message.offset for e in unit], begun))
+        assert all(id(e) in decoded for e in unit)
+        if len(unit) > 1:
+            units.push_back(unit[1:], decoded)  # its outputs filled up after one record
+    assert formed == [([0, 1], False), ([1], True), ([2, 3], False), ([3], True),
+                      ([4], False)]
+    dropped: list[list[Any]] = []
+    units = DecodedUnits(events, 1_000)  # type: ignore[arg-type]
+    for unit, decoded, _ in units:
+        units.push_back(unit[1:], decoded)
+        break  # a rebalance: the rest the unit left is untracked
+    units.release_pushed_back(dropped.append)
+    assert [[e.message.offset for e in rest] for rest in dropped] == [[1]]
