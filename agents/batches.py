@@ -146,6 +146,7 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                                              None if committing is None else committing.unit)
                     if prepared.taken is not None and prepared.taken < len(unit):
                         # Its outputs filled up: the rest of its records make the next unit.
+                        rt.counters["units_cut_short"] += 1
                         units.push_back(unit[prepared.taken:], decoded)
                         unit = unit[:prepared.taken]
                     if committing is not None:

@@ -145,6 +145,8 @@ COUNTER_HELP = {
     "routed_in_place": "Operations by a person's own id the person stage took straight from "
                        "the raw topic's partition, without the hop through person.events.",
     "imported": "Rows imported, per kind.",
+    "units_cut_short": "Units of work that took no further record because their outputs "
+                       "reached EVENTIDE_UNIT_MAX_OUTPUTS; the rest made the next unit.",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
 COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "http_responses": "status"}

@@ -8,6 +8,7 @@ carries on with the next take. No broker: the consumer is a stand-in that record
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Sequence
@@ -107,7 +108,8 @@ async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]
     until ``units`` units were handed over."""
     applied = Applied()
     rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=unit_items), applied=applied,
-                         discarded=[], discard_prepared=lambda: rt.discarded.append(1))
+                         discarded=[], discard_prepared=lambda: rt.discarded.append(1),
+                         counters=Counter())
     limit = TakeLimit(100, floor=100, items=unit_items)
     task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
                                          preparing(handle, made, taking), limit))
@@ -122,6 +124,7 @@ async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     applied.discarded = rt.discarded  # type: ignore[attr-defined]
+    applied.counters = rt.counters  # type: ignore[attr-defined]
     return applied
 
 
@@ -321,6 +324,7 @@ async def test_a_unit_that_takes_part_of_its_records_leaves_the_rest_to_the_next
     assert handled == [[0], [1], [2], [3], [4]]
     assert app.consumer.acked == [0, 1, 2, 3, 4] and applied.offsets == [0, 1, 2, 3, 4]
     assert sorted(app.consumer.tracked) == [0, 1, 2, 3, 4], "tracked once each"
+    assert applied.counters["units_cut_short"] == 3  # type: ignore[attr-defined]
     assert not app.consumer._unacked_messages
 
 
