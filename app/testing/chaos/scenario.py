@@ -143,7 +143,8 @@ class Result:
             + ", ".join(f"{k} {self.metrics[k]}" for k in (
                 'verdict_total{kind="new"}', 'verdict_total{kind="duplicate"}',
                 'verdict_total{kind="redelivery"}', 'merges_total{kind="done"}',
-                'anonymous_links_total{kind="linked"}', "forwarded_to_survivor_total")
+                'anonymous_links_total{kind="linked"}', "forwarded_to_survivor_total",
+                "units_cut_short_total")
                 if k in self.metrics),
             f"invariant violations logged by any worker: {self.invariant_violations}; "
             f"unfinished units fenced off in changelogs: {self.fenced_units}",
