@@ -60,10 +60,12 @@ async def process(prepare: PrepareHandler, rt: Runtime, events: Sequence[EventT]
                   decoded: Decoded | None = None) -> None:
     """One unit, processed and committed, on its own (tests and tools); as many as it takes
     when a unit leaves records for the next (``unit_max_outputs``)."""
-    while events:
+    while True:
         prepared = await prepare(rt, events, decoded, None)
         await prepared.commit()
-        events = events[len(events) if prepared.taken is None else prepared.taken:]
+        if prepared.taken is None or prepared.taken >= len(events):
+            return
+        events = events[prepared.taken:]
 
 
 class TakeLimit:
@@ -125,20 +127,18 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
             units = DecodedUnits(events, settings.unit_max_items)
             try:
                 for unit, decoded, begun in units:
+                    # A unit given up here is untracked: the rest of a cut unit was tracked with
+                    # it (untracking what was never tracked does nothing).
                     if not takes.flowing():
-                        if begun:
-                            takes.drop(unit)
+                        takes.drop(unit)
                         break  # a rebalance began: the rest comes again from the committed offsets
                     if not takes.current(unit):
-                        # fetched before the last rebalance (faust's streams skip these too)
-                        if begun:
-                            takes.drop(unit)
+                        takes.drop(unit)  # fetched before the last rebalance (faust skips these too)
                         continue
                     if committing is not None and committing.task.done():
                         finished, committing = committing, None
                         if not await finished.result():
-                            if begun:
-                                takes.drop(unit)
+                            takes.drop(unit)
                             break  # the rest comes again after the rebalance's seek
                     if not begun:
                         takes.begin(unit)

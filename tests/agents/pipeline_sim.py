@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ulid import ULID
+
 from agents import people, routing
+
 from app.clock import ManualClock
 from app.model import encode_envelope
 from app.producer import OutRecord, partition_for
@@ -47,6 +50,11 @@ NOW_MS = NOW_S * 1000
 
 ANONYMOUS, PEOPLE = "anonymous", "people"
 STAGES = (PEOPLE, ANONYMOUS)
+
+
+def ulid_at(ms: int, tail: int) -> str:
+    """An event id made at ``ms`` (milliseconds), the same in every run."""
+    return str(ULID.from_bytes(ms.to_bytes(6, "big") + tail.to_bytes(10, "big")))
 
 
 class SimulatedCrash(Exception):

@@ -8,13 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ulid import ULID
-
-from tests.agents.pipeline_sim import NOW_S, PEOPLE, Sim, summary
-
-
-def ulid_at(ms: int, tail: int) -> str:
-    return str(ULID.from_bytes(ms.to_bytes(6, "big") + tail.to_bytes(10, "big")))
+from tests.agents.pipeline_sim import NOW_S, PEOPLE, Sim, summary, ulid_at
 
 
 async def run(root: Path, unit_max_outputs: int) -> tuple[dict[str, Any], list[Any], list[int]]:
