@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from faust.types import EventT, Message, StreamT
 
@@ -19,22 +19,52 @@ from tables.state import OwnershipChanged, UnitOfWork
 #: (record, partition, offset, index within the record, item)
 Located = tuple[EventT, int, int, int, dict[str, Any]]
 
-#: id(event) → the record's items, or why it cannot be decoded: each record is decoded once.
-Decoded = dict[int, "list[dict[str, Any]] | DecodeError"]
+
+
+class Resumed(NamedTuple):
+    """A record a unit took part of: its items, and the index the next unit resumes at."""
+
+    items: list[dict[str, Any]]
+    start: int
+
+
+#: id(event) → the record's items (or the part of them still to handle: :class:`Resumed`), or
+#: why it cannot be decoded: each record is decoded once.
+Decoded = dict[int, "list[dict[str, Any]] | DecodeError | Resumed"]
+
+
+class Cut(NamedTuple):
+    """Where a unit stopped short of the records it was given (its outputs filled up): it took
+    ``records`` of them whole and the first ``items`` items of the next (0: it stopped at a
+    record boundary). The next unit begins there."""
+
+    records: int
+    items: int
+
+
+def resumed(decoded: Decoded, event: EventT, start: int) -> Decoded:
+    """``decoded`` with ``event``'s record to be handled from item ``start`` on."""
+    found = decoded.get(id(event))
+    items = found.items if isinstance(found, Resumed) else found
+    if items is None:
+        items = decode_one(event)
+    assert isinstance(items, list), "only a decoded record's items can be cut"
+    decoded[id(event)] = Resumed(items, start)
+    return decoded
 
 log = logging.getLogger(__name__)
 
 
 class Prepared:
     """A unit of work processed and ready to commit; ``after`` runs once it is committed.
-    ``taken``: how many of the records it was given it processed (None: all); the rest were
-    left for the next unit (:func:`handle_items`)."""
+    ``cut``: where it stopped short of the records it was given (None: it took them all); the
+    rest is left for the next unit (:func:`handle_items`)."""
 
-    __slots__ = ("rt", "unit", "after", "taken")
+    __slots__ = ("rt", "unit", "after", "cut")
 
     def __init__(self, rt: Runtime, unit: UnitOfWork,
-                 after: Callable[[], None] | None = None, taken: int | None = None) -> None:
-        self.rt, self.unit, self.after, self.taken = rt, unit, after, taken
+                 after: Callable[[], None] | None = None, cut: Cut | None = None) -> None:
+        self.rt, self.unit, self.after, self.cut = rt, unit, after, cut
 
     def publish(self) -> None:
         """Start sending the unit's outputs ahead of its commit (``StateManager.publish``)."""
@@ -63,9 +93,12 @@ async def process(prepare: PrepareHandler, rt: Runtime, events: Sequence[EventT]
     while True:
         prepared = await prepare(rt, events, decoded, None)
         await prepared.commit()
-        if prepared.taken is None or prepared.taken >= len(events):
+        cut = prepared.cut
+        if cut is None:
             return
-        events = events[prepared.taken:]
+        events = events[cut.records:]
+        if cut.items:
+            decoded = resumed(dict(decoded or {}), events[0], cut.items)
 
 
 class TakeLimit:
@@ -144,11 +177,17 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                         takes.begin(unit)
                     prepared = await prepare(rt, unit, decoded,
                                              None if committing is None else committing.unit)
-                    if prepared.taken is not None and prepared.taken < len(unit):
-                        # Its outputs filled up: the rest of its records make the next unit.
+                    cut = prepared.cut
+                    if cut is not None:
+                        # Its outputs filled up: the rest makes the next unit, and a record it
+                        # took part of is acknowledged with the unit that takes its last item
+                        # (after a crash between the two, its first items come again and are
+                        # judged redeliveries).
                         rt.counters["units_cut_short"] += 1
-                        units.push_back(unit[prepared.taken:], decoded)
-                        unit = unit[:prepared.taken]
+                        rest = unit[cut.records:]
+                        units.push_back(rest, resumed(decoded, rest[0], cut.items)
+                                        if cut.items else decoded)
+                        unit = unit[:cut.records]
                     if committing is not None:
                         prepared.publish()  # its outputs need not wait for the commit under it
                         finished, committing = committing, None
@@ -332,7 +371,8 @@ class DecodedUnits:
         self._rest: tuple[list[EventT], Decoded] | None = None
 
     def push_back(self, rest: list[EventT], decoded: Decoded) -> None:
-        """The records a unit did not take (its outputs filled up): they are the next unit."""
+        """The records a unit did not take (its outputs filled up), the first maybe from an item
+        on (:class:`Resumed`): they are the next unit."""
         self._rest = (rest, decoded)
 
     def release_pushed_back(self, drop: Callable[[list[EventT]], None]) -> None:
@@ -377,41 +417,51 @@ async def recover_for(rt: Runtime, events: Sequence[EventT]) -> None:
 
 
 class Taken:
-    """How many of a unit's records were handed out, and whether it may take another: a unit
-    whose outputs reached ``max_outputs`` takes no further record (a record is never split)."""
+    """How many items a unit was handed, and whether it may take another: a unit whose outputs
+    reached ``max_outputs`` takes no further item (its first is always taken), and ``cut`` says
+    where it stopped."""
 
-    __slots__ = ("records", "_unit", "_max_outputs")
+    __slots__ = ("items", "cut", "_unit", "_max_outputs")
 
     def __init__(self, unit: UnitOfWork, max_outputs: int | None) -> None:
-        self.records = 0
+        self.items = 0
+        self.cut: Cut | None = None
         self._unit, self._max_outputs = unit, max_outputs
 
-    def another(self) -> bool:
-        if self.records and self._max_outputs is not None and \
-                len(self._unit.outputs) >= self._max_outputs:
-            return False
-        self.records += 1
-        return True
+    def full(self) -> bool:
+        return bool(self.items) and self._max_outputs is not None and \
+            len(self._unit.outputs) >= self._max_outputs
 
 
 def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
              decoded: Decoded | None = None, taken: Taken | None = None) -> Iterator[Located]:
-    """Every item of every record in the batch (of the records ``taken`` lets it take);
-    undecodable records are dead-lettered whole."""
-    for event in events:
-        if taken is not None and not taken.another():
+    """Every item of every record in the batch (those ``taken`` lets it take, from where a
+    :class:`Resumed` record resumes); undecodable records are dead-lettered whole."""
+    for position, event in enumerate(events):
+        if taken is not None and taken.full():
+            taken.cut = Cut(position, 0)
             return
         message = event.message
         found = decoded.get(id(event)) if decoded is not None else None
+        start = 0
+        if isinstance(found, Resumed):
+            found, start = found.items, found.start
         items = found if found is not None else decode_one(event)
         if isinstance(items, DecodeError):
             rt.deadletter(unit, topic=message.topic, partition=message.partition,
                           offset=message.offset, key=message.key, value=message.value,
                           error=str(items))
             continue
-        rt.counters[f"records_in:{message.topic}"] += 1
-        for index, item in enumerate(items):
-            yield event, message.partition, message.offset, index, item
+        if not start:
+            rt.counters[f"records_in:{message.topic}"] += 1
+        partition, offset = message.partition, message.offset
+        for index in range(start, len(items)):
+            if taken is not None:
+                if index > start and taken.full():
+                    taken.cut = Cut(position, index)
+                    return
+                taken.items += 1
+            yield event, partition, offset, index, items[index]
 
 
 #: The longest a unit works between two turns it gives the event loop. A unit's work runs between
@@ -445,11 +495,11 @@ async def in_turns(located: Iterable[Located], turn_s: float = TURN_S,
 async def handle_items(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
                        decoded: Decoded | None,
                        handle: Callable[[Located], Awaitable[None]], *,
-                       max_outputs: int | None = None) -> int:
+                       max_outputs: int | None = None) -> Cut | None:
     """Every item of a unit's records to ``handle``, in turns (:func:`in_turns`); an item it
     fails on is dead-lettered with its provenance and the rest go on. With ``max_outputs``, no
-    record is begun once the unit holds that many outputs: returns how many records were
-    handled (the first always is), and the caller leaves the rest for the next unit."""
+    item is handled once the unit holds that many outputs (the first always is): returns where
+    it stopped (None: at the end), and the caller leaves the rest for the next unit."""
     taken = Taken(unit, max_outputs)
     async for located in in_turns(items_of(rt, unit, events, decoded, taken),
                                   hurry=rt.state.committing):
@@ -457,7 +507,7 @@ async def handle_items(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
             await handle(located)
         except Exception as exc:
             deadletter_item(rt, unit, located, exc)
-    return taken.records
+    return taken.cut
 
 
 def deadletter_item(rt: Runtime, unit: UnitOfWork, located: Located, error: Exception) -> None:

@@ -206,8 +206,8 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
         else:
             router.on_raw(event, partition, offset, index, item)
 
-    taken = await handle_items(rt, batch.unit, events, decoded, handle,
-                               max_outputs=rt.settings.unit_max_outputs)
+    cut = await handle_items(rt, batch.unit, events, decoded, handle,
+                             max_outputs=rt.settings.unit_max_outputs)
     router.flush()
     batch.flush()
     accepted_at_ms = batch.accepted_at_ms
@@ -221,7 +221,7 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
             (began_ms - at) / 1000 for at in accepted_at_ms)
         stages["unit_prepare_seconds"].observe(prepared_s - began_s)
         stages["unit_commit_seconds"].observe(time.perf_counter() - prepared_s)
-    return Prepared(rt, batch.unit, observe_latency, taken)
+    return Prepared(rt, batch.unit, observe_latency, cut)
 
 
 async def process_people_batch(rt: Runtime, events: Sequence[EventT],

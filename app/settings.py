@@ -104,8 +104,8 @@ class Settings:
     #: memory and how long it holds the event loop, whatever the backlog. (2,000 and 1,000 drain
     #: at the same rate; with 1,000 segments, 1,000 keeps a worker's peak RSS under 400 MB.)
     unit_max_items: int = 1_000
-    #: A unit takes no further record once it holds this many output records (a record is never
-    #: split; the rest of its records make the next unit): an identify can change hundreds of
+    #: A unit takes no further item once it holds this many output records (the rest of its
+    #: records, from that item on, make the next unit): an identify can change hundreds of
     #: segments, and 1,000 of them made units of ~93,000 records, all held until acknowledged.
     unit_max_outputs: int = 10_000
     #: Memory (approximate) for the values a unit reads per person (profile, membership, history

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import pytest
 
-from agents.batches import InboxTakes, TakeLimit, consume
+from agents.batches import Cut, InboxTakes, Resumed, TakeLimit, consume
 from app.bulk_fetch import Inbox
 from app.model import encode_envelope
 from tables.state import OwnershipChanged
@@ -72,10 +72,10 @@ class Applied:
 class Committed:
     """A prepared unit whose commit runs ``body`` (the stand-in for ``Runtime.commit``)."""
 
-    def __init__(self, body: Any, unit: Sequence[Any], taken: int | None = None) -> None:
+    def __init__(self, body: Any, unit: Sequence[Any], cut: Cut | None = None) -> None:
         self.body, self.events, self.unit = body, unit, object()
         self.dropped = False
-        self.taken = taken  # (records of ``unit`` it processed; None: all)
+        self.cut = cut  # (where it stopped short of its records; None: it took them all)
 
     def publish(self) -> None:
         pass  # these units have no outputs: what they commit is what the tests look at
@@ -87,14 +87,17 @@ class Committed:
         await self.body(None, self.events, None)
 
 
-def preparing(commit: Any, made: list[Committed] | None = None, taking: int | None = None
-              ) -> Any:
+def preparing(commit: Any, made: list[Committed] | None = None, taking: int | None = None,
+              cuts: list[Cut | None] | None = None) -> Any:
     """A prepare handler whose units commit with ``commit(rt, unit, decoded)`` (each kept in
     ``made``); with ``taking``, each processes that many of its records (its outputs filled up)
-    and leaves the rest for the next unit."""
+    and leaves the rest for the next unit; with ``cuts``, the units stop where these say."""
     async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Committed:
-        taken = None if taking is None else min(taking, len(unit))
-        prepared = Committed(commit, unit[:taken] if taken else unit, taken)
+        if cuts is not None:
+            cut = cuts.pop(0) if cuts else None
+        else:
+            cut = None if taking is None or taking >= len(unit) else Cut(taking, 0)
+        prepared = Committed(commit, unit if cut is None else unit[:cut.records], cut)
         if made is not None:
             made.append(prepared)
         return prepared
@@ -103,7 +106,8 @@ def preparing(commit: Any, made: list[Committed] | None = None, taking: int | No
 
 async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]],
                     units: int, made: list[Committed] | None = None, *, unit_items: int = 1,
-                    taking: int | None = None) -> Applied:
+                    taking: int | None = None, cuts: list[Cut | None] | None = None,
+                    prepare: Any = None) -> Applied:
     """Run the agent loop (units of ``unit_items`` records, each taking ``taking`` of them)
     until ``units`` units were handed over."""
     applied = Applied()
@@ -112,7 +116,8 @@ async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]
                          counters=Counter())
     limit = TakeLimit(100, floor=100, items=unit_items)
     task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
-                                         preparing(handle, made, taking), limit))
+                                         prepare or preparing(handle, made, taking, cuts),
+                                         limit))
     try:
         for _ in range(200):
             if len(handled) >= units:
@@ -205,7 +210,7 @@ async def test_the_next_unit_is_prepared_on_the_one_committing_and_acknowledged_
     release = asyncio.Event()
 
     class Slow:
-        taken = None
+        cut = None
 
         def __init__(self, unit: Sequence[Any]) -> None:
             self.offset, self.unit = unit[0].message.offset, object()
@@ -287,7 +292,7 @@ async def test_a_unit_that_fails_to_prepare_leaves_the_one_committing_to_finish(
     release = asyncio.Event()
 
     class Slow:
-        unit = taken = None
+        unit = cut = None
 
         async def commit(self) -> None:
             await release.wait()
@@ -346,3 +351,34 @@ async def test_the_rest_of_a_unit_is_untracked_when_a_rebalance_overtakes_it() -
     assert handled == [[0], [1], [2]]
     assert app.consumer.acked == [1, 2] and applied.offsets == [1, 2]
     assert not app.consumer._unacked_messages, "a later rebalance must not wait for them"
+
+
+async def test_a_record_a_unit_took_part_of_is_acknowledged_by_the_unit_that_takes_its_last_item(
+        ) -> None:
+    # One unit of two records, the first of three items. The unit's outputs fill up after its
+    # first item and the next unit's after the second: the third unit resumes the record at
+    # its third item, and it acknowledges both records; the first two acknowledge nothing.
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+    starts: list[int] = []
+    acked_before: list[list[int]] = []
+    cuts: list[Cut | None] = [Cut(0, 1), Cut(0, 2), None]
+
+    async def commit(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        acked_before.append(list(app.consumer.acked))
+        handled.append([e.message.offset for e in unit])
+
+    async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Committed:
+        found = decoded.get(id(unit[0]))
+        starts.append(found.start if isinstance(found, Resumed) else 0)
+        return Committed(commit, unit, cuts.pop(0))
+
+    three = encode_envelope([{"op": "event"}] * 3)
+    await inbox.put_many([Msg(0, 1, value=three), Msg(1, 1)], lambda: True)
+    applied = await run_until(app, inbox, commit, handled, 3, unit_items=10, prepare=prepare)
+    assert handled == [[0, 1], [0, 1], [0, 1]] and starts == [0, 1, 2]
+    assert acked_before == [[], [], []], "the units that took part of record 0 acknowledge nothing"
+    assert app.consumer.acked == [0, 1] and applied.offsets == [0, 1]
+    assert sorted(app.consumer.tracked) == [0, 1], "tracked once each"
+    assert applied.counters["units_cut_short"] == 2  # type: ignore[attr-defined]
+    assert not app.consumer._unacked_messages

@@ -133,13 +133,14 @@ async def test_turns_are_short_while_the_previous_unit_commits() -> None:
     assert len([t for t in taken if t <= 20]) >= 9 and all(t <= 23 for t in taken), taken
 
 
-async def test_a_unit_takes_no_further_record_once_its_outputs_reach_the_bound() -> None:
-    # Each item of these records sends 3 outputs: with a bound of 10, the unit takes records
-    # until it holds 10 or more (a record is never split), and says how many it took.
+async def test_a_unit_takes_no_further_item_once_its_outputs_reach_the_bound() -> None:
+    # Each item of these records sends 3 outputs: with a bound of 10, the unit takes items until
+    # it holds 10 or more, mid-record if need be, and says where it stopped; the next unit
+    # resumes that record at that item, and records are counted in once, when begun.
     from collections import Counter
     from types import SimpleNamespace
 
-    from agents.batches import handle_items
+    from agents.batches import Cut, Resumed, handle_items, resumed
 
     events = [record(o, n) for o, n in enumerate([2, 1, 2, 1, 1])]
     unit = SimpleNamespace(outputs=[])
@@ -147,23 +148,41 @@ async def test_a_unit_takes_no_further_record_once_its_outputs_reach_the_bound()
     seen: list[tuple[int, int]] = []
 
     async def handle(located: Any) -> None:
-        _, _, offset, index, _ = located
+        _, _, offset, index, item = located
+        assert item["n"] == index
         seen.append((offset, index))
         unit.outputs.extend([object()] * 3)
 
-    taken = await handle_items(rt, unit, events, None, handle,  # type: ignore[arg-type]
-                               max_outputs=10)
-    assert taken == 3 and len(unit.outputs) == 15
-    assert seen == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)], "whole records, in order"
-    # the first record is always taken, however many outputs it makes
+    cut = await handle_items(rt, unit, events, None, handle,  # type: ignore[arg-type]
+                             max_outputs=10)
+    assert cut == Cut(2, 1) and len(unit.outputs) == 12
+    assert seen == [(0, 0), (0, 1), (1, 0), (2, 0)], "items in order, record 2's first only"
+    assert rt.counters["records_in:t"] == 3
+    # the next unit: record 2 from its second item on, then the records after it
+    unit.outputs.clear()
+    seen.clear()
+    rest = events[cut.records:]
+    decoded = resumed({}, rest[0], cut.items)  # type: ignore[arg-type]
+    assert decoded[id(rest[0])] == Resumed([{"op": "event", "n": 0}, {"op": "event", "n": 1}], 1)
+    assert await handle_items(rt, unit, rest, decoded, handle,  # type: ignore[arg-type]
+                              max_outputs=10) is None
+    assert seen == [(2, 1), (3, 0), (4, 0)]
+    assert rt.counters["records_in:t"] == 5, "record 2 counted in once"
+    # the first item is always taken, however many outputs it makes; a unit can stop at a
+    # record boundary too
     unit.outputs.clear()
     seen.clear()
     assert await handle_items(rt, unit, events, None, handle,  # type: ignore[arg-type]
-                              max_outputs=1) == 1
-    assert seen == [(0, 0), (0, 1)]
-    # without a bound, every record
+                              max_outputs=1) == Cut(0, 1)
+    assert seen == [(0, 0)]
     unit.outputs.clear()
-    assert await handle_items(rt, unit, events, None, handle) == 5  # type: ignore[arg-type]
+    assert await handle_items(rt, unit, events, None, handle,  # type: ignore[arg-type]
+                              max_outputs=6) == Cut(1, 0)
+    # without a bound, every item
+    unit.outputs.clear()
+    seen.clear()
+    assert await handle_items(rt, unit, events, None, handle) is None  # type: ignore[arg-type]
+    assert len(seen) == 7
 
 
 def test_the_rest_a_unit_left_comes_next_before_the_records_after_it() -> None:
