@@ -20,7 +20,6 @@ from tables.state import OwnershipChanged, UnitOfWork
 Located = tuple[EventT, int, int, int, dict[str, Any]]
 
 
-
 class Resumed(NamedTuple):
     """A record a unit took part of: its items, and the index the next unit resumes at."""
 
