@@ -126,8 +126,9 @@ class TakeLimit:
 
 async def run(stream: StreamT, rt: Runtime, prepare: PrepareHandler) -> None:
     """The body of every agent: consume in batches, hand each to ``prepare`` in units of at most
-    ``unit_max_items`` items (a record is never split), so a unit's memory and the time it holds
-    the event loop are bounded by configuration, whatever the backlog.
+    ``unit_max_items`` items (this bound never splits a record; ``unit_max_outputs`` may), so a
+    unit's memory and the time it holds the event loop are bounded by configuration, whatever
+    the backlog.
 
     A worker's agents take their records from the inbox the fetch loop fills in bulk
     (:mod:`app.bulk_fetch`); an agent driven through faust's ``test_context`` reads its stream."""

@@ -100,9 +100,10 @@ class Settings:
     #: Records per processing batch (faust ``take``); records hold up to 500 items each.
     batch_max: int = 40
     batch_within_s: float = 0.01
-    #: At most this many items per unit of work (a record is never split): bounds a unit's
-    #: memory and how long it holds the event loop, whatever the backlog. (2,000 and 1,000 drain
-    #: at the same rate; with 1,000 segments, 1,000 keeps a worker's peak RSS under 400 MB.)
+    #: At most this many items per unit of work (this bound never splits a record): bounds a
+    #: unit's memory and how long it holds the event loop, whatever the backlog. (2,000 and
+    #: 1,000 drain at the same rate; with 1,000 segments, 1,000 keeps a worker's peak RSS under
+    #: 400 MB.)
     unit_max_items: int = 1_000
     #: A unit takes no further item once it holds this many output records (the rest of its
     #: records, from that item on, make the next unit): an identify can change hundreds of
