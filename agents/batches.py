@@ -41,15 +41,20 @@ class Cut(NamedTuple):
     items: int
 
 
-def resumed(decoded: Decoded, event: EventT, start: int) -> Decoded:
-    """``decoded`` with ``event``'s record to be handled from item ``start`` on."""
-    found = decoded.get(id(event))
+def rest_after(cut: Cut, events: Sequence[EventT], decoded: Decoded | None
+               ) -> tuple[list[EventT], Decoded]:
+    """What a unit that stopped at ``cut`` leaves for the next: its records from there on, and
+    their decoded items, the first record resumed at the item where the unit stopped."""
+    rest, decoded = list(events[cut.records:]), decoded or {}
+    if not cut.items:
+        return rest, decoded
+    first = rest[0]
+    found = decoded.get(id(first))
     items = found.items if isinstance(found, Resumed) else found
     if items is None:
-        items = decode_one(event)
+        items = decode_one(first)
     assert isinstance(items, list), "only a decoded record's items can be cut"
-    decoded[id(event)] = Resumed(items, start)
-    return decoded
+    return rest, {**decoded, id(first): Resumed(items, cut.items)}
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +97,9 @@ async def process(prepare: PrepareHandler, rt: Runtime, events: Sequence[EventT]
     while True:
         prepared = await prepare(rt, events, decoded, None)
         await prepared.commit()
-        cut = prepared.cut
-        if cut is None:
+        if prepared.cut is None:
             return
-        events = events[cut.records:]
-        if cut.items:
-            decoded = resumed(dict(decoded or {}), events[0], cut.items)
+        events, decoded = rest_after(prepared.cut, events, decoded)
 
 
 class TakeLimit:
@@ -184,9 +186,7 @@ async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: Prepa
                         # (after a crash between the two, its first items come again and are
                         # judged redeliveries).
                         rt.counters["units_cut_short"] += 1
-                        rest = unit[cut.records:]
-                        units.push_back(rest, resumed(decoded, rest[0], cut.items)
-                                        if cut.items else decoded)
+                        units.push_back(*rest_after(cut, unit, decoded))
                         unit = unit[:cut.records]
                     if committing is not None:
                         prepared.publish()  # its outputs need not wait for the commit under it

@@ -35,7 +35,6 @@ from typing import Any, Iterable, Sequence
 from ulid import ULID
 
 from agents import people, routing
-
 from app.clock import ManualClock
 from app.model import encode_envelope
 from app.producer import OutRecord, partition_for

@@ -87,16 +87,13 @@ class Committed:
         await self.body(None, self.events, None)
 
 
-def preparing(commit: Any, made: list[Committed] | None = None, taking: int | None = None,
-              cuts: list[Cut | None] | None = None) -> Any:
+def preparing(commit: Any, made: list[Committed] | None = None, taking: int | None = None
+              ) -> Any:
     """A prepare handler whose units commit with ``commit(rt, unit, decoded)`` (each kept in
     ``made``); with ``taking``, each processes that many of its records (its outputs filled up)
-    and leaves the rest for the next unit; with ``cuts``, the units stop where these say."""
+    and leaves the rest for the next unit."""
     async def prepare(rt: Any, unit: Sequence[Any], decoded: Any, base: Any) -> Committed:
-        if cuts is not None:
-            cut = cuts.pop(0) if cuts else None
-        else:
-            cut = None if taking is None or taking >= len(unit) else Cut(taking, 0)
+        cut = None if taking is None or taking >= len(unit) else Cut(taking, 0)
         prepared = Committed(commit, unit if cut is None else unit[:cut.records], cut)
         if made is not None:
             made.append(prepared)
@@ -106,18 +103,16 @@ def preparing(commit: Any, made: list[Committed] | None = None, taking: int | No
 
 async def run_until(app: App, inbox: Inbox, handle: Any, handled: list[list[int]],
                     units: int, made: list[Committed] | None = None, *, unit_items: int = 1,
-                    taking: int | None = None, cuts: list[Cut | None] | None = None,
-                    prepare: Any = None) -> Applied:
-    """Run the agent loop (units of ``unit_items`` records, each taking ``taking`` of them)
-    until ``units`` units were handed over."""
+                    taking: int | None = None, prepare: Any = None) -> Applied:
+    """Run the agent loop (units of ``unit_items`` records, each taking ``taking`` of them, or
+    prepared by ``prepare``) until ``units`` units were handed over."""
     applied = Applied()
     rt = SimpleNamespace(settings=SimpleNamespace(unit_max_items=unit_items), applied=applied,
                          discarded=[], discard_prepared=lambda: rt.discarded.append(1),
                          counters=Counter())
     limit = TakeLimit(100, floor=100, items=unit_items)
     task = asyncio.ensure_future(consume(InboxTakes(inbox, app, limit), rt,  # type: ignore[arg-type]
-                                         prepare or preparing(handle, made, taking, cuts),
-                                         limit))
+                                         prepare or preparing(handle, made, taking), limit))
     try:
         for _ in range(200):
             if len(handled) >= units:

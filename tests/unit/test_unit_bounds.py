@@ -140,7 +140,7 @@ async def test_a_unit_takes_no_further_item_once_its_outputs_reach_the_bound() -
     from collections import Counter
     from types import SimpleNamespace
 
-    from agents.batches import Cut, Resumed, handle_items, resumed
+    from agents.batches import Cut, Resumed, handle_items, rest_after
 
     events = [record(o, n) for o, n in enumerate([2, 1, 2, 1, 1])]
     unit = SimpleNamespace(outputs=[])
@@ -161,9 +161,9 @@ async def test_a_unit_takes_no_further_item_once_its_outputs_reach_the_bound() -
     # the next unit: record 2 from its second item on, then the records after it
     unit.outputs.clear()
     seen.clear()
-    rest = events[cut.records:]
-    decoded = resumed({}, rest[0], cut.items)  # type: ignore[arg-type]
-    assert decoded[id(rest[0])] == Resumed([{"op": "event", "n": 0}, {"op": "event", "n": 1}], 1)
+    rest, decoded = rest_after(cut, events, None)  # type: ignore[arg-type]
+    assert rest == events[2:]
+    assert decoded == {id(rest[0]): Resumed([{"op": "event", "n": 0}, {"op": "event", "n": 1}], 1)}
     assert await handle_items(rt, unit, rest, decoded, handle,  # type: ignore[arg-type]
                               max_outputs=10) is None
     assert seen == [(2, 1), (3, 0), (4, 0)]
