@@ -25,6 +25,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -82,10 +83,11 @@ async def _drain(sim: Any, per_partition: int) -> None:
 class CollectorTime:
     """Time in the cyclic garbage collector (a ``gc.callbacks`` entry).
 
-    The simulator collects far more often than a worker does: on the 1,000-segment job a worker
-    spent ~2% of its CPU in the collector (``bench/results/gc-worker-20261203.json``), this bench
-    15–20%, with several times more young collections per item. Why is not established (both
-    tune the collector the same way), so ``cpu_net_of_gc_us_per_item`` is the figure to compare.
+    On the 1,000-segment job this bench collects as often per item as a worker does (~0.9
+    young collections per 1,000 items), but each collection takes about four times as long
+    (~30 ms against ~7 ms): 11-12% of its CPU against 1.8% of a worker's
+    (``bench/results/gc-worker-20261203.json``; on the peers' job both spend ~2%). Why is not
+    established, so ``cpu_net_of_gc_us_per_item`` is the figure to compare.
     """
 
     def __init__(self) -> None:
@@ -102,15 +104,20 @@ class CollectorTime:
 
 
 async def one_round(args: argparse.Namespace) -> dict[str, Any]:
+    """One round on a fresh RocksDB, removed afterwards."""
+    from tests.agents.pipeline_sim import Sim
+
+    with tempfile.TemporaryDirectory(prefix="bench-stage-") as root:
+        return await _measure(args, Sim(Path(root), partitions=PARTITIONS))
+
+
+async def _measure(args: argparse.Namespace, sim: Any) -> dict[str, Any]:
     import orjson
 
     from app.producer import partition_for
     from app.wiring import tune_garbage_collector
     from bench.workload import generate
-    from tests.agents.pipeline_sim import Sim
 
-    root = Path(tempfile.mkdtemp(prefix="bench-stage-"))
-    sim = Sim(root, partitions=PARTITIONS)
     sim.clock.set(time.time())
     if args.job == "segments":
         await _define(sim, args.segments, int(time.time()))
@@ -170,12 +177,19 @@ async def one_round(args: argparse.Namespace) -> dict[str, Any]:
                                  for kind, count in sent.most_common()}}
 
 
+def _commit_of(tree: Path) -> str | None:
+    found = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, check=False)
+    return found.stdout.strip() or None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
     if args.tree:
         sys.path.insert(0, str(Path(args.tree).resolve()))
     import app
 
+    tree = Path(app.__file__).resolve().parent.parent
     rounds = []
     for number in range(1, args.rounds + 1):
         found = asyncio.run(one_round(args))
@@ -187,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     cpu = [r["cpu_net_of_gc_us_per_item"] for r in rounds]
     result = {
         "bench": "stage", "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "code": str(Path(app.__file__).resolve().parent.parent),
+        "code": str(tree), "commit": _commit_of(tree),
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "load_1min": os.getloadavg()[0],
         "cpu_net_of_gc_us_per_item_min": min(cpu),
