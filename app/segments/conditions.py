@@ -8,7 +8,6 @@ may be lists/dicts, so they are excluded from hashing; equality still compares t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Iterator, Union
 
 from . import operators
@@ -19,16 +18,27 @@ COUNT_KEYS: tuple[str, ...] = ("eq", "gte", "lte", "gt", "lt")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
+#: What the evaluator reads of a condition at every evaluation (a window's length, a count's
+#: saturation, an all/any's children in evaluation order) is worked out once, when the
+#: condition is made, into a field of its own (:func:`_derived`). Not
+#: ``functools.cached_property``: compiled with mypyc (``tables/native.py``) it computes again
+#: at every read, and those reads were an eighth of an identify's cost (docs/performance.md,
+#: 2026-12-03).
+
+
+def _derived() -> Any:
+    """A field set by ``__post_init__`` alone: not an argument, and not part of the value."""
+    return field(init=False, repr=False, compare=False, hash=False)
 @dataclass(frozen=True)
 class Window:
     """A rolling window ``<amount><unit>`` ending now."""
 
     amount: int
     unit: str  # "m" | "h" | "d"
+    seconds: int = _derived()
 
-    @cached_property  # (read at every evaluation: kept once computed, as for the others below)
-    def seconds(self) -> int:
-        return self.amount * _UNIT_SECONDS[self.unit]
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seconds", self.amount * _UNIT_SECONDS[self.unit])
 
     def __str__(self) -> str:
         return f"{self.amount}{self.unit}"
@@ -43,6 +53,15 @@ class Count:
     lte: int | None = None
     gt: int | None = None
     lt: int | None = None
+    #: A count from which ``holds`` no longer changes: counting can stop there.
+    saturation: int = _derived()
+
+    def __post_init__(self) -> None:
+        limits = [0]
+        for bound, past in ((self.eq, 1), (self.gte, 0), (self.lte, 1), (self.gt, 1), (self.lt, 0)):
+            if bound is not None:
+                limits.append(bound + past)
+        object.__setattr__(self, "saturation", max(limits))
 
     def holds(self, n: int) -> bool:
         return (
@@ -52,15 +71,6 @@ class Count:
             and (self.gt is None or n > self.gt)
             and (self.lt is None or n < self.lt)
         )
-
-    @cached_property
-    def saturation(self) -> int:
-        """A count from which ``holds`` no longer changes: counting can stop there."""
-        limits = [0]
-        for bound, past in ((self.eq, 1), (self.gte, 0), (self.lte, 1), (self.gt, 1), (self.lt, 0)):
-            if bound is not None:
-                limits.append(bound + past)
-        return max(limits)
 
     def to_json(self) -> dict[str, int]:
         return {k: v for k in COUNT_KEYS if (v := getattr(self, k)) is not None}
@@ -121,31 +131,33 @@ class EventCondition:
         return doc
 
 
-class _Composite:
-    """What the evaluator asks of an ``all``/``any`` at every evaluation, worked out once."""
-
-    conditions: tuple[Condition, ...]
-
-    @cached_property
-    def static_first(self) -> tuple[tuple[Condition, bool], ...]:
-        """The children, each with whether it reads attributes only (so cannot change with
-        time), those first: cheap and time-invariant, they let all/any short-circuit before
-        any event is read."""
-        flagged = [(child, is_static(child)) for child in self.conditions]
-        return tuple(sorted(flagged, key=lambda pair: not pair[1]))
+def _static_first(conditions: tuple[Condition, ...]) -> tuple[tuple[Condition, bool], ...]:
+    """The children, each with whether it reads attributes only (so cannot change with time),
+    those first: cheap and time-invariant, they let all/any short-circuit before any event is
+    read."""
+    flagged = [(child, is_static(child)) for child in conditions]
+    return tuple(sorted(flagged, key=lambda pair: not pair[1]))
 
 
 @dataclass(frozen=True)
-class AllOf(_Composite):
+class AllOf:
     conditions: tuple[Condition, ...]
+    static_first: tuple[tuple[Condition, bool], ...] = _derived()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "static_first", _static_first(self.conditions))
 
     def to_json(self) -> dict[str, Any]:
         return {"all": [c.to_json() for c in self.conditions]}
 
 
 @dataclass(frozen=True)
-class AnyOf(_Composite):
+class AnyOf:
     conditions: tuple[Condition, ...]
+    static_first: tuple[tuple[Condition, bool], ...] = _derived()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "static_first", _static_first(self.conditions))
 
     def to_json(self) -> dict[str, Any]:
         return {"any": [c.to_json() for c in self.conditions]}

@@ -451,3 +451,27 @@ def test_a_flood_of_mistakes_is_listed_up_to_a_cap() -> None:
     errors = info.value.errors
     assert len(errors) == MAX_REPORTED_ERRORS + 1
     assert str(errors[-1]) == "definition: 30 more not listed"
+
+
+def test_what_evaluation_reads_of_a_condition_is_worked_out_once_and_is_not_its_value() -> None:
+    # A window's length, a count's saturation and an all/any's children in evaluation order are
+    # read at every evaluation: computed when the condition is made, not at each read (the
+    # hot path is compiled with mypyc, where functools.cached_property computes every time).
+    match = parse_segment("s", {"name": "n", "match": {"any": [
+        {"event": "viewed", "count": {"gt": 2, "lte": 9}, "within": "2h"},
+        {"attribute": "plan", "op": "eq", "value": "pro"}]}}).match
+    assert match.static_first is match.static_first
+    static, timed = match.static_first
+    assert static == (match.conditions[1], True) and timed == (match.conditions[0], False)
+    event = match.conditions[0]
+    assert event.within.seconds == 7_200 and event.count.saturation == 10
+    # They follow from the fields, so they are not arguments, nor in equality, hashes or repr.
+    from app.segments.conditions import Count, Window
+
+    assert Count(gt=2, lte=9) == event.count and hash(Count(gt=2, lte=9)) == hash(event.count)
+    assert repr(Window(2, "h")) == "Window(amount=2, unit='h')"
+    with pytest.raises(TypeError):
+        Window(2, "h", 7_200)
+    assert json.loads(json.dumps(match.to_json())) == {"any": [
+        {"event": "viewed", "count": {"lte": 9, "gt": 2}, "within": "2h"},
+        {"attribute": "plan", "op": "eq", "value": "pro"}]}
