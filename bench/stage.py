@@ -1,6 +1,6 @@
 """The person stage in process: what eventide's own code costs per item, without Kafka.
 
-    python -m bench.stage --job peers                 # the peers' job's shape (bench.run --mode raw)
+    python -m bench.stage --job peers                 # the peers' job (bench.run --mode raw)
     python -m bench.stage --job segments              # 1,000 segments, 100k people, 5% identifies
     python -m bench.stage --job segments --identify-ratio 0
 

@@ -18,17 +18,18 @@ COUNT_KEYS: tuple[str, ...] = ("eq", "gte", "lte", "gt", "lt")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
-#: What the evaluator reads of a condition at every evaluation (a window's length, a count's
-#: saturation, an all/any's children in evaluation order) is worked out once, when the
-#: condition is made, into a field of its own (:func:`_derived`). Not
-#: ``functools.cached_property``: compiled with mypyc (``tables/native.py``) it computes again
-#: at every read, and those reads were an eighth of an identify's cost (docs/performance.md,
-#: 2026-12-03).
-
-
 def _derived() -> Any:
-    """A field set by ``__post_init__`` alone: not an argument, and not part of the value."""
+    """A field that ``__post_init__`` sets from the others: not an argument, and not part of
+    the value (equality, hash, repr).
+
+    What the evaluator reads of a condition at every evaluation (a window's length, a count's
+    saturation, an all/any's children in evaluation order) is such a field, worked out once
+    when the condition is made. Not ``functools.cached_property``: compiled with mypyc
+    (``tables/native.py``), that computes again at every read, and those reads were an eighth
+    of an identify's cost (docs/performance.md, 2026-12-03)."""
     return field(init=False, repr=False, compare=False, hash=False)
+
+
 @dataclass(frozen=True)
 class Window:
     """A rolling window ``<amount><unit>`` ending now."""
