@@ -81,14 +81,10 @@ async def _drain(sim: Any, per_partition: int) -> None:
 
 
 class CollectorTime:
-    """Time in the cyclic garbage collector (a ``gc.callbacks`` entry).
-
-    On the 1,000-segment job this bench collects as often per item as a worker does (~0.9
-    young collections per 1,000 items), but each collection takes about four times as long
-    (~30 ms against ~7 ms): 11-12% of its CPU against 1.8% of a worker's
-    (``bench/results/gc-worker-20261203.json``; on the peers' job both spend ~2%). Why is not
-    established, so ``cpu_net_of_gc_us_per_item`` is the figure to compare.
-    """
+    """Time in the cyclic garbage collector (a ``gc.callbacks`` entry). With segments it costs
+    several times more here than in a worker (docs/performance.md, 2026-12-03, "The person stage
+    in process"), for reasons not established: ``cpu_net_of_gc_us_per_item`` is the figure to
+    compare."""
 
     def __init__(self) -> None:
         self.seconds = 0.0

@@ -132,34 +132,29 @@ class EventCondition:
         return doc
 
 
-def _static_first(conditions: tuple[Condition, ...]) -> tuple[tuple[Condition, bool], ...]:
-    """The children, each with whether it reads attributes only (so cannot change with time),
-    those first: cheap and time-invariant, they let all/any short-circuit before any event is
-    read."""
-    flagged = [(child, is_static(child)) for child in conditions]
-    return tuple(sorted(flagged, key=lambda pair: not pair[1]))
-
-
 @dataclass(frozen=True)
-class AllOf:
+class _Composite:
+    """An ``all``/``any``: its children, and (:attr:`static_first`) the same children each with
+    whether it reads attributes only (so cannot change with time), those first: cheap and
+    time-invariant, they let all/any short-circuit before any event is read."""
+
     conditions: tuple[Condition, ...]
     static_first: tuple[tuple[Condition, bool], ...] = _derived()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "static_first", _static_first(self.conditions))
+        flagged = [(child, is_static(child)) for child in self.conditions]
+        object.__setattr__(self, "static_first",
+                           tuple(sorted(flagged, key=lambda pair: not pair[1])))
 
+
+@dataclass(frozen=True)
+class AllOf(_Composite):
     def to_json(self) -> dict[str, Any]:
         return {"all": [c.to_json() for c in self.conditions]}
 
 
 @dataclass(frozen=True)
-class AnyOf:
-    conditions: tuple[Condition, ...]
-    static_first: tuple[tuple[Condition, bool], ...] = _derived()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "static_first", _static_first(self.conditions))
-
+class AnyOf(_Composite):
     def to_json(self) -> dict[str, Any]:
         return {"any": [c.to_json() for c in self.conditions]}
 

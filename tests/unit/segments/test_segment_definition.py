@@ -469,9 +469,12 @@ def test_what_evaluation_reads_of_a_condition_is_worked_out_once_and_is_not_its_
     from app.segments.conditions import Count, Window
 
     assert Count(gt=2, lte=9) == event.count and hash(Count(gt=2, lte=9)) == hash(event.count)
+    all_of = parse_segment("s", {"name": "n", "match": {"all": list(
+        match.to_json()["any"])}}).match
+    assert all_of.conditions == match.conditions and all_of != match, "all is not any"
     assert repr(Window(2, "h")) == "Window(amount=2, unit='h')"
     with pytest.raises(TypeError):
         Window(2, "h", 7_200)
-    assert json.loads(json.dumps(match.to_json())) == {"any": [
+    assert match.to_json() == {"any": [
         {"event": "viewed", "count": {"lte": 9, "gt": 2}, "within": "2h"},
         {"attribute": "plan", "op": "eq", "value": "pro"}]}
