@@ -8,15 +8,30 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 
-@dataclass(slots=True)  # (tens of thousands per unit of work: no __dict__ each)
+@dataclass(init=False, slots=True)
 class OutRecord:
+    """Made per output and per changelog write (tens of thousands per unit of work), so its
+    ``__init__`` is written out: compiled (``tables.native``, "Made per item"), a dataclass's
+    generated one is not."""
+
     topic: str
     partition: int
     key: bytes | None
     value: bytes | None
+    #: A list: aiokafka's record builder takes no other sequence.
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     #: The record's timestamp (ms); None: the producer's clock when it is appended.
     timestamp_ms: int | None = None
+
+    def __init__(self, topic: str, partition: int, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]] | None = None,
+                 timestamp_ms: int | None = None) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.key = key
+        self.value = value
+        self.headers = [] if headers is None else headers
+        self.timestamp_ms = timestamp_ms
 
 
 class Sender(Protocol):

@@ -26,13 +26,24 @@ def empty() -> Membership:
     return {"in": {}, "due": {}}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Change:
+    """One transition (made per change, hundreds for some identifies: ``__init__`` written out,
+    as :class:`app.core.person.PersonState`'s)."""
+
     segment_id: str
     person_id: str
     change: str  # "entered" | "exited"
     at: int
     cause: str
+
+    def __init__(self, segment_id: str, person_id: str, change: str, at: int,
+                 cause: str) -> None:
+        object.__setattr__(self, "segment_id", segment_id)
+        object.__setattr__(self, "person_id", person_id)
+        object.__setattr__(self, "change", change)
+        object.__setattr__(self, "at", at)
+        object.__setattr__(self, "cause", cause)
 
     @property
     def change_id(self) -> str:

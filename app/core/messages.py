@@ -1,27 +1,39 @@
 """Items on ``person.events`` as types: decoded once from their JSON dict, encoded to the same shape.
 
 The wire is unchanged (``{"op": "event", ...}``, keys in the order earlier versions wrote them);
-what changes is that the person stage dispatches on a type, not on a string. The types are
-``NamedTuple``s: immutable and typed like a frozen dataclass, at less than half its construction
-cost (one is made per item on the hot path). Every item addressed
+what changes is that the person stage dispatches on a type, not on a string. The types are frozen
+dataclasses; the two made per item (:class:`Event`, :class:`Identify`) write out their
+``__init__``: compiled (``tables.native``, "Made per item"), a dataclass's generated one is not,
+and a ``NamedTuple``'s costs six times a written-out one's. Every item addressed
 to a person keeps its wire dict (``item``): history and profiles fold it as they always did, and
 an item forwarded to a merge survivor travels with every field it arrived with.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass
+from typing import Any, Callable
 
 Item = dict[str, Any]
 
 
-class Event(NamedTuple):
+@dataclass(frozen=True, init=False)
+class Event:
     person: str
     id: str
     name: str
     timestamp: int
     received_at: int
     item: Item
+
+    def __init__(self, person: str, id: str, name: str, timestamp: int, received_at: int,
+                 item: Item) -> None:
+        object.__setattr__(self, "person", person)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "timestamp", timestamp)
+        object.__setattr__(self, "received_at", received_at)
+        object.__setattr__(self, "item", item)
 
     @property
     def at_s(self) -> int:
@@ -41,11 +53,18 @@ class Event(NamedTuple):
         return cls(person, id, name, timestamp, received_at, item)
 
 
-class Identify(NamedTuple):
+@dataclass(frozen=True, init=False)
+class Identify:
     person: str
     id: str
     received_at: int
     item: Item
+
+    def __init__(self, person: str, id: str, received_at: int, item: Item) -> None:
+        object.__setattr__(self, "person", person)
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "received_at", received_at)
+        object.__setattr__(self, "item", item)
 
     @property
     def at_s(self) -> int:
@@ -57,7 +76,8 @@ class Identify(NamedTuple):
         return bool(self.item.get("update"))
 
 
-class MergeFrom(NamedTuple):
+@dataclass(frozen=True)
+class MergeFrom:
     """The secondary's side of a merge: ``person`` merges into ``into``."""
 
     person: str
@@ -72,7 +92,8 @@ class MergeFrom(NamedTuple):
                                                    "into": into, "received_at": received_at})
 
 
-class Absorb(NamedTuple):
+@dataclass(frozen=True)
+class Absorb:
     """The primary's side of a merge: the secondary's events and profile."""
 
     person: str
@@ -91,18 +112,21 @@ class Absorb(NamedTuple):
                     "profile": profile, "received_at": received_at, "person": person})
 
 
-class Delete(NamedTuple):
+@dataclass(frozen=True)
+class Delete:
     person: str
     id: str
     received_at: int
     item: Item
 
 
-class Tick(NamedTuple):
+@dataclass(frozen=True)
+class Tick:
     at: int
 
 
-class Definition(NamedTuple):
+@dataclass(frozen=True)
+class Definition:
     """A segment definition reached this partition (``version`` None: deleted)."""
 
     segment: str

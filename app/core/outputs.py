@@ -5,14 +5,15 @@ Decisions (:mod:`app.core.inputs`, :mod:`app.core.lifecycle`, :mod:`app.core.eva
 the order the effects must happen. The agent sends, writes and counts; metric names are the ones
 :class:`Count` carries, so a decision says what happened and the agent only tallies it.
 
-Outputs made per item are ``NamedTuple``s (immutable, and cheaper to make than a frozen
-dataclass); a :class:`Count` is shared (:func:`counted`), so it costs nothing per item.
+Outputs are frozen dataclasses. Those made per item or per change write out their ``__init__``
+(compiled, a dataclass's generated one is not: ``tables.native``, "Made per item"); a
+:class:`Count` is shared (:func:`counted`), so it costs nothing per item.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from app.core.identity import Announcement
 from app.core.membership import Change
@@ -41,37 +42,53 @@ def counted(name: str, n: int = 1) -> Count:
 _COUNTS: dict[tuple[str, int], Count] = {}
 
 
-class Changed(NamedTuple):
+@dataclass(frozen=True, init=False)
+class Changed:
     """A segment membership change to publish (with the segment, for its action)."""
 
     change: Change
     segment: Segment | None
 
+    def __init__(self, change: Change, segment: Segment | None) -> None:
+        object.__setattr__(self, "change", change)
+        object.__setattr__(self, "segment", segment)
 
-class Announce(NamedTuple):
+
+@dataclass(frozen=True)
+class Announce:
     """An identity announcement for the identifier or anonymous partitions."""
 
     announcement: Announcement
 
 
-class Forward(NamedTuple):
+@dataclass(frozen=True)
+class Forward:
     """An item for ``person``'s partition of ``person.events`` (a merge survivor, an absorb)."""
 
     person: str
     item: dict[str, Any]
 
 
-class Trigger(NamedTuple):
+@dataclass(frozen=True, init=False)
+class Trigger:
     """A campaign trigger record."""
 
     record: dict[str, Any]
 
+    def __init__(self, record: dict[str, Any]) -> None:
+        object.__setattr__(self, "record", record)
 
-class NameSeen(NamedTuple):
+
+@dataclass(frozen=True, init=False)
+class NameSeen:
     """An event name was used (the event-names index)."""
 
     name: str
     timestamp: int
+
+    def __init__(self, name: str, timestamp: int) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "timestamp", timestamp)
 
 
 @dataclass(frozen=True, slots=True)

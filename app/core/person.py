@@ -22,12 +22,20 @@ class Policy:
     retention: history.Retention
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class PersonState:
-    """A person's small values, read and written whole: profile and segment membership."""
+    """A person's small values, read and written whole: profile and segment membership.
+
+    Made per item, so its ``__init__`` is written out: compiled (``tables.native``, "Made per
+    item"), a dataclass's generated one is not."""
 
     profile: profiles.Profile | None
     membership: Membership | None = None
+
+    def __init__(self, profile: profiles.Profile | None,
+                 membership: Membership | None = None) -> None:
+        object.__setattr__(self, "profile", profile)
+        object.__setattr__(self, "membership", membership)
 
     @classmethod
     def empty(cls) -> "PersonState":
@@ -38,14 +46,24 @@ class PersonState:
         return self.profile["attributes"] if self.profile else {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Step:
+    """What :func:`step` decided (made per item: ``__init__`` written out, as
+    :class:`PersonState`'s)."""
+
     state: PersonState
     verdict: Verdict
     #: The dedup entry to store under the item's id (a new id), else None.
     remember: Entry | None = None
     #: The activity to store (an event; storing it again is a no-op), else None.
     activity: history.Activity | None = None
+
+    def __init__(self, state: PersonState, verdict: Verdict, remember: Entry | None = None,
+                 activity: history.Activity | None = None) -> None:
+        object.__setattr__(self, "state", state)
+        object.__setattr__(self, "verdict", verdict)
+        object.__setattr__(self, "remember", remember)
+        object.__setattr__(self, "activity", activity)
 
 
 def activity_of(item: dict[str, Any], processed_at: int | None) -> history.Activity:
