@@ -10,9 +10,8 @@ from typing import Protocol, Sequence
 
 @dataclass(init=False, slots=True)
 class OutRecord:
-    """Made per output and per changelog write (tens of thousands per unit of work), so its
-    ``__init__`` is written out: compiled (``tables.native``, "Made per item"), a dataclass's
-    generated one is not."""
+    """Made per output and per changelog write (tens of thousands per unit of work): ``__init__``
+    written out, ``tables.native`` "Made per item"."""
 
     topic: str
     partition: int

@@ -28,8 +28,8 @@ def empty() -> Membership:
 
 @dataclass(frozen=True, init=False)
 class Change:
-    """One transition (made per change, hundreds for some identifies: ``__init__`` written out,
-    as :class:`app.core.person.PersonState`'s)."""
+    """One transition (made per change, dozens per identify: ``__init__`` written out,
+    ``tables.native`` "Made per item")."""
 
     segment_id: str
     person_id: str

@@ -3,8 +3,7 @@
 The wire is unchanged (``{"op": "event", ...}``, keys in the order earlier versions wrote them);
 what changes is that the person stage dispatches on a type, not on a string. The types are frozen
 dataclasses; the two made per item (:class:`Event`, :class:`Identify`) write out their
-``__init__``: compiled (``tables.native``, "Made per item"), a dataclass's generated one is not,
-and a ``NamedTuple``'s costs six times a written-out one's. Every item addressed
+``__init__`` (``tables.native``, "Made per item"). Every item addressed
 to a person keeps its wire dict (``item``): history and profiles fold it as they always did, and
 an item forwarded to a merge survivor travels with every field it arrived with.
 """

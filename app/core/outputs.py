@@ -6,8 +6,8 @@ the order the effects must happen. The agent sends, writes and counts; metric na
 :class:`Count` carries, so a decision says what happened and the agent only tallies it.
 
 Outputs are frozen dataclasses. Those made per item or per change write out their ``__init__``
-(compiled, a dataclass's generated one is not: ``tables.native``, "Made per item"); a
-:class:`Count` is shared (:func:`counted`), so it costs nothing per item.
+(``tables.native``, "Made per item"); a :class:`Count` is shared (:func:`counted`), so it costs
+nothing per item.
 """
 
 from __future__ import annotations

@@ -24,10 +24,8 @@ class Policy:
 
 @dataclass(frozen=True, init=False)
 class PersonState:
-    """A person's small values, read and written whole: profile and segment membership.
-
-    Made per item, so its ``__init__`` is written out: compiled (``tables.native``, "Made per
-    item"), a dataclass's generated one is not."""
+    """A person's small values, read and written whole: profile and segment membership (made per
+    item: ``__init__`` written out, ``tables.native`` "Made per item")."""
 
     profile: profiles.Profile | None
     membership: Membership | None = None
@@ -48,8 +46,8 @@ class PersonState:
 
 @dataclass(frozen=True, init=False)
 class Step:
-    """What :func:`step` decided (made per item: ``__init__`` written out, as
-    :class:`PersonState`'s)."""
+    """What :func:`step` decided (made per item: ``__init__`` written out, ``tables.native``
+    "Made per item")."""
 
     state: PersonState
     verdict: Verdict
