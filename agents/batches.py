@@ -4,57 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Sequence
 
 from faust.types import EventT, Message, StreamT
 
+from agents.unit_items import Cut, Decoded, decode_one, rest_after
 from app.bulk_fetch import Inbox, bulk_inbox
-
-from app.model import DecodeError, decode_envelope
 from app.runtime import Runtime
 from tables.state import OwnershipChanged, UnitOfWork
-
-#: (record, partition, offset, index within the record, item)
-Located = tuple[EventT, int, int, int, dict[str, Any]]
-
-
-class Resumed(NamedTuple):
-    """A record a unit took part of: its items, and the index the next unit resumes at."""
-
-    items: list[dict[str, Any]]
-    start: int
-
-
-#: id(event) → the record's items (or the part of them still to handle: :class:`Resumed`), or
-#: why it cannot be decoded: each record is decoded once.
-Decoded = dict[int, "list[dict[str, Any]] | DecodeError | Resumed"]
-
-
-class Cut(NamedTuple):
-    """Where a unit stopped short of the records it was given (its outputs filled up): it took
-    ``records`` of them whole and the first ``items`` items of the next (0: it stopped at a
-    record boundary). The next unit begins there."""
-
-    records: int
-    items: int
-
-
-def rest_after(cut: Cut, events: Sequence[EventT], decoded: Decoded | None
-               ) -> tuple[list[EventT], Decoded]:
-    """What a unit that stopped at ``cut`` leaves for the next: its records from there on, and
-    their decoded items, the first record resumed at the item where the unit stopped."""
-    rest, decoded = list(events[cut.records:]), decoded or {}
-    if not cut.items:
-        return rest, decoded
-    first = rest[0]
-    found = decoded.get(id(first))
-    items = found.items if isinstance(found, Resumed) else found
-    if items is None:
-        items = decode_one(first)
-    assert isinstance(items, list), "only a decoded record's items can be cut"
-    return rest, {**decoded, id(first): Resumed(items, cut.items)}
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +20,7 @@ log = logging.getLogger(__name__)
 class Prepared:
     """A unit of work processed and ready to commit; ``after`` runs once it is committed.
     ``cut``: where it stopped short of the records it was given (None: it took them all); the
-    rest is left for the next unit (:func:`handle_items`)."""
+    rest is left for the next unit (:func:`agents.unit_items.handle_items`)."""
 
     __slots__ = ("rt", "unit", "after", "cut")
 
@@ -346,13 +304,6 @@ class InboxTakes:
         return True
 
 
-def decode_one(event: EventT) -> "list[dict[str, Any]] | DecodeError":
-    try:
-        return decode_envelope(event.message.value)
-    except DecodeError as exc:
-        return exc
-
-
 class DecodedUnits:
     """A take's records as consecutive units of at most ``max_items`` items (at least one
     record), each with its records decoded (:data:`Decoded`), and whether its records are
@@ -414,106 +365,3 @@ async def recover_for(rt: Runtime, events: Sequence[EventT]) -> None:
         by_topic.setdefault(event.message.topic, set()).add(event.message.partition)
     for topic, partitions in by_topic.items():
         await rt.state.ensure_recovered(topic, partitions)
-
-
-class Taken:
-    """How many items a unit was handed, and whether it may take another: a unit whose outputs
-    reached ``max_outputs`` takes no further item (its first is always taken), and ``cut`` says
-    where it stopped."""
-
-    __slots__ = ("items", "cut", "_unit", "_max_outputs")
-
-    def __init__(self, unit: UnitOfWork, max_outputs: int | None) -> None:
-        self.items = 0
-        self.cut: Cut | None = None
-        self._unit, self._max_outputs = unit, max_outputs
-
-    def full(self) -> bool:
-        return bool(self.items) and self._max_outputs is not None and \
-            len(self._unit.outputs) >= self._max_outputs
-
-
-def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
-             decoded: Decoded | None = None, taken: Taken | None = None) -> Iterator[Located]:
-    """Every item of every record in the batch (those ``taken`` lets it take, from where a
-    :class:`Resumed` record resumes); undecodable records are dead-lettered whole."""
-    for position, event in enumerate(events):
-        if taken is not None and taken.full():
-            taken.cut = Cut(position, 0)
-            return
-        message = event.message
-        found = decoded.get(id(event)) if decoded is not None else None
-        start = 0
-        if isinstance(found, Resumed):
-            found, start = found.items, found.start
-        items = found if found is not None else decode_one(event)
-        if isinstance(items, DecodeError):
-            rt.deadletter(unit, topic=message.topic, partition=message.partition,
-                          offset=message.offset, key=message.key, value=message.value,
-                          error=str(items))
-            continue
-        if not start:
-            rt.counters[f"records_in:{message.topic}"] += 1
-        partition, offset = message.partition, message.offset
-        for index in range(start, len(items)):
-            if taken is not None:
-                if index > start and taken.full():
-                    taken.cut = Cut(position, index)
-                    return
-                taken.items += 1
-            yield event, partition, offset, index, items[index]
-
-
-#: The longest a unit works between two turns it gives the event loop. A unit's work runs between
-#: awaits: without turns a unit of 2,000 single-record items held HTTP requests, heartbeats and
-#: the other agents for its whole length (1.2–1.9 s in the benchmark on a loaded machine). Turns
-#: go by time, not by item count: an item's cost ranges from a dedup lookup to evaluating
-#: hundreds of segments for a person seen for the first time (a turn every 250 items stalled the
-#: loop for 6–9 s with 1,000 segments).
-TURN_S = 0.05
-#: The turn while the agent's previous unit commits: each step of that commit (sending its
-#: outputs, then its changelog records, then writing RocksDB) waits for the event loop, so long
-#: turns would stretch it by a turn a step, and the next unit would wait for it (it measured
-#: 95 ms a unit for the outputs' acknowledgements alone with 50 ms turns).
-HURRY_TURN_S = 0.002
-
-
-async def in_turns(located: Iterable[Located], turn_s: float = TURN_S,
-                   clock: Callable[[], float] = time.monotonic,
-                   hurry: Callable[[], bool] = lambda: False) -> AsyncIterator[Located]:
-    """``located``, letting the event loop run once ``turn_s`` has passed since the last turn
-    (:data:`HURRY_TURN_S` while ``hurry()``). Safe within a unit: nothing else writes the tables
-    of this agent's partitions, and readers see only committed state."""
-    turn_ends = clock() + (HURRY_TURN_S if hurry() else turn_s)
-    for entry in located:
-        yield entry
-        if clock() >= turn_ends:
-            await asyncio.sleep(0)
-            turn_ends = clock() + (HURRY_TURN_S if hurry() else turn_s)
-
-
-async def handle_items(rt: Runtime, unit: UnitOfWork, events: Sequence[EventT],
-                       decoded: Decoded | None,
-                       handle: Callable[[Located], Awaitable[None]], *,
-                       max_outputs: int | None = None) -> Cut | None:
-    """Every item of a unit's records to ``handle``, in turns (:func:`in_turns`); an item it
-    fails on is dead-lettered with its provenance and the rest go on. With ``max_outputs``, no
-    item is handled once the unit holds that many outputs (the first always is): returns where
-    it stopped (None: at the end), and the caller leaves the rest for the next unit."""
-    taken = Taken(unit, max_outputs)
-    async for located in in_turns(items_of(rt, unit, events, decoded, taken),
-                                  hurry=rt.state.committing):
-        try:
-            await handle(located)
-        except Exception as exc:
-            deadletter_item(rt, unit, located, exc)
-    return taken.cut
-
-
-def deadletter_item(rt: Runtime, unit: UnitOfWork, located: Located, error: Exception) -> None:
-    import orjson
-
-    event, partition, offset, index, item = located
-    rt.deadletter(unit, topic=event.message.topic, partition=partition, offset=offset,
-                  key=event.message.key, value=orjson.dumps(item, default=str),
-                  error=f"{type(error).__name__}: {error}", index=index)

@@ -26,15 +26,16 @@ transitions with the same change ids.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any, Sequence
 
 import faust
 from faust.types import EventT
 
-from agents.batches import (Decoded, Located, Prepared, handle_items, process, recover_for,
-                            run)
+from agents.batches import Prepared, process, recover_for, run
 from agents.person_io import PersonIO, active_map, load_person, policy_of, save_person
 from agents.routing import CustomerRouter
+from agents.unit_items import Decoded, Located, handle_items
 from app.core import activation, dedup, inputs, lifecycle, messages
 from app.core.dedup import Verdict, raw_ref
 from app.core.evaluation import catch_up
@@ -52,16 +53,19 @@ class PeopleBatch(PersonIO):
     """The person stage of one unit of ``process_people``: person states loaded once, written
     once at the end."""
 
-    async def handle(self, partition: int, offset: int, index: int, item: dict[str, Any]) -> None:
-        """An item of ``person.events``."""
+    def handle(self, partition: int, offset: int, index: int, item: dict[str, Any]
+               ) -> Awaitable[None] | None:
+        """An item of ``person.events``; what to await for it, if anything (a segment
+        definition: :func:`agents.unit_items.handle_items`)."""
         self.at = self.ref = (partition, offset, index)
         message = messages.decode(item)
         if isinstance(message, Tick):
             self.on_tick(partition, message)
         elif isinstance(message, Definition):
-            await self.on_definition(partition, message)
+            return self.on_definition(partition, message)
         else:
             self.on_person(partition, message)
+        return None
 
     def handle_in_place(self, partition: int, offset: int, index: int,
                         item: dict[str, Any]) -> None:
@@ -196,15 +200,16 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
     router = CustomerRouter(rt, batch.unit, in_place=batch.handle_in_place)
     person_events, commands = topics.person_events.name, topics.identity_commands.name
 
-    async def handle(located: Located) -> None:
+    def handle(located: Located) -> Awaitable[None] | None:
         event, partition, offset, index, item = located
         topic = event.message.topic
         if topic == person_events:
-            await batch.handle(partition, offset, index, item)
-        elif topic == commands:
+            return batch.handle(partition, offset, index, item)
+        if topic == commands:
             router.on_side(partition, item)
         else:
             router.on_raw(event, partition, offset, index, item)
+        return None
 
     cut = await handle_items(rt, batch.unit, events, decoded, handle,
                              max_outputs=rt.settings.unit_max_outputs)

@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Sequence
 import faust
 from faust.types import EventT
 
-from agents.batches import (Decoded, Located, Prepared, handle_items, process, recover_for,
-                            run)
+from agents.batches import Prepared, process, recover_for, run
+from agents.unit_items import Decoded, Located, handle_items
 from app.core import anonymous, history, routes
 from app.core.commands import (MergeResolve, Unalias, Unlink, decode_identity_command,
                                decode_link)
@@ -226,7 +226,7 @@ async def prepare_anonymous_batch(rt: Runtime, events: Sequence[EventT],
     router = AnonymousRouter(rt, rt.state.begin(base), now_s)
     links = rt.topics.anonymous_links.name
 
-    async def handle(located: Located) -> None:
+    def handle(located: Located) -> None:
         event, partition, offset, index, item = located
         if event.message.topic == links:
             router.on_side(partition, item)

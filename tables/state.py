@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterable, cast
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import WriteBatch
 
+from tables import commit_rows
 from tables.changelog import (UNIT_KEY, Change, Position, Replayer, data_key, epoch_header,
                               epoch_of, fence_key, fence_value, next_epoch)
-from tables.json_bytes import json_bytes
 from tables.kafka_io import fetch_to_end
 from tables.records import OutRecord, Sender
 from tables.store import open_database
@@ -41,11 +41,6 @@ from tables.value_cache import ValueCache
 __all__ = ["Index", "Indexer", "OwnershipChanged", "StateManager", "Table", "TableSpec", "UnitOfWork"]
 
 log = logging.getLogger(__name__)
-
-#: One table partition's writes in a commit: (its key prefix in the database, its table's key
-#: prefix in the changelog, [(key, JSON value or None to delete)]).
-_Run = tuple[bytes, bytes, list[tuple[bytes, bytes | None]]]
-
 
 @functools.lru_cache(maxsize=None)
 def _changelog_prefix(table: str) -> bytes:
@@ -189,53 +184,23 @@ class StateManager:
             else:
                 await self._producer.send_all(unit.outputs)
             unit.outputs_acknowledged.set()
-        #: changelog partition → its writes, one :data:`_Run` per table partition.
-        by_changelog: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
-        local_only: dict[ChangelogPartition, list[_Run]] = defaultdict(list)
-        # A value written under several keys is one object (an event in history and in the
-        # by-name index, an Activity Log pointer under both its keys): encoded once. (Each is
-        # alive until the commit ends, so an id names one object.)
-        encoded: dict[int, bytes] = {}
-        #: (changelog partition, table, key, value, raw) of the cached tables' writes.
-        cache_writes: list[tuple[ChangelogPartition, str, str, Any, bytes | None]] = []
-        for (table, partition), changes in unit.changes.items():
-            cp = self.changelog_of(table, partition)
-            logged = table not in self._index_tables
-            cached = table in self._cached_tables
-            rows: list[tuple[bytes, bytes | None]] = []
-            for key, value in changes.items():
-                raw = None
-                if value is not None:
-                    raw = encoded.get(id(value))
-                    if raw is None:
-                        raw = encoded[id(value)] = json_bytes(value)
-                rows.append((key.encode(), raw))  # (each key encoded once, for both places)
-                if cached:
-                    cache_writes.append((cp, table, key, value, raw))
-            run = (self.tables[table].store(partition).raw_prefix,
-                   _changelog_prefix(table), rows)
-            (by_changelog if logged else local_only)[cp].append(run)
-        if not by_changelog:
+        rows = commit_rows.encode(unit.changes, self.tables, self._index_tables,
+                                  self._cached_tables, _changelog_prefix)
+        if not rows.logged:
             unit.committed = True
             return  # (index writes come with their logged table's writes, never alone)
-        records: list[OutRecord] = []
         epochs: dict[ChangelogPartition, int] = {}
-        for cp, runs in by_changelog.items():
-            topic, partition = cp
+        headers: dict[ChangelogPartition, list[tuple[str, bytes]]] = {}
+        for cp in rows.logged:
             epochs[cp] = epoch = self._epochs.get(cp) or self.position(cp).epoch
-            headers = epoch_header(epoch)
-            for _, prefix, rows in runs:
-                records.extend(OutRecord(topic, partition, prefix + key_bytes, raw, headers)
-                               for key_bytes, raw in rows)
-            # Last in its partition's run: readers apply the unit once they have read this.
-            records.append(OutRecord(topic, partition, UNIT_KEY, b"", headers))
+            headers[cp] = epoch_header(epoch)
+        records = commit_rows.changelog_records(rows.logged, headers, UNIT_KEY)
         offsets = await self._producer.send_all(records)
-        unit_end = {(r.topic, r.partition): offset for r, offset in zip(records, offsets)
-                    if r.key == UNIT_KEY}
+        unit_end = commit_rows.unit_ends(records, offsets, UNIT_KEY)
         batch = WriteBatch(raw_mode=True)
         put, delete = batch.put, batch.delete
         changed_hands: list[ChangelogPartition] = []
-        for cp, runs in by_changelog.items():
+        for cp, runs in rows.logged.items():
             if self._tenures[cp] != unit.tenures.get(cp, 0):
                 # Revoked while in flight (and maybe assigned back and fenced: the fence may
                 # have voided this unit). Local state must not run ahead of what the changelog
@@ -243,15 +208,11 @@ class StateManager:
                 self.skipped_local_writes += 1
                 changed_hands.append(cp)
                 continue
-            for prefix, _, rows in (*runs, *local_only.get(cp, ())):
-                for key_bytes, raw in rows:
-                    if raw is None:
-                        delete(prefix + key_bytes)
-                    else:
-                        put(prefix + key_bytes, raw)
+            commit_rows.stage(put, delete, runs)
+            commit_rows.stage(put, delete, rows.local.get(cp, []))
             put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
-        for cp, table, key, value, raw in cache_writes:
+        for cp, table, key, value, raw in rows.cache_writes:
             if cp not in changed_hands:
                 self.tables[table].written(cp[1], key, value, raw)
         if changed_hands:

@@ -51,6 +51,9 @@ class Table:
         self.spec = spec
         self._db = db
         self._stores: dict[int, PartitionStore] = {}
+        #: partition → what its keys start with in the database: a unit's reads go to the
+        #: database from here, compiled, not through the Python of :class:`PartitionStore`.
+        self._prefixes: dict[int, bytes] = {}
         #: Shared by the worker's cached tables; None: this table is not cached.
         self.cache = cache
 
@@ -69,14 +72,26 @@ class Table:
         """The stored value, from the cache when it holds the key: never change it in place."""
         cache = self.cache
         if cache is None:
-            return self.store(partition).get(key)
+            raw = self._read_raw(partition, key)
+            return None if raw is None else orjson.loads(raw)
         slot = (self.spec.name, partition, key)
         value = cache.get(slot)
         if value is MISSING:
-            raw = self.store(partition).get_raw(key)
+            raw = self._read_raw(partition, key)
             value = None if raw is None else orjson.loads(raw)
             cache.keep(slot, value, 0 if raw is None else len(raw))
         return value
+
+    def raw_prefix(self, partition: int) -> bytes:
+        """What the keys of ``partition`` start with in the database."""
+        prefix = self._prefixes.get(partition)
+        if prefix is None:
+            prefix = self._prefixes[partition] = self.store(partition).raw_prefix
+        return prefix
+
+    def _read_raw(self, partition: int, key: str) -> bytes | None:
+        raw: bytes | None = self._db.get(self.raw_prefix(partition) + key.encode())
+        return raw
 
     def written(self, partition: int, key: str, value: Any | None, raw: bytes | None) -> None:
         """``value`` (``raw`` encoded; None: deleted) is in the database now."""
@@ -93,6 +108,7 @@ class Table:
         return sorted(self._stores)
 
     def close_partition(self, partition: int) -> None:
+        self._prefixes.pop(partition, None)
         store = self._stores.pop(partition, None)
         if store is not None:
             store.close()

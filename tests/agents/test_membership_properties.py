@@ -328,7 +328,9 @@ class Runner:
         batch = PeopleBatch(self.rt, unit)
         for record in records:
             for index, item in enumerate(record.items):
-                await batch.handle(0, record.offset, index, item)
+                pending = batch.handle(0, record.offset, index, item)
+                if pending is not None:  # (a segment definition)
+                    await pending
         batch.flush()
         await self.rt.state.commit(unit)
         topic = self.rt.topics.segment_changes.name

@@ -15,7 +15,8 @@ from typing import Any, Sequence
 
 import pytest
 
-from agents.batches import Cut, InboxTakes, Resumed, TakeLimit, consume
+from agents.batches import InboxTakes, TakeLimit, consume
+from agents.unit_items import Cut, Resumed
 from app.bulk_fetch import Inbox
 from app.model import encode_envelope
 from tables.state import OwnershipChanged

@@ -4,12 +4,13 @@ time (issue 11: bounded units of work)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import orjson
 import pytest
 
-from agents.batches import HURRY_TURN_S, DecodedUnits, in_turns
+from agents.batches import DecodedUnits
+from agents.unit_items import HURRY_TURN_S, handle_items
 from app.model import MAX_ITEMS_PER_ENVELOPE, DecodeError, decode_envelope, encode_envelope
 from tests.agents.pipeline_sim import Event, Message
 
@@ -86,16 +87,25 @@ def test_a_take_adapts_to_the_records_sizes() -> None:
 
 async def turns_taken(costs: list[float], turn_s: float = 0.05,
                       hurry: Callable[[int], bool] = lambda handled: False) -> list[int]:
-    """Run ``in_turns`` over items costing ``costs`` seconds of a fake clock, hurried while
-    ``hurry(items handled so far)``; the items after which another task got to run."""
+    """Run a unit's items (one a record) costing ``costs`` seconds of a fake clock through
+    ``handle_items``, hurried while ``hurry(items handled so far)``; the items after which
+    another task got to run."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from tables.unit import UnitOfWork
+
     now = [0.0]
     handled: list[int] = []
     turns: list[int] = []
+    events = [record(offset, 1) for offset in range(len(costs))]
+    rt = SimpleNamespace(counters=Counter(),
+                         state=SimpleNamespace(committing=lambda: hurry(len(handled))))
 
-    def items() -> Iterator[Any]:
-        for index, cost in enumerate(costs):
-            now[0] += cost
-            yield index
+    def handle(located: Any) -> None:
+        offset = located[2]
+        now[0] += costs[offset]
+        handled.append(offset)
 
     async def another_task() -> None:
         while True:
@@ -105,10 +115,10 @@ async def turns_taken(costs: list[float], turn_s: float = 0.05,
     other = asyncio.ensure_future(another_task())
     await asyncio.sleep(0)
     turns.clear()
-    async for index in in_turns(items(), turn_s, clock=lambda: now[0],
-                                hurry=lambda: hurry(len(handled))):
-        handled.append(index)
+    await handle_items(rt, UnitOfWork({}, {}), events, None, handle,  # type: ignore[arg-type]
+                       turn_s=turn_s, clock=lambda: now[0])
     other.cancel()
+    assert handled == list(range(len(costs)))
     return sorted(set(turns))
 
 
@@ -140,10 +150,11 @@ async def test_a_unit_takes_no_further_item_once_its_outputs_reach_the_bound() -
     from collections import Counter
     from types import SimpleNamespace
 
-    from agents.batches import Cut, Resumed, handle_items, rest_after
+    from agents.unit_items import Cut, Resumed, rest_after
+    from tables.unit import UnitOfWork
 
     events = [record(o, n) for o, n in enumerate([2, 1, 2, 1, 1])]
-    unit = SimpleNamespace(outputs=[])
+    unit = UnitOfWork({}, {})
     rt = SimpleNamespace(counters=Counter(), state=SimpleNamespace(committing=lambda: False))
     seen: list[tuple[int, int]] = []
 
