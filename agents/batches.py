@@ -1,4 +1,5 @@
-"""What every agent does around its pure step: batch, recover, decode, dead-letter, commit."""
+"""What every agent does around its pure step: batch, recover, decode, commit. A unit's items go
+to the agent's handler through :mod:`agents.unit_items`, compiled."""
 
 from __future__ import annotations
 
