@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Sequence
 
 from app.model import DecodeError, decode_envelope
 from app.runtime import Runtime
+from tables.json_bytes import json_bytes
 from tables.unit import UnitOfWork
 
 #: (record, partition, offset, index within the record, item). A record is faust's event or an
@@ -166,9 +167,7 @@ async def handle_items(rt: Runtime, unit: UnitOfWork, events: Sequence[Any],
 
 
 def deadletter_item(rt: Runtime, unit: UnitOfWork, located: Located, error: Exception) -> None:
-    import orjson
-
     event, partition, offset, index, item = located
     rt.deadletter(unit, topic=event.message.topic, partition=partition, offset=offset,
-                  key=event.message.key, value=orjson.dumps(item, default=str),
+                  key=event.message.key, value=json_bytes(item, default=str),
                   error=f"{type(error).__name__}: {error}", index=index)

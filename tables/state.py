@@ -332,15 +332,9 @@ class StateManager:
         put, delete = batch.put, batch.delete
         partition = cp[1]
         tables, indexes = self.tables, self._indexes
-        # Each table's key prefix in this partition: a unit's records are written by prefix
-        # and key bytes, without a store object per record.
-        prefixes: dict[str, bytes] = {}
 
         def prefix_of(table: str) -> bytes:
-            found = prefixes.get(table)
-            if found is None:
-                found = prefixes[table] = tables[table].store(partition).raw_key("")
-            return found
+            return tables[table].raw_prefix(partition)
 
         # An indexed key's value before this change: read for the whole unit at once, then
         # what the unit's earlier changes of the key wrote.
@@ -372,7 +366,7 @@ class StateManager:
         wanted: dict[tuple[str, str], bytes] = {}
         for table, key, _ in changes:
             if table in self._indexes and table in self.tables and (table, key) not in wanted:
-                wanted[(table, key)] = self.tables[table].store(partition).raw_key(key)
+                wanted[(table, key)] = self.tables[table].raw_prefix(partition) + key.encode()
         if not wanted:
             return {}
         found = cast("list[bytes | None]", self._db.get(list(wanted.values())))  # a multi-get
