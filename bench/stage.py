@@ -48,6 +48,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--identify-ratio", type=float,
                         help="default: 0 (peers), 0.05 (segments)")
     parser.add_argument("--dup-ratio", type=float, default=0.05)
+    parser.add_argument("--unit-items", type=int, default=UNIT_ITEMS,
+                        help="items per unit of work (a worker's EVENTIDE_UNIT_MAX_ITEMS)")
+    parser.add_argument("--items-per-record", type=int, default=1,
+                        help="raw records of this many items, each partition's in workload order "
+                             "(1: a producer's record per event, as the peers' job; 100: as "
+                             "the ingest tier writes a /api/v2/batch of 100)")
     parser.add_argument("--rounds", type=int, default=3, help="each on a fresh RocksDB")
     parser.add_argument("--tree", help="a checkout whose code to run (its compiled modules too)")
     parser.add_argument("--out", help="results file (default bench/results/stage-<time>.json)")
@@ -135,10 +141,20 @@ async def _measure(args: argparse.Namespace, sim: Any) -> dict[str, Any]:
                         segments=args.job == "segments", identify_ratio=args.identify_ratio)
     raw = sim.rt.topics.raw_events.name
     received_ms = int(time.time() * 1000)
+    by_partition: dict[int, list[tuple[bytes, dict[str, Any]]]] = collections.defaultdict(list)
     for person, _, item in workload.events:
         key = person.encode()
-        sim.append(raw, partition_for(key, PARTITIONS), key,
-                   orjson.dumps({**item, "received_at": received_ms}))
+        by_partition[partition_for(key, PARTITIONS)].append(
+            (key, {**item, "received_at": received_ms}))
+    per_record = max(1, args.items_per_record)
+    for partition, items in sorted(by_partition.items()):
+        for start in range(0, len(items), per_record):
+            chunk = items[start:start + per_record]
+            if per_record == 1:
+                sim.append(raw, partition, chunk[0][0], orjson.dumps(chunk[0][1]))
+            else:
+                sim.append(raw, partition, chunk[0][0],
+                           orjson.dumps({"items": [item for _, item in chunk]}))
     state, commit_s = sim.rt.state, [0.0]
     commit = state.commit
 
@@ -155,7 +171,8 @@ async def _measure(args: argparse.Namespace, sim: Any) -> dict[str, Any]:
     gc.callbacks.append(collecting.observe)
     wall, cpu = time.perf_counter(), time.process_time()
     try:
-        await _drain(sim, UNIT_ITEMS // PARTITIONS)
+        # (Units of ~unit_items items whatever a record holds.)
+        await _drain(sim, max(1, args.unit_items // PARTITIONS // per_record))
     finally:
         gc.callbacks.remove(collecting.observe)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -12,6 +12,9 @@ from bench import stage
 
 
 @pytest.mark.parametrize("job, extra", [("peers", []),
+                                        # records of 50 items, as the ingest tier writes them
+                                        ("peers", ["--items-per-record", "50",
+                                                   "--unit-items", "200"]),
                                         ("segments", ["--segments", "20", "--people", "200"])])
 def test_a_round_processes_every_item_once_and_saves_its_figures(
         tmp_path: Path, job: str, extra: list[str]) -> None:
@@ -27,6 +30,8 @@ def test_a_round_processes_every_item_once_and_saves_its_figures(
         assert found["records_per_item"]["triggers"] > 0.5
     net = sorted(r["cpu_net_of_gc_us_per_item"] for r in saved["rounds"])
     assert saved["cpu_net_of_gc_us_per_item_min"] == net[0]
+    per_record = int(extra[1]) if extra[:1] == ["--items-per-record"] else 1
+    assert saved["args"]["items_per_record"] == per_record
     if job == "segments":
         assert saved["args"]["identify_ratio"] == 0.05
         assert all(r["records_per_item"].get("changes", 0) > 0 for r in saved["rounds"])
