@@ -332,10 +332,6 @@ class StateManager:
         put, delete = batch.put, batch.delete
         partition = cp[1]
         tables, indexes = self.tables, self._indexes
-
-        def prefix_of(table: str) -> bytes:
-            return tables[table].raw_prefix(partition)
-
         # An indexed key's value before this change: read for the whole unit at once, then
         # what the unit's earlier changes of the key wrote.
         values = self._stored_values(partition, changes)
@@ -350,13 +346,13 @@ class StateManager:
                 old, values[(table, key)] = values[(table, key)], value
                 for index_table, index_key, index_value in derive(key, old, value):
                     if index_value is None:
-                        delete(prefix_of(index_table) + index_key.encode())
+                        delete(tables[index_table].raw_key(partition, index_key))
                     else:
-                        put(prefix_of(index_table) + index_key.encode(), index_value)
+                        put(tables[index_table].raw_key(partition, index_key), index_value)
             if value is None:
-                delete(prefix_of(table) + key.encode())
+                delete(tables[table].raw_key(partition, key))
             else:
-                put(prefix_of(table) + key.encode(), value)
+                put(tables[table].raw_key(partition, key), value)
         put(_position_key(cp), position.encode())
         self._db.write(batch)
 
@@ -366,7 +362,7 @@ class StateManager:
         wanted: dict[tuple[str, str], bytes] = {}
         for table, key, _ in changes:
             if table in self._indexes and table in self.tables and (table, key) not in wanted:
-                wanted[(table, key)] = self.tables[table].raw_prefix(partition) + key.encode()
+                wanted[(table, key)] = self.tables[table].raw_key(partition, key)
         if not wanted:
             return {}
         found = cast("list[bytes | None]", self._db.get(list(wanted.values())))  # a multi-get

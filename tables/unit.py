@@ -89,8 +89,12 @@ class Table:
             prefix = self._prefixes[partition] = self.store(partition).raw_prefix
         return prefix
 
+    def raw_key(self, partition: int, key: str) -> bytes:
+        """``key`` of ``partition`` as the database holds it."""
+        return self.raw_prefix(partition) + key.encode()
+
     def _read_raw(self, partition: int, key: str) -> bytes | None:
-        raw: bytes | None = self._db.get(self.raw_prefix(partition) + key.encode())
+        raw: bytes | None = self._db.get(self.raw_key(partition, key))
         return raw
 
     def written(self, partition: int, key: str, value: Any | None, raw: bytes | None) -> None:
