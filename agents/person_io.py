@@ -78,7 +78,7 @@ class ActiveHere:
     def __init__(self, rt: Runtime, partition: int) -> None:
         self.rt, self.partition = rt, partition
         catalog = rt.catalog
-        self.for_event = catalog.segments_for_event
+        self._by_event = catalog.by_event
         self.for_attributes = catalog.segments_for_attributes
         self.true_when_empty = catalog.segments_true_when_empty
         #: Candidate ids → their active segments, in this unit: the inputs of a unit name the
@@ -88,6 +88,11 @@ class ActiveHere:
         #: (:meth:`forget`, when this unit activates a definition).
         self._found: dict[frozenset[str], Segments] = {}
         self._found_in: dict[str, str] | None = None
+
+    def for_event(self, name: str) -> set[str]:
+        """The catalog's ``segments_for_event``, read here: it runs per event, and a call into
+        the catalog's Python cost a frame each (~2% of a worker's time in a profile)."""
+        return self._by_event.get(name) or set()
 
     def forget(self) -> None:
         """The partition's active segments changed."""

@@ -13,8 +13,9 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    def now(self) -> float:
-        return time.time()
+    #: ``time.time`` itself, not a method around it: the hot path reads the clock per item, and
+    #: a Python method there cost a frame (~2% of a worker's time in a profile).
+    now = staticmethod(time.time)
 
 
 class ManualClock:

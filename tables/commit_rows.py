@@ -102,3 +102,12 @@ def stage(put: Callable[[bytes, bytes], None], delete: Callable[[bytes], None],
                 delete(prefix + key_bytes)
             else:
                 put(prefix + key_bytes, raw)
+
+
+def keep_cached(cache_writes: list[CacheWrite], tables: dict[str, Table],
+                changed_hands: list[ChangelogPartition]) -> None:
+    """Give each cached table's write to its cache once the database holds it, except the
+    writes of a partition that changed hands during the unit (they were not written)."""
+    for cp, table, key, value, raw in cache_writes:
+        if not changed_hands or cp not in changed_hands:
+            tables[table].written(cp[1], key, value, raw)

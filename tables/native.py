@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Compiled together (one mypyc group: calls between them are C calls). The per-person step,
-#: the unit of work and the segment evaluator, the loop that hands them a unit's items, and the
+#: the unit of work and the segment evaluator, the loop that hands them a unit's items, a
+#: record's decoding (``app.model``), the partitioner's hash (``tables.records``), and the
 #: commit's loops over its keys: what runs per item or per key. Not here: what runs per unit or
 #: per partition (``tables.state``'s commit and recovery, ``tables.store``), and modules of
 #: faust's machinery, whose time is spent in faust.
@@ -59,7 +60,7 @@ MODULES = (
     "app/core/publishing.py", "app/core/routes.py", "app/core/triggers.py",
     "app/segments/conditions.py", "app/segments/definition.py", "app/segments/evaluate.py",
     "app/segments/operators.py", "app/segments/paths.py",
-    "app/membership_index.py", "app/person_store.py",
+    "app/membership_index.py", "app/model.py", "app/person_store.py",
     "agents/people.py", "agents/person_io.py", "agents/routing.py", "agents/unit_items.py",
     "tables/commit_rows.py", "tables/json_bytes.py", "tables/records.py", "tables/unit.py",
     "tables/value_cache.py",

@@ -212,9 +212,7 @@ class StateManager:
             commit_rows.stage(put, delete, rows.local.get(cp, []))
             put(_position_key(cp), Position(unit_end[cp], epochs[cp]).encode())
         self._db.write(batch)
-        for cp, table, key, value, raw in rows.cache_writes:
-            if cp not in changed_hands:
-                self.tables[table].written(cp[1], key, value, raw)
+        commit_rows.keep_cached(rows.cache_writes, self.tables, changed_hands)
         if changed_hands:
             # The unit's inputs must not be acknowledged: the rebalance's seek went back to
             # before them, and they are processed again by whoever owns them now.

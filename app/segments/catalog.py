@@ -28,7 +28,9 @@ class SegmentCatalog:
         #: segment id → the latest record value (``None`` once deleted)
         self.latest: dict[str, dict[str, Any] | None] = {}
         self._by_version: dict[tuple[str, str], Segment] = {}
-        self._by_event: dict[str, set[str]] = defaultdict(set)
+        #: event name → the ids of segments (any version) whose conditions name it. Read per
+        #: item by the person stage (``agents.person_io.ActiveHere``); never replaced.
+        self.by_event: dict[str, set[str]] = defaultdict(set)
         self._by_attribute: dict[str, set[str]] = defaultdict(set)
         #: Segments someone with no events and no attributes is in (e.g. "has not purchased").
         self._true_when_empty: set[str] = set()
@@ -63,7 +65,7 @@ class SegmentCatalog:
         self._by_version[(segment_id, value["version"])] = segment
         # Index every version's names: a partition may still evaluate an older version.
         for name in segment.event_names():
-            self._by_event[name].add(segment_id)
+            self.by_event[name].add(segment_id)
         for root in segment.attribute_roots():
             self._by_attribute[root].add(segment_id)
         # With no data, no condition depends on time, so any evaluation time gives the answer.
@@ -91,7 +93,7 @@ class SegmentCatalog:
         return self._by_version.get((segment_id, version))
 
     def segments_for_event(self, name: str) -> set[str]:
-        return self._by_event.get(name, set())
+        return self.by_event.get(name) or set()
 
     def segments_for_attributes(self, roots: set[str]) -> set[str]:
         found: set[str] = set()
