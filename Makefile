@@ -5,7 +5,7 @@ STAMP   := $(VENV)/.installed-stamp
 PYTHON  ?= python3
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install native run test lint unit integration bench bench-quick clean chromium promtool lock
+.PHONY: install native run test lint unit integration bench bench-quick clean chromium promtool valgrind lock
 
 # Every install (this Makefile, the Dockerfile, CI through `make test`) takes its exact versions
 # from requirements.lock; pyproject.toml keeps the compatible ranges. The `embedded` extra is the
@@ -51,9 +51,15 @@ promtool:
 	command -v promtool >/dev/null || ( $(SUDO) apt-get update && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus )
 
+## Debian's valgrind: bench/instructions.py counts a unit's instructions with it, and
+## tests/agents/test_instructions_bench.py runs that bench (skipped where it is missing). Idempotent.
+valgrind:
+	command -v valgrind >/dev/null || ( $(SUDO) apt-get update && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends valgrind )
+
 ## Every test: lint and types, then unit, store, agent, integration and browser (one embedded
 ## broker for the session).
-test: native chromium promtool lint
+test: native chromium promtool valgrind lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 ## ruff (rules in pyproject.toml) everywhere; mypy --strict on app/core, app/segments, tables.
