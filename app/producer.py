@@ -47,6 +47,9 @@ def record_batches(records: Sequence[OutRecord], create_batch: Callable[[], Batc
         while start < len(indexes):
             batch = create_batch()
             end = fill_batch(batch._builder, records, indexes, start)
+            if end == start:  # (aiokafka's builder always takes a first record; never loop)
+                raise BrokerUnavailable("aiokafka's batch builder refused a record to an empty "
+                                        "batch")
             batch._relative_offset = end - start
             yield topic, partition, batch, indexes[start:end]
             start = end

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from app.producer import record_batches
@@ -69,3 +70,15 @@ def test_a_record_without_a_timestamp_takes_the_append_time() -> None:
     [(_, _, batch, members)] = list(record_batches(
         [OutRecord("t", 0, b"k", b"v")], lambda: BatchBuilder(BATCH_BYTES, 0)))
     assert members == [0] and batch.record_count() == 1 and batch._builder.size() > 0
+
+
+def test_a_builder_that_refuses_a_first_record_is_an_error_not_a_loop() -> None:
+    from app.producer import BrokerUnavailable
+
+    class Refusing(BatchBuilder):
+        def __init__(self) -> None:
+            super().__init__(BATCH_BYTES, 0)
+            self._builder = type("Full", (), {"append": lambda *args: None})()
+
+    with pytest.raises(BrokerUnavailable, match="refused a record"):
+        list(record_batches([OutRecord("t", 0, b"k", b"v", [], 1)], Refusing))
