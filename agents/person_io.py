@@ -90,8 +90,9 @@ class ActiveHere:
         self._found_in: dict[str, str] | None = None
 
     def for_event(self, name: str) -> set[str]:
-        """The catalog's ``segments_for_event``, read here: it runs per event, and a call into
-        the catalog's Python costs a frame each time."""
+        """The segments whose conditions name event ``name``, from the catalog's index
+        (``SegmentCatalog.by_event``), read here: it runs per event, and a call into the
+        catalog's Python would cost a frame each time."""
         return self._by_event.get(name) or set()
 
     def forget(self) -> None:

@@ -92,9 +92,6 @@ class SegmentCatalog:
     def get(self, segment_id: str, version: str) -> Segment | None:
         return self._by_version.get((segment_id, version))
 
-    def segments_for_event(self, name: str) -> set[str]:
-        return self.by_event.get(name) or set()
-
     def segments_for_attributes(self, roots: set[str]) -> set[str]:
         found: set[str] = set()
         for root in roots:
