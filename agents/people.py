@@ -35,7 +35,7 @@ from faust.types import EventT
 from agents.batches import Prepared, process, recover_for, run
 from agents.person_io import PersonIO, active_map, load_person, policy_of, save_person
 from agents.routing import CustomerRouter
-from agents.unit_items import Decoded, Located, handle_items
+from agents.unit_items import Decoded, Located, handle_items, newest_accept_ms
 from app.core import activation, dedup, inputs, lifecycle, messages
 from app.core.dedup import Verdict, raw_ref
 from app.core.evaluation import catch_up
@@ -93,7 +93,7 @@ class PeopleBatch(PersonIO):
         person, events = message.person, self.events(partition, message.person)
         seen = events.seen(message.id)
         if dedup.judge(seen, self.ref) is not Verdict.REDELIVERY:
-            self.activate_recorded(partition, message.at_s)
+            self.activate_recorded(partition, message.at_ms)
         segments = self.segments(partition)
         before, stored, outputs, first_seen = inputs.receive(
             self.person(partition, person), message, self.ref, seen, events,
@@ -133,17 +133,17 @@ class PeopleBatch(PersonIO):
                 self.person(partition, person), person, self.events(partition, person),
                 segments, tick.at))
 
-    def activate_recorded(self, partition: int, at_s: int) -> None:
-        """Activate, before an input accepted at ``at_s``, the definitions recorded by then that
+    def activate_recorded(self, partition: int, at_ms: int) -> None:
+        """Activate, before an input accepted at ``at_ms``, the definitions recorded by then that
         this partition has not activated (:func:`app.core.activation.recorded_by`). Checked
         again only once the catalog has moved or the input time reaches the next recorded one."""
         rt = self.rt
         catalog = rt.catalog
         watch = rt.definitions_watch.get(partition)
         if watch is not None and watch[0] == catalog.offset and (watch[1] is None
-                                                                or at_s < watch[1]):
+                                                                or at_ms < watch[1]):
             return
-        due, later = activation.recorded_by(catalog.recorded, active_map(rt, partition), at_s)
+        due, later = activation.recorded_by(catalog.recorded, active_map(rt, partition), at_ms)
         for definition in due:
             self.activate(partition, definition, None if definition.version is None
                           else catalog.get(definition.segment, definition.version))
@@ -196,6 +196,10 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
     await recover_for(rt, events)
     await rt.state.ensure_recovered(topics.person_events.name,
                                     {event.message.partition for event in events})
+    catalog = rt.catalog
+    if catalog.confirm is not None and await catalog.complete_through(
+            newest_accept_ms(events, decoded)):
+        rt.counters["definition_confirmations"] += 1
     batch = PeopleBatch(rt, rt.state.begin(base))
     router = CustomerRouter(rt, batch.unit, in_place=batch.handle_in_place)
     person_events, commands = topics.person_events.name, topics.identity_commands.name

@@ -71,6 +71,32 @@ def decode_one(event: Any) -> "list[dict[str, Any]] | DecodeError":
         return exc
 
 
+def newest_accept_ms(events: Sequence[Any], decoded: Decoded | None) -> int:
+    """The latest time an item of these records counts as accepted, in milliseconds
+    (``app.core.messages.accept_ms``; an item without ``received_at`` takes its record's
+    time, as normalizing it does): the segment definitions written before it must all be
+    known before the unit is processed (``SegmentCatalog.complete_through``)."""
+    newest = 0
+    for event in events:
+        found = decoded.get(id(event)) if decoded is not None else None
+        if found is None:
+            found = decode_one(event)
+        items = found.items if isinstance(found, Resumed) else found
+        if not isinstance(items, list):
+            continue
+        record_ms = int((event.message.timestamp or 0) * 1000)
+        for item in items:
+            processed_at = item.get("processed_at")
+            if isinstance(processed_at, int) and processed_at:
+                at_ms = processed_at * 1000
+            else:
+                received_at = item.get("received_at")
+                at_ms = received_at if isinstance(received_at, int) else record_ms
+            if at_ms > newest:
+                newest = at_ms
+    return newest
+
+
 class Taken:
     """How many items a unit was handed, and whether it may take another: a unit whose outputs
     reached ``max_outputs`` takes no further item (its first is always taken), and ``cut`` says

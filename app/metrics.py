@@ -147,6 +147,9 @@ COUNTER_HELP = {
     "imported": "Rows imported, per kind.",
     "units_cut_short": "Units of work that took no further record because their outputs "
                        "reached EVENTIDE_UNIT_MAX_OUTPUTS; the rest made the next unit.",
+    "definition_confirmations": "Units of work that waited for the segment catalog to confirm "
+                                "it holds every definition written before their inputs were "
+                                "accepted (app/segments/catalog.py: complete_through).",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
 COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "http_responses": "status"}

@@ -68,7 +68,7 @@ class RevokedSessions:
     # -- following the topic (the interface app.segments.catalog.follow uses) ----------------
 
     def apply(self, session_id: str, value: dict[str, Any] | None, offset: int,
-              at_s: int | None = None) -> None:
+              at_ms: int | None = None) -> None:
         self.offset = max(self.offset, offset)
         expiry = value.get("expiry") if isinstance(value, dict) else None
         if isinstance(expiry, int):

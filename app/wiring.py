@@ -27,7 +27,7 @@ from app.sessions import RevokedSessions
 from app.settings import Settings
 from app.membership_index import membership_index
 from app.person_store import history_index
-from app.segments.catalog import follow
+from app.segments.catalog import EndConfirmer, follow
 from app.topics import (EVENT_NAMES, HISTORY, HISTORY_SIZE, MEMBERSHIP, PROFILES, SEGMENT_STATE,
                         build_topics)
 from tables import torn_fetch
@@ -74,6 +74,7 @@ class EventideApp(faust.App):
     _loop_lag_task: asyncio.Future | None = None
     _heap_task: asyncio.Future | None = None
     _input_log_task: asyncio.Future | None = None
+    _end_confirmer: EndConfirmer | None = None
 
     def _new_transport(self) -> Any:
         # faust's Kafka transport, with a consumer that fetches for the agents in bulk.
@@ -88,6 +89,12 @@ class EventideApp(faust.App):
         self._catalog_task = asyncio.ensure_future(follow(
             rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
             self._stopping, kafka_client_options(rt.settings)))
+        # Before a unit with inputs accepted since the last confirmation, the catalog confirms
+        # it holds every definition written before them (SegmentCatalog.complete_through).
+        self._end_confirmer = EndConfirmer(
+            rt.catalog, rt.settings.bootstrap_servers, rt.topics.segment_definitions.name,
+            kafka_client_options(rt.settings))
+        rt.catalog.confirm = self._end_confirmer
         # Signed-out console sessions, followed the same way (app/sessions.py).
         self._revocations_task = asyncio.ensure_future(follow(
             rt.revoked, rt.settings.bootstrap_servers,  # type: ignore[arg-type]
@@ -116,6 +123,8 @@ class EventideApp(faust.App):
         await asyncio.gather(*(task for task in (self._catalog_task, self._revocations_task,
                                                  self._loop_lag_task, self._heap_task)
                                if task is not None), return_exceptions=True)
+        if self._end_confirmer is not None:
+            await self._end_confirmer.stop()
         await self.runtime.batcher.drain()
         if self._input_log_task is not None:
             # Every answered request is on disk already; what is still pending is not answered.

@@ -12,28 +12,31 @@ from app.core.person import PersonState
 from app.segments.definition import Segment
 
 
-#: segment id → (version or None once deleted, offset, record time in seconds or None)
+#: segment id → (version or None once deleted, offset, record time in milliseconds or None)
 Recorded = Mapping[str, tuple[str | None, int, int | None]]
 
 
 def recorded_by(recorded: Recorded, active: Mapping[str, str],
-                at_s: int) -> tuple[list[Definition], int | None]:
-    """The definitions recorded at or before ``at_s`` that a partition with ``active`` versions
-    has not activated, in topic order, and when the next one not yet due was recorded (None:
-    none).
+                at_ms: int) -> tuple[list[Definition], int | None]:
+    """The definitions recorded at or before ``at_ms`` that a partition with ``active``
+    versions has not activated, in topic order, and when the next one not yet due was recorded
+    (None: none).
 
-    An input accepted at ``at_s`` is evaluated against every definition recorded by then. Their
+    An input accepted at ``at_ms`` is evaluated against every definition recorded by then. Their
     ``segment`` items reach the partition through ``person.events``, and an input taken in place
     from ``raw.events`` is not ordered with them: activating them first, as their item would
     (which then finds them active), makes the input's evaluation the same whichever arrives
-    first, live or replayed. A record of unknown time is left to its item."""
+    first, live or replayed. A record of unknown time is left to its item. Times compare in
+    milliseconds: the worker can confirm its catalog holds every definition written before an
+    instant (``SegmentCatalog.complete_through``), not before the end of a second that has not
+    ended yet."""
     due: list[Definition] = []
     later: int | None = None
     for segment_id, (version, offset, recorded_at) in recorded.items():
         if recorded_at is None or _active(version, active.get(segment_id)):
             continue
-        if recorded_at <= at_s:
-            due.append(Definition(segment_id, version, offset, recorded_at))
+        if recorded_at <= at_ms:
+            due.append(Definition(segment_id, version, offset, recorded_at // 1000))
         elif later is None or recorded_at < later:
             later = recorded_at
     due.sort(key=lambda definition: definition.offset or 0)

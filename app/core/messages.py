@@ -39,6 +39,11 @@ class Event:
         """Evaluation time: when it was accepted (or linked, for an anonymous event)."""
         return int(self.item.get("processed_at") or self.received_at // 1000)
 
+    @property
+    def at_ms(self) -> int:
+        """:attr:`at_s` in milliseconds (``processed_at`` is whole seconds)."""
+        return accept_ms(self.item, self.received_at)
+
     @classmethod
     def create(cls, *, person: str, id: str, name: str, type: str, data: dict[str, Any],
                timestamp: int, received_at: int, source: str,
@@ -50,6 +55,13 @@ class Event:
             item["processed_at"] = processed_at
         item["source"] = source
         return cls(person, id, name, timestamp, received_at, item)
+
+
+def accept_ms(item: Item, received_at: int) -> int:
+    """When an input counts as accepted, in milliseconds: ``processed_at`` (whole seconds, set
+    when an anonymous event is linked) or ``received_at``."""
+    processed_at = item.get("processed_at")
+    return int(processed_at) * 1000 if processed_at else received_at
 
 
 @dataclass(frozen=True, init=False)
@@ -68,6 +80,10 @@ class Identify:
     @property
     def at_s(self) -> int:
         return int(self.item.get("processed_at") or self.received_at // 1000)
+
+    @property
+    def at_ms(self) -> int:
+        return accept_ms(self.item, self.received_at)
 
     @property
     def update_only(self) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,10 +35,18 @@ class SegmentCatalog:
         self._by_attribute: dict[str, set[str]] = defaultdict(set)
         #: Segments someone with no events and no attributes is in (e.g. "has not purchased").
         self._true_when_empty: set[str] = set()
-        #: segment id → (version or None once deleted, offset, record time in seconds or None)
-        #: of its latest valid record: what a person partition activates from the catalog
+        #: segment id → (version or None once deleted, offset, record time in milliseconds or
+        #: None) of its latest valid record: what a person partition activates from the catalog
         #: (app.core.activation.recorded_by)
         self.recorded: dict[str, tuple[str | None, int, int | None]] = {}
+        #: Wall time (ms) before which every record of the topic is known to be applied: any
+        #: definition written before it is here (:meth:`complete_through`).
+        self.complete_as_of_ms = 0.0
+        #: Learns the topic's end as it stands now and waits until it is applied (set by the
+        #: worker's wiring, :func:`confirm_end`); None where nothing follows the topic (a
+        #: catalog filled by hand is complete by construction).
+        self.confirm: Callable[[], Awaitable[None]] | None = None
+        self._confirming: asyncio.Future[None] | None = None
         self.offset = -1
         self._advanced = asyncio.Condition()
         #: Set once the whole topic as it stood at start has been applied: no input may be
@@ -47,12 +56,12 @@ class SegmentCatalog:
     # -- applying the topic --------------------------------------------------------------------
 
     def apply(self, segment_id: str, value: dict[str, Any] | None, offset: int,
-              at_s: int | None = None) -> None:
-        """The record at ``offset`` of the definitions topic, written at ``at_s``."""
+              at_ms: int | None = None) -> None:
+        """The record at ``offset`` of the definitions topic, written at ``at_ms``."""
         self.offset = max(self.offset, offset)
         if value is None:
             self.latest[segment_id] = None
-            self.recorded[segment_id] = (None, offset, at_s)
+            self.recorded[segment_id] = (None, offset, at_ms)
             return
         try:
             segment = parse_segment(segment_id, value["definition"])
@@ -61,7 +70,7 @@ class SegmentCatalog:
                       exc)
             return
         self.latest[segment_id] = value
-        self.recorded[segment_id] = (value["version"], offset, at_s)
+        self.recorded[segment_id] = (value["version"], offset, at_ms)
         self._by_version[(segment_id, value["version"])] = segment
         # Index every version's names: a partition may still evaluate an older version.
         for name in segment.event_names():
@@ -86,6 +95,42 @@ class SegmentCatalog:
             return True
         except asyncio.TimeoutError:
             return False
+
+    async def complete_through(self, at_ms: int) -> bool:
+        """Return once every definition written before ``at_ms`` (capped at now) is applied;
+        whether that took a new confirmation.
+
+        An input is evaluated against the definitions recorded by its accept time
+        (``app.core.activation.recorded_by``), which a replay reads from the whole topic. Live,
+        the follower may not have fetched a definition written a moment before an input was
+        accepted on another worker: that input would be evaluated without it, and the
+        definition's own item would enter the person later with another cause (a CI run of
+        ``test_three_workers_live_and_one_replaying...`` caught it). So a unit holding inputs
+        accepted after the last confirmation waits for one: a few milliseconds, once per unit
+        at most, and never while draining a backlog accepted earlier."""
+        if self.confirm is None or self.complete_as_of_ms >= at_ms:
+            return False
+        at_ms = min(at_ms, int(time.time() * 1000))
+        delay = 0.1
+        while self.complete_as_of_ms < at_ms:
+            if self._confirming is None or self._confirming.done():
+                self._confirming = asyncio.ensure_future(self._confirm_once())
+            try:
+                await asyncio.shield(self._confirming)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker away: the unit waits, as for its outputs
+                log.warning("could not confirm the segment definitions are complete, retrying "
+                            "in %.1fs: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return True
+
+    async def _confirm_once(self) -> None:
+        began_ms = time.time() * 1000
+        assert self.confirm is not None
+        await self.confirm()
+        self.complete_as_of_ms = max(self.complete_as_of_ms, began_ms)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -139,10 +184,62 @@ async def _follow_once(catalog: SegmentCatalog, bootstrap: str, topic: str,
             for message in fetched.get(tp, []):
                 value = None if message.value is None else orjson.loads(message.value)
                 catalog.apply(message.key.decode(), value, message.offset,
-                              at_s=message.timestamp // 1000)
+                              at_ms=message.timestamp)
             if fetched:
                 await catalog.notify()
             if not catalog.caught_up.is_set() and await at_end(consumer, tp):
                 catalog.caught_up.set()
     finally:
         await consumer.stop()
+
+
+class EndConfirmer:
+    """Learns the definitions topic's end as it stands now, then waits until the follower has
+    applied everything before it (``SegmentCatalog.confirm``).
+
+    Its consumer is kept between calls, and each call gives it a new assignment first: aiokafka
+    discards a fetch response whose assignment changed while it was under way, and a new
+    assignment knows no high-watermark until a fetch of its own answers. So the end it learns
+    was read from the log after the call began, which a consumer that had been fetching all
+    along cannot promise (its answer may come from a fetch sent earlier). It fetches from the
+    last record applied, which is there to be read (the last record of a compacted partition is
+    never compacted away), so the fetch does not wait for new data."""
+
+    def __init__(self, catalog: SegmentCatalog, bootstrap: str, topic: str,
+                 client_options: dict[str, Any] | None = None, timeout_s: float = 30.0) -> None:
+        self.catalog, self.bootstrap, self.topic = catalog, bootstrap, topic
+        self.client_options, self.timeout_s = client_options or {}, timeout_s
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __call__(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                        enable_auto_commit=False, auto_offset_reset="earliest",
+                                        fetch_max_wait_ms=10, **self.client_options)
+            await consumer.start()
+            self._consumer = consumer
+        catalog, tp = self.catalog, TopicPartition(self.topic, 0)
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, max(catalog.offset, 0))
+            deadline = time.monotonic() + self.timeout_s
+            while consumer.highwater(tp) is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no fetch of {self.topic} answered in "
+                                       f"{self.timeout_s:g}s")
+                await consumer.getmany(tp, timeout_ms=100, max_records=1)
+            end = consumer.highwater(tp)
+        except BaseException:
+            await self.stop()  # (a new consumer next time)
+            raise
+        if end and not await catalog.wait_for(end - 1, self.timeout_s):
+            raise TimeoutError(f"the follower of {self.topic} did not reach offset {end - 1}")
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # stopping anyway
+                log.debug("stopping the definitions end confirmer: %r", exc)

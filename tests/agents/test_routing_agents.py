@@ -304,9 +304,9 @@ async def test_definitions_recorded_before_an_input_taken_in_place_are_activated
     bought = {"name": "Buyers", "match": {"event": "e1"}}
     before = {"name": "Buyers (as first defined)", "match": {"event": "e2"}}
     h.rt.catalog.apply("buyers", {"definition": before, "version": "v0", "updated_at": at}, 2,
-                       at_s=at - 200)
+                       at_ms=(at - 200) * 1000)
     h.rt.catalog.apply("buyers", {"definition": bought, "version": "v1", "updated_at": at}, 5,
-                       at_s=at - 100)
+                       at_ms=(at - 100) * 1000)
     home = customer_at_home()
     async with raw_events(h).test_context() as ag:
         await ag.put(encode_envelope([customer_event(home, 1)]), key=home.encode())

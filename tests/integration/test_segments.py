@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 import orjson
 import pytest
 
@@ -186,3 +187,47 @@ async def test_members_are_listed_in_natural_order(deployment: Deployment,
         first = await members(limit="2")
         assert first == {"people": ["5", "10"], "next": "10"}
         assert await members(limit="2", cursor="10") == {"people": ["11", "ann"], "next": None}
+
+
+async def test_an_input_accepted_just_after_a_definition_is_written_is_evaluated_with_it(
+        deployment: Deployment) -> None:
+    """A definition written to the topic by another worker's API, then at once an event
+    accepted by this worker: this worker's follower has not fetched the definition yet when
+    the event reaches the person stage, yet the event is evaluated against it — it was recorded
+    before the event was accepted, as a replay of the log would see it. The person enters with
+    the event as the cause, never later through the definition's own activation (a CI run of
+    the three-worker replay test caught the live and replayed causes differing)."""
+    d = deployment
+    worker = Worker(d).start()
+    rounds = 6
+    try:
+        await worker.wait_ready(90)
+        producer = AIOKafkaProducer(bootstrap_servers=d.bootstrap, acks="all")
+        await producer.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                for n in range(rounds):
+                    written_ms = int(time.time() * 1000)
+                    await producer.send_and_wait(
+                        d.topics.segment_definitions.name, partition=0,
+                        key=f"bought-{n}".encode(), timestamp_ms=written_ms,
+                        value=orjson.dumps({"definition": {"name": f"bought {n}", "match": {
+                            "event": f"purchased-{n}"}}, "version": f"v{n}",
+                            "updated_at": written_ms // 1000}))
+                    async with session.post(d.url + f"/api/v1/customers/late-{n}/events",
+                                            json={"name": f"purchased-{n}"},
+                                            headers=d.track_auth) as response:
+                        assert response.status == 200, await response.text()
+        finally:
+            await producer.stop()
+
+        async def entered() -> list[dict]:
+            found = [c for c in await changes(d) if c["person_id"].startswith("late-")]
+            assert len({c["person_id"] for c in found}) == rounds
+            return found
+        found = await eventually(entered, timeout_s=60)
+    finally:
+        worker.stop()
+    assert {(c["person_id"], c["segment_id"], c["change"]) for c in found} == {
+        (f"late-{n}", f"bought-{n}", "entered") for n in range(rounds)}
+    assert not [c for c in found if c["cause"].startswith("definition:")], found

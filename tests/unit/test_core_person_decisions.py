@@ -171,18 +171,29 @@ def test_a_definition_activates_once_and_keeps_its_member_count() -> None:
 
 
 def test_an_input_is_evaluated_against_the_definitions_recorded_by_its_time() -> None:
-    recorded = {"buyers": ("v2", 7, NOW - 10), "recent": ("r1", 3, NOW - 20),
-                "later": ("l1", 9, NOW + 60), "gone": (None, 8, NOW - 5),
+    now_ms = NOW * 1000
+    recorded = {"buyers": ("v2", 7, now_ms - 10_000), "recent": ("r1", 3, now_ms - 20_000),
+                "later": ("l1", 9, now_ms + 60_000), "gone": (None, 8, now_ms - 5_000),
                 "unknown-time": ("u1", 2, None)}
     active = {"buyers": "v1", "recent": "r1", "gone": "g1"}
-    due, later = activation.recorded_by(recorded, active, NOW)
-    # in topic order; "recent" is active already, "unknown-time" is left to its own item
+    due, later = activation.recorded_by(recorded, active, now_ms)
+    # in topic order, each at its record's second; "recent" is active already, "unknown-time"
+    # is left to its own item
     assert due == [Definition("buyers", "v2", 7, NOW - 10), Definition("gone", None, 8, NOW - 5)]
-    assert later == NOW + 60
-    assert activation.recorded_by(recorded, {**active, "buyers": "v2"}, NOW - 11) == (
-        [], NOW - 5)
+    assert later == now_ms + 60_000
+    assert activation.recorded_by(recorded, {**active, "buyers": "v2"}, now_ms - 11_000) == (
+        [], now_ms - 5_000)
     # a deletion of what is not active here is nothing to do
-    assert activation.recorded_by({"gone": (None, 8, NOW - 5)}, {}, NOW) == ([], None)
+    assert activation.recorded_by({"gone": (None, 8, now_ms - 5_000)}, {}, now_ms) == ([], None)
+
+
+def test_recorded_by_compares_milliseconds_not_seconds() -> None:
+    """A definition written later in the same second as an input is not due for it: the worker
+    can confirm what was written before an instant, not before the end of the second."""
+    recorded = {"buyers": ("v1", 4, NOW * 1000 + 900)}
+    assert activation.recorded_by(recorded, {}, NOW * 1000 + 100) == ([], NOW * 1000 + 900)
+    assert activation.recorded_by(recorded, {}, NOW * 1000 + 900) == (
+        [Definition("buyers", "v1", 4, NOW)], None)
 
 
 def test_an_item_of_an_older_record_than_the_active_one_is_overtaken() -> None:
