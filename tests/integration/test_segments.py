@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaProducer
 import orjson
 import pytest
 
+from app.segments.catalog import EndConfirmer, SegmentCatalog, follow
 from tests.support.harness import Deployment, Worker, eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -231,3 +232,34 @@ async def test_an_input_accepted_just_after_a_definition_is_written_is_evaluated
     assert {(c["person_id"], c["segment_id"], c["change"]) for c in found} == {
         (f"late-{n}", f"bought-{n}", "entered") for n in range(rounds)}
     assert not [c for c in found if c["cause"].startswith("definition:")], found
+
+
+async def test_the_end_confirmer_waits_for_what_was_written_and_then_stops_fetching(
+        deployment: Deployment) -> None:
+    """``EndConfirmer`` returns once the follower has applied every definition written before
+    the call, and leaves its consumer unassigned: assigned, aiokafka would fetch the partition
+    about a hundred times a second on the embedded broker between calls."""
+    d = deployment
+    await d.create_topics()
+    topic = d.topics.segment_definitions.name
+    catalog, stopping = SegmentCatalog(), asyncio.Event()
+    follower = asyncio.ensure_future(follow(catalog, d.bootstrap, topic, stopping))
+    confirmer = EndConfirmer(catalog, d.bootstrap, topic)
+    producer = AIOKafkaProducer(bootstrap_servers=d.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await asyncio.wait_for(catalog.caught_up.wait(), 30)
+        await asyncio.wait_for(confirmer(), 30)  # an empty topic
+        for n in range(3):
+            await producer.send_and_wait(topic, partition=0, key=f"s{n}".encode(),
+                                         value=orjson.dumps({"definition": {
+                                             "name": "s", "match": {"event": "e"}},
+                                             "version": f"v{n}", "updated_at": 0}))
+        await asyncio.wait_for(confirmer(), 30)
+        assert catalog.offset == 2 and set(catalog.recorded) == {"s0", "s1", "s2"}
+        assert confirmer._consumer is not None and not confirmer._consumer.assignment()
+    finally:
+        await producer.stop()
+        await confirmer.stop()
+        stopping.set()
+        await asyncio.wait_for(follower, 30)
