@@ -26,7 +26,7 @@ transitions with the same change ids.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Sequence
 
 import faust
@@ -150,11 +150,48 @@ class PeopleBatch(PersonIO):
         rt.definitions_watch[partition] = (catalog.offset, later)
 
     async def on_definition(self, partition: int, definition: Definition) -> None:
-        active = active_map(self.rt, partition)
-        if activation.overtaken(definition, self.rt.catalog.recorded.get(definition.segment),
+        rt = self.rt
+        active = active_map(rt, partition)
+        if activation.overtaken(definition, rt.catalog.recorded.get(definition.segment),
                                 active.get(definition.segment)):
             return
-        self.activate(partition, definition, await self.segment_of(definition))
+        segment = await self.segment_of(definition)
+        behind = rt.raw_behind is not None and rt.raw_behind(partition)
+        if activation.left_to_inputs(definition, rt.catalog.recorded.get(definition.segment),
+                                     behind):
+            rt.counters["definitions_left_to_inputs"] += 1
+            return
+        self.activate(partition, definition, segment)
+
+    def took_raw(self, records: Sequence[EventT], raw_topic: str) -> None:
+        """Raw records this unit took whole: what :meth:`activate_caught_up` measures against
+        the partition's end."""
+        handled = self.rt.raw_handled
+        for event in records:
+            message = event.message
+            if message.topic == raw_topic:
+                after = message.offset + 1
+                if after > handled.get(message.partition, 0):
+                    handled[message.partition] = after
+
+    def activate_caught_up(self, partitions: Iterable[int]) -> None:
+        """Activate the definitions recorded by now that a partition left to its inputs
+        (:func:`app.core.activation.left_to_inputs`), once it has taken every raw record it
+        holds. Checked at the end of each unit of the partition (a tick makes one at least every
+        ``EVENTIDE_TICK_INTERVAL_S``)."""
+        rt = self.rt
+        behind = rt.raw_behind
+        if behind is None:
+            return
+        now_ms = int(rt.clock.now() * 1000)
+        catalog_offset = rt.catalog.offset
+        for partition in partitions:
+            watch = rt.definitions_watch.get(partition)
+            if watch is not None and watch[0] == catalog_offset and (
+                    watch[1] is None or now_ms < watch[1]):
+                continue  # nothing recorded by now is left to activate here
+            if not behind(partition):
+                self.activate_recorded(partition, now_ms)
 
     def activate(self, partition: int, definition: Definition, segment: Segment | None) -> None:
         active = active_map(self.rt, partition)
@@ -194,8 +231,8 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
     topics = rt.topics
     began_s, began_ms = time.perf_counter(), rt.clock.now() * 1000
     await recover_for(rt, events)
-    await rt.state.ensure_recovered(topics.person_events.name,
-                                    {event.message.partition for event in events})
+    partitions = {event.message.partition for event in events}
+    await rt.state.ensure_recovered(topics.person_events.name, partitions)
     catalog = rt.catalog
     if catalog.confirm is not None and await catalog.complete_through(
             newest_accept_ms(events, decoded)):
@@ -217,6 +254,8 @@ async def prepare_people_batch(rt: Runtime, events: Sequence[EventT],
 
     cut = await handle_items(rt, batch.unit, events, decoded, handle,
                              max_outputs=rt.settings.unit_max_outputs)
+    batch.took_raw(events if cut is None else events[:cut.records], topics.raw_events.name)
+    batch.activate_caught_up(partitions)
     router.flush()
     batch.flush()
     accepted_at_ms = batch.accepted_at_ms

@@ -150,6 +150,9 @@ COUNTER_HELP = {
     "definition_confirmations": "Units of work that waited for the segment catalog to confirm "
                                 "it holds every definition written before their inputs were "
                                 "accepted (app/segments/catalog.py: complete_through).",
+    "definitions_left_to_inputs": "Segment definitions' items that found their partition's raw "
+                                  "inputs not all taken yet, and were activated once they were "
+                                  "(app/core/activation.py: left_to_inputs).",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
 COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "http_responses": "status"}

@@ -10,7 +10,7 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from app.clock import Clock
 from app.heap import HeapTrimmer
@@ -51,6 +51,13 @@ class Runtime:
     #: person.events partition → (catalog offset, next recorded time not yet due) when its
     #: recorded definitions were last activated (agents.people.PeopleBatch.activate_recorded)
     definitions_watch: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    #: raw.events partition → the offset after the last of its records a prepared unit took
+    #: whole (forgotten with the partition, and when a prepared unit is discarded).
+    raw_handled: dict[int, int] = field(default_factory=dict)
+    #: Whether raw.events[p] holds records this worker has not taken yet, from the consumer's
+    #: high-watermark (set at wiring; None: never, as in process without a broker). A
+    #: definition's item that finds them waits for them (``activation.left_to_inputs``).
+    raw_behind: Callable[[int], bool] | None = None
     #: Topic partitions currently assigned to this worker.
     assigned: set[tuple[str, int]] = field(default_factory=set)
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,6 +123,7 @@ class Runtime:
         its writes; its inputs come again."""
         self.active_segments.clear()
         self.definitions_watch.clear()
+        self.raw_handled.clear()
 
     async def commit(self, unit: UnitOfWork) -> None:
         """Persist a unit of work; retries while the broker is away, never skips.

@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from agents import people, routing, segments
 from app.api.server import WebServer
@@ -204,6 +205,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.runtime = runtime
     runtime.app = app
     runtime.applied.committed = _faust_committed(app)
+    runtime.raw_behind = _raw_behind(app, runtime)
     runtime.end_offsets = EndOffsets(settings.bootstrap_servers, kafka_client_options(settings))
     routing.register(app, runtime)
     people.register(app, runtime)
@@ -227,6 +229,25 @@ def _faust_committed(app: faust.App):  # type: ignore[no-untyped-def]
     return committed
 
 
+def _raw_behind(app: faust.App, rt: Runtime):  # type: ignore[no-untyped-def]
+    """Whether raw.events[p] holds records no unit here has taken: its high-watermark (from
+    the consumer's last fetch) against what units took (prepared, or committed before)."""
+    topic = rt.topics.raw_events.name
+
+    def behind(partition: int) -> bool:
+        try:
+            end = app.consumer.highwater(TP(topic, partition))
+        except Exception:  # not assigned here, or the consumer is being rebuilt
+            return True
+        if end is None:
+            return True  # no fetch of it answered yet
+        taken = max(rt.raw_handled.get(partition, 0),
+                    rt.applied.next_offset(topic, partition) or 0)
+        return bool(taken < end)
+
+    return behind
+
+
 def _track_assignment(app: faust.App, rt: Runtime) -> None:
     """Keep the runtime's view of owned partitions; recover newly assigned ones eagerly."""
 
@@ -248,6 +269,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             log.warning("a unit of work was still committing when partitions were revoked")
         by_topic: dict[str, list[int]] = {}
         rt.applied.forget((tp.topic, tp.partition) for tp in revoked)
+        rt.raw_handled.clear()  # (a unit taken before this may never be committed)
         for tp in revoked:
             rt.assigned.discard((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
@@ -263,6 +285,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
         by_topic: dict[str, list[int]] = {}
         rt.applied.forget((tp.topic, tp.partition) for tp in assigned
                           if (tp.topic, tp.partition) not in rt.assigned)
+        rt.raw_handled.clear()
         rt.assigned.clear()
         for tp in assigned:
             rt.assigned.add((tp.topic, tp.partition))

@@ -58,6 +58,24 @@ def overtaken(definition: Definition, latest: tuple[str | None, int, int | None]
             and definition.offset < latest[1] and active_version == latest[0])
 
 
+def left_to_inputs(definition: Definition, latest: tuple[str | None, int, int | None] | None,
+                   raw_behind: bool) -> bool:
+    """A definition's item that arrives while its partition's raw inputs are not all taken yet:
+    it is not activated now, but once they are (:func:`recorded_by`: before the first input
+    accepted after it was recorded, or when the partition has taken every raw record it holds).
+
+    Activated on arrival, it would evaluate the inputs behind it, accepted before it was written,
+    against it: a replay sends every definition's item at its start, ahead of its whole
+    backlog, and would have those inputs enter people whom the live run, which stored them
+    before the definition existed, had the definition itself enter (a different cause and change
+    id). Activation then follows the partition's own inputs, not the item's arrival. Only a
+    record the catalog holds with its time, this one or a later one of the segment, can be left
+    (:func:`recorded_by` activates what the catalog holds); a later one is activated instead,
+    as it would be anyway once this item finds it recorded."""
+    return (raw_behind and latest is not None and latest[2] is not None
+            and definition.offset is not None and latest[1] >= definition.offset)
+
+
 def is_active(definition: Definition, active_version: str | None) -> bool:
     """Already activated here (a redelivery): its changes were all sent then."""
     return definition.version is not None and active_version == definition.version

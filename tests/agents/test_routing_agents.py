@@ -328,3 +328,41 @@ async def test_definitions_recorded_before_an_input_taken_in_place_are_activated
             f"records_in:{h.rt.topics.person_events.name}"] == 2)
     assert changes() == [("buyers", "entered")]
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}
+
+
+async def test_a_definition_item_ahead_of_its_partitions_raw_inputs_waits_for_them(
+        harness: Harness) -> None:
+    """A replay sends a definition's item ahead of a backlog of inputs accepted before the
+    definition was written. Activated on arrival, it would evaluate them against it (each entry
+    caused by an input); live, they were stored before it existed and it entered the people
+    itself. The item is left while the partition's raw records are not all taken, and the
+    definition is activated at the end of the first unit after they are, caused by itself."""
+    h = harness
+    behind = {"raw": True}
+    h.rt.raw_behind = lambda partition: behind["raw"]
+    h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": "e1"}},
+                                  "version": "v1", "updated_at": int(NOW_S)}, 5,
+                       at_ms=RECEIVED - 50)
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    async with on_person_events.test_context() as ag:
+        await ag.put(encode_envelope([{"op": "segment", "segment": "buyers", "version": "v1",
+                                       "offset": 5, "at": int(NOW_S)}]), key=b"segment")
+        await h.settle(lambda: h.rt.counters["definitions_left_to_inputs"] == 1)
+    assert h.rt.state.tables["segment_state"].get(0, "buyers") is None
+
+    home = customer_at_home()
+    async with raw_events(h).test_context() as ag:  # accepted before the definition was written
+        await ag.put(encode_envelope([customer_event(home, 1, received_at=RECEIVED - 100)]),
+                     key=home.encode())
+        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
+    changes_topic = h.rt.topics.segment_changes.name
+    assert h.sent_to(changes_topic) == []  # evaluated without it; still behind: not activated
+
+    behind["raw"] = False
+    async with on_person_events.test_context() as ag:
+        await ag.put(encode_envelope([{"op": "tick", "at": int(NOW_S)}]), key=b"tick")
+        await h.settle(lambda: h.sent_to(changes_topic) != [])
+    [change] = [orjson.loads(r.value) for r in h.sent_to(changes_topic)]
+    assert (change["person_id"], change["change"], change["cause"]) == (
+        home, "entered", "definition:v1")
+    assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}

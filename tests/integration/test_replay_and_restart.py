@@ -175,6 +175,51 @@ async def test_three_workers_live_and_one_replaying_evaluate_against_the_same_de
                 if c["cause"].startswith("definition:")]
 
 
+async def test_a_segment_created_over_stored_events_replays_with_the_same_causes(
+        deployment: Deployment, worker: Worker) -> None:
+    """A replay sends every definition's item at its start, ahead of the backlog of inputs
+    accepted before the definition was written: activating it on arrival evaluated those inputs
+    against it (each entry caused by an event), where live they had been stored before it existed
+    and it entered the people itself (caused by the definition). A definition's item that finds
+    its partition's raw inputs not yet all applied is left to activate once they are."""
+    d = deployment
+    pad = "x" * 1_000  # ~2 MB of raw records a partition: more than one fetch brings at once
+    async with aiohttp.ClientSession() as session:
+        async def batch(first: int) -> None:
+            items = [{"type": "person", "identifiers": {"id": f"s{n % 400}"}, "action": "event",
+                      "name": "purchased" if n >= 7_960 else "viewed",
+                      "attributes": {"pad": pad}} for n in range(first, first + 100)]
+            async with session.post(d.url + "/api/v2/batch", json={"batch": items},
+                                    headers=d.track_auth) as response:
+                assert response.status == 200, await response.text()
+        for start in range(0, 8_000, 1_000):
+            await asyncio.gather(*(batch(first) for first in range(start, start + 1_000, 100)))
+        await eventually(lambda: stored(d, session, [f"s{n}" for n in range(360, 400)]),
+                         timeout_s=90)
+        async with session.put(d.url + "/api/v1/segments/buyers", json={
+                "name": "buyers", "match": {"event": "purchased"}},
+                headers=d.app_auth) as response:
+            assert response.status == 200, await response.text()
+
+    live = await eventually(lambda: settled_with_one_change_each(d, 40), timeout_s=90)
+    worker.stop()
+    replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version",
+                                                    "v2"))
+    assert replayed == live
+    full = await changes_with_causes(d, "v1")
+    assert full == await changes_with_causes(d, "v2")
+    assert all(c["cause"].startswith("definition:") for changes in full.values() for c in changes)
+
+
+async def stored(d: Deployment, session: aiohttp.ClientSession, people: list[str]) -> None:
+    """Each of ``people`` has its ``purchased`` event stored (the last of its inputs)."""
+    for person in people:
+        async with session.get(f"{d.url}/api/v1/customers/{person}/activities",
+                               headers=d.app_auth) as response:
+            assert response.status == 200
+            assert any(a["name"] == "purchased" for a in (await response.json())["activities"])
+
+
 async def settled_with_one_change_each(d: Deployment, people: int) -> dict[str, str]:
     """The live digest once it holds still, and each of ``people`` people has one change."""
     first = digest_lines(await asyncio.to_thread(run_cli, d, "digest"))

@@ -203,3 +203,20 @@ def test_an_item_of_an_older_record_than_the_active_one_is_overtaken() -> None:
     assert not activation.overtaken(Definition("buyers", "v2", 7, NOW - 10), latest, "v2")
     assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), (None, 9, NOW), None)
     assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), None, None)
+
+
+def test_an_item_ahead_of_its_partitions_raw_inputs_is_left_to_them() -> None:
+    item = Definition("buyers", "v2", 7, NOW)
+    recorded = ("v2", 7, NOW * 1000)
+    assert activation.left_to_inputs(item, recorded, raw_behind=True)
+    assert not activation.left_to_inputs(item, recorded, raw_behind=False)
+    # A later record of the segment is what the catalog will activate: this one is left too.
+    assert activation.left_to_inputs(item, ("v3", 9, NOW * 1000 + 5), raw_behind=True)
+    assert activation.left_to_inputs(Definition("buyers", None, 7, NOW), (None, 7, NOW * 1000),
+                                     raw_behind=True)
+    # Only what the catalog holds with its time can be activated later: the rest is not left.
+    assert not activation.left_to_inputs(item, ("v2", 7, None), raw_behind=True)
+    assert not activation.left_to_inputs(item, ("v1", 4, NOW * 1000 - 9), raw_behind=True)
+    assert not activation.left_to_inputs(item, None, raw_behind=True)
+    assert not activation.left_to_inputs(Definition("buyers", "v2", None, NOW), recorded,
+                                         raw_behind=True)
