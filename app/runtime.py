@@ -55,8 +55,9 @@ class Runtime:
     #: whole (forgotten with the partition, and when a prepared unit is discarded).
     raw_handled: dict[int, int] = field(default_factory=dict)
     #: Whether raw.events[p] holds records this worker has not taken yet, from the consumer's
-    #: high-watermark (set at wiring; None: never, as in process without a broker). A
-    #: definition's item that finds them waits for them (``activation.left_to_inputs``).
+    #: high-watermark (set at the consumer's first assignment; None: unknown, as in process
+    #: without a consumer, where a definition activates on its item). A definition's item that
+    #: finds them waits for them (``activation.left_to_inputs``).
     raw_behind: Callable[[int], bool] | None = None
     #: Topic partitions currently assigned to this worker.
     assigned: set[tuple[str, int]] = field(default_factory=set)

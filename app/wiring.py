@@ -205,7 +205,6 @@ def create_app(settings: Settings, clock: Clock | None = None,
     app.runtime = runtime
     runtime.app = app
     runtime.applied.committed = _faust_committed(app)
-    runtime.raw_behind = _raw_behind(app, runtime)
     runtime.end_offsets = EndOffsets(settings.bootstrap_servers, kafka_client_options(settings))
     routing.register(app, runtime)
     people.register(app, runtime)
@@ -286,6 +285,10 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
         rt.applied.forget((tp.topic, tp.partition) for tp in assigned
                           if (tp.topic, tp.partition) not in rt.assigned)
         rt.raw_handled.clear()
+        if rt.raw_behind is None:
+            # Set with the consumer's first assignment: a runtime driven without a consumer
+            # (tests/agents) knows no raw backlog, and activates a definition on its item.
+            rt.raw_behind = _raw_behind(app, rt)
         rt.assigned.clear()
         for tp in assigned:
             rt.assigned.add((tp.topic, tp.partition))
