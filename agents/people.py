@@ -137,17 +137,22 @@ class PeopleBatch(PersonIO):
         """Activate, before an input accepted at ``at_ms``, the definitions recorded by then that
         this partition has not activated (:func:`app.core.activation.recorded_by`). Checked
         again only once the catalog has moved or the input time reaches the next recorded one."""
+        if self.nothing_due(partition, at_ms):
+            return
         rt = self.rt
         catalog = rt.catalog
-        watch = rt.definitions_watch.get(partition)
-        if watch is not None and watch[0] == catalog.offset and (watch[1] is None
-                                                                or at_ms < watch[1]):
-            return
         due, later = activation.recorded_by(catalog.recorded, active_map(rt, partition), at_ms)
         for definition in due:
             self.activate(partition, definition, None if definition.version is None
                           else catalog.get(definition.segment, definition.version))
         rt.definitions_watch[partition] = (catalog.offset, later)
+
+    def nothing_due(self, partition: int, at_ms: int) -> bool:
+        """The partition's last activation left nothing recorded by ``at_ms`` to activate, and
+        the catalog has not moved since."""
+        watch = self.rt.definitions_watch.get(partition)
+        return watch is not None and watch[0] == self.rt.catalog.offset and (
+            watch[1] is None or at_ms < watch[1])
 
     async def on_definition(self, partition: int, definition: Definition) -> None:
         rt = self.rt
@@ -184,13 +189,9 @@ class PeopleBatch(PersonIO):
         if behind is None:
             return
         now_ms = int(rt.clock.now() * 1000)
-        catalog_offset = rt.catalog.offset
         for partition in partitions:
-            watch = rt.definitions_watch.get(partition)
-            if watch is not None and watch[0] == catalog_offset and (
-                    watch[1] is None or now_ms < watch[1]):
-                continue  # nothing recorded by now is left to activate here
-            if not behind(partition):
+            # (the high-watermark is read only when something is left to activate)
+            if not self.nothing_due(partition, now_ms) and not behind(partition):
                 self.activate_recorded(partition, now_ms)
 
     def activate(self, partition: int, definition: Definition, segment: Segment | None) -> None:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.history_cost import commit_of
 from bench.measure import host_steal_seconds
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
 
     def save() -> None:
-        out.write_text(json.dumps({"started": stamp, "code": _commit(), "quix": quix,
+        out.write_text(json.dumps({"started": stamp, "code": commit_of(REPO), "quix": quix,
                                    "runs": runs}, indent=1))
 
     for sequence in range(args.sequences + 1):
@@ -183,12 +184,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{row.get('worst_stall_s') or 0:>8.2f}  {row.get('verdict')}")
     print(f"\nresults: {out}")
     return 0 if all(row.get("exact") for row in runs) else 1
-
-
-def _commit() -> str:
-    found = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                           capture_output=True, text=True, check=False)
-    return found.stdout.strip()
 
 
 if __name__ == "__main__":
