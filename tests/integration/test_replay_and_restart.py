@@ -183,17 +183,8 @@ async def test_a_segment_created_over_stored_events_replays_with_the_same_causes
     and it entered the people itself (caused by the definition). A definition's item that finds
     its partition's raw inputs not yet all applied is left to activate once they are."""
     d = deployment
-    pad = "x" * 1_000  # ~2 MB of raw records a partition: more than one fetch brings at once
     async with aiohttp.ClientSession() as session:
-        async def batch(first: int) -> None:
-            items = [{"type": "person", "identifiers": {"id": f"s{n % 400}"}, "action": "event",
-                      "name": "purchased" if n >= 7_960 else "viewed",
-                      "attributes": {"pad": pad}} for n in range(first, first + 100)]
-            async with session.post(d.url + "/api/v2/batch", json={"batch": items},
-                                    headers=d.track_auth) as response:
-                assert response.status == 200, await response.text()
-        for start in range(0, 8_000, 1_000):
-            await asyncio.gather(*(batch(first) for first in range(start, start + 1_000, 100)))
+        await send_padded_events(session, d, [d.url])
         await eventually(lambda: stored(d, session, [f"s{n}" for n in range(360, 400)]),
                          timeout_s=90)
         async with session.put(d.url + "/api/v1/segments/buyers", json={
@@ -219,20 +210,10 @@ async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_re
     checks the agreement, tests/agents the mechanism.)"""
     d = deployment
     workers = [Worker(d, "a").start(), extra_worker(d, "b").start(), extra_worker(d, "c").start()]
-    pad = "x" * 1_000
     try:
         await asyncio.gather(*(w.wait_ready(90) for w in workers))
         async with aiohttp.ClientSession() as session:
-            async def batch(first: int) -> None:
-                items = [{"type": "person", "identifiers": {"id": f"s{n % 400}"},
-                          "action": "event", "name": "purchased" if n >= 7_960 else "viewed",
-                          "attributes": {"pad": pad}} for n in range(first, first + 100)]
-                async with session.post(workers[first // 100 % 3].url + "/api/v2/batch",
-                                        json={"batch": items},
-                                        headers=d.track_auth) as response:
-                    assert response.status == 200, await response.text()
-            for start in range(0, 8_000, 1_000):
-                await asyncio.gather(*(batch(first) for first in range(start, start + 1_000, 100)))
+            await send_padded_events(session, d, [w.url for w in workers])
             async with session.put(workers[1].url + "/api/v1/segments/buyers", json={
                     "name": "buyers", "match": {"event": "purchased"}},
                     headers=d.app_auth) as response:
@@ -247,6 +228,24 @@ async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_re
     full = await changes_with_causes(d, "v1")
     assert full == await changes_with_causes(d, "v2")
     assert all(c["cause"].startswith("definition:") for changes in full.values() for c in changes)
+
+
+async def send_padded_events(session: aiohttp.ClientSession, d: Deployment,
+                             urls: list[str]) -> None:
+    """8,000 events of ~1 KB to 400 people (~2 MB of raw records a partition: more than one
+    fetch brings at once), batches of 100 spread over ``urls``; the last 40 people's last event
+    is ``purchased``, every other one ``viewed``."""
+    pad = "x" * 1_000
+
+    async def batch(first: int) -> None:
+        items = [{"type": "person", "identifiers": {"id": f"s{n % 400}"}, "action": "event",
+                  "name": "purchased" if n >= 7_960 else "viewed",
+                  "attributes": {"pad": pad}} for n in range(first, first + 100)]
+        async with session.post(urls[first // 100 % len(urls)] + "/api/v2/batch",
+                                json={"batch": items}, headers=d.track_auth) as response:
+            assert response.status == 200, await response.text()
+    for start in range(0, 8_000, 1_000):
+        await asyncio.gather(*(batch(first) for first in range(start, start + 1_000, 100)))
 
 
 async def stored(d: Deployment, session: aiohttp.ClientSession, people: list[str]) -> None:
