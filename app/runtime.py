@@ -147,3 +147,8 @@ class Runtime:
             except asyncio.CancelledError:
                 log.error("stopped while a batch was uncommitted; exiting so it is redelivered")
                 os._exit(3)
+            except Exception:
+                # Not retried: its inputs are not acknowledged and come again; a read waiting
+                # for its state (``StateManager.written``) must not wait for it.
+                self.state.drop(unit)
+                raise

@@ -109,6 +109,10 @@ class StateManager:
         #: The consumer group generation, when known: the epoch a new owner fences with.
         self.generation: int | None = None
         self._in_flight = 0
+        #: Units whose outputs may be out (their produce has begun) while their state is not
+        #: written yet: the commit order sends outputs first, and a unit's publish runs ahead
+        #: of its commit. A read waits for them (:meth:`written`).
+        self._outputs_out: set[UnitOfWork] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self.recovered_records = 0
@@ -144,6 +148,7 @@ class StateManager:
         record would be the last value of its key in a compacted topic).
         """
         if unit.outputs and unit.publishing is None:
+            self._outputs_out.add(unit)
             unit.publishing = asyncio.ensure_future(self._publish(unit.outputs, unit.base))
             # A unit dropped with its failed base never awaits this: its failure is not news.
             unit.publishing.add_done_callback(_retrieve)
@@ -160,12 +165,38 @@ class StateManager:
         and their outputs with them."""
         if unit.publishing is not None:
             unit.publishing.cancel()
+        self._settle(unit)
+
+    def _settle(self, unit: UnitOfWork) -> None:
+        self._outputs_out.discard(unit)
+        unit.settled.set()
+
+    async def written(self, timeout_s: float) -> bool:
+        """Wait until every unit whose outputs may be visible now has its state written (or
+        will never have: dropped, or its partition changed hands); False on timeout.
+
+        A reader who saw a unit's record on an output topic (a segment change) and then reads
+        the person's state here sees the state that record came from, not the one before."""
+        waiting = [unit.settled.wait() for unit in self._outputs_out]
+        if not waiting:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*waiting), timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def commit(self, unit: UnitOfWork) -> None:
+        """Commit a unit (:meth:`_commit`). A failure other than a change of hands leaves it
+        to be retried (``Runtime.commit``) or dropped (:meth:`drop`)."""
         self._in_flight += 1
         self._idle.clear()
         try:
             await self._commit(unit)
+            self._settle(unit)
+        except OwnershipChanged:
+            self._settle(unit)
+            raise
         finally:
             self._in_flight -= 1
             if not self._in_flight:
@@ -178,6 +209,8 @@ class StateManager:
                 raise OwnershipChanged("a unit was built on one that was not committed")
             unit.base = None  # those writes are in local state now
         if not unit.outputs_acknowledged.is_set():
+            if unit.outputs:
+                self._outputs_out.add(unit)
             publishing, unit.publishing = unit.publishing, None
             if publishing is not None:
                 await publishing  # (failed: the retry of this commit sends them again)

@@ -159,6 +159,9 @@ class UnitOfWork:
         self.outputs_acknowledged = asyncio.Event()
         #: Set by :meth:`tables.state.StateManager.commit` once the unit is durable everywhere.
         self.committed = False
+        #: Set once the unit's state is written or the unit will never be: a read that may
+        #: already see its outputs waits for it (:meth:`tables.state.StateManager.written`).
+        self.settled = asyncio.Event()
 
     def _pending(self, table: str, partition: int, key: str) -> Any:
         """The value this unit (or the base under it) writes for ``key``, else :data:`MISSING`."""

@@ -68,6 +68,26 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
     return middleware
 
 
+def reads_see_the_state_behind_published_records(rt: Runtime):  # type: ignore[no-untyped-def]
+    """A read answered here waits until every unit whose output records may already be out has
+    its state written: a unit sends its outputs before its state (the commit order, and its
+    publish runs ahead of its commit), so a consumer who saw a segment change and then read the
+    person at once could otherwise see the state from before it. The wait is one unit's commit
+    at most, nothing when no unit is in flight; bounded like read-your-writes."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.method == "GET" and request.path.startswith("/api/"):
+            budget = consistency.timeout_s()
+            if not await rt.state.written(budget):
+                rt.counters["read_your_writes:timeout"] += 1
+                raise ApiError(503, f"this worker has not written the state behind the records "
+                                    f"it published within {budget:g} s; retry")
+        return await handler(request)
+
+    return middleware
+
+
 #: What ``/metrics`` reports (built once per app, read when scraped) and the consumer-lag probe.
 EXPOSITION = web.AppKey("exposition", Exposition)
 LAG_PROBE: web.AppKey[LagProbe | None] = web.AppKey("lag_probe")
@@ -136,7 +156,8 @@ def build_web_app(rt: Runtime, *, lag_probe: LagProbe | None = None) -> web.Appl
     application = web.Application(client_max_size=rt.settings.max_body_bytes,
                                   middlewares=[limits.limit_failed_authentication(failures),
                                                error_shape, peers.verified_peers(rt.settings),
-                                               keyed_reads_go_to_their_owner(rt)])
+                                               keyed_reads_go_to_their_owner(rt),
+                                               reads_see_the_state_behind_published_records(rt)])
     application[RT] = rt
     application[EXPOSITION] = exposition_of(rt)
     application[LAG_PROBE] = lag_probe

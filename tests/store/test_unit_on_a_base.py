@@ -146,6 +146,18 @@ def with_output(unit: UnitOfWork, person: str, plan: str, value: bytes) -> UnitO
     return unit
 
 
+async def on_a_committing_base(state: StateManager) -> tuple[UnitOfWork, "asyncio.Future[None]"]:
+    """ann's unit committing (as far as the producer lets it), and bob's unit on it, published:
+    returns bob's unit and the base's commit."""
+    base = with_output(state.begin(), "ann", "pro", b"base")
+    committing = asyncio.ensure_future(state.commit(base))
+    await settle()
+    unit = with_output(state.begin(base), "bob", "free", b"unit")
+    state.publish(unit)
+    await settle()
+    return unit, committing
+
+
 async def test_a_units_outputs_go_out_while_its_base_commits_and_only_once(
         tmp_path: Path) -> None:
     producer = Gated(held=("cl",))
@@ -173,12 +185,7 @@ async def test_a_units_outputs_go_out_while_its_base_commits_and_only_once(
 async def test_a_units_outputs_wait_for_its_bases_outputs(tmp_path: Path) -> None:
     producer = Gated(held=("out",))
     state = manager(tmp_path, producer)
-    base = with_output(state.begin(), "ann", "pro", b"base")
-    committing = asyncio.ensure_future(state.commit(base))
-    await settle()
-    unit = with_output(state.begin(base), "bob", "free", b"unit")
-    state.publish(unit)
-    await settle()
+    unit, committing = await on_a_committing_base(state)
     assert producer.values("out") == [b"base"], "sent before the base's were acknowledged"
     producer.release["out"].set()
     await committing
@@ -247,4 +254,41 @@ async def test_a_dropped_unit_stops_waiting_to_publish(tmp_path: Path) -> None:
     await settle()
     assert unit.publishing is not None and unit.publishing.cancelled()
     assert not producer.sent
+    state.close()
+
+
+async def test_a_read_waits_for_the_state_behind_outputs_already_out(tmp_path: Path) -> None:
+    # The base's outputs are acknowledged (a consumer may see them) while its changelog is held;
+    # the unit on it published too. A read then waits until both are written, and no longer.
+    producer = Gated(held=("cl",))
+    state = manager(tmp_path, producer)
+    assert await state.written(0.01), "nothing out: nothing to wait for"
+    unit, committing = await on_a_committing_base(state)
+    assert producer.values("out") == [b"base", b"unit"]
+    assert not await state.written(0.05), "the records are out, their state is not written"
+    reading = asyncio.ensure_future(state.written(5))
+    producer.release["cl"].set()
+    await committing
+    await settle()
+    assert not reading.done(), "the unit's state is not written yet"
+    await state.commit(unit)
+    assert await reading
+    profiles = state.tables["profiles"]
+    assert (profiles.get(0, "ann"), profiles.get(0, "bob")) == ({"plan": "pro"}, {"plan": "free"})
+    assert await state.written(0.01), "everything out is written"
+    state.close()
+
+
+async def test_a_read_does_not_wait_for_a_unit_that_will_never_be_written(
+        tmp_path: Path) -> None:
+    producer = Gated(held=("out",))
+    state = manager(tmp_path, producer)
+    unit, committing = await on_a_committing_base(state)
+    reading = asyncio.ensure_future(state.written(5))
+    state.drop(unit)  # its base failed: its inputs come again
+    await settle()
+    assert not reading.done(), "the base is still being written"
+    producer.release["out"].set()
+    await committing
+    assert await reading
     state.close()
