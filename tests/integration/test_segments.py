@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import aiohttp
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import orjson
 import pytest
 
@@ -263,3 +263,58 @@ async def test_the_end_confirmer_waits_for_what_was_written_and_then_stops_fetch
         await confirmer.stop()
         stopping.set()
         await asyncio.wait_for(follower, 30)
+
+
+async def test_a_person_read_right_after_their_change_record_reflects_it(
+        deployment: Deployment, worker: Worker) -> None:
+    """A consumer of ``segments.changes`` that reads a person's segments as soon as it sees
+    them enter is answered from the state that change came from: a unit's records go out before
+    its state is written, so without the wait (``StateManager.written``) such a read could list
+    the person's segments from before (a CI run saw a timer exit's person still listed)."""
+    d = deployment
+    people = [f"rr-{n}" for n in range(600)]
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{d.url}/api/v1/segments/planned", headers=d.app_auth, json={
+                "name": "Has a plan", "match": {"attribute": "plan", "op": "exists"}}) as r:
+            assert r.status == 200, await r.text()
+        consumer = AIOKafkaConsumer(d.topics.segment_changes.name, bootstrap_servers=d.bootstrap,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=5)
+        await consumer.start()
+        stale: list[str] = []
+        seen: set[str] = set()
+
+        async def read(person: str) -> None:
+            async with session.get(f"{d.url}/api/v1/customers/{person}/segments",
+                                   headers=d.app_auth) as response:
+                assert response.status == 200, await response.text()
+                listed = [s["id"] for s in (await response.json())["segments"]]
+            if "planned" not in listed:
+                stale.append(person)
+
+        async def read_each_as_it_enters() -> None:
+            while len(seen) < len(people):
+                batches = await consumer.getmany(timeout_ms=100)
+                entered = [change["person_id"] for change in (
+                    orjson.loads(r.value) for records in batches.values() for r in records)
+                    if change["segment_id"] == "planned" and change["change"] == "entered"]
+                seen.update(entered)
+                await asyncio.gather(*(read(person) for person in entered))
+
+        async def identify(first: int) -> None:
+            items = [{"type": "person", "identifiers": {"id": person}, "action": "identify",
+                      "attributes": {"plan": "pro"}} for person in people[first:first + 20]]
+            async with session.post(f"{d.url}/api/v2/batch", json={"batch": items},
+                                    headers=d.track_auth) as response:
+                assert response.status == 200, await response.text()
+
+        reading = asyncio.ensure_future(read_each_as_it_enters())
+        try:
+            for start in range(0, len(people), 100):
+                await asyncio.gather(*(identify(first)
+                                       for first in range(start, start + 100, 20)))
+            await asyncio.wait_for(asyncio.shield(reading), 60)
+        finally:
+            reading.cancel()
+            await consumer.stop()
+    assert seen == set(people)
+    assert stale == [], f"{len(stale)} people read without the segment they had entered"
