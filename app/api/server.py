@@ -68,6 +68,11 @@ def keyed_reads_go_to_their_owner(rt: Runtime):  # type: ignore[no-untyped-def]
     return middleware
 
 
+#: Where the reads of state are: the API, and the console's pages (its segment feed shows the
+#: changes a viewer then opens a person's page for).
+_READS = ("/api/", "/console/")
+
+
 def reads_see_the_state_behind_published_records(rt: Runtime):  # type: ignore[no-untyped-def]
     """A read answered here waits until every unit whose output records may already be out has
     its state written: a unit sends its outputs before its state (the commit order, and its
@@ -77,7 +82,7 @@ def reads_see_the_state_behind_published_records(rt: Runtime):  # type: ignore[n
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        if request.method == "GET" and request.path.startswith("/api/"):
+        if request.method == "GET" and request.path.startswith(_READS):
             budget = consistency.timeout_s()
             if not await rt.state.written(budget):
                 rt.counters["read_your_writes:timeout"] += 1
