@@ -77,8 +77,9 @@ def reads_see_the_state_behind_published_records(rt: Runtime):  # type: ignore[n
     """A read answered here waits until every unit whose output records may already be out has
     its state written: a unit sends its outputs before its state (the commit order, and its
     publish runs ahead of its commit), so a consumer who saw a segment change and then read the
-    person at once could otherwise see the state from before it. The wait is one unit's commit
-    at most, nothing when no unit is in flight; bounded like read-your-writes."""
+    person at once could otherwise see the state from before it. The wait is at most the commit
+    under way and the one published ahead of it, nothing when no unit is in flight; bounded like
+    read-your-writes."""
 
     @web.middleware
     async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from app.segments.catalog import EndConfirmer, SegmentCatalog, follow
+from tests.integration.test_workers import extra_worker
 from tests.support.harness import Deployment, Worker, eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -265,16 +266,35 @@ async def test_the_end_confirmer_waits_for_what_was_written_and_then_stops_fetch
         await asyncio.wait_for(follower, 30)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 async def test_a_person_read_right_after_their_change_record_reflects_it(
-        deployment: Deployment, worker: Worker) -> None:
+        deployment: Deployment, workers: int) -> None:
     """A consumer of ``segments.changes`` that reads a person's segments as soon as it sees
     them enter is answered from the state that change came from: a unit's records go out before
     its state is written, so without the wait (``StateManager.written``) such a read could list
-    the person's segments from before (a CI run saw a timer exit's person still listed)."""
+    the person's segments from before (a CI run saw a timer exit's person still listed). With
+    three workers the reads go to each in turn, so most are forwarded to the person's owner."""
     d = deployment
     people = [f"rr-{n}" for n in range(600)]
+    started = [Worker(d, "a").start(),
+               *(extra_worker(d, name).start() for name in "bc"[:workers - 1])]
+    urls = [w.url for w in started]
+    try:
+        await asyncio.gather(*(w.wait_ready(120) for w in started))
+        if workers > 1:
+            await asyncio.sleep(1.0)  # every worker knows who owns what
+        await read_right_after_entering(d, people, urls)
+    finally:
+        for w in started:
+            w.stop()
+
+
+async def read_right_after_entering(d: Deployment, people: list[str], urls: list[str]) -> None:
+    """Identify ``people`` (plan=pro) through ``urls``; read each one's segments, through the
+    ``urls`` in turn, as soon as their entry into "planned" is on ``segments.changes``; none may
+    be answered without it."""
     async with aiohttp.ClientSession() as session:
-        async with session.put(f"{d.url}/api/v1/segments/planned", headers=d.app_auth, json={
+        async with session.put(f"{urls[0]}/api/v1/segments/planned", headers=d.app_auth, json={
                 "name": "Has a plan", "match": {"attribute": "plan", "op": "exists"}}) as r:
             assert r.status == 200, await r.text()
         consumer = AIOKafkaConsumer(d.topics.segment_changes.name, bootstrap_servers=d.bootstrap,
@@ -284,7 +304,9 @@ async def test_a_person_read_right_after_their_change_record_reflects_it(
         seen: set[str] = set()
 
         async def read(person: str) -> None:
-            async with session.get(f"{d.url}/api/v1/customers/{person}/segments",
+            url = urls[len(seen) % len(urls)]
+            seen.add(person)
+            async with session.get(f"{url}/api/v1/customers/{person}/segments",
                                    headers=d.app_auth) as response:
                 assert response.status == 200, await response.text()
                 listed = [s["id"] for s in (await response.json())["segments"]]
@@ -297,13 +319,13 @@ async def test_a_person_read_right_after_their_change_record_reflects_it(
                 entered = [change["person_id"] for change in (
                     orjson.loads(r.value) for records in batches.values() for r in records)
                     if change["segment_id"] == "planned" and change["change"] == "entered"]
-                seen.update(entered)
                 await asyncio.gather(*(read(person) for person in entered))
 
         async def identify(first: int) -> None:
             items = [{"type": "person", "identifiers": {"id": person}, "action": "identify",
                       "attributes": {"plan": "pro"}} for person in people[first:first + 20]]
-            async with session.post(f"{d.url}/api/v2/batch", json={"batch": items},
+            async with session.post(f"{urls[first // 20 % len(urls)]}/api/v2/batch",
+                                    json={"batch": items},
                                     headers=d.track_auth) as response:
                 assert response.status == 200, await response.text()
 
