@@ -44,9 +44,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--job", choices=("peers", "segments"), default="peers")
     parser.add_argument("--events", type=int, default=15_000, help="items (one round)")
+    parser.add_argument("--identify-ratio", type=float,
+                        help="share of identifies (bench.stage's default for the job if not given)")
     parser.add_argument("--tree", help="another checkout to count beside this one")
     parser.add_argument("--top", type=int, default=25,
                         help="functions listed by their own instructions")
+    parser.add_argument("--keep", help="a folder to keep callgrind's files in "
+                                       "(for callgrind_annotate)")
     parser.add_argument("--out", help="results file (default bench/results/instructions-<time>"
                                       ".json)")
     return parser.parse_args(argv)
@@ -55,6 +59,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _start(code: Path, args: argparse.Namespace, work: Path, name: str) -> subprocess.Popen:
     stage = [sys.executable, "-m", "bench.stage", "--job", args.job, "--events",
              str(args.events), "--rounds", "1", "--out", str(work / f"{name}.json")]
+    if args.identify_ratio is not None:
+        stage += ["--identify-ratio", str(args.identify_ratio)]
     if code != ROOT:
         stage += ["--tree", str(code)]
     command = ["valgrind", "--tool=callgrind", f"--toggle-collect={COUNTED}",
@@ -105,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"{name}: bench.stage under valgrind failed:\n"
                                  + (work / f"{name}.log").read_text()[-2000:])
         counted = {name: _counted(work, name, args.top) for name in runs}
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            for name in runs:
+                shutil.copy(work / f"{name}.callgrind", Path(args.keep) / f"{name}.callgrind")
     for name, found in counted.items():
         print(f"{found['commit'] or found['code']}: {found['instructions_per_item']:,} "
               f"instructions an item ({found['items']:,} items, {args.job})")
@@ -114,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out) if args.out else (
         ROOT / "bench" / "results" / f"instructions-{time.strftime('%Y%m%d-%H%M%S')}.json")
     out.write_text(json.dumps({"bench": "instructions", "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                               "job": args.job, "events": args.events, "counted": COUNTED,
+                               "job": args.job, "events": args.events,
+                               "identify_ratio": args.identify_ratio, "counted": COUNTED,
                                "runs": counted}, indent=1) + "\n")
     print(f"results: {out}")
 

@@ -30,7 +30,7 @@ def traced_bytes_per(make, n: int = 2_000) -> float:
 
 
 def test_json_bytes_is_the_same_text_as_orjson():
-    values = [{"a": 1, "b": [1, 2, None], "c": "é"}, [], "x" * 10_000, {"n": 2**40}]
+    values = [{"a": 1, "b": [1, 2, None], "c": "é"}, [], "x" * 10_000, {"n": 2**40}, 0, "é"]
     for value in values:
         assert json_bytes(value) == orjson.dumps(value)
     assert json_bytes({"at": object()}, default=lambda o: "obj") == b'{"at":"obj"}'
