@@ -236,3 +236,4 @@ def test_canonical_ulid_answers_as_python_ulid_on_any_text(value: str) -> None:
 def test_every_ulid_is_its_own_canonical_form(n: int) -> None:
     text = str(ULID.from_int(n))
     assert canonical_ulid(text) == text == canonical_ulid(text.lower())
+    assert dedup.ulid_ms(text) == n >> 80 == ULID.from_int(n).milliseconds
