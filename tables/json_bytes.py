@@ -22,6 +22,6 @@ def json_bytes(value: Any, default: Callable[[Any], Any] | None = None) -> bytes
     text = dumps(value, default=default)
     # The copy: a slice is a bytes of its own length, and joining the last byte (one-byte bytes
     # are shared objects) makes another. Compiled, that is two allocations and two copies, no
-    # call; ``bytes(memoryview(text))`` cost ~3x as many instructions as the encoding itself
-    # for a change record (a memoryview, its buffer and the call of ``bytes``).
+    # call; ``bytes(memoryview(text))`` cost more instructions than the encoding itself
+    # (~3,000 against ~1,800 for a change record: a memoryview, its buffer, a call of ``bytes``).
     return text[:-1] + text[-1:]
