@@ -77,14 +77,15 @@ def test_time_driven_changes_happen_at_their_due_time_in_order() -> None:
     [changed] = [o for o in out if isinstance(o, Changed)]
     assert (changed.change.change, changed.change.at) == ("exited", NOW + 3600)
     assert changed.change.cause == f"timer:{NOW + 3600}"
-    assert later.membership == {"in": {}, "due": {}}
+    # (entered, then exited: two transitions, which "not a member" alone would not say)
+    assert later.membership == {"in": {}, "due": {}, "n": {"recent": 2}}
 
 
 def test_leaving_exits_every_segment_without_reading_events() -> None:
     state = PersonState(None, {"in": {"a": 1, "b": 2}, "due": {}})
     after, out = leave(state, "p1", Events(), cause="delete:x", at=NOW)
     assert [o.change.segment_id for o in out if isinstance(o, Changed)] == ["a", "b"]
-    assert after.membership == {"in": {}, "due": {}}
+    assert after.membership == {"in": {}, "due": {}, "n": {"a": 2, "b": 2}}
 
 
 def test_merge_away_hands_everything_to_the_primary_and_leaves_a_forwarder() -> None:

@@ -18,7 +18,7 @@ from tables.records import OutRecord
 FROZEN = [
     (PersonState, ({"attributes": {"plan": "pro"}}, {"in": {}, "due": {}})),
     (Step, (PersonState(None), Verdict.NEW, [1, 0, 2, 0], {"id": "e1"})),
-    (Change, ("s1", "p1", "entered", 1_700_000_000, "event:e1")),
+    (Change, ("s1", "p1", "entered", 1_700_000_000, "event:e1", 3)),
     (Event, ("p1", "e1", "purchased", 1_700_000_000, 1_700_000_000_000, {"op": "event"})),
     (Identify, ("p1", "e1", 1_700_000_000_000, {"op": "identify"})),
     (Changed, (Change("s1", "p1", "exited", 1, "tick"), None)),
