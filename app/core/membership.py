@@ -64,7 +64,7 @@ class Change:
     ordinal: int
 
     def __init__(self, segment_id: str, person_id: str, change: str, at: int,
-                 cause: str, ordinal: int = 0) -> None:
+                 cause: str, ordinal: int) -> None:
         object.__setattr__(self, "segment_id", segment_id)
         object.__setattr__(self, "person_id", person_id)
         object.__setattr__(self, "change", change)
@@ -109,23 +109,20 @@ def reevaluate(state: Membership, person_id: str,
             member, next_at = evaluate(segment)
         was_member = segment_id in new_members
         if member != was_member:
-            count = new_counts.get(segment_id)
-            if count is None:
-                count = 1 if was_member else 0
+            count = new_counts.get(segment_id, 1 if was_member else 0)  # (see transitions)
             if new_members is members:
                 new_members = dict(members)
             if member:
                 new_members[segment_id] = now_s
             else:
                 del new_members[segment_id]
-            # Kept only where membership does not imply it (see transitions).
-            if count + 1 != (1 if member else 0) or segment_id in new_counts:
+            # Only a first entry leaves the count membership implies (1, a member); after any
+            # other transition it differs (an exit leaves 2 or more for a non-member), so it is
+            # kept. A kept count only grows: none is ever dropped.
+            if count > 0:
                 if new_counts is counts:
                     new_counts = dict(counts)
-                if count + 1 == (1 if member else 0):
-                    del new_counts[segment_id]
-                else:
-                    new_counts[segment_id] = count + 1
+                new_counts[segment_id] = count + 1
             changes.append(Change(segment_id, person_id, "entered" if member else "exited",
                                   now_s, cause, count))
         if new_due.get(segment_id) != next_at:
@@ -137,7 +134,7 @@ def reevaluate(state: Membership, person_id: str,
                 new_due[segment_id] = next_at
     if new_members is members and new_due is due and new_counts is counts:
         return state, changes
-    if not new_counts:
+    if not new_counts:  # (most people: every pair entered once at most)
         return {"in": new_members, "due": new_due}, changes
     return {"in": new_members, "due": new_due, "n": new_counts}, changes
 

@@ -21,7 +21,7 @@ FROZEN = [
     (Change, ("s1", "p1", "entered", 1_700_000_000, "event:e1", 3)),
     (Event, ("p1", "e1", "purchased", 1_700_000_000, 1_700_000_000_000, {"op": "event"})),
     (Identify, ("p1", "e1", 1_700_000_000_000, {"op": "identify"})),
-    (Changed, (Change("s1", "p1", "exited", 1, "tick"), None)),
+    (Changed, (Change("s1", "p1", "exited", 1, "tick", 1), None)),
     (Trigger, ({"trigger_id": "e1"},)),
     (NameSeen, ("purchased", 1_700_000_000)),
 ]

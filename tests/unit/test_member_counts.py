@@ -23,7 +23,7 @@ def _one_at_a_time(stats: dict[str, Any] | None, changes: list[Change]) -> dict[
        st.lists(st.booleans(), max_size=30))
 def test_a_tally_counts_like_each_change_in_turn(stats: dict[str, Any] | None,
                                                  entered: list[bool]) -> None:
-    changes = [Change("s", f"p{n}", "entered" if kind else "exited", n, "c")
+    changes = [Change("s", f"p{n}", "entered" if kind else "exited", n, "c", 0 if kind else 1)
                for n, kind in enumerate(entered)]
     tally = MemberTally()
     for change in changes:
@@ -34,7 +34,8 @@ def test_a_tally_counts_like_each_change_in_turn(stats: dict[str, Any] | None,
 
 
 def test_exits_below_zero_are_held_at_zero_then_entries_count() -> None:
-    exited, entered = (Change("s", "p", kind, 0, "c") for kind in ("exited", "entered"))
+    exited, entered = (Change("s", "p", kind, 0, "c", ordinal)
+                       for kind, ordinal in (("exited", 1), ("entered", 0)))
     tally = MemberTally().count(exited).count(exited).count(entered)
     assert members_counted({"members": 1}, tally) == {"members": 1}
     assert members_counted(None, MemberTally().count(entered)) == {"members": 1}

@@ -13,7 +13,7 @@ from app.heap import Glibc, HeapTrimmer, glibc
 from tables.json_bytes import json_bytes
 from app.model import decode_envelope, encode_envelope
 
-CHANGE = Change("seg-1", "person-1", "entered", 1_764_000_000, "event:01JZ")
+CHANGE = Change("seg-1", "person-1", "entered", 1_764_000_000, "event:01JZ", 0)
 
 
 def traced_bytes_per(make, n: int = 2_000) -> float:
