@@ -324,6 +324,11 @@ class PersonEvents:
             self._by_name = by_name
         return self._by_name
 
+    def names(self) -> dict[str, list[Activity]] | None:
+        """The names of a short history's events (its events by name, read whole once:
+        :meth:`_short`); None for a long one (an :class:`EventSource`)."""
+        return self._short()
+
     def named(self, name: str, after: float | None) -> Iterator[Activity]:
         """Events called ``name`` in ``(timestamp, id)`` order, ``timestamp > after`` if given."""
         short = self._short()

@@ -3,7 +3,7 @@ time-driven changes. Each returns the person's next state and the outputs it imp
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Collection, Iterable, Iterator, Protocol
 
 from app.core import membership
 from app.core.outputs import Changed, Output, counted
@@ -21,6 +21,7 @@ class History(Protocol):
 
     def named(self, name: str, after: float | None) -> Iterator[dict[str, Any]]: ...
     def newest(self, name: str, after: float | None) -> Iterator[dict[str, Any]]: ...
+    def names(self) -> Collection[str] | None: ...
     def size(self) -> int: ...
     def all(self) -> list[dict[str, Any]]: ...
 

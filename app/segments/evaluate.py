@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, cast
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Protocol, cast
 
 from . import operators
 from .conditions import (
@@ -126,6 +126,11 @@ class EventSource(Protocol):
         """The same events, newest first."""
         ...
 
+    def names(self) -> Collection[str] | None:
+        """Every name the person's events have, if known without reading by name (None if
+        not): a condition on another name is decided without a read."""
+        ...
+
 
 class ListSource:
     """:class:`EventSource` over activities in memory, bucketed by name in one pass."""
@@ -141,6 +146,10 @@ class ListSource:
                     if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
                         bucket.append(activity)
         self._buckets = buckets
+        self._names = {name for name, bucket in buckets.items() if bucket}
+
+    def names(self) -> Collection[str] | None:
+        return self._names  # (names outside the buckets have no events here either)
 
     def named(self, name: str, after: float | None) -> Iterator[Activity]:
         for activity in self._buckets.get(name, ()):
@@ -163,6 +172,18 @@ class _Evaluator:
         self.now = now_s
         self.attributes = attributes
         self.source = source
+        #: ``source.names()``, asked once, at the first event condition.
+        self._names: Collection[str] | None = None
+        self._names_asked = False
+
+    def _none_named(self, name: str) -> bool:
+        """Whether the person surely has no event called ``name``. An identify re-evaluates
+        hundreds of segments naming hundreds of events, and most people have done few of
+        them: each such condition is decided here, without starting a read of its events."""
+        if not self._names_asked:
+            self._names, self._names_asked = self.source.names(), True
+        names = self._names
+        return names is not None and name not in names
 
     def _events(self, name: str, after: float | None) -> Iterator[Activity]:
         return self.source.named(name, after)
@@ -185,6 +206,8 @@ class _Evaluator:
         return operators.apply(condition.op, values, condition.value)
 
     def _event(self, condition: EventCondition) -> bool:
+        if self._none_named(condition.event):
+            return condition.count.holds(0)
         now = self.now
         start = None if condition.within is None else now - condition.within.seconds
         saturation = condition.count.saturation
@@ -236,6 +259,8 @@ class _Evaluator:
         return not deciding, min(pending) if pending else None
 
     def _event_and_change(self, condition: EventCondition) -> tuple[bool, int | None]:
+        if self._none_named(condition.event):
+            return condition.count.holds(0), None  # (no events: none enters or leaves)
         now = self.now
         window = None if condition.within is None else condition.within.seconds
         where = condition.where

@@ -31,6 +31,9 @@ class Events:
     def newest(self, name: str, after: float | None) -> Iterator[dict[str, Any]]:
         return self._source().newest(name, after)
 
+    def names(self) -> set[str]:
+        return {a["name"] for a in self.activities}
+
     def size(self) -> int:
         return len(self.activities)
 
