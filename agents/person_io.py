@@ -229,10 +229,10 @@ class PersonIO:
                       change.segment_id, change.cause, change.change_id, partition,
                       *self.at[1:])
             return
-        self.send(topics.segment_changes.name, partition, change.person_id,
-                  publishing.change_value(change))
-        key, value = publishing.membership_record(change)
-        unit.send(OutRecord(topics.segment_membership.name, partition, key, value))
+        value, membership_key, membership_value = publishing.change_records(change)
+        self.send(topics.segment_changes.name, partition, change.person_id, value)
+        unit.send(OutRecord(topics.segment_membership.name, partition, membership_key,
+                            membership_value))
         if entered:
             unit.put(SEGMENT_MEMBERS, partition, key_of_members, change.at)
         else:

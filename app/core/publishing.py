@@ -18,28 +18,27 @@ from tables.json_bytes import json_bytes, plain_text
 
 # Both records are written out as text when their ids need no escaping (almost always), not
 # encoded from a dict: a change is a few ids and a number, and building the dict and calling
-# orjson was ~40% of publishing a change. The bytes are orjson's for the same dict, key for key
+# orjson was ~40% of publishing a change. The bytes are orjson's for the same dicts, key for key
 # (tests/unit/test_change_records.py).
 
-def change_value(change: Change) -> bytes:
-    """For ``segments.changes`` (keyed by person): :meth:`Change.record` as JSON."""
+def change_records(change: Change) -> tuple[bytes, bytes, bytes | None]:
+    """A change's value on ``segments.changes`` (keyed by person: :meth:`Change.record` as
+    JSON), and its key and value on the compacted ``segments.membership`` (None, a tombstone,
+    on exit)."""
     segment, person, cause = change.segment_id, change.person_id, change.cause
-    if not plain_text(segment + person + cause):
-        return json_bytes(change.record())
-    return (f'{{"change_id":"{change.change_id}","segment_id":"{segment}",'
-            f'"person_id":"{person}","change":"{change.change}","at":{change.at},'
-            f'"cause":"{cause}"}}').encode()
-
-
-def membership_record(change: Change) -> tuple[bytes, bytes | None]:
-    """For the compacted ``segments.membership``: key, and value (None, a tombstone, on exit)."""
-    segment, person = change.segment_id, change.person_id
     key = f"{segment}:{person}".encode()
-    if change.change != "entered":
-        return key, None
-    if not plain_text(segment + person):
-        return key, json_bytes({"segment_id": segment, "person_id": person, "since": change.at})
-    return key, f'{{"segment_id":"{segment}","person_id":"{person}","since":{change.at}}}'.encode()
+    entered = change.change == "entered"
+    if not plain_text(segment + person + cause):  # (one check of the three ids)
+        return (json_bytes(change.record()), key,
+                json_bytes({"segment_id": segment, "person_id": person, "since": change.at})
+                if entered else None)
+    value = (f'{{"change_id":"{change.change_id}","segment_id":"{segment}",'
+             f'"person_id":"{person}","change":"{change.change}","at":{change.at},'
+             f'"cause":"{cause}"}}').encode()
+    if not entered:
+        return value, key, None
+    return value, key, (f'{{"segment_id":"{segment}","person_id":"{person}",'
+                        f'"since":{change.at}}}').encode()
 
 
 def members_after(stats: dict[str, Any] | None, change: Change) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.membership import Change
-from app.core.publishing import change_value, membership_record
+from app.core.publishing import change_records
 from tables.json_bytes import plain_text
 
 ids = st.one_of(st.text(), st.text(alphabet='ab"\\\x00\x1f\x7f\u00e9\u2028 '), st.just(""))
@@ -32,11 +32,12 @@ def test_change_records_are_orjsons_bytes(segment: str, person: str, kind: str, 
         expected = orjson.dumps(change.record())
     except orjson.JSONEncodeError:
         return
-    assert change_value(change) == expected
-    assert orjson.loads(change_value(change)) == change.record()
-    key, value = membership_record(change)
+    value, key, membership = change_records(change)
+    assert value == expected
+    assert orjson.loads(value) == change.record()
     assert key == f"{segment}:{person}".encode()
     if kind == "entered":
-        assert value == orjson.dumps({"segment_id": segment, "person_id": person, "since": at})
+        assert membership == orjson.dumps({"segment_id": segment, "person_id": person,
+                                           "since": at})
     else:
-        assert value is None
+        assert membership is None
