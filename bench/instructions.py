@@ -49,6 +49,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tree", help="another checkout to count beside this one")
     parser.add_argument("--top", type=int, default=25,
                         help="functions listed by their own instructions")
+    parser.add_argument("--inclusive", action="append", default=[], metavar="FUNCTION",
+                        help="a function (as callgrind names it, e.g. "
+                             "CPyDef_person_io___PersonIO___publish) whose instructions, its "
+                             "callees' included, are reported per item; repeatable")
     parser.add_argument("--keep", help="a folder to keep callgrind's files in "
                                        "(for callgrind_annotate)")
     parser.add_argument("--out", help="results file (default bench/results/instructions-<time>"
@@ -69,30 +73,45 @@ def _start(code: Path, args: argparse.Namespace, work: Path, name: str) -> subpr
     return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _counted(work: Path, name: str, top: int) -> dict[str, Any]:
+_LINE = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+(.*?)(?: \[.*\])?$")
+
+
+def _listing(data: Path, inclusive: bool) -> list[tuple[str, int]]:
+    """callgrind_annotate's functions, most instructions first: (function, instructions)."""
+    listing = subprocess.run(["callgrind_annotate", "--auto=no",
+                              f"--inclusive={'yes' if inclusive else 'no'}",
+                              "--threshold=100", str(data)],
+                             capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in listing.splitlines():
+        match = _LINE.match(line)
+        if match and "PROGRAM TOTALS" not in line:
+            where = match.group(2).split(":", 1)[-1]  # (after the file; C++ names hold "::")
+            found.append((where, int(match.group(1).replace(",", ""))))
+    return found
+
+
+def _counted(work: Path, name: str, top: int, inclusive: list[str]) -> dict[str, Any]:
     data = work / f"{name}.callgrind"
     summary = re.search(r"^summary: (\d+)$", data.read_text(), re.M)
     total = int(summary.group(1)) if summary else 0
     if not total:
         raise SystemExit(f"{name}: nothing counted in {COUNTED}: build the compiled modules "
                          "(make native)")
-    listing = subprocess.run(["callgrind_annotate", "--auto=no", "--inclusive=no",
-                              "--threshold=100", str(data)],
-                             capture_output=True, text=True, check=True).stdout
     stage = json.loads((work / f"{name}.json").read_text())
     items = stage["rounds"][0]["items"]
-    functions = []
-    for line in listing.splitlines():
-        found = re.match(r"^\s*([\d,]+) \([^)]*\)\s+(.*?)(?: \[.*\])?$", line)
-        if found and "PROGRAM TOTALS" not in line:
-            where = found.group(2).split(":", 1)[-1]  # (after the file; C++ names hold "::")
-            functions.append({"function": where, "per_item": int(found.group(1).replace(",", ""))
-                              // items})
-        if len(functions) >= top:
-            break
-    return {"code": stage["code"], "commit": stage["commit"], "items": items,
-            "instructions": total, "instructions_per_item": round(total / items),
-            "own_instructions_per_item": functions}
+    functions = [{"function": where, "per_item": count // items}
+                 for where, count in _listing(data, inclusive=False)[:top]]
+    counted: dict[str, Any] = {
+        "code": stage["code"], "commit": stage["commit"], "items": items,
+        "instructions": total, "instructions_per_item": round(total / items),
+        "own_instructions_per_item": functions}
+    if inclusive:
+        totals = dict(reversed(_listing(data, inclusive=True)))  # (the first line of a name)
+        counted["inclusive_instructions_per_item"] = {
+            function: None if function not in totals else totals[function] // items
+            for function in inclusive}
+    return counted
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             if run.wait():
                 raise SystemExit(f"{name}: bench.stage under valgrind failed:\n"
                                  + (work / f"{name}.log").read_text()[-2000:])
-        counted = {name: _counted(work, name, args.top) for name in runs}
+        counted = {name: _counted(work, name, args.top, args.inclusive) for name in runs}
         if args.keep:
             Path(args.keep).mkdir(parents=True, exist_ok=True)
             for name in runs:

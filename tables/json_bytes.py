@@ -27,7 +27,6 @@ def json_bytes(value: Any, default: Callable[[Any], Any] | None = None) -> bytes
     return text[:-1] + text[-1:]
 
 
-
 def plain_text(text: str) -> bool:
     """Whether ``text`` is its own JSON string literal between quotes, as ``orjson.dumps``
     writes it: orjson escapes only ``"``, ``\\`` and control characters. Check several strings
