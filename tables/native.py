@@ -27,6 +27,15 @@ made per item or per change (:class:`app.core.person.Step` and ``PersonState``,
 :class:`app.core.membership.Change`, the per-item messages and outputs, :class:`OutRecord
 <tables.records.OutRecord>`) write it out; the rest keep the generated one.
 
+**Generator expressions are lists.** mypyc compiles a generator expression into a list built
+whole, then iterates it (a build warning says "Treating generator comprehension as list"), except
+inside ``any``, ``all``, ``sum`` and ``next``, which it short-circuits. Handed to anything lazy (a
+``heapq.merge``, a caller that stops early) it reads everything first: a merge of a unit's pending
+writes with a stored range read a person's whole history for each event stored, and an event for
+a person with 5,000 events cost ~5× a new person's from the first build (2026-12-02) until
+2026-12-05. Compiled modules write a generator function instead
+(``tests/unit/test_compiled_laziness.py`` holds them to it).
+
 Only this module's standard-library imports run before the check; it imports nothing of
 eventide.
 """

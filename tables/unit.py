@@ -7,7 +7,6 @@ makes them durable in the commit order that keeps state exact under redelivery.
 from __future__ import annotations
 
 import asyncio
-import heapq
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Collection, Iterator
@@ -232,24 +231,41 @@ class UnitOfWork:
             yield from stored
             return
         pending = self._pending
-        merged = heapq.merge(((key, False, value) for key, value in stored),
-                             ((key, True, pending(table, partition, key))
-                              for key in pending_keys),
-                             key=lambda entry: entry[0], reverse=reverse)
-        # A key both stored and pending comes out twice, next to each other: pending wins.
-        last: tuple[str, bool, Any] | None = None
-        for entry in merged:
-            if last is not None and last[0] == entry[0]:
-                last = entry if entry[1] else last
-                continue
-            if last is not None and last[2] is not None:
-                yield last[0], last[2]
-            last = entry
-        if last is not None and last[2] is not None:
-            yield last[0], last[2]
+        yield from _merged(stored, [(key, pending(table, partition, key)) for key in pending_keys],
+                           reverse)
 
     def send(self, record: OutRecord) -> None:
         self.outputs.append(record)
+
+
+def _merged(stored: Iterator[tuple[str, Any]], pending: list[tuple[str, Any | None]],
+            reverse: bool) -> Iterator[tuple[str, Any]]:
+    """``stored`` (read lazily) and ``pending`` (both in the range's order) as one run: a key
+    in both comes out once, with its pending value, and a pending ``None`` (a delete) hides it.
+
+    A generator function, not ``heapq.merge`` over generator expressions: mypyc compiles a
+    generator expression as a list, so that merge read a person's whole stored range (their
+    history, 5,000 events) whenever the unit had written one key of it, to yield its first few.
+    """
+    index, size = 0, len(pending)
+    for key, value in stored:
+        while index < size:
+            pending_key, pending_value = pending[index]
+            if pending_key == key or (pending_key < key) == reverse:
+                break
+            index += 1
+            if pending_value is not None:
+                yield pending_key, pending_value
+        if index < size and pending[index][0] == key:
+            pending_value = pending[index][1]
+            index += 1
+            if pending_value is not None:
+                yield key, pending_value
+            continue
+        yield key, value
+    for pending_key, pending_value in pending[index:]:
+        if pending_value is not None:
+            yield pending_key, pending_value
 
 
 def _add_to_group(groups: dict[str, set[str]], key: str) -> None:
