@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from rocksdict import WriteBatch
 
-from app.api.activity_log import LogQuery, identified_share
+from app.queries.activity_log import LogQuery, identified_share
 from app.person_store import log_entries, time_key
 from app.topics import ACTIVITY_LOG, HISTORY
 from tables.unit import Table, TableSpec

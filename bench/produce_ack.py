@@ -11,6 +11,7 @@ from handing it over to the acknowledgement. Prints a line per shape and saves
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
@@ -69,7 +70,9 @@ async def _shape(producer: AIOKafkaProducer, records: int, partitions: int,
             "ack_p50_s": statistics.median(seconds), "ack_min_s": min(seconds)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(prog="bench.produce_ack",
+                            description=__doc__.split("\n\n")[0]).parse_args(argv)
     shapes = asyncio.run(measure())
     for s in shapes:
         print(f"{s['records']:5d} records over {s['partitions']:2d} partitions: "

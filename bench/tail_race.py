@@ -96,12 +96,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "writers": args.writers, "partitions": PARTITIONS, "runs": runs}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="bench.tail_race",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--writers", type=int, default=8)
     parser.add_argument("--log-dir", default="/tmp/eventide-tail-race")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = asyncio.run(main_async(args))
     for run in result["runs"]:
         print(f"guard {'on ' if run['guarded'] else 'off'}: {run['records_read']:,} records "
