@@ -6,7 +6,7 @@ work (compiled in the suite). Rows read are counted at the stores, whatever the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,6 +15,7 @@ from app.person_store import PersonEvents, PruneSchedule
 from app.topics import ACTIVITY_LOG, DEDUP, HISTORY, HISTORY_BY_NAME, HISTORY_SIZE
 from tables.store import open_database
 from tables.unit import Table, TableSpec, UnitOfWork
+from tests.support.rows_read import RowsRead
 
 NOW_S = 1_800_000_000
 TABLES = (HISTORY, HISTORY_BY_NAME, ACTIVITY_LOG, DEDUP, HISTORY_SIZE)
@@ -41,19 +42,7 @@ def rows_read_for_one_event(tmp_path: Path, stored: int) -> int:
         person.remember(f"e{n:06d}", [NOW_S * 1000 + 3_600_000 + n, 0, n, 0], NOW_S * 1000)
     commit(setup, tables)
 
-    read = 0
-    for table in tables.values():
-        store = table.store(0)
-
-        def counting(start: str, stop: str, *, reverse: bool = False,
-                     _range: Any = store.range) -> Iterator[tuple[str, Any]]:
-            nonlocal read
-            for row in _range(start, stop, reverse=reverse):
-                read += 1
-                yield row
-
-        store.range = counting  # type: ignore[method-assign]
-
+    read = RowsRead(*(table.store(0) for table in tables.values()))
     unit = UnitOfWork(tables, {})
     person = PersonEvents(unit, 0, "heavy", PruneSchedule())
     new = activity(stored)
@@ -66,7 +55,7 @@ def rows_read_for_one_event(tmp_path: Path, stored: int) -> int:
     person.finish()
     assert person.size() == stored
     db.close()
-    return read
+    return read.count
 
 
 @pytest.mark.parametrize("stored", [2_000, 5_000])

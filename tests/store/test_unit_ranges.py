@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Iterator
 
 from tables.unit import Table, TableSpec, UnitOfWork
 from tables.store import open_database
+from tests.support.rows_read import RowsRead
 
 
 def write_at_random(unit: UnitOfWork, model: dict[str, int], rng: random.Random,
@@ -70,26 +70,16 @@ def test_a_range_with_a_pending_write_reads_the_store_only_as_far_as_it_is_read(
     table = Table(TableSpec("history", "src", "cl"), db)
     store = table.store(0)
     store.write({f"p\x1f{n:05d}": n for n in range(0, 10_000, 2)}, None)
-    read = 0
-    stored_range = store.range
-
-    def counting_range(start: str, stop: str, *, reverse: bool = False
-                       ) -> Iterator[tuple[str, Any]]:
-        nonlocal read
-        for row in stored_range(start, stop, reverse=reverse):
-            read += 1
-            yield row
-
-    store.range = counting_range  # type: ignore[method-assign]
+    read = RowsRead(store)
     unit = UnitOfWork({"history": table}, {})
     unit.put("history", 0, "p\x1f00003", "new")
     unit.delete("history", 0, "p\x1f00000")
     first = unit.range("history", 0, "p\x1f", "p\x20")
     assert [next(first) for _ in range(3)] == [("p\x1f00002", 2), ("p\x1f00003", "new"),
                                                ("p\x1f00004", 4)]
-    assert read <= 4
-    read = 0
+    assert read.count <= 4
+    read.count = 0
     newest = unit.range("history", 0, "p\x1f", "p\x20", reverse=True)
     assert [next(newest) for _ in range(2)] == [("p\x1f09998", 9998), ("p\x1f09996", 9996)]
-    assert read <= 3
+    assert read.count <= 3
     db.close()
