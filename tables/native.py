@@ -57,10 +57,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Compiled together (one mypyc group: calls between them are C calls). The per-person step,
 #: the unit of work and the segment evaluator, the loop that hands them a unit's items, a
-#: record's decoding (``app.model``), the partitioner's hash (``tables.records``), and the
-#: commit's loops over its keys: what runs per item or per key. Not here: what runs per unit or
-#: per partition (``tables.state``'s commit and recovery, ``tables.store``), and modules of
-#: faust's machinery, whose time is spent in faust.
+#: record's decoding (``app.model``), the partitioner's hash (``tables.records``), the
+#: commit's loops over its keys, and recovery's over a changelog's records and changes
+#: (``tables.changelog``, ``tables.apply_rows``): what runs per item, per key or per record.
+#: Not here: what runs per unit or per partition (``tables.state``'s commit and recovery,
+#: ``tables.store``), and modules of faust's machinery, whose time is spent in faust.
 MODULES = (
     "app/core/activation.py", "app/core/dedup.py", "app/core/evaluation.py",
     "app/core/history.py", "app/core/identity.py", "app/core/inputs.py", "app/core/items.py",
@@ -71,8 +72,8 @@ MODULES = (
     "app/segments/operators.py", "app/segments/paths.py",
     "app/membership_index.py", "app/model.py", "app/person_store.py",
     "agents/people.py", "agents/person_io.py", "agents/routing.py", "agents/unit_items.py",
-    "tables/commit_rows.py", "tables/json_bytes.py", "tables/records.py", "tables/unit.py",
-    "tables/value_cache.py",
+    "tables/apply_rows.py", "tables/changelog.py", "tables/commit_rows.py",
+    "tables/json_bytes.py", "tables/records.py", "tables/unit.py", "tables/value_cache.py",
 )
 
 #: The group's shared library is ``tables/compiled__mypyc...so``: inside a package, so that it is

@@ -21,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, cast
+from typing import Any, Iterable, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from rocksdict import WriteBatch
+from rocksdict import WriteBatch, WriteOptions
 
-from tables import commit_rows
+from tables import apply_rows, commit_rows
+from tables.apply_rows import Indexer
 from tables.changelog import (UNIT_KEY, Change, Position, Replayer, data_key, epoch_header,
-                              epoch_of, fence_key, fence_value, next_epoch)
+                              fence_key, fence_value, next_epoch)
 from tables.kafka_io import fetch_to_end
 from tables.records import OutRecord, Sender
 from tables.store import open_database
@@ -51,13 +53,6 @@ def _changelog_prefix(table: str) -> bytes:
 #: Local key of a changelog partition's :class:`Position` (0xFF never starts a caller key).
 _POSITION_PREFIX = b"\xff\xffposition\x1f"
 
-
-#: How a logged table's local-only indexes follow one of its changes: ``(key, old JSON, new
-#: JSON)`` (None: absent / deleted) gives every index write it implies, ``[(index table, key,
-#: JSON or None)]``. Index writes never go to the changelog: every reader derives them as it
-#: applies the logged table's changes, so they cost no changelog records, bytes or recovery time
-#: of their own.
-Indexer = Callable[[str, bytes | None, bytes | None], list[tuple[str, str, bytes | None]]]
 
 #: A logged table's local indexes: the index tables, and how to derive their writes.
 Index = tuple[tuple[str, ...], Indexer]
@@ -115,6 +110,10 @@ class StateManager:
         self._outputs_out: set[UnitOfWork] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        #: Recovery's writes skip the write-ahead log (:meth:`_replay`).
+        self._unlogged = WriteOptions()
+        # (a property; rocksdict's stubs call it a method)
+        self._unlogged.disable_wal = True  # type: ignore[method-assign,assignment]
         self.recovered_records = 0
         self.standby_records = 0
         self.void_records = 0
@@ -359,33 +358,24 @@ class StateManager:
     def apply_changes(self, cp: ChangelogPartition, changes: list[Change],
                       position: Position) -> None:
         """Apply one complete unit read from a changelog, with the position it reaches."""
+        self._db.write(self._unit_batch(cp, changes, position))
+
+    def _apply_unlogged(self, cp: ChangelogPartition, changes: list[Change],
+                        position: Position) -> None:
+        """:meth:`apply_changes` without RocksDB's write-ahead log, for recovery, which flushes
+        the memtables at its end (:meth:`_replay`)."""
+        self._db.write(self._unit_batch(cp, changes, position), self._unlogged)
+
+    def _unit_batch(self, cp: ChangelogPartition, changes: list[Change],
+                    position: Position) -> WriteBatch:
         batch = WriteBatch(raw_mode=True)
-        put, delete = batch.put, batch.delete
-        partition = cp[1]
-        tables, indexes = self.tables, self._indexes
         # An indexed key's value before this change: read for the whole unit at once, then
         # what the unit's earlier changes of the key wrote.
-        values = self._stored_values(partition, changes)
-        cached = self._cached_tables
-        for table, key, value in changes:
-            if table not in tables:
-                continue
-            if table in cached:
-                tables[table].overwritten(partition, key)
-            derive = indexes.get(table)
-            if derive is not None:
-                old, values[(table, key)] = values[(table, key)], value
-                for index_table, index_key, index_value in derive(key, old, value):
-                    if index_value is None:
-                        delete(tables[index_table].raw_key(partition, index_key))
-                    else:
-                        put(tables[index_table].raw_key(partition, index_key), index_value)
-            if value is None:
-                delete(tables[table].raw_key(partition, key))
-            else:
-                put(tables[table].raw_key(partition, key), value)
-        put(_position_key(cp), position.encode())
-        self._db.write(batch)
+        apply_rows.stage_unit(batch.put, batch.delete, cp[1], changes, self.tables,
+                              self._indexes, self._cached_tables,
+                              self._stored_values(cp[1], changes))
+        batch.put(_position_key(cp), position.encode())
+        return batch
 
     def _stored_values(self, partition: int, changes: list[Change]
                        ) -> dict[tuple[str, str], bytes | None]:
@@ -438,9 +428,7 @@ class StateManager:
                 fetched = await consumer.getmany(timeout_ms=1000, max_records=20_000)
                 for tp, messages in fetched.items():
                     cp = (tp.topic, tp.partition)
-                    for m in messages:
-                        self.feed(cp, replayers[cp], m.offset, m.key, m.value,
-                                  epoch_of(m.headers))
+                    apply_rows.feed_records(self.apply_changes, cp, replayers[cp], messages)
                     self.standby_records += len(messages)
         finally:
             await consumer.stop()
@@ -451,28 +439,45 @@ class StateManager:
 
         The fetch high-watermark is the end to reach: the embedded broker's ListOffsets can
         under-report it after batched produces, so ListOffsets is never used here.
+
+        Its writes skip RocksDB's write-ahead log, and the memtables are flushed before it
+        returns, so before this worker fences the partitions and writes them with the log on.
+        A crash before that flush loses some of recovery's writes, never a part of a unit:
+        a unit is one batch, RocksDB flushes memtables whole and in order, and each unit's
+        batch carries its partition's position, so what survives is this worker's state
+        after some earlier unit, partition by partition, and the next start recovers from
+        there. (The other partitions' writes in the same memtables keep their log.) A
+        recovery that fails part-way flushes what it applied too.
         """
         replayers = {cp: Replayer(self.position(cp)) for cp in cps}
         consumer = await self._changelog_consumer({cp: r.position for cp, r in replayers.items()})
         try:
             pending = {TopicPartition(*cp) for cp in cps}
             read = applied = 0
-            async for fetched in fetch_to_end(consumer, pending, timeout_ms=500,
-                                              max_records=20_000):
-                for tp, messages in fetched.items():
-                    cp = (tp.topic, tp.partition)
-                    for m in messages:
-                        applied += self.feed(cp, replayers[cp], m.offset, m.key, m.value,
-                                             epoch_of(m.headers))
-                    read += len(messages)
+            try:
+                async for fetched in fetch_to_end(consumer, pending, timeout_ms=500,
+                                                  max_records=20_000):
+                    for tp, messages in fetched.items():
+                        cp = (tp.topic, tp.partition)
+                        applied += apply_rows.feed_records(self._apply_unlogged, cp,
+                                                           replayers[cp], messages)
+                        read += len(messages)
+            finally:
+                flush_s = self._flush() if read else 0.0
             self.recovered_records += read
             self.void_records += sum(r.void for r in replayers.values())
             if read:
-                log.info("recovered %d changelog records (%d changes) for %d partitions", read,
-                         applied, len(cps))
+                log.info("recovered %d changelog records (%d changes) for %d partitions; "
+                         "flushed in %.2fs", read, applied, len(cps), flush_s)
         finally:
             await consumer.stop()
         return replayers
+
+    def _flush(self) -> float:
+        """Write the memtables to SST files (recovery's writes had no log); returns the time."""
+        started = time.perf_counter()
+        self._db.flush(True)
+        return time.perf_counter() - started
 
     def approximate_size_bytes(self) -> int:
         return self._db.property_int_value("rocksdb.total-sst-files-size") or 0
