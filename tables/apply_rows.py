@@ -24,7 +24,7 @@ Apply = Callable[[ChangelogPartition, list[Change], Position], None]
 #: JSON or None)]``. Index writes never go to the changelog: every reader derives them as it
 #: applies the logged table's changes, so they cost no changelog records, bytes or recovery time
 #: of their own.
-Indexer = Callable[[str, "bytes | None", "bytes | None"], list[tuple[str, str, "bytes | None"]]]
+Indexer = Callable[[str, bytes | None, bytes | None], list[tuple[str, str, bytes | None]]]
 
 
 def feed_records(apply: Apply, cp: ChangelogPartition, replayer: Replayer,

@@ -389,16 +389,6 @@ class StateManager:
         found = cast("list[bytes | None]", self._db.get(list(wanted.values())))  # a multi-get
         return dict(zip(wanted, found))
 
-    def feed(self, cp: ChangelogPartition, replayer: Replayer, offset: int, key: bytes | None,
-             value: bytes | None, epoch: int) -> int:
-        """One changelog record into ``replayer``; applies the unit it completes. Returns the
-        number of changes applied."""
-        changes = replayer.feed(offset, key, value, epoch)
-        if changes is None:
-            return 0
-        self.apply_changes(cp, changes, replayer.position)
-        return len(changes)
-
     async def _changelog_consumer(self, positions: dict[ChangelogPartition, Position]
                                   ) -> AIOKafkaConsumer:
         """A consumer positioned just after what each local copy already reflects."""

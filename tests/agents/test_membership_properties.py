@@ -56,8 +56,10 @@ from app.segments.evaluate import is_member
 from app.settings import Settings
 from app.topics import HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS, SEGMENT_STATE
 from app.wiring import create_app
+from tables import apply_rows
 from tables.changelog import Position, Replayer, epoch_of
 from tests.agents.agent_harness import person_table, person_tables
+from tests.support.changelog_records import changelog_record
 
 T0 = 1_700_000_000
 PEOPLE = ("p0", "p1", "p2")
@@ -409,8 +411,10 @@ def check_rebuilt_from_changelog(runner: Runner, root: Path) -> None:
                 continue
             cp = (record.topic, record.partition)
             replayer = replayers.setdefault(cp, Replayer(Position()))
-            state.feed(cp, replayer, offsets[cp], record.key, record.value,
-                       epoch_of(record.headers))
+            apply_rows.feed_records(
+                state.apply_changes, cp, replayer,
+                [changelog_record(cp, offsets[cp], record.key, record.value,
+                                  epoch_of(record.headers))])
             offsets[cp] += 1
         for table in runner.rt.state.tables:
             assert person_tables(state.tables, table, 0) == \

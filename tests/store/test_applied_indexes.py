@@ -14,9 +14,11 @@ from app.membership_index import membership_index
 from app.person_store import HISTORY_INDEXES, history_index, time_key
 from app.topics import (ACTIVITY_LOG, HISTORY, HISTORY_BY_NAME, MEMBERSHIP, SEGMENT_MEMBERS,
                         TIMERS)
+from tables import apply_rows
 from tables.unit import TableSpec
 from tables.changelog import UNIT_KEY, Position, Replayer, data_key
 from tables.state import StateManager
+from tests.support.changelog_records import changelog_record
 
 CHANGELOG = "t.changelog.people"
 CP = (CHANGELOG, 0)
@@ -44,7 +46,8 @@ class Applier:
         self._feed(UNIT_KEY, b"")
 
     def _feed(self, key: bytes, value: bytes | None) -> None:
-        self.state.feed(CP, self.replayer, self.offset, key, value, 0)
+        apply_rows.feed_records(self.state.apply_changes, CP, self.replayer,
+                                [changelog_record(CP, self.offset, key, value)])
         self.offset += 1
 
     def keys(self, table: str) -> dict[str, Any]:
@@ -100,7 +103,8 @@ def test_membership_indexes_from_changelogs_of_both_layouts(tmp_path: Path) -> N
         for table, key, value in (*records, ("", "", None)):
             raw_key = data_key(table, key) if table else UNIT_KEY
             raw = b"" if not table else None if value is None else orjson.dumps(value)
-            state.feed(CP, replayer, offset, raw_key, raw, 0)
+            apply_rows.feed_records(state.apply_changes, CP, replayer,
+                                    [changelog_record(CP, offset, raw_key, raw)])
             offset += 1
 
     first = {"in": {"s1": 100, "s2": 120}, "due": {"s1": 500}}
