@@ -55,6 +55,43 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+class CpuSampler:
+    """A process's share of one core, sampled every ``every_s`` seconds between ``start`` and
+    ``stop``: how its load moves during a run (the embedded broker's grows with its log,
+    ``bench.broker_fetch_cost``)."""
+
+    def __init__(self, pid: int | None, every_s: float = 1.0) -> None:
+        self.pid, self.every_s = pid, every_s
+        #: The share of each interval, in order.
+        self.shares: list[float] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._sample())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _sample(self) -> None:
+        if self.pid is None:
+            return
+        cpu, at = cpu_seconds(self.pid), time.perf_counter()
+        while True:
+            await asyncio.sleep(self.every_s)
+            cpu_now, now = cpu_seconds(self.pid), time.perf_counter()
+            self.shares.append(round((cpu_now - cpu) / (now - at), 3))
+            cpu, at = cpu_now, now
+
+    def first_and_last_fifth(self) -> list[float] | None:
+        """The mean share over the first and over the last fifth of the samples (None with fewer
+        than five)."""
+        n = len(self.shares) // 5
+        if n == 0:
+            return None
+        return [round(sum(self.shares[:n]) / n, 3), round(sum(self.shares[-n:]) / n, 3)]
+
+
 def host_steal_seconds() -> float:
     """CPU time the hypervisor gave other guests instead of this machine, all CPUs, since boot
     (``steal`` in /proc/stat; 0.0 where there is none). Runs of the same code spread by several

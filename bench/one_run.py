@@ -20,7 +20,7 @@ import aiohttp
 from app.metrics import STAGE_HISTOGRAMS, metric_name
 from app.testing.harness import Worker, free_port
 from bench.loaders import load_http, load_raw
-from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
+from bench.measure import (CpuSampler, M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
                            M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
                            M_ROCKSDB, BenchError, cpu_seconds, dir_bytes, fetch_all_metrics,
                            host_steal_seconds, latency_quantile, new_deployment, percentile,
@@ -149,7 +149,13 @@ class Run:
         baseline = await self.baseline()
         if args.profile:
             self.start_profiler()
-        t_first, t_loaded, expected = await self.load(workload)
+        broker_load = CpuSampler(self.broker_pid)  # (the embedded broker's work grows with its log)
+        broker_load.start()
+        try:
+            t_first, t_loaded, expected = await self.load(workload)
+        finally:
+            broker_load.stop()
+        result["broker_cpu_share_first_last_fifth"] = broker_load.first_and_last_fifth()
         result["load_s"] = round(t_loaded - t_first, 3)
         print(f"   loaded in {t_loaded - t_first:.2f}s; waiting for the worker(s)", flush=True)
         metrics, elapsed, peaks = await self.wait_processed(expected, baseline, t_first)

@@ -85,6 +85,9 @@ ROWS: list[tuple[str, Any]] = [
     ("CPU s worker / broker / bench", lambda r: f"{fmt_n(r.get('worker_cpu_s'), 1)} / "
                                                 f"{fmt_n(r.get('broker_cpu_s'), 1)} / "
                                                 f"{fmt_n(r.get('bench_cpu_s'), 1)}"),
+    ("broker's share of a core, first / last fifth of the load",
+     lambda r: "-" if not r.get("broker_cpu_share_first_last_fifth") else
+     " / ".join(f"{share:.2f}" for share in r["broker_cpu_share_first_last_fifth"])),
     ("CPU s taken by other guests (host steal, all cores)",
      lambda r: fmt_n(r.get("host_steal_s"), 1)),
     ("worker RSS ready / end", lambda r: f"{fmt_mb(r.get('idle_rss_bytes'))} / "

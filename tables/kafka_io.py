@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -83,31 +83,49 @@ async def end_offsets_now(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartiti
     arrives (measured: 3 records at offsets 3–5, ListOffsets said 4). It is a lower bound, and a
     valid offset to fetch at: one Fetch there, which returns at once, reports the partition's
     fetch high-watermark, which counts every record."""
-    listed = await consumer.end_offsets(list(tps))
+    listed = {tp: int(offset) for tp, offset in (await consumer.end_offsets(list(tps))).items()}
+    found = await highwaters_at(consumer, listed)
+    return {tp: max(offset, found.get(tp, offset)) for tp, offset in listed.items()}
+
+
+async def highwaters_at(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]
+                        ) -> dict[TopicPartition, int]:
+    """The fetch high-watermark of each partition, as the broker reports it to one Fetch per
+    leader sent now at the given offsets: every record acknowledged before the call is below it.
+    A partition the response leaves out is left out.
+
+    The Fetch goes through ``consumer``'s client without an assignment. An assignment costs a
+    metadata request each time it changes (two for assign-then-unassign, the second one for
+    every topic), and an assigned consumer keeps fetching between calls. An offset with a record
+    at it (or past it) answers at once; at the end, the broker holds the Fetch for
+    ``FETCH_WAIT_MS``. (Tansu answers a Fetch that may wait 0 ms with no partitions at all.)"""
     client = consumer._client
     by_leader: dict[int, list[TopicPartition]] = defaultdict(list)
-    for tp in listed:
+    for tp in offsets:
         leader = client.cluster.leader_for_partition(tp)
+        if leader is None:  # a topic this client has not looked up yet
+            await client.add_topic(tp.topic)
+            leader = client.cluster.leader_for_partition(tp)
         if leader is None or leader < 0:
             raise KafkaError(f"no leader known for {tp.topic}[{tp.partition}]")
         by_leader[leader].append(tp)
-    found = {tp: int(offset) for tp, offset in listed.items()}
+    found: dict[TopicPartition, int] = {}
 
     async def fetch(leader: int, wanted: list[TopicPartition]) -> None:
         topics: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
         for tp in wanted:
-            topics[tp.topic].append((tp.partition, found[tp], 1))
+            topics[tp.topic].append((tp.partition, offsets[tp], 1))
         # At least 0 bytes, so answered without waiting for records; at most one batch per
-        # partition. (Tansu answers a fetch that may wait 0 ms with no partitions at all.)
+        # partition.
         response = await client.send(leader, FetchRequest(FETCH_WAIT_MS, 0, 1, 0,
                                                           list(topics.items())))
         for topic, partitions in response.topics:
             for partition, error_code, highwater, *_ in partitions:
-                tp = TopicPartition(topic, partition)
                 if error_code != 0:
+                    client.force_metadata_update()  # (a moved leader: the retry asks the new one)
                     raise KafkaError(f"fetching the high-watermark of {topic}[{partition}] "
                                      f"failed with error {error_code}")
-                found[tp] = max(found[tp], int(highwater))
+                found[TopicPartition(topic, partition)] = int(highwater)
 
     await asyncio.gather(*(fetch(leader, wanted) for leader, wanted in by_leader.items()))
     return found

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.segments.definition import DefinitionError, Segment, parse_segment
 from app.segments.evaluate import is_member
-from tables.kafka_io import at_end
+from tables.kafka_io import at_end, highwaters_at
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +197,14 @@ class EndConfirmer:
     """Learns the definitions topic's end as it stands now, then waits until the follower has
     applied everything before it (``SegmentCatalog.confirm``).
 
-    Its consumer is kept between calls, and each call gives it a new assignment first: aiokafka
-    discards a fetch response whose assignment changed while it was under way, and a new
-    assignment knows no high-watermark until a fetch of its own answers. So the end it learns
-    was read from the log after the call began, which a consumer that had been fetching all
-    along cannot promise (its answer may come from a fetch sent earlier). It fetches from the
-    last record applied, which is there to be read (the last record of a compacted partition is
-    never compacted away), so the fetch does not wait for new data."""
+    The end is the high-watermark of one Fetch sent after the call began
+    (:func:`tables.kafka_io.highwaters_at`), so it counts every definition written before the
+    call. The Fetch asks for the last record applied, which is there to be read (the last record
+    of a compacted partition is never compacted away), so it is answered at once. It goes
+    through the client of a consumer that is never assigned: a live worker confirms once per
+    unit, and assigning and unassigning a consumer each time cost two metadata requests (the
+    second for every topic), and an assigned consumer goes on fetching between calls (on the
+    embedded broker, which holds an empty fetch for its whole wait, 100 fetches a second)."""
 
     def __init__(self, catalog: SegmentCatalog, bootstrap: str, topic: str,
                  client_options: dict[str, Any] | None = None, timeout_s: float = 30.0) -> None:
@@ -215,27 +216,19 @@ class EndConfirmer:
         consumer = self._consumer
         if consumer is None:
             consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                        enable_auto_commit=False, auto_offset_reset="earliest",
-                                        fetch_max_wait_ms=10, **self.client_options)
+                                        enable_auto_commit=False, **self.client_options)
             await consumer.start()
             self._consumer = consumer
         catalog, tp = self.catalog, TopicPartition(self.topic, 0)
         try:
-            consumer.assign([tp])
-            consumer.seek(tp, max(catalog.offset, 0))
-            deadline = time.monotonic() + self.timeout_s
-            while consumer.highwater(tp) is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no fetch of {self.topic} answered in "
-                                       f"{self.timeout_s:g}s")
-                await consumer.getmany(tp, timeout_ms=100, max_records=1)
-            end = consumer.highwater(tp)
-            # Assigned, aiokafka would go on fetching the partition between calls: on the
-            # embedded broker, which holds an empty fetch for its whole wait, 100 fetches a second.
-            consumer.unsubscribe()
+            found = await asyncio.wait_for(highwaters_at(consumer, {tp: max(catalog.offset, 0)}),
+                                           self.timeout_s)
         except BaseException:
             await self.stop()  # (a new consumer next time)
             raise
+        if tp not in found:
+            raise TimeoutError(f"no fetch of {self.topic} answered with its end")
+        end = found[tp]
         if end and not await catalog.wait_for(end - 1, self.timeout_s):
             raise TimeoutError(f"the follower of {self.topic} did not reach offset {end - 1}")
 

@@ -239,7 +239,9 @@ async def test_the_end_confirmer_waits_for_what_was_written_and_then_stops_fetch
         deployment: Deployment) -> None:
     """``EndConfirmer`` returns once the follower has applied every definition written before
     the call, and leaves its consumer unassigned: assigned, aiokafka would fetch the partition
-    about a hundred times a second on the embedded broker between calls."""
+    about a hundred times a second on the embedded broker between calls. A live worker confirms
+    once per unit, so a confirmation asks for no metadata once the topic is known (assigning and
+    unassigning a consumer asked for it twice)."""
     d = deployment
     await d.create_topics()
     topic = d.topics.segment_definitions.name
@@ -259,6 +261,13 @@ async def test_the_end_confirmer_waits_for_what_was_written_and_then_stops_fetch
         await asyncio.wait_for(confirmer(), 30)
         assert catalog.offset == 2 and set(catalog.recorded) == {"s0", "s1", "s2"}
         assert confirmer._consumer is not None and not confirmer._consumer.assignment()
+        client = confirmer._consumer._client
+        metadata_updates = []
+        update = client.force_metadata_update
+        client.force_metadata_update = lambda: metadata_updates.append(1) or update()
+        for _ in range(3):
+            await asyncio.wait_for(confirmer(), 30)
+        assert metadata_updates == [] and not confirmer._consumer.assignment()
     finally:
         await producer.stop()
         await confirmer.stop()
