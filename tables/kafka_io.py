@@ -14,7 +14,7 @@ from collections import defaultdict
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 from aiokafka.protocol.fetch import FetchRequest
 
 #: The wait a high-watermark fetch allows (it asks for 0 bytes, so it is answered at once).
@@ -119,13 +119,35 @@ async def highwaters_at(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartit
         # partition.
         response = await client.send(leader, FetchRequest(FETCH_WAIT_MS, 0, 1, 0,
                                                           list(topics.items())))
-        for topic, partitions in response.topics:
-            for partition, error_code, highwater, *_ in partitions:
-                if error_code != 0:
-                    client.force_metadata_update()  # (a moved leader: the retry asks the new one)
-                    raise KafkaError(f"fetching the high-watermark of {topic}[{partition}] "
-                                     f"failed with error {error_code}")
-                found[TopicPartition(topic, partition)] = int(highwater)
+        answered, failed = read_highwaters(response.topics)
+        found.update(answered)
+        out_of_range.extend(tp for tp, code in failed.items()
+                            if code == OffsetOutOfRangeError.errno)
+        if any(code != OffsetOutOfRangeError.errno for code in failed.values()):
+            client.force_metadata_update()  # (a moved leader: the retry asks the new one)
+            raise KafkaError(f"fetching high-watermarks failed: {failed}")
 
+    out_of_range: list[TopicPartition] = []
     await asyncio.gather(*(fetch(leader, wanted) for leader, wanted in by_leader.items()))
+    if out_of_range:
+        # Kafka refuses an offset past the end (or below the start) and reports no
+        # high-watermark with the refusal; its ListOffsets is exact (only Tansu's is not, and
+        # Tansu answers such a Fetch with its high-watermark).
+        ends = await consumer.end_offsets(out_of_range)
+        found.update({tp: int(offset) for tp, offset in ends.items()})
     return found
+
+
+def read_highwaters(topics: Iterable[tuple[str, Iterable[tuple[Any, ...]]]]
+                    ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """A Fetch response's partitions: the high-watermark of each one answered, and the error
+    code of each one refused."""
+    answered: dict[TopicPartition, int] = {}
+    failed: dict[TopicPartition, int] = {}
+    for topic, partitions in topics:
+        for partition, error_code, highwater, *_ in partitions:
+            if error_code:
+                failed[TopicPartition(topic, partition)] = error_code
+            else:
+                answered[TopicPartition(topic, partition)] = int(highwater)
+    return answered, failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiokafka import TopicPartition
 
-from tables.kafka_io import fetch_highwaters, fetch_to_end
+from tables.kafka_io import fetch_highwaters, fetch_to_end, read_highwaters
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 
@@ -62,3 +62,12 @@ async def test_highwaters_are_learned_from_a_fetch() -> None:
     consumer = FakeConsumer({A: 7, B: 3})
     assert await fetch_highwaters(consumer, [A, B], timeout_s=5) == {A: 7, B: 3}
     assert consumer.fetches == 1
+
+
+def test_a_fetch_response_is_read_into_high_watermarks_and_refusals() -> None:
+    """A refused partition (Kafka's OffsetOutOfRange for an offset past the end, say) carries no
+    high-watermark: it is reported as refused, never as an end of -1."""
+    answered, failed = read_highwaters([("t", [(0, 0, 17, 0, [], b""), (1, 1, -1, 0, [], b"")]),
+                                        ("u", [(3, 0, 0, 0, [], None)])])
+    assert answered == {A: 17, TopicPartition("u", 3): 0}
+    assert failed == {B: 1}
