@@ -36,6 +36,7 @@ from app.broker import EmbeddedBroker
 from app.testing.harness import free_port
 from bench.measure import cpu_seconds
 from bench.report import RESULTS_DIR
+from tables.kafka_io import FETCH_WAIT_MS
 
 TOPIC = "fetch-cost"
 VALUE = b"x" * 200
@@ -71,7 +72,7 @@ async def measure(batches: int, steps: int) -> list[dict[str, Any]]:
                 await asyncio.gather(*(send() for _ in range(SENDERS)))
                 written += per_sender * SENDERS
                 # At most 1 byte: the batch holding the last record, whatever the partition's size.
-                fetch = FetchRequest(10, 0, 1, 0, [(TOPIC, [(0, written - 1, 1)])])
+                fetch = FetchRequest(FETCH_WAIT_MS, 0, 1, 0, [(TOPIC, [(0, written - 1, 1)])])
                 list_end = OffsetRequest(-1, 0, [(TOPIC, [(0, -1)])])
                 rows.append({"batches": written,
                              "fetch": await _time(client, node, fetch, pid),

@@ -20,8 +20,8 @@ import aiohttp
 from app.metrics import STAGE_HISTOGRAMS, metric_name
 from app.testing.harness import Worker, free_port
 from bench.loaders import load_http, load_raw
-from bench.measure import (CpuSampler, M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
-                           M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
+from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
+                           CpuSampler, M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
                            M_ROCKSDB, BenchError, cpu_seconds, dir_bytes, fetch_all_metrics,
                            host_steal_seconds, latency_quantile, new_deployment, percentile,
                            rss_bytes, self_cpu_seconds, sum_metrics, wait_group_settled,

@@ -107,6 +107,7 @@ async def highwaters_at(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartit
             await client.add_topic(tp.topic)
             leader = client.cluster.leader_for_partition(tp)
         if leader is None or leader < 0:
+            client.force_metadata_update()  # (the retry looks it up again)
             raise KafkaError(f"no leader known for {tp.topic}[{tp.partition}]")
         by_leader[leader].append(tp)
     found: dict[TopicPartition, int] = {}
