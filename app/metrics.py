@@ -165,6 +165,11 @@ GAUGE_HELP = {
                         "an unfinished unit a previous writer left, if any).",
     "changelog_void_records": "Changelog records recovery left out: an unfinished unit's, or a "
                               "deposed owner's written after a fence.",
+    "changelog_recovered_records": "Changelog records this worker read to bring partitions it "
+                                   "took over up to date, since start.",
+    "changelog_standby_records": "Changelog records this worker applied to its warm copies of "
+                                 "partitions it does not own (EVENTIDE_STANDBY_REPLICAS), since "
+                                 "start: what a takeover no longer has to read.",
     "event_loop_lag_seconds": "How late the event loop last woke a 50 ms timer: how long a "
                               "piece of work held it.",
     "event_loop_lag_max_seconds": "The worst event-loop stall since start (same measure).",

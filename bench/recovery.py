@@ -83,7 +83,7 @@ async def segment_members(deployment: Deployment, url: str) -> dict[str, int]:
             return {s["id"]: s["members"] for s in (await response.json())["segments"]}
 
 
-_RECOVERED_LINE = re.compile(rb"recovered (\d+) changelog records")
+_RECOVERED_LINE = re.compile(rb"recovered (\d+) changelog records .*? in ([0-9.]+)s")
 _DRIFT_LINE = re.compile(rb"woke up too late, with a drift of \+([0-9.]+)")
 
 
@@ -153,7 +153,11 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
     recovery["loadavg_after"] = list(os.getloadavg())
     with open(worker.log_path, "rb") as log:
         log.seek(log_offset)
-        applied = sum(int(m[1]) for m in _RECOVERED_LINE.finditer(log.read()))
+        recoveries = [(int(m[1]), float(m[2])) for m in _RECOVERED_LINE.finditer(log.read())]
+    applied = sum(records for records, _ in recoveries)
+    # The worker's recoveries (one per source topic) run at once from its first assignment:
+    # the longest is the time its state took to read, without the process's start and join.
+    reading_s = max((seconds for _, seconds in recoveries), default=0.0)
     members_after = await segment_members(deployment, worker.url)
     differing = sorted(k for k in set(members_before) | set(members_after)
                        if members_before.get(k) != members_after.get(k))
@@ -171,6 +175,8 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
     net_s = ready_s - recovery["intact_ready_s"]
     recovery.update(
         ready_s=round(ready_s, 2), recovered_records_logged=applied,
+        reading_s=round(reading_s, 2),
+        reading_records_per_s=round(applied / reading_s, 1) if reading_s else None,
         records_per_s=round(total / ready_s, 1),
         net_s=round(net_s, 2),
         net_records_per_s=round(total / net_s, 1) if net_s > 0 else None,
@@ -188,7 +194,9 @@ async def measure_recovery(deployment: Deployment, workers: list[Worker],
           f"{applied:,} changelog records applied (worker log); "
           f"{recovery['records_per_s']:,.0f} records/s "
           f"({fmt_n(recovery['net_records_per_s'])} records/s net of the "
-          f"{recovery['intact_ready_s']:.1f}s intact restart); peak RSS "
+          f"{recovery['intact_ready_s']:.1f}s intact restart; "
+          f"{fmt_n(recovery['reading_records_per_s'])} records/s while the worker read them, "
+          f"{reading_s:.1f}s); peak RSS "
           f"{fmt_mb(recovery['peak_rss_bytes'])}; segment members "
           f"{recovery['members_before']:,} before / {recovery['members_after']:,} after / "
           f"{recovery['members_by_change_records']:,} by the change records / "

@@ -107,6 +107,8 @@ ROWS: list[tuple[str, Any]] = [
     ("RECOVERY records/s (net of intact restart)",
      lambda r: "-" if not r.get("recovery") else
      f"{fmt_n(r['recovery'].get('records_per_s'))} ({fmt_n(r['recovery'].get('net_records_per_s'))})"),
+    ("recovery: records/s while the worker read them",
+     lambda r: _recovery(r, "reading_records_per_s", fmt_n)),
     ("recovery: worker peak RSS", lambda r: _recovery(r, "peak_rss_bytes", fmt_mb)),
     ("load avg (1 min) before / after run",
      lambda r: f"{fmt_n(r['loadavg_before'][0], 2)} / "

@@ -59,8 +59,10 @@ recover in a 1-worker deployment) and stopped; the changelog topics are then rea
 consumer to their fetch high-watermarks (records counted), and worker 1 is restarted after its
 data directory was deleted (every partition rebuilt from the changelogs). Recovery rate = changelog
 records / time to ready; the net rate subtracts the intact restart's time. The records the
-worker itself applied are read from its log ("recovered N changelog records"), and the segment
-member counts after recovery are compared with those before the stop.
+worker itself applied, and how long its recoveries took, are read from its log ("recovered N
+changelog records ... in S s"): records / the longest recovery is the rate while it read them,
+free of the restart's jitter. The segment member counts after recovery are compared with those
+before the stop.
 
 ``--profile S``: ``py-spy record -d S -f raw`` of worker 1 from the moment loading starts; the
 collapsed stacks go to ``bench/results/<timestamp>-profile-<run>.txt`` and the top self-time and

@@ -24,6 +24,8 @@ from typing import Any, MutableMapping
 
 from aiokafka.consumer import fetcher
 
+from tables.decoded_records import DecodedRecords
+
 log = logging.getLogger(__name__)
 
 #: A jump is taken as real once it has been seen this long, and this many times.
@@ -36,9 +38,6 @@ _suspected: dict[tuple[str, int, int], tuple[float, int]] = {}
 #: its runtime's counters (:func:`count_into`), so /metrics shows them.
 COUNTERS = ("torn_fetches", "fetch_jumps_accepted")
 stats: MutableMapping[str, int] = dict.fromkeys(COUNTERS, 0)
-
-_Original = fetcher.PartitionRecords
-
 
 def _take_jump(tp: Any, expected: int, base: int) -> bool:
     """Whether the jump from ``expected`` to a batch at ``base`` is taken now (else: fetch
@@ -96,8 +95,9 @@ class _UntilAJump:
         return batch
 
 
-class WholePartitionRecords(_Original):  # type: ignore[misc, valid-type]
-    """aiokafka's records of one partition from one fetch, cut at a jump (see the module)."""
+class WholePartitionRecords(DecodedRecords):
+    """aiokafka's records of one partition from one fetch, cut at a jump (see the module).
+    Decoded records stay on offer (:mod:`tables.decoded_records`)."""
 
     def __init__(self, tp: Any, records: Any, *args: Any) -> None:
         super().__init__(tp, _UntilAJump(self, records), *args)

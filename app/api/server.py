@@ -145,6 +145,8 @@ def exposition_of(rt: Runtime) -> Exposition:
                 "ready": float(ready(rt)),
                 "changelog_fences": float(rt.state.fences),
                 "changelog_void_records": float(rt.state.void_records),
+                "changelog_recovered_records": float(rt.state.recovered_records),
+                "changelog_standby_records": float(rt.state.standby_records),
                 "event_loop_lag_seconds": rt.loop_lag_s,
                 "event_loop_lag_max_seconds": rt.loop_lag_max_s,
                 "state_cache_bytes": float(rt.state.cache.size_bytes),

@@ -118,6 +118,7 @@ async def exported_names() -> set[str]:
     rt.counters, rt.latency = counters, LatencyHistogram()
     rt.state.approximate_size_bytes.return_value = 0
     rt.state.fences, rt.state.void_records, rt.loop_lag_s, rt.loop_lag_max_s = 0, 0, 0.0, 0.0
+    rt.state.recovered_records, rt.state.standby_records = 0, 0
 
     async def lag_probe() -> list[tuple[str, int, int]]:
         return [(rt.topics.person_events.name, 0, 0)]

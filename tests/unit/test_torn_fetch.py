@@ -12,7 +12,7 @@ from aiokafka.consumer import fetcher
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from tables import torn_fetch
+from tables import decoded_records, torn_fetch
 
 TP = TopicPartition("t-torn", 0)
 
@@ -74,7 +74,7 @@ def test_a_jump_still_there_after_a_while_is_taken(guarded: dict[str, float]) ->
 def test_unguarded_aiokafka_takes_the_jump_and_loses_the_records(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Why the guard exists: without it the position moves past 3-5."""
-    monkeypatch.setattr(fetcher, "PartitionRecords", torn_fetch._Original)
+    monkeypatch.setattr(fetcher, "PartitionRecords", decoded_records.DecodedRecords.__base__)
     assert fetched(0, batch(0, 1, 2), batch(6, 7)) == ([0, 1, 2, 6, 7], 8)
 
 
