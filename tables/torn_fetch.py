@@ -39,6 +39,7 @@ _suspected: dict[tuple[str, int, int], tuple[float, int]] = {}
 COUNTERS = ("torn_fetches", "fetch_jumps_accepted")
 stats: MutableMapping[str, int] = dict.fromkeys(COUNTERS, 0)
 
+
 def _take_jump(tp: Any, expected: int, base: int) -> bool:
     """Whether the jump from ``expected`` to a batch at ``base`` is taken now (else: fetch
     again from ``expected``)."""
