@@ -22,10 +22,10 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from app.broker import EmbeddedBroker
+from app.broker import EmbeddedBroker, ensure_topics
 from app.testing.harness import free_port
+from app.topics import TopicSpec
 from bench.report import RESULTS_DIR
 from tables import apply_rows, decoded_records, torn_fetch
 from tables.changelog import UNIT_KEY, Replayer, data_key, epoch_header
@@ -39,10 +39,7 @@ VALUE = (b'{"id":"01JABCDEFGHJKMNPQRSTVWXYZ0","name":"viewed","type":"event","da
 
 
 async def write(bootstrap: str, records: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
-    await admin.close()
+    await ensure_topics(bootstrap, [TopicSpec(TOPIC, PARTITIONS, "<table>\x1f<table key>")])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
                                 max_batch_size=1024 * 1024)
     await producer.start()
@@ -75,18 +72,18 @@ async def read(bootstrap: str, as_decoded: bool) -> dict[str, Any]:
         applied["units"] += 1
 
     try:
-        cpu, wall, read_ = time.process_time(), time.perf_counter(), 0
+        cpu, wall, records = time.process_time(), time.perf_counter(), 0
         async for fetched in fetch_to_end(consumer, set(tps), timeout_ms=500,
                                           max_records=20_000):
             for tp, messages in fetched.items():
                 cp = (tp.topic, tp.partition)
                 apply_rows.feed_records(apply, cp, replayers[cp], messages)
-                read_ += len(messages)
+                records += len(messages)
         cpu_s, wall_s = time.process_time() - cpu, time.perf_counter() - wall
     finally:
         await consumer.stop()
-    return {"records": read_, "units": applied["units"], "cpu_s": round(cpu_s, 3),
-            "wall_s": round(wall_s, 3), "cpu_us_per_record": round(cpu_s / read_ * 1e6, 3)}
+    return {"records": records, "units": applied["units"], "cpu_s": round(cpu_s, 3),
+            "wall_s": round(wall_s, 3), "cpu_us_per_record": round(cpu_s / records * 1e6, 3)}
 
 
 async def measure(records: int, rounds: int) -> list[dict[str, Any]]:

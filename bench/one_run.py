@@ -21,11 +21,11 @@ from app.metrics import STAGE_HISTOGRAMS, metric_name
 from app.testing.harness import Worker, free_port
 from bench.loaders import load_http, load_raw
 from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M_HEAP_TRIMS,
-                           CpuSampler, M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
-                           M_ROCKSDB, BenchError, cpu_seconds, dir_bytes, fetch_all_metrics,
-                           host_steal_seconds, latency_quantile, new_deployment, percentile,
-                           rss_bytes, self_cpu_seconds, sum_metrics, wait_group_settled,
-                           wait_processed)
+                           M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
+                           M_ROCKSDB, BenchError, CpuSampler, cpu_seconds, dir_bytes,
+                           fetch_all_metrics, host_steal_seconds, latency_quantile,
+                           new_deployment, percentile, rss_bytes, self_cpu_seconds, sum_metrics,
+                           wait_group_settled, wait_processed)
 from bench.profiling import print_profile, start_profile, summarize_profile
 from bench.recovery import measure_recovery, scan_log
 from bench.report import RESULTS_DIR, fmt_mb, fmt_ms, fmt_n

@@ -111,6 +111,7 @@ async def highwaters_at(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartit
             raise KafkaError(f"no leader known for {tp.topic}[{tp.partition}]")
         by_leader[leader].append(tp)
     found: dict[TopicPartition, int] = {}
+    out_of_range: list[TopicPartition] = []
 
     async def fetch(leader: int, wanted: list[TopicPartition]) -> None:
         topics: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
@@ -128,7 +129,6 @@ async def highwaters_at(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartit
             client.force_metadata_update()  # (a moved leader: the retry asks the new one)
             raise KafkaError(f"fetching high-watermarks failed: {failed}")
 
-    out_of_range: list[TopicPartition] = []
     await asyncio.gather(*(fetch(leader, wanted) for leader, wanted in by_leader.items()))
     if out_of_range:
         # Kafka refuses an offset past the end (or below the start) and reports no

@@ -9,30 +9,22 @@ from typing import Iterator
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer import fetcher
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
-from aiokafka.record.memory_records import MemoryRecords
 
 from tables import decoded_records, torn_fetch
+from tests.support.record_batches import partition_records, record_batch
 
 TP = TopicPartition("t-torn", 0)
 
 
 def batch(*offsets: int) -> bytes:
-    """A record batch as a broker stores it: consecutive offsets from its base offset (the
-    first 8 bytes, which the broker writes and the CRC does not cover)."""
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
-                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                        batch_size=1 << 20)
+    """A record batch at consecutive ``offsets``."""
     assert list(offsets) == list(range(offsets[0], offsets[0] + len(offsets)))
-    for delta in range(len(offsets)):
-        builder.append(delta, timestamp=0, key=b"k", value=b"v", headers=[])
-    return offsets[0].to_bytes(8, "big") + bytes(builder.build())[8:]
+    return record_batch(offsets[0], [(b"k", b"v", [])] * len(offsets))
 
 
 def fetched(fetch_offset: int, *batches: bytes) -> tuple[list[int], int]:
     """(offsets read, the offset the next fetch starts from) of one fetch's records."""
-    records = fetcher.PartitionRecords(TP, MemoryRecords(b"".join(batches)), [], fetch_offset,
-                                       None, None, False, fetcher.READ_UNCOMMITTED)
+    records = partition_records(TP, fetch_offset, *batches)
     return [record.offset for record in records], records.next_fetch_offset
 
 
