@@ -12,8 +12,11 @@ partition pays for them on every fetch with data. A Fetch at the end (nothing to
 list, and a backlog written in large batches adds few.
 
 The script grows one partition by ``--batches`` single-record batches, in ``--steps`` steps, and
-after each step times 20 Fetches that return the partition's last record and 20 ListOffsets for
-its end, each request alone (wall time, and the broker's CPU per request from ``/proc``). Saves
+after each step times, each request alone (wall time, and the broker's CPU per request from
+``/proc``), 50 each of: a Fetch that returns the partition's last record, a Fetch that returns
+its first, a ListOffsets for its end, and a Produce of one record into it. The last two tell
+whether a read's cost is the partition's length or the distance to the offset it asks for, and
+whether writes slow down too (they did not on 2026-12-05: docs/performance.md). Saves
 ``bench/results/broker-fetch-cost-<time>.json``.
 """
 
@@ -42,7 +45,7 @@ TOPIC = "fetch-cost"
 VALUE = b"x" * 200
 #: Producers sending at once, each one record at a time (so each record is a batch of its own).
 SENDERS = 8
-REQUESTS = 20
+REQUESTS = 50
 
 
 async def measure(batches: int, steps: int) -> list[dict[str, Any]]:
@@ -73,14 +76,23 @@ async def measure(batches: int, steps: int) -> list[dict[str, Any]]:
                 written += per_sender * SENDERS
                 # At most 1 byte: the batch holding the last record, whatever the partition's size.
                 fetch = FetchRequest(FETCH_WAIT_MS, 0, 1, 0, [(TOPIC, [(0, written - 1, 1)])])
+                fetch_first = FetchRequest(FETCH_WAIT_MS, 0, 1, 0, [(TOPIC, [(0, 0, 1)])])
                 list_end = OffsetRequest(-1, 0, [(TOPIC, [(0, -1)])])
-                rows.append({"batches": written,
-                             "fetch": await _time(client, node, fetch, pid),
-                             "list_offsets": await _time(client, node, list_end, pid)})
-                print(f"{written:7,d} batches: a fetch with data "
-                      f"{rows[-1]['fetch']['wall_ms_p50']:6.2f} ms "
-                      f"({rows[-1]['fetch']['broker_cpu_ms']:5.2f} ms of the broker's CPU), "
-                      f"ListOffsets {rows[-1]['list_offsets']['wall_ms_p50']:6.2f} ms", flush=True)
+                row = {"batches": written,
+                       "fetch": await _time(client, node, fetch, pid),
+                       "fetch_first": await _time(client, node, fetch_first, pid),
+                       "list_offsets": await _time(client, node, list_end, pid),
+                       "produce": await _time_produce(producer, pid)}
+                written += REQUESTS + 1  # (the produces' records)
+                rows.append(row)
+                print(f"{row['batches']:7,d} batches: a fetch of the last record "
+                      f"{row['fetch']['wall_ms_p50']:6.2f} ms "
+                      f"({row['fetch']['broker_cpu_ms']:5.2f} ms of the broker's CPU), "
+                      f"of the first {row['fetch_first']['wall_ms_p50']:6.2f} ms "
+                      f"({row['fetch_first']['broker_cpu_ms']:5.2f}), "
+                      f"ListOffsets {row['list_offsets']['wall_ms_p50']:6.2f} ms, "
+                      f"a produce {row['produce']['wall_ms_p50']:6.2f} ms "
+                      f"({row['produce']['broker_cpu_ms']:5.2f})", flush=True)
             return rows
         finally:
             await producer.stop()
@@ -97,6 +109,19 @@ async def _time(client: AIOKafkaClient, node: int, request: Any, pid: int | None
     for _ in range(REQUESTS):
         start = time.perf_counter()
         await client.send(node, request)
+        seconds.append(time.perf_counter() - start)
+    return {"wall_ms_p50": round(statistics.median(seconds) * 1000, 3),
+            "broker_cpu_ms": round((cpu_seconds(pid) - cpu) / REQUESTS * 1000, 3)}
+
+
+async def _time_produce(producer: AIOKafkaProducer, pid: int | None) -> dict[str, float]:
+    """One record produced (acks=all) at a time into the partition, each a batch of its own."""
+    await producer.send_and_wait(TOPIC, VALUE, partition=0)  # (warm)
+    seconds = []
+    cpu = cpu_seconds(pid)
+    for _ in range(REQUESTS):
+        start = time.perf_counter()
+        await producer.send_and_wait(TOPIC, VALUE, partition=0)
         seconds.append(time.perf_counter() - start)
     return {"wall_ms_p50": round(statistics.median(seconds) * 1000, 3),
             "broker_cpu_ms": round((cpu_seconds(pid) - cpu) / REQUESTS * 1000, 3)}
