@@ -16,7 +16,9 @@ after each step times, each request alone (wall time, and the broker's CPU per r
 ``/proc``), 50 each of: a Fetch that returns the partition's last record, a Fetch that returns
 its first, a ListOffsets for its end, and a Produce of one record into it. The last two tell
 whether a read's cost is the partition's length or the distance to the offset it asks for, and
-whether writes slow down too (they did not on 2026-12-05: docs/performance.md). Saves
+whether writes slow down too (they did not on 2026-12-05: docs/performance.md). With
+``--partitions N`` the same writes are spread over N partitions, interleaved as live traffic
+writes them, and partition 0 is timed: a listed batch then cost ~8× more (~1.2 µs). Saves
 ``bench/results/broker-fetch-cost-<time>.json``.
 """
 
@@ -48,14 +50,16 @@ SENDERS = 8
 REQUESTS = 50
 
 
-async def measure(batches: int, steps: int) -> list[dict[str, Any]]:
+async def measure(batches: int, steps: int, partitions: int = 1) -> list[dict[str, Any]]:
+    """``batches`` in all, over ``partitions`` partitions, each sender writing one of them; the
+    requests are timed on partition 0."""
     broker = EmbeddedBroker(free_port())
     broker.start()
     pid = broker._process.pid if broker._process is not None else None
     try:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
         await admin.start()
-        await admin.create_topics([NewTopic(TOPIC, 1, 1)])
+        await admin.create_topics([NewTopic(TOPIC, partitions, 1)])
         await admin.close()
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers, acks="all",
                                     linger_ms=0)
@@ -64,28 +68,33 @@ async def measure(batches: int, steps: int) -> list[dict[str, Any]]:
         await client.bootstrap()
         try:
             node = next(iter(client.cluster.brokers())).nodeId
-            rows, written = [], 0
+            rows, written, in_topic = [], 0, 0
             for _ in range(steps):
                 per_sender = batches // steps // SENDERS
 
-                async def send(n: int = per_sender) -> None:
+                async def send(partition: int, n: int = per_sender) -> None:
                     for _ in range(n):
-                        await producer.send_and_wait(TOPIC, VALUE, partition=0)
+                        await producer.send_and_wait(TOPIC, VALUE, partition=partition)
 
-                await asyncio.gather(*(send() for _ in range(SENDERS)))
-                written += per_sender * SENDERS
+                senders = [sender % partitions for sender in range(SENDERS)]
+                await asyncio.gather(*(send(partition) for partition in senders))
+                written += per_sender * senders.count(0)
+                in_topic += per_sender * SENDERS
                 # At most 1 byte: the batch holding the last record, whatever the partition's size.
                 fetch = FetchRequest(FETCH_WAIT_MS, 0, 1, 0, [(TOPIC, [(0, written - 1, 1)])])
                 fetch_first = FetchRequest(FETCH_WAIT_MS, 0, 1, 0, [(TOPIC, [(0, 0, 1)])])
                 list_end = OffsetRequest(-1, 0, [(TOPIC, [(0, -1)])])
-                row = {"batches": written,
-                       "fetch": await _time(client, node, fetch, pid),
-                       "fetch_first": await _time(client, node, fetch_first, pid),
-                       "list_offsets": await _time(client, node, list_end, pid),
-                       "produce": await _time_produce(producer, pid)}
+                row: dict[str, Any] = {
+                    "batches": written, "batches_in_topic": in_topic,
+                    "fetch": await _time(client, node, fetch, pid),
+                    "fetch_first": await _time(client, node, fetch_first, pid),
+                    "list_offsets": await _time(client, node, list_end, pid),
+                    "produce": await _time_produce(producer, pid)}
                 written += REQUESTS + 1  # (the produces' records)
+                in_topic += REQUESTS + 1
                 rows.append(row)
-                print(f"{row['batches']:7,d} batches: a fetch of the last record "
+                print(f"{row['batches']:7,d} batches ({in_topic:,} in the topic): "
+                      f"a fetch of the last record "
                       f"{row['fetch']['wall_ms_p50']:6.2f} ms "
                       f"({row['fetch']['broker_cpu_ms']:5.2f} ms of the broker's CPU), "
                       f"of the first {row['fetch_first']['wall_ms_p50']:6.2f} ms "
@@ -132,10 +141,15 @@ def main(argv: list[str] | None = None) -> None:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=60_000)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="spread the batches over this many partitions of the topic, as "
+                             "live traffic does (their objects interleave in the broker's "
+                             "memory); the requests are timed on partition 0")
     args = parser.parse_args(argv)
-    rows = asyncio.run(measure(args.batches, args.steps))
+    rows = asyncio.run(measure(args.batches, args.steps, args.partitions))
     out = RESULTS_DIR / f"broker-fetch-cost-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"bench": "broker_fetch_cost", "broker": "tansu 0.6.0 (memory)",
+                               "partitions": args.partitions,
                                "requests_per_point": REQUESTS, "rows": rows}, indent=1))
     print(f"results: {out.relative_to(RESULTS_DIR.parent.parent)}")
 
