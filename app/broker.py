@@ -113,6 +113,12 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The running broker's process id."""
+        assert self._process is not None, "the broker is not running"
+        return self._process.pid
+
     def start(self, timeout_s: float = 15.0) -> None:
         # This process reads from it: refetch what its tail race skips (tables/torn_fetch.py).
         torn_fetch.install()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app import local_instance
 from app.broker import EmbeddedBroker, claim_data_dir, stop_orphan
+from app.broker_load import watch_load
 from app.cli_worker import check_producer, create_topics, migrate_state, run_worker, settings_from
 from app.ops import replay
 from app.ops.durable_offsets import DURABLE_OFFSETS
@@ -187,6 +188,16 @@ def _stop_for_the_broker(settings: Settings, returncode: int, stopped_for: list[
     os._exit(1)
 
 
+def _say_broker_saturated(share: float) -> None:
+    """The embedded broker took most of a core for a minute (:mod:`app.broker_load`)."""
+    print(f"warning: the embedded broker used {share:.0%} of a core over the last minute. "
+          "Under steady traffic it does: every read lists each batch the partition ever "
+          "received, so reads cost more the longer it runs, and the pipeline's latency grows "
+          "with them. Restarting `eventide up` resets it (the input log is reloaded in large "
+          "batches); sustained load belongs on Kafka (EVENTIDE_BROKER). See docs/architecture.md, "
+          "\"The embedded broker\".", file=sys.stderr, flush=True)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     supplied = settings_from(args)
     worker_ports = range(supplied.http_port, supplied.http_port + args.workers)
@@ -241,6 +252,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.watch(lambda returncode: _stop_for_the_broker(settings, returncode,
                                                                  stopped_for))
+            watch_load(broker.pid, _say_broker_saturated)
         try:
             code = run_worker(settings, input_log)
             return 1 if stopped_for else code

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
+from app.broker_load import process_cpu_seconds
 from app.metrics import histogram_quantile
 from app.topics import build_topics
 from app.testing.harness import Deployment, Worker
@@ -47,12 +48,7 @@ def cpu_seconds(pid: int | None) -> float:
     """utime + stime of a process (0.0 if it is gone)."""
     if pid is None:
         return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return process_cpu_seconds(pid) or 0.0
 
 
 class CpuSampler:
