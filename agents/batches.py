@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from time import monotonic
 from typing import Any, Sequence
 
 from faust.types import EventT, Message, StreamT
@@ -283,8 +284,14 @@ class InboxTakes:
 
     def begin(self, unit: Sequence[Fetched]) -> None:
         track = self._app.consumer.track_message
+        # faust's livelock check reads when a stream last took a record of each partition
+        # (``monitor.stream_inbound_time``, which its own streams set per event). Units bypass
+        # those streams, so without this it logged "Stream has not started processing" for
+        # every partition read under steady traffic, 5 minutes after the worker started.
+        inbound, now = self._app.monitor.stream_inbound_time, monotonic()
         for event in unit:
             track(event.message)
+            inbound[event.message.tp] = now
 
     def drop(self, unit: Sequence[Fetched]) -> None:
         """Neither acknowledge nor keep tracking: a later rebalance must not wait for these."""

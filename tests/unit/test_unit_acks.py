@@ -31,6 +31,10 @@ class Msg:
     key: bytes = b"k"
     value: bytes = encode_envelope([{"op": "event"}])
 
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
 
 @dataclass
 class Consumer:
@@ -60,6 +64,7 @@ class App:
         self.consumer = Consumer()
         self.consumer_generation_id = 1
         self.flow_control = FlowControl()
+        self.monitor = SimpleNamespace(stream_inbound_time={})
 
 
 class Applied:
@@ -141,6 +146,21 @@ async def test_a_unit_committed_in_its_generation_is_acknowledged() -> None:
     assert handled == [[0], [1]]
     assert app.consumer.acked == [0, 1] and applied.offsets == [0, 1]
     assert not app.consumer._unacked_messages
+
+
+async def test_a_unit_tells_fausts_livelock_check_its_partitions_are_being_processed() -> None:
+    """faust logs "Stream has not started processing" for a partition with records waiting and
+    no time in ``monitor.stream_inbound_time`` (which only its own streams set): it did so for
+    every partition of a worker under steady traffic, 5 minutes after it started."""
+    app, inbox = App(), Inbox()
+    handled: list[list[int]] = []
+
+    async def handle(rt: Any, unit: Sequence[Any], decoded: Any) -> None:
+        handled.append([e.message.offset for e in unit])
+
+    await inbox.put_many([Msg(0, 1, partition=3), Msg(0, 1, partition=5)], lambda: True)
+    await run_until(app, inbox, handle, handled, 2)
+    assert set(app.monitor.stream_inbound_time) == {("person.events", 3), ("person.events", 5)}
 
 
 async def test_a_rebalance_during_a_commit_leaves_the_unit_and_the_rest_of_its_take() -> None:
