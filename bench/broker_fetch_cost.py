@@ -29,7 +29,7 @@ import asyncio
 import json
 import statistics
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -55,7 +55,7 @@ async def measure(batches: int, steps: int, partitions: int = 1) -> list[dict[st
     requests are timed on partition 0."""
     broker = EmbeddedBroker(free_port())
     broker.start()
-    pid = broker._process.pid if broker._process is not None else None
+    pid = broker.pid
     try:
         admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
         await admin.start()
@@ -86,10 +86,12 @@ async def measure(batches: int, steps: int, partitions: int = 1) -> list[dict[st
                 list_end = OffsetRequest(-1, 0, [(TOPIC, [(0, -1)])])
                 row: dict[str, Any] = {
                     "batches": written, "batches_in_topic": in_topic,
-                    "fetch": await _time(client, node, fetch, pid),
-                    "fetch_first": await _time(client, node, fetch_first, pid),
-                    "list_offsets": await _time(client, node, list_end, pid),
-                    "produce": await _time_produce(producer, pid)}
+                    "fetch": await _time(lambda: client.send(node, fetch), pid),
+                    "fetch_first": await _time(lambda: client.send(node, fetch_first), pid),
+                    "list_offsets": await _time(lambda: client.send(node, list_end), pid),
+                    # One record produced (acks=all) at a time, each a batch of its own.
+                    "produce": await _time(
+                        lambda: producer.send_and_wait(TOPIC, VALUE, partition=0), pid)}
                 written += REQUESTS + 1  # (the produces' records)
                 in_topic += REQUESTS + 1
                 rows.append(row)
@@ -110,27 +112,15 @@ async def measure(batches: int, steps: int, partitions: int = 1) -> list[dict[st
         broker.stop()
 
 
-async def _time(client: AIOKafkaClient, node: int, request: Any, pid: int | None
-                ) -> dict[str, float]:
-    await client.send(node, request)  # (warm)
+async def _time(request: Callable[[], Awaitable[Any]], pid: int) -> dict[str, float]:
+    """``REQUESTS`` of ``request`` one after another, after one to warm: the median wall time
+    and the broker's CPU per request."""
+    await request()  # (warm)
     seconds = []
     cpu = cpu_seconds(pid)
     for _ in range(REQUESTS):
         start = time.perf_counter()
-        await client.send(node, request)
-        seconds.append(time.perf_counter() - start)
-    return {"wall_ms_p50": round(statistics.median(seconds) * 1000, 3),
-            "broker_cpu_ms": round((cpu_seconds(pid) - cpu) / REQUESTS * 1000, 3)}
-
-
-async def _time_produce(producer: AIOKafkaProducer, pid: int | None) -> dict[str, float]:
-    """One record produced (acks=all) at a time into the partition, each a batch of its own."""
-    await producer.send_and_wait(TOPIC, VALUE, partition=0)  # (warm)
-    seconds = []
-    cpu = cpu_seconds(pid)
-    for _ in range(REQUESTS):
-        start = time.perf_counter()
-        await producer.send_and_wait(TOPIC, VALUE, partition=0)
+        await request()
         seconds.append(time.perf_counter() - start)
     return {"wall_ms_p50": round(statistics.median(seconds) * 1000, 3),
             "broker_cpu_ms": round((cpu_seconds(pid) - cpu) / REQUESTS * 1000, 3)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import time
@@ -30,6 +29,7 @@ import aiohttp
 
 from app.testing.harness import basic_auth
 from bench.instance import running_instance
+from bench.measure import cpu_seconds
 
 DAY_S = 86_400
 AUTH = basic_auth("s", "k")
@@ -42,11 +42,6 @@ SEGMENTS = {
                                  "where": [{"path": "page", "op": "eq", "value": "pricing"}]}},
 }
 _NEW = re.compile(r'^eventide_verdict_total\{[^}]*"new"\} (\d+)', re.M)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def processed(session: aiohttp.ClientSession, url: str) -> int:
