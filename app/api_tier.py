@@ -41,7 +41,8 @@ from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
 from app.ingest.durability import durability_of
 from app.kafka_clients import kafka_client_options
-from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, LatencyHistogram, peak_rss_bytes
+from app.metrics import (PROMETHEUS_CONTENT_TYPE, Exposition, LatencyHistogram, loop_gauge,
+                         peak_rss_bytes)
 from app.producer import IdempotenceRefused, Producer
 from app.settings import Settings
 from app.topics import Topics, build_topics
@@ -137,7 +138,7 @@ def build_tier_app(rt: TierRuntime) -> web.Application:
 
     async def metrics(request: web.Request) -> web.Response:
         require_app(request, rt.settings)
-        return web.Response(text=exposition.render(),
+        return web.Response(text=exposition.render(loop_gauge()),
                             headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     application.router.add_get("/healthz", healthz)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaConnectionError
 
-from app import logging_setup
+from app import event_loop, logging_setup
 from app.broker import ensure_topics
 from app.kafka_clients import kafka_client_options
 from app.ops import migrate
@@ -86,6 +86,7 @@ def run_worker(settings: Settings, input_log: InputLog | None = None) -> int:
     from app.wiring import create_app
 
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
+    event_loop.install(settings.event_loop)  # before faust's app or worker makes a loop
     app = create_app(settings, input_log=input_log)
     # faust's Worker replaces the root logger's handlers at start: hand it eventide's config.
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
@@ -122,4 +123,5 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if _credentials_missing(settings):
         return 2
+    event_loop.install(settings.event_loop)
     return asyncio.run(api_tier.serve(settings))

@@ -28,6 +28,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from app import event_loop
+
 #: Histogram bucket upper bounds in seconds: 1 ms to 60 s, at most ~1.7x apart (1-1.5-2-3-5-7.5
 #: steps), so a quantile interpolated inside one bucket is within that factor of the truth.
 #: The same on every worker and tier process: that is what lets their buckets be summed.
@@ -160,6 +162,7 @@ DEFAULT_COUNTER_LABEL = "kind"
 GAUGE_HELP = {
     "ready": "1 once this process is ready to serve (see /readyz), else 0.",
     "peak_rss_bytes": "Peak resident set size of this process (VmHWM).",
+    "event_loop_info": "1, labelled with the event loop this process runs on (EVENTIDE_EVENT_LOOP).",
     "rocksdb_size_bytes": "Approximate on-disk size of this worker's RocksDB tables.",
     "changelog_fences": "Changelog partitions this worker fenced on taking them over (each voids "
                         "an unfinished unit a previous writer left, if any).",
@@ -298,6 +301,11 @@ class Exposition:
             return generate_latest(self.registry).decode()
         finally:
             self.collector.labelled = {}
+
+
+def loop_gauge() -> dict[str, list[tuple[dict[str, object], float]]]:
+    """``eventide_event_loop_info{implementation="uvloop"} 1``: which loop serves this scrape."""
+    return {"event_loop_info": [({"implementation": event_loop.running()}, 1.0)]}
 
 
 def render(counters: Counter, latency: LatencyHistogram | None, gauges: Mapping[str, float], *,

@@ -126,6 +126,9 @@ class Settings:
     ack_on_disk: bool = True
     #: How often time-driven segment changes are looked for (they land within this + a batch).
     tick_interval_s: float = 15.0
+    #: The event loop of a worker and of the ingest tier (``app.event_loop``): ``uvloop`` or
+    #: ``asyncio``.
+    event_loop: str = "uvloop"
     log_level: str = "info"
     log_json: bool = False
     #: Whether the browser endpoint may identify people. Like Customer.io's snippet, an identify
@@ -332,6 +335,7 @@ def _state_fields(read: EnvReader) -> dict[str, Any]:
         unit_max_outputs=read.integer("EVENTIDE_UNIT_MAX_OUTPUTS", 10_000, 1),
         state_cache_mb=read.integer("EVENTIDE_STATE_CACHE_MB", 16, 0),
         tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
+        event_loop=read.choice("EVENTIDE_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
         log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),
         log_json=read.choice("EVENTIDE_LOG_FORMAT", "human", ("human", "json")) == "json",
         auth_failures_per_minute=read.integer("EVENTIDE_AUTH_FAILURES_PER_MINUTE", 30, 1),

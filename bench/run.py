@@ -204,7 +204,9 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), "faust": faust.__version__,
             "aiokafka": aiokafka.__version__, "loadavg": list(os.getloadavg()),
             # Workers inherit it: a sitecustomize there can change them (e.g. GC experiments).
-            "pythonpath": os.environ.get("PYTHONPATH")}
+            "pythonpath": os.environ.get("PYTHONPATH"),
+            # Workers inherit it too: which event loop they ran on (app/event_loop.py).
+            "event_loop": os.environ.get("EVENTIDE_EVENT_LOOP") or "uvloop"}
 
 
 def main(argv: list[str] | None = None) -> int:

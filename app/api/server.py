@@ -17,7 +17,7 @@ from app.api.auth import BASIC_CHALLENGE, require_app
 from app.api.context import RT, runtime
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
-from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, peak_rss_bytes
+from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, loop_gauge, peak_rss_bytes
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
 
@@ -111,7 +111,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     require_app(request, runtime(request).settings)
-    labelled: dict[str, list[tuple[dict[str, object], float]]] = {}
+    labelled = loop_gauge()
     lag_probe = request.app[LAG_PROBE]
     if lag_probe is not None:
         labelled["consumer_lag"] = [({"topic": topic, "partition": partition}, lag)

@@ -313,6 +313,9 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
         [inf] = [s for s in samples(text, "eventide_processing_latency_seconds_bucket")
                  if s.label("le") == "+Inf"]
         assert count.value == inf.value > 0
+        # The worker runs on uvloop, the default EVENTIDE_EVENT_LOOP (app/event_loop.py).
+        [loop] = samples(text, "eventide_event_loop_info")
+        assert loop.label("implementation") == "uvloop" and loop.value == 1
         # Its stages (one item per unit here): each new event waited once, each unit was
         # prepared and committed once, and the wait is a part of the whole latency.
         for name in ("eventide_processing_wait_seconds", "eventide_unit_prepare_seconds",

@@ -30,6 +30,7 @@ BAD = {
     "EVENTIDE_PUBLIC_URL": "events.example.com",
     "EVENTIDE_TLS_CERT": "/nonexistent/cert.pem",
     "EVENTIDE_GC_YOUNG_THRESHOLD": "many",
+    "EVENTIDE_EVENT_LOOP": "trio",
 }
 
 
@@ -45,6 +46,7 @@ def test_every_bad_value_is_named_at_once() -> None:
     assert "whole number from 1 to 65535" in by_name["EVENTIDE_HTTP_PORT"]
     assert "one of id, email" in by_name["EVENTIDE_IDENTIFY_BY"]
     assert "debug, info, warning, error, critical" in by_name["EVENTIDE_LOG_LEVEL"]
+    assert "one of uvloop, asyncio" in by_name["EVENTIDE_EVENT_LOOP"]
 
 
 def test_good_values_and_defaults() -> None:
@@ -53,10 +55,12 @@ def test_good_values_and_defaults() -> None:
         "EVENTIDE_HTTP_PORT": " 7000 ", "EVENTIDE_IDENTIFY_BY": "Email",
         "EVENTIDE_LOG_LEVEL": "DEBUG", "EVENTIDE_ACK_ON_DISK": "off",
         "EVENTIDE_BROWSER_IDENTIFY": "no", "EVENTIDE_BROKER": "kafka://a:9092;b:9093",
-        "EVENTIDE_TICK_INTERVAL_S": "0.5", "EVENTIDE_PUBLIC_URL": "https://events.example.com"})
+        "EVENTIDE_TICK_INTERVAL_S": "0.5", "EVENTIDE_PUBLIC_URL": "https://events.example.com",
+        "EVENTIDE_EVENT_LOOP": "AsyncIO"})
     assert settings.http_port == 7000 and settings.identify_by == "email"
     assert settings.log_level == "debug" and not settings.ack_on_disk
     assert not settings.browser_identify and settings.tick_interval_s == 0.5
+    assert settings.event_loop == "asyncio" and Settings().event_loop == "uvloop"
     assert settings.bootstrap_servers == "a:9092,b:9093"
 
 
