@@ -206,7 +206,7 @@ def machine() -> dict[str, Any]:
             # Workers inherit it: a sitecustomize there can change them (e.g. GC experiments).
             "pythonpath": os.environ.get("PYTHONPATH"),
             # Workers inherit it too: which event loop they ran on (app/event_loop.py).
-            "event_loop": os.environ.get("EVENTIDE_EVENT_LOOP") or "uvloop"}
+            "event_loop": (os.environ.get("EVENTIDE_EVENT_LOOP") or "uvloop").strip().lower()}
 
 
 def main(argv: list[str] | None = None) -> int:
