@@ -3,9 +3,8 @@
 uvloop by default: a worker handles every Kafka record through the event loop (faust's consumer
 thread hands each fetch over with ``call_soon_threadsafe``, and every produce, acknowledgement,
 timer and socket read is a loop callback). On the peers' job, one event per record, a worker
-on uvloop spent a few percent less CPU an item than on asyncio's loop (lower in 19 of 25
-alternating pairs: 4-7% in a busy hour, 3% on a quiet host); jobs of larger records showed no
-difference (docs/performance.md, "The worker on uvloop").
+on uvloop spent a few percent less CPU an item than on asyncio's loop; jobs of larger records
+showed no difference (figures in docs/performance.md, "The worker on uvloop").
 ``EVENTIDE_EVENT_LOOP=asyncio`` keeps the standard library's loop, for its debug mode
 (``PYTHONASYNCIODEBUG=1``) or a platform uvloop does not build on.
 

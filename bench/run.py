@@ -95,6 +95,7 @@ from typing import Any
 import orjson
 
 from app.broker import EmbeddedBroker
+from app.settings import Settings
 from app.testing.harness import free_port
 from bench.one_run import RunSpec, run_one
 from bench.report import RESULTS_DIR, print_table
@@ -205,8 +206,9 @@ def machine() -> dict[str, Any]:
             "aiokafka": aiokafka.__version__, "loadavg": list(os.getloadavg()),
             # Workers inherit it: a sitecustomize there can change them (e.g. GC experiments).
             "pythonpath": os.environ.get("PYTHONPATH"),
-            # Workers inherit it too: which event loop they ran on (app/event_loop.py).
-            "event_loop": (os.environ.get("EVENTIDE_EVENT_LOOP") or "uvloop").strip().lower()}
+            # Workers inherit the environment too: the event loop they ran on, read as they
+            # read it (app/event_loop.py).
+            "event_loop": Settings.from_env().event_loop}
 
 
 def main(argv: list[str] | None = None) -> int:
