@@ -15,7 +15,8 @@ import aiohttp
 import orjson
 import pytest
 
-from app.topics import people_changelog
+from app.ops.digest import table_contents
+from app.topics import DEDUP, people_changelog
 from tests.integration.test_workers import extra_worker
 from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, basic_auth, eventually,
                                    free_port, read_topic)
@@ -124,7 +125,7 @@ async def test_concurrent_identify_and_event_pairs_replay_to_the_same_state_and_
                 call("PUT", f"/api/v1/customers/c{n}", {"plan": "pro"}),
                 call("POST", f"/api/v1/customers/c{n}/events", {"name": "purchased"}))))
 
-    live = await eventually(lambda: settled_with_one_change_each(d, 40), timeout_s=60)
+    live = await eventually(lambda: settled_with_one_change_each(d, 40, 80), timeout_s=60)
     worker.stop()
     for version in ("v2", "v3"):
         # --version: the option's earlier spelling, kept as a hidden alias of --state-version.
@@ -163,7 +164,7 @@ async def test_three_workers_live_and_one_replaying_evaluate_against_the_same_de
                     call(n + 1, "POST", f"/api/v1/customers/t{n}/events",
                          {"name": "purchased"}))))
 
-        live = await eventually(lambda: settled_with_one_change_each(d, 24), timeout_s=90)
+        live = await eventually(lambda: settled_with_one_change_each(d, 24, 48), timeout_s=90)
     finally:
         for w in workers:
             w.stop()
@@ -192,7 +193,7 @@ async def test_a_segment_created_over_stored_events_replays_with_the_same_causes
                 headers=d.app_auth) as response:
             assert response.status == 200, await response.text()
 
-    live = await eventually(lambda: settled_with_one_change_each(d, 40), timeout_s=90)
+    live = await eventually(lambda: settled_with_one_change_each(d, 40, 8_000), timeout_s=90)
     worker.stop()
     await replayed_with_every_entry_caused_by_the_definition(d, live)
 
@@ -213,7 +214,7 @@ async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_re
                     "name": "buyers", "match": {"event": "purchased"}},
                     headers=d.app_auth) as response:
                 assert response.status == 200, await response.text()
-        live = await eventually(lambda: settled_with_one_change_each(d, 40), timeout_s=120)
+        live = await eventually(lambda: settled_with_one_change_each(d, 40, 8_000), timeout_s=120)
     finally:
         for w in workers:
             w.stop()
@@ -259,8 +260,14 @@ async def stored(d: Deployment, session: aiohttp.ClientSession, people: list[str
             assert any(a["name"] == "purchased" for a in (await response.json())["activities"])
 
 
-async def settled_with_one_change_each(d: Deployment, people: int) -> dict[str, str]:
-    """The live digest once it holds still, and each of ``people`` people has one change."""
+async def settled_with_one_change_each(d: Deployment, people: int,
+                                       inputs: int) -> dict[str, str]:
+    """The live digest once every one of the ``inputs`` accepted items is applied (its id is in
+    the dedup table) and the digest holds still, and each of ``people`` people has one change.
+    (A digest holding still for two seconds alone is no proof: three workers rebalancing can
+    pause longer than that with inputs left to apply.)"""
+    applied = len(await table_contents(d.settings, DEDUP))
+    assert applied == inputs, f"{applied} of {inputs} accepted inputs applied live"
     first = digest_lines(await asyncio.to_thread(run_cli, d, "digest"))
     await asyncio.sleep(2)
     assert digest_lines(await asyncio.to_thread(run_cli, d, "digest")) == first
