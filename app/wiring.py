@@ -272,6 +272,9 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
         for tp in revoked:
             rt.assigned.discard((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
+        if by_topic:
+            log.info("partitions revoked: %s", _partitions_text(by_topic, rt.settings),
+                     extra={"revoked": {t: sorted(ps) for t, ps in by_topic.items()}})
         for topic, partitions in by_topic.items():
             rt.state.forget(topic, partitions)
             if topic == rt.topics.person_events.name:
@@ -296,6 +299,11 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
         rt.joined = True
         # The epoch a new owner fences its changelog partitions with (tables/changelog.py).
         rt.state.generation = getattr(app, "consumer_generation_id", None)
+        # One line a rebalance: a pause in processing (or a stalled test) reads off the log.
+        log.info("partitions assigned (generation %s): %s", rt.state.generation,
+                 _partitions_text(by_topic, rt.settings), extra={
+                     "generation": rt.state.generation,
+                     "assigned": {t: sorted(ps) for t, ps in by_topic.items()}})
         await stop_standby()
         for topic, partitions in by_topic.items():
             task = asyncio.ensure_future(rt.state.ensure_recovered(topic, partitions))
@@ -307,6 +315,13 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
                               if (topic, p) not in rt.assigned] for topic in groups}
             standby["task"] = asyncio.ensure_future(rt.state.follow_standbys(others))
             standby["task"].add_done_callback(_log_failure)
+
+
+def _partitions_text(by_topic: dict[str, list[int]], settings: Settings) -> str:
+    """``raw.events [0, 2]; v1.person.events [0, 2]`` (the topic prefix left out), or ``none``."""
+    prefix = settings.topic_prefix + "."
+    return "; ".join(f"{topic.removeprefix(prefix)} {sorted(partitions)}"
+                     for topic, partitions in sorted(by_topic.items())) or "none"
 
 
 def _log_failure(task: asyncio.Future) -> None:

@@ -341,6 +341,11 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
                 and doc["level"].lower() in ("info", "debug")]
     assert any("HTTP API listening" in doc["message"] for doc in docs)
     assert not any("producer buffer full" in doc["message"] for doc in docs)
+    # A rebalance is one line, its partitions as fields: every partition of the worker's groups.
+    [assigned] = [doc for doc in docs if doc["message"].startswith("partitions assigned")]
+    assert set(assigned["assigned"][d.topics.raw_events.name]) == set(
+        range(d.topics.raw_events.partitions)), assigned
+    assert isinstance(assigned["generation"], int), assigned
 
 
 @pytest.mark.parametrize("command", ["worker", "api"])
