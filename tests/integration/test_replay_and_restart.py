@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -96,8 +97,8 @@ async def test_replay_twice_gives_equal_digests_and_changes(deployment: Deployme
     replayed = [digest_lines(await asyncio.to_thread(run_cli, d, "replay",
                                                      "--state-version", v))
                 for v in ("v2", "v3")]
-    for result in replayed:
-        assert {k: v for k, v in result.items()} == live
+    for version, result in zip(("v2", "v3"), replayed):
+        assert result == live, await state_differences(d, "v1", version, result, live)
     live_changes = await changes_by_person(d, "v1")
     assert live_changes and live_changes == await changes_by_person(d, "v2")
     assert await changes_by_person(d, "v3") == live_changes
@@ -131,7 +132,7 @@ async def test_concurrent_identify_and_event_pairs_replay_to_the_same_state_and_
         # --version: the option's earlier spelling, kept as a hidden alias of --state-version.
         replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--version",
                                                         version))
-        assert replayed == live, version
+        assert replayed == live, await state_differences(d, "v1", version, replayed, live)
     full = await changes_with_causes(d, "v1")
     assert full == await changes_with_causes(d, "v2") == await changes_with_causes(d, "v3")
 
@@ -169,7 +170,7 @@ async def test_three_workers_live_and_one_replaying_evaluate_against_the_same_de
         for w in workers:
             w.stop()
     replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version", "v2"))
-    assert replayed == live
+    assert replayed == live, await state_differences(d, "v1", "v2", replayed, live)
     full = await changes_with_causes(d, "v1")
     assert full == await changes_with_causes(d, "v2")
     assert not [c for changes in full.values() for c in changes
@@ -227,7 +228,7 @@ async def replayed_with_every_entry_caused_by_the_definition(d: Deployment,
     entry was caused by the segment's definition (the events were stored before it)."""
     replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version",
                                                     "v2"))
-    assert replayed == live
+    assert replayed == live, await state_differences(d, "v1", "v2", replayed, live)
     full = await changes_with_causes(d, "v1")
     assert full == await changes_with_causes(d, "v2")
     assert all(c["cause"].startswith("definition:") for changes in full.values() for c in changes)
@@ -274,6 +275,29 @@ async def settled_with_one_change_each(d: Deployment, people: int,
     live = await changes_by_person(d, "v1")
     assert len(live) == people and all(len(c) == 1 for c in live.values())
     return first
+
+
+async def state_differences(d: Deployment, live_version: str, replayed_version: str,
+                            replayed: dict[str, str], live: dict[str, str]) -> str:
+    """What a failed comparison needs to be understood (a digest says only *that* two states
+    differ): each table whose digest differs, its differing keys with both values, and the
+    people whose change records differ, with both lists."""
+    lines = []
+    for table in sorted(t for t in live if t != "overall" and live[t] != replayed.get(t)):
+        values = [await table_contents(replace(d.settings, state_version=version), table)
+                  for version in (live_version, replayed_version)]
+        keys = sorted(set(values[0]) | set(values[1]))
+        differing = [key for key in keys if values[0].get(key) != values[1].get(key)]
+        lines.append(f"{table}: {len(differing)} of {len(keys)} keys differ")
+        lines += [f"  {key}: {live_version} {values[0].get(key)!r} / {replayed_version} "
+                  f"{values[1].get(key)!r}" for key in differing[:10]]
+    changes = [await changes_with_causes(d, version) for version in (live_version,
+                                                                    replayed_version)]
+    for person in sorted(set(changes[0]) | set(changes[1])):
+        if changes[0].get(person) != changes[1].get(person):
+            lines.append(f"changes of {person}: {live_version} {changes[0].get(person)!r} / "
+                         f"{replayed_version} {changes[1].get(person)!r}")
+    return "\n".join(lines[:60])
 
 
 async def changes_with_causes(d: Deployment, version: str) -> dict[str, list[dict]]:
