@@ -25,10 +25,15 @@ from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, basic_aut
 pytestmark = pytest.mark.integration
 
 
+#: The log of the last run of each command (a failed comparison shows the replay's).
+CLI_LOGS: dict[str, str] = {}
+
+
 def run_cli(d: Deployment, *args: str, timeout: float = 240, **env: str) -> str:
     result = subprocess.run([EVENTIDE, *args], env=d.env(**env), cwd=REPO, capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
+    CLI_LOGS[args[0]] = result.stderr
     return result.stdout
 
 
@@ -280,8 +285,8 @@ async def settled_with_one_change_each(d: Deployment, people: int,
 async def state_differences(d: Deployment, live_version: str, replayed_version: str,
                             replayed: dict[str, str], live: dict[str, str]) -> str:
     """What a failed comparison needs to be understood (a digest says only *that* two states
-    differ): each table whose digest differs, its differing keys with both values, and the
-    people whose change records differ, with both lists."""
+    differ): the replay's output and its worker's warnings, each table whose digest differs
+    with its differing keys and both values, and the people whose change records differ."""
     lines = []
     for table in sorted(t for t in live if t != "overall" and live[t] != replayed.get(t)):
         values = [await table_contents(replace(d.settings, state_version=version), table)
@@ -289,15 +294,25 @@ async def state_differences(d: Deployment, live_version: str, replayed_version: 
         keys = sorted(set(values[0]) | set(values[1]))
         differing = [key for key in keys if values[0].get(key) != values[1].get(key)]
         lines.append(f"{table}: {len(differing)} of {len(keys)} keys differ")
-        lines += [f"  {key}: {live_version} {values[0].get(key)!r} / {replayed_version} "
-                  f"{values[1].get(key)!r}" for key in differing[:10]]
+        lines += [f"  {key}: {live_version} {repr(values[0].get(key))[:300]} / "
+                  f"{replayed_version} {repr(values[1].get(key))[:300]}"
+                  for key in differing[:10]]
     changes = [await changes_with_causes(d, version) for version in (live_version,
                                                                     replayed_version)]
     for person in sorted(set(changes[0]) | set(changes[1])):
         if changes[0].get(person) != changes[1].get(person):
             lines.append(f"changes of {person}: {live_version} {changes[0].get(person)!r} / "
                          f"{replayed_version} {changes[1].get(person)!r}")
-    return "\n".join(lines[:60])
+    replay_log, found = CLI_LOGS.get("replay", "").splitlines(), lines[:80]
+    lines = ["the replay's output:", *replay_log[-10:]]
+    for line in replay_log:  # its worker's log, warnings and errors (a jump taken, a retry)
+        if line.startswith("replay worker log: "):
+            worker_log = Path(line.removeprefix("replay worker log: ").strip())
+            if worker_log.exists():
+                lines += ["the replay worker's warnings:", *[
+                    entry for entry in worker_log.read_text(errors="replace").splitlines()
+                    if "[WARNING]" in entry or "[ERROR]" in entry][-30:]]
+    return "\n".join(lines + found)
 
 
 async def changes_with_causes(d: Deployment, version: str) -> dict[str, list[dict]]:
