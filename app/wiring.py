@@ -273,8 +273,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             rt.assigned.discard((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         if by_topic:
-            log.info("partitions revoked: %s", _partitions_text(by_topic, rt.settings),
-                     extra={"revoked": {t: sorted(ps) for t, ps in by_topic.items()}})
+            _log_partitions("revoked", by_topic, rt.settings)
         for topic, partitions in by_topic.items():
             rt.state.forget(topic, partitions)
             if topic == rt.topics.person_events.name:
@@ -300,10 +299,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
         # The epoch a new owner fences its changelog partitions with (tables/changelog.py).
         rt.state.generation = getattr(app, "consumer_generation_id", None)
         # One line a rebalance: a pause in processing (or a stalled test) reads off the log.
-        log.info("partitions assigned (generation %s): %s", rt.state.generation,
-                 _partitions_text(by_topic, rt.settings), extra={
-                     "generation": rt.state.generation,
-                     "assigned": {t: sorted(ps) for t, ps in by_topic.items()}})
+        _log_partitions("assigned", by_topic, rt.settings, generation=rt.state.generation)
         await stop_standby()
         for topic, partitions in by_topic.items():
             task = asyncio.ensure_future(rt.state.ensure_recovered(topic, partitions))
@@ -317,11 +313,17 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             standby["task"].add_done_callback(_log_failure)
 
 
-def _partitions_text(by_topic: dict[str, list[int]], settings: Settings) -> str:
-    """``raw.events [0, 2]; v1.person.events [0, 2]`` (the topic prefix left out), or ``none``."""
+def _log_partitions(change: str, by_topic: dict[str, list[int]], settings: Settings,
+                    **fields: Any) -> None:
+    """"partitions assigned (generation 3): raw.events [0, 2]; v1.person.events [0, 2]" (the
+    topic prefix left out of the text), the partitions by full topic name in the ``change``
+    field of a JSON log, with ``fields``."""
     prefix = settings.topic_prefix + "."
-    return "; ".join(f"{topic.removeprefix(prefix)} {sorted(partitions)}"
-                     for topic, partitions in sorted(by_topic.items())) or "none"
+    by_name = {topic: sorted(partitions) for topic, partitions in sorted(by_topic.items())}
+    text = "; ".join(f"{topic.removeprefix(prefix)} {partitions}"
+                     for topic, partitions in by_name.items()) or "none"
+    label = "".join(f" ({name} {value})" for name, value in fields.items())
+    log.info("partitions %s%s: %s", change, label, text, extra={change: by_name, **fields})
 
 
 def _log_failure(task: asyncio.Future) -> None:

@@ -287,7 +287,13 @@ async def state_differences(d: Deployment, live_version: str, replayed_version: 
     """What a failed comparison needs to be understood (a digest says only *that* two states
     differ): the replay's output and its worker's warnings, each table whose digest differs
     with its differing keys and both values, and the people whose change records differ."""
-    lines = []
+    worker_log = replace(d.settings, state_version=replayed_version).state_dir / \
+        "replay-worker.log"
+    lines = ["the replay's output:", *CLI_LOGS.get("replay", "").splitlines()[-10:]]
+    if worker_log.exists():  # its warnings and errors (a fetch jump taken, a retry)
+        lines += ["the replay worker's warnings:", *[
+            entry for entry in worker_log.read_text(errors="replace").splitlines()
+            if "[WARNING]" in entry or "[ERROR]" in entry][-30:]]
     for table in sorted(t for t in live if t != "overall" and live[t] != replayed.get(t)):
         values = [await table_contents(replace(d.settings, state_version=version), table)
                   for version in (live_version, replayed_version)]
@@ -303,16 +309,7 @@ async def state_differences(d: Deployment, live_version: str, replayed_version: 
         if changes[0].get(person) != changes[1].get(person):
             lines.append(f"changes of {person}: {live_version} {changes[0].get(person)!r} / "
                          f"{replayed_version} {changes[1].get(person)!r}")
-    replay_log, found = CLI_LOGS.get("replay", "").splitlines(), lines[:80]
-    lines = ["the replay's output:", *replay_log[-10:]]
-    for line in replay_log:  # its worker's log, warnings and errors (a jump taken, a retry)
-        if line.startswith("replay worker log: "):
-            worker_log = Path(line.removeprefix("replay worker log: ").strip())
-            if worker_log.exists():
-                lines += ["the replay worker's warnings:", *[
-                    entry for entry in worker_log.read_text(errors="replace").splitlines()
-                    if "[WARNING]" in entry or "[ERROR]" in entry][-30:]]
-    return "\n".join(lines + found)
+    return "\n".join(lines[:120])
 
 
 async def changes_with_causes(d: Deployment, version: str) -> dict[str, list[dict]]:
