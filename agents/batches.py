@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from time import monotonic
 from typing import Any, Sequence
 
@@ -62,6 +62,12 @@ async def process(prepare: PrepareHandler, rt: Runtime, events: Sequence[EventT]
         events, decoded = rest_after(prepared.cut, events, decoded)
 
 
+#: How long an agent waits after a failed unit before it fetches its records again, doubling
+#: up to :data:`UNIT_RETRY_MAX_S` while units keep failing (a broker away).
+UNIT_RETRY_S = 0.5
+UNIT_RETRY_MAX_S = 10.0
+
+
 class TakeLimit:
     """How many records the next ``take_events`` may buffer, changeable between takes.
 
@@ -99,9 +105,35 @@ async def run(stream: StreamT, rt: Runtime, prepare: PrepareHandler) -> None:
     limit = TakeLimit(settings.batch_max, floor=settings.batch_max,
                       items=settings.unit_max_items)
     inbox = bulk_inbox(stream.app, stream)
-    takes = (InboxTakes(inbox, stream.app, limit) if inbox is not None
-             else StreamTakes(stream, limit, settings.batch_within_s))
-    await consume(takes, rt, prepare, limit)
+    if inbox is None:  # (faust's own stream: tests and tools, where a failure is the test's)
+        await consume(StreamTakes(stream, limit, settings.batch_within_s), rt, prepare, limit)
+        return
+    takes = InboxTakes(inbox, stream.app, limit, stream.channel.topics)
+    delay, failed_at = UNIT_RETRY_S, 0.0
+    while True:
+        try:
+            await consume(takes, rt, prepare, limit)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if monotonic() - failed_at > UNIT_RETRY_MAX_S * 6:
+                delay = UNIT_RETRY_S  # (not failing over and over: start the backoff again)
+            failed_at = monotonic()
+            # Not an item's failure (those are dead-lettered one by one) but the unit's own: its
+            # recovery or its commit, as a broker timeout makes them fail. faust would end the
+            # agent for good (a worker that no longer processes anything); going on with the
+            # records after the unit would get them acknowledged and the unit's committed past
+            # (faust commits the first run of acknowledged offsets of a partition that has
+            # nothing committed). So every record is fetched again from the committed offsets.
+            rt.counters["unit_failures"] += 1
+            log.error("a unit of work failed (%r); its records and the rest are fetched again "
+                      "from the committed offsets, and taken again in %.1fs", exc, delay,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+            rt.discard_prepared()
+            await takes.refetch()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, UNIT_RETRY_MAX_S)
 
 
 async def consume(takes: "InboxTakes | StreamTakes", rt: Runtime, prepare: PrepareHandler,
@@ -203,7 +235,16 @@ class Committing:
             return False  # committed across a rebalance: they come again, as redeliveries
         # Committed: requests waiting to read their writes may now see these records.
         rt.applied.advance(events)
+        count_committed(rt.counters, events)
         return True
+
+
+def count_committed(counters: Any, events: Sequence[EventT]) -> None:
+    """``records_committed:<topic>``: input records whose unit of work is committed (each
+    once, a cut record with the unit that took its last item). A replay checks that its worker
+    committed every record of the input log (:mod:`app.ops.replay_tally`)."""
+    for event in events:
+        counters["records_committed:" + event.message.topic] += 1
 
 
 class StreamTakes:
@@ -256,8 +297,10 @@ class InboxTakes:
 
     commits_across_takes = True
 
-    def __init__(self, inbox: Inbox, app: Any, limit: TakeLimit) -> None:
+    def __init__(self, inbox: Inbox, app: Any, limit: TakeLimit,
+                 topics: Iterable[str] = ()) -> None:
         self._inbox, self._app, self._limit = inbox, app, limit
+        self._topics = frozenset(topics)
 
     def __aiter__(self) -> "InboxTakes":
         return self
@@ -298,6 +341,18 @@ class InboxTakes:
         unacked = self._app.consumer._unacked_messages
         for event in unit:
             unacked.discard(event.message)
+
+    async def refetch(self) -> None:
+        """After a failed unit: untrack this agent's records, drop what its inbox holds, and
+        seek every partition back to its committed offset (``BulkConsumer.seek_again``), so
+        the failed unit's records and everything after them come again. (Other agents' records
+        come again too: as redeliveries, which are idempotent.)"""
+        consumer = self._app.consumer
+        unacked = consumer._unacked_messages
+        for message in [m for m in unacked if m.topic in self._topics]:
+            unacked.discard(message)
+        self._inbox.clear()
+        await consumer.seek_again()
 
     def done(self, unit: Sequence[Fetched]) -> bool:
         """Acknowledge a committed unit, unless a rebalance ran while it was committed: faust

@@ -129,14 +129,14 @@ def items_of(rt: Runtime, unit: UnitOfWork, events: Sequence[Any],
             start = found.start
             found = found.items
         items = found if found is not None else decode_one(event)
+        if not start:  # (a record dead-lettered whole was consumed too: a replay counts on it)
+            rt.counters[f"records_in:{message.topic}"] += 1
         if isinstance(items, DecodeError):
             rt.deadletter(unit, topic=message.topic, partition=message.partition,
                           offset=message.offset, key=message.key, value=message.value,
                           error=str(items))
             position += 1
             continue
-        if not start:
-            rt.counters[f"records_in:{message.topic}"] += 1
         partition: int = message.partition
         offset: int = message.offset
         for index in range(start, len(items)):

@@ -194,6 +194,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
                         if read is not None and offset < read:
                             continue  # read already (faust drops these too)
                         if read and offset - read > 1 and acks_enabled_for(message.topic):
+                            self._count_gap(tp, read + 1, offset - 1)
                             await self._add_gap(tp, read + 1, offset)  # compacted away
                             if self.seeks != seeks:
                                 break
@@ -229,6 +230,18 @@ class BulkConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    def _count_gap(self, tp: TP, first: int, last: int) -> None:
+        """Offsets the fetch went past without their records, which faust commits as if
+        processed. Its gaps are meant for compaction; in a topic that is not compacted (the
+        input and hop topics) they are records skipped, worth a warning and a count that a
+        replay checks (:mod:`app.ops.replay_tally`)."""
+        runtime = getattr(self.app, "runtime", None)
+        if runtime is None or runtime.topics.is_compacted(tp.topic):
+            return
+        log.warning("%s[%d]: offsets %d-%d were not in what the broker served; faust commits "
+                    "past them as compacted away", tp.topic, tp.partition, first, last)
+        runtime.counters["fetch_gaps"] += last - first + 1
 
     async def fetch_bulk(self, timeout: float) -> list[tuple[TP, list[Message]]]:
         """faust's ``Consumer.getmany`` a partition at a time: the records of one fetch as

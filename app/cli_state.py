@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from app.cli_worker import create_topics, settings_from
-from app.ops import deadletters, digest, replay
+from app.ops import deadletters, digest, replay, replay_tally
 from app.topics import build_topics
 
 
@@ -42,17 +42,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 2
     create_topics(settings)
     if args.since is not None:
-        starts = asyncio.run(replay.start_from_time(settings, int(args.since * 1000)))
-        print(f"replaying raw topics from {args.since} (offsets {starts})", file=sys.stderr)
+        offsets = asyncio.run(replay.start_from_time(settings, int(args.since * 1000)))
+        print(f"replaying raw topics from {args.since} (offsets {offsets})", file=sys.stderr)
     print(f"replaying into state version {version} "
           f"(topics {settings.topic_prefix}.{version}.*)", file=sys.stderr)
+    starts = asyncio.run(replay_tally.starts(settings))
+    port, app_key = args.http_port or _free_port(), base.app_key or secrets.token_urlsafe(12)
     env = dict(os.environ, EVENTIDE_STATE_VERSION=version,
                EVENTIDE_BROKER=settings.broker_url, EVENTIDE_DATA_DIR=str(settings.data_dir),
                EVENTIDE_BROKER_FLAVOR="tansu" if base.tansu else "kafka",
-               EVENTIDE_HTTP_PORT=str(args.http_port or _free_port()),
-               EVENTIDE_SITE_ID=base.site_id or "replay", EVENTIDE_API_KEY=base.api_key or
-               secrets.token_urlsafe(12), EVENTIDE_APP_KEY=base.app_key or
-               secrets.token_urlsafe(12))
+               EVENTIDE_HTTP_HOST="127.0.0.1", EVENTIDE_HTTP_PORT=str(port),
+               EVENTIDE_SITE_ID=base.site_id or "replay",
+               EVENTIDE_API_KEY=base.api_key or secrets.token_urlsafe(12),
+               EVENTIDE_APP_KEY=app_key)
+    worker_url = settings.replace(http_host="127.0.0.1", http_port=port).http_url
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.state_dir / "replay-worker.log"
     print(f"replay worker log: {log_path}", file=sys.stderr)
@@ -69,11 +72,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                      f"see {log_path}")
                 bar.update(task, completed=state.done, total=max(state.total, 1))
             asyncio.run(replay.wait_caught_up(settings, show))
+        # Committed offsets at the ends are not proof that every record was processed.
+        tally = replay_tally.wait_committed_all(
+            starts, replay_tally.ends_now(settings, list(starts)),
+            lambda: replay_tally.scrape(worker_url, app_key))
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
+    print(tally.summary(settings.topic_prefix), file=sys.stderr)
     for name, value in asyncio.run(digest.digest(settings)).items():
         print(f"{name:20} {value}")
+    if tally.short:
+        print(f"error: the replay worker did not take every input record (short of "
+              f"{tally.short}) while its group's offsets passed them; do not switch to "
+              f"{version}. See {log_path}", file=sys.stderr)
+        return 1
     print(f"done: switch workers to it with EVENTIDE_STATE_VERSION={version}")
     return 0
 

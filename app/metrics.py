@@ -124,6 +124,8 @@ COUNTER_HELP = {
     "accepted": "Items the HTTP API accepted (acknowledged by the broker), per operation.",
     "records_in": "Input records consumed, per topic.",
     "records_out": "Records routed to a topic, per topic.",
+    "records_committed": "Input records whose unit of work is committed, per topic (a replay "
+                         "checks them against the input log: app/ops/replay_tally.py).",
     "verdict": "Events judged by deduplication, per verdict (new, duplicate, redelivery).",
     "deadletters": "Records or items sent to the dead-letter topic.",
     "segment_evaluations": "Segment evaluations of a person.",
@@ -144,6 +146,12 @@ COUNTER_HELP = {
                     "yet shown, cut there and fetched again (tables/torn_fetch.py).",
     "fetch_jumps_accepted": "Jumps in a partition's offsets still there after several fetches, "
                             "read on from (records really gone; tables/torn_fetch.py).",
+    "fetch_gaps": "Offsets a fetch went past without their records, committed as compacted "
+                  "away (app/bulk_fetch.py); none of the consumed topics is compacted, so each "
+                  "is logged as a warning. Must stay 0.",
+    "unit_failures": "Units of work that failed outside their items (their recovery or their "
+                     "commit); the agent fetched their records again from the committed offsets "
+                     "(agents/batches.py).",
     "routed_in_place": "Operations by a person's own id the person stage took straight from "
                        "the raw topic's partition, without the hop through person.events.",
     "imported": "Rows imported, per kind.",
@@ -157,7 +165,8 @@ COUNTER_HELP = {
                                   "(app/core/activation.py: left_to_inputs).",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
-COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "http_responses": "status"}
+COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "records_committed": "topic",
+                 "http_responses": "status"}
 DEFAULT_COUNTER_LABEL = "kind"
 GAUGE_HELP = {
     "ready": "1 once this process is ready to serve (see /readyz), else 0.",

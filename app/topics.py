@@ -92,6 +92,10 @@ class Topics:
                 self.segment_membership, self.deadletter, self.session_revocations,
                 *changelogs]
 
+    def is_compacted(self, topic: str) -> bool:
+        """Whether ``topic`` (one of these) is compacted: a jump in its offsets is compaction."""
+        return any(spec.compacted for spec in self.all() if spec.name == topic)
+
     def groups(self) -> dict[str, str]:
         """Topic → the topic whose partitions it shares with tables (co-partitioned inputs)."""
         return {self.raw_identifies.name: self.raw_events.name,
