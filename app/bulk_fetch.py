@@ -20,12 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from time import monotonic
 from typing import Any, Iterable
 
 import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+
+from app.commit_guard import CommitGuard
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +169,11 @@ class BulkConsumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         """faust's ``Consumer._drain_messages``, with the records of inbox topics collected per
-        fetch instead of awaited one by one. Offsets read, gaps and ``commit_every`` are kept as
-        faust keeps them; records of any other topic take faust's own path."""
+        fetch instead of awaited one by one. Offsets read and ``commit_every`` are kept as faust
+        keeps them, and gaps exactly (:mod:`app.commit_guard`); records of any other topic take
+        faust's own path."""
         inboxes = inboxes_of(self.app)
+        fetched_at = self.commit_guard.fetched
         callback = self.callback
         read_offsets = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
@@ -193,9 +198,9 @@ class BulkConsumer(faust_aiokafka.Consumer):
                         read = read_offsets.get(tp)
                         if read is not None and offset < read:
                             continue  # read already (faust drops these too)
-                        if read and offset - read > 1 and acks_enabled_for(message.topic):
-                            self._count_gap(tp, read + 1, offset - 1)
-                            await self._add_gap(tp, read + 1, offset)  # compacted away
+                        skipped = fetched_at(tp, offset)
+                        if skipped is not None and acks_enabled_for(message.topic):
+                            await self._add_skipped(tp, *skipped)  # compacted away, or markers
                             if self.seeks != seeks:
                                 break
                         if taken is None:
@@ -231,17 +236,50 @@ class BulkConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
-    def _count_gap(self, tp: TP, first: int, last: int) -> None:
-        """Offsets the fetch went past without their records, which faust commits as if
-        processed. Its gaps are meant for compaction; in a topic that is not compacted (the
-        input and hop topics) they are records skipped, worth a warning and a count that a
-        replay checks (:mod:`app.ops.replay_tally`)."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commit_guard = CommitGuard()
+
+    async def _add_skipped(self, tp: TP, first: int, last: int) -> None:
+        """Offsets ``first``-``last`` the fetch went past without records: a gap, which faust
+        commits as if processed (:mod:`app.commit_guard`: every such offset, exactly; faust's
+        ``_add_gap`` would leave out the committed offset itself). Gaps are meant for
+        compaction and transaction markers; in a topic that is not compacted (the input and
+        hop topics) they are worth a warning and a count, which a replay checks
+        (:mod:`app.ops.replay_tally`)."""
         runtime = getattr(self.app, "runtime", None)
-        if runtime is None or runtime.topics.is_compacted(tp.topic):
-            return
-        log.warning("%s[%d]: offsets %d-%d were not in what the broker served; faust commits "
-                    "past them as compacted away", tp.topic, tp.partition, first, last)
-        runtime.counters["fetch_gaps"] += last - first + 1
+        if runtime is not None and not runtime.topics.is_compacted(tp.topic):
+            log.warning("%s[%d]: offsets %d-%d were not in what the broker served; they are "
+                        "committed as compacted away", tp.topic, tp.partition, first, last)
+            runtime.counters["fetch_gaps"] += last - first + 1
+        gaps = self._gap[tp]
+        gaps.addi(first, last + 1)
+        await asyncio.sleep(0)
+        gaps.merge_overlaps()
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """faust's next offset to commit, held at a fetched record no unit has acknowledged
+        (:class:`app.commit_guard.CommitGuard`); a hold that lasts fetches again."""
+        if self._acked.get(tp):
+            held, fetch_again = self.commit_guard.hold(
+                tp, self._committed_offset.get(tp), self._acked_index[tp],
+                self._gap[tp].overlaps, monotonic())
+            if held is not None:
+                if fetch_again:
+                    log.warning("%s[%d]: offset %d was fetched and never acknowledged while "
+                                "later ones were; commits wait there, and every partition is "
+                                "fetched again from its committed offset", tp.topic,
+                                tp.partition, held)
+                    runtime = getattr(self.app, "runtime", None)
+                    if runtime is not None:
+                        runtime.counters["commits_held"] += 1
+                    asyncio.ensure_future(self.seek_again())
+                return None
+        return super()._new_offset(tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.commit_guard.forget(revoked)
+        await super().on_partitions_revoked(revoked)
 
     async def fetch_bulk(self, timeout: float) -> list[tuple[TP, list[Message]]]:
         """faust's ``Consumer.getmany`` a partition at a time: the records of one fetch as
@@ -292,6 +330,8 @@ class BulkConsumer(faust_aiokafka.Consumer):
         self.seeks += 1
         try:
             await super().perform_seek()
+            committed = self._committed_offset
+            self.commit_guard.sought({tp: committed.get(tp) for tp in self.assignment()})
         finally:
             self.seeks += 1
 

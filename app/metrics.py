@@ -152,6 +152,11 @@ COUNTER_HELP = {
     "unit_failures": "Units of work that failed outside their items (their recovery or their "
                      "commit); the agent fetched their records again from the committed offsets "
                      "(agents/batches.py).",
+    "commits_held": "Times a partition's commits waited at a fetched record no unit had "
+                    "acknowledged while later ones were, and every partition was fetched again "
+                    "from its committed offset (app/commit_guard.py). Must stay 0: each is a "
+                    "record dropped on its way to a unit, which faust would have committed "
+                    "past.",
     "routed_in_place": "Operations by a person's own id the person stage took straight from "
                        "the raw topic's partition, without the hop through person.events.",
     "imported": "Rows imported, per kind.",

@@ -1,5 +1,6 @@
-"""A unit of work that fails outside its items (its recovery, its commit) loses no input: the
-agent goes on from the committed offsets, where the failed unit's records come again."""
+"""No input is lost to a unit of work that fails outside its items (its recovery, its commit):
+the agent goes on from the committed offsets, where the failed unit's records come again; nor to
+a record dropped before any unit took it: commits wait at it, and it is fetched again."""
 
 from __future__ import annotations
 
@@ -16,23 +17,24 @@ from tests.support.harness import REPO, Deployment, Worker, eventually
 pytestmark = pytest.mark.integration
 
 
-class FailingRecoveryWorker(Worker):
-    def start(self) -> "FailingRecoveryWorker":
+class PatchedWorker(Worker):
+    """A worker run by a module of tests/support that patches one of its parts first."""
+
+    def __init__(self, deployment: Deployment, module: str) -> None:
+        super().__init__(deployment, module.rsplit(".", 1)[-1])
+        self.module = module
+
+    def start(self) -> "PatchedWorker":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.failing_recovery_worker"], env=self._env,
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [sys.executable, "-m", self.module], env=self._env, cwd=REPO, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return self
 
 
-async def test_a_first_unit_failing_with_its_recovery_loses_none_of_a_backlog(
-        deployment: Deployment) -> None:
-    """A fresh group (nothing committed) drains a backlog, and its first recovery fails. faust
-    commits the first run of acknowledged offsets of a partition with nothing committed, from
-    wherever it starts: an agent that went on to the records after a failed unit got them
-    committed past the failed unit's, which were never processed (CI: a replay short of the
-    first records of one partition)."""
-    d = deployment
+async def send_backlog(d: Deployment) -> None:
+    """400 events to 50 people, accepted by the ingest tier before any worker runs (a fresh
+    group: nothing committed)."""
     api = Worker(d, "api", command="api").start()
     try:
         await api.wait_ready(60)
@@ -46,13 +48,39 @@ async def test_a_first_unit_failing_with_its_recovery_loses_none_of_a_backlog(
                     assert response.status == 200, await response.text()
     finally:
         api.stop()
-    worker = FailingRecoveryWorker(d, "failing").start()
+
+
+async def all_applied(d: Deployment) -> None:
+    applied = len(await table_contents(d.settings, DEDUP))
+    assert applied == 400, f"{applied} of 400 accepted events applied"
+
+
+async def backlog_drained_by(d: Deployment, module: str) -> str:
+    """Send the backlog, drain it with the worker ``module`` runs until every event is applied
+    (bounded), and answer that worker's log."""
+    await send_backlog(d)
+    worker = PatchedWorker(d, module).start()
     try:
-        async def all_applied() -> None:
-            applied = len(await table_contents(d.settings, DEDUP))
-            assert applied == 400, f"{applied} of 400 accepted events applied"
-        await eventually(all_applied, timeout_s=90)
-        log = worker.log_path.read_text()
-        assert "a unit of work failed (RuntimeError(" in log and "injected: recovery" in log
+        await eventually(lambda: all_applied(d), timeout_s=90)
+        return worker.log_path.read_text()
     finally:
         worker.stop()
+
+
+async def test_a_first_unit_failing_with_its_recovery_loses_none_of_a_backlog(
+        deployment: Deployment) -> None:
+    """A fresh group drains a backlog, and its first recovery fails
+    (tests/support/failing_recovery_worker.py): faust ended the people agent for good, and the
+    worker, up and healthy, applied 0 of the 400 events."""
+    log = await backlog_drained_by(deployment, "tests.support.failing_recovery_worker")
+    assert "a unit of work failed (RuntimeError(" in log and "injected: recovery" in log
+
+
+async def test_a_record_dropped_before_any_unit_took_it_is_fetched_again(
+        deployment: Deployment) -> None:
+    """The people agent loses its first raw record (tests/support/dropping_worker.py). Its
+    partition has nothing committed, so faust committed the first run of acknowledged offsets
+    after it and the record's events were never applied (382 of 400); the commit guard holds
+    the partition's commits at it and has it fetched again."""
+    log = await backlog_drained_by(deployment, "tests.support.dropping_worker")
+    assert "test: dropped" in log and "was fetched and never acknowledged" in log
