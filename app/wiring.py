@@ -198,7 +198,11 @@ def create_app(settings: Settings, clock: Clock | None = None,
             os.environ.get("EVENTIDE_HEAP_TRIM_INTERVAL_MS") or HEAP_TRIM_INTERVAL_MS) / 1000),
         revoked=RevokedSessions(now=clock.now),
     )
-    runtime.counters["invariant_violations"] = 0  # shown at 0: the crash-schedule sweep checks it
+    # Shown at 0, so an alert can be set on each: the crash-schedule sweep checks the first;
+    # the others count inputs a worker nearly lost (docs/architecture.md, "Records reach the
+    # agents a fetch at a time").
+    for must_stay_0 in ("invariant_violations", "commits_held", "unit_failures", "fetch_gaps"):
+        runtime.counters[must_stay_0] = 0
     if settings.tansu:
         torn_fetch.count_into(runtime.counters)  # the embedded broker's torn fetches, on /metrics
     app = EventideApp(settings.app_id, **faust_options(settings))

@@ -309,6 +309,13 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
                      "eventide_consumer_lag", "eventide_ready", "process_cpu_seconds_total"):
             assert families[name].help and families[name].type != "untyped", name
         assert families["eventide_processing_latency_seconds"].type == "histogram"
+        # Counters that must stay 0 are shown at 0 (an alert can be set on each), and stayed so.
+        for name in ("invariant_violations", "commits_held", "unit_failures", "fetch_gaps"):
+            assert [s.value for s in samples(text, f"eventide_{name}_total")] == [0], name
+        # Every raw record the producer wrote is in a committed unit (one event a record).
+        committed = {s.label("topic"): s.value
+                     for s in samples(text, "eventide_records_committed_total")}
+        assert committed[d.topics.raw_events.name] >= total
         [count] = samples(text, "eventide_processing_latency_seconds_count")
         [inf] = [s for s in samples(text, "eventide_processing_latency_seconds_bucket")
                  if s.label("le") == "+Inf"]
