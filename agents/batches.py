@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from time import monotonic
 from typing import Any, Sequence
@@ -243,8 +244,8 @@ def count_committed(counters: Any, events: Sequence[EventT]) -> None:
     """``records_committed:<topic>``: input records whose unit of work is committed (each
     once, a cut record with the unit that took its last item). A replay checks that its worker
     committed every record of the input log (:mod:`app.ops.replay_tally`)."""
-    for event in events:
-        counters["records_committed:" + event.message.topic] += 1
+    for topic, n in Counter(event.message.topic for event in events).items():
+        counters["records_committed:" + topic] += n
 
 
 class StreamTakes:

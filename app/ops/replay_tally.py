@@ -30,7 +30,8 @@ from app.topics import build_topics
 
 #: Counters of the replay worker worth showing when they are not 0: records or items set aside,
 #: and offsets read past.
-NOTED = ("deadletters", "fetch_gaps", "fetch_jumps_accepted", "invariant_violations")
+NOTED = ("deadletters", "fetch_gaps", "fetch_jumps_accepted", "commits_held", "unit_failures",
+         "invariant_violations")
 
 
 def raw_partitions(settings: Settings) -> list[TopicPartition]:
@@ -58,26 +59,26 @@ class Tally:
     """Raw records in the log since the replay's start, and committed by its worker, per topic."""
 
     in_log: dict[str, int]
-    read: dict[str, int]
+    committed: dict[str, int]
     noted: dict[str, int] = field(default_factory=dict)
 
     @property
     def short(self) -> dict[str, int]:
-        """topic → records in the log the worker has not read (for topics it is short of)."""
-        return {topic: n - self.read.get(topic, 0) for topic, n in self.in_log.items()
-                if self.read.get(topic, 0) < n}
+        """topic → records in the log the worker has not committed (topics it is short of)."""
+        return {topic: n - self.committed.get(topic, 0) for topic, n in self.in_log.items()
+                if self.committed.get(topic, 0) < n}
 
     def summary(self, prefix: str) -> str:
-        topics = "; ".join(f"{topic.removeprefix(prefix + '.')} {self.read.get(topic, 0)} of {n}"
+        topics = "; ".join(f"{topic.removeprefix(prefix + '.')} {self.committed.get(topic, 0)} of {n}"
                            for topic, n in sorted(self.in_log.items()))
         noted = "".join(f"; {name} {value}" for name, value in sorted(self.noted.items()))
         return f"input records the replay worker committed: {topics}{noted}"
 
 
 def tally(in_log: dict[str, int], counters: dict[str, float]) -> Tally:
-    read = {topic: int(counters.get(f"records_committed:{topic}", 0)) for topic in in_log}
+    committed = {topic: int(counters.get(f"records_committed:{topic}", 0)) for topic in in_log}
     noted = {name: int(counters[name]) for name in NOTED if counters.get(name)}
-    return Tally(in_log, read, noted)
+    return Tally(in_log, committed, noted)
 
 
 def records_in_log(ends: dict[TopicPartition, int], starts: dict[TopicPartition, int]
@@ -90,7 +91,7 @@ def records_in_log(ends: dict[TopicPartition, int], starts: dict[TopicPartition,
 
 def scrape(url: str, app_key: str, timeout_s: float = 10.0) -> dict[str, float]:
     """A worker's counters from its ``/metrics``, named as in ``Runtime.counters``
-    (``records_in:<topic>``, ``deadletters``)."""
+    (``records_committed:<topic>``, ``deadletters``)."""
     request = urllib.request.Request(url + "/metrics",
                                      headers={"Authorization": f"Bearer {app_key}"})
     context = ssl._create_unverified_context() if url.startswith("https") else None  # (localhost)
@@ -134,8 +135,8 @@ def wait_committed_all(starts: dict[TopicPartition, int],
         known = all(tp in found for tp in starts)
         if known and not now.short:
             return now
-        if now.read != last:
-            last, moved = now.read, time.monotonic()
+        if now.committed != last:
+            last, moved = now.committed, time.monotonic()
         elif time.monotonic() - moved > stall_s:
             if not known:
                 raise TimeoutError("the ends of the raw topics could not be read")

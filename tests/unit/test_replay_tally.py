@@ -31,11 +31,11 @@ def test_records_in_the_log_count_from_each_partitions_start() -> None:
 
 def test_a_worker_that_read_fewer_records_than_the_log_holds_is_short_of_them() -> None:
     in_log = {"p.raw.events": 320, "p.raw.identifies": 0, "p.raw.anonymous": 4}
-    read = tally(in_log, {"records_committed:p.raw.events": 316, "records_committed:p.raw.anonymous": 4,
+    short = tally(in_log, {"records_committed:p.raw.events": 316, "records_committed:p.raw.anonymous": 4,
                           "fetch_gaps": 4, "deadletters": 0})
-    assert read.short == {"p.raw.events": 4}
-    assert read.noted == {"fetch_gaps": 4}
-    assert read.summary("p") == ("input records the replay worker committed: raw.anonymous 4 "
+    assert short.short == {"p.raw.events": 4}
+    assert short.noted == {"fetch_gaps": 4}
+    assert short.summary("p") == ("input records the replay worker committed: raw.anonymous 4 "
                                  "of 4; raw.events 316 of 320; raw.identifies 0 of 0; "
                                  "fetch_gaps 4")
 
@@ -53,7 +53,7 @@ def test_the_wait_ends_once_the_worker_committed_every_record_up_to_the_ends() -
     done = wait_committed_all({P0: 0, P1: 0}, lambda: {P0: 30, P1: 10},
                               lambda: {"records_committed:p.raw.events": next(counts)},
                               stall_s=5, poll_s=0)
-    assert done.short == {} and done.read == {"p.raw.events": 40}
+    assert done.short == {} and done.committed == {"p.raw.events": 40}
 
 
 def test_a_worker_whose_count_stops_short_ends_the_wait_short() -> None:
