@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from time import monotonic
 from typing import Any, Sequence
 
-from faust.types import EventT, Message, StreamT
+from faust.types import EventT, StreamT
 
 from agents.unit_items import Cut, Decoded, decode_one, rest_after
 from app.bulk_fetch import Inbox, bulk_inbox
 from app.runtime import Runtime
+from tables.records import InRecord
 from tables.state import OwnershipChanged, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -281,15 +282,6 @@ class StreamTakes:
         return True
 
 
-class Fetched:
-    """A record taken from an inbox, shaped like faust's event (``.message``) for the handlers."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-
-
 class InboxTakes:
     """Takes of an agent's inbox. A unit's records are tracked by faust's consumer as its streams
     track what they process (a rebalance waits for them) and acknowledged once the unit is
@@ -306,42 +298,31 @@ class InboxTakes:
     def __aiter__(self) -> "InboxTakes":
         return self
 
-    async def __anext__(self) -> list[Fetched]:
+    async def __anext__(self) -> list[InRecord]:
         while True:
             await self._app.flow_control.acquire()
-            messages = await self._inbox.take(self._limit.value)
+            records = await self._inbox.take(self._limit.value)
             if self.flowing():
-                break
-        return [Fetched(message) for message in messages]
+                return records
 
     def flowing(self) -> bool:
         return bool(self._app.consumer.flowing())
 
-    def current(self, unit: Sequence[Fetched]) -> bool:
+    def current(self, unit: Sequence[InRecord]) -> bool:
         """The unit's records were fetched in the group generation now running. A take
         outlives a rebalance that begins and ends while one of its units commits; its other
         records are the previous generation's, which faust's own streams skip too (their
         partitions may be another worker's now, and they are fetched again where they are
         owned)."""
         generation = self._app.consumer_generation_id
-        return all(event.message.generation_id == generation for event in unit)
+        return all(record.generation_id == generation for record in unit)
 
-    def begin(self, unit: Sequence[Fetched]) -> None:
-        track = self._app.consumer.track_message
-        # faust's livelock check reads when a stream last took a record of each partition
-        # (``monitor.stream_inbound_time``, which its own streams set per event). Units bypass
-        # those streams, so without this it logged "Stream has not started processing" for
-        # every partition read under steady traffic, 5 minutes after the worker started.
-        inbound, now = self._app.monitor.stream_inbound_time, monotonic()
-        for event in unit:
-            track(event.message)
-            inbound[event.message.tp] = now
+    def begin(self, unit: Sequence[InRecord]) -> None:
+        self._app.consumer.track_records(unit)
 
-    def drop(self, unit: Sequence[Fetched]) -> None:
+    def drop(self, unit: Sequence[InRecord]) -> None:
         """Neither acknowledge nor keep tracking: a later rebalance must not wait for these."""
-        unacked = self._app.consumer._unacked_messages
-        for event in unit:
-            unacked.discard(event.message)
+        self._app.consumer.untrack_records(unit)
 
     async def refetch(self) -> None:
         """After a failed unit: untrack this agent's records, drop what its inbox holds, and
@@ -349,22 +330,18 @@ class InboxTakes:
         the failed unit's records and everything after them come again. (Other agents' records
         come again too: as redeliveries, which are idempotent.)"""
         consumer = self._app.consumer
-        unacked = consumer._unacked_messages
-        for message in [m for m in unacked if m.topic in self._topics]:
-            unacked.discard(message)
+        consumer.untrack_topics(self._topics)
         self._inbox.clear()
         await consumer.seek_again()
 
-    def done(self, unit: Sequence[Fetched]) -> bool:
+    def done(self, unit: Sequence[InRecord]) -> bool:
         """Acknowledge a committed unit, unless a rebalance ran while it was committed: faust
         has then forgotten its offsets and sought back before them, so the records come again
         (redeliveries) and an acknowledgement now would be counted against the new ones."""
         if not self.current(unit):
             self.drop(unit)
             return False
-        ack = self._app.consumer.ack
-        for event in unit:
-            ack(event.message)
+        self._app.consumer.ack_records(unit)
         return True
 
 

@@ -20,7 +20,7 @@ from tables.json_bytes import json_bytes
 from tables.unit import UnitOfWork
 
 #: (record, partition, offset, index within the record, item). A record is faust's event or an
-#: inbox's ``Fetched`` (``agents.batches``): what the loop reads of it is its ``message``.
+#: inbox's ``InRecord`` (``tables.records``): what the loop reads of it is its ``message``.
 Located = tuple[Any, int, int, int, dict[str, Any]]
 
 #: What handles an item: None once it is handled, or what to await for it to be.

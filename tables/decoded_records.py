@@ -4,9 +4,10 @@ aiokafka hands a consumer every record as a ``ConsumerRecord``: a dataclass of e
 built with two ``len`` calls and a tuple of the headers, ~1.1 µs a record on this machine against
 ~0.4 µs for decoding it; about a tenth of a recovery (``docs/performance.md``, "Recovery's
 records as aiokafka decodes them"). Recovery and standbys read a record's offset, key, value and
-headers only, which aiokafka's decoded record (its C ``DefaultRecord``) already carries. A
-consumer made with ``key_deserializer=AS_DECODED`` is handed those records as they are; every
-other consumer gets ``ConsumerRecord`` as before. Without :func:`install` such a consumer still
+headers only, which aiokafka's decoded record (its C ``DefaultRecord``) already carries; a
+worker's consumer makes its agents' records of them (``app.bulk_fetch``). A consumer made with
+``key_deserializer=AS_DECODED`` is handed those records as they are; every other consumer gets
+``ConsumerRecord`` as before. Without :func:`install` such a consumer still
 works: the marker is an identity deserializer, so it gets ``ConsumerRecord`` with the key
 unchanged.
 """

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
-from faust.types import TP, Message
+from faust.types import TP
 
-from agents.batches import Fetched
 from agents.people import process_people_batch
 from app.model import encode_envelope
+from tables.records import InRecord
 from tests.agents.agent_harness import AgentHarness, agent_harness
 from tests.agents.test_people_agent import NOW_S, event, identify
 
@@ -31,9 +31,10 @@ async def harness(tmp_path: Path) -> AsyncIterator[AgentHarness]:
         yield h
 
 
-def record(topic: str, offset: int, items: list[dict[str, Any]], key: str) -> Fetched:
-    return Fetched(Message(topic, 0, offset, NOW_S, 0, None, key.encode(), encode_envelope(items),
-                           None, tp=TP(topic, 0)))
+def record(topic: str, offset: int, items: list[dict[str, Any]], key: str) -> InRecord:
+    """A record as an inbox hands it to an agent."""
+    return InRecord(topic, 0, TP(topic, 0), 0, offset, int(NOW_S * 1000), key.encode(),
+                    encode_envelope(items))
 
 
 @pytest.fixture

@@ -15,10 +15,12 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.consumer.fetcher import OffsetResetStrategy
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 import pytest
 from faust.types import TP, Message
 
 from app.bulk_fetch import BulkConsumer, BulkTransport, Inbox, fetch_in_bulk
+from tables.records import in_records
 
 
 @dataclass
@@ -306,3 +308,100 @@ async def test_a_fetch_with_the_flow_stopped_seeks_back_and_gives_nothing() -> N
     consumer.perform_seek = perform_seek  # type: ignore[method-assign]
     assert await consumer.fetch_bulk(1.0) == []
     assert sought == [True], "faust's getmany seeks to the committed offsets when the flow stopped"
+
+
+# --- A unit's records: tracked, acknowledged, and handed over as aiokafka decoded them --------
+
+
+def decoded(offsets: range, *, key: bytes | None = b"k") -> list[Any]:
+    """aiokafka's decoded records (its C ``DefaultRecord``) at ``offsets``, read back from a
+    record batch as its fetcher reads one."""
+    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                        batch_size=1 << 20)
+    for delta, _ in enumerate(offsets):
+        builder.append(delta, timestamp=1_700_000_000_123 + delta, key=key,
+                       value=b"v%d" % delta, headers=[("h", b"1")])
+    return [_At(record, offsets.start + record.offset)
+            for record in DefaultRecordBatch(bytes(builder.build()))]
+
+
+class _At:
+    """A decoded record moved to another offset (a batch builder always starts at 0)."""
+
+    def __init__(self, record: Any, offset: int) -> None:
+        self.offset = offset
+        self.timestamp, self.timestamp_type = record.timestamp, record.timestamp_type
+        self.key, self.value = record.key, record.value
+        self.headers, self.checksum = record.headers, record.checksum
+
+
+def test_a_decoded_record_becomes_an_in_record_with_what_fausts_message_carried() -> None:
+    consumer, _, partition = _consumer_over_one_partition("t-in-records", None)
+    records = decoded(range(40, 43))
+    made = in_records(partition.tp, 7, records)
+    faust_made = [consumer._to_message(partition.tp, record) for record in records]
+    for ours, theirs in zip(made, faust_made):
+        assert ours.message is ours
+        assert (ours.topic, ours.partition, ours.offset, ours.timestamp, ours.key, ours.value,
+                ours.tp, ours.generation_id) == (
+                    theirs.topic, theirs.partition, theirs.offset, theirs.timestamp, theirs.key,
+                    theirs.value, theirs.tp, 7)
+    assert tuple(faust_made[0].headers) == (("h", b"1"),)
+    assert faust_made[0].serialized_key_size == 1 and faust_made[0].offset == 40
+
+
+def test_acknowledging_a_unit_counts_each_offset_as_fausts_own_ack_does() -> None:
+    """``ack_records`` against faust's ``Consumer.ack`` one message at a time, over the same
+    records: an offset below the committed one is not counted, an offset acknowledged already
+    (a redelivery fetched again after a seek) is not counted twice."""
+    ours, _, ours_partition = _consumer_over_one_partition("t-acks-ours", None)
+    theirs, _, theirs_partition = _consumer_over_one_partition("t-acks-faust", None)
+    for consumer, tp in ((ours, ours_partition.tp), (theirs, theirs_partition.tp)):
+        consumer._committed_offset[tp] = 5
+    first, again = decoded(range(3, 9)), decoded(range(7, 11))
+    ours.ack_records(in_records(ours_partition.tp, 1, first))
+    ours.ack_records(in_records(ours_partition.tp, 1, again))
+    for record in [*first, *again]:
+        theirs.ack(theirs._to_message(theirs_partition.tp, record))
+    assert ours._acked[ours_partition.tp] == theirs._acked[theirs_partition.tp] == \
+        [5, 6, 7, 8, 9, 10]
+    assert ours._acked_index[ours_partition.tp] == theirs._acked_index[theirs_partition.tp]
+    assert ours._n_acked == theirs._n_acked == 6
+
+
+def test_a_units_records_are_waited_for_by_a_rebalance_until_acknowledged_or_dropped() -> None:
+    """faust's ``wait_empty`` (a rebalance, a stop) waits while ``_unacked_messages`` holds
+    anything not acked; a unit's records are one entry there until the last is settled. And
+    faust's livelock check learns that each partition's records are being taken (it logged
+    "Stream has not started processing" for every partition under steady traffic when units
+    did not tell it)."""
+    consumer, _, partition = _consumer_over_one_partition("t-tracked", None)
+    other = TP("t-tracked-other", 3)
+    unit = in_records(partition.tp, 1, decoded(range(0, 4)))
+    rest = in_records(other, 1, decoded(range(10, 12)))
+    consumer.track_records(unit)
+    consumer.track_records(rest)
+    assert set(consumer.app.monitor.stream_inbound_time) >= {partition.tp, other}
+    [entry] = list(consumer._unacked_messages)
+    assert not entry.acked and len(entry) == 6
+
+    consumer.ack_records(unit[:2])
+    consumer._clean_unacked_messages()  # what wait_empty does between its waits
+    assert list(consumer._unacked_messages) == [entry], "two records of the unit are left"
+    consumer.untrack_records(unit[2:])  # a rebalance overtook the rest
+    consumer.untrack_topics(frozenset({other.topic}))  # an agent fetching its topics again
+    assert entry.acked and not consumer._unacked_messages
+    assert consumer._acked[partition.tp] == [0, 1]
+
+
+async def test_settling_the_last_tracked_record_wakes_a_rebalance_waiting_for_it() -> None:
+    consumer, _, partition = _consumer_over_one_partition("t-tracked-wake", None)
+    unit = in_records(partition.tp, 1, decoded(range(0, 3)))
+    consumer.track_records(unit)
+    waiting = asyncio.ensure_future(consumer._wait_for_ack(timeout=5))
+    await asyncio.sleep(0)
+    started = time.monotonic()
+    consumer.ack_records(unit)
+    await asyncio.wait_for(waiting, 1)
+    assert time.monotonic() - started < 0.5 and not consumer._unacked_messages

@@ -19,6 +19,21 @@ def test_every_offset_a_fetch_went_past_is_a_gap_the_committed_one_included() ->
     assert guard.fetched(TP, 20) == (15, 19)
 
 
+def test_a_run_of_offsets_is_kept_as_each_of_its_offsets_would_be() -> None:
+    """``fetched_run`` (the fetch loop's path for a run without holes) against ``fetched``
+    record by record, from a committed offset and from nothing committed."""
+    for committed in (10, None):
+        by_run, one_by_one = CommitGuard(), CommitGuard()
+        for guard in (by_run, one_by_one):
+            guard.sought({TP: committed})
+        runs = [(13, 17), (18, 18), (25, 30)]
+        assert [by_run.fetched_run(TP, first, last) for first, last in runs] == \
+            [next((s for s in [one_by_one.fetched(TP, o) for o in range(first, last + 1)]
+                   if s is not None), None) for first, last in runs]
+        assert by_run.fetched(TP, 31) is None and one_by_one.fetched(TP, 31) is None
+        assert by_run.start(TP, committed) == one_by_one.start(TP, committed)
+
+
 def test_a_partition_with_nothing_committed_starts_where_its_first_record_is() -> None:
     guard = CommitGuard()
     guard.sought({TP: None})
