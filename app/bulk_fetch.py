@@ -36,6 +36,7 @@ from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 from app.commit_guard import CommitGuard
 from tables import decoded_records
@@ -174,11 +175,8 @@ class TrackedRecords:
             self._settled()
 
     def _settled(self) -> None:
-        consumer = self._consumer
-        consumer._unacked_messages.discard(self)
-        waiting = consumer._waiting_for_ack
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
+        self._consumer._unacked_messages.discard(self)
+        notify(self._consumer._waiting_for_ack)
 
 
 class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -366,9 +364,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
                     n += 1
             self._n_acked += n
         self.tracked.discard(records)
-        waiting = self._waiting_for_ack
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
+        notify(self._waiting_for_ack)  # (as faust's ack does: a commit may be waiting)
 
     async def _add_skipped(self, tp: TP, first: int, last: int) -> None:
         """Offsets ``first``-``last`` the fetch went past without records: a gap, which faust
@@ -450,12 +446,7 @@ class BulkConsumer(faust_aiokafka.Consumer):
         (:meth:`ShortFetchWaitThread._create_worker_consumer`), which faust reads as the
         ``ConsumerRecord`` aiokafka would have made of it."""
         if not isinstance(record, ConsumerRecord):
-            key, value = record.key, record.value
-            record = ConsumerRecord(
-                tp.topic, tp.partition, record.offset, record.timestamp,
-                record.timestamp_type, key, value, record.checksum,
-                -1 if key is None else len(key), -1 if value is None else len(value),
-                tuple(record.headers))
+            record = decoded_records.consumer_record(tp, record)
         return super()._to_message(tp, record)
 
     async def seek_again(self) -> None:

@@ -23,13 +23,13 @@ import time
 from typing import Any, Callable
 
 import faust
-from aiokafka.consumer import fetcher as aiokafka_fetcher
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from faust.types import TP
 
 from app.bulk_fetch import BulkTransport
 from app.commit_guard import CommitGuard
 from bench.report import RESULTS_DIR
+from tables import decoded_records
 from tables.records import in_records
 
 FETCH = 500
@@ -62,11 +62,7 @@ def decoded_batch(records: int) -> list[Any]:
 
 def ways(consumer: Any, decoded: list[Any]) -> dict[str, Callable[[TP], None]]:
     fetches = [decoded[i:i + FETCH] for i in range(0, len(decoded), FETCH)]
-    # aiokafka's own ConsumerRecord of a decoded record (no deserializers), as it made one.
-    partition_records = aiokafka_fetcher.PartitionRecords.__new__(
-        aiokafka_fetcher.PartitionRecords)
-    partition_records._key_deserializer = partition_records._value_deserializer = None
-    consumer_record = partition_records._consumer_record
+    consumer_record = decoded_records.consumer_record  # (aiokafka's own making of one)
 
     def before(tp: TP) -> None:
         guard, read_offsets, inbox = CommitGuard(), {}, []

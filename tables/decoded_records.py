@@ -7,9 +7,8 @@ records as aiokafka decodes them"). Recovery and standbys read a record's offset
 headers only, which aiokafka's decoded record (its C ``DefaultRecord``) already carries; a
 worker's consumer makes its agents' records of them (``app.bulk_fetch``). A consumer made with
 ``key_deserializer=AS_DECODED`` is handed those records as they are; every other consumer gets
-``ConsumerRecord`` as before. Without :func:`install` such a consumer still
-works: the marker is an identity deserializer, so it gets ``ConsumerRecord`` with the key
-unchanged.
+``ConsumerRecord`` as before. Without :func:`install` such a consumer still works: the marker is
+an identity deserializer, so it gets ``ConsumerRecord`` with the key unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +25,16 @@ def AS_DECODED(key: bytes | None) -> bytes | None:  # noqa: N802 (a marker, name
 
 def _as_decoded(tp: Any, record: Any) -> Any:
     return record
+
+
+class _NoDeserializers:
+    _key_deserializer = _value_deserializer = None
+
+
+def consumer_record(tp: Any, record: Any) -> Any:
+    """The ``ConsumerRecord`` aiokafka makes of a decoded record (its own code, without
+    deserializers): for a reader of decoded records that hands one on to code expecting it."""
+    return fetcher.PartitionRecords._consumer_record(_NoDeserializers, tp, record)
 
 
 class DecodedRecords(fetcher.PartitionRecords):  # type: ignore[misc]

@@ -69,7 +69,8 @@ class Tally:
                 if self.committed.get(topic, 0) < n}
 
     def summary(self, prefix: str) -> str:
-        topics = "; ".join(f"{topic.removeprefix(prefix + '.')} {self.committed.get(topic, 0)} of {n}"
+        topics = "; ".join(f"{topic.removeprefix(prefix + '.')} "
+                           f"{self.committed.get(topic, 0)} of {n}"
                            for topic, n in sorted(self.in_log.items()))
         noted = "".join(f"; {name} {value}" for name, value in sorted(self.noted.items()))
         return f"input records the replay worker committed: {topics}{noted}"

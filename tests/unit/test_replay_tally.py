@@ -12,7 +12,8 @@ from app.ops.replay_tally import counters_from, records_in_log, tally, wait_comm
 
 
 def test_counters_are_read_back_from_a_workers_metrics_under_their_own_names() -> None:
-    text = render(Counter({"records_committed:p.raw.events": 320, "records_committed:p.raw.anonymous": 2,
+    text = render(Counter({"records_committed:p.raw.events": 320,
+                           "records_committed:p.raw.anonymous": 2,
                            "deadletters": 1, "verdict:new": 7}), None, {"ready": 1.0})
     counters = counters_from(text)
     assert counters["records_committed:p.raw.events"] == 320
@@ -31,13 +32,14 @@ def test_records_in_the_log_count_from_each_partitions_start() -> None:
 
 def test_a_worker_that_read_fewer_records_than_the_log_holds_is_short_of_them() -> None:
     in_log = {"p.raw.events": 320, "p.raw.identifies": 0, "p.raw.anonymous": 4}
-    short = tally(in_log, {"records_committed:p.raw.events": 316, "records_committed:p.raw.anonymous": 4,
-                          "fetch_gaps": 4, "deadletters": 0})
-    assert short.short == {"p.raw.events": 4}
-    assert short.noted == {"fetch_gaps": 4}
-    assert short.summary("p") == ("input records the replay worker committed: raw.anonymous 4 "
-                                 "of 4; raw.events 316 of 320; raw.identifies 0 of 0; "
-                                 "fetch_gaps 4")
+    tallied = tally(in_log, {"records_committed:p.raw.events": 316,
+                             "records_committed:p.raw.anonymous": 4,
+                             "fetch_gaps": 4, "deadletters": 0})
+    assert tallied.short == {"p.raw.events": 4}
+    assert tallied.noted == {"fetch_gaps": 4}
+    assert tallied.summary("p") == ("input records the replay worker committed: raw.anonymous 4 "
+                                    "of 4; raw.events 316 of 320; raw.identifies 0 of 0; "
+                                    "fetch_gaps 4")
 
 
 def test_redeliveries_count_again_and_never_make_a_worker_short() -> None:
