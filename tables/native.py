@@ -182,9 +182,18 @@ setup(name="eventide-native", script_args=["build_ext", "--inplace", "--build-te
 """
 
 
+def current(root: Path = ROOT) -> bool:
+    """Whether a whole build of the sources as they are is here: every module's extension and
+    the group's library, compiled from these sources. (A manifest alone is no build: with the
+    extensions deleted some other way than ``make clean``, ``make native`` said "up to date"
+    and built nothing, and everything ran as Python.)"""
+    return all(extension_of(root / source) for source in MODULES) and bool(_libraries(root)) \
+        and not stale_sources(root)
+
+
 def build(root: Path = ROOT) -> bool:
     """Compile :data:`MODULES` unless the build is current; False if it was."""
-    if built_files(root) and not stale_sources(root):
+    if current(root):
         return False
     # Read before compiling: a source edited during the build makes the build stale.
     compiled = digests(root)

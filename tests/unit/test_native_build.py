@@ -94,3 +94,17 @@ def test_a_build_without_its_group_library_is_removed(tmp_path: Path) -> None:
     next(tmp_path.glob("tables/compiled__mypyc*.so")).unlink()
     assert native.remove_stale(tmp_path) == ["tables/compiled__mypyc (missing)"]
     assert native.built_files(tmp_path) == []
+
+
+def test_only_a_whole_build_of_these_sources_is_current(tmp_path: Path) -> None:
+    """``make native`` builds unless the build is whole and of these sources: a manifest left
+    without the extensions is no build."""
+    fake_checkout(tmp_path)
+    assert native.current(tmp_path)
+    for extension in tmp_path.rglob("*" + SUFFIX):
+        extension.unlink()
+    assert (tmp_path / native.MANIFEST).exists()
+    assert not native.current(tmp_path)
+    fake_checkout(tmp_path)
+    (tmp_path / "tables" / "unit.py").write_text("# edited\n")
+    assert not native.current(tmp_path)
