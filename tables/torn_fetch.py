@@ -14,6 +14,16 @@ that starts past the fetch position ends the fetch's records for that partition:
 stays where the missing records start, and the next fetch asks for them again. A jump still
 there after :data:`ACCEPT_AFTER_S` and :data:`ACCEPT_AFTER_FETCHES` (records really gone, or
 compacted away) is taken as it is, with a warning, so a reader can never stall on one.
+
+The same race misleads Tansu's ListOffsets for the earliest offset: it answers the offset of the
+batch *stored* first (the oldest object's modification time), not of the lowest offset. When a
+partition's first batch was stored a moment after its second, a reader starting "from the
+earliest" started at offset 1 and never read offset 0: a replay (a new group, every partition
+from the earliest) came out short of a partition's first record, and its count of the input log,
+read the same way, agreed it was complete (found 2026-12-06: 60 of 8,000 events missing, all of
+``raw.events[2]``'s offset 0; Tansu 0.6.0 ``dynostore.rs``, ``list_offsets``). Tansu's memory
+storage never deletes a record, so its earliest offset is always 0: the guard answers that
+without asking.
 """
 
 from __future__ import annotations
@@ -104,9 +114,30 @@ class WholePartitionRecords(DecodedRecords):
         super().__init__(tp, _UntilAJump(self, records), *args)
 
 
+#: A ListOffsets request's timestamp asking for the earliest offset (aiokafka's
+#: ``OffsetResetStrategy.EARLIEST``).
+EARLIEST = fetcher.OffsetResetStrategy.EARLIEST
+_list_offsets = fetcher.Fetcher._proc_offset_request
+
+
+async def _offsets_from_the_start(self: Any, node_id: int, topic_data: Any) -> dict[Any, Any]:
+    """aiokafka's ListOffsets to one broker, with every request for the earliest offset answered
+    0 (offset, no timestamp) instead of asked (see the module)."""
+    asked = {topic: wanted for topic, wanted in (
+        (topic, [(partition, at) for partition, at in parts if at != EARLIEST])
+        for topic, parts in topic_data.items()) if wanted}
+    found: dict[Any, Any] = await _list_offsets(self, node_id, asked) if asked else {}
+    for topic, parts in topic_data.items():
+        for partition, at in parts:
+            if at == EARLIEST:
+                found[fetcher.TopicPartition(topic, partition)] = (0, None)
+    return found
+
+
 def install() -> None:
     """Guard every aiokafka consumer of this process (idempotent). For Tansu only."""
     fetcher.PartitionRecords = WholePartitionRecords
+    fetcher.Fetcher._proc_offset_request = _offsets_from_the_start
 
 
 def count_into(counters: MutableMapping[str, int]) -> None:

@@ -6,7 +6,9 @@ from state missing that batch's tail (a CSV import called a person identified a 
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.progress import EndOffsets
 from tests.support.harness import Deployment
@@ -41,3 +43,27 @@ async def test_an_end_offset_counts_every_record_of_the_last_batch(
             assert await ends(topic, [0, 1]) == {0: last + 1, 1: 0}, count
     finally:
         await ends.stop()
+
+
+async def test_a_reader_from_the_earliest_offset_starts_at_0(deployment: Deployment) -> None:
+    """A new group reading "from the earliest" (a replay does, on every input partition) starts
+    at offset 0 on the embedded broker, through aiokafka's own reset and ``beginning_offsets``.
+    Tansu answers "earliest" with the batch stored first, which its tail race made offset 1
+    once (a replay short of a partition's first record): every process reading it answers 0
+    itself (``tables.torn_fetch``). The race cannot be forced here; this holds the answer to
+    aiokafka's real paths."""
+    d = deployment
+    topic = d.topics.raw_events.name
+    for count in (3, 2):
+        await produce_one_batch(d.bootstrap, topic, 1, count)
+    consumer = AIOKafkaConsumer(bootstrap_servers=d.bootstrap, group_id=f"{topic}-earliest",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 1)
+        assert await consumer.beginning_offsets([tp]) == {tp: 0}
+        consumer.assign([tp])
+        first = await asyncio.wait_for(consumer.getone(tp), 10)
+        assert first.offset == 0
+    finally:
+        await consumer.stop()

@@ -32,6 +32,8 @@ def fetched(fetch_offset: int, *batches: bytes) -> tuple[list[int], int]:
 def guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, float]]:
     clock = {"now": 1000.0}
     monkeypatch.setattr(fetcher, "PartitionRecords", fetcher.PartitionRecords)
+    monkeypatch.setattr(fetcher.Fetcher, "_proc_offset_request",
+                        fetcher.Fetcher._proc_offset_request)
     monkeypatch.setattr(torn_fetch.time, "monotonic", lambda: clock["now"])
     torn_fetch._suspected.clear()
     torn_fetch.install()
@@ -83,3 +85,28 @@ def test_a_runtime_counts_torn_fetches_and_nothing_else_of_another_runtime(
     torn_fetch.stats["torn_fetches"] += 1
     assert first == {"verdict:new": 5, "torn_fetches": 1, "fetch_jumps_accepted": 0}
     assert second == {"torn_fetches": 2, "fetch_jumps_accepted": 0}
+
+
+async def test_the_earliest_offset_is_0_and_the_broker_is_asked_the_rest(
+        guarded: dict[str, float], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tansu answers "earliest" with the batch stored first, which the tail race can make offset
+    1: the guard answers 0 itself, and asks the broker only what else was asked (here, the
+    latest offset of another partition), as aiokafka would have."""
+    asked: list[dict[str, list[tuple[int, int]]]] = []
+
+    async def broker(self: object, node_id: int, topic_data: dict) -> dict:
+        asked.append({topic: list(parts) for topic, parts in topic_data.items()})
+        return {TopicPartition(topic, partition): (1, 1234)
+                for topic, parts in topic_data.items() for partition, _ in parts}
+
+    monkeypatch.setattr(torn_fetch, "_list_offsets", broker)
+    offsets = await fetcher.Fetcher._proc_offset_request(
+        None, 0, {"t": [(0, fetcher.OffsetResetStrategy.EARLIEST),
+                        (1, fetcher.OffsetResetStrategy.LATEST)]})
+    assert offsets == {TopicPartition("t", 0): (0, None), TopicPartition("t", 1): (1, 1234)}
+    assert asked == [{"t": [(1, fetcher.OffsetResetStrategy.LATEST)]}]
+    asked.clear()
+    assert await fetcher.Fetcher._proc_offset_request(
+        None, 0, {"t": [(2, fetcher.OffsetResetStrategy.EARLIEST)]}) == {
+            TopicPartition("t", 2): (0, None)}
+    assert asked == []  # nothing left to ask
