@@ -123,15 +123,16 @@ _list_offsets = fetcher.Fetcher._proc_offset_request
 async def _offsets_from_the_start(self: Any, node_id: int, topic_data: Any) -> dict[Any, Any]:
     """aiokafka's ListOffsets to one broker, with every request for the earliest offset answered
     0 (offset, no timestamp) instead of asked (see the module)."""
-    asked = {topic: wanted for topic, wanted in (
-        (topic, [(partition, at) for partition, at in parts if at != EARLIEST])
-        for topic, parts in topic_data.items()) if wanted}
-    found: dict[Any, Any] = await _list_offsets(self, node_id, asked) if asked else {}
+    asked: dict[str, list[tuple[int, int]]] = {}
+    earliest: dict[Any, Any] = {}
     for topic, parts in topic_data.items():
         for partition, at in parts:
             if at == EARLIEST:
-                found[fetcher.TopicPartition(topic, partition)] = (0, None)
-    return found
+                earliest[fetcher.TopicPartition(topic, partition)] = (0, None)
+            else:
+                asked.setdefault(topic, []).append((partition, at))
+    found: dict[Any, Any] = await _list_offsets(self, node_id, asked) if asked else {}
+    return {**found, **earliest}
 
 
 def install() -> None:

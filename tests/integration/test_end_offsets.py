@@ -7,8 +7,13 @@ from state missing that batch's tail (a CSV import called a person identified a 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.consumer import fetcher
+from aiokafka.protocol.offset import OffsetRequest
 
 from app.progress import EndOffsets
 from tests.support.harness import Deployment
@@ -45,14 +50,24 @@ async def test_an_end_offset_counts_every_record_of_the_last_batch(
         await ends.stop()
 
 
-async def test_a_reader_from_the_earliest_offset_starts_at_0(deployment: Deployment) -> None:
+async def test_a_reader_from_the_earliest_offset_starts_at_0(
+        deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
     """A new group reading "from the earliest" (a replay does, on every input partition) starts
-    at offset 0 on the embedded broker, through aiokafka's own reset and ``beginning_offsets``.
-    Tansu answers "earliest" with the batch stored first, which its tail race made offset 1
-    once (a replay short of a partition's first record): every process reading it answers 0
-    itself (``tables.torn_fetch``). The race cannot be forced here; this holds the answer to
-    aiokafka's real paths."""
+    at offset 0 on the embedded broker, through aiokafka's own reset and ``beginning_offsets``,
+    and the broker is never asked for it. Tansu answers "earliest" with the batch stored first,
+    which its tail race made offset 1 once (a replay short of a partition's first record):
+    every process reading it answers 0 itself (``tables.torn_fetch``). The race cannot be
+    forced here; what reaches the broker shows the guard is on aiokafka's real paths."""
     d = deployment
+    asked: list[int] = []  # the timestamps of every ListOffsets request sent to the broker
+    send = AIOKafkaClient.send
+
+    async def sending(self: AIOKafkaClient, node_id: int, request: Any, **kwargs: Any) -> Any:
+        if isinstance(request, OffsetRequest):  # (aiokafka keeps its topics as it was given)
+            asked.extend(at for _, parts in request._topics for _, at in parts)
+        return await send(self, node_id, request, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaClient, "send", sending)
     topic = d.topics.raw_events.name
     for count in (3, 2):
         await produce_one_batch(d.bootstrap, topic, 1, count)
@@ -65,5 +80,8 @@ async def test_a_reader_from_the_earliest_offset_starts_at_0(deployment: Deploym
         consumer.assign([tp])
         first = await asyncio.wait_for(consumer.getone(tp), 10)
         assert first.offset == 0
+        assert await consumer.end_offsets([tp])  # (a latest offset is still asked)
     finally:
         await consumer.stop()
+    assert fetcher.OffsetResetStrategy.EARLIEST not in asked
+    assert fetcher.OffsetResetStrategy.LATEST in asked
