@@ -73,6 +73,33 @@ async def fetch_highwaters(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartit
     return found
 
 
+async def first_offsets_at_or_after(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition],
+                                    since_ms: int, *, timeout_s: float
+                                    ) -> dict[TopicPartition, int]:
+    """For each of ``tps``, the offset of its first record timestamped at or after ``since_ms``,
+    or its end when it has none: what Kafka answers a ListOffsets by time, found by reading each
+    partition from offset 0 (``consumer`` is assigned them here).
+
+    For the embedded broker, whose ListOffsets by time answers by when it *stored* each batch,
+    not by the records' timestamps (Tansu 0.6.0's ``list_offsets``): the batch stored first
+    after the time, which after a restart (every record written again from the input log) is
+    offset 0, and under its tail race may be a later batch than the first; and 0 for a partition
+    with no batch stored since. Reading costs the records up to the answer, once per replay."""
+    consumer.assign(list(tps))
+    for tp in tps:
+        consumer.seek(tp, 0)
+    found: dict[TopicPartition, int] = {}
+    pending = set(tps)
+    async for fetched in fetch_to_end(consumer, pending, timeout_ms=200, timeout_s=timeout_s):
+        for tp, records in fetched.items():
+            first = next((r.offset for r in records if r.timestamp >= since_ms), None)
+            if first is not None and tp not in found:
+                found[tp] = first
+                pending.discard(tp)  # (the rest of it is not needed)
+    ends = {tp: consumer.highwater(tp) for tp in tps if tp not in found}
+    return {**{tp: end for tp, end in ends.items() if end is not None}, **found}
+
+
 async def end_offsets_now(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
                           ) -> dict[TopicPartition, int]:
     """The end offset of each of ``tps`` now: every record acknowledged before this call is below

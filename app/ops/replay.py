@@ -11,8 +11,10 @@ each input topic, then of its own internal hops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -21,7 +23,7 @@ from aiokafka.structs import OffsetAndMetadata
 from app.kafka_clients import kafka_client_options
 from app.settings import Settings
 from app.topics import Topics, build_topics
-from tables.kafka_io import fetch_highwaters
+from tables.kafka_io import fetch_highwaters, first_offsets_at_or_after
 
 
 def inputs(topics: Topics) -> list:
@@ -54,28 +56,58 @@ async def start_from_time(settings: Settings, since_ms: int) -> dict[str, int]:
     """Commit the version's group at the first offsets at or after ``since_ms`` on raw topics.
 
     Segment definitions are read from the beginning anyway: a window is evaluated against every
-    current definition.
+    current definition. On the embedded broker the offsets are found by reading the raw topics,
+    since its ListOffsets by time does not go by the records' timestamps
+    (``tables.kafka_io.first_offsets_at_or_after``).
     """
     topics = build_topics(settings)
     tps = [TopicPartition(spec.name, p) for spec in topics.raw for p in range(spec.partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                group_id=settings.app_id, enable_auto_commit=False,
-                                **kafka_client_options(settings))
-    await consumer.start()
-    try:
+    offsets = (await read_first_offsets(settings, tps, since_ms) if settings.tansu
+               else await listed_first_offsets(settings, tps, since_ms))
+    async with consumer_of(settings, group_id=settings.app_id) as consumer:
         consumer.assign(tps)  # aiokafka commits only for assigned partitions
-        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
-        unfound = [tp for tp in tps if not found.get(tp)]
-        ends = await end_offsets(settings, unfound) if unfound else {}
-        unknown = [f"{tp.topic}[{tp.partition}]" for tp in unfound if tp not in ends]
-        if unknown:
-            raise TimeoutError(f"the ends of {', '.join(unknown)} could not be read")
-        offsets = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
         await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in
                                offsets.items()})
-        return {f"{tp.topic}[{tp.partition}]": offset for tp, offset in offsets.items()}
+    return {f"{tp.topic}[{tp.partition}]": offset for tp, offset in offsets.items()}
+
+
+@contextlib.asynccontextmanager
+async def consumer_of(settings: Settings, group_id: str | None = None
+                      ) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started consumer that commits nothing by itself, stopped on the way out."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=group_id,
+                                enable_auto_commit=False, **kafka_client_options(settings))
+    await consumer.start()
+    try:
+        yield consumer
     finally:
         await consumer.stop()
+
+
+async def listed_first_offsets(settings: Settings, tps: list[TopicPartition], since_ms: int
+                               ) -> dict[TopicPartition, int]:
+    """Kafka's ListOffsets by time; a partition with no record since starts at its end."""
+    async with consumer_of(settings) as consumer:
+        found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
+    unfound = [tp for tp in tps if not found.get(tp)]
+    ends = await end_offsets(settings, unfound) if unfound else {}
+    unknown_ends(unfound, ends)
+    return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
+
+
+async def read_first_offsets(settings: Settings, tps: list[TopicPartition], since_ms: int
+                             ) -> dict[TopicPartition, int]:
+    """The same, read from the records themselves (for the embedded broker)."""
+    async with consumer_of(settings) as consumer:
+        offsets = await first_offsets_at_or_after(consumer, tps, since_ms, timeout_s=600)
+    unknown_ends([tp for tp in tps if tp not in offsets], offsets)
+    return offsets
+
+
+def unknown_ends(tps: list[TopicPartition], ends: dict[TopicPartition, int]) -> None:
+    unknown = [f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in ends]
+    if unknown:
+        raise TimeoutError(f"the ends of {', '.join(unknown)} could not be read")
 
 
 async def end_offsets(settings: Settings, tps: list[TopicPartition]
@@ -83,17 +115,11 @@ async def end_offsets(settings: Settings, tps: list[TopicPartition]
     """End offsets from fetch high-watermarks (the embedded broker's ListOffsets under-reports);
     a partition whose end is not known within the timeout is left out (not taken for 0: a
     partition counted as ended at 0 would count as caught up)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False,
-                                **kafka_client_options(settings))
-    await consumer.start()
-    try:
+    async with consumer_of(settings) as consumer:
         consumer.assign(tps)
         for tp in tps:
             consumer.seek(tp, 0)
         return await fetch_highwaters(consumer, tps, timeout_s=10)
-    finally:
-        await consumer.stop()
 
 
 @dataclass
@@ -109,16 +135,8 @@ async def progress(settings: Settings) -> Progress:
     tps = [TopicPartition(spec.name, p) for spec in [*topics.raw, *internal_hops(topics)]
            for p in range(spec.partitions)]
     ends = await end_offsets(settings, tps)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
-                                group_id=settings.app_id, enable_auto_commit=False,
-                                **kafka_client_options(settings))
-    await consumer.start()
-    try:
-        committed = {}
-        for tp in tps:
-            committed[tp] = await consumer.committed(tp) or 0
-    finally:
-        await consumer.stop()
+    async with consumer_of(settings, group_id=settings.app_id) as consumer:
+        committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
     done = sum(min(committed[tp], ends.get(tp, committed[tp])) for tp in tps)
     total = sum(ends.get(tp, committed[tp]) for tp in tps)
     return Progress(done, total, all(tp in ends and committed[tp] >= ends[tp] for tp in tps))

@@ -15,6 +15,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.consumer import fetcher
 from aiokafka.protocol.offset import OffsetRequest
 
+from app.ops import replay
 from app.progress import EndOffsets
 from tests.support.harness import Deployment
 
@@ -85,3 +86,39 @@ async def test_a_reader_from_the_earliest_offset_starts_at_0(
         await consumer.stop()
     assert fetcher.OffsetResetStrategy.EARLIEST not in asked
     assert fetcher.OffsetResetStrategy.LATEST in asked
+
+
+async def test_a_replay_since_a_time_starts_at_the_first_record_timestamped_then(
+        deployment: Deployment) -> None:
+    """``eventide replay --since`` commits its group at each raw partition's first record
+    timestamped at or after the time, and at the end of a partition with none. The embedded
+    broker's own ListOffsets by time goes by when it stored each batch: every batch here was
+    stored after the (1970) time asked, so it answers the first one stored, offset 0, which is
+    what a replay after a restart got (the input log writes every record again, timestamps
+    kept); and it answers 0 for a partition with nothing stored since."""
+    d = deployment
+    topic = d.topics.raw_events.name
+    producer = AIOKafkaProducer(bootstrap_servers=d.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition, stamps in ((0, (1_000, 2_000, 3_000)), (1, (1_000,))):
+            for at in stamps:
+                await producer.send_and_wait(topic, b"%d" % at, key=b"k", partition=partition,
+                                             timestamp_ms=at)
+    finally:
+        await producer.stop()
+    settings = d.settings.replace(state_version="since")
+    offsets = await replay.start_from_time(settings, 2_500)
+    assert {key: offsets[key] for key in (f"{topic}[0]", f"{topic}[1]", f"{topic}[2]")} == {
+        f"{topic}[0]": 2, f"{topic}[1]": 1, f"{topic}[2]": 0}
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=d.bootstrap, group_id=settings.app_id,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
+        listed = await consumer.offsets_for_times({tp: 2_500 for tp in tps[:2]})
+    finally:
+        await consumer.stop()
+    assert committed == {0: 2, 1: 1, 2: 0}
+    assert [listed[tp].offset for tp in tps[:2]] == [0, 0]  # the broker's own answer
