@@ -96,8 +96,8 @@ async def first_offsets_at_or_after(consumer: AIOKafkaConsumer, tps: Sequence[To
             if first is not None and tp not in found:
                 found[tp] = first
                 pending.discard(tp)  # (the rest of it is not needed)
-    ends = {tp: consumer.highwater(tp) for tp in tps if tp not in found}
-    return {**{tp: end for tp, end in ends.items() if end is not None}, **found}
+    answers = {tp: found[tp] if tp in found else consumer.highwater(tp) for tp in tps}
+    return {tp: offset for tp, offset in answers.items() if offset is not None}
 
 
 async def end_offsets_now(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]
