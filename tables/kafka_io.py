@@ -78,7 +78,8 @@ async def first_offsets_at_or_after(consumer: AIOKafkaConsumer, tps: Sequence[To
                                     ) -> dict[TopicPartition, int]:
     """For each of ``tps``, the offset of its first record timestamped at or after ``since_ms``,
     or its end when it has none: what Kafka answers a ListOffsets by time, found by reading each
-    partition from offset 0 (``consumer`` is assigned them here).
+    partition from offset 0 (``consumer`` is assigned them here); TimeoutError after
+    ``timeout_s``.
 
     For the embedded broker, whose ListOffsets by time answers by when it *stored* each batch,
     not by the records' timestamps (Tansu 0.6.0's ``list_offsets``): the batch stored first
@@ -93,11 +94,11 @@ async def first_offsets_at_or_after(consumer: AIOKafkaConsumer, tps: Sequence[To
     async for fetched in fetch_to_end(consumer, pending, timeout_ms=200, timeout_s=timeout_s):
         for tp, records in fetched.items():
             first = next((r.offset for r in records if r.timestamp >= since_ms), None)
-            if first is not None and tp not in found:
+            if first is not None:
                 found[tp] = first
                 pending.discard(tp)  # (the rest of it is not needed)
-    answers = {tp: found[tp] if tp in found else consumer.highwater(tp) for tp in tps}
-    return {tp: offset for tp, offset in answers.items() if offset is not None}
+    # The others were read to their high-watermark: fetch_to_end ends a partition only there.
+    return {tp: found[tp] if tp in found else int(consumer.highwater(tp)) for tp in tps}
 
 
 async def end_offsets_now(consumer: AIOKafkaConsumer, tps: Sequence[TopicPartition]

@@ -91,7 +91,9 @@ async def listed_first_offsets(settings: Settings, tps: list[TopicPartition], si
         found = await consumer.offsets_for_times({tp: since_ms for tp in tps})
     unfound = [tp for tp in tps if not found.get(tp)]
     ends = await end_offsets(settings, unfound) if unfound else {}
-    unknown_ends(unfound, ends)
+    unknown = [f"{tp.topic}[{tp.partition}]" for tp in unfound if tp not in ends]
+    if unknown:
+        raise TimeoutError(f"the ends of {', '.join(unknown)} could not be read")
     return {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in tps}
 
 
@@ -99,15 +101,7 @@ async def read_first_offsets(settings: Settings, tps: list[TopicPartition], sinc
                              ) -> dict[TopicPartition, int]:
     """The same, read from the records themselves (for the embedded broker)."""
     async with consumer_of(settings) as consumer:
-        offsets = await first_offsets_at_or_after(consumer, tps, since_ms, timeout_s=600)
-    unknown_ends([tp for tp in tps if tp not in offsets], offsets)
-    return offsets
-
-
-def unknown_ends(tps: list[TopicPartition], ends: dict[TopicPartition, int]) -> None:
-    unknown = [f"{tp.topic}[{tp.partition}]" for tp in tps if tp not in ends]
-    if unknown:
-        raise TimeoutError(f"the ends of {', '.join(unknown)} could not be read")
+        return await first_offsets_at_or_after(consumer, tps, since_ms, timeout_s=600)
 
 
 async def end_offsets(settings: Settings, tps: list[TopicPartition]
