@@ -161,12 +161,21 @@ class PeopleBatch(PersonIO):
                                 active.get(definition.segment)):
             return
         segment = await self.segment_of(definition)
-        behind = rt.raw_behind is not None and rt.raw_behind(partition)
-        if activation.left_to_inputs(definition, rt.catalog.recorded.get(definition.segment),
-                                     behind):
-            rt.counters["definitions_left_to_inputs"] += 1
-            return
+        behind = rt.raw_behind
+        if behind is not None:   # (None: no consumer, no raw inputs; activated on its item)
+            latest = rt.catalog.recorded.get(definition.segment)
+            if activation.left_to_inputs(definition, latest, behind(partition),
+                                         self.settled_ms()):
+                rt.counters["definitions_left_to_inputs"] += 1
+                if rt.tick_at is not None and latest is not None and latest[2] is not None:
+                    rt.tick_at(latest[2] / 1000 + rt.settings.definition_grace_s)
+                return
         self.activate(partition, definition, segment)
+
+    def settled_ms(self) -> int:
+        """The time (ms) by which every input accepted is taken to be in ``raw.events``: now
+        less ``EVENTIDE_DEFINITION_GRACE_S``."""
+        return int((self.rt.clock.now() - self.rt.settings.definition_grace_s) * 1000)
 
     def took_raw(self, records: Sequence[EventT], raw_topic: str) -> None:
         """Raw records this unit took whole: what :meth:`activate_caught_up` measures against
@@ -180,19 +189,18 @@ class PeopleBatch(PersonIO):
                     handled[message.partition] = after
 
     def activate_caught_up(self, partitions: Iterable[int]) -> None:
-        """Activate the definitions recorded by now that a partition left to its inputs
-        (:func:`app.core.activation.left_to_inputs`), once it has taken every raw record it
-        holds. Checked at the end of each unit of the partition (a tick makes one at least every
-        ``EVENTIDE_TICK_INTERVAL_S``)."""
-        rt = self.rt
-        behind = rt.raw_behind
+        """Activate the definitions recorded before the grace that a partition left to its
+        inputs (:func:`app.core.activation.left_to_inputs`), once it has taken every raw record
+        it holds. Checked at the end of each unit of the partition (a tick makes one at least
+        every ``EVENTIDE_TICK_INTERVAL_S``, and one when a definition's grace ends)."""
+        behind = self.rt.raw_behind
         if behind is None:
             return
-        now_ms = int(rt.clock.now() * 1000)
+        settled_ms = self.settled_ms()
         for partition in partitions:
             # (the high-watermark is read only when something is left to activate)
-            if not self.nothing_due(partition, now_ms) and not behind(partition):
-                self.activate_recorded(partition, now_ms)
+            if not self.nothing_due(partition, settled_ms) and not behind(partition):
+                self.activate_recorded(partition, settled_ms)
 
     def activate(self, partition: int, definition: Definition, segment: Segment | None) -> None:
         active = active_map(self.rt, partition)

@@ -166,8 +166,10 @@ COUNTER_HELP = {
                                 "it holds every definition written before their inputs were "
                                 "accepted (app/segments/catalog.py: complete_through).",
     "definitions_left_to_inputs": "Segment definitions' items that found their partition's raw "
-                                  "inputs not all taken yet, and were activated once they were "
-                                  "(app/core/activation.py: left_to_inputs).",
+                                  "inputs not all taken yet, or arrived within the grace of "
+                                  "their writing, and were activated once the inputs accepted "
+                                  "before them were in (app/core/activation.py: "
+                                  "left_to_inputs).",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
 COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "records_committed": "topic",

@@ -59,6 +59,10 @@ class Runtime:
     #: without a consumer, where a definition activates on its item). A definition's item that
     #: finds them waits for them (``activation.left_to_inputs``).
     raw_behind: Callable[[int], bool] | None = None
+    #: Asks for a tick of this worker's person partitions at a time (seconds since the epoch):
+    #: a definition left to the inputs accepted before it is activated there, on a partition
+    #: with no input of its own by then (set with the ``tick`` timer, agents/segments.py).
+    tick_at: Callable[[float], None] | None = None
     #: Topic partitions currently assigned to this worker.
     assigned: set[tuple[str, int]] = field(default_factory=set)
     started: asyncio.Event = field(default_factory=asyncio.Event)

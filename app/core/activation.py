@@ -59,21 +59,27 @@ def overtaken(definition: Definition, latest: tuple[str | None, int, int | None]
 
 
 def left_to_inputs(definition: Definition, latest: tuple[str | None, int, int | None] | None,
-                   raw_behind: bool) -> bool:
-    """A definition's item that arrives while its partition's raw inputs are not all taken yet:
-    it is not activated now, but once they are (:func:`recorded_by`: before the first input
-    accepted after it was recorded, or when the partition has taken every raw record it holds).
+                   raw_behind: bool, settled_ms: int) -> bool:
+    """A definition's item that arrives while inputs accepted before the definition was written
+    may still reach its partition: the partition's raw records are not all taken yet, or the
+    definition was recorded after ``settled_ms`` (now less the time an accepted input is given to
+    reach ``raw.events``, ``EVENTIDE_DEFINITION_GRACE_S``). It is not activated now, but once
+    they are in (:func:`recorded_by`: before the first input accepted after it was recorded, or
+    when the partition has taken every raw record it holds and the grace has passed).
 
-    Activated on arrival, it would evaluate the inputs behind it, accepted before it was written,
-    against it: a replay sends every definition's item at its start, ahead of its whole
-    backlog, and would have those inputs enter people whom the live run, which stored them
-    before the definition existed, had the definition itself enter (a different cause and change
-    id). Activation then follows the partition's own inputs, not the item's arrival. Only a
-    record the catalog holds with its time, this one or a later one of the segment, can be left
+    Activated on arrival, it would evaluate those inputs against it. A replay sends every
+    definition's item at its start, ahead of its whole backlog, and would have the inputs behind
+    it enter people whom the live run, which stored them before the definition existed, had the
+    definition itself enter (a different cause and change id). Live, an input accepted a moment
+    before the definition was written can reach ``raw.events`` after its item: activated on
+    arrival, the input would enter people live whom the replay has the definition enter.
+    Activation then follows the partition's own inputs, not the item's arrival. Only a record
+    the catalog holds with its time, this one or a later one of the segment, can be left
     (:func:`recorded_by` activates what the catalog holds); a later one is activated instead,
     as it would be anyway once this item finds it recorded."""
-    return (raw_behind and latest is not None and latest[2] is not None
-            and definition.offset is not None and latest[1] >= definition.offset)
+    return (latest is not None and latest[2] is not None
+            and definition.offset is not None and latest[1] >= definition.offset
+            and (raw_behind or latest[2] > settled_ms))
 
 
 def is_active(definition: Definition, active_version: str | None) -> bool:

@@ -330,15 +330,19 @@ async def test_definitions_recorded_before_an_input_taken_in_place_are_activated
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}
 
 
+@pytest.mark.parametrize("raw_behind", [True, False], ids=["replayed", "live"])
 async def test_a_definition_item_ahead_of_its_partitions_raw_inputs_waits_for_them(
-        harness: Harness) -> None:
+        harness: Harness, raw_behind: bool) -> None:
     """A replay sends a definition's item ahead of a backlog of inputs accepted before the
-    definition was written. Activated on arrival, it would evaluate them against it (each entry
-    caused by an input); live, they were stored before it existed and it entered the people
-    itself. The item is left while the partition's raw records are not all taken, and the
-    definition is activated at the end of the first unit after they are, caused by itself."""
+    definition was written; live, an input accepted a moment before it was written can reach
+    raw.events after its item. Activated on arrival, the item would evaluate such inputs against
+    it (each entry caused by an input); where they were stored before it, it entered the people
+    itself. So the item is left while the partition's raw records are not all taken
+    (replayed), or within the definition's grace (live: the partition has taken all it saw), and
+    the definition is activated at the end of the first unit after both have passed, caused by
+    itself: the same change either way."""
     h = harness
-    behind = {"raw": True}
+    behind = {"raw": raw_behind}
     h.rt.raw_behind = lambda partition: behind["raw"]
     h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": "e1"}},
                                   "version": "v1", "updated_at": int(NOW_S)}, 5,
@@ -356,11 +360,17 @@ async def test_a_definition_item_ahead_of_its_partitions_raw_inputs_waits_for_th
                      key=home.encode())
         await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
     changes_topic = h.rt.topics.segment_changes.name
-    assert h.sent_to(changes_topic) == []  # evaluated without it; still behind: not activated
+    assert h.sent_to(changes_topic) == []  # evaluated without it; not activated yet
 
     behind["raw"] = False
+    tick = encode_envelope([{"op": "tick", "at": int(NOW_S)}])
+    ticks_in = f"records_in:{h.rt.topics.person_events.name}"
     async with on_person_events.test_context() as ag:
-        await ag.put(encode_envelope([{"op": "tick", "at": int(NOW_S)}]), key=b"tick")
+        await ag.put(tick, key=b"tick")   # caught up, but within the grace: still left
+        await h.settle(lambda: h.rt.counters[ticks_in] == 2)
+        assert h.sent_to(changes_topic) == []
+        h.rt.clock.advance(h.rt.settings.definition_grace_s)
+        await ag.put(tick, key=b"tick")
         await h.settle(lambda: h.sent_to(changes_topic) != [])
     [change] = [orjson.loads(r.value) for r in h.sent_to(changes_topic)]
     assert (change["person_id"], change["change"], change["cause"]) == (

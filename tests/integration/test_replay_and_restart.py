@@ -13,10 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 import orjson
 import pytest
 
 from app.ops.digest import table_contents
+from app.producer import partition_for
 from app.topics import DEDUP, people_changelog
 from tests.integration.test_workers import extra_worker
 from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, basic_auth, eventually,
@@ -202,6 +204,59 @@ async def test_a_segment_created_over_stored_events_replays_with_the_same_causes
     live = await eventually(lambda: settled_with_one_change_each(d, 40, 8_000), timeout_s=90)
     worker.stop()
     await replayed_with_every_entry_caused_by_the_definition(d, live)
+
+
+async def test_an_input_accepted_before_a_segment_reaching_raw_events_after_it_replays_alike(
+        deployment: Deployment) -> None:
+    """An input accepted a moment before a segment was written, written to raw.events after the
+    segment's item reached the partition (a producer's record held back, an ingest write slowed):
+    live, a partition that had taken every raw record it saw activated the segment on its item,
+    and the input then entered the person; a replay, which finds the input in its backlog, had
+    the segment itself enter them (another cause). The item now waits out the grace
+    (``EVENTIDE_DEFINITION_GRACE_S``) first, live on three workers as replayed by one, and each
+    worker's partitions are activated when the grace ends, with no input to make a unit."""
+    d = deployment
+    workers = [Worker(d, "a").start(), extra_worker(d, "b").start(), extra_worker(d, "c").start()]
+    partitions = d.settings.partitions   # two people on each, so every worker has some
+    late = sorted(person for partition in range(partitions) for person in [
+        f"late-{n}" for n in range(200)
+        if partition_for(f"late-{n}".encode(), partitions) == partition][:2])
+    try:
+        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+        accepted_ms = int(time.time() * 1000)
+        async with aiohttp.ClientSession() as session:
+            async with session.put(workers[1].url + "/api/v1/segments/buyers", json={
+                    "name": "buyers", "match": {"event": "purchased"}},
+                    headers=d.app_auth) as response:
+                assert response.status == 200, await response.text()
+        await asyncio.sleep(1)   # the segment's item reaches every partition (tens of ms)
+        producer = AIOKafkaProducer(bootstrap_servers=d.bootstrap, acks="all")
+        await producer.start()
+        try:
+            for person in late:
+                await producer.send_and_wait(d.topics.raw_events.name, key=person.encode(),
+                                             value=orjson.dumps({
+                                                 "op": "event", "customer": person,
+                                                 "name": "purchased",
+                                                 "received_at": accepted_ms}))
+        finally:
+            await producer.stop()
+
+        async def entered() -> dict[str, list[dict]]:
+            live = await changes_with_causes(d, "v1")
+            assert sorted(live) == late, live
+            return live
+        live_changes = await eventually(entered, timeout_s=60)
+        live = digest_lines(await asyncio.to_thread(run_cli, d, "digest"))
+    finally:
+        for w in workers:
+            w.stop()
+    replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version",
+                                                    "v2"))
+    assert replayed == live, await state_differences(d, "v1", "v2", replayed, live)
+    assert live_changes == await changes_with_causes(d, "v2")
+    assert all(c["cause"].startswith("definition:") for changes in live_changes.values()
+               for c in changes), live_changes
 
 
 async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_replay_does(

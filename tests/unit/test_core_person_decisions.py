@@ -209,15 +209,32 @@ def test_an_item_of_an_older_record_than_the_active_one_is_overtaken() -> None:
 def test_an_item_ahead_of_its_partitions_raw_inputs_is_left_to_them() -> None:
     item = Definition("buyers", "v2", 7, NOW)
     recorded = ("v2", 7, NOW * 1000)
-    assert activation.left_to_inputs(item, recorded, raw_behind=True)
-    assert not activation.left_to_inputs(item, recorded, raw_behind=False)
+    settled = NOW * 1000 + 1   # the grace after it has passed
+    assert activation.left_to_inputs(item, recorded, raw_behind=True, settled_ms=settled)
+    assert not activation.left_to_inputs(item, recorded, raw_behind=False, settled_ms=settled)
     # A later record of the segment is what the catalog will activate: this one is left too.
-    assert activation.left_to_inputs(item, ("v3", 9, NOW * 1000 + 5), raw_behind=True)
+    assert activation.left_to_inputs(item, ("v3", 9, NOW * 1000 - 5), raw_behind=True,
+                                     settled_ms=settled)
     assert activation.left_to_inputs(Definition("buyers", None, 7, NOW), (None, 7, NOW * 1000),
-                                     raw_behind=True)
+                                     raw_behind=True, settled_ms=settled)
     # Only what the catalog holds with its time can be activated later: the rest is not left.
-    assert not activation.left_to_inputs(item, ("v2", 7, None), raw_behind=True)
-    assert not activation.left_to_inputs(item, ("v1", 4, NOW * 1000 - 9), raw_behind=True)
-    assert not activation.left_to_inputs(item, None, raw_behind=True)
+    for latest in (("v2", 7, None), ("v1", 4, NOW * 1000 - 9), None):
+        for behind in (True, False):
+            assert not activation.left_to_inputs(item, latest, raw_behind=behind,
+                                                 settled_ms=NOW * 1000 - 100)
     assert not activation.left_to_inputs(Definition("buyers", "v2", None, NOW), recorded,
-                                         raw_behind=True)
+                                         raw_behind=True, settled_ms=settled)
+
+
+def test_an_item_within_its_grace_is_left_to_inputs_accepted_before_it() -> None:
+    """Inputs accepted before the definition was written may still be on their way to
+    raw.events: until the grace has passed, a partition that has taken every raw record it saw
+    leaves the item too, as a replay (which finds them in its backlog) does."""
+    item = Definition("buyers", "v2", 7, NOW)
+    recorded = ("v2", 7, NOW * 1000)
+    assert activation.left_to_inputs(item, recorded, raw_behind=False, settled_ms=NOW * 1000 - 1)
+    assert not activation.left_to_inputs(item, recorded, raw_behind=False,
+                                         settled_ms=NOW * 1000)
+    # the later record of the segment decides: it is what the catalog activates
+    assert activation.left_to_inputs(item, ("v3", 9, NOW * 1000 + 5), raw_behind=False,
+                                     settled_ms=NOW * 1000)
