@@ -164,10 +164,11 @@ class PeopleBatch(PersonIO):
         behind = rt.raw_behind
         if behind is not None:   # (None: no consumer, no raw inputs; activated on its item)
             latest = rt.catalog.recorded.get(definition.segment)
-            if activation.left_to_inputs(definition, latest, behind(partition),
-                                         self.settled_ms()):
+            settled_ms = self.settled_ms()
+            if activation.left_to_inputs(definition, latest, behind(partition), settled_ms):
                 rt.counters["definitions_left_to_inputs"] += 1
-                if rt.tick_at is not None and latest is not None and latest[2] is not None:
+                if (rt.tick_at is not None and latest is not None and latest[2] is not None
+                        and latest[2] > settled_ms):   # (a replay's old ones: no tick)
                     rt.tick_at(latest[2] / 1000 + rt.settings.definition_grace_s)
                 return
         self.activate(partition, definition, segment)

@@ -77,27 +77,28 @@ def register(app: faust.App, rt: Runtime) -> None:
 
 
 def ticks_at(rt: Runtime) -> Callable[[float], None]:
-    """Ticks of this worker's partitions at given times, one per whole second however many are
-    asked for: a definition left to the inputs accepted before it (its grace) is activated at
-    the end of the next unit of its partition, and a quiet partition has none for up to
+    """Ticks of this worker's partitions at given times, one per tenth of a second however many
+    are asked for: a definition left to the inputs accepted before it (its grace) is activated
+    at the end of the next unit of its partition, and a quiet partition has none for up to
     ``EVENTIDE_TICK_INTERVAL_S``."""
-    planned: set[int] = set()
+    planned: set[int] = set()   # tenths of a second since the epoch
     sending: set[asyncio.Future[None]] = set()
 
     def tick_at(at_s: float) -> None:
-        second = math.ceil(at_s)
-        if second in planned:
+        tenth = math.ceil(at_s * 10)
+        if tenth in planned:
             return
-        planned.add(second)
+        planned.add(tenth)
 
         def fire() -> None:
-            planned.discard(second)
+            planned.discard(tenth)
             if rt.started.is_set():
                 task = asyncio.ensure_future(send_ticks(rt))
                 sending.add(task)
                 task.add_done_callback(sending.discard)
 
-        # (a little past the second: the tick's unit must find the clock past the grace)
-        asyncio.get_running_loop().call_later(max(second - rt.clock.now(), 0.0) + 0.05, fire)
+        # (a little past it: the tick's unit must find the clock past the grace)
+        asyncio.get_running_loop().call_later(max(tenth / 10 - rt.clock.now(), 0.0) + 0.02,
+                                              fire)
 
     return tick_at

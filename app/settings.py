@@ -130,7 +130,7 @@ class Settings:
     #: raw.events: a partition with no input accepted since activates the definition only after
     #: it, so live and replayed runs evaluate those inputs without it (clock skew between hosts
     #: counts here too).
-    definition_grace_s: float = 5.0
+    definition_grace_s: float = 2.0
     #: The event loop of a worker and of the ingest tier (``app.event_loop``): ``uvloop`` or
     #: ``asyncio``.
     event_loop: str = "uvloop"
@@ -340,7 +340,7 @@ def _state_fields(read: EnvReader) -> dict[str, Any]:
         unit_max_outputs=read.integer("EVENTIDE_UNIT_MAX_OUTPUTS", 10_000, 1),
         state_cache_mb=read.integer("EVENTIDE_STATE_CACHE_MB", 16, 0),
         tick_interval_s=read.number("EVENTIDE_TICK_INTERVAL_S", 15.0),
-        definition_grace_s=read.number("EVENTIDE_DEFINITION_GRACE_S", 5.0),
+        definition_grace_s=read.number("EVENTIDE_DEFINITION_GRACE_S", 2.0),
         event_loop=read.choice("EVENTIDE_EVENT_LOOP", "uvloop", ("uvloop", "asyncio")),
         log_level=read.choice("EVENTIDE_LOG_LEVEL", "info", LOG_LEVELS),
         log_json=read.choice("EVENTIDE_LOG_FORMAT", "human", ("human", "json")) == "json",

@@ -10,6 +10,7 @@ partitions.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -376,3 +377,25 @@ async def test_a_definition_item_ahead_of_its_partitions_raw_inputs_waits_for_th
     assert (change["person_id"], change["change"], change["cause"]) == (
         home, "entered", "definition:v1")
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}
+
+
+async def test_a_grace_ending_asks_for_one_tick_of_the_workers_partitions_a_tenth_of_a_second(
+        harness: Harness) -> None:
+    """A definition left for its grace on a quiet partition is activated at the end of the next
+    unit there; the worker asks for a tick when the grace ends, one per tenth of a second
+    however many definitions' graces end in it."""
+    h = harness
+    topic = h.rt.topics.person_events.name
+    h.rt.assigned.update({(topic, 0), (topic, 2), (h.rt.topics.raw_events.name, 0)})
+    h.rt.started.set()
+    assert h.rt.tick_at is not None
+    now = h.rt.clock.now()
+    for at_s in (now - 1.29, now - 1.25, now - 1.21):   # graces ending within one tenth
+        h.rt.tick_at(at_s)
+    await h.settle(lambda: len(h.calls) == 1)
+    assert [(r.topic, r.partition, orjson.loads(r.value)["items"][0]["op"])
+            for r in h.calls[0]] == [(topic, 0, "tick"), (topic, 2, "tick")]
+    h.rt.tick_at(now + 0.3)   # a later tenth: its own tick, when it comes
+    await h.settle(lambda: len(h.calls) == 2, timeout=3.0)
+    await asyncio.sleep(0.2)
+    assert len(h.calls) == 2
