@@ -167,9 +167,10 @@ class PeopleBatch(PersonIO):
             settled_ms = self.settled_ms()
             if activation.left_to_inputs(definition, latest, behind(partition), settled_ms):
                 rt.counters["definitions_left_to_inputs"] += 1
-                if (rt.tick_at is not None and latest is not None and latest[2] is not None
-                        and latest[2] > settled_ms):   # (a replay's old ones: no tick)
-                    rt.tick_at(latest[2] / 1000 + rt.settings.definition_grace_s)
+                recorded_ms = latest[2] if latest is not None else None
+                if rt.tick_at is not None and recorded_ms is not None and recorded_ms > settled_ms:
+                    # a grace still running (a replay's old definitions wait for inputs only)
+                    rt.tick_at(recorded_ms / 1000 + rt.settings.definition_grace_s)
                 return
         self.activate(partition, definition, segment)
 

@@ -81,24 +81,18 @@ def ticks_at(rt: Runtime) -> Callable[[float], None]:
     are asked for: a definition left to the inputs accepted before it (its grace) is activated
     at the end of the next unit of its partition, and a quiet partition has none for up to
     ``EVENTIDE_TICK_INTERVAL_S``."""
-    planned: set[int] = set()   # tenths of a second since the epoch
-    sending: set[asyncio.Future[None]] = set()
+    planned: dict[int, asyncio.Future[None]] = {}   # tenths of a second since the epoch
+
+    async def tick_then(tenth: int) -> None:
+        # (a little past it: the tick's unit must find the clock past the grace)
+        await asyncio.sleep(max(tenth / 10 - rt.clock.now(), 0.0) + 0.02)
+        if rt.started.is_set():
+            await send_ticks(rt)
 
     def tick_at(at_s: float) -> None:
         tenth = math.ceil(at_s * 10)
-        if tenth in planned:
-            return
-        planned.add(tenth)
-
-        def fire() -> None:
-            planned.discard(tenth)
-            if rt.started.is_set():
-                task = asyncio.ensure_future(send_ticks(rt))
-                sending.add(task)
-                task.add_done_callback(sending.discard)
-
-        # (a little past it: the tick's unit must find the clock past the grace)
-        asyncio.get_running_loop().call_later(max(tenth / 10 - rt.clock.now(), 0.0) + 0.02,
-                                              fire)
+        if tenth not in planned:
+            planned[tenth] = asyncio.ensure_future(tick_then(tenth))
+            planned[tenth].add_done_callback(lambda _: planned.pop(tenth, None))
 
     return tick_at
