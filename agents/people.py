@@ -141,7 +141,7 @@ class PeopleBatch(PersonIO):
             return
         rt = self.rt
         catalog = rt.catalog
-        due, later = activation.recorded_by(catalog.recorded, active_map(rt, partition), at_ms)
+        due, later = activation.recorded_by(catalog.history, active_map(rt, partition), at_ms)
         for definition in due:
             self.activate(partition, definition, None if definition.version is None
                           else catalog.get(definition.segment, definition.version))
@@ -157,8 +157,8 @@ class PeopleBatch(PersonIO):
     async def on_definition(self, partition: int, definition: Definition) -> None:
         rt = self.rt
         active = active_map(rt, partition)
-        if activation.overtaken(definition, rt.catalog.recorded.get(definition.segment),
-                                active.get(definition.segment)):
+        entries = rt.catalog.history.get(definition.segment, ())
+        if activation.overtaken(definition, entries, active.get(definition.segment)):
             return
         segment = await self.segment_of(definition)
         behind = rt.raw_behind
@@ -172,6 +172,12 @@ class PeopleBatch(PersonIO):
                     # a grace still running (a replay's old definitions wait for inputs only)
                     rt.tick_at(recorded_ms / 1000 + rt.settings.definition_grace_s)
                 return
+        # (read again: the catalog may have moved while the segment was awaited)
+        catalog, active = rt.catalog, active_map(rt, partition)
+        for earlier in activation.before(catalog.history.get(definition.segment, ()),
+                                         active.get(definition.segment), definition):
+            self.activate(partition, earlier, None if earlier.version is None
+                          else catalog.get(earlier.segment, earlier.version))
         self.activate(partition, definition, segment)
 
     def settled_ms(self) -> int:

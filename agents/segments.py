@@ -1,6 +1,6 @@
 """Segment definitions fan out to every person partition; time passing becomes ``tick`` items.
 
-``apply_definitions`` reads the compacted definitions topic (one partition, so one worker at a
+``apply_definitions`` reads the definitions topic (one partition, so one worker at a
 time) and sends a ``segment`` item to every ``person.events`` partition: each partition then
 re-evaluates its people against the new version, or emits exits for a deleted segment.
 

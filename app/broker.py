@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 import orjson
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from app.local_instance import CREDENTIALS_FILE, INSTANCE_FILE
@@ -178,8 +179,9 @@ class EmbeddedBroker:
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
                         replication_factor: int = 1, retries: int = 20,
                         min_insync_replicas: int | None = None,
-                        client_options: dict | None = None) -> None:
-    """Create every topic with its partition count (auto-created topics get the wrong count).
+                        client_options: dict | None = None) -> list[str]:
+    """Create every topic with its partition count (auto-created topics get the wrong count);
+    the warnings about existing topics' cleanup policies (:func:`policy_mismatches`), logged.
 
     With ``replication_factor`` > 1 topics get ``min.insync.replicas`` (default: replication
     factor - 1). Existing topics are left as they are. ``client_options``: the security
@@ -197,6 +199,7 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
             await asyncio.sleep(0.25)
     try:
         existing = set(await admin.list_topics())
+        kept = [spec for spec in specs if spec.name in existing]
         missing = [
             NewTopic(spec.name, spec.partitions, replication_factor,
                      topic_configs=spec.config(replication_factor, min_insync_replicas))
@@ -212,8 +215,56 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec],
             if counts.get(spec.name, spec.partitions) != spec.partitions:
                 raise BrokerError(f"topic {spec.name} has {counts[spec.name]} partitions, "
                                   f"eventide needs {spec.partitions}")
+        mismatched = policy_mismatches(kept, await cleanup_policies(admin, kept))
+        for line in mismatched:
+            log.warning("%s", line)
+        return mismatched
     finally:
         await admin.close()
+
+
+async def cleanup_policies(admin: AIOKafkaAdminClient, specs: list[TopicSpec]
+                           ) -> dict[str, str]:
+    """Topic → its ``cleanup.policy`` as the broker describes it (none: not described)."""
+    if not specs:
+        return {}
+    try:
+        answers = await admin.describe_configs([
+            ConfigResource(ConfigResourceType.TOPIC, spec.name)   # (Tansu drops a filtered ask)
+            for spec in specs])
+    except Exception as exc:  # a broker that cannot describe configs: nothing to compare
+        log.debug("describing the topics' configs failed: %r", exc)
+        return {}
+    policies: dict[str, str] = {}
+    for answer in answers:
+        for _, _, _, name, entries in answer.resources:
+            for entry in entries:
+                if entry[0] == "cleanup.policy" and entry[1] is not None:
+                    policies[name] = entry[1]
+    return policies
+
+
+def policy_mismatches(specs: Iterable[TopicSpec], policies: dict[str, str]) -> list[str]:
+    """A line for each existing topic whose cleanup policy is not the one eventide creates it
+    with: created by an earlier eventide (the segment definitions were compacted before every
+    record was kept for replays, 2026-12-06) or by hand. eventide leaves an existing topic's
+    configs alone (AlterConfigs replaces all of them, and may need rights it lacks), so it says
+    what differs and how to change it."""
+    lines = []
+    for spec in specs:
+        policy = policies.get(spec.name)
+        if policy is None or ("compact" in policy.split(",")) == spec.compacted:
+            continue
+        config = spec.config()
+        wanted = config["cleanup.policy"]
+        settings = ",".join(f"{key}={config[key]}" for key in ("cleanup.policy", "retention.ms"))
+        why = ("eventide reads it as the current value per key" if spec.compacted else
+               "eventide reads every record of it (a replay needs them all)")
+        lines.append(f"topic {spec.name} has cleanup.policy={policy}, not {wanted}: {why}. "
+                     f"Change it with: kafka-configs.sh --bootstrap-server <broker> --alter "
+                     f"--entity-type topics --entity-name {spec.name} --add-config "
+                     f"{settings}")
+    return lines
 
 
 def claim_data_dir(data_dir: Path, broker_instance: str) -> Path | None:

@@ -11,7 +11,7 @@ Every hop is a topic keyed by the key of the table that consumes it (DATAFLOW ru
     anonymous.links key: anonymous id                 ─┘   or person.events once linked
     person.events  key: canonical person id              process_people ─▶ dedup, history, profiles,
                                                                            memberships, timers
-    segments.definitions  key: segment id (compacted)    apply_definitions ─▶ person.events (all)
+    segments.definitions  key: segment id (all records)  apply_definitions ─▶ person.events (all)
     segments.changes      key: person id                 every enter/exit, deterministic change_id
     segments.membership   key: segment_id:person_id      current membership (compacted)
     deadletter     key: origin key                       (records no agent could process)
@@ -170,8 +170,9 @@ def build_topics(settings: Settings) -> Topics:
         identity_commands=derived("identity.commands", "identifier"),
         anonymous_links=derived("anonymous.links", "anonymous id"),
         campaign_triggers=derived("campaigns.triggers", "person id"),
-        segment_definitions=TopicSpec(f"{prefix}.segments.definitions", 1, "segment id",
-                                      compacted=True),
+        # Every record kept, not compacted: a replay activates each edit of a segment where the
+        # live run did (app.core.activation.recorded_by), so it needs the versions edited over.
+        segment_definitions=TopicSpec(f"{prefix}.segments.definitions", 1, "segment id"),
         segment_changes=derived("segments.changes", "person id"),
         segment_membership=derived("segments.membership", "segment_id:person_id",
                                    compacted=True),

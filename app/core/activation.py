@@ -3,7 +3,7 @@ what it changes for each person, and the partition's segment state after it."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from app.core.evaluation import ActiveSegments, History, catch_up, evaluate
 from app.core.messages import Definition
@@ -12,8 +12,11 @@ from app.core.person import PersonState
 from app.segments.definition import Segment
 
 
-#: segment id → (version or None once deleted, offset, record time in milliseconds or None)
-Recorded = Mapping[str, tuple[str | None, int, int | None]]
+#: One valid record of a segment in the definitions topic: (version or None once deleted,
+#: offset, record time in milliseconds or None)
+Entry = tuple[str | None, int, int | None]
+#: segment id → its valid records, in topic order (``SegmentCatalog.history``)
+Recorded = Mapping[str, Sequence[Entry]]
 
 
 def recorded_by(recorded: Recorded, active: Mapping[str, str],
@@ -26,36 +29,90 @@ def recorded_by(recorded: Recorded, active: Mapping[str, str],
     ``segment`` items reach the partition through ``person.events``, and an input taken in place
     from ``raw.events`` is not ordered with them: activating them first, as their item would
     (which then finds them active), makes the input's evaluation the same whichever arrives
-    first, live or replayed. A record of unknown time is left to its item. Times compare in
-    milliseconds: the worker can confirm its catalog holds every definition written before an
-    instant (``SegmentCatalog.complete_through``), not before the end of a second that has not
-    ended yet."""
+    first, live or replayed. Every version of a segment recorded since the active one is
+    activated in turn, not only the latest: live, a partition activated each edit as it came,
+    and an input accepted between two edits was evaluated against the first; a replay, whose
+    catalog already holds the second, must do the same (:func:`since_active`). A record of
+    unknown time is left to its item, and so is everything of its segment after it. Times
+    compare in milliseconds: the worker can confirm its catalog holds every definition written
+    before an instant (``SegmentCatalog.complete_through``), not before the end of a second that
+    has not ended yet."""
     due: list[Definition] = []
     later: int | None = None
-    for segment_id, (version, offset, recorded_at) in recorded.items():
-        if recorded_at is None or _active(version, active.get(segment_id)):
-            continue
-        if recorded_at <= at_ms:
+    for segment_id, entries in recorded.items():
+        for version, offset, recorded_at in since_active(entries, active.get(segment_id), at_ms):
+            if recorded_at is None:
+                break
+            if recorded_at > at_ms:
+                if later is None or recorded_at < later:
+                    later = recorded_at
+                break
             due.append(Definition(segment_id, version, offset, recorded_at // 1000))
-        elif later is None or recorded_at < later:
-            later = recorded_at
     due.sort(key=lambda definition: definition.offset or 0)
     return due, later
 
 
-def _active(version: str | None, active_version: str | None) -> bool:
-    """A version active here, or a deletion with nothing active here."""
-    return active_version == version
+def since_active(entries: Sequence[Entry], active_version: str | None,
+                 at_ms: int) -> Sequence[Entry]:
+    """A segment's records after the one a partition has active (``active_version``).
+
+    - A version found among them: every record after it.
+    - One not found (an older record compacted away, on a topic created before definitions kept
+      every record): the latest record alone, unless it is the active one.
+    - Nothing active: the records after the last deletion recorded by ``at_ms`` (a segment
+      deleted here, or never activated here, starts over there), its leading deletions left
+      out (deleting what is not active changes nothing). Only records recorded by ``at_ms``
+      are looked at for the deletion, so a catalog that holds later records (a replay's)
+      decides as one that does not yet (live) did."""
+    if active_version is not None:
+        for index in range(len(entries) - 1, -1, -1):
+            if entries[index][0] == active_version:
+                return entries[index + 1:]
+        return entries[-1:] if entries and entries[-1][0] != active_version else ()
+    start = 0
+    for index, (version, _, recorded_at) in enumerate(entries):
+        if recorded_at is None or recorded_at > at_ms:
+            break
+        if version is None:
+            start = index + 1
+    while start < len(entries) and entries[start][0] is None:
+        start += 1
+    return entries[start:]
 
 
-def overtaken(definition: Definition, latest: tuple[str | None, int, int | None] | None,
+def before(entries: Sequence[Entry], active_version: str | None,
+           definition: Definition) -> list[Definition]:
+    """The records of the definition's segment before it that the partition has not activated
+    (after its active version, :func:`since_active`), to activate ahead of it when its item is
+    activated on arrival: an earlier item was left to the partition's inputs, and this one
+    arrives once they are in. Skipping them would skip an activation a replay makes (before an
+    input accepted after them)."""
+    if definition.offset is None:
+        return []
+    offset_of = definition.offset
+    # (the active version is looked for among them all; a deletion only among those before it)
+    among = entries if active_version is not None else [e for e in entries if e[1] < offset_of]
+    return [Definition(definition.segment, version, offset, recorded_at // 1000)
+            for version, offset, recorded_at in since_active(among, active_version, _ALWAYS)
+            if offset < offset_of and recorded_at is not None]
+
+
+#: Later than any record time: every record counts.
+_ALWAYS = 2 ** 62
+
+
+def overtaken(definition: Definition, entries: Sequence[Entry],
               active_version: str | None) -> bool:
-    """A definition's item that arrives once a later version of its segment is active here (it
-    was activated from the catalog, :func:`recorded_by`): activating it would go back to an
-    older version and forward again. (A latest record that is a deletion does not overtake: with
-    nothing active, the partition may simply not have seen the segment yet.)"""
-    return (latest is not None and latest[0] is not None and definition.offset is not None
-            and definition.offset < latest[1] and active_version == latest[0])
+    """A definition's item that arrives once it or a later version of its segment is active
+    here (activated from the catalog, :func:`recorded_by`): activating it would go back to an
+    older version and forward again. (Nothing active does not overtake: the partition may simply
+    not have seen the segment yet, or it was deleted here.)"""
+    if definition.offset is None or active_version is None:
+        return False
+    for version, offset, _ in reversed(entries):
+        if version == active_version:
+            return offset > definition.offset
+    return False
 
 
 def left_to_inputs(definition: Definition, latest: tuple[str | None, int, int | None] | None,

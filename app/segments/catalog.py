@@ -1,4 +1,4 @@
-"""Segment definitions, followed by every worker from the compacted definitions topic.
+"""Segment definitions, followed by every worker from the definitions topic.
 
 A global (not partitioned) table kept in memory: each worker reads the whole topic from the
 beginning and keeps following it. Definitions are kept by version too, because each person
@@ -39,6 +39,10 @@ class SegmentCatalog:
         #: None) of its latest valid record: what a person partition activates from the catalog
         #: (app.core.activation.recorded_by)
         self.recorded: dict[str, tuple[str | None, int, int | None]] = {}
+        #: segment id → every valid record of it, in topic order, as in :attr:`recorded`: a
+        #: partition activates each version in turn (app.core.activation.recorded_by), so an
+        #: input accepted between two edits is evaluated against the first, live and replayed
+        self.history: dict[str, list[tuple[str | None, int, int | None]]] = {}
         #: Wall time (ms) before which every record of the topic is known to be applied: any
         #: definition written before it is here (:meth:`complete_through`).
         self.complete_as_of_ms = 0.0
@@ -61,7 +65,7 @@ class SegmentCatalog:
         self.offset = max(self.offset, offset)
         if value is None:
             self.latest[segment_id] = None
-            self.recorded[segment_id] = (None, offset, at_ms)
+            self._record(segment_id, (None, offset, at_ms))
             return
         try:
             segment = parse_segment(segment_id, value["definition"])
@@ -70,7 +74,7 @@ class SegmentCatalog:
                       exc)
             return
         self.latest[segment_id] = value
-        self.recorded[segment_id] = (value["version"], offset, at_ms)
+        self._record(segment_id, (value["version"], offset, at_ms))
         self._by_version[(segment_id, value["version"])] = segment
         # Index every version's names: a partition may still evaluate an older version.
         for name in segment.event_names():
@@ -80,6 +84,12 @@ class SegmentCatalog:
         # With no data, no condition depends on time, so any evaluation time gives the answer.
         if is_member(segment, [], {}, 0):
             self._true_when_empty.add(segment_id)
+
+    def _record(self, segment_id: str, entry: tuple[str | None, int, int | None]) -> None:
+        self.recorded[segment_id] = entry
+        entries = self.history.setdefault(segment_id, [])
+        if not entries or entries[-1][1] < entry[1]:
+            self.history[segment_id] = [*entries, entry]   # (a new list: readers may hold one)
 
     async def notify(self) -> None:
         async with self._advanced:
@@ -199,8 +209,8 @@ class EndConfirmer:
 
     The end is the high-watermark of one Fetch sent after the call began
     (:func:`tables.kafka_io.highwaters_at`), so it counts every definition written before the
-    call. The Fetch asks for the last record applied, which is there to be read (the last record
-    of a compacted partition is never compacted away), so it is answered at once. It goes
+    call. The Fetch asks for the last record applied, which is there to be read (the topic keeps
+    every record, and the last record of one created compacted is never compacted away), so it is answered at once. It goes
     through the client of a consumer that is never assigned: a live worker confirms once per
     unit, and assigning and unassigning a consumer each time cost two metadata requests (the
     second for every topic), and an assigned consumer goes on fetching between calls (on the

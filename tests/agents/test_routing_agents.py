@@ -379,6 +379,40 @@ async def test_a_definition_item_ahead_of_its_partitions_raw_inputs_waits_for_th
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}
 
 
+async def test_an_item_activated_on_arrival_first_activates_the_edits_left_before_it(
+        harness: Harness) -> None:
+    """A segment's first version's item was left within its grace; the edit's item arrives once
+    both graces have passed and is activated on arrival. The version left is activated first, as
+    a replay activates each version recorded since the active one before an input accepted after
+    them: the person it enters, the edit then exits, each caused by its own version."""
+    h = harness
+    h.rt.raw_behind = lambda partition: False
+    for version, offset, event in (("v1", 5, "e1"), ("v2", 7, "e2")):
+        h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": event}},
+                                      "version": version, "updated_at": int(NOW_S)}, offset,
+                           at_ms=RECEIVED - 50 + offset)
+    home = customer_at_home()
+    async with raw_events(h).test_context() as ag:  # accepted before either was written
+        await ag.put(encode_envelope([customer_event(home, 1, received_at=RECEIVED - 100)]),
+                     key=home.encode())
+        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    changes_topic = h.rt.topics.segment_changes.name
+    async with on_person_events.test_context() as ag:
+        await ag.put(encode_envelope([{"op": "segment", "segment": "buyers", "version": "v1",
+                                       "offset": 5, "at": int(NOW_S)}]), key=b"segment")
+        await h.settle(lambda: h.rt.counters["definitions_left_to_inputs"] == 1)
+        assert h.sent_to(changes_topic) == []
+        h.rt.clock.advance(h.rt.settings.definition_grace_s + 1)
+        await ag.put(encode_envelope([{"op": "segment", "segment": "buyers", "version": "v2",
+                                       "offset": 7, "at": int(NOW_S)}]), key=b"segment")
+        await h.settle(lambda: len(h.sent_to(changes_topic)) == 2)
+    changes = [orjson.loads(r.value) for r in h.sent_to(changes_topic)]
+    assert [(c["person_id"], c["change"], c["cause"]) for c in changes] == [
+        (home, "entered", "definition:v1"), (home, "exited", "definition:v2")]
+    assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v2", "members": 0}
+
+
 async def test_a_grace_ending_asks_for_one_tick_of_the_workers_partitions_a_tenth_of_a_second(
         harness: Harness) -> None:
     """A definition left for its grace on a quiet partition is activated at the end of the next

@@ -5,18 +5,22 @@ old event id is still a duplicate, new events join the history."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 from ulid import ULID
 
-from app.broker import ensure_topics
+from app.broker import EmbeddedBroker, ensure_topics
 from app.producer import OutRecord, Producer, partition_for
 from app.topics import TopicSpec, people_changelog
 from tables.changelog import UNIT_KEY, data_key, epoch_header
-from tests.support.harness import Deployment, Worker, eventually
+from tests.support.harness import EVENTIDE, REPO, Deployment, Worker, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +101,31 @@ async def test_a_layout_1_state_is_migrated_at_start_and_carries_on(
         assert "migrated" not in again.tail(200)
     finally:
         again.stop()
+
+
+async def test_a_definitions_topic_created_compacted_is_named_with_its_fix(
+        broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Segment definitions keep every record now (a replay activates each edit where the live
+    run did); an earlier eventide created the topic compacted. eventide leaves an existing
+    topic's configs alone, so starting over one says which topic differs and the command that
+    changes it, and nothing about the topics that agree."""
+    d = Deployment(broker.bootstrap_servers, tmp_path)
+    definitions = d.topics.segment_definitions
+    await ensure_topics(d.bootstrap, [replace(definitions, compacted=True)])  # the old layout
+    result = await asyncio.to_thread(subprocess.run, [EVENTIDE, "topics"], env=d.env(),
+                                     cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if "cleanup.policy=" in line]
+    assert len(warnings) == 1, result.stderr[-2000:]
+    assert f"topic {definitions.name} has cleanup.policy=compact, not delete" in warnings[0]
+    assert (f"--entity-name {definitions.name} --add-config cleanup.policy=delete,"
+            "retention.ms=-1") in warnings[0]
+    # a topic created now agrees: a second start says nothing of the others
+    assert await ensure_topics(d.bootstrap, d.topics.all()) == warnings_of(definitions.name)
+
+
+def warnings_of(name: str) -> list[str]:
+    return [f"topic {name} has cleanup.policy=compact, not delete: eventide reads every record "
+            f"of it (a replay needs them all). Change it with: kafka-configs.sh "
+            f"--bootstrap-server <broker> --alter --entity-type topics --entity-name {name} "
+            f"--add-config cleanup.policy=delete,retention.ms=-1"]

@@ -11,6 +11,7 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -246,17 +247,58 @@ async def test_an_input_accepted_before_a_segment_reaching_raw_events_after_it_r
             live = await changes_with_causes(d, "v1")
             assert sorted(live) == late, live
             return live
-        live_changes = await eventually(entered, timeout_s=60)
-        live = digest_lines(await asyncio.to_thread(run_cli, d, "digest"))
+        live_changes, live = await changes_and_digest(d, entered, timeout_s=60)
     finally:
         for w in workers:
             w.stop()
-    replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version",
-                                                    "v2"))
-    assert replayed == live, await state_differences(d, "v1", "v2", replayed, live)
-    assert live_changes == await changes_with_causes(d, "v2")
+    await replayed_alike(d, live, live_changes)
     assert all(c["cause"].startswith("definition:") for changes in live_changes.values()
                for c in changes), live_changes
+
+
+async def test_a_segment_edited_between_inputs_replays_alike_on_three_workers(
+        deployment: Deployment) -> None:
+    """A segment defined, inputs, the segment edited, more inputs. Live, each partition
+    activated the first version before the first inputs and the edit before the later ones; a
+    replay's catalog holds both versions from its start, and must activate them at the same
+    places (it once held the latest alone, evaluated the first inputs against no version, and
+    left out their entries and the edit's exits). Live on three workers, replayed by one: equal
+    digests and change records, causes included."""
+    d = deployment
+    workers = [Worker(d, "a").start(), extra_worker(d, "b").start(), extra_worker(d, "c").start()]
+    people = [f"e{n}" for n in range(12)]
+    try:
+        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+        async with aiohttp.ClientSession() as session:
+            async def define(n: int, match: dict) -> None:
+                async with session.put(workers[n].url + "/api/v1/segments/buyers", json={
+                        "name": "buyers", "match": match}, headers=d.app_auth) as response:
+                    assert response.status == 200, await response.text()
+
+            async def send(n: int, person: str, name: str) -> None:
+                async with session.post(workers[n % 3].url + f"/api/v1/customers/{person}/events",
+                                        json={"name": name}, headers=d.track_auth) as response:
+                    assert response.status == 200, await response.text()
+
+            await define(0, {"event": "purchased"})
+            await asyncio.gather(*(send(n, person, "purchased")
+                                   for n, person in enumerate(people)))
+            await define(1, {"event": "viewed"})   # everyone exits, caused by the edit
+            await asyncio.gather(*(send(n, person, "viewed")
+                                   for n, person in enumerate(people[:4])))
+
+        async def settled() -> dict[str, list[dict]]:
+            live = await changes_with_causes(d, "v1")
+            assert sum(map(len, live.values())) == 12 + 12 + 4, live
+            return live
+        live_changes, live = await changes_and_digest(d, settled, timeout_s=90)
+    finally:
+        for w in workers:
+            w.stop()
+    by_edit = [c for cs in live_changes.values() for c in cs
+               if c["cause"].startswith("definition:")]
+    assert len(by_edit) == 12 and {c["change"] for c in by_edit} == {"exited"}, live_changes
+    await replayed_alike(d, live, live_changes)
 
 
 async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_replay_does(
@@ -365,6 +407,22 @@ async def state_differences(d: Deployment, live_version: str, replayed_version: 
             lines.append(f"changes of {person}: {live_version} {changes[0].get(person)!r} / "
                          f"{replayed_version} {changes[1].get(person)!r}")
     return "\n".join(lines[:120])
+
+
+async def changes_and_digest(d: Deployment, settled: Callable[[], Awaitable[dict]],
+                             timeout_s: float) -> tuple[dict[str, list[dict]], dict[str, str]]:
+    """The live change records once ``settled`` passes, and the live digest then."""
+    changes = await eventually(settled, timeout_s=timeout_s)
+    return changes, digest_lines(await asyncio.to_thread(run_cli, d, "digest"))
+
+
+async def replayed_alike(d: Deployment, live: dict[str, str],
+                         live_changes: dict[str, list[dict]]) -> None:
+    """Replayed into v2 by one worker: the live digest and change records, causes included."""
+    replayed = digest_lines(await asyncio.to_thread(run_cli, d, "replay", "--state-version",
+                                                    "v2"))
+    assert replayed == live, await state_differences(d, "v1", "v2", replayed, live)
+    assert live_changes == await changes_with_causes(d, "v2")
 
 
 async def changes_with_causes(d: Deployment, version: str) -> dict[str, list[dict]]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from app.core import activation, history, inputs, lifecycle, membership
 from app.core.dedup import Verdict
 from app.core.evaluation import catch_up, evaluate, leave
@@ -173,9 +177,9 @@ def test_a_definition_activates_once_and_keeps_its_member_count() -> None:
 
 def test_an_input_is_evaluated_against_the_definitions_recorded_by_its_time() -> None:
     now_ms = NOW * 1000
-    recorded = {"buyers": ("v2", 7, now_ms - 10_000), "recent": ("r1", 3, now_ms - 20_000),
-                "later": ("l1", 9, now_ms + 60_000), "gone": (None, 8, now_ms - 5_000),
-                "unknown-time": ("u1", 2, None)}
+    recorded = {"buyers": [("v2", 7, now_ms - 10_000)], "recent": [("r1", 3, now_ms - 20_000)],
+                "later": [("l1", 9, now_ms + 60_000)], "gone": [(None, 8, now_ms - 5_000)],
+                "unknown-time": [("u1", 2, None)]}
     active = {"buyers": "v1", "recent": "r1", "gone": "g1"}
     due, later = activation.recorded_by(recorded, active, now_ms)
     # in topic order, each at its record's second; "recent" is active already, "unknown-time"
@@ -185,25 +189,125 @@ def test_an_input_is_evaluated_against_the_definitions_recorded_by_its_time() ->
     assert activation.recorded_by(recorded, {**active, "buyers": "v2"}, now_ms - 11_000) == (
         [], now_ms - 5_000)
     # a deletion of what is not active here is nothing to do
-    assert activation.recorded_by({"gone": (None, 8, now_ms - 5_000)}, {}, now_ms) == ([], None)
+    assert activation.recorded_by({"gone": [(None, 8, now_ms - 5_000)]}, {}, now_ms) == ([], None)
 
 
 def test_recorded_by_compares_milliseconds_not_seconds() -> None:
     """A definition written later in the same second as an input is not due for it: the worker
     can confirm what was written before an instant, not before the end of the second."""
-    recorded = {"buyers": ("v1", 4, NOW * 1000 + 900)}
+    recorded = {"buyers": [("v1", 4, NOW * 1000 + 900)]}
     assert activation.recorded_by(recorded, {}, NOW * 1000 + 100) == ([], NOW * 1000 + 900)
     assert activation.recorded_by(recorded, {}, NOW * 1000 + 900) == (
         [Definition("buyers", "v1", 4, NOW)], None)
 
 
 def test_an_item_of_an_older_record_than_the_active_one_is_overtaken() -> None:
-    latest = ("v2", 7, NOW - 10)
-    assert activation.overtaken(Definition("buyers", "v1", 4, NOW - 30), latest, "v2")
-    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW - 30), latest, "v0")
-    assert not activation.overtaken(Definition("buyers", "v2", 7, NOW - 10), latest, "v2")
-    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), (None, 9, NOW), None)
-    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), None, None)
+    entries = [("v1", 4, NOW * 1000 - 30_000), ("v2", 7, NOW * 1000 - 10_000)]
+    assert activation.overtaken(Definition("buyers", "v1", 4, NOW - 30), entries, "v2")
+    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW - 30), entries, "v0")
+    assert not activation.overtaken(Definition("buyers", "v2", 7, NOW - 10), entries, "v2")
+    assert not activation.overtaken(Definition("buyers", "v2", 7, NOW - 10), entries, "v1")
+    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), [(None, 9, NOW)], None)
+    assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), [], None)
+
+
+EDITED = [("v1", 4, NOW * 1000 - 30_000), ("v2", 7, NOW * 1000 - 10_000),
+          ("v3", 9, NOW * 1000 + 10_000)]
+
+
+def test_each_edit_of_a_segment_is_activated_in_turn() -> None:
+    """A replay's catalog holds every version of a segment; live, a partition activated each edit
+    as it came. An input accepted between two edits is evaluated against the first, whichever
+    catalog it meets, and a later input finds each version activated in topic order."""
+    recorded = {"buyers": EDITED}
+    assert activation.recorded_by(recorded, {}, NOW * 1000 - 20_000) == (
+        [Definition("buyers", "v1", 4, NOW - 30)], NOW * 1000 - 10_000)
+    assert activation.recorded_by(recorded, {}, NOW * 1000) == (
+        [Definition("buyers", "v1", 4, NOW - 30), Definition("buyers", "v2", 7, NOW - 10)],
+        NOW * 1000 + 10_000)
+    assert activation.recorded_by(recorded, {"buyers": "v1"}, NOW * 1000) == (
+        [Definition("buyers", "v2", 7, NOW - 10)], NOW * 1000 + 10_000)
+    assert activation.recorded_by(recorded, {"buyers": "v3"}, NOW * 1000 + 20_000) == ([], None)
+    # a version not among the records (compacted away before they were all kept): the latest
+    assert activation.recorded_by(recorded, {"buyers": "v0"}, NOW * 1000 + 20_000) == (
+        [Definition("buyers", "v3", 9, NOW + 10)], None)
+    # A record of unknown time is left to its item, and the records after it with it.
+    unknown = [("v1", 4, NOW * 1000 - 30_000), ("v2", 7, None), ("v3", 9, NOW * 1000 - 5_000)]
+    assert activation.recorded_by({"buyers": unknown}, {"buyers": "v1"}, NOW * 1000) == (
+        [], None)
+
+
+def test_a_deleted_segment_starts_over_after_its_deletion() -> None:
+    deleted = [("v1", 4, NOW * 1000 - 30_000), (None, 6, NOW * 1000 - 20_000),
+               ("v3", 9, NOW * 1000 - 10_000)]
+    recorded = {"buyers": deleted}
+    assert activation.recorded_by(recorded, {"buyers": "v1"}, NOW * 1000 - 15_000) == (
+        [Definition("buyers", None, 6, NOW - 20)], NOW * 1000 - 10_000)
+    # deleted here, or never activated here: what follows the deletion
+    assert activation.recorded_by(recorded, {}, NOW * 1000 - 15_000) == ([], NOW * 1000 - 10_000)
+    assert activation.recorded_by(recorded, {}, NOW * 1000) == (
+        [Definition("buyers", "v3", 9, NOW - 10)], None)
+    # before the deletion was recorded, the version before it is due
+    assert activation.recorded_by(recorded, {}, NOW * 1000 - 25_000) == (
+        [Definition("buyers", "v1", 4, NOW - 30)], NOW * 1000 - 20_000)
+    # a deletion with nothing active leads to nothing
+    assert activation.since_active([(None, 6, 1), ("v3", 9, 2)], None, 5) == [("v3", 9, 2)]
+
+
+def test_an_item_activated_on_arrival_activates_the_versions_before_it_first() -> None:
+    """An earlier item left to the partition's inputs, then a later one activated on arrival:
+    the versions between the active one and it are activated first, as a replay would before an
+    input accepted after them."""
+    assert activation.before(EDITED, None, Definition("buyers", "v3", 9, NOW + 10)) == [
+        Definition("buyers", "v1", 4, NOW - 30), Definition("buyers", "v2", 7, NOW - 10)]
+    assert activation.before(EDITED, "v1", Definition("buyers", "v3", 9, NOW + 10)) == [
+        Definition("buyers", "v2", 7, NOW - 10)]
+    assert activation.before(EDITED, "v2", Definition("buyers", "v3", 9, NOW + 10)) == []
+    # the item of the version active already (activated from the catalog first)
+    assert activation.before(EDITED, "v2", Definition("buyers", "v2", 7, NOW - 10)) == []
+    assert activation.before(EDITED, None, Definition("buyers", "v1", 4, NOW - 30)) == []
+    assert activation.before(EDITED, None, Definition("buyers", "v3", None, NOW)) == []
+    # a deletion after the item (in a catalog ahead of it) does not decide what comes before it
+    later_deletion = [*EDITED, (None, 11, NOW * 1000 + 20_000)]
+    assert activation.before(later_deletion, None, Definition("buyers", "v2", 7, NOW - 10)) == [
+        Definition("buyers", "v1", 4, NOW - 30)]
+
+
+def _activations(history: list[tuple[str | None, int, int]], points: list[int],
+                 whole: bool) -> list[tuple[str | None, int]]:
+    """What a partition activates at each point (an input's accept time or a live unit's end),
+    with the catalog a replay holds (``whole``) or the one a live worker held at that time."""
+    active: dict[str, str] = {}
+    done: list[tuple[str | None, int]] = []
+    for at in points:
+        known = history if whole else [e for e in history if e[2] <= at]
+        due, _ = activation.recorded_by({"s": known}, active, at)
+        for definition in due:
+            done.append((definition.version, at))
+            if definition.version is None:
+                active.pop("s", None)
+            else:
+                active["s"] = definition.version
+    return done
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_live_and_replayed_catalogs_activate_the_same_edits_before_each_input(seed: int) -> None:
+    """Edits of a segment at random times, inputs at random times. Live, a catalog holds what
+    was written by each moment and a partition also activates at the end of units with no input;
+    a replay's catalog holds everything and activates before inputs only. Before every input,
+    both have activated the same versions in the same order."""
+    rng = random.Random(seed)
+    times = sorted(rng.sample(range(1, 1_000), rng.randint(1, 6)))
+    history = [(f"v{i}", i, t) for i, t in enumerate(times)]
+    inputs = sorted(rng.sample(range(1, 1_000), 8))
+    extra = sorted(rng.sample(range(1, 1_000), rng.randint(0, 8)))
+    live = _activations(history, sorted(set(inputs) | set(extra)), whole=False)
+    replay = _activations(history, inputs, whole=True)
+
+    def by_input(done: list[tuple[str | None, int]]) -> list[list[str | None]]:
+        return [[v for v, at in done if at <= point] for point in inputs]
+    assert by_input(live) == by_input(replay)
 
 
 def test_an_item_ahead_of_its_partitions_raw_inputs_is_left_to_them() -> None:

@@ -310,3 +310,17 @@ def test_docker_compose_config_accepts_the_file() -> None:
     result = subprocess.run([*binary, "-f", str(REPO / "docker-compose.yml"), "config", "-q"],
                             capture_output=True, text=True, env=bare, cwd=REPO)
     assert result.returncode != 0 and "EVENTIDE_SITE_ID" in result.stderr
+
+
+def test_an_existing_topics_cleanup_policy_that_differs_is_named_with_its_fix() -> None:
+    import app.broker as broker
+    specs = [TopicSpec("defs", 1, "segment id"), TopicSpec("members", 4, "k", compacted=True),
+             TopicSpec("raw", 4, "k"), TopicSpec("unknown", 1, "k")]
+    lines = broker.policy_mismatches(specs, {"defs": "compact", "members": "delete",
+                                             "raw": "delete"})
+    assert [line.split(":")[0] for line in lines] == [
+        "topic defs has cleanup.policy=compact, not delete",
+        "topic members has cleanup.policy=delete, not compact"]
+    assert lines[0].endswith("--entity-name defs --add-config cleanup.policy=delete,"
+                             "retention.ms=-1")
+    assert broker.policy_mismatches(specs, {"members": "compact,delete"}) == []
