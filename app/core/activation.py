@@ -103,10 +103,10 @@ _ALWAYS = 2 ** 62
 
 def overtaken(definition: Definition, entries: Sequence[Entry],
               active_version: str | None) -> bool:
-    """A definition's item that arrives once it or a later version of its segment is active
-    here (activated from the catalog, :func:`recorded_by`): activating it would go back to an
-    older version and forward again. (Nothing active does not overtake: the partition may simply
-    not have seen the segment yet, or it was deleted here.)"""
+    """A definition's item that arrives once a later version of its segment is active here
+    (activated from the catalog, :func:`recorded_by`): activating it would go back to an older
+    version and forward again. (Nothing active does not overtake: the partition may simply not
+    have seen the segment yet, or it was deleted here.)"""
     if definition.offset is None or active_version is None:
         return False
     for version, offset, _ in reversed(entries):
