@@ -10,7 +10,7 @@ matching input (and a batch re-run after a crash can emit a different change tha
 
 To make the window visible on the embedded broker, the definitions topic is first padded with
 big definitions (each takes ~20 ms to parse), so the catalog needs seconds more than the group
-join. On Kafka the topic is compacted and small, but nothing orders catalog catch-up before
+join. On Kafka the topic is small (definitions and their edits), but nothing orders catch-up before
 processing: a slow fetch of that topic has the same effect.
 """
 
