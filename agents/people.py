@@ -161,9 +161,12 @@ class PeopleBatch(PersonIO):
         if activation.overtaken(definition, entries, active.get(definition.segment)):
             return
         segment = await self.segment_of(definition)
+        # (read again: the catalog may have moved while the segment was awaited)
+        catalog, active = rt.catalog, active_map(rt, partition)
+        entries = catalog.history.get(definition.segment, ())
         behind = rt.raw_behind
         if behind is not None:   # (None: no consumer, no raw inputs; activated on its item)
-            latest = rt.catalog.recorded.get(definition.segment)
+            latest = entries[-1] if entries else None
             settled_ms = self.settled_ms()
             if activation.left_to_inputs(definition, latest, behind(partition), settled_ms):
                 rt.counters["definitions_left_to_inputs"] += 1
@@ -172,10 +175,7 @@ class PeopleBatch(PersonIO):
                     # a grace still running (a replay's old definitions wait for inputs only)
                     rt.tick_at(recorded_ms / 1000 + rt.settings.definition_grace_s)
                 return
-        # (read again: the catalog may have moved while the segment was awaited)
-        catalog, active = rt.catalog, active_map(rt, partition)
-        for earlier in activation.before(catalog.history.get(definition.segment, ()),
-                                         active.get(definition.segment), definition):
+        for earlier in activation.before(entries, active.get(definition.segment), definition):
             self.activate(partition, earlier, None if earlier.version is None
                           else catalog.get(earlier.segment, earlier.version))
         self.activate(partition, definition, segment)

@@ -58,7 +58,7 @@ def since_active(entries: Sequence[Entry], active_version: str | None,
 
     - A version found among them: every record after it.
     - One not found (an older record compacted away, on a topic created before definitions kept
-      every record): the latest record alone, unless it is the active one.
+      every record): the latest record alone.
     - Nothing active: the records after the last deletion recorded by ``at_ms`` (a segment
       deleted here, or never activated here, starts over there), its leading deletions left
       out (deleting what is not active changes nothing). Only records recorded by ``at_ms``
@@ -68,7 +68,7 @@ def since_active(entries: Sequence[Entry], active_version: str | None,
         for index in range(len(entries) - 1, -1, -1):
             if entries[index][0] == active_version:
                 return entries[index + 1:]
-        return entries[-1:] if entries and entries[-1][0] != active_version else ()
+        return entries[-1:]
     start = 0
     for index, (version, _, recorded_at) in enumerate(entries):
         if recorded_at is None or recorded_at > at_ms:

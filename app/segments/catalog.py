@@ -35,13 +35,11 @@ class SegmentCatalog:
         self._by_attribute: dict[str, set[str]] = defaultdict(set)
         #: Segments someone with no events and no attributes is in (e.g. "has not purchased").
         self._true_when_empty: set[str] = set()
-        #: segment id → (version or None once deleted, offset, record time in milliseconds or
-        #: None) of its latest valid record: what a person partition activates from the catalog
-        #: (app.core.activation.recorded_by)
-        self.recorded: dict[str, tuple[str | None, int, int | None]] = {}
-        #: segment id → every valid record of it, in topic order, as in :attr:`recorded`: a
-        #: partition activates each version in turn (app.core.activation.recorded_by), so an
-        #: input accepted between two edits is evaluated against the first, live and replayed
+        #: segment id → every valid record of it, in topic order: (version or None once
+        #: deleted, offset, record time in milliseconds or None). What a person partition
+        #: activates from the catalog, each version in turn (app.core.activation.recorded_by),
+        #: so an input accepted between two edits is evaluated against the first, live and
+        #: replayed; the last is the segment's latest record.
         self.history: dict[str, list[tuple[str | None, int, int | None]]] = {}
         #: Wall time (ms) before which every record of the topic is known to be applied: any
         #: definition written before it is here (:meth:`complete_through`).
@@ -86,8 +84,7 @@ class SegmentCatalog:
             self._true_when_empty.add(segment_id)
 
     def _record(self, segment_id: str, entry: tuple[str | None, int, int | None]) -> None:
-        self.recorded[segment_id] = entry
-        entries = self.history.setdefault(segment_id, [])
+        entries = self.history.get(segment_id, [])
         if not entries or entries[-1][1] < entry[1]:
             self.history[segment_id] = [*entries, entry]   # (a new list: readers may hold one)
 

@@ -259,7 +259,7 @@ async def test_the_end_confirmer_waits_for_what_was_written_and_then_stops_fetch
                                              "name": "s", "match": {"event": "e"}},
                                              "version": f"v{n}", "updated_at": 0}))
         await asyncio.wait_for(confirmer(), 30)
-        assert catalog.offset == 2 and set(catalog.recorded) == {"s0", "s1", "s2"}
+        assert catalog.offset == 2 and set(catalog.history) == {"s0", "s1", "s2"}
         assert confirmer._consumer is not None and not confirmer._consumer.assignment()
         client = confirmer._consumer._client
         metadata_updates = []
