@@ -33,7 +33,8 @@ import faust
 from faust.types import EventT
 
 from agents.batches import Prepared, process, recover_for, run
-from agents.person_io import PersonIO, active_map, load_person, policy_of, save_person
+from agents.person_io import (PersonIO, active_map, deleted_map, load_person, policy_of,
+                              save_person)
 from agents.routing import CustomerRouter
 from agents.unit_items import Decoded, Located, handle_items, newest_accept_ms
 from app.core import activation, dedup, inputs, lifecycle, messages
@@ -141,7 +142,8 @@ class PeopleBatch(PersonIO):
             return
         rt = self.rt
         catalog = rt.catalog
-        due, later = activation.recorded_by(catalog.history, active_map(rt, partition), at_ms)
+        due, later = activation.recorded_by(catalog.history, active_map(rt, partition), at_ms,
+                                            deleted_map(rt, partition))
         for definition in due:
             self.activate(partition, definition, None if definition.version is None
                           else catalog.get(definition.segment, definition.version))
@@ -155,15 +157,16 @@ class PeopleBatch(PersonIO):
             watch[1] is None or at_ms < watch[1])
 
     async def on_definition(self, partition: int, definition: Definition) -> None:
-        rt = self.rt
-        active = active_map(rt, partition)
-        entries = rt.catalog.history.get(definition.segment, ())
-        if activation.overtaken(definition, entries, active.get(definition.segment)):
+        rt, segment_id = self.rt, definition.segment
+        if activation.overtaken(definition, rt.catalog.history.get(segment_id, ()),
+                                active_map(rt, partition).get(segment_id),
+                                deleted_map(rt, partition).get(segment_id)):
             return
         segment = await self.segment_of(definition)
         # (read again: the catalog may have moved while the segment was awaited)
-        catalog, active = rt.catalog, active_map(rt, partition)
-        entries = catalog.history.get(definition.segment, ())
+        catalog, active = rt.catalog, active_map(rt, partition).get(segment_id)
+        deleted_at = deleted_map(rt, partition).get(segment_id)
+        entries = catalog.history.get(segment_id, ())
         behind = rt.raw_behind
         if behind is not None:   # (None: no consumer, no raw inputs; activated on its item)
             latest = entries[-1] if entries else None
@@ -175,7 +178,7 @@ class PeopleBatch(PersonIO):
                     # a grace still running (a replay's old definitions wait for inputs only)
                     rt.tick_at(recorded_ms / 1000 + rt.settings.definition_grace_s)
                 return
-        for earlier in activation.before(entries, active.get(definition.segment), definition):
+        for earlier in activation.before(entries, active, definition, deleted_at):
             self.activate(partition, earlier, None if earlier.version is None
                           else catalog.get(earlier.segment, earlier.version))
         self.activate(partition, definition, segment)
@@ -211,8 +214,9 @@ class PeopleBatch(PersonIO):
                 self.activate_recorded(partition, settled_ms)
 
     def activate(self, partition: int, definition: Definition, segment: Segment | None) -> None:
-        active = active_map(self.rt, partition)
-        if activation.is_active(definition, active.get(definition.segment)):
+        active = active_map(self.rt, partition).get(definition.segment)
+        if activation.is_active(definition, active) or activation.changes_nothing(definition,
+                                                                                  active):
             return
         segments = self.segments(partition)
         for person in sorted(self.people_in(partition)):

@@ -63,9 +63,29 @@ def active_map(rt: Runtime, partition: int) -> dict[str, str]:
     """Segment id → version activated in this partition (cached; the table is the truth)."""
     active = rt.active_segments.get(partition)
     if active is None:
-        store = rt.state.tables[SEGMENT_STATE].store(partition)
-        active = {key: value["version"] for key, value in store.items()}
-        rt.active_segments[partition] = active
+        active = _load_segment_states(rt, partition)
+    return active
+
+
+def deleted_map(rt: Runtime, partition: int) -> dict[str, int]:
+    """Segment id → the offset of the deletion this partition activated last, for the segments
+    with nothing active here (cached with :func:`active_map`)."""
+    deleted = rt.deleted_segments.get(partition)
+    if deleted is None or partition not in rt.active_segments:
+        _load_segment_states(rt, partition)
+        deleted = rt.deleted_segments[partition]
+    return deleted
+
+
+def _load_segment_states(rt: Runtime, partition: int) -> dict[str, str]:
+    active: dict[str, str] = {}
+    deleted: dict[str, int] = {}
+    for key, value in rt.state.tables[SEGMENT_STATE].store(partition).items():
+        if "version" in value:
+            active[key] = value["version"]
+        elif "deleted" in value:
+            deleted[key] = value["deleted"]
+    rt.active_segments[partition], rt.deleted_segments[partition] = active, deleted
     return active
 
 
@@ -257,18 +277,24 @@ class PersonIO:
     # -- the partition's segments and people ---------------------------------------------------
 
     def activated(self, partition: int, definition: Definition) -> None:
-        """Record the definition's version as the one active in the partition."""
-        segment_id, version = definition.segment, definition.version
+        """Record the definition as the one active in the partition: its version, or for a
+        deletion its offset (what the partition activates after)."""
+        segment_id = definition.segment
         self.segments(partition).forget()
         self.count_members(partition, segment_id)
         stored = self.unit.get(SEGMENT_STATE, partition, segment_id)
-        state = activation_state(stored, version)
+        state = activation_state(stored, definition)
+        active, deleted = active_map(self.rt, partition), deleted_map(self.rt, partition)
+        active.pop(segment_id, None)
+        deleted.pop(segment_id, None)
         if state is None:
             self.unit.delete(SEGMENT_STATE, partition, segment_id)
-            self.rt.active_segments.setdefault(partition, {}).pop(segment_id, None)
+            return
+        self.unit.put(SEGMENT_STATE, partition, segment_id, state)
+        if "version" in state:
+            active[segment_id] = state["version"]
         else:
-            self.unit.put(SEGMENT_STATE, partition, segment_id, state)
-            active_map(self.rt, partition)[segment_id] = state["version"]
+            deleted[segment_id] = state["deleted"]
 
     def due_people(self, partition: int, at_s: int) -> list[str]:
         """People of the timer index due at or before ``at_s``, pending writes included."""

@@ -48,6 +48,9 @@ class Runtime:
     revoked: RevokedSessions = field(default_factory=RevokedSessions)
     #: person.events partition → {segment id: version activated there} (cache of SEGMENT_STATE).
     active_segments: dict[int, dict[str, str]] = field(default_factory=dict)
+    #: person.events partition → {segment id: offset of the deletion activated there last}, for
+    #: segments with nothing active there (cache of SEGMENT_STATE, loaded with active_segments).
+    deleted_segments: dict[int, dict[str, int]] = field(default_factory=dict)
     #: person.events partition → (catalog offset, next recorded time not yet due) when its
     #: recorded definitions were last activated (agents.people.PeopleBatch.activate_recorded)
     definitions_watch: dict[int, tuple[int, int | None]] = field(default_factory=dict)
@@ -127,6 +130,7 @@ class Runtime:
         what the caches learned from it. They are read again from the tables, which never held
         its writes; its inputs come again."""
         self.active_segments.clear()
+        self.deleted_segments.clear()
         self.definitions_watch.clear()
         self.raw_handled.clear()
 

@@ -283,6 +283,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             if topic == rt.topics.person_events.name:
                 for partition in partitions:
                     rt.active_segments.pop(partition, None)
+                    rt.deleted_segments.pop(partition, None)
                     rt.definitions_watch.pop(partition, None)
 
     @app.on_partitions_assigned.connect

@@ -22,6 +22,7 @@ from app.ingest.validate import CONTROL_CHARACTERS, too_deep
 from app.producer import BrokerUnavailable, OutRecord
 from app.queries import segments as queries
 from app.runtime import Runtime
+from app.segments.catalog import deletion_value
 from app.segments.definition import DefinitionError, parse_segment
 
 MAX_SEGMENT_ID_BYTES = 150
@@ -31,10 +32,10 @@ MAX_DEFINITION_DEPTH = 200
 
 
 async def publish_definition(rt: Runtime, segment_id: str, value: dict[str, Any] | None) -> None:
-    """Write a definition (``None``: a deletion) to the definitions topic, and wait until this
-    worker's catalog has it (read-your-writes)."""
+    """Write a definition (``None``: a deletion, :func:`app.segments.catalog.deletion_value`)
+    to the definitions topic, and wait until this worker's catalog has it (read-your-writes)."""
     record = OutRecord(rt.topics.segment_definitions.name, 0, segment_id.encode(),
-                       None if value is None else orjson.dumps(value),
+                       orjson.dumps(deletion_value() if value is None else value),
                        timestamp_ms=int(time.time() * 1000))
     try:
         offset = await rt.producer.send_one(record)

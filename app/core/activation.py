@@ -12,15 +12,36 @@ from app.core.person import PersonState
 from app.segments.definition import Segment
 
 
-#: One valid record of a segment in the definitions topic: (version or None once deleted,
-#: offset, record time in milliseconds or None)
+#: One valid record of a segment in the definitions topic: (version, None for a deletion or
+#: :data:`TOMBSTONE` for a deletion written as a tombstone; offset; record time in milliseconds
+#: or None)
 Entry = tuple[str | None, int, int | None]
 #: segment id → its valid records, in topic order (``SegmentCatalog.history``)
 Recorded = Mapping[str, Sequence[Entry]]
 
+#: The version of a deletion written as a tombstone (a record with no value), as eventide wrote
+#: them until 2026-12-07. A partition kept no trace of one it activated, so one with nothing
+#: active could not tell a segment deleted there from one it never activated: it starts over
+#: after the last tombstone (:func:`since_active`). A deletion written since (a value saying
+#: so) leaves a marker in the partition's ``segment_state`` once activated there, and a
+#: partition with neither activates every record after the last tombstone in turn, as live
+#: partitions did whatever came first (an input, a tick or the items themselves).
+TOMBSTONE = "\x00tombstone"
 
-def recorded_by(recorded: Recorded, active: Mapping[str, str],
-                at_ms: int) -> tuple[list[Definition], int | None]:
+
+def version_of(entry: Entry) -> str | None:
+    """The entry's version as a definition item carries it (None for either deletion)."""
+    version = entry[0]
+    return None if version == TOMBSTONE else version
+
+
+def is_deletion(entry: Entry) -> bool:
+    return entry[0] is None or entry[0] == TOMBSTONE
+
+
+def recorded_by(recorded: Recorded, active: Mapping[str, str], at_ms: int,
+                deleted: Mapping[str, int] | None = None
+                ) -> tuple[list[Definition], int | None]:
     """The definitions recorded at or before ``at_ms`` that a partition with ``active``
     versions has not activated, in topic order, and when the next one not yet due was recorded
     (None: none).
@@ -32,82 +53,115 @@ def recorded_by(recorded: Recorded, active: Mapping[str, str],
     first, live or replayed. Every version of a segment recorded since the active one is
     activated in turn, not only the latest: live, a partition activated each edit as it came,
     and an input accepted between two edits was evaluated against the first; a replay, whose
-    catalog already holds the second, must do the same (:func:`since_active`). A record of
+    catalog already holds the second, must do the same (:func:`since_active`; ``deleted``:
+    segment id → the offset of the deletion this partition activated last). A record of
     unknown time is left to its item, and so is everything of its segment after it. Times
     compare in milliseconds: the worker can confirm its catalog holds every definition written
     before an instant (``SegmentCatalog.complete_through``), not before the end of a second that
     has not ended yet."""
     due: list[Definition] = []
     later: int | None = None
+    deleted = deleted or {}
     for segment_id, entries in recorded.items():
-        for version, offset, recorded_at in since_active(entries, active.get(segment_id), at_ms):
+        for entry in since_active(entries, active.get(segment_id), at_ms,
+                                  deleted.get(segment_id)):
+            recorded_at = entry[2]
             if recorded_at is None:
                 break
             if recorded_at > at_ms:
                 if later is None or recorded_at < later:
                     later = recorded_at
                 break
-            due.append(Definition(segment_id, version, offset, recorded_at // 1000))
+            due.append(Definition(segment_id, version_of(entry), entry[1], recorded_at // 1000))
     due.sort(key=lambda definition: definition.offset or 0)
     return due, later
 
 
-def since_active(entries: Sequence[Entry], active_version: str | None,
-                 at_ms: int) -> Sequence[Entry]:
-    """A segment's records after the one a partition has active (``active_version``).
+def since_active(entries: Sequence[Entry], active_version: str | None, at_ms: int,
+                 deleted_at: int | None = None) -> Sequence[Entry]:
+    """A segment's records after the one a partition has active (``active_version``), or after
+    the deletion it activated last (``deleted_at``, its offset).
 
     - A version found among them: every record after it.
     - One not found (an older record compacted away, on a topic created before definitions kept
       every record): the latest record alone.
-    - Nothing active: the records after the last deletion recorded by ``at_ms`` (a segment
-      deleted here, or never activated here, starts over there), its leading deletions left
-      out (deleting what is not active changes nothing). Only records recorded by ``at_ms``
-      are looked at for the deletion, so a catalog that holds later records (a replay's)
-      decides as one that does not yet (live) did."""
+    - A deletion activated here: the records after it.
+    - Neither: the records after the last tombstone recorded by ``at_ms`` (:data:`TOMBSTONE`:
+      a partition of the time kept no trace of one it activated). Only records recorded by
+      ``at_ms`` are looked at for it, so a catalog that holds later records (a replay's) decides
+      as one that does not yet (live) did.
+
+    A deletion when nothing is active is left out (:func:`in_effect`)."""
     if active_version is not None:
         for index in range(len(entries) - 1, -1, -1):
             if entries[index][0] == active_version:
-                return entries[index + 1:]
-        return entries[-1:]
+                return in_effect(entries[index + 1:], True)
+        return in_effect(entries[-1:], True)
     start = 0
-    for index, (version, _, recorded_at) in enumerate(entries):
-        if recorded_at is None or recorded_at > at_ms:
-            break
-        if version is None:
-            start = index + 1
-    while start < len(entries) and entries[start][0] is None:
-        start += 1
-    return entries[start:]
+    if deleted_at is not None:
+        while start < len(entries) and entries[start][1] <= deleted_at:
+            start += 1
+    else:
+        for index, (version, _, recorded_at) in enumerate(entries):
+            if recorded_at is None or recorded_at > at_ms:
+                break
+            if version == TOMBSTONE:
+                start = index + 1
+    return in_effect(entries[start:], False)
+
+
+def in_effect(entries: Sequence[Entry], active: bool) -> list[Entry]:
+    """The records that change something, activated in turn from a partition with a version
+    ``active`` or not: a deletion when nothing is active changes nothing and is left out, so a
+    partition that activated a version between two deletions and one that did not leave the
+    same marker (the first deletion that found something active)."""
+    kept: list[Entry] = []
+    for entry in entries:
+        if is_deletion(entry):
+            if not active:
+                continue
+            active = False
+        else:
+            active = True
+        kept.append(entry)
+    return kept
 
 
 def before(entries: Sequence[Entry], active_version: str | None,
-           definition: Definition) -> list[Definition]:
+           definition: Definition, deleted_at: int | None = None) -> list[Definition]:
     """The records of the definition's segment before it that the partition has not activated
-    (after its active version, :func:`since_active`), to activate ahead of it when its item is
-    activated on arrival: an earlier item was left to the partition's inputs, and this one
-    arrives once they are in. Skipping them would skip an activation a replay makes (before an
-    input accepted after them)."""
+    (after its active version or its last deletion, :func:`since_active`), to activate ahead of
+    it when its item is activated on arrival: an earlier item was left to the partition's
+    inputs, and this one arrives once they are in. Skipping them would skip an activation a
+    replay makes (before an input accepted after them)."""
     if definition.offset is None:
         return []
     offset_of = definition.offset
-    # (the active version is looked for among them all; a deletion only among those before it)
-    among = entries if active_version is not None else [e for e in entries if e[1] < offset_of]
-    return [Definition(definition.segment, version, offset, recorded_at // 1000)
-            for version, offset, recorded_at in since_active(among, active_version, _ALWAYS)
-            if offset < offset_of and recorded_at is not None]
+    # (the active version or deletion is looked for among them all; a tombstone only among
+    # those before it)
+    among = (entries if active_version is not None or deleted_at is not None
+             else [e for e in entries if e[1] < offset_of])
+    return [Definition(definition.segment, version_of(entry), entry[1], entry[2] // 1000)
+            for entry in since_active(among, active_version, _ALWAYS, deleted_at)
+            if entry[1] < offset_of and entry[2] is not None]
 
 
 #: Later than any record time: every record counts.
 _ALWAYS = 2 ** 62
 
 
-def overtaken(definition: Definition, entries: Sequence[Entry],
-              active_version: str | None) -> bool:
-    """A definition's item that arrives once a later version of its segment is active here
-    (activated from the catalog, :func:`recorded_by`): activating it would go back to an older
-    version and forward again. (Nothing active does not overtake: the partition may simply not
-    have seen the segment yet, or it was deleted here.)"""
-    if definition.offset is None or active_version is None:
+def overtaken(definition: Definition, entries: Sequence[Entry], active_version: str | None,
+              deleted_at: int | None = None) -> bool:
+    """A definition's item that arrives once a later record of its segment is active here
+    (activated from the catalog, :func:`recorded_by`: a later version, or a deletion at
+    ``deleted_at`` or later): activating it would go back to an older version and forward
+    again. (Nothing active and no deletion does not overtake: the partition may simply not have
+    seen the segment yet.)"""
+    if definition.offset is None:
+        return False
+    if deleted_at is not None:
+        return deleted_at >= definition.offset
+    if active_version is None:
         return False
     for version, offset, _ in reversed(entries):
         if version == active_version:
@@ -144,6 +198,13 @@ def is_active(definition: Definition, active_version: str | None) -> bool:
     return definition.version is not None and active_version == definition.version
 
 
+def changes_nothing(definition: Definition, active_version: str | None) -> bool:
+    """A deletion where nothing is active (never activated here, or deleted here already): no
+    one is in the segment here, and the marker stays at the deletion that found it active
+    (:func:`in_effect`)."""
+    return definition.version is None and active_version is None
+
+
 def activate(state: PersonState, person: str, events: History, segments: ActiveSegments,
              definition: Definition, segment: Segment | None
              ) -> tuple[PersonState, list[Output]]:
@@ -167,8 +228,13 @@ def cause_of(definition: Definition) -> str:
     return f"definition:deleted@{definition.at}s"
 
 
-def segment_state(stored: dict[str, Any] | None, version: str | None) -> dict[str, Any] | None:
-    """The partition's ``segment_state`` entry once ``version`` is active (None: delete it)."""
-    if version is None:
+def segment_state(stored: dict[str, Any] | None, definition: Definition) -> dict[str, Any] | None:
+    """The partition's ``segment_state`` entry once the definition is active: its version and
+    member count, or for a deletion the deletion's offset (what the partition activates after,
+    :func:`since_active`) and no version (None: a deletion of unknown offset, no entry)."""
+    members = (stored or {}).get("members", 0)
+    if definition.version is not None:
+        return {"version": definition.version, "members": members}
+    if definition.offset is None:
         return None
-    return {**(stored or {"members": 0}), "version": version}
+    return {"deleted": definition.offset, "members": members}

@@ -17,11 +17,25 @@ from typing import Any, Awaitable, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from app.core.activation import TOMBSTONE
 from app.segments.definition import DefinitionError, Segment, parse_segment
 from app.segments.evaluate import is_member
 from tables.kafka_io import at_end, highwaters_at
 
 log = logging.getLogger(__name__)
+
+
+def deletion_value() -> dict[str, Any]:
+    """A deletion's record value in the definitions topic. Not a tombstone: a partition that
+    activated it keeps a marker of it (``app.core.activation.since_active``), and one that never
+    did activates the versions before it and then it, in turn, live or replayed. (A compacted
+    topic would drop a tombstone; the topic keeps every record, ``app.topics``.) Its ``version``
+    is None, so a definition item made from it is a deletion."""
+    return {"version": None, "deleted": True}
+
+
+def is_deletion_value(value: dict[str, Any]) -> bool:
+    return value.get("deleted") is True
 
 
 class SegmentCatalog:
@@ -35,8 +49,9 @@ class SegmentCatalog:
         self._by_attribute: dict[str, set[str]] = defaultdict(set)
         #: Segments someone with no events and no attributes is in (e.g. "has not purchased").
         self._true_when_empty: set[str] = set()
-        #: segment id → every valid record of it, in topic order: (version or None once
-        #: deleted, offset, record time in milliseconds or None). What a person partition
+        #: segment id → every valid record of it, in topic order: (version, None for a deletion
+        #: or ``TOMBSTONE`` for one written as a tombstone, offset, record time in milliseconds
+        #: or None). What a person partition
         #: activates from the catalog, each version in turn (app.core.activation.recorded_by),
         #: so an input accepted between two edits is evaluated against the first, live and
         #: replayed; the last is the segment's latest record.
@@ -59,11 +74,13 @@ class SegmentCatalog:
 
     def apply(self, segment_id: str, value: dict[str, Any] | None, offset: int,
               at_ms: int | None = None) -> None:
-        """The record at ``offset`` of the definitions topic, written at ``at_ms``."""
+        """The record at ``offset`` of the definitions topic, written at ``at_ms``: a definition,
+        a deletion (:func:`deletion_value`) or a tombstone (a deletion as eventide wrote them
+        until 2026-12-07, ``app.core.activation.TOMBSTONE``)."""
         self.offset = max(self.offset, offset)
-        if value is None:
+        if value is None or is_deletion_value(value):
             self.latest[segment_id] = None
-            self._record(segment_id, (None, offset, at_ms))
+            self._record(segment_id, (TOMBSTONE if value is None else None, offset, at_ms))
             return
         try:
             segment = parse_segment(segment_id, value["definition"])

@@ -52,6 +52,7 @@ from ulid import ULID
 from agents.people import PeopleBatch
 from app.clock import ManualClock
 from app.producer import OutRecord
+from app.segments.catalog import deletion_value
 from app.segments.evaluate import is_member
 from app.settings import Settings
 from app.topics import HISTORY, MEMBERSHIP, PROFILES, SEGMENT_MEMBERS, SEGMENT_STATE
@@ -189,6 +190,8 @@ class Model:
     history: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     attributes: dict[str, dict[str, Any]] = field(default_factory=lambda: defaultdict(dict))
     active: dict[str, str | None] = field(default_factory=dict)
+    #: segment id → the offset of its last deletion, where nothing is active (the marker)
+    deleted: dict[str, int] = field(default_factory=dict)
     people: set[str] = field(default_factory=set)
 
     def activities(self, person: str) -> list[dict[str, Any]]:
@@ -234,6 +237,10 @@ def compile_log(steps: Sequence[tuple], active0: Sequence[bool], *,
         catalog.append((segment_id, version,
                         None if index is None else versions[index % len(versions)]))
         model.active[segment_id] = version
+        if version is None:
+            model.deleted[segment_id] = len(catalog) - 1
+        else:
+            model.deleted.pop(segment_id, None)
         add("segment", [{"op": "segment", "segment": segment_id, "version": version,
                          "offset": len(catalog) - 1, "at": now_ms // 1000}])
 
@@ -302,7 +309,7 @@ class Runner:
         self.sent: list[OutRecord] = []
         self.rt.producer.send_all = self._send_all  # type: ignore[method-assign]
         for offset, (segment_id, version, doc) in enumerate(catalog):
-            self.rt.catalog.apply(segment_id, None if doc is None else {
+            self.rt.catalog.apply(segment_id, deletion_value() if doc is None else {
                 "definition": doc, "version": version, "updated_at": T0}, offset)
         self.changes: list[dict[str, Any]] = []
 
@@ -483,8 +490,10 @@ def check_final(runner: Runner, log: Log, final_at: int) -> None:
     for segment_id in log.segment_ids:
         state = runner.table(SEGMENT_STATE, segment_id)
         version = model.active.get(segment_id)
-        if version is None:
-            assert state is None, (segment_id, state)
+        if version is None:   # never activated, or deleted: the deletion's marker
+            deleted = model.deleted.get(segment_id)
+            assert state == (None if deleted is None else {"deleted": deleted, "members": 0}), (
+                segment_id, state)
         else:
             count = sum(1 for (sid, _) in expected_members if sid == segment_id)
             assert state == {"version": version, "members": count}, (segment_id, state)

@@ -21,6 +21,9 @@ from ulid import ULID
 
 from app.model import decode_envelope, encode_envelope
 from app.producer import OutRecord, partition_for
+from app.segments.catalog import deletion_value
+
+
 from app.topics import ANONYMOUS_HISTORY, HISTORY, PROFILES
 from tables.changelog import UNIT_KEY, split_key
 from tests.agents.agent_harness import AgentHarness, OnTopic, agent_harness, person_table
@@ -379,6 +382,17 @@ async def test_a_definition_item_ahead_of_its_partitions_raw_inputs_waits_for_th
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v1", "members": 1}
 
 
+async def stored_before_the_definitions(h: Harness) -> str:
+    """A customer's event, accepted before the test's definitions were written, stored; the
+    customer's id."""
+    home = customer_at_home()
+    async with raw_events(h).test_context() as ag:
+        await ag.put(encode_envelope([customer_event(home, 1, received_at=RECEIVED - 100)]),
+                     key=home.encode())
+        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
+    return home
+
+
 async def test_an_item_activated_on_arrival_first_activates_the_edits_left_before_it(
         harness: Harness) -> None:
     """A segment's first version's item was left within its grace; the edit's item arrives once
@@ -391,11 +405,7 @@ async def test_an_item_activated_on_arrival_first_activates_the_edits_left_befor
         h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": event}},
                                       "version": version, "updated_at": int(NOW_S)}, offset,
                            at_ms=RECEIVED - 50 + offset)
-    home = customer_at_home()
-    async with raw_events(h).test_context() as ag:  # accepted before either was written
-        await ag.put(encode_envelope([customer_event(home, 1, received_at=RECEIVED - 100)]),
-                     key=home.encode())
-        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
+    home = await stored_before_the_definitions(h)
     on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
     changes_topic = h.rt.topics.segment_changes.name
     async with on_person_events.test_context() as ag:
@@ -411,6 +421,47 @@ async def test_an_item_activated_on_arrival_first_activates_the_edits_left_befor
     assert [(c["person_id"], c["change"], c["cause"]) for c in changes] == [
         (home, "entered", "definition:v1"), (home, "exited", "definition:v2")]
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"version": "v2", "members": 0}
+
+
+async def test_a_segment_created_and_deleted_within_a_grace_enters_and_exits_once(
+        harness: Harness) -> None:
+    """A segment created and deleted with no input of a partition between, both items left
+    within their graces: once the graces have passed, the version is activated and then the
+    deletion, as a replay does before an input accepted after them (and as a partition that
+    activated the version at a tick did). The deletion leaves a marker, so the items coming
+    again (a redelivery) change nothing: before the marker, an old version's item found nothing
+    active and entered the person a second time."""
+    h = harness
+    h.rt.raw_behind = lambda partition: False
+    h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": "e1"}},
+                                  "version": "v1", "updated_at": int(NOW_S)}, 5,
+                       at_ms=RECEIVED - 50)
+    h.rt.catalog.apply("buyers", deletion_value(), 7, at_ms=RECEIVED - 40)
+    home = await stored_before_the_definitions(h)
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    changes_topic = h.rt.topics.segment_changes.name
+    items = [encode_envelope([{"op": "segment", "segment": "buyers", "version": version,
+                               "offset": offset, "at": int(NOW_S)}])
+             for version, offset in (("v1", 5), (None, 7))]
+    tick = encode_envelope([{"op": "tick", "at": int(NOW_S)}])
+    ticks_in = f"records_in:{h.rt.topics.person_events.name}"
+    async with on_person_events.test_context() as ag:
+        for item in items:
+            await ag.put(item, key=b"segment")
+        await h.settle(lambda: h.rt.counters["definitions_left_to_inputs"] == 2)
+        assert h.sent_to(changes_topic) == []
+        h.rt.clock.advance(h.rt.settings.definition_grace_s + 1)
+        await ag.put(tick, key=b"tick")
+        await h.settle(lambda: len(h.sent_to(changes_topic)) == 2)
+        assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"deleted": 7,
+                                                                        "members": 0}
+        for item in [*items, tick]:   # again, as after a crash
+            await ag.put(item, key=b"segment")
+        await h.settle(lambda: h.rt.counters[ticks_in] == 6)
+    changes = [orjson.loads(r.value) for r in h.sent_to(changes_topic)]
+    assert [(c["person_id"], c["change"], c["cause"]) for c in changes] == [
+        (home, "entered", "definition:v1"), (home, "exited", "definition:deleted@7")]
+    assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"deleted": 7, "members": 0}
 
 
 async def test_a_grace_ending_asks_for_one_tick_of_the_workers_partitions_a_tenth_of_a_second(

@@ -3,6 +3,7 @@ mode survives a graceful restart; dead letters can be listed and re-submitted.""
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import os
 import signal
@@ -11,7 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
@@ -301,6 +302,44 @@ async def test_a_segment_edited_between_inputs_replays_alike_on_three_workers(
     await replayed_alike(d, live, live_changes)
 
 
+async def test_a_segment_created_and_deleted_with_no_input_between_replays_alike_on_three_workers(
+        deployment: Deployment) -> None:
+    """A backlog of events stored, a segment created (each partition activates it once its
+    grace has passed, with no input to wait for), then deleted, with no input between. A replay
+    sends both items ahead of the backlog, so each partition leaves them to its inputs, and
+    activates what was recorded once it has taken them all. With the deletion a tombstone, a
+    partition with nothing active could not tell a segment deleted there from one it never
+    activated: it started after the deletion, and the replay had no entries and no exits where
+    the live run had 40 of each. Live on three workers, replayed by one: equal digests and
+    change records, causes included."""
+    d = deployment
+    async with three_workers(d) as workers, aiohttp.ClientSession() as session:
+        await send_padded_events(session, d, [w.url for w in workers])
+        await eventually(lambda: settled_with_one_change_each(d, 0, 8_000), timeout_s=120)
+        segment = workers[0].url + "/api/v1/segments/buyers"
+        async with session.put(segment, json={"name": "buyers", "match": {"event": "purchased"}},
+                               headers=d.app_auth) as response:
+            assert response.status == 200, await response.text()
+
+        async def entered() -> None:
+            async with session.get(segment, headers=d.app_auth) as response:
+                body = (await response.json())["segment"]
+                assert (body["state"], body["members"]) == ("live", 40), body
+        await eventually(entered, timeout_s=90)
+        async with session.delete(workers[1].url + "/api/v1/segments/buyers",
+                                  headers=d.app_auth) as response:
+            assert response.status == 200, await response.text()
+
+        async def settled() -> dict[str, list[dict]]:
+            live = await changes_with_causes(d, "v1")
+            assert sum(map(len, live.values())) == 40 + 40, live
+            return live
+        live_changes, live = await changes_and_digest(d, settled, timeout_s=90)
+    assert {c["change"]: c["cause"].split(":")[1].startswith("deleted@")
+            for cs in live_changes.values() for c in cs} == {"entered": False, "exited": True}
+    await replayed_alike(d, live, live_changes)
+
+
 async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_replay_does(
         deployment: Deployment) -> None:
     """The segment is written while three workers may still be draining the events written
@@ -308,9 +347,7 @@ async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_re
     one. (Whether a definition's item overtakes a backlog depends on the order of fetches; this
     checks the agreement, tests/agents the mechanism.)"""
     d = deployment
-    workers = [Worker(d, "a").start(), extra_worker(d, "b").start(), extra_worker(d, "c").start()]
-    try:
-        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+    async with three_workers(d) as workers:
         async with aiohttp.ClientSession() as session:
             await send_padded_events(session, d, [w.url for w in workers])
             async with session.put(workers[1].url + "/api/v1/segments/buyers", json={
@@ -318,9 +355,6 @@ async def test_three_workers_take_a_segment_created_behind_their_backlog_as_a_re
                     headers=d.app_auth) as response:
                 assert response.status == 200, await response.text()
         live = await eventually(lambda: settled_with_one_change_each(d, 40, 8_000), timeout_s=120)
-    finally:
-        for w in workers:
-            w.stop()
     await replayed_with_every_entry_caused_by_the_definition(d, live)
 
 
@@ -334,6 +368,18 @@ async def replayed_with_every_entry_caused_by_the_definition(d: Deployment,
     full = await changes_with_causes(d, "v1")
     assert full == await changes_with_causes(d, "v2")
     assert all(c["cause"].startswith("definition:") for changes in full.values() for c in changes)
+
+
+@contextlib.asynccontextmanager
+async def three_workers(d: Deployment) -> AsyncIterator[list[Worker]]:
+    """Three workers of the deployment, ready; stopped on leaving."""
+    workers = [Worker(d, "a").start(), extra_worker(d, "b").start(), extra_worker(d, "c").start()]
+    try:
+        await asyncio.gather(*(w.wait_ready(90) for w in workers))
+        yield workers
+    finally:
+        for w in workers:
+            w.stop()
 
 
 async def send_padded_events(session: aiohttp.ClientSession, d: Deployment,

@@ -171,8 +171,14 @@ def test_a_definition_activates_once_and_keeps_its_member_count() -> None:
                                      definition, BOUGHT)
     [changed] = [o for o in out if isinstance(o, Changed)]
     assert changed.change.cause == "definition:v2"
-    assert activation.segment_state({"members": 4}, "v2") == {"members": 4, "version": "v2"}
-    assert activation.segment_state({"members": 4}, None) is None
+    assert activation.segment_state({"members": 4}, definition) == {"members": 4, "version": "v2"}
+    # a deletion leaves its offset (what the partition activates after) and the count, no version
+    deletion = Definition("buyers", None, 6, NOW)
+    assert activation.segment_state({"members": 0, "version": "v2"}, deletion) == {
+        "members": 0, "deleted": 6}
+    assert activation.segment_state({"members": 0, "deleted": 6}, definition) == {
+        "members": 0, "version": "v2"}
+    assert activation.segment_state({"members": 0}, Definition("buyers", None, None, NOW)) is None
 
 
 def test_an_input_is_evaluated_against_the_definitions_recorded_by_its_time() -> None:
@@ -209,6 +215,11 @@ def test_an_item_of_an_older_record_than_the_active_one_is_overtaken() -> None:
     assert not activation.overtaken(Definition("buyers", "v2", 7, NOW - 10), entries, "v1")
     assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), [(None, 9, NOW)], None)
     assert not activation.overtaken(Definition("buyers", "v1", 4, NOW), [], None)
+    # a deletion activated here at or after the item's record overtakes it; one before does not
+    assert activation.overtaken(Definition("buyers", "v1", 4, NOW), entries, None, deleted_at=6)
+    assert activation.overtaken(Definition("buyers", None, 6, NOW), entries, None, deleted_at=6)
+    assert not activation.overtaken(Definition("buyers", "v2", 7, NOW), entries, None,
+                                    deleted_at=6)
 
 
 EDITED = [("v1", 4, NOW * 1000 - 30_000), ("v2", 7, NOW * 1000 - 10_000),
@@ -237,8 +248,11 @@ def test_each_edit_of_a_segment_is_activated_in_turn() -> None:
         [], None)
 
 
-def test_a_deleted_segment_starts_over_after_its_deletion() -> None:
-    deleted = [("v1", 4, NOW * 1000 - 30_000), (None, 6, NOW * 1000 - 20_000),
+def test_a_segment_deleted_by_a_tombstone_starts_over_after_it() -> None:
+    """The rule of deletions written as tombstones (until 2026-12-07): a partition kept no trace
+    of one, so with nothing active it starts after the last tombstone recorded by the input."""
+    tombstone = activation.TOMBSTONE
+    deleted = [("v1", 4, NOW * 1000 - 30_000), (tombstone, 6, NOW * 1000 - 20_000),
                ("v3", 9, NOW * 1000 - 10_000)]
     recorded = {"buyers": deleted}
     assert activation.recorded_by(recorded, {"buyers": "v1"}, NOW * 1000 - 15_000) == (
@@ -251,7 +265,41 @@ def test_a_deleted_segment_starts_over_after_its_deletion() -> None:
     assert activation.recorded_by(recorded, {}, NOW * 1000 - 25_000) == (
         [Definition("buyers", "v1", 4, NOW - 30)], NOW * 1000 - 20_000)
     # a deletion with nothing active leads to nothing
+    assert activation.since_active([(tombstone, 6, 1), ("v3", 9, 2)], None, 5) == [("v3", 9, 2)]
     assert activation.since_active([(None, 6, 1), ("v3", 9, 2)], None, 5) == [("v3", 9, 2)]
+
+
+DELETED = [("v1", 4, NOW * 1000 - 30_000), (None, 6, NOW * 1000 - 20_000),
+           ("v3", 9, NOW * 1000 - 10_000)]
+
+
+def test_a_segment_created_and_deleted_is_activated_then_deleted_wherever_it_was_missed() -> None:
+    """A deletion leaves a marker where it was activated. A partition with neither that marker
+    nor the segment active never activated it: it activates the version and then the deletion,
+    as a live partition did that activated the version at a tick between them."""
+    recorded = {"buyers": DELETED}
+    v1, deletion, v3 = (Definition("buyers", "v1", 4, NOW - 30),
+                        Definition("buyers", None, 6, NOW - 20),
+                        Definition("buyers", "v3", 9, NOW - 10))
+    assert activation.recorded_by(recorded, {}, NOW * 1000 - 15_000) == (
+        [v1, deletion], NOW * 1000 - 10_000)
+    assert activation.recorded_by(recorded, {}, NOW * 1000) == ([v1, deletion, v3], None)
+    assert activation.recorded_by(recorded, {"buyers": "v1"}, NOW * 1000) == (
+        [deletion, v3], None)
+    # deleted here: what follows the deletion
+    assert activation.recorded_by(recorded, {}, NOW * 1000 - 15_000, {"buyers": 6}) == (
+        [], NOW * 1000 - 10_000)
+    assert activation.recorded_by(recorded, {}, NOW * 1000, {"buyers": 6}) == ([v3], None)
+    # before the deletion was recorded, the version before it is due
+    assert activation.recorded_by(recorded, {}, NOW * 1000 - 25_000) == (
+        [v1], NOW * 1000 - 20_000)
+    # an item of the deletion activated on arrival activates the version before it first
+    assert activation.before(DELETED, None, deletion) == [v1]
+    assert activation.before(DELETED, None, v3) == [v1, deletion]
+    assert activation.before(DELETED, None, v3, deleted_at=6) == []
+    # a deletion of what was never active, first or after another, leads to nothing
+    assert activation.since_active([(None, 2, 1), ("v3", 9, 2)], None, 5) == [("v3", 9, 2)]
+    assert activation.since_active([*DELETED[:2], (None, 7, 1)], None, 5, deleted_at=6) == []
 
 
 def test_an_item_activated_on_arrival_activates_the_versions_before_it_first() -> None:
@@ -278,14 +326,18 @@ def _activations(history: list[tuple[str | None, int, int]], points: list[int],
     """What a partition activates at each point (an input's accept time or a live unit's end),
     with the catalog a replay holds (``whole``) or the one a live worker held at that time."""
     active: dict[str, str] = {}
+    deleted: dict[str, int] = {}
     done: list[tuple[str | None, int]] = []
     for at in points:
         known = history if whole else [e for e in history if e[2] <= at]
-        due, _ = activation.recorded_by({"s": known}, active, at)
+        due, _ = activation.recorded_by({"s": known}, active, at, deleted)
         for definition in due:
             done.append((definition.version, at))
+            active.pop("s", None)
+            deleted.pop("s", None)
             if definition.version is None:
-                active.pop("s", None)
+                assert definition.offset is not None
+                deleted["s"] = definition.offset
             else:
                 active["s"] = definition.version
     return done
@@ -293,15 +345,18 @@ def _activations(history: list[tuple[str | None, int, int]], points: list[int],
 
 @pytest.mark.parametrize("seed", range(40))
 def test_live_and_replayed_catalogs_activate_the_same_edits_before_each_input(seed: int) -> None:
-    """Edits of a segment at random times, inputs at random times. Live, a catalog holds what
-    was written by each moment and a partition also activates at the end of units with no input;
-    a replay's catalog holds everything and activates before inputs only. Before every input,
-    both have activated the same versions in the same order."""
+    """Edits and deletions of a segment at random times, inputs at random times. Live, a catalog
+    holds what was written by each moment and a partition also activates at the end of units
+    with no input (ticks); a replay's catalog holds everything and activates before inputs only.
+    Before every input, both have activated the same versions in the same order. (With the
+    deletions written as tombstones, the rule of the time, 8 of these 40 seeds fail: a version
+    activated live at a tick before its deletion, which the replay skips.)"""
     rng = random.Random(seed)
-    times = sorted(rng.sample(range(1, 1_000), rng.randint(1, 6)))
-    history = [(f"v{i}", i, t) for i, t in enumerate(times)]
-    inputs = sorted(rng.sample(range(1, 1_000), 8))
-    extra = sorted(rng.sample(range(1, 1_000), rng.randint(0, 8)))
+    times = sorted(rng.sample(range(1, 1_000), rng.randint(2, 10)))
+    # edits and deletions (a deletion written as eventide writes them now, not a tombstone)
+    history = [(None if rng.random() < 0.4 else f"v{i}", i, t) for i, t in enumerate(times)]
+    inputs = sorted(rng.sample(range(1, 1_000), 5))
+    extra = sorted(rng.sample(range(1, 1_000), rng.randint(10, 60)))
     live = _activations(history, sorted(set(inputs) | set(extra)), whole=False)
     replay = _activations(history, inputs, whole=True)
 
