@@ -25,6 +25,7 @@ transitions with the same change ids.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, Sequence
@@ -45,6 +46,8 @@ from app.core.messages import (Absorb, Definition, Delete, Event, ForPerson, Ide
 from app.runtime import Runtime
 from app.segments.definition import Segment
 from tables.unit import UnitOfWork
+
+log = logging.getLogger(__name__)
 
 __all__ = ["PeopleBatch", "load_person", "policy_of", "prepare_people_batch",
            "process_people_batch", "register", "save_person"]
@@ -94,6 +97,9 @@ class PeopleBatch(PersonIO):
         person, events = message.person, self.events(partition, message.person)
         seen = events.seen(message.id)
         if dedup.judge(seen, self.ref) is not Verdict.REDELIVERY:
+            arrived = self.rt.arrived_definitions.get(partition)
+            if arrived is not None and message.at_ms < arrived[0]:
+                self.behind_a_definition(partition, message, arrived)
             self.activate_recorded(partition, message.at_ms)
         segments = self.segments(partition)
         before, stored, outputs, first_seen = inputs.receive(
@@ -182,6 +188,30 @@ class PeopleBatch(PersonIO):
             self.activate(partition, earlier, None if earlier.version is None
                           else catalog.get(earlier.segment, earlier.version))
         self.activate(partition, definition, segment)
+        recorded_ms = activation.recorded_ms(entries, definition.offset)
+        arrived = rt.arrived_definitions.get(partition)
+        if behind is not None and recorded_ms is not None and (
+                arrived is None or recorded_ms > arrived[0]):
+            rt.arrived_definitions[partition] = (recorded_ms, segment_id)
+
+    def behind_a_definition(self, partition: int, message: Event | Identify,
+                            arrived: tuple[int, str]) -> None:
+        """An input accepted before a definition that was activated here on its item's arrival
+        (its grace had passed and the partition had taken every raw record it held): live, it
+        is evaluated against the definition; a replay, which activates the definition after
+        the inputs accepted before it, may not. It took longer than the grace to arrive.
+        Counted, and logged at the 1st, 2nd, 4th, 8th... time: what a replay of it may differ
+        in is its segment changes."""
+        counters = self.rt.counters
+        counters["inputs_behind_their_definitions"] += 1
+        count = counters["inputs_behind_their_definitions"]
+        if count & (count - 1) == 0:
+            log.warning("input %s accepted at %d ms reached person.events[%d] after segment %s "
+                        "recorded at %d ms was activated there (%d such inputs): a replay may "
+                        "evaluate it differently. It took longer than EVENTIDE_DEFINITION_GRACE_S "
+                        "(%.1f s) to reach its partition; a longer grace covers it",
+                        message.id, message.at_ms, partition, arrived[1], arrived[0], count,
+                        self.rt.settings.definition_grace_s)
 
     def settled_ms(self) -> int:
         """The time (ms) by which every input accepted is taken to be in ``raw.events``: now

@@ -170,6 +170,11 @@ COUNTER_HELP = {
                                   "their writing, and were activated once the inputs accepted "
                                   "before them were in (app/core/activation.py: "
                                   "left_to_inputs).",
+    "inputs_behind_their_definitions": "Inputs that reached their partition after a segment "
+                                       "definition recorded after they were accepted had been "
+                                       "activated there on its item's arrival: each took "
+                                       "longer than EVENTIDE_DEFINITION_GRACE_S, and a replay "
+                                       "may evaluate it differently. Should stay 0.",
 }
 #: Label name of each counter's ``:<value>`` part: fixed per counter, ``kind`` when not listed.
 COUNTER_LABEL = {"records_in": "topic", "records_out": "topic", "records_committed": "topic",

@@ -57,6 +57,11 @@ class Runtime:
     #: raw.events partition → the offset after the last of its records a prepared unit took
     #: whole (forgotten with the partition, and when a prepared unit is discarded).
     raw_handled: dict[int, int] = field(default_factory=dict)
+    #: person.events partition → (record time in ms, segment id) of the latest-recorded
+    #: definition activated there on its item's arrival since this worker took the partition: an
+    #: input accepted before it that arrives later is one a replay may evaluate differently
+    #: (agents.people.PeopleBatch.behind_a_definition).
+    arrived_definitions: dict[int, tuple[int, str]] = field(default_factory=dict)
     #: Whether raw.events[p] holds records this worker has not taken yet, from the consumer's
     #: high-watermark (set at the consumer's first assignment; None: unknown, as in process
     #: without a consumer, where a definition activates on its item). A definition's item that
@@ -133,6 +138,7 @@ class Runtime:
         self.deleted_segments.clear()
         self.definitions_watch.clear()
         self.raw_handled.clear()
+        self.arrived_definitions.clear()
 
     async def commit(self, unit: UnitOfWork) -> None:
         """Persist a unit of work; retries while the broker is away, never skips.

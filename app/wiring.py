@@ -284,6 +284,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
                 for partition in partitions:
                     rt.active_segments.pop(partition, None)
                     rt.deleted_segments.pop(partition, None)
+                    rt.arrived_definitions.pop(partition, None)
                     rt.definitions_watch.pop(partition, None)
 
     @app.on_partitions_assigned.connect

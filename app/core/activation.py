@@ -193,6 +193,14 @@ def left_to_inputs(definition: Definition, latest: tuple[str | None, int, int | 
             and (raw_behind or latest[2] > settled_ms))
 
 
+def recorded_ms(entries: Sequence[Entry], offset: int | None) -> int | None:
+    """When the record at ``offset`` was written (ms), if the catalog holds it with its time."""
+    for entry in reversed(entries):
+        if entry[1] == offset:
+            return entry[2]
+    return None
+
+
 def is_active(definition: Definition, active_version: str | None) -> bool:
     """Already activated here (a redelivery): its changes were all sent then."""
     return definition.version is not None and active_version == definition.version

@@ -464,6 +464,40 @@ async def test_a_segment_created_and_deleted_within_a_grace_enters_and_exits_onc
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"deleted": 7, "members": 0}
 
 
+async def test_an_input_reaching_its_partition_after_a_later_definition_is_counted(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """A definition's item activated on arrival (its grace passed, the raw inputs all taken),
+    then an input accepted before the definition was written: it took longer than the grace to
+    arrive. Live it is evaluated against the definition (the event enters the person); a replay
+    activates the definition after it. The worker counts it and says so; an input accepted
+    after the definition is not counted."""
+    h = harness
+    h.rt.raw_behind = lambda partition: False
+    h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": "e1"}},
+                                  "version": "v1", "updated_at": int(NOW_S)}, 5,
+                       at_ms=RECEIVED - 50)
+    h.rt.clock.advance(h.rt.settings.definition_grace_s + 1)
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    async with on_person_events.test_context() as ag:
+        await ag.put(encode_envelope([{"op": "segment", "segment": "buyers", "version": "v1",
+                                       "offset": 5, "at": int(NOW_S)}]), key=b"segment")
+        await h.settle(lambda: h.rt.state.tables["segment_state"].get(0, "buyers") is not None)
+    home = customer_at_home()
+    async with raw_events(h).test_context() as ag:
+        await ag.put(encode_envelope([customer_event(home, 1, received_at=RECEIVED - 100),
+                                      customer_event(home, 2, received_at=RECEIVED)]),
+                     key=home.encode())
+        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
+    assert h.rt.counters["inputs_behind_their_definitions"] == 1
+    [warning] = [r.getMessage() for r in caplog.records if "EVENTIDE_DEFINITION_GRACE_S" in
+                 r.getMessage()]
+    assert f"reached person.events[0] after segment buyers recorded at {RECEIVED - 50} ms" in \
+        warning
+    [change] = [orjson.loads(r.value) for r in h.sent_to(h.rt.topics.segment_changes.name)]
+    assert (change["person_id"], change["change"]) == (home, "entered")
+    assert not change["cause"].startswith("definition:")
+
+
 async def test_a_grace_ending_asks_for_one_tick_of_the_workers_partitions_a_tenth_of_a_second(
         harness: Harness) -> None:
     """A definition left for its grace on a quiet partition is activated at the end of the next
