@@ -151,8 +151,7 @@ class PeopleBatch(PersonIO):
         due, later = activation.recorded_by(catalog.history, active_map(rt, partition), at_ms,
                                             deleted_map(rt, partition))
         for definition in due:
-            self.activate(partition, definition, None if definition.version is None
-                          else catalog.get(definition.segment, definition.version))
+            self.activate(partition, definition, self.catalog_segment(definition))
         rt.definitions_watch[partition] = (catalog.offset, later)
 
     def nothing_due(self, partition: int, at_ms: int) -> bool:
@@ -184,15 +183,14 @@ class PeopleBatch(PersonIO):
                     # a grace still running (a replay's old definitions wait for inputs only)
                     rt.tick_at(recorded_ms / 1000 + rt.settings.definition_grace_s)
                 return
-        for earlier in activation.before(entries, active, definition, deleted_at):
-            self.activate(partition, earlier, None if earlier.version is None
-                          else catalog.get(earlier.segment, earlier.version))
-        self.activate(partition, definition, segment)
-        recorded_ms = activation.recorded_ms(entries, definition.offset)
-        arrived = rt.arrived_definitions.get(partition)
-        if behind is not None and recorded_ms is not None and (
-                arrived is None or recorded_ms > arrived[0]):
-            rt.arrived_definitions[partition] = (recorded_ms, segment_id)
+        for due in activation.on_arrival(entries, active, definition, deleted_at):
+            self.activate(partition, due,
+                          segment if due == definition else self.catalog_segment(due))
+            recorded_ms = activation.recorded_ms(entries, due.offset)
+            arrived = rt.arrived_definitions.get(partition)
+            if behind is not None and recorded_ms is not None and (
+                    arrived is None or recorded_ms > arrived[0]):
+                rt.arrived_definitions[partition] = (recorded_ms, segment_id)
 
     def behind_a_definition(self, partition: int, message: Event | Identify,
                             arrived: tuple[int, str]) -> None:
@@ -244,16 +242,20 @@ class PeopleBatch(PersonIO):
                 self.activate_recorded(partition, settled_ms)
 
     def activate(self, partition: int, definition: Definition, segment: Segment | None) -> None:
-        active = active_map(self.rt, partition).get(definition.segment)
-        if activation.is_active(definition, active) or activation.changes_nothing(definition,
-                                                                                  active):
-            return
+        """Everyone in the partition re-evaluated against ``definition`` (one that changes
+        something here: :func:`app.core.activation.recorded_by`, ``on_arrival``)."""
         segments = self.segments(partition)
         for person in sorted(self.people_in(partition)):
             self.decided(partition, person, activation.activate(
                 self.person(partition, person), person, self.events(partition, person),
                 segments, definition, segment))
         self.activated(partition, definition)
+
+    def catalog_segment(self, definition: Definition) -> Segment | None:
+        """The definition's version as the catalog holds it (None: a deletion)."""
+        if definition.version is None:
+            return None
+        return self.rt.catalog.get(definition.segment, definition.version)
 
     async def segment_of(self, definition: Definition) -> Segment | None:
         """The definition's version from the catalog (which may still be catching up)."""

@@ -70,11 +70,8 @@ def active_map(rt: Runtime, partition: int) -> dict[str, str]:
 def deleted_map(rt: Runtime, partition: int) -> dict[str, int]:
     """Segment id → the offset of the deletion this partition activated last, for the segments
     with nothing active here (cached with :func:`active_map`)."""
-    deleted = rt.deleted_segments.get(partition)
-    if deleted is None or partition not in rt.active_segments:
-        _load_segment_states(rt, partition)
-        deleted = rt.deleted_segments[partition]
-    return deleted
+    active_map(rt, partition)   # (loads both; they are forgotten together)
+    return rt.deleted_segments[partition]
 
 
 def _load_segment_states(rt: Runtime, partition: int) -> dict[str, str]:

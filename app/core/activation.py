@@ -115,35 +115,52 @@ def in_effect(entries: Sequence[Entry], active: bool) -> list[Entry]:
     ``active`` or not: a deletion when nothing is active changes nothing and is left out, so a
     partition that activated a version between two deletions and one that did not leave the
     same marker (the first deletion that found something active)."""
-    kept: list[Entry] = []
-    for entry in entries:
-        if is_deletion(entry):
+    return [entries[i] for i in _changing([version_of(e) for e in entries], active)]
+
+
+def _changing(versions: Sequence[str | None], active: bool) -> list[int]:
+    """The positions of :func:`in_effect`'s records, from their versions (None: a deletion)."""
+    kept: list[int] = []
+    for index, version in enumerate(versions):
+        if version is None:
             if not active:
                 continue
             active = False
         else:
             active = True
-        kept.append(entry)
+        kept.append(index)
     return kept
 
 
-def before(entries: Sequence[Entry], active_version: str | None,
-           definition: Definition, deleted_at: int | None = None) -> list[Definition]:
-    """The records of the definition's segment before it that the partition has not activated
-    (after its active version or its last deletion, :func:`since_active`), to activate ahead of
-    it when its item is activated on arrival: an earlier item was left to the partition's
-    inputs, and this one arrives once they are in. Skipping them would skip an activation a
-    replay makes (before an input accepted after them)."""
-    if definition.offset is None:
+def on_arrival(entries: Sequence[Entry], active_version: str | None,
+               definition: Definition, deleted_at: int | None = None) -> list[Definition]:
+    """What a partition activates, in turn, when a definition's item is activated on its
+    arrival: the records of its segment before it that the partition has not activated (after
+    its active version or its last deletion, :func:`since_active`), then the item itself, less
+    what changes nothing (a deletion where nothing is active, :func:`in_effect`; the version
+    active already, an item coming again). The records before it are there when an earlier item
+    was left to the partition's inputs and this one arrives once they are in: skipping them
+    would skip an activation a replay makes (before an input accepted after them)."""
+    if is_active(definition, active_version):
         return []
-    offset_of = definition.offset
-    # (the active version or deletion is looked for among them all; a tombstone only among
-    # those before it)
-    among = (entries if active_version is not None or deleted_at is not None
-             else [e for e in entries if e[1] < offset_of])
-    return [Definition(definition.segment, version_of(entry), entry[1], entry[2] // 1000)
-            for entry in since_active(among, active_version, _ALWAYS, deleted_at)
-            if entry[1] < offset_of and entry[2] is not None]
+    prior: list[Entry] = []
+    if definition.offset is not None:
+        offset_of = definition.offset
+        # (the active version or deletion is looked for among them all; a tombstone only
+        # among those before it)
+        among = (entries if active_version is not None or deleted_at is not None
+                 else [e for e in entries if e[1] < offset_of])
+        prior = [entry for entry in since_active(among, active_version, _ALWAYS, deleted_at)
+                 if entry[1] < offset_of and entry[2] is not None]
+    due = [Definition(definition.segment, version_of(entry), entry[1], _seconds(entry))
+           for entry in prior]
+    due.append(definition)
+    return [due[i] for i in _changing([d.version for d in due], active_version is not None)]
+
+
+def _seconds(entry: Entry) -> int:
+    assert entry[2] is not None
+    return entry[2] // 1000
 
 
 #: Later than any record time: every record counts.
@@ -204,13 +221,6 @@ def recorded_ms(entries: Sequence[Entry], offset: int | None) -> int | None:
 def is_active(definition: Definition, active_version: str | None) -> bool:
     """Already activated here (a redelivery): its changes were all sent then."""
     return definition.version is not None and active_version == definition.version
-
-
-def changes_nothing(definition: Definition, active_version: str | None) -> bool:
-    """A deletion where nothing is active (never activated here, or deleted here already): no
-    one is in the segment here, and the marker stays at the deletion that found it active
-    (:func:`in_effect`)."""
-    return definition.version is None and active_version is None
 
 
 def activate(state: PersonState, person: str, events: History, segments: ActiveSegments,

@@ -464,6 +464,16 @@ async def test_a_segment_created_and_deleted_within_a_grace_enters_and_exits_onc
     assert h.rt.state.tables["segment_state"].get(0, "buyers") == {"deleted": 7, "members": 0}
 
 
+def defined_past_its_grace(h: Harness) -> None:
+    """``buyers`` v1 (did ``e1``) recorded at offset 5, 50 ms before ``RECEIVED``, its grace
+    over, and the partition's raw inputs all taken: its item is activated on arrival."""
+    h.rt.raw_behind = lambda partition: False
+    h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": "e1"}},
+                                  "version": "v1", "updated_at": int(NOW_S)}, 5,
+                       at_ms=RECEIVED - 50)
+    h.rt.clock.advance(h.rt.settings.definition_grace_s + 1)
+
+
 async def test_an_input_reaching_its_partition_after_a_later_definition_is_counted(
         harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     """A definition's item activated on arrival (its grace passed, the raw inputs all taken),
@@ -472,11 +482,7 @@ async def test_an_input_reaching_its_partition_after_a_later_definition_is_count
     activates the definition after it. The worker counts it and says so; an input accepted
     after the definition is not counted."""
     h = harness
-    h.rt.raw_behind = lambda partition: False
-    h.rt.catalog.apply("buyers", {"definition": {"name": "Buyers", "match": {"event": "e1"}},
-                                  "version": "v1", "updated_at": int(NOW_S)}, 5,
-                       at_ms=RECEIVED - 50)
-    h.rt.clock.advance(h.rt.settings.definition_grace_s + 1)
+    defined_past_its_grace(h)
     on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
     async with on_person_events.test_context() as ag:
         await ag.put(encode_envelope([{"op": "segment", "segment": "buyers", "version": "v1",
@@ -496,6 +502,33 @@ async def test_an_input_reaching_its_partition_after_a_later_definition_is_count
     [change] = [orjson.loads(r.value) for r in h.sent_to(h.rt.topics.segment_changes.name)]
     assert (change["person_id"], change["change"]) == (home, "entered")
     assert not change["cause"].startswith("definition:")
+
+
+async def test_an_item_of_a_definition_activated_from_the_inputs_counts_no_input_behind_it(
+        harness: Harness) -> None:
+    """A definition activated before an input accepted after it (from the catalog), then its
+    item: nothing was activated on the item's arrival. An input accepted before the definition
+    that arrives next is evaluated against it, as in a replay, which reads the partition's
+    inputs in the same order: it is not counted."""
+    h = harness
+    defined_past_its_grace(h)
+    home = customer_at_home()
+    async with raw_events(h).test_context() as ag:   # accepted after the definition
+        await ag.put(encode_envelope([customer_event(home, 1, received_at=RECEIVED)]),
+                     key=home.encode())
+        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 1)
+    on_person_events = OnTopic(h.app.agents["process_people"], h.rt.topics.person_events.name)
+    async with on_person_events.test_context() as ag:
+        await ag.put(encode_envelope([{"op": "segment", "segment": "buyers", "version": "v1",
+                                       "offset": 5, "at": int(NOW_S)}]), key=b"segment")
+        await h.settle(lambda: h.rt.counters[
+            f"records_in:{h.rt.topics.person_events.name}"] == 1)
+    async with raw_events(h).test_context() as ag:   # accepted before it, arriving now
+        await ag.put(encode_envelope([customer_event(home, 2, received_at=RECEIVED - 100)]),
+                     key=home.encode())
+        await h.settle(lambda: h.rt.counters[f"records_in:{h.rt.topics.raw_events.name}"] == 2)
+    assert h.rt.counters["inputs_behind_their_definitions"] == 0
+    assert h.rt.arrived_definitions == {}
 
 
 async def test_a_grace_ending_asks_for_one_tick_of_the_workers_partitions_a_tenth_of_a_second(

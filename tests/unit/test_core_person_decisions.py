@@ -294,9 +294,14 @@ def test_a_segment_created_and_deleted_is_activated_then_deleted_wherever_it_was
     assert activation.recorded_by(recorded, {}, NOW * 1000 - 25_000) == (
         [v1], NOW * 1000 - 20_000)
     # an item of the deletion activated on arrival activates the version before it first
-    assert activation.before(DELETED, None, deletion) == [v1]
-    assert activation.before(DELETED, None, v3) == [v1, deletion]
-    assert activation.before(DELETED, None, v3, deleted_at=6) == []
+    assert activation.on_arrival(DELETED, None, deletion) == [v1, deletion]
+    assert activation.on_arrival(DELETED, None, v3) == [v1, deletion, v3]
+    assert activation.on_arrival(DELETED, None, v3, deleted_at=6) == [v3]
+    # a deletion's item where nothing is active, whether deleted here already or never
+    # activated, changes nothing
+    assert activation.on_arrival(DELETED, None, deletion, deleted_at=6) == []
+    assert activation.on_arrival([(None, 6, NOW * 1000)], None, deletion) == []
+    assert activation.on_arrival(DELETED, "v1", deletion) == [deletion]
     # a deletion of what was never active, first or after another, leads to nothing
     assert activation.since_active([(None, 2, 1), ("v3", 9, 2)], None, 5) == [("v3", 9, 2)]
     assert activation.since_active([*DELETED[:2], (None, 7, 1)], None, 5, deleted_at=6) == []
@@ -305,20 +310,21 @@ def test_a_segment_created_and_deleted_is_activated_then_deleted_wherever_it_was
 def test_an_item_activated_on_arrival_activates_the_versions_before_it_first() -> None:
     """An earlier item left to the partition's inputs, then a later one activated on arrival:
     the versions between the active one and it are activated first, as a replay would before an
-    input accepted after them."""
-    assert activation.before(EDITED, None, Definition("buyers", "v3", 9, NOW + 10)) == [
-        Definition("buyers", "v1", 4, NOW - 30), Definition("buyers", "v2", 7, NOW - 10)]
-    assert activation.before(EDITED, "v1", Definition("buyers", "v3", 9, NOW + 10)) == [
-        Definition("buyers", "v2", 7, NOW - 10)]
-    assert activation.before(EDITED, "v2", Definition("buyers", "v3", 9, NOW + 10)) == []
-    # the item of the version active already (activated from the catalog first)
-    assert activation.before(EDITED, "v2", Definition("buyers", "v2", 7, NOW - 10)) == []
-    assert activation.before(EDITED, None, Definition("buyers", "v1", 4, NOW - 30)) == []
-    assert activation.before(EDITED, None, Definition("buyers", "v3", None, NOW)) == []
+    input accepted after them, and then the item."""
+    v1, v2, v3 = (Definition("buyers", "v1", 4, NOW - 30), Definition("buyers", "v2", 7, NOW - 10),
+                  Definition("buyers", "v3", 9, NOW + 10))
+    assert activation.on_arrival(EDITED, None, v3) == [v1, v2, v3]
+    assert activation.on_arrival(EDITED, "v1", v3) == [v2, v3]
+    assert activation.on_arrival(EDITED, "v2", v3) == [v3]
+    # the item of the version active already (activated from the catalog first, or coming
+    # again): nothing
+    assert activation.on_arrival(EDITED, "v2", v2) == []
+    assert activation.on_arrival(EDITED, None, v1) == [v1]
+    unknown_offset = Definition("buyers", "v3", None, NOW)
+    assert activation.on_arrival(EDITED, None, unknown_offset) == [unknown_offset]
     # a deletion after the item (in a catalog ahead of it) does not decide what comes before it
     later_deletion = [*EDITED, (None, 11, NOW * 1000 + 20_000)]
-    assert activation.before(later_deletion, None, Definition("buyers", "v2", 7, NOW - 10)) == [
-        Definition("buyers", "v1", 4, NOW - 30)]
+    assert activation.on_arrival(later_deletion, None, v2) == [v1, v2]
 
 
 def _activations(history: list[tuple[str | None, int, int]], points: list[int],
