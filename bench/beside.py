@@ -73,7 +73,8 @@ def eventide_figures(results: dict[str, Any]) -> dict[str, Any]:
     """What a ``bench.run`` results file says about its (single) run."""
     run = results["runs"][0]
     return {"items_per_s": run.get("events_per_s"), "cpu_us_per_item":
-            run.get("worker_cpu_us_per_event"), "peak_rss_mb":
+            run.get("worker_cpu_us_per_event"), "loop_cpu_us_per_item":
+            run.get("worker_main_thread_us_per_event"), "peak_rss_mb":
             round((run.get("peak_rss_bytes") or 0) / 2**20), "worst_stall_s":
             run.get("worst_stall_s"), "exact": run.get("exact"), "client_p99_s":
             run.get("http_p99_s"), "host_steal_s": run.get("host_steal_s")}

@@ -51,6 +51,19 @@ def cpu_seconds(pid: int | None) -> float:
     return process_cpu_seconds(pid) or 0.0
 
 
+def main_thread_cpu_seconds(pid: int | None) -> float:
+    """How long a process's main thread (a worker's event loop) ran on a core, from
+    ``/proc/<pid>/task/<pid>/schedstat`` (0.0 if it is gone): work moved to other threads (the
+    Kafka client's, RocksDB's, the local writes') leaves it, so this tells the loop's load apart
+    from the process's."""
+    if pid is None:
+        return 0.0
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 class CpuSampler:
     """A process's share of one core, sampled every ``every_s`` seconds between ``start`` and
     ``stop``: how its load moves during a run (the embedded broker's grows with its log,

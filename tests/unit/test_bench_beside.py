@@ -55,10 +55,12 @@ def test_the_verdict_is_against_the_jobs_own_bar(job: str, figures: dict, found:
 
 def test_a_bench_run_results_file_gives_the_figures_the_table_quotes() -> None:
     results = {"runs": [{"events_per_s": 10005.5, "worker_cpu_us_per_event": 107.0,
+                         "worker_main_thread_us_per_event": 88.4,
                          "peak_rss_bytes": 292_552_704, "worst_stall_s": 0.116, "exact": True,
                          "http_p99_s": None, "host_steal_s": 0.01}]}
     assert beside.eventide_figures(results) == {
-        "items_per_s": 10005.5, "cpu_us_per_item": 107.0, "peak_rss_mb": 279,
+        "items_per_s": 10005.5, "cpu_us_per_item": 107.0, "loop_cpu_us_per_item": 88.4,
+        "peak_rss_mb": 279,
         "worst_stall_s": 0.116, "exact": True, "client_p99_s": None, "host_steal_s": 0.01}
 
 
