@@ -51,17 +51,19 @@ def cpu_seconds(pid: int | None) -> float:
     return process_cpu_seconds(pid) or 0.0
 
 
-def main_thread_cpu_seconds(pid: int | None) -> float:
-    """How long a process's main thread (a worker's event loop) ran on a core, from
-    ``/proc/<pid>/task/<pid>/schedstat`` (0.0 if it is gone): work moved to other threads (the
-    Kafka client's, RocksDB's, the local writes') leaves it, so this tells the loop's load apart
-    from the process's."""
+def main_thread_times(pid: int | None) -> tuple[float, float]:
+    """How long a process's main thread (a worker's event loop) ran on a core, and how long it
+    was ready to run but waited for one, in seconds, from ``/proc/<pid>/task/<pid>/schedstat``
+    ((0.0, 0.0) if it is gone). Work moved to other threads (the Kafka client's, RocksDB's)
+    leaves the first, so it tells the loop's load apart from the process's; the rest of the
+    wall time the thread slept: waiting for the GIL, or with nothing to do."""
     if pid is None:
-        return 0.0
+        return 0.0, 0.0
     try:
-        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+        fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
     except (OSError, ValueError, IndexError):
-        return 0.0
+        return 0.0, 0.0
 
 
 class CpuSampler:

@@ -24,7 +24,7 @@ from bench.measure import (M_DEADLETTERS, M_DUP, M_EVALUATIONS, M_HEAP_TRIM_S, M
                            M_LATENCY_COUNT, M_LOOP_LAG_MAX, M_NEW, M_PEAK_RSS, M_REDELIVERY,
                            M_ROCKSDB, BenchError, CpuSampler, cpu_seconds, dir_bytes,
                            fetch_all_metrics, host_steal_seconds, latency_quantile,
-                           main_thread_cpu_seconds, new_deployment, percentile, rss_bytes,
+                           main_thread_times, new_deployment, percentile, rss_bytes,
                            self_cpu_seconds, sum_metrics, wait_group_settled, wait_processed)
 from bench.profiling import print_profile, start_profile, summarize_profile
 from bench.recovery import measure_recovery, scan_log
@@ -56,8 +56,8 @@ class Baseline:
     metrics: dict[str, float]
     #: ``--ingest-tier``: the tier process's CPU seconds then.
     tier_cpu: float = 0.0
-    #: Each worker's main thread's CPU seconds then.
-    main_cpu: list[float] = field(default_factory=list)
+    #: Each worker's main thread's seconds on a core and waiting for one then.
+    main_thread: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -223,7 +223,7 @@ class Run:
             before = sum_metrics(await fetch_all_metrics(session, self.deployment, self.workers))
         return Baseline(idle_rss, cpu0, broker_cpu0, self_cpu0, host_steal_seconds(), before,
                         tier_cpu=cpu_seconds(self._tier_pid()) if self.tier else 0.0,
-                        main_cpu=[main_thread_cpu_seconds(pid) for pid in pids])
+                        main_thread=[main_thread_times(pid) for pid in pids])
 
     def _tier_pid(self) -> int | None:
         return self.tier.process.pid if self.tier and self.tier.process else None
@@ -282,16 +282,20 @@ class Run:
             self.deployment, self.workers, new=expected.new, durable=expected.durable,
             duplicates=expected.duplicates, timeout_s=timeout_s, stall_s=args.stall_timeout)
         cpus = [cpu_seconds(pid) - c0 for pid, c0 in zip(self.pids, baseline.cpu)]
-        main_cpu = sum(main_thread_cpu_seconds(pid) - c0
-                       for pid, c0 in zip(self.pids, baseline.main_cpu))
+        main_now = [main_thread_times(pid) for pid in self.pids]
+        main_ran = sum(now[0] - then[0] for now, then in zip(main_now, baseline.main_thread))
+        main_waited = sum(now[1] - then[1] for now, then in zip(main_now, baseline.main_thread))
         elapsed = t_done - t_first
         peaks = [rss_bytes(pid, "VmHWM") for pid in self.pids]
         self.result.update(_counts(metrics, per_worker, expected, elapsed, t_counted - t_first,
                                    len(self.workload.events)))
         self.result.update(self.resources(metrics, per_worker, baseline, cpus, peaks))
-        # (the event loops' share of it: what one thread per worker bounds)
-        self.result["worker_main_thread_us_per_event"] = round(
-            main_cpu / len(self.workload.events) * 1e6, 1)
+        # The event loops' share of it (what one thread per worker bounds), and how long they
+        # were ready but waited for a core.
+        events = len(self.workload.events)
+        self.result["worker_main_thread_us_per_event"] = round(main_ran / events * 1e6, 1)
+        self.result["worker_main_thread_core_wait_us_per_event"] = round(
+            main_waited / events * 1e6, 1)
         if self.tier is not None:
             tier_cpu = cpu_seconds(self._tier_pid()) - baseline.tier_cpu
             self.result.update(

@@ -82,8 +82,9 @@ ROWS: list[tuple[str, Any]] = [
      f"{fmt_n(r.get('segment_evaluations'))} ({fmt_n(r.get('evaluations_per_event'), 2)})"),
     ("worker CPU per item (all workers)",
      lambda r: fmt_n(r.get("worker_cpu_us_per_event"), 1) + " µs"),
-    ("of which the event loops' threads",
-     lambda r: fmt_n(r.get("worker_main_thread_us_per_event"), 1) + " µs"),
+    ("of which the event loops' threads (and their waits for a core)",
+     lambda r: fmt_n(r.get("worker_main_thread_us_per_event"), 1) + " µs ("
+     + fmt_n(r.get("worker_main_thread_core_wait_us_per_event"), 1) + " µs)"),
     ("CPU s worker / broker / bench", lambda r: f"{fmt_n(r.get('worker_cpu_s'), 1)} / "
                                                 f"{fmt_n(r.get('broker_cpu_s'), 1)} / "
                                                 f"{fmt_n(r.get('bench_cpu_s'), 1)}"),
