@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from app.assignment_watch import AssignmentWatch
 from app.clock import Clock
 from app.heap import HeapTrimmer
 from app.ingest.batcher import IngestBatcher
@@ -76,6 +77,8 @@ class Runtime:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     #: Set once the consumer has joined its group and had partitions assigned at least once.
     joined: bool = False
+    #: How long the worker has waited for its group to assign it partitions (said in the log).
+    assignment: AssignmentWatch = field(default_factory=AssignmentWatch)
     #: The faust app (for the assignor's view of which worker owns which partition).
     app: Any = None
     #: Embedded mode, ``eventide up``'s own worker: the input log it writes.

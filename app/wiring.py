@@ -12,6 +12,7 @@ import faust
 from faust.types import TP
 
 from agents import people, routing, segments
+from app.assignment_watch import watch_assignment
 from app.api.server import WebServer
 from app.bulk_fetch import BulkTransport, fetch_in_bulk
 from app.clock import Clock, SystemClock
@@ -73,6 +74,7 @@ class EventideApp(faust.App):
     _revocations_task: asyncio.Future | None = None
     _started_task: asyncio.Future | None = None
     _loop_lag_task: asyncio.Future | None = None
+    _assignment_task: asyncio.Future | None = None
     _heap_task: asyncio.Future | None = None
     _input_log_task: asyncio.Future | None = None
     _end_confirmer: EndConfirmer | None = None
@@ -105,6 +107,8 @@ class EventideApp(faust.App):
         # known can an input be evaluated against the segments it touches.
         self._started_task = asyncio.ensure_future(self._start_when_catalog_ready())
         self._loop_lag_task = asyncio.ensure_future(rt.watch_loop_lag())
+        self._assignment_task = asyncio.ensure_future(watch_assignment(
+            rt.assignment, rt.settings.app_id, rt.settings.bootstrap_servers))
         self._heap_task = asyncio.ensure_future(keep_trimmed(rt.heap))
         if rt.input_log is not None:
             self._input_log_task = asyncio.ensure_future(rt.input_log.run(
@@ -118,11 +122,12 @@ class EventideApp(faust.App):
         await super().on_shutdown()
         if self._stopping is not None:
             self._stopping.set()
-        for task in (self._loop_lag_task, self._heap_task):
+        for task in (self._loop_lag_task, self._assignment_task, self._heap_task):
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(task for task in (self._catalog_task, self._revocations_task,
-                                                 self._loop_lag_task, self._heap_task)
+                                                 self._loop_lag_task, self._assignment_task,
+                                                 self._heap_task)
                                if task is not None), return_exceptions=True)
         if self._end_confirmer is not None:
             await self._end_confirmer.stop()
@@ -264,6 +269,7 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender: Any, revoked: set, **kwargs: Any) -> None:
+        rt.assignment.revoked()
         await stop_standby()
         # A unit still being committed finishes before its partitions change hands, so the
         # next owner's recovery reads all of it (faust has waited for its streams already; this
@@ -302,6 +308,9 @@ def _track_assignment(app: faust.App, rt: Runtime) -> None:
             rt.assigned.add((tp.topic, tp.partition))
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         rt.joined = True
+        waited = rt.assignment.assigned()
+        if waited is not None:
+            log.warning("partitions assigned after %.0f s of waiting for the group", waited)
         # The epoch a new owner fences its changelog partitions with (tables/changelog.py).
         rt.state.generation = getattr(app, "consumer_generation_id", None)
         # One line a rebalance: a pause in processing (or a stalled test) reads off the log.

@@ -8,18 +8,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from app.api.limits import FailureLimiter, limit_failed_authentication
 from app.api.responses import ApiError
 from app.api.server import error_shape
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import HandClock
 
 
 def test_an_address_is_held_back_after_too_many_failures_until_its_window_passes() -> None:
-    clock = Clock()
+    clock = HandClock()
     limiter = FailureLimiter(max_failures=3, window_s=60, clock=clock)
     for _ in range(2):
         limiter.failed("10.0.0.1")
@@ -34,7 +27,7 @@ def test_an_address_is_held_back_after_too_many_failures_until_its_window_passes
 
 
 def test_memory_is_bounded_by_the_number_of_addresses_remembered() -> None:
-    limiter = FailureLimiter(max_failures=1, max_sources=100, clock=Clock())
+    limiter = FailureLimiter(max_failures=1, max_sources=100, clock=HandClock())
     for n in range(1000):
         limiter.failed(f"addr-{n}")
     assert len(limiter._failures) == 100
