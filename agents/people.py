@@ -259,15 +259,13 @@ class PeopleBatch(PersonIO):
 
     async def segment_of(self, definition: Definition) -> Segment | None:
         """The definition's version from the catalog (which may still be catching up)."""
-        if definition.version is None:
-            return None
-        catalog = self.rt.catalog
-        segment = catalog.get(definition.segment, definition.version)
-        if segment is None:
-            if definition.offset is None:
-                raise KeyError("offset")
-            if await catalog.wait_for(definition.offset):
-                segment = catalog.get(definition.segment, definition.version)
+        segment = self.catalog_segment(definition)
+        if segment is not None or definition.version is None:
+            return segment
+        if definition.offset is None:
+            raise KeyError("offset")
+        if await self.rt.catalog.wait_for(definition.offset):
+            segment = self.catalog_segment(definition)
         if segment is None:
             raise ValueError(f"segment {definition.segment} version {definition.version} is "
                              "not in the catalog")
