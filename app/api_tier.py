@@ -41,6 +41,7 @@ from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
 from app.ingest.durability import durability_of
 from app.kafka_clients import kafka_client_options
+from app.listen import take_port
 from app.metrics import (PROMETHEUS_CONTENT_TYPE, Exposition, LatencyHistogram, loop_gauge,
                          peak_rss_bytes)
 from app.producer import IdempotenceRefused, Producer
@@ -177,6 +178,7 @@ class ApiTier:
         self.connecting: asyncio.Task | None = None
 
     async def start(self) -> None:
+        listener = take_port(self.settings.http_host, self.settings.http_port)
         # shutdown_timeout: how long a stop waits for in-flight requests.
         self._runner = web.AppRunner(build_tier_app(self.rt), access_log=None,
                                      handle_signals=False, shutdown_timeout=10.0)
@@ -185,8 +187,7 @@ class ApiTier:
         if self.settings.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(self.settings.tls_cert, self.settings.tls_key)
-        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port,
-                           ssl_context=ssl_context)
+        site = web.SockSite(self._runner, listener, ssl_context=ssl_context)
         await site.start()
         log.info("ingest tier listening on %s (broker %s)", self.settings.http_url,
                  self.settings.bootstrap_servers)

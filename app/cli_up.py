@@ -20,6 +20,7 @@ from app import local_instance
 from app.broker import EmbeddedBroker, claim_data_dir, stop_orphan
 from app.broker_load import watch_load
 from app.cli_worker import check_producer, create_topics, migrate_state, run_worker, settings_from
+from app.listen import take_port
 from app.ops import replay
 from app.ops.durable_offsets import DURABLE_OFFSETS
 from app.ops.input_log import InputLog, migrate_archive, slots_of
@@ -206,6 +207,14 @@ def cmd_up(args: argparse.Namespace) -> int:
               f"{worker_ports.start}-{worker_ports.stop - 1}); nothing was started",
               file=sys.stderr)
         return 2
+    # Every port first, so one in use is a line before the broker or any worker starts. The
+    # main worker keeps its socket; the others' are let go just before their processes bind.
+    listener = take_port(supplied.http_host, supplied.http_port)
+    held = [take_port(supplied.http_host, port, setting=f"EVENTIDE_HTTP_PORT (or --port): "
+                      f"--workers {args.workers} uses it and the {args.workers - 1} after it")
+            for port in worker_ports[1:]]
+    if args.ingest_port:
+        held.append(take_port(supplied.http_host, args.ingest_port, setting="--ingest-port"))
     # Credentials not in the environment: the ones kept in the data dir, else new ones (kept).
     settings, _ = local_instance.kept_credentials(supplied)
     broker: EmbeddedBroker | None = None
@@ -235,6 +244,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         # The worker reads credentials from the environment like any other setting.
         os.environ.update(EVENTIDE_SITE_ID=settings.site_id, EVENTIDE_API_KEY=settings.api_key,
                           EVENTIDE_APP_KEY=settings.app_key)
+        for sock in held:
+            sock.close()
         extra, worker_lines = _start_extra_workers(settings, args.workers - 1)
         if args.ingest_port:
             tier, tier_line = _start_ingest_tier(settings, args.ingest_port)
@@ -254,7 +265,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                                                  stopped_for))
             watch_load(broker.pid, _say_broker_saturated)
         try:
-            code = run_worker(settings, input_log)
+            code = run_worker(settings, input_log, listener)
             return 1 if stopped_for else code
         finally:
             local_instance.remove_instance(settings)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 from app import event_loop, logging_setup
 from app.broker import ensure_topics
 from app.kafka_clients import kafka_client_options
+from app.listen import take_port
 from app.ops import migrate
 from app.ops.input_log import InputLog
 from app.producer import Producer
@@ -80,14 +82,18 @@ def check_producer(settings: Settings) -> None:
         sender_log.setLevel(level)
 
 
-def run_worker(settings: Settings, input_log: InputLog | None = None) -> int:
+def run_worker(settings: Settings, input_log: InputLog | None = None,
+               listener: socket.socket | None = None) -> int:
+    """Run a worker until it stops. ``listener``: its HTTP port, taken first
+    (:func:`app.listen.take_port`), so a port in use stops it before it joins its group."""
     from faust.worker import Worker
 
     from app.wiring import create_app
 
+    listener = listener or take_port(settings.http_host, settings.http_port)
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     event_loop.install(settings.event_loop)  # before faust's app or worker makes a loop
-    app = create_app(settings, input_log=input_log)
+    app = create_app(settings, input_log=input_log, listener=listener)
     # faust's Worker replaces the root logger's handlers at start: hand it eventide's config.
     worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False,
                     logging_config=logging_setup.dict_config(json=settings.log_json,
@@ -111,10 +117,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if _credentials_missing(settings):
         return 2
+    listener = take_port(settings.http_host, settings.http_port)
     create_topics(settings)
     check_producer(settings)
     migrate_state(settings)
-    return run_worker(settings)
+    return run_worker(settings, listener=listener)
 
 
 def cmd_api(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import logging
+import socket
 from typing import Any
 
 import faust
@@ -179,7 +180,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, clock: Clock | None = None,
-               input_log: InputLog | None = None) -> EventideApp:
+               input_log: InputLog | None = None,
+               listener: socket.socket | None = None) -> EventideApp:
+    """The worker's app. ``listener``: its HTTP port, already bound (:mod:`app.listen`)."""
     topics = build_topics(settings)
     producer = Producer(settings)
     clock = clock or SystemClock()
@@ -221,7 +224,7 @@ def create_app(settings: Settings, clock: Clock | None = None,
     for agent in app.agents.values():
         fetch_in_bulk(app, agent.channel.topics)  # type: ignore[attr-defined]
     # /metrics reports the consumer lag of the partitions this worker is assigned.
-    app.web_server(WebServer(runtime, lag_probe=faust_lag_probe(app)))
+    app.web_server(WebServer(runtime, lag_probe=faust_lag_probe(app), listener=listener))
     _track_assignment(app, runtime)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from typing import Any
 
@@ -17,6 +18,7 @@ from app.api.auth import BASIC_CHALLENGE, require_app
 from app.api.context import RT, runtime
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
+from app.listen import take_port
 from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, loop_gauge, peak_rss_bytes
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
@@ -180,13 +182,18 @@ def ready(rt: Runtime) -> bool:
 
 
 class WebServer(mode.Service):
-    """Serves the API on ``EVENTIDE_HTTP_HOST:EVENTIDE_HTTP_PORT``; drains on stop."""
+    """Serves the API on ``EVENTIDE_HTTP_HOST:EVENTIDE_HTTP_PORT``; drains on stop.
+
+    ``listener``: that port, bound before the worker joined its group (:mod:`app.listen`);
+    without it, the port is bound here, when the worker has its first partitions."""
 
     def __init__(self, rt: Runtime, *, lag_probe: LagProbe | None = None,
+                 listener: socket.socket | None = None,
                  **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(**kwargs)
         self.rt = rt
         self.lag_probe = lag_probe
+        self.listener = listener
         self._runner: web.AppRunner | None = None
 
     @property
@@ -203,8 +210,9 @@ class WebServer(mode.Service):
         if settings.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-        site = web.TCPSite(self._runner, settings.http_host, settings.http_port,
-                           shutdown_timeout=10.0, ssl_context=ssl_context)
+        listener = self.listener or take_port(settings.http_host, settings.http_port)
+        site = web.SockSite(self._runner, listener, shutdown_timeout=10.0,
+                            ssl_context=ssl_context)
         await site.start()
         log.info("HTTP API listening on %s", self.rt.settings.http_url)
 

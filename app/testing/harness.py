@@ -61,10 +61,22 @@ def basic_auth(site_id: str, api_key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + token.decode()}
 
 
+#: Every port :func:`free_port` handed out in this process.
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now and never handed out before in this process. The kernel may give the
+    same free port to two ``bind(0)``s in a row (~1 in 13,000 pairs here): a deployment's
+    port and its second worker's were once the same, and that worker's readiness check was
+    answered by the first (bench/results/sweep-on-arrival-20261207.d/seed-219-20000.log)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @dataclass

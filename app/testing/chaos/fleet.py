@@ -120,7 +120,11 @@ class Fleet:
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.2)
-        raise AssertionError(f"worker {name} not ready in {timeout_s} s:\n" + worker.tail())
+        # The other worker's log too: a group that does not settle is about both.
+        other = self.workers[self._other(name)]
+        raise AssertionError(f"worker {name} not ready in {timeout_s} s:\n" + worker.tail()
+                             + ("" if other is None else
+                                f"\n----- worker {self._other(name)}:\n" + other.tail()))
 
     async def stop_all(self) -> None:
         for name in ("a", "b"):
