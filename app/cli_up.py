@@ -265,7 +265,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                                                                  stopped_for))
             watch_load(broker.pid, _say_broker_saturated)
         try:
-            code = run_worker(settings, input_log, listener)
+            code = run_worker(settings, listener, input_log)
             return 1 if stopped_for else code
         finally:
             local_instance.remove_instance(settings)

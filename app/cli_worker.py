@@ -82,15 +82,14 @@ def check_producer(settings: Settings) -> None:
         sender_log.setLevel(level)
 
 
-def run_worker(settings: Settings, input_log: InputLog | None = None,
-               listener: socket.socket | None = None) -> int:
+def run_worker(settings: Settings, listener: socket.socket,
+               input_log: InputLog | None = None) -> int:
     """Run a worker until it stops. ``listener``: its HTTP port, taken first
     (:func:`app.listen.take_port`), so a port in use stops it before it joins its group."""
     from faust.worker import Worker
 
     from app.wiring import create_app
 
-    listener = listener or take_port(settings.http_host, settings.http_port)
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     event_loop.install(settings.event_loop)  # before faust's app or worker makes a loop
     app = create_app(settings, input_log=input_log, listener=listener)
@@ -121,7 +120,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     create_topics(settings)
     check_producer(settings)
     migrate_state(settings)
-    return run_worker(settings, listener=listener)
+    return run_worker(settings, listener)
 
 
 def cmd_api(args: argparse.Namespace) -> int:

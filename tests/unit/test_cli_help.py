@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app import cli, cli_ops
+from tests.support.harness import free_port
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -131,12 +132,6 @@ def test_client_command_without_a_key_is_a_usage_error(
         f"found: `eventide up` keeps it in {tmp_path / 'no-instance' / 'credentials.json'})")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_up_without_the_embedded_extra_says_so_in_one_line(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,7 +156,7 @@ def test_up_without_the_embedded_extra_says_so_in_one_line(
     (0, [], "set EVENTIDE_HTTP_PORT (or --port) to a free port"),
     (1, ["--workers", "2"], "set EVENTIDE_HTTP_PORT (or --port): --workers 2 uses it and the 1 "
                             "after it to a free port"),
-    (5, ["--ingest-port"], "set --ingest-port to a free port"),
+    (5, ["--ingest-port", "{held}"], "set --ingest-port to a free port"),
 ])
 def test_up_on_a_port_in_use_says_so_before_it_starts_anything(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -176,9 +171,7 @@ def test_up_on_a_port_in_use_says_so_before_it_starts_anything(
     with socket.socket() as server:
         server.bind(("127.0.0.1", base + held))
         server.listen()
-        if args == ["--ingest-port"]:
-            args = ["--ingest-port", str(base + held)]
-        assert cli.main(["up", *args]) == 1
+        assert cli.main(["up", *(arg.format(held=base + held) for arg in args)]) == 1
     out, err = capsys.readouterr()
     assert err.strip().splitlines() == [
         f"error: cannot listen on 127.0.0.1:{base + held}: Address already in use; {names}"]

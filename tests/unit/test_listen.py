@@ -35,10 +35,17 @@ def test_a_port_in_use_is_one_line_naming_the_setting() -> None:
     assert "\n" not in message and raised.value.status == 1
 
 
-def test_the_port_is_taken_again_once_the_holder_let_go() -> None:
-    first = take_port("127.0.0.1", 0)
-    port = first.getsockname()[1]
-    first.close()
+def test_a_port_its_last_server_left_in_time_wait_is_taken_again() -> None:
+    """A server restarted at once finds its port free, as aiohttp's own sites do
+    (``SO_REUSEADDR``): the connection it closed first stays in TIME_WAIT on that port."""
+    server = take_port("127.0.0.1", 0)
+    port = server.getsockname()[1]
+    server.listen()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        accepted, _ = server.accept()
+        accepted.close()  # the server's side closes first: it is the one left in TIME_WAIT
+        client.recv(1)
+    server.close()
     again = take_port("127.0.0.1", port)
     assert again.getsockname()[1] == port
     again.close()
