@@ -41,7 +41,7 @@ from app.clock import Clock, SystemClock
 from app.ingest.batcher import IngestBatcher
 from app.ingest.durability import durability_of
 from app.kafka_clients import kafka_client_options
-from app.listen import take_port
+from app.listen import listener_for
 from app.metrics import (PROMETHEUS_CONTENT_TYPE, Exposition, LatencyHistogram, loop_gauge,
                          peak_rss_bytes)
 from app.producer import IdempotenceRefused, Producer
@@ -178,7 +178,7 @@ class ApiTier:
         self.connecting: asyncio.Task | None = None
 
     async def start(self) -> None:
-        listener = take_port(self.settings.http_host, self.settings.http_port)
+        listener, self.settings = listener_for(self.settings)
         # shutdown_timeout: how long a stop waits for in-flight requests.
         self._runner = web.AppRunner(build_tier_app(self.rt), access_log=None,
                                      handle_signals=False, shutdown_timeout=10.0)

@@ -8,7 +8,6 @@ import asyncio
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import orjson
 
 from app.cli_worker import create_topics, settings_from
+from app.listen import take_port
 from app.ops import deadletters, digest, replay, replay_tally
 from app.topics import build_topics
 
@@ -40,6 +40,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"error: {version} is the live state version; replay into a fresh one",
               file=sys.stderr)
         return 2
+    # The replay worker's port, taken first and handed to it: a port in use is one line before
+    # anything starts, and no other process can take it in between.
+    listener = take_port("127.0.0.1", args.http_port or 0, setting="--http-port")
+    port = int(listener.getsockname()[1])
     create_topics(settings)
     if args.since is not None:
         offsets = asyncio.run(replay.start_from_time(settings, int(args.since * 1000)))
@@ -47,7 +51,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replaying into state version {version} "
           f"(topics {settings.topic_prefix}.{version}.*)", file=sys.stderr)
     starts = asyncio.run(replay_tally.starts(settings))
-    port, app_key = args.http_port or _free_port(), base.app_key or secrets.token_urlsafe(12)
+    app_key = base.app_key or secrets.token_urlsafe(12)
     env = dict(os.environ, EVENTIDE_STATE_VERSION=version,
                EVENTIDE_BROKER=settings.broker_url, EVENTIDE_DATA_DIR=str(settings.data_dir),
                EVENTIDE_BROKER_FLAVOR="tansu" if base.tansu else "kafka",
@@ -59,9 +63,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.state_dir / "replay-worker.log"
     print(f"replay worker log: {log_path}", file=sys.stderr)
-    worker = subprocess.Popen([str(Path(sys.executable).with_name("eventide")), "worker"],
-                              env=env, stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"),
-                              stderr=subprocess.STDOUT)
+    with listener:
+        worker = subprocess.Popen(
+            [str(Path(sys.executable).with_name("eventide")), "worker"],
+            env=dict(env, EVENTIDE_HTTP_FD=str(listener.fileno())), pass_fds=(listener.fileno(),),
+            stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
     try:
         with Progress(console=Console(stderr=True)) as bar:
             task = bar.add_task(f"rebuilding {version}", total=None)
@@ -89,12 +95,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return 1
     print(f"done: switch workers to it with EVENTIDE_STATE_VERSION={version}")
     return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cmd_deadletters(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import asyncio
 import os
 import shlex
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from app import local_instance
 from app.broker import EmbeddedBroker, claim_data_dir, stop_orphan
 from app.broker_load import watch_load
 from app.cli_worker import check_producer, create_topics, migrate_state, run_worker, settings_from
-from app.listen import take_port
+from app.listen import listener_for, take_port
 from app.ops import replay
 from app.ops.durable_offsets import DURABLE_OFFSETS
 from app.ops.input_log import InputLog, migrate_archive, slots_of
@@ -28,13 +29,28 @@ from app.settings import Settings
 from app.topics import build_topics
 
 
-def _start_extra_workers(settings: Settings, count: int
+def _spawn(command: str, env: dict[str, str], listener: socket.socket,
+           log_path: Path) -> subprocess.Popen:
+    """``eventide <command>`` serving on ``listener``, which it is handed (``EVENTIDE_HTTP_FD``)
+    so the port stays taken from ``up``'s start to the process's end; ``up``'s copy is closed."""
+    try:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("eventide")), command],
+            env=dict(env, EVENTIDE_HTTP_FD=str(listener.fileno())),
+            pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL,
+            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    finally:
+        listener.close()
+
+
+def _start_extra_workers(settings: Settings, listeners: list[socket.socket]
                          ) -> tuple[list[subprocess.Popen], list[str]]:
-    """Workers 2..N of ``eventide up --workers N``: same broker and group, own port and state.
-    Returns the processes and one banner line for each."""
+    """Workers 2..N of ``eventide up --workers N``: same broker and group, own port (one of
+    ``listeners``, taken at ``up``'s start) and state. Returns the processes and one banner
+    line for each."""
     processes, lines = [], []
-    for index in range(1, count + 1):
-        port = settings.http_port + index
+    for index, listener in enumerate(listeners, start=1):
+        port = int(listener.getsockname()[1])
         data_dir = settings.data_dir / f"worker-{index}"
         data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, EVENTIDE_BROKER=settings.broker_url,
@@ -42,27 +58,26 @@ def _start_extra_workers(settings: Settings, count: int
                    EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
                    EVENTIDE_HTTP_PORT=str(port), EVENTIDE_DATA_DIR=str(data_dir))
         log_path = settings.data_dir / f"worker-{index}.log"
-        processes.append(subprocess.Popen(
-            [str(Path(sys.executable).with_name("eventide")), "worker"], env=env,
-            stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT))
+        processes.append(_spawn("worker", env, listener, log_path))
         lines.append(f"worker {index + 1}:           http://{settings.http_host}:{port} "
                      f"(log {log_path})")
     return processes, lines
 
 
-def _start_ingest_tier(settings: Settings, port: int) -> tuple[subprocess.Popen, str]:
+def _start_ingest_tier(settings: Settings, listener: socket.socket
+                       ) -> tuple[subprocess.Popen, str]:
     """``up --ingest-port``: the track API in a process of its own (``eventide api``), beside
-    the worker. Its ``200`` waits for the instance's input log like a worker's does (it is given
-    ``EVENTIDE_INPUT_LOG_DIR``); the worker keeps serving everything, the track API included, on
-    its own port. Returns the process and its banner line."""
+    the worker, serving on ``listener``. Its ``200`` waits for the instance's input log like a
+    worker's does (it is given ``EVENTIDE_INPUT_LOG_DIR``); the worker keeps serving
+    everything, the track API included, on its own port. Returns the process and its banner
+    line."""
+    port = int(listener.getsockname()[1])
     env = dict(os.environ, EVENTIDE_BROKER=settings.broker_url,
                EVENTIDE_INPUT_LOG_DIR=str(settings.input_log_dir or ""),
                EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
                EVENTIDE_HTTP_PORT=str(port))
     log_path = settings.data_dir / "ingest.log"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("eventide")), "api"], env=env,
-        stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    process = _spawn("api", env, listener, log_path)
     scheme = "https" if settings.tls_cert else "http"
     return process, (f"ingest tier:        {scheme}://{settings.http_host}:{port} (track API "
                      f"only, in its own process; log {log_path})")
@@ -200,21 +215,23 @@ def _say_broker_saturated(share: float) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    supplied = settings_from(args)
+    # The main worker's port first (handed down by a parent, or taken now), so one in use is a
+    # line before the broker or any worker starts.
+    listener, supplied = listener_for(settings_from(args))
     worker_ports = range(supplied.http_port, supplied.http_port + args.workers)
     if args.ingest_port and args.ingest_port in worker_ports:
         print(f"error: --ingest-port {args.ingest_port} is a worker's port (the workers use "
               f"{worker_ports.start}-{worker_ports.stop - 1}); nothing was started",
               file=sys.stderr)
         return 2
-    # Every port first, so one in use is a line before the broker or any worker starts. The
-    # main worker keeps its socket; the others' are let go just before their processes bind.
-    listener = take_port(supplied.http_host, supplied.http_port)
-    held = [take_port(supplied.http_host, port, setting=f"EVENTIDE_HTTP_PORT (or --port): "
-                      f"--workers {args.workers} uses it and the {args.workers - 1} after it")
-            for port in worker_ports[1:]]
-    if args.ingest_port:
-        held.append(take_port(supplied.http_host, args.ingest_port, setting="--ingest-port"))
+    # Every other port too; the main worker keeps its socket, the others' are handed to their
+    # processes.
+    extra_listeners = [take_port(supplied.http_host, port,
+                                 setting=f"EVENTIDE_HTTP_PORT (or --port): --workers "
+                                 f"{args.workers} uses it and the {args.workers - 1} after it")
+                       for port in worker_ports[1:]]
+    tier_listener = (take_port(supplied.http_host, args.ingest_port, setting="--ingest-port")
+                     if args.ingest_port else None)
     # Credentials not in the environment: the ones kept in the data dir, else new ones (kept).
     settings, _ = local_instance.kept_credentials(supplied)
     broker: EmbeddedBroker | None = None
@@ -244,11 +261,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         # The worker reads credentials from the environment like any other setting.
         os.environ.update(EVENTIDE_SITE_ID=settings.site_id, EVENTIDE_API_KEY=settings.api_key,
                           EVENTIDE_APP_KEY=settings.app_key)
-        for sock in held:
-            sock.close()
-        extra, worker_lines = _start_extra_workers(settings, args.workers - 1)
-        if args.ingest_port:
-            tier, tier_line = _start_ingest_tier(settings, args.ingest_port)
+        extra, worker_lines = _start_extra_workers(settings, extra_listeners)
+        if tier_listener is not None:
+            tier, tier_line = _start_ingest_tier(settings, tier_listener)
             # Stopped with the extra workers, after the worker: a request still waiting for
             # the input log then answers 503, never a 200. (Ctrl-C reaches every process of the
             # group at once, so the tier drains while the input log still runs.)

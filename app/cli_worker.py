@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 from app import event_loop, logging_setup
 from app.broker import ensure_topics
 from app.kafka_clients import kafka_client_options
-from app.listen import take_port
+from app.listen import listener_for
 from app.ops import migrate
 from app.ops.input_log import InputLog
 from app.producer import Producer
@@ -85,7 +85,7 @@ def check_producer(settings: Settings) -> None:
 def run_worker(settings: Settings, listener: socket.socket,
                input_log: InputLog | None = None) -> int:
     """Run a worker until it stops. ``listener``: its HTTP port, taken first
-    (:func:`app.listen.take_port`), so a port in use stops it before it joins its group."""
+    (:func:`app.listen.listener_for`), so a port in use stops it before it joins its group."""
     from faust.worker import Worker
 
     from app.wiring import create_app
@@ -116,7 +116,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if _credentials_missing(settings):
         return 2
-    listener = take_port(settings.http_host, settings.http_port)
+    listener, settings = listener_for(settings)
     create_topics(settings)
     check_producer(settings)
     migrate_state(settings)

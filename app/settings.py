@@ -51,6 +51,10 @@ class Settings:
     idempotent_producer: bool | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 6066
+    #: A socket already bound and listening on the HTTP port, handed over by the process that
+    #: started this one (``eventide up`` and ``eventide replay`` do), so the port is never free
+    #: between the two; ``None``: bind ``http_host:http_port`` (:mod:`app.listen`).
+    http_fd: int | None = None
     data_dir: Path = Path(".eventide")
     #: PEM certificate and key: serve HTTPS instead of HTTP (clients such as Customer.io's
     #: official libraries only speak HTTPS).
@@ -292,6 +296,11 @@ def _sasl_password(read: EnvReader) -> str:
     return password or read.secret_file("EVENTIDE_KAFKA_SASL_PASSWORD_FILE")
 
 
+def _optional(number: int) -> int | None:
+    """A whole-number setting whose absence is ``-1`` in the reader (no such value is valid)."""
+    return None if number < 0 else number
+
+
 def _service_fields(read: EnvReader) -> dict[str, Any]:
     """Where the broker and the HTTP API are, TLS and peers, credentials."""
     get = read.text
@@ -302,6 +311,7 @@ def _service_fields(read: EnvReader) -> dict[str, Any]:
         idempotent_producer=read.flag("EVENTIDE_IDEMPOTENT_PRODUCER", None),
         http_host=get("EVENTIDE_HTTP_HOST") or "127.0.0.1",
         http_port=read.integer("EVENTIDE_HTTP_PORT", 6066, 1, 65535),
+        http_fd=_optional(read.integer("EVENTIDE_HTTP_FD", -1, 0)),
         data_dir=Path(get("EVENTIDE_DATA_DIR") or ".eventide"),
         tls_cert=get("EVENTIDE_TLS_CERT") or None,
         advertised_http_url=read.url("EVENTIDE_ADVERTISED_URL"),

@@ -15,6 +15,7 @@ import aiohttp
 
 from app.broker_load import process_cpu_seconds
 from app.metrics import histogram_quantile
+from app.testing.harness import POLL_TIMEOUT
 from app.topics import build_topics
 from app.testing.harness import Deployment, Worker
 
@@ -237,7 +238,7 @@ async def wait_group_settled(deployment: Deployment, workers: list[Worker], *,
     person_topic = deployment.topics.person_events.name
     wanted = list(range(deployment.settings.partitions))
     streak, last = 0, ""
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
         while time.perf_counter() - start < timeout_s:
             _check_alive(workers)
             ok = True

@@ -18,7 +18,7 @@ from app.api.auth import BASIC_CHALLENGE, require_app
 from app.api.context import RT, runtime
 from app.console import install as install_console
 from app.consumer_lag import LagProbe
-from app.listen import take_port
+from app.listen import listener_for
 from app.metrics import PROMETHEUS_CONTENT_TYPE, Exposition, loop_gauge, peak_rss_bytes
 from app.api.responses import ApiError, error_response, json_response
 from app.runtime import Runtime
@@ -210,7 +210,7 @@ class WebServer(mode.Service):
         if settings.tls_cert:
             ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
-        listener = self.listener or take_port(settings.http_host, settings.http_port)
+        listener = self.listener or listener_for(settings)[0]
         site = web.SockSite(self._runner, listener, shutdown_timeout=10.0,
                             ssl_context=ssl_context)
         await site.start()

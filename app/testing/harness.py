@@ -35,13 +35,19 @@ EVENTIDE = str(Path(sys.executable).with_name("eventide"))
 _counter = itertools.count()
 
 
+#: A readiness poll's request: a process takes its port (listening) before it serves, so a
+#: request sent meanwhile waits in the queue; it is asked again, not waited on.
+POLL_TIMEOUT = aiohttp.ClientTimeout(total=2)
+
+
 async def wait_healthy(url: str, process: subprocess.Popen, tail: Callable[[], str], *,
                        timeout_s: float = 60.0) -> None:
     """Until ``url``/healthz answers 200; fails with ``tail()`` if the process exits or time
     runs out."""
     deadline = time.monotonic() + timeout_s
     # The health check does not verify a test certificate; the tests that use TLS do.
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False),
+                                     timeout=POLL_TIMEOUT) as session:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"process exited with {process.returncode}:\n" + tail())
@@ -49,7 +55,7 @@ async def wait_healthy(url: str, process: subprocess.Popen, tail: Callable[[], s
                 async with session.get(url + "/healthz") as response:
                     if response.status == 200:
                         return
-            except aiohttp.ClientError:
+            except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass
             await asyncio.sleep(0.2)
     raise AssertionError("not ready in time:\n" + tail())

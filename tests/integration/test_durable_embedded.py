@@ -14,6 +14,7 @@ import contextlib
 import os
 import random
 import signal
+import socket
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -196,6 +197,60 @@ async def test_up_with_an_ingest_tier_loses_no_event_it_acknowledged(tmp_path: P
         assert "restored" in instance.log
         await assert_all_once(instance, acknowledged)
     finally:
+        instance.stop()
+
+
+def _two_free_ports() -> int:
+    """A port whose next one is free too (``up --workers 2`` serves on both)."""
+    while True:
+        port = free_port()
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", port + 1))
+            return port
+
+
+@pytest.mark.timeout(300)
+async def test_up_hands_its_second_worker_the_port_it_took_so_it_is_never_free(
+        tmp_path: Path) -> None:
+    """`up --workers 2` takes both ports at its start and hands the second to its worker
+    (``EVENTIDE_HTTP_FD``): from the moment `up` holds it, a client's connection is queued,
+    never refused, until the worker serves on it. (Let go before the worker was started, the
+    port was free for as long as the worker took to join its group.)"""
+    port = _two_free_ports()
+    instance = Instance(tmp_path)
+    instance.env["EVENTIDE_HTTP_PORT"], instance.url = str(port), f"http://127.0.0.1:{port}"
+    answers: list[str] = []
+    stop = asyncio.Event()
+
+    async def watch_second_port() -> None:
+        while not stop.is_set():
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port + 1)
+                writer.close()
+                answers.append("queued or served")
+            except ConnectionRefusedError:
+                answers.append("refused")
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.ensure_future(watch_second_port())
+    try:
+        await instance.up(120.0, "--workers", "2")
+        assert instance.process is not None
+        await wait_healthy(f"http://127.0.0.1:{port + 1}", instance.process,
+                           lambda: (tmp_path / "data" / "worker-1.log").read_text()[-3000:],
+                           timeout_s=90)
+        stop.set()
+        await watcher
+        taken = answers.index("queued or served")
+        assert "refused" not in answers[taken:], (
+            f"{answers[taken:].count('refused')} of {len(answers) - taken} connections refused "
+            "after up took the port")
+        said = (tmp_path / "data" / "worker-1.log").read_text()
+        assert f"HTTP API listening on http://127.0.0.1:{port + 1}" in said, said[-3000:]
+        assert f"worker 2:           http://127.0.0.1:{port + 1}" in instance.log
+    finally:
+        stop.set()
+        await watcher
         instance.stop()
 
 

@@ -16,8 +16,8 @@ import pytest
 from ulid import ULID
 
 from app.api_tier import ApiTier
-from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, dumps, eventually,
-                                   free_port, items_on, produce_raw, read_topic)
+from tests.support.harness import (EVENTIDE, POLL_TIMEOUT, REPO, Deployment, Worker, dumps,
+                                   eventually, free_port, items_on, produce_raw, read_topic)
 from tests.support.prometheus import parse, samples
 
 pytestmark = pytest.mark.integration
@@ -41,14 +41,14 @@ class TierProcess:
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
             while time.monotonic() < deadline:
                 assert self.process is not None and self.process.poll() is None, self.tail()
                 try:
                     async with session.get(self.url + "/healthz") as response:
                         if response.status == 200:
                             return
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, asyncio.TimeoutError):
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError("ingest tier not ready in time:\n" + self.tail())
@@ -250,7 +250,7 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
     try:
         # /readyz and /healthz agree: 503 until joined and recovered, then 200.
         seen: list[tuple[int, int]] = []
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
 
             async def ready() -> None:
                 try:
@@ -259,8 +259,8 @@ async def test_worker_readyz_metrics_lag_and_json_logs(deployment: Deployment) -
                         body = await r.json()
                     async with session.get(d.url + "/healthz") as r:
                         healthz = r.status
-                except aiohttp.ClientError:
-                    raise AssertionError("not listening yet") from None
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    raise AssertionError("not serving yet") from None
                 seen.append((readyz, healthz))
                 assert readyz in (200, 503) and healthz in (200, 503)
                 if readyz == 503:

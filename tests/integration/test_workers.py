@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import aiohttp
 import pytest
@@ -168,3 +169,31 @@ async def test_a_worker_on_a_port_in_use_stops_before_it_joins_the_group(
                 assert response.status == 200
     finally:
         first.stop()
+
+
+async def test_of_two_workers_started_together_on_one_port_one_stops_before_joining(
+        deployment: Deployment) -> None:
+    """The port is held from the moment it is taken (bound and listening). Bound alone, Linux
+    let both workers bind it (SO_REUSEADDR), both joined the group, and the loser crashed when
+    its HTTP API started."""
+    d = deployment
+    pair = [Worker(d, "a"), Worker(d, "b", EVENTIDE_DATA_DIR=str(d.root / "data-b"))]
+    for worker in pair:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while all(worker.running() for worker in pair) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        stopped = [worker for worker in pair if not worker.running()]
+        assert len(stopped) == 1, [worker.tail() for worker in pair]
+        loser, = stopped
+        winner, = (worker for worker in pair if worker is not loser)
+        assert loser.exited_on_its_own == 1
+        said = loser.log_path.read_text()
+        assert f"error: cannot listen on 127.0.0.1:{d.settings.http_port}: " in said, said
+        assert "Traceback" not in said and "partitions assigned" not in said, said
+        await winner.wait_ready(90)
+        assert "partitions revoked" not in winner.tail(200)
+    finally:
+        for worker in pair:
+            worker.stop()

@@ -15,7 +15,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.testing.chaos.oracle import ApiUnavailable
-from app.testing.harness import Deployment, Worker, free_port
+from app.testing.harness import POLL_TIMEOUT, Deployment, Worker, free_port
 from tables.kafka_io import fetch_highwaters
 
 Say = Callable[[str], None]
@@ -109,7 +109,7 @@ class Fleet:
         assert worker is not None
         url = f"http://127.0.0.1:{self.ports[name]}/healthz"
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
             while time.monotonic() < deadline:
                 if not self.alive(name):
                     raise AssertionError(f"worker {name} exited:\n" + worker.tail())
@@ -117,7 +117,7 @@ class Fleet:
                     async with session.get(url) as response:
                         if response.status == 200:
                             return
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, asyncio.TimeoutError):
                     pass
                 await asyncio.sleep(0.2)
         # The other worker's log too: a group that does not settle is about both.
