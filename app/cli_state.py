@@ -8,14 +8,12 @@ import asyncio
 import os
 import secrets
 import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import orjson
 
 from app.cli_worker import create_topics, settings_from
-from app.listen import take_port
+from app.listen import hand_down, take_port
 from app.ops import deadletters, digest, replay, replay_tally
 from app.topics import build_topics
 
@@ -63,11 +61,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.state_dir / "replay-worker.log"
     print(f"replay worker log: {log_path}", file=sys.stderr)
-    with listener:
-        worker = subprocess.Popen(
-            [str(Path(sys.executable).with_name("eventide")), "worker"],
-            env=dict(env, EVENTIDE_HTTP_FD=str(listener.fileno())), pass_fds=(listener.fileno(),),
-            stdin=subprocess.DEVNULL, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    worker = hand_down(listener, "worker", env, log_path)
     try:
         with Progress(console=Console(stderr=True)) as bar:
             task = bar.add_task(f"rebuilding {version}", total=None)

@@ -21,26 +21,12 @@ from app import local_instance
 from app.broker import EmbeddedBroker, claim_data_dir, stop_orphan
 from app.broker_load import watch_load
 from app.cli_worker import check_producer, create_topics, migrate_state, run_worker, settings_from
-from app.listen import listener_for, take_port
+from app.listen import hand_down, listener_for, take_port
 from app.ops import replay
 from app.ops.durable_offsets import DURABLE_OFFSETS
 from app.ops.input_log import InputLog, migrate_archive, slots_of
 from app.settings import Settings
 from app.topics import build_topics
-
-
-def _spawn(command: str, env: dict[str, str], listener: socket.socket,
-           log_path: Path) -> subprocess.Popen:
-    """``eventide <command>`` serving on ``listener``, which it is handed (``EVENTIDE_HTTP_FD``)
-    so the port stays taken from ``up``'s start to the process's end; ``up``'s copy is closed."""
-    try:
-        return subprocess.Popen(
-            [str(Path(sys.executable).with_name("eventide")), command],
-            env=dict(env, EVENTIDE_HTTP_FD=str(listener.fileno())),
-            pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL,
-            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
-    finally:
-        listener.close()
 
 
 def _start_extra_workers(settings: Settings, listeners: list[socket.socket]
@@ -58,7 +44,7 @@ def _start_extra_workers(settings: Settings, listeners: list[socket.socket]
                    EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
                    EVENTIDE_HTTP_PORT=str(port), EVENTIDE_DATA_DIR=str(data_dir))
         log_path = settings.data_dir / f"worker-{index}.log"
-        processes.append(_spawn("worker", env, listener, log_path))
+        processes.append(hand_down(listener, "worker", env, log_path))
         lines.append(f"worker {index + 1}:           http://{settings.http_host}:{port} "
                      f"(log {log_path})")
     return processes, lines
@@ -77,7 +63,7 @@ def _start_ingest_tier(settings: Settings, listener: socket.socket
                EVENTIDE_BROKER_FLAVOR="tansu" if settings.tansu else "kafka",
                EVENTIDE_HTTP_PORT=str(port))
     log_path = settings.data_dir / "ingest.log"
-    process = _spawn("api", env, listener, log_path)
+    process = hand_down(listener, "api", env, log_path)
     scheme = "https" if settings.tls_cert else "http"
     return process, (f"ingest tier:        {scheme}://{settings.http_host}:{port} (track API "
                      f"only, in its own process; log {log_path})")

@@ -13,6 +13,10 @@ ingest tier, ``eventide replay``'s worker) takes the port itself and hands the s
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from app.settings import Settings, StartupError
 
@@ -73,3 +77,18 @@ def listener_for(settings: Settings, *, setting: str = PORT_SETTING
         sock = adopt(settings.http_fd)
     port = int(sock.getsockname()[1])
     return sock, (settings if port == settings.http_port else settings.replace(http_port=port))
+
+
+def hand_down(listener: socket.socket, command: str, env: Mapping[str, str],
+              log_path: Path) -> subprocess.Popen:
+    """Start ``eventide <command>`` serving on ``listener``: the child is handed the socket
+    (``EVENTIDE_HTTP_FD``), so the port stays taken from this process's start to the child's
+    end. This process's copy is closed; the child's output goes to ``log_path``."""
+    try:
+        return subprocess.Popen(
+            [str(Path(sys.executable).with_name("eventide")), command],
+            env=dict(env, EVENTIDE_HTTP_FD=str(listener.fileno())),
+            pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL,
+            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT)
+    finally:
+        listener.close()
