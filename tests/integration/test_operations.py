@@ -17,7 +17,8 @@ from ulid import ULID
 
 from app.api_tier import ApiTier
 from tests.support.harness import (EVENTIDE, POLL_TIMEOUT, REPO, Deployment, Worker, dumps,
-                                   eventually, free_port, items_on, produce_raw, read_topic)
+                                   eventually, free_port, items_on, produce_raw, read_topic,
+                                   wait_healthy)
 from tests.support.prometheus import parse, samples
 
 pytestmark = pytest.mark.integration
@@ -40,18 +41,8 @@ class TierProcess:
         return self
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
-            while time.monotonic() < deadline:
-                assert self.process is not None and self.process.poll() is None, self.tail()
-                try:
-                    async with session.get(self.url + "/healthz") as response:
-                        if response.status == 200:
-                            return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError("ingest tier not ready in time:\n" + self.tail())
+        assert self.process is not None
+        await wait_healthy(self.url, self.process, self.tail, timeout_s=timeout_s)
 
     def stop(self) -> int:
         assert self.process is not None

@@ -23,8 +23,8 @@ from app.ops.digest import table_contents
 from app.producer import partition_for
 from app.topics import DEDUP, people_changelog
 from tests.integration.test_workers import extra_worker
-from tests.support.harness import (EVENTIDE, POLL_TIMEOUT, REPO, Deployment, Worker, basic_auth,
-                                   eventually, free_port, read_topic)
+from tests.support.harness import (EVENTIDE, REPO, Deployment, Worker, basic_auth, eventually,
+                                   free_port, read_topic, wait_healthy)
 
 pytestmark = pytest.mark.integration
 
@@ -502,18 +502,12 @@ async def test_embedded_mode_survives_a_graceful_restart(tmp_path: Path) -> None
         process = subprocess.Popen([EVENTIDE, "up"], env=env, cwd=tmp_path,
                                    stdout=open(tmp_path / "up.log", "ab"),
                                    stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
-            while time.monotonic() < deadline:
-                try:
-                    async with session.get(url + "/healthz") as response:
-                        if response.status == 200:
-                            return process
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                await asyncio.sleep(0.3)
-        process.kill()
-        raise AssertionError((tmp_path / "up.log").read_text()[-3000:])
+        try:
+            await wait_healthy(url, process, lambda: (tmp_path / "up.log").read_text()[-3000:])
+        except AssertionError:
+            process.kill()
+            raise
+        return process
 
     def down(process: subprocess.Popen) -> None:
         process.send_signal(signal.SIGINT)

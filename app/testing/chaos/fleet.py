@@ -15,7 +15,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.testing.chaos.oracle import ApiUnavailable
-from app.testing.harness import POLL_TIMEOUT, Deployment, Worker, free_port
+from app.testing.harness import Deployment, Worker, free_port, wait_healthy
 from tables.kafka_io import fetch_highwaters
 
 Say = Callable[[str], None]
@@ -105,26 +105,18 @@ class Fleet:
             await asyncio.to_thread(worker.kill, sig)
 
     async def ready(self, name: str, timeout_s: float = 90.0) -> None:
-        worker = self.workers[name]
-        assert worker is not None
-        url = f"http://127.0.0.1:{self.ports[name]}/healthz"
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=POLL_TIMEOUT) as session:
-            while time.monotonic() < deadline:
-                if not self.alive(name):
-                    raise AssertionError(f"worker {name} exited:\n" + worker.tail())
-                try:
-                    async with session.get(url) as response:
-                        if response.status == 200:
-                            return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
-                    pass
-                await asyncio.sleep(0.2)
-        # The other worker's log too: a group that does not settle is about both.
-        other = self.workers[self._other(name)]
-        raise AssertionError(f"worker {name} not ready in {timeout_s} s:\n" + worker.tail()
-                             + ("" if other is None else
-                                f"\n----- worker {self._other(name)}:\n" + other.tail()))
+        worker, other = self.workers[name], self.workers[self._other(name)]
+        assert worker is not None and worker.process is not None
+
+        def logs() -> str:
+            # The other worker's log too: a group that does not settle is about both.
+            return worker.tail() + ("" if other is None else
+                                    f"\n----- worker {self._other(name)}:\n" + other.tail())
+        try:
+            await wait_healthy(f"http://127.0.0.1:{self.ports[name]}", worker.process, logs,
+                               timeout_s=timeout_s)
+        except AssertionError as exc:
+            raise AssertionError(f"worker {name} ({timeout_s} s): {exc}") from None
 
     async def stop_all(self) -> None:
         for name in ("a", "b"):
