@@ -145,7 +145,8 @@ class Workload:
 def build(spec: Spec, after: Spec = (), *, secondary_identified: bool = True) -> Workload:
     """Items from a spec (and its phase 2, ``after``: deletes and anonymous events only),
     checking the workload rules of the module docstring (``secondary_identified=False`` lets
-    a merge name a secondary known only from events: see the xfail test)."""
+    a merge name a secondary known only from events: see
+    ``test_a_merge_is_not_lost_when_it_overtakes_the_secondarys_first_event``)."""
     w = Workload(tuple(spec), tuple(after))
     identified: set[str] = set()
     holders: set[str] = set()
@@ -240,8 +241,8 @@ def places(w: Workload) -> dict[str, set[tuple[str, str]]]:
     Dedup is per person, so an id sent to people of two merge groups is an event of each; sent
     twice within a group (to one person, or to two that are merged), it is one event. Events of a
     deleted group are gone. An anonymous event older than the 30-day anonymous horizon is dropped
-    (the properties send none: whether it is dropped depends on arrival order, see the xfail
-    test). A phase-2 anonymous event of an anonymous id whose person was deleted is held
+    (the properties send none: whether it is dropped depends on arrival order, see
+    ``test_an_old_anonymous_event_is_kept_or_dropped_by_arrival_order``). A phase-2 anonymous event of an anonymous id whose person was deleted is held
     anonymously again (the delete unlinks it).
     """
     horizon = NOW_S - 30 * DAY_S
@@ -422,7 +423,8 @@ async def check(w: Workload, schedule: Sequence[int | str], *, crashes: bool = F
 def workloads(draw: st.DrawFn, *, old_anonymous: bool = False,
               delete_after_chains: bool = False) -> Workload:
     """Workloads of the module docstring's rules. Phase 2 deletes people of groups whose merge
-    tree is at most one level deep (unless ``delete_after_chains``: see the xfail test)."""
+    tree is at most one level deep (unless ``delete_after_chains``: see
+    ``test_deleting_the_survivor_of_a_merge_chain_unlinks_its_anonymous_ids``)."""
     parents: dict[str, str] = {}
     for i, person in enumerate(PEOPLE[1:], start=1):
         parent = draw(st.none() | st.sampled_from(PEOPLE[:i]))

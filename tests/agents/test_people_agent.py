@@ -18,7 +18,7 @@ from ulid import ULID
 from app.model import encode_envelope
 from app.producer import BrokerUnavailable, OutRecord, partition_for
 from app.person_store import stored_history
-from app.topics import DEDUP, HISTORY, HISTORY_SIZE, PROFILES
+from app.topics import DEDUP, EVENT_NAMES, HISTORY, HISTORY_SIZE, PROFILES
 from tests.agents.agent_harness import AgentHarness, OnTopic, agent_harness
 from tables.changelog import UNIT_KEY, split_key
 from tables.state import StateManager
@@ -138,6 +138,31 @@ async def test_changelog_records_mirror_every_changed_table(harness: Harness) ->
     # the local copy remembers the offset of the unit's end: recovery resumes after it
     position = h.rt.state.position((changelog, 0))
     assert position.applied_to == [i for i, r in enumerate(h.sent) if r.key == UNIT_KEY][-1]
+
+
+async def test_a_units_events_are_counted_by_name_once_per_name(harness: Harness) -> None:
+    """The event-names index: each name's uses and latest event time (an older event keeps
+    it), over units; a unit's changelog holds one record for each name it saw, whatever its
+    number of events."""
+    h = harness
+    first = [event(1, timestamp=1_699_990_500, name="viewed"),
+             event(2, timestamp=1_699_990_900, name="viewed"),
+             event(3, timestamp=1_699_990_100, name="viewed", person="bob"),
+             event(4, timestamp=1_699_990_200, name="bought")]
+    async with agent_of(h).test_context() as ag:
+        await ag.put(encode_envelope(first), key=b"alice")
+        await h.settle(lambda: h.rt.state.tables[EVENT_NAMES].get(0, "bought") is not None)
+        names = h.rt.state.tables[EVENT_NAMES]
+        assert names.get(0, "viewed") == {"count": 3, "last_seen": 1_699_990_900}
+        assert names.get(0, "bought") == {"count": 1, "last_seen": 1_699_990_200}
+        written = [split_key(r.key)[1] for r in h.sent_to(h.changelog(EVENT_NAMES))
+                   if r.key != UNIT_KEY and split_key(r.key)[0] == EVENT_NAMES]
+        assert sorted(written) == ["bought", "viewed"]
+        await ag.put(encode_envelope([event(5, timestamp=1_699_990_000, name="viewed")]),
+                     key=b"alice")
+        await h.settle(lambda: names.get(0, "viewed")["count"] == 4)
+    assert names.get(0, "viewed") == {"count": 4, "last_seen": 1_699_990_900}
+    assert names.get(0, "bought") == {"count": 1, "last_seen": 1_699_990_200}
 
 
 # --- dedup ---------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ The property-based run (``test_fuzz_every_operation``) is bounded for CI; make i
 ``random`` for fresh data; an integer for that seed. ``EVENTIDE_FUZZ_SHRINK=1`` shrinks a failing
 example before reporting it (slower).
 
-Bugs found are pinned by ``xfail(strict=True, reason="BUG: ...")`` tests at the end of this file;
-the fuzzer steps around requests that would hit them (``tests.fuzz.support.known_bug``) so that it
-keeps looking for new ones.
+A bug it finds is pinned by an ``xfail(strict=True, reason="BUG: ...")`` test at the end of this
+file while its fix is in progress, and the fuzzer steps around requests that would hit it
+(``tests.fuzz.support.known_bug``) so that it keeps looking for new ones. None is open: the bugs the
+first runs found are fixed, and the tests at the end of this file are their regression tests.
 """
 
 from __future__ import annotations
