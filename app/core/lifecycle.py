@@ -81,7 +81,8 @@ def absorb(state: PersonState, message: Absorb, events: History,
     now_s = message.received_at // 1000
     profile = state.profile
     if message.profile:
-        profile = profiles.merge(profile, message.person, message.profile, message.id, now_s)
+        profile = profiles.merge(profile, message.person, message.profile, message.id, now_s,
+                                 merged_at_ms=message.received_at)
     elif profile is not None:  # an empty secondary: only its id joins the primary
         profile = profiles.merged_in(profile, message.source)
     candidates: set[str] = set()

@@ -77,18 +77,42 @@ def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]
 
 
 def merge(primary: Profile | None, primary_id: str, secondary: Profile, merge_id: str,
-          at: int) -> Profile:
-    """Fold ``secondary`` into ``primary``: the primary's attributes win on conflict."""
+          at: int, *, merged_at_ms: int) -> Profile:
+    """Fold ``secondary`` into ``primary``: the primary's attributes win on conflict, over what
+    the secondary was sent before the merge (accepted at ``merged_at_ms``).
+
+    Two kinds of the secondary's writes are applied as an identify is (a later stamp wins):
+
+    * one sent after the merge. In accept order it reaches the primary as an identify forwarded
+      by the secondary's marker; the secondary holds it only if it handled it before its side of
+      the merge;
+    * one of an attribute the primary took from this secondary. A merge is sent again, under the
+      same id, when a crash lost the secondary's side after its absorb had gone out; the
+      secondary may have handled more writes in between.
+
+    So every order and redo of one merge gives the primary the same attributes. An attribute
+    taken from a secondary carries its id in its stamp's third place (``apply_identify`` puts a
+    0 there: the primary's own write)."""
     base = primary if primary is not None else new_profile(primary_id, {"received_at": at * 1000})
     attributes = dict(base["attributes"])
     stamps = dict(base["stamps"])
     changes = list(base.get("changes", []))
+    source = secondary["id"]
     for name, value in sorted(secondary["attributes"].items()):
-        if name not in attributes:
-            attributes[name] = value
-            stamps[name] = secondary["stamps"].get(name, [0, 0, 0])
-            changes.append({"name": name, "old": None, "new": value, "at": at,
-                            "source": f"merge:{secondary['id']}", "id": merge_id})
+        stamp = [*secondary["stamps"].get(name, [0, 0])[:2], source]
+        if name in attributes:
+            previous = stamps.get(name)
+            taken_from_it = previous is not None and len(previous) > 2 and previous[2] == source
+            if not (taken_from_it or stamp[1] > merged_at_ms):
+                continue
+            if previous is not None and stamp[:2] < previous[:2]:
+                continue
+        old = attributes.get(name)
+        if old != value or name not in attributes:
+            changes.append({"name": name, "old": old, "new": value, "at": at,
+                            "source": f"merge:{source}", "id": merge_id})
+        attributes[name] = value
+        stamps[name] = stamp
     merged_from = sorted(set(base.get("merged_from", [])) | {secondary["id"]}
                          | set(secondary.get("merged_from", [])))
     return {

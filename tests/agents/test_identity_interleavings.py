@@ -754,8 +754,9 @@ async def test_deleting_the_survivor_of_a_merge_chain_unlinks_its_anonymous_ids(
     w = CHAIN_DELETE_SPEC
     [state] = await outcomes(w, [CHAIN_DELETE_SCHEDULE], tmp_path, invariants=False)
     expected = model(w)
-    assert state["people"] == expected["people"] == {}  # fails: ann is back, holding the event
-    assert state == expected                            # (email and anon-c resolve to ann)
+    # (before the fix: ann was back, holding the event, and the email and anon-c named her)
+    assert state["people"] == expected["people"] == {}
+    assert state == expected
 
 
 #: Found by test_crashes_and_redeliveries_change_nothing in CI on 2026-12-02 (it failed on
@@ -775,3 +776,26 @@ LOST_ABSORB_SPEC = build(spec=[
 
 async def test_a_crash_during_a_merge_chain_loses_no_absorb() -> None:
     await check(LOST_ABSORB_SPEC, [256, 0, 544], crashes=True)
+
+
+#: Found by the crash property in CI (2026-12-07): gus is merged into cat (itself merged into
+#: ann), then sent ``gus_y: 0``. gus's side of the merge crashed after its absorb (gus_y 1) went
+#: out, so gus, not yet a marker, took ``gus_y: 0`` itself; the merge, redone under the same id,
+#: sent it in a second absorb, and ann kept ``gus_y: 1`` as "the primary's own" (the fixed order
+#: forwards the write to ann, where the later write wins).
+REDONE_MERGE_SPEC = build([
+    ("identify", "bob", {}, "anon-a", None), ("identify", "cat", {}, None, None),
+    ("identify", "eve", {"email": "eve@x.io"}, None, None),
+    ("identify", "gus", {"gus_x": 0, "gus_y": 1}, None, None),
+    ("event", "cat", "view"), ("event", "cat", "view"), ("event", "eve", "view"),
+    ("event", "eve", "view"), ("event", "ann", "view"), ("event", "ann", "view"),
+    ("anonymous", "anon-a", False), ("duplicate", 4, None), ("duplicate", 10, None),
+    ("duplicate", 4, "eve"), ("merge", ("id", "ann"), ("id", "cat")),
+    ("merge", ("id", "cat"), ("email", "eve")), ("merge", ("id", "cat"), ("id", "gus")),
+    ("merge", ("id", "cat"), ("id", "gus")), ("identify", "bob", {}, "anon-b", None),
+    ("identify", "gus", {"gus_y": 0}, None, None), ("merge", ("id", "cat"), ("email", "eve"))])
+
+
+async def test_a_merge_redone_after_a_crash_brings_what_the_secondary_took_meanwhile() -> None:
+    await check(REDONE_MERGE_SPEC, [5420, 815, 0, 364, 2352, 6090, 101, 243, 1, 24, 16, 0, 5895,
+                                    293], crashes=True)

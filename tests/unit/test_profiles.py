@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.core.profiles import cio_id_for, apply_identify, new_profile, public_view
+from app.core.profiles import apply_identify, cio_id_for, merge, new_profile, public_view
 
 PERSON = "cust-1"
 RECEIVED = 1_700_000_000_000
@@ -160,6 +160,114 @@ def test_updated_at_never_goes_back() -> None:
     profile = fold([identify({"a": 1}, received_at=RECEIVED + 9_000),
                     identify({"b": 2}, received_at=RECEIVED)])
     assert profile["updated_at"] == (RECEIVED + 9_000) // 1000  # type: ignore[index]
+
+
+# --- merges --------------------------------------------------------------------------------------
+
+MERGED_AT = RECEIVED + 5_000  # when the merge was accepted
+
+
+def secondary(items: list[dict[str, Any]]) -> dict[str, Any]:
+    profile = None
+    for item in items:
+        profile = apply_identify(profile, "gus", {**item, "customer": "gus"})
+    assert profile is not None
+    return profile
+
+
+def absorb(primary: dict[str, Any] | None, gus: dict[str, Any]) -> dict[str, Any]:
+    return merge(primary, PERSON, gus, "merge-1", MERGED_AT // 1000, merged_at_ms=MERGED_AT)
+
+
+def test_the_primary_wins_over_what_the_secondary_was_sent_before_the_merge() -> None:
+    ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
+    gus = secondary([identify({"plan": "free", "city": "Oslo"}, received_at=RECEIVED + 1_000)])
+    assert absorb(ann, gus)["attributes"] == {"plan": "pro", "city": "Oslo"}
+
+
+def order_kept(profile: dict[str, Any]) -> dict[str, Any]:
+    """Attributes and the order of their writes (a stamp's third place says where it came from)."""
+    return {"attributes": profile["attributes"],
+            "stamps": {name: stamp[:2] for name, stamp in profile["stamps"].items()}}
+
+
+def test_what_the_secondary_was_sent_after_the_merge_counts_as_a_forwarded_identify() -> None:
+    """In accept order a write sent to the secondary after its merge reaches the primary as an
+    identify forwarded by the secondary's marker. The secondary holds it when it handled it
+    before its side of the merge, and when that side was redone after a crash (its first
+    absorb had gone out, its state was lost: the merge sends the profile again, under the same
+    id). Every path gives the primary the same attributes."""
+    ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
+    before = [identify({"plan": "free", "city": "Oslo"}, received_at=RECEIVED + 1_000)]
+    after = identify({"plan": "basic", "city": "Lyon"}, received_at=MERGED_AT + 1_000)
+    forwarded = apply_identify(absorb(ann, secondary(before)), PERSON, after)
+    redone = absorb(absorb(ann, secondary(before)), secondary([*before, after]))
+    handled_first = absorb(ann, secondary([*before, after]))
+    assert forwarded["attributes"] == {"plan": "basic", "city": "Lyon"}
+    assert order_kept(redone) == order_kept(handled_first) == order_kept(forwarded)
+
+
+def test_a_redone_merge_takes_the_newer_writes_of_what_came_from_the_secondary() -> None:
+    """The first absorb went out when the secondary had handled one of its writes; the second,
+    after the crash, holds both. The primary ends as if it had absorbed both at once."""
+    oslo = identify({"city": "Oslo"}, received_at=RECEIVED + 1_000, event_id="a")
+    lyon = identify({"city": "Lyon"}, received_at=RECEIVED + 2_000, event_id="b")
+    ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
+    redone = absorb(absorb(ann, secondary([oslo])), secondary([oslo, lyon]))
+    assert redone["attributes"] == {"plan": "pro", "city": "Lyon"}
+    assert order_kept(redone) == order_kept(absorb(ann, secondary([oslo, lyon])))
+
+
+def test_a_write_after_the_merge_still_loses_to_a_later_stamp_of_the_primary() -> None:
+    ann = fold([identify({"plan": "pro"}, timestamp=(MERGED_AT + 9_000) // 1000,
+                         received_at=RECEIVED)])
+    gus = secondary([identify({"plan": "basic"}, received_at=MERGED_AT + 1_000)])
+    assert absorb(ann, gus)["attributes"] == {"plan": "pro"}
+
+
+def test_a_redone_merge_of_another_secondary_leaves_what_the_first_gave() -> None:
+    """Two secondaries with the same attribute: the first absorbed wins, and a redo of the
+    second's merge does not take it over."""
+    eve = apply_identify(None, "eve", {**identify({"city": "Rome"}, received_at=RECEIVED + 500),
+                                       "customer": "eve"})
+    gus = secondary([identify({"city": "Oslo"}, received_at=RECEIVED + 1_000)])
+    ann = absorb(absorb(fold([identify({"plan": "pro"})]), eve), gus)
+    assert absorb(ann, gus)["attributes"] == {"plan": "pro", "city": "Rome"}
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["plan", "city"]), st.integers(0, 3),
+                          st.integers(-3, 3)), min_size=1, max_size=6),
+       st.dictionaries(st.sampled_from(["plan", "city"]), st.integers(0, 3)),
+       st.integers(0, 6))
+def test_a_merge_gives_the_same_attributes_whenever_the_secondary_handled_its_writes(
+        writes: list[tuple[str, int, int]], own: dict[str, int], handled: int) -> None:
+    """The secondary is sent ``writes`` (seconds around the merge's accept time; no sender
+    timestamps), the primary has ``own``. In accept order the secondary absorbs those sent
+    before the merge and forwards the rest. Its side of the merge may first run after it
+    handled more than those (the merge overtaken), and a crash may lose that side after its
+    absorb went out when it had handled fewer or more (the first ``handled``): the merge is
+    redone once it has handled them all. The primary ends the same every way. (Writes sent
+    before the merge that reach the secondary after its side of it are forwarded, and then win
+    by stamp over the primary's own: not covered here.)"""
+    ann = fold([identify(own, received_at=RECEIVED)]) if own else None
+    items = sorted((identify({name: value}, received_at=MERGED_AT + offset * 1_000 + 1 + n,
+                             event_id=f"w{n}") for n, (name, value, offset) in enumerate(writes)),
+                   key=lambda item: item["received_at"])
+    sent_before = sum(item["received_at"] <= MERGED_AT for item in items)
+
+    def handled_then_forwarded(k: int) -> dict[str, Any]:
+        profile = absorb(ann, secondary(items[:k]) if k else new_profile("gus", {}))
+        for item in items[k:]:
+            profile = apply_identify(profile, PERSON, item)
+        return profile
+
+    accept_order = handled_then_forwarded(sent_before)
+    overtaken = handled_then_forwarded(max(handled, sent_before))
+    first = secondary(items[:handled]) if handled else new_profile("gus", {})
+    redone = absorb(absorb(ann, first), secondary(items))
+    assert overtaken["attributes"] == accept_order["attributes"]
+    assert redone["attributes"] == accept_order["attributes"]
 
 
 # --- public view ---------------------------------------------------------------------------------
