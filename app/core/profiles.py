@@ -41,6 +41,23 @@ def new_profile(person_id: str, item: dict[str, Any]) -> Profile:
     }
 
 
+def _newer(stamp: list[Any], previous: list[Any] | None) -> bool:
+    """Whether a write stamped ``stamp`` replaces the one stamped ``previous``: a later stamp
+    wins, and so does an equal one. (A stamp's third place says where a write came from.)"""
+    return previous is None or stamp[:2] >= previous[:2]
+
+
+def _write(attributes: dict[str, Any], stamps: dict[str, Any], changes: list[dict[str, Any]],
+           name: str, value: Any, stamp: list[Any], at: int, source: str, write_id: str) -> None:
+    """Set an attribute with its stamp, keeping the change when it is one."""
+    old = attributes.get(name)
+    if old != value or name not in attributes:
+        changes.append({"name": name, "old": old, "new": value, "at": at, "source": source,
+                        "id": write_id})
+    attributes[name] = value
+    stamps[name] = stamp
+
+
 def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]) -> Profile:
     """Return the profile after ``item`` (an identify), as a new value."""
     base = profile if profile is not None else new_profile(person_id, item)
@@ -49,15 +66,10 @@ def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]
     stamps = dict(base["stamps"])
     changes = list(base.get("changes", []))
     at = int(item.get("received_at") or 0) // 1000
+    source = item.get("source", "identify")
     for name, value in item.get("attributes", {}).items():
-        previous = stamps.get(name)
-        if previous is None or stamp[:2] >= previous[:2]:
-            old = attributes.get(name)
-            if old != value or name not in attributes:
-                changes.append({"name": name, "old": old, "new": value, "at": at,
-                                "source": item.get("source", "identify"), "id": item["id"]})
-            attributes[name] = value
-            stamps[name] = stamp
+        if _newer(stamp, stamps.get(name)):
+            _write(attributes, stamps, changes, name, value, stamp, at, source, item["id"])
     anonymous_ids = base["anonymous_ids"]
     anonymous_id = item.get("anonymous_id")
     if anonymous_id and anonymous_id not in anonymous_ids:
@@ -100,20 +112,14 @@ def merge(primary: Profile | None, primary_id: str, secondary: Profile, merge_id
     source = secondary["id"]
     for name, value in sorted(secondary["attributes"].items()):
         stamp = [*secondary["stamps"].get(name, [0, 0])[:2], source]
-        if name in attributes:
-            previous = stamps.get(name)
-            taken_from_it = previous is not None and len(previous) > 2 and previous[2] == source
-            if not (taken_from_it or stamp[1] > merged_at_ms):
-                continue
-            if previous is not None and stamp[:2] < previous[:2]:
-                continue
-        old = attributes.get(name)
-        if old != value or name not in attributes:
-            changes.append({"name": name, "old": old, "new": value, "at": at,
-                            "source": f"merge:{source}", "id": merge_id})
-        attributes[name] = value
-        stamps[name] = stamp
-    merged_from = sorted(set(base.get("merged_from", [])) | {secondary["id"]}
+        previous = stamps.get(name)
+        taken_from_it = previous is not None and len(previous) > 2 and previous[2] == source
+        if name in attributes and not (taken_from_it or stamp[1] > merged_at_ms):
+            continue  # the primary's own (or another's) wins over a write sent before the merge
+        if _newer(stamp, previous):
+            _write(attributes, stamps, changes, name, value, stamp, at, f"merge:{source}",
+                   merge_id)
+    merged_from = sorted(set(base.get("merged_from", [])) | {source}
                          | set(secondary.get("merged_from", [])))
     return {
         **base,

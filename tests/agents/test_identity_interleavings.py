@@ -242,8 +242,9 @@ def places(w: Workload) -> dict[str, set[tuple[str, str]]]:
     twice within a group (to one person, or to two that are merged), it is one event. Events of a
     deleted group are gone. An anonymous event older than the 30-day anonymous horizon is dropped
     (the properties send none: whether it is dropped depends on arrival order, see
-    ``test_an_old_anonymous_event_is_kept_or_dropped_by_arrival_order``). A phase-2 anonymous event of an anonymous id whose person was deleted is held
-    anonymously again (the delete unlinks it).
+    ``test_an_old_anonymous_event_is_kept_or_dropped_by_arrival_order``). A phase-2 anonymous
+    event of an anonymous id whose person was deleted is held anonymously again (the delete
+    unlinks it).
     """
     horizon = NOW_S - 30 * DAY_S
     found: dict[str, set[tuple[str, str]]] = {}
