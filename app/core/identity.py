@@ -77,10 +77,12 @@ def after_merge_away(secondary: str, primary: str, profile: Profile | None, merg
     return out
 
 
-def merged_marker(secondary: str, primary: str, at: int) -> Profile:
-    """What stays of a secondary: a forwarder to the survivor, nothing else."""
-    return {"id": secondary, "merged_into": primary, "attributes": {}, "stamps": {},
-            "anonymous_ids": [], "created_at": at, "updated_at": at}
+def merged_marker(secondary: str, primary: str, merged_at_ms: int) -> Profile:
+    """What stays of a secondary: a forwarder to the survivor, and when the merge was accepted
+    (what it forwards says so: ``messages.forwarded``)."""
+    at = merged_at_ms // 1000
+    return {"id": secondary, "merged_into": primary, "merged_at": merged_at_ms, "attributes": {},
+            "stamps": {}, "anonymous_ids": [], "created_at": at, "updated_at": at}
 
 
 def after_delete(person: str, profile: Profile | None, delete_id: str,

@@ -20,12 +20,15 @@ Activity = dict[str, Any]
 
 def redirect(state: PersonState, message: ForPerson) -> list[Output] | None:
     """What happens instead of handling ``message`` here (None: handle it)."""
-    merged_into = state.profile.get("merged_into") if state.profile else None
+    marker = state.profile or {}
+    merged_into = marker.get("merged_into")
     if isinstance(message, MergeFrom) and (message.into == message.person or merged_into):
         return [Count("merges:repeat")]  # merging twice is merging once
     if merged_into:
-        # Someone merged away: whatever still reaches them belongs to the survivor.
-        return [Forward(merged_into, forwarded(message, merged_into))]
+        # Someone merged away: whatever still reaches them belongs to the survivor. (A marker
+        # left before merge times were kept has its merge's second.)
+        merged_at = marker.get("merged_at") or int(marker.get("created_at") or 0) * 1000
+        return [Forward(merged_into, forwarded(message, merged_into, merged_at))]
     return None
 
 
@@ -50,7 +53,7 @@ def merge_away(state: PersonState, message: MergeFrom,
     out.extend(Announce(announcement) for announcement in identity.after_merge_away(
         secondary, primary, state.profile, message.id, at))
     out += [ClearEvents(), Count("merges:done")]
-    return PersonState(identity.merged_marker(secondary, primary, at), membership.empty()), out
+    return PersonState(identity.merged_marker(secondary, primary, message.received_at), membership.empty()), out
 
 
 def absorbed_events(message: Absorb, ref: Ref, seen: Callable[[str], Entry | None], *,
@@ -82,7 +85,8 @@ def absorb(state: PersonState, message: Absorb, events: History,
     profile = state.profile
     if message.profile:
         profile = profiles.merge(profile, message.person, message.profile, message.id, now_s,
-                                 merged_at_ms=message.received_at)
+                                 merged_at_ms=message.received_at,
+                                 via=message.item.get("via") or ())
     elif profile is not None:  # an empty secondary: only its id joins the primary
         profile = profiles.merged_in(profile, message.source)
     candidates: set[str] = set()

@@ -199,6 +199,10 @@ def decode(item: Item) -> PersonMessage:
     return decoder(item)
 
 
-def forwarded(message: ForPerson, person: str) -> Item:
-    """``message`` re-addressed to ``person`` (a merge survivor), every other field as it came."""
-    return {**message.item, "person": person}
+def forwarded(message: ForPerson, person: str, merged_at_ms: int) -> Item:
+    """``message`` re-addressed to ``person`` (a merge survivor), every other field as it came,
+    and the marker it passed added to its ``via`` (whom it was for, and when that person was
+    merged away): where it lands, a write sent before that merge still counts as the merged
+    person's (``profiles.apply_identify``)."""
+    via = [*message.item.get("via", ()), [message.person, merged_at_ms]]
+    return {**message.item, "person": person, "via": via}

@@ -1,19 +1,41 @@
-"""A person's profile as a fold over identify items.
+"""A person's profile as a fold over identify items and merges.
 
 Attribute writes are ordered by the sender's ``_timestamp`` when given (a later ``_timestamp`` wins
 whatever the arrival order), else by arrival (``received_at``): each attribute remembers the stamp
 of the write that set it, so applying identifies in any order gives the same attributes.
+
+A merge is accepted at a time M. In accept order the primary keeps every attribute it has at M and
+takes the others from the secondary, as the secondary had them at M; what reaches the secondary
+after M is forwarded to the primary and competes there by stamp. Inputs reach a person in other
+orders than they were accepted: a merge naming the secondary by email can overtake the secondary's
+own identifies (or be overtaken), a crash can redo a merge, and the merges of a chain resolve in
+any order. So a profile keeps, besides the winning values, one *level* per person merged into it
+(``levels``: whom it was merged into, when, and each attribute's best write and first arrival
+there), and its winning values are a function of those levels alone: every order gives the
+accept order's answer. (Where a sender's ``_timestamp`` runs backwards across a merge's accept
+time, a write outranked before it is placed keeps only its arrival: see ``_split``.)
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 Profile = dict[str, Any]
 
 #: Attribute changes kept per person (oldest dropped).
 MAX_CHANGES = 1_000
+
+#: An attribute at one level: ``[sent_ms, received_ms, first_ms, value]``: the best write by
+#: (sent, received), and when the level first had the attribute. ``sent`` and ``received`` are
+#: None when the level is known to have had it but its value was outranked by a later write of
+#: the same person that was placed at a level above (``_split``).
+Written = list[Any]
+#: Where a forwarded input has been: ``[person, merged_at_ms]`` for each merge marker it passed,
+#: the first first.
+Via = Sequence[Sequence[Any]]
+
+_LAST = float("inf")
 
 
 def cio_id_for(person_id: str) -> str:
@@ -21,11 +43,11 @@ def cio_id_for(person_id: str) -> str:
     return "cio_" + hashlib.blake2b(person_id.encode(), digest_size=8).hexdigest()
 
 
-def _stamp(item: dict[str, Any]) -> list[int]:
-    """Order key of a write: sender time first (seconds → ms), then arrival, then id."""
+def _stamp(item: dict[str, Any]) -> tuple[int, int]:
+    """Order key of a write: sender time first (seconds → ms), then arrival."""
     sent = item.get("timestamp")
     received = int(item.get("received_at") or 0)
-    return [int(sent) * 1000 if sent is not None else received, received]
+    return (int(sent) * 1000 if sent is not None else received, received)
 
 
 def new_profile(person_id: str, item: dict[str, Any]) -> Profile:
@@ -41,92 +63,219 @@ def new_profile(person_id: str, item: dict[str, Any]) -> Profile:
     }
 
 
-def _newer(stamp: list[Any], previous: list[Any] | None) -> bool:
-    """Whether a write stamped ``stamp`` replaces the one stamped ``previous``: a later stamp
-    wins, and so does an equal one. (A stamp's third place says where a write came from.)"""
-    return previous is None or stamp[:2] >= previous[:2]
+# --- levels --------------------------------------------------------------------------------------
 
 
-def _write(attributes: dict[str, Any], stamps: dict[str, Any], changes: list[dict[str, Any]],
-           name: str, value: Any, stamp: list[Any], at: int, source: str, write_id: str) -> None:
-    """Set an attribute with its stamp, keeping the change when it is one."""
-    old = attributes.get(name)
-    if old != value or name not in attributes:
-        changes.append({"name": name, "old": old, "new": value, "at": at, "source": source,
-                        "id": write_id})
-    attributes[name] = value
-    stamps[name] = stamp
+def _outranks(a: Written, b: Written) -> bool:
+    """Whether ``a``'s write beats ``b``'s: a later stamp; on equal stamps the larger value, so
+    that the choice does not depend on which was applied first."""
+    if (a[0], a[1]) != (b[0], b[1]):
+        return bool((a[0], a[1]) > (b[0], b[1]))
+    return repr(a[3]) > repr(b[3])
+
+
+def _combine(old: Written | None, new: Written) -> Written:
+    """What a level knows of an attribute after both: commutative and idempotent."""
+    if old is None:
+        return new
+    first = min(old[2], new[2])
+    if new[0] is None or (old[0] is not None and not _outranks(new, old)):
+        best = old
+    else:
+        best = new
+    return [best[0], best[1], first, best[3]]
+
+
+def own_level(profile: Profile) -> dict[str, Written]:
+    """The person's own writes, by attribute. A profile stored before levels existed holds
+    ``[sent, received]`` (or a merge's third place) and its values in ``attributes``: all its
+    own. (A profile whose values all came by merges has no writes of its own, and levels.)"""
+    stamps: dict[str, Any] = profile.get("stamps") or {}
+    if "levels" in profile:
+        return stamps
+    for stamp in stamps.values():
+        if len(stamp) == 4:
+            return stamps
+        break
+    return {name: [*stamps.get(name, [0, 0])[:2], stamps.get(name, [0, 0])[1], value]
+            for name, value in profile.get("attributes", {}).items()}
+
+
+def _climb(at_ms: int, path: list[tuple[str, float]]) -> str:
+    """The level an arrival at ``at_ms`` belongs to along ``path`` (innermost first, ending at
+    the profile's own person, who has no merge time): the first not merged away by then."""
+    for person, merged_at in path:
+        if at_ms < merged_at:
+            return person
+    return path[-1][0]
+
+
+def _ensure_path(levels: dict[str, Any], path: list[tuple[str, float]]) -> None:
+    """Record each merged person on ``path`` as merged into the first later one still there
+    at its merge time (a merge accepted after its primary's own merge went to the survivor)."""
+    for i, (person, merged_at) in enumerate(path[:-1]):
+        if person not in levels:
+            into = _climb(int(merged_at), path[i + 1:])
+            levels[person] = {"into": into, "at": int(merged_at), "attributes": {}}
+
+
+def _put(own: dict[str, Written], levels: dict[str, Any], root: str, level: str, name: str,
+         written: Written) -> None:
+    if level == root:
+        own[name] = _combine(own.get(name), written)
+    else:
+        node = levels[level]
+        attributes = dict(node["attributes"])
+        attributes[name] = _combine(attributes.get(name), written)
+        levels[level] = {**node, "attributes": attributes}
+
+
+def _split(written: Written, path: list[tuple[str, float]]) -> list[tuple[str, Written]]:
+    """Place one level's knowledge of an attribute along ``path``: its first arrival where that
+    arrival belongs, its best write where the write's arrival belongs. When those differ, the
+    writes in between are known only by being outranked by the best (exact unless a sender's
+    ``_timestamp`` runs backwards across a merge)."""
+    first_at = _climb(written[2], path)
+    if written[0] is None:
+        return [(first_at, written)]
+    best_at = _climb(written[1], path)
+    if best_at == first_at:
+        return [(first_at, written)]
+    return [(first_at, [None, None, written[2], None]),
+            (best_at, [written[0], written[1], written[1], written[3]])]
+
+
+def _resolve(own: dict[str, Written], levels: dict[str, Any], root: str,
+             name: str) -> Written | None:
+    """The accept order's answer for ``name`` at ``root``: its own writes, and what the first
+    person merged into it that had the attribute then brought, unless it had its own first."""
+    children: dict[str, list[tuple[int, str]]] = {}
+    for person, node in levels.items():
+        children.setdefault(node["into"], []).append((node["at"], person))
+
+    def at_level(person: str, writes: dict[str, Written]) -> Written | None:
+        mine = writes.get(name)
+        for merged_at, child in sorted(children.get(person, ())):
+            brought = at_level(child, levels[child]["attributes"])
+            if brought is None:
+                continue
+            if mine is not None and mine[2] <= merged_at:
+                break  # it had its own before this merge: the merge brings nothing
+            merged = [brought[0], brought[1], merged_at, brought[3]]
+            if mine is None or mine[0] is None:
+                return merged if mine is None else [*merged[:2], min(mine[2], merged_at),
+                                                    merged[3]]
+            if merged[0] is None or not _outranks(merged, mine) or (merged[0], merged[1]) == (
+                    mine[0], mine[1]):
+                return [mine[0], mine[1], merged_at, mine[3]]
+            return merged
+        return mine
+
+    return at_level(root, own)
+
+
+# --- identifies and merges -----------------------------------------------------------------------
+
+
+def _settle(base: Profile, own: dict[str, Written], levels: dict[str, Any],
+            names: Iterable[str], at: int, source: str, write_id: str) -> Profile:
+    """``base`` with its levels replaced and the winning values of ``names`` recomputed; each
+    value that changed is kept as a change."""
+    attributes = dict(base["attributes"])
+    changes = list(base.get("changes", []))
+    for name in sorted(set(names)):
+        written = own.get(name) if not levels else _resolve(own, levels, base["id"], name)
+        if written is None or written[0] is None:
+            continue
+        old = attributes.get(name)
+        if old != written[3] or name not in attributes:
+            changes.append({"name": name, "old": old, "new": written[3], "at": at,
+                            "source": source, "id": write_id})
+            attributes[name] = written[3]
+    profile = {**base, "attributes": attributes, "stamps": own, "changes": changes[-MAX_CHANGES:]}
+    if levels:
+        profile["levels"] = levels
+    return profile
+
+
+def _path(profile_id: str, via: Via) -> list[tuple[str, float]]:
+    return [*[(str(person), float(at)) for person, at in via], (profile_id, _LAST)]
 
 
 def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]) -> Profile:
-    """Return the profile after ``item`` (an identify), as a new value."""
+    """Return the profile after ``item`` (an identify), as a new value. ``item["via"]``: the
+    merge markers it was forwarded by, if any (``Via``)."""
     base = profile if profile is not None else new_profile(person_id, item)
-    stamp = [*_stamp(item), 0]
-    attributes = dict(base["attributes"])
-    stamps = dict(base["stamps"])
-    changes = list(base.get("changes", []))
-    at = int(item.get("received_at") or 0) // 1000
-    source = item.get("source", "identify")
-    for name, value in item.get("attributes", {}).items():
-        if _newer(stamp, stamps.get(name)):
-            _write(attributes, stamps, changes, name, value, stamp, at, source, item["id"])
+    sent, received = _stamp(item)
+    own = dict(own_level(base))
+    levels: dict[str, Any] = dict(base.get("levels") or {})
+    via = item.get("via") or ()
+    level = base["id"]
+    if via:
+        path = _path(base["id"], via)
+        level = _climb(received, path)
+        if level != base["id"]:
+            _ensure_path(levels, path)
+    written_names = item.get("attributes", {})
+    for name, value in written_names.items():
+        _put(own, levels, base["id"], level, name, [sent, received, received, value])
+    at = received // 1000
+    profile = _settle(base, own, levels, written_names, at, item.get("source", "identify"),
+                      item["id"])
     anonymous_ids = base["anonymous_ids"]
     anonymous_id = item.get("anonymous_id")
     if anonymous_id and anonymous_id not in anonymous_ids:
         anonymous_ids = sorted([*anonymous_ids, anonymous_id])
     created_at = base["created_at"]
-    if isinstance(attributes.get("created_at"), int):
-        created_at = attributes["created_at"]
+    if isinstance(profile["attributes"].get("created_at"), int):
+        created_at = profile["attributes"]["created_at"]
     return {
-        **base,
-        "attributes": attributes,
-        "stamps": stamps,
+        **profile,
         "anonymous_ids": anonymous_ids,
-        "changes": changes[-MAX_CHANGES:],
         "created_at": created_at,
-        "updated_at": max(base["updated_at"], int(item.get("received_at") or 0) // 1000),
+        "updated_at": max(base["updated_at"], at),
     }
 
 
 def merge(primary: Profile | None, primary_id: str, secondary: Profile, merge_id: str,
-          at: int, *, merged_at_ms: int) -> Profile:
-    """Fold ``secondary`` into ``primary``: the primary's attributes win on conflict, over what
-    the secondary was sent before the merge (accepted at ``merged_at_ms``).
+          at: int, *, merged_at_ms: int, via: Via = ()) -> Profile:
+    """Fold ``secondary`` (merged at ``merged_at_ms``) into ``primary``. ``via``: the merge
+    markers the secondary's profile was forwarded by (it was merged into someone merged since).
 
-    Two kinds of the secondary's writes are applied as an identify is (a later stamp wins):
-
-    * one sent after the merge. In accept order it reaches the primary as an identify forwarded
-      by the secondary's marker; the secondary holds it only if it handled it before its side of
-      the merge;
-    * one of an attribute the primary took from this secondary. A merge is sent again, under the
-      same id, when a crash lost the secondary's side after its absorb had gone out; the
-      secondary may have handled more writes in between.
-
-    So every order and redo of one merge gives the primary the same attributes. An attribute
-    taken from a secondary carries its id in its stamp's third place (``apply_identify`` puts a
-    0 there: the primary's own write)."""
+    The secondary becomes a level: its writes that arrived before the merge stay there, those
+    after it (it handled them before its side of the merge ran) go where a forwarded identify
+    would have put them, and so do the levels of people merged into it after its merge.
+    Applying the same merge twice, or its pieces in any order, gives the same profile."""
     base = primary if primary is not None else new_profile(primary_id, {"received_at": at * 1000})
-    attributes = dict(base["attributes"])
-    stamps = dict(base["stamps"])
-    changes = list(base.get("changes", []))
     source = secondary["id"]
-    for name, value in sorted(secondary["attributes"].items()):
-        stamp = [*secondary["stamps"].get(name, [0, 0])[:2], source]
-        previous = stamps.get(name)
-        taken_from_it = previous is not None and len(previous) > 2 and previous[2] == source
-        if name in attributes and not (taken_from_it or stamp[1] > merged_at_ms):
-            continue  # the primary's own (or another's) wins over a write sent before the merge
-        if _newer(stamp, previous):
-            _write(attributes, stamps, changes, name, value, stamp, at, f"merge:{source}",
-                   merge_id)
+    own = dict(own_level(base))
+    levels: dict[str, Any] = dict(base.get("levels") or {})
+    outer = _path(base["id"], via)
+    _ensure_path(levels, outer)
+    path = [(source, float(merged_at_ms)), *outer]
+    if source not in levels:
+        levels[source] = {"into": _climb(merged_at_ms, outer), "at": merged_at_ms,
+                          "attributes": {}}
+    names: set[str] = set()
+    for name, written in own_level(secondary).items():
+        names.add(name)
+        for level, piece in _split(written, path):
+            _put(own, levels, base["id"], level, name, piece)
+    for person, node in (secondary.get("levels") or {}).items():
+        into = node["into"]
+        if into == source:
+            into = _climb(node["at"], path)
+        if person not in levels:
+            levels[person] = {"into": into, "at": node["at"], "attributes": {}}
+        for name, written in node["attributes"].items():
+            names.add(name)
+            _put(own, levels, base["id"], person, name, written)
+    profile = _settle(base, own, levels, names, at, f"merge:{source}", merge_id)
     merged_from = sorted(set(base.get("merged_from", [])) | {source}
                          | set(secondary.get("merged_from", [])))
     return {
-        **base,
-        "attributes": attributes,
-        "stamps": stamps,
+        **profile,
         "anonymous_ids": sorted(set(base["anonymous_ids"]) | set(secondary["anonymous_ids"])),
-        "changes": changes[-MAX_CHANGES:],
         "merged_from": merged_from,
         "created_at": min(base["created_at"], secondary["created_at"]),
         "updated_at": max(base["updated_at"], at),

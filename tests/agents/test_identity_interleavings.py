@@ -37,9 +37,10 @@ model puts it (a survivor's history or an anonymous history) and nothing else is
 Workload rules (the fixed-order result must be well defined, and causality must be possible):
 
 * merges form a forest (a secondary is merged into one primary, no cycles);
-* attribute names are per person (``<person>_x``), so people that end up merged never conflict;
-  in a merge group at most one person has an ``email`` (two emails would conflict too); a person
-  with an email sends it with every identify;
+* attribute names are per person (``<person>_x``) or shared by everyone (``x``), so people that
+  end up merged conflict on ``x``; in a merge group at most one person has an ``email`` (two
+  emails would make an alias that depends on the merge order); a person with an email sends it
+  with every identify;
 * each anonymous id is linked by the identifies of at most one person;
 * a merge is sent after at least one identify of its secondary, and, when the primary is named
   by email, after an identify of the primary (which sets the email). So the secondary exists
@@ -55,8 +56,10 @@ Workload rules (the fixed-order result must be well defined, and causality must 
 
 The model: people are grouped by the merge forest; a group's survivor is its root. The root
 survives if anyone in the group sent an identify or an event, and nobody deleted the group. Its
-attributes are the union over the group of each person's last write per attribute (ordered by
-``_timestamp`` when sent, else accept time, then accept time), its anonymous ids those any
+attributes are the send order's, one input at a time: a write lands on the end of its person's
+merge chain so far, where a later stamp wins (``_timestamp`` when sent, else accept time, then
+accept time); a merge keeps the survivor's attributes and takes the secondary's others. Its
+anonymous ids are those any
 member's identifies named, ``merged_from`` every other member, its history every distinct event
 sent to a member or to an anonymous id a member linked. Anonymous ids nobody linked (or whose
 person was deleted, for phase-2 events) hold their events themselves.
@@ -164,7 +167,8 @@ def build(spec: Spec, after: Spec = (), *, secondary_identified: bool = True) ->
             w.sent.append(Sent(kind, "raw_identifies", person, item, phase))
         elif kind == "identify":
             _, person, attributes, anonymous_id, *sent_at = op
-            assert all(name.startswith(f"{person}_") or name == "email" for name in attributes)
+            assert all(name.startswith(f"{person}_") or name in ("email", "x")
+                       for name in attributes)
             if "email" in attributes:
                 assert attributes["email"] == email(person)
                 holders.add(person)
@@ -270,7 +274,22 @@ def places(w: Workload) -> dict[str, set[tuple[str, str]]]:
 
 def model(w: Workload) -> dict[str, Any]:
     """The expected :func:`pipeline_sim.summary` of a workload (see the module docstring)."""
-    last_write: dict[str, dict[str, tuple[tuple[int, int], Any]]] = {p: {} for p in PEOPLE}
+    # Attributes in accept order: a write lands on the end of its person's merge chain, where
+    # a later stamp wins (its _timestamp in ms if sent, else its accept time; then its accept
+    # time: app.core.profiles); a merge keeps the survivor's attributes and takes the
+    # secondary's others; a merge sent twice is applied once.
+    values: dict[str, dict[str, tuple[tuple[int, int], Any]]] = {}
+    into: dict[str, str] = {}
+
+    def survivor(person: str) -> str:
+        while person in into:
+            person = into[person]
+        return person
+
+    def named(reference: dict[str, str]) -> str:
+        kind, value = next(iter(reference.items()))
+        return value if kind == "id" else value.split("@")[0]
+
     anonymous_of: dict[str, set[str]] = {p: set() for p in PEOPLE}
     has_profile, has_data = set(), set()
     activities = {s.item["id"]: _activity(s.item) for s in reversed(w.sent)
@@ -281,17 +300,23 @@ def model(w: Workload) -> dict[str, Any]:
             person = item["customer"]
             has_profile.add(person)
             has_data.add(person)
-            # A write's order: its _timestamp (ms) if sent, else its accept time; then its accept
-            # time (app.core.profiles: a later stamp wins whatever the arrival order).
             stamp = (item["received_at"] if item["timestamp"] is None
                      else item["timestamp"] * 1000, item["received_at"])
+            written = values.setdefault(survivor(person), {})
             for name, value in item["attributes"].items():
-                if name not in last_write[person] or stamp >= last_write[person][name][0]:
-                    last_write[person][name] = (stamp, value)
+                if name not in written or stamp >= written[name][0]:
+                    written[name] = (stamp, value)
             if item["anonymous_id"]:
                 anonymous_of[person].add(item["anonymous_id"])
         elif sent.kind == "event":
             has_data.add(item["customer"])
+        elif sent.kind == "merge":
+            secondary, primary = named(item["secondary"]), named(item["primary"])
+            if secondary in into:
+                continue
+            into[secondary] = primary
+            taken = values.pop(secondary, {})
+            values[survivor(primary)] = {**taken, **values.get(survivor(primary), {})}
     held: dict[tuple[str, str], list[tuple]] = {}
     for event_id, where in places(w).items():
         for place in where:
@@ -304,8 +329,8 @@ def model(w: Workload) -> dict[str, Any]:
             continue
         profiled = bool(has_profile & set(group))
         people[root] = {
-            "attributes": {name: value for m in group for name, (_, value)
-                           in last_write[m].items()} if profiled else None,
+            "attributes": {name: value for name, (_, value) in values.get(root, {}).items()}
+            if profiled else None,
             "anonymous_ids": sorted(set().union(*(anonymous_of[m] for m in group)))
             if profiled else None,
             "merged_from": sorted(set(group) - {root}) if profiled else None,
@@ -450,7 +475,7 @@ def workloads(draw: st.DrawFn, *, old_anonymous: bool = False,
     priority = st.integers(0, 12)
 
     def attributes(person: str) -> dict[str, Any]:
-        attrs = draw(st.dictionaries(st.sampled_from([f"{person}_x", f"{person}_y"]),
+        attrs = draw(st.dictionaries(st.sampled_from([f"{person}_x", "x"]),
                                      st.integers(0, 2), max_size=2))
         return {**attrs, "email": email(person)} if person in holders else attrs
 
@@ -800,3 +825,32 @@ REDONE_MERGE_SPEC = build([
 async def test_a_merge_redone_after_a_crash_brings_what_the_secondary_took_meanwhile() -> None:
     await check(REDONE_MERGE_SPEC, [5420, 815, 0, 364, 2352, 6090, 101, 243, 1, 24, 16, 0, 5895,
                                     293], crashes=True)
+
+
+#: ann has ``x``; gus sets his email, then ``x: 2``; gus is merged into ann by email. In accept
+#: order gus takes ``x: 2`` before the merge, and ann keeps her own ``x: 1``.
+OVERTAKEN_WRITE_SPEC = build([
+    ("identify", "ann", {"x": 1}, None),
+    ("identify", "gus", {"gus_x": 1, "email": "gus@x.io"}, None),
+    ("identify", "gus", {"x": 2}, None),
+    ("merge", ("id", "ann"), ("email", "gus")),
+])
+#: gus's first identify is handled and his email aliased; the merge (on gus@x.io's partition)
+#: is routed, resolved and done before gus's second identify is read: it reaches a marker and
+#: is forwarded to ann.
+MERGE_OVERTAKES_WRITE = ["raw.identifies@3", "identity.commands", "identity.commands",
+                         "raw.identifies@2", "raw.identifies@2", "identity.commands",
+                         "identity.commands", "identity.commands", "person.events",
+                         "person.events", "person.events"]
+
+
+async def test_a_write_the_merge_overtook_still_loses_to_the_primarys_own() -> None:
+    counters: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as root:
+        interleaved = await run_interleaved(OVERTAKEN_WRITE_SPEC, MERGE_OVERTAKES_WRITE,
+                                            Path(root), counters=counters)
+    assert counters.get("forwarded_to_survivor", 0) >= 1 and "merges:parked" not in counters, \
+        counters
+    assert interleaved["people"]["ann"]["attributes"] == {"x": 1, "gus_x": 1,
+                                                          "email": "gus@x.io"}
+    await check(OVERTAKEN_WRITE_SPEC, MERGE_OVERTAKES_WRITE)

@@ -131,9 +131,9 @@ def test_absorbing_an_empty_secondary_adds_only_its_id() -> None:
 
 
 def test_someone_merged_away_forwards_and_a_repeated_merge_is_counted() -> None:
-    marker = PersonState({"merged_into": "p1"})
+    marker = PersonState({"merged_into": "p1", "merged_at": 5_000})
     assert lifecycle.redirect(marker, event()) == [
-        Forward("p1", {**event().item, "person": "p1"})]
+        Forward("p1", {**event().item, "person": "p1", "via": [[event().person, 5_000]]})]
     again = MergeFrom.create(id=ID, person="p2", into="p1", received_at=0)
     assert lifecycle.redirect(marker, again) == [Count("merges:repeat")]
     assert lifecycle.redirect(PersonState(None), event()) is None
@@ -403,3 +403,9 @@ def test_an_item_within_its_grace_is_left_to_inputs_accepted_before_it() -> None
     # the later record of the segment decides: it is what the catalog activates
     assert activation.left_to_inputs(item, ("v3", 9, NOW * 1000 + 5), raw_behind=False,
                                      settled_ms=NOW * 1000)
+
+
+def test_a_marker_left_before_merge_times_were_kept_forwards_with_its_merges_second() -> None:
+    marker = PersonState({"merged_into": "p1", "created_at": 1_700_000_005})
+    assert lifecycle.redirect(marker, event()) == [
+        Forward("p1", {**event().item, "person": "p1", "via": [["p1", 1_700_000_005_000]]})]
