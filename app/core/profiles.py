@@ -12,8 +12,10 @@ own identifies (or be overtaken), a crash can redo a merge, and the merges of a 
 any order. So a profile keeps, besides the winning values, one *level* per person merged into it
 (``levels``: whom it was merged into, when, and each attribute's best write and first arrival
 there), and its winning values are a function of those levels alone: every order gives the
-accept order's answer. (Where a sender's ``_timestamp`` runs backwards across a merge's accept
-time, a write outranked before it is placed keeps only its arrival: see ``_split``.)
+accept order's answer. One limit (``_split``): a person keeps one write per attribute, so when it
+handles writes sent on both sides of its merge before the merge itself, the outranked one is
+known only by its arrival; without sender ``_timestamp`` that changes no answer (a write sent
+after a merge outranks every one before it), with one it can.
 """
 
 from __future__ import annotations
@@ -132,9 +134,11 @@ def _put(own: dict[str, Written], levels: dict[str, Any], root: str, level: str,
 
 def _split(written: Written, path: list[tuple[str, float]]) -> list[tuple[str, Written]]:
     """Place one level's knowledge of an attribute along ``path``: its first arrival where that
-    arrival belongs, its best write where the write's arrival belongs. When those differ, the
-    writes in between are known only by being outranked by the best (exact unless a sender's
-    ``_timestamp`` runs backwards across a merge)."""
+    arrival belongs, its best write where the write's arrival belongs. The writes it outranked
+    are known only by the first arrival: exact without sender ``_timestamp`` (a write sent after
+    a merge outranks those before, and the best stands for them); with one, an outranked write
+    sent after the merge is lost where it would have beaten the primary's own value, and one
+    sent before it where it would have blocked a later merge."""
     first_at = _climb(written[2], path)
     if written[0] is None:
         return [(first_at, written)]
