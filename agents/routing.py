@@ -116,14 +116,24 @@ class CustomerRouter:
     def on_side(self, partition: int, item: dict[str, Any]) -> None:
         command = decode_identity_command(item)
         if isinstance(command, MergeResolve):
-            primary = self.resolve(partition, command.primary_kind, command.primary_value)
+            identifier = f"{command.primary_kind}:{command.primary_value}"
+            primary = routes.named_at(
+                self.resolve(partition, command.primary_kind, command.primary_value),
+                self.unit.get(ALIASES, partition, f"held:{identifier}"), command.received_at)
             self.emit(partition, [routes.second_hop(command, primary)])
         elif isinstance(command, Unalias):
             if routes.names_one_of(self.unit.get(ALIASES, partition, command.identifier),
                                 command.person, command.former):
                 self.unit.delete(ALIASES, partition, command.identifier)
+                self.unit.delete(ALIASES, partition, f"held:{command.identifier}")
         else:
             self.unit.put(ALIASES, partition, command.identifier, command.person)
+            if command.moved_from is not None and command.moved_at is not None:
+                key = f"held:{command.identifier}"
+                history = routes.held(self.unit.get(ALIASES, partition, key),
+                                      command.moved_from, command.moved_at)
+                if history is not None:
+                    self.unit.put(ALIASES, partition, key, history)
             self.resume(partition, command.identifier)
 
     def resume(self, partition: int, identifier: str) -> None:

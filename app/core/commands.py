@@ -10,10 +10,13 @@ Item = dict[str, Any]
 
 
 class Alias(NamedTuple):
-    """``identifier`` (``kind:value``) now names ``person``."""
+    """``identifier`` (``kind:value``) now names ``person``; after a merge, it named
+    ``moved_from`` until the merge's accept time ``moved_at`` (ms)."""
 
     identifier: str
     person: str
+    moved_from: str | None = None
+    moved_at: int | None = None
 
 
 class Unalias(NamedTuple):
@@ -49,7 +52,8 @@ IdentityCommand = Alias | Unalias | MergeResolve
 def decode_identity_command(item: Item) -> IdentityCommand:
     op = item["op"]
     if op == "alias":
-        return Alias(item["identifier"], item["person"])
+        return Alias(item["identifier"], item["person"], item.get("moved_from"),
+                     item.get("moved_at"))
     if op == "unalias":
         return Unalias(item["identifier"], item["person"], tuple(item.get("former", ())))
     if op == "merge_resolve":

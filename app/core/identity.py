@@ -64,11 +64,14 @@ def after_identify(person: str, before: Profile | None, after: Profile | None,
 
 
 def after_merge_away(secondary: str, primary: str, profile: Profile | None, merge_id: str,
-                     at: int) -> list[Announcement]:
+                     merged_at_ms: int) -> list[Announcement]:
     """``secondary`` merged into ``primary``: each of its identifiers (its id at least) now names
-    the primary, and its anonymous ids are linked to the primary."""
+    the primary, and named the secondary until the merge's accept time (so a merge into that
+    identifier accepted earlier, resolved later, still goes to the secondary: ``routes``), and
+    its anonymous ids are linked to the primary."""
+    at = merged_at_ms // 1000
     out: list[Announcement] = [
-        _alias("alias", primary, kind, value)
+        _alias("alias", primary, kind, value, moved_from=secondary, moved_at=merged_at_ms)
         for kind, value in (profiles.identifiers(profile) if profile else
                             {"id": secondary}).items()]
     out.extend(Link(anonymous_id, {"op": "link", "anonymous_id": anonymous_id, "person": primary,

@@ -51,9 +51,10 @@ def merge_away(state: PersonState, message: MergeFrom,
     state, left = leave(state, secondary, events, cause=f"merge:{message.id}", at=at)
     out += left
     out.extend(Announce(announcement) for announcement in identity.after_merge_away(
-        secondary, primary, state.profile, message.id, at))
+        secondary, primary, state.profile, message.id, message.received_at))
     out += [ClearEvents(), Count("merges:done")]
-    return PersonState(identity.merged_marker(secondary, primary, message.received_at), membership.empty()), out
+    marker = identity.merged_marker(secondary, primary, message.received_at)
+    return PersonState(marker, membership.empty()), out
 
 
 def absorbed_events(message: Absorb, ref: Ref, seen: Callable[[str], Entry | None], *,

@@ -51,6 +51,28 @@ def resolve(alias: str | None, kind: str, value: str, identify_by: str) -> str |
     return value if kind == identify_by else None
 
 
+def held(history: list[list[Any]] | None, moved_from: str, moved_at: int) -> list[list[Any]] | None:
+    """Who an identifier named before each merge that moved it: ``[person, until_ms]`` in time
+    order, once ``moved_from`` held it until ``moved_at`` (None: that is known already)."""
+    entry = [moved_from, moved_at]
+    history = history or []
+    if entry in history:
+        return None
+    return sorted([*history, entry], key=lambda held_until: (held_until[1], held_until[0]))
+
+
+def named_at(current: str | None, history: list[list[Any]] | None,
+             received_at: int) -> str | None:
+    """Whom an identifier named when an input was accepted (``received_at``): the first merge
+    after that moved it says whom it named until then, else it names ``current``. A merge into
+    someone merged away since goes to them, and their marker forwards it with its merge time
+    (``profiles``: which of the survivor's attributes it meets)."""
+    for person, until in history or ():
+        if received_at < until:
+            return str(person)
+    return current
+
+
 def route_input(item: Item, person: str | None, identify_by: str) -> RouteOutput:
     """An event, identify or delete whose identifier names ``person`` (None: nobody)."""
     if person is None:  # an email never seen, with people addressed by id: nobody to act on

@@ -858,3 +858,24 @@ async def test_a_write_the_merge_overtook_still_loses_to_the_primarys_own() -> N
     assert interleaved["people"]["ann"]["attributes"] == {"x": 1, "gus_x": 1,
                                                           "email": "gus@x.io"}
     await check(OVERTAKEN_WRITE_SPEC, MERGE_OVERTAKES_WRITE)
+
+
+#: cat is merged into bob, bob writes ``x``, then bob is merged into ann (found by a seed of the
+#: interleaving property once attribute names were shared). In accept order bob took cat's
+#: ``x: 1`` at the first merge, wrote ``x: 0`` over it, and ann took ``x: 0`` at the second.
+CHAIN_RESOLVED_LATE_SPEC = build([
+    ("identify", "cat", {"x": 1}, None, None), ("identify", "eve", {}, "anon-c", None),
+    ("identify", "eve", {}, None, None), ("identify", "eve", {}, None, None),
+    ("identify", "gus", {}, None, None), ("identify", "gus", {}, None, None),
+    ("event", "ann", "view"), ("anonymous", "anon-a", False),
+    ("merge", ("id", "bob"), ("id", "cat")),
+    ("identify", "bob", {"bob_x": 0, "x": 0}, None, None),
+    ("merge", ("id", "ann"), ("id", "bob"))])
+
+
+async def test_a_merge_resolved_after_its_primary_was_merged_away_joins_it_there() -> None:
+    """The schedule resolves the merge of cat only after bob's merge into ann moved bob's id to
+    ann. The merge still goes to bob, whom the id named when it was accepted, and bob's marker
+    forwards cat's absorb to ann saying when bob was merged: ann's ``x`` is bob's ``0``, not
+    cat's ``1`` (which would have come first had cat been merged into ann directly)."""
+    await check(CHAIN_RESOLVED_LATE_SPEC, [16, 1335])

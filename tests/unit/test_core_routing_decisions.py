@@ -73,6 +73,23 @@ def test_parked_merges_are_kept_once_each_and_bounded() -> None:
     assert grown is not None and len(grown) == routes.MAX_PARKED and grown[-1] == {"id": "new"}
 
 
+def test_a_merge_goes_to_whom_its_primary_identifier_named_when_it_was_accepted() -> None:
+    """bob's id and email moved to ann when bob was merged into ann at 2,000 ms, and to zed when
+    ann was merged into zed at 5,000 (the alias commands may arrive in either order). A merge
+    into bob accepted before 2,000 ms goes to bob (a marker now: it forwards, saying when it was
+    merged), one accepted between goes to ann, and a later one to whom the alias names now."""
+    history = routes.held(None, "ann", 5_000)
+    history = routes.held(history, "bob", 2_000)
+    assert history == [["bob", 2_000], ["ann", 5_000]]
+    assert routes.held(history, "bob", 2_000) is None  # an alias command redelivered
+    assert [routes.named_at("zed", history, at) for at in (1_999, 2_000, 4_999, 5_000)] == [
+        "bob", "ann", "ann", "zed"]
+    assert routes.named_at("ann", None, 1_000) == "ann"
+    assert decode_identity_command({"op": "alias", "identifier": "id:bob", "person": "ann",
+                                    "moved_from": "bob", "moved_at": 2_000}) == \
+        Alias("id:bob", "ann", "bob", 2_000)
+
+
 def test_side_commands_decode_to_types() -> None:
     assert decode_identity_command({"op": "alias", "identifier": "email:x", "person": "p"}) == \
         Alias("email:x", "p")

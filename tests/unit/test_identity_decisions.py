@@ -45,9 +45,10 @@ def test_an_unchanged_profile_announces_nothing_but_the_anonymous_link() -> None
 
 
 def test_merging_away_points_every_identifier_and_anonymous_id_at_the_primary() -> None:
-    out = after_merge_away("p2", "p1", profile("p2", "b@x.io", ["anon-1"]), "M1", 50)
+    out = after_merge_away("p2", "p1", profile("p2", "b@x.io", ["anon-1"]), "M1", 50_000)
     aliases = {a.key: a.command for a in out if isinstance(a, Alias)}
-    assert aliases == {value: {"op": "alias", "person": "p1", "identifier": f"{kind}:{value}"}
+    assert aliases == {value: {"op": "alias", "person": "p1", "identifier": f"{kind}:{value}",
+                               "moved_from": "p2", "moved_at": 50_000}
                        for kind, value in (("id", "p2"), ("cio_id", cio_id_for("p2")),
                                            ("email", "b@x.io"))}
     assert [a for a in out if isinstance(a, Link)] == [
@@ -56,8 +57,9 @@ def test_merging_away_points_every_identifier_and_anonymous_id_at_the_primary() 
 
 
 def test_merging_away_someone_never_seen_still_forwards_their_id() -> None:
-    assert after_merge_away("p9", "p1", None, "M2", 50) == [
-        Alias("p9", {"op": "alias", "person": "p1", "identifier": "id:p9"})]
+    assert after_merge_away("p9", "p1", None, "M2", 50_000) == [
+        Alias("p9", {"op": "alias", "person": "p1", "identifier": "id:p9", "moved_from": "p9",
+                     "moved_at": 50_000})]
     assert merged_marker("p9", "p1", 50)["merged_into"] == "p1"
 
 
