@@ -160,19 +160,17 @@ def _resolve(own: dict[str, Written], levels: dict[str, Any], root: str,
     def at_level(person: str, writes: dict[str, Written]) -> Written | None:
         mine = writes.get(name)
         for merged_at, child in sorted(children.get(person, ())):
+            if mine is not None and mine[2] <= merged_at:
+                return mine  # it had its own first: no merge from then on brings the attribute
             brought = at_level(child, levels[child]["attributes"])
             if brought is None:
-                continue
-            if mine is not None and mine[2] <= merged_at:
-                break  # it had its own before this merge: the merge brings nothing
-            merged = [brought[0], brought[1], merged_at, brought[3]]
-            if mine is None or mine[0] is None:
-                return merged if mine is None else [*merged[:2], min(mine[2], merged_at),
-                                                    merged[3]]
-            if merged[0] is None or not _outranks(merged, mine) or (merged[0], merged[1]) == (
-                    mine[0], mine[1]):
+                continue  # that person did not have it
+            # The merge brought it first; the person's own writes came later and replace it
+            # if they outrank it (a tie goes to the later: its own).
+            if mine is not None and mine[0] is not None and (
+                    brought[0] is None or (brought[0], brought[1]) <= (mine[0], mine[1])):
                 return [mine[0], mine[1], merged_at, mine[3]]
-            return merged
+            return [brought[0], brought[1], merged_at, brought[3]]
         return mine
 
     return at_level(root, own)

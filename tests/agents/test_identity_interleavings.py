@@ -38,9 +38,10 @@ Workload rules (the fixed-order result must be well defined, and causality must 
 
 * merges form a forest (a secondary is merged into one primary, no cycles);
 * attribute names are per person (``<person>_x``) or shared by everyone (``x``, written without
-  a ``_timestamp``: see ``workloads``), so people that end up merged conflict on ``x``; in a
-  merge group at most one person has an ``email`` (two emails would make an alias that depends
-  on the merge order); a person with an email sends it with every identify;
+  a ``_timestamp`` and in workloads without a merge sent twice: see ``workloads``), so people
+  that end up merged conflict on ``x``; in a merge group at most one person has an ``email``
+  (two emails would make an alias that depends on the merge order); a person with an email
+  sends it with every identify;
 * each anonymous id is linked by the identifies of at most one person;
 * a merge is sent after at least one identify of its secondary, and, when the primary is named
   by email, after an identify of the primary (which sets the email). So the secondary exists
@@ -462,6 +463,12 @@ def workloads(draw: st.DrawFn, *, old_anonymous: bool = False,
             p = parents[p]
         return p
 
+    # A merge is sometimes sent twice. Then the shared name is not written: the copy handled
+    # first sets the merge's time, and when that is the later copy, a write the secondary was
+    # sent between the two counts as sent before the merge (README, "Identity": a known limit).
+    twice = {secondary: draw(st.booleans()) for secondary in parents}
+    shared = [] if any(twice.values()) else ["x"]
+
     holders = set()
     for r in sorted({root(p) for p in PEOPLE}):
         holder = draw(st.none() | st.sampled_from([p for p in PEOPLE if root(p) == r]))
@@ -479,7 +486,7 @@ def workloads(draw: st.DrawFn, *, old_anonymous: bool = False,
         # its merge before the merge keeps the better-stamped of the two, not both
         # (app.core.profiles: _split), so a shared name written with a _timestamp on either
         # side of a merge may decide otherwise than accept order.
-        names = [f"{person}_x"] if sent_at is not None else [f"{person}_x", "x"]
+        names = [f"{person}_x"] if sent_at is not None else [f"{person}_x", *shared]
         attrs = draw(st.dictionaries(st.sampled_from(names), st.integers(0, 2), max_size=2))
         return {**attrs, "email": email(person)} if person in holders else attrs
 
@@ -520,7 +527,7 @@ def workloads(draw: st.DrawFn, *, old_anonymous: bool = False,
         return (draw(st.sampled_from(kinds)), person)
 
     for secondary, primary in parents.items():
-        for _ in range(1 + draw(st.integers(0, 1))):  # sometimes twice: a double merge
+        for _ in range(1 + twice[secondary]):  # sometimes twice: a double merge
             ops.append((("merge", reference(primary), reference(secondary)), draw(priority)))
 
     # Send order: by priority, with a merge after its prerequisites and a resend after its
