@@ -103,8 +103,15 @@ class CustomerRouter:
             self.in_place(partition, offset, index, item)
             self.rt.counters["routed_in_place"] += 1
             return
-        person = self.resolve(partition, item.get("customer_kind") or identify_by,
-                              item["customer"])
+        kind = item.get("customer_kind") or identify_by
+        person = self.resolve(partition, kind, item["customer"])
+        if person is not None and item["op"] == "identify":
+            # To whom the identifier named when the identify was accepted: if a merge has moved
+            # it since, that person's marker forwards it, saying when they were merged, so its
+            # writes land on their level (app.core.profiles), as in accept order.
+            person = routes.named_at(
+                person, self.unit.get(ALIASES, partition, f"held:{kind}:{item['customer']}"),
+                item["received_at"])
         self.emit(partition, [routes.route_input(item, person, identify_by)])
 
     def merge(self, partition: int, item: dict[str, Any]) -> None:

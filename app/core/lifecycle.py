@@ -22,14 +22,33 @@ def redirect(state: PersonState, message: ForPerson) -> list[Output] | None:
     """What happens instead of handling ``message`` here (None: handle it)."""
     marker = state.profile or {}
     merged_into = marker.get("merged_into")
-    if isinstance(message, MergeFrom) and (message.into == message.person or merged_into):
+    if isinstance(message, MergeFrom) and message.into == message.person:
+        return [Count("merges:repeat")]
+    if not merged_into:
+        return None
+    # (A marker left before merge times were kept has its merge's second.)
+    merged_at = marker.get("merged_at") or int(marker.get("created_at") or 0) * 1000
+    if isinstance(message, MergeFrom):
+        if message.received_at < merged_at:
+            return earlier_copy(marker, message)
         return [Count("merges:repeat")]  # merging twice is merging once
-    if merged_into:
-        # Someone merged away: whatever still reaches them belongs to the survivor. (A marker
-        # left before merge times were kept has its merge's second.)
-        merged_at = marker.get("merged_at") or int(marker.get("created_at") or 0) * 1000
-        return [Forward(merged_into, forwarded(message, merged_into, merged_at))]
-    return None
+    # Someone merged away: whatever still reaches them belongs to the survivor.
+    return [Forward(merged_into, forwarded(message, merged_into, merged_at))]
+
+
+def earlier_copy(marker: profiles.Profile, message: MergeFrom) -> list[Output]:
+    """A merge accepted before the one that merged this person away, handled after it (a merge
+    sent twice, whose later copy came first). Merging twice is merging once, at the earlier
+    time: the survivor is told so (``profiles.merge`` keeps a merged person's earliest merge
+    time, and places again what arrived here in between). It is sent to the earlier copy's
+    primary, whose marker forwards it on if that person has been merged since. The marker keeps
+    its time: what it forwards meets the level the survivor records."""
+    secondary = message.person
+    stand_in = {"id": secondary, "attributes": {}, "stamps": {}, "anonymous_ids": [],
+                "created_at": marker.get("created_at", 0), "updated_at": 0}
+    absorb = Absorb.create(person=message.into, id=message.id, source=secondary, events=[],
+                           profile=stand_in, received_at=message.received_at)
+    return [Forward(message.into, absorb.item), Count("merges:earlier_copy")]
 
 
 def merge_away(state: PersonState, message: MergeFrom,
@@ -93,7 +112,11 @@ def absorb(state: PersonState, message: Absorb, events: History,
     candidates: set[str] = set()
     for name in {activity["name"] for activity in message.events}:
         candidates |= segments.for_event(name)
-    candidates |= segments.for_attributes(set((message.profile or {}).get("attributes", {})))
+    before = (state.profile or {}).get("attributes", {})
+    after = (profile or {}).get("attributes", {})
+    candidates |= segments.for_attributes(
+        set((message.profile or {}).get("attributes", {}))
+        | {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)})
     return evaluate(PersonState(profile, state.membership), message.person, events,
                     segments.active(candidates), now_s=now_s, cause=f"merge:{message.id}")
 

@@ -15,7 +15,8 @@ there), and its winning values are a function of those levels alone: every order
 accept order's answer. One limit (``_split``): a person keeps one write per attribute, so when it
 handles writes sent on both sides of its merge before the merge itself, the outranked one is
 known only by its arrival; without sender ``_timestamp`` that changes no answer (a write sent
-after a merge outranks every one before it), with one it can.
+after a merge outranks every one before it), with one it can. A merge sent twice takes the
+earlier copy's time, whichever copy came first (``_lower``).
 """
 
 from __future__ import annotations
@@ -93,14 +94,13 @@ def own_level(profile: Profile) -> dict[str, Written]:
     ``[sent, received]`` (or a merge's third place) and its values in ``attributes``: all its
     own. (A profile whose values all came by merges has no writes of its own, and levels.)"""
     stamps: dict[str, Any] = profile.get("stamps") or {}
-    if "levels" in profile:
-        return stamps
-    for stamp in stamps.values():
-        if len(stamp) == 4:
-            return stamps
-        break
-    return {name: [*stamps.get(name, [0, 0])[:2], stamps.get(name, [0, 0])[1], value]
-            for name, value in profile.get("attributes", {}).items()}
+    if "levels" in profile or len(next(iter(stamps.values()), ())) == 4:
+        return stamps  # (every stamp has one layout: the first tells)
+
+    def old(name: str, value: Any) -> Written:
+        sent, received = stamps.get(name, [0, 0])[:2]
+        return [sent, received, received, value]
+    return {name: old(name, value) for name, value in profile.get("attributes", {}).items()}
 
 
 def _climb(at_ms: int, path: list[tuple[str, float]]) -> str:
@@ -113,12 +113,33 @@ def _climb(at_ms: int, path: list[tuple[str, float]]) -> str:
 
 
 def _ensure_path(levels: dict[str, Any], path: list[tuple[str, float]]) -> None:
-    """Record each merged person on ``path`` as merged into the first later one still there
-    at its merge time (a merge accepted after its primary's own merge went to the survivor)."""
+    """Record each merged person on ``path`` not recorded yet as merged into the first later
+    one still there at its merge time (a merge accepted after its primary's own merge went to
+    the survivor). What is recorded already stands: a marker's merge time can be later than its
+    merge's (a merge sent twice, the later copy handled first: ``_lower``)."""
     for i, (person, merged_at) in enumerate(path[:-1]):
         if person not in levels:
             into = _climb(int(merged_at), path[i + 1:])
             levels[person] = {"into": into, "at": int(merged_at), "attributes": {}}
+
+
+def _chain(levels: dict[str, Any], root: str, person: str) -> list[tuple[str, float]]:
+    """The path from ``person`` up to ``root`` as the levels record it."""
+    path: list[tuple[str, float]] = []
+    while person != root and person in levels and len(path) <= len(levels):
+        node = levels[person]
+        path.append((person, float(node["at"])))
+        person = node["into"]
+    return [*path, (root, _LAST)]
+
+
+def _known_path(levels: dict[str, Any], root: str, via: Via) -> list[tuple[str, float]]:
+    """The path an input forwarded by ``via`` climbs: the levels recorded, else what ``via``
+    says (recorded into ``levels``)."""
+    if not via:
+        return [(root, _LAST)]
+    _ensure_path(levels, _path(root, via))
+    return _chain(levels, root, str(via[0][0]))
 
 
 def _put(own: dict[str, Written], levels: dict[str, Any], root: str, level: str, name: str,
@@ -147,6 +168,31 @@ def _split(written: Written, path: list[tuple[str, float]]) -> list[tuple[str, W
         return [(first_at, written)]
     return [(first_at, [None, None, written[2], None]),
             (best_at, [written[0], written[1], written[1], written[3]])]
+
+
+def _lower(own: dict[str, Written], levels: dict[str, Any], root: str, person: str,
+           into: str, merged_at: int) -> set[str]:
+    """Record ``person`` as merged into ``into`` at ``merged_at``, unless known to be merged
+    earlier. A merge sent twice takes the earlier copy's time, whichever copy its secondary
+    handled first: when that was the later one, what the level holds is placed again along the
+    earlier time's path, and the people merged into it since then move to its survivor. The
+    names to settle again."""
+    node = levels.get(person)
+    if node is not None and node["at"] <= merged_at:
+        return set()
+    levels[person] = {"into": into, "at": merged_at, "attributes": {}}
+    if node is None:
+        return set()
+    path = _chain(levels, root, person)
+    for name, written in node["attributes"].items():
+        for level, piece in _split(written, path):
+            _put(own, levels, root, level, name, piece)
+    for other, child in list(levels.items()):
+        if child["into"] == person and child["at"] >= merged_at:
+            levels[other] = {**child, "into": _climb(child["at"], path[1:])}
+    # (rare: every name is settled again: the level's own, and those of the levels moved)
+    return set(node["attributes"]) | {name for level in levels.values()
+                                      for name in level["attributes"]}
 
 
 def _resolve(own: dict[str, Written], levels: dict[str, Any], root: str,
@@ -214,10 +260,10 @@ def apply_identify(profile: Profile | None, person_id: str, item: dict[str, Any]
     via = item.get("via") or ()
     level = base["id"]
     if via:
-        path = _path(base["id"], via)
-        level = _climb(received, path)
+        known = dict(levels)
+        level = _climb(received, _known_path(known, base["id"], via))
         if level != base["id"]:
-            _ensure_path(levels, path)
+            levels = known
     written_names = item.get("attributes", {})
     for name, value in written_names.items():
         _put(own, levels, base["id"], level, name, [sent, received, received, value])
@@ -252,23 +298,20 @@ def merge(primary: Profile | None, primary_id: str, secondary: Profile, merge_id
     source = secondary["id"]
     own = dict(own_level(base))
     levels: dict[str, Any] = dict(base.get("levels") or {})
-    outer = _path(base["id"], via)
-    _ensure_path(levels, outer)
-    path = [(source, float(merged_at_ms)), *outer]
-    if source not in levels:
-        levels[source] = {"into": _climb(merged_at_ms, outer), "at": merged_at_ms,
-                          "attributes": {}}
-    names: set[str] = set()
+    outer = _known_path(levels, base["id"], via)
+    names = _lower(own, levels, base["id"], source, _climb(merged_at_ms, outer), merged_at_ms)
+    path = _chain(levels, base["id"], source)
     for name, written in own_level(secondary).items():
         names.add(name)
         for level, piece in _split(written, path):
             _put(own, levels, base["id"], level, name, piece)
-    for person, node in (secondary.get("levels") or {}).items():
+    # (latest merge first: a level's survivor is recorded before it is re-placed under it)
+    for person, node in sorted((secondary.get("levels") or {}).items(),
+                               key=lambda entry: (-entry[1]["at"], entry[0])):
         into = node["into"]
         if into == source:
             into = _climb(node["at"], path)
-        if person not in levels:
-            levels[person] = {"into": into, "at": node["at"], "attributes": {}}
+        names |= _lower(own, levels, base["id"], person, into, node["at"])
         for name, written in node["attributes"].items():
             names.add(name)
             _put(own, levels, base["id"], person, name, written)

@@ -134,9 +134,22 @@ def test_someone_merged_away_forwards_and_a_repeated_merge_is_counted() -> None:
     marker = PersonState({"merged_into": "p1", "merged_at": 5_000})
     assert lifecycle.redirect(marker, event()) == [
         Forward("p1", {**event().item, "person": "p1", "via": [[event().person, 5_000]]})]
-    again = MergeFrom.create(id=ID, person="p2", into="p1", received_at=0)
+    again = MergeFrom.create(id=ID, person="p2", into="p1", received_at=5_000)
     assert lifecycle.redirect(marker, again) == [Count("merges:repeat")]
     assert lifecycle.redirect(PersonState(None), event()) is None
+
+
+def test_an_earlier_copy_of_the_merge_tells_the_survivor_its_time() -> None:
+    """A merge sent twice whose later copy merged p2 away: the earlier one, reaching the
+    marker, sends the primary it names a stand-in absorb with the earlier time, nothing else
+    of p2's, for ``profiles.merge`` to keep the earlier time."""
+    marker = PersonState({"id": "p2", "merged_into": "p1", "merged_at": 5_000, "created_at": 5})
+    earlier = MergeFrom.create(id="m-1", person="p2", into="p1", received_at=3_000)
+    out = lifecycle.redirect(marker, earlier)
+    assert out == [Forward("p1", Absorb.create(
+        person="p1", id="m-1", source="p2", events=[], received_at=3_000,
+        profile={"id": "p2", "attributes": {}, "stamps": {}, "anonymous_ids": [],
+                 "created_at": 5, "updated_at": 0}).item), Count("merges:earlier_copy")]
 
 
 def test_absorbing_keeps_new_ids_once_and_drops_the_primarys_duplicates() -> None:

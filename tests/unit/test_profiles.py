@@ -257,6 +257,59 @@ def test_of_two_secondaries_the_one_merged_first_brings_a_shared_attribute() -> 
     assert absorb(in_order, gus)["attributes"] == in_order["attributes"]
 
 
+def test_a_merge_sent_twice_takes_the_earlier_copys_time_whichever_is_absorbed_first() -> None:
+    """gus is merged into ann twice, at MERGED_AT and 4 s later, and was sent a plan between the
+    two. In accept order the first copy merges gus, so that plan reaches ann forwarded and
+    outranks hers. When gus handles the later copy first, his absorb is timed by it; the earlier
+    copy, reaching his marker, sends a stand-in with the earlier time
+    (``lifecycle.earlier_copy``), which places the plan again. Either order, the same."""
+    ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
+    gus = secondary([identify({"plan": "free", "city": "Oslo"}, received_at=RECEIVED + 1_000),
+                     identify({"plan": "basic"}, received_at=MERGED_AT + 2_000)])
+    stand_in = {"id": "gus", "attributes": {}, "stamps": {}, "anonymous_ids": [],
+                "created_at": 0, "updated_at": 0}
+
+    def second(profile: dict[str, Any] | None, whom: dict[str, Any]) -> dict[str, Any]:
+        return merge(profile, PERSON, whom, "merge-2", MERGED_AT // 1000 + 4,
+                     merged_at_ms=MERGED_AT + 4_000)
+
+    later_only = second(ann, gus)
+    assert later_only["attributes"] == {"plan": "pro", "city": "Oslo"}  # ann's own came first
+    in_accept_order = absorb(ann, gus)
+    assert in_accept_order["attributes"] == {"plan": "basic", "city": "Oslo"}
+    assert absorb(later_only, stand_in)["attributes"] == in_accept_order["attributes"]
+    assert second(absorb(ann, stand_in), gus)["attributes"] == in_accept_order["attributes"]
+    assert absorb(later_only, stand_in)["levels"]["gus"]["at"] == MERGED_AT
+    # gus sent nothing else: his plan leaves his level altogether, and still wins.
+    late = secondary([identify({"plan": "basic"}, received_at=MERGED_AT + 2_000)])
+    assert second(ann, late)["attributes"] == {"plan": "pro"}
+    assert absorb(second(ann, late), stand_in)["attributes"] == {"plan": "basic"}
+
+
+def test_people_merged_into_someone_after_its_earlier_merge_move_to_the_survivor() -> None:
+    """eve was merged into gus at MERGED_AT + 2 s, after gus's first merge into ann (MERGED_AT)
+    and before its second copy (MERGED_AT + 4 s), which gus handled first. ann got a plan at
+    MERGED_AT + 3 s, stamped by its sender before everything else. In accept order eve went to
+    ann before that plan arrived and brought hers, which the older stamp does not outrank.
+    Timed by the later copy, ann had her plan before gus (and eve with him) came. Once the
+    earlier time is known, eve's level moves from gus to ann, and her plan wins again."""
+    ann = fold([identify({"plan": "pro"}, timestamp=RECEIVED // 1000 - 100,
+                         received_at=MERGED_AT + 3_000)])
+    eve = apply_identify(None, "eve", {**identify({"plan": "free"}, received_at=RECEIVED),
+                                       "customer": "eve"})
+    gus = merge(secondary([identify({"city": "Oslo"}, received_at=RECEIVED + 1_000)]), "gus",
+                eve, "merge-e", MERGED_AT // 1000 + 2, merged_at_ms=MERGED_AT + 2_000)
+    assert gus["attributes"] == {"plan": "free", "city": "Oslo"}
+    timed_late = merge(ann, PERSON, gus, "merge-2", MERGED_AT // 1000 + 4,
+                       merged_at_ms=MERGED_AT + 4_000)
+    assert timed_late["attributes"] == {"plan": "pro", "city": "Oslo"}
+    stand_in = {"id": "gus", "attributes": {}, "stamps": {}, "anonymous_ids": [],
+                "created_at": 0, "updated_at": 0}
+    retimed = absorb(timed_late, stand_in)
+    assert retimed["levels"]["eve"]["into"] == PERSON
+    assert retimed["attributes"] == {"plan": "free", "city": "Oslo"}
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["plan", "city"]), st.integers(0, 3),
                           st.integers(-3, 3)), min_size=1, max_size=6),
