@@ -112,14 +112,16 @@ def _climb(at_ms: int, path: list[tuple[str, float]]) -> str:
     return path[-1][0]
 
 
-def _ensure_path(levels: dict[str, Any], path: list[tuple[str, float]]) -> None:
+def _ensure_path(levels: dict[str, Any], root: str, path: list[tuple[str, float]]) -> None:
     """Record each merged person on ``path`` not recorded yet as merged into the first later
     one still there at its merge time (a merge accepted after its primary's own merge went to
-    the survivor). What is recorded already stands: a marker's merge time can be later than its
-    merge's (a merge sent twice, the later copy handled first: ``_lower``)."""
-    for i, (person, merged_at) in enumerate(path[:-1]):
+    the survivor), outermost first, so that each climbs what is recorded above it. What is
+    recorded already stands: a marker's merge time can be later than its merge's (a merge sent
+    twice, the later copy handled first: ``_lower``)."""
+    for i in range(len(path) - 2, -1, -1):
+        person, merged_at = path[i]
         if person not in levels:
-            into = _climb(int(merged_at), path[i + 1:])
+            into = _climb(int(merged_at), _chain(levels, root, path[i + 1][0]))
             levels[person] = {"into": into, "at": int(merged_at), "attributes": {}}
 
 
@@ -138,7 +140,7 @@ def _known_path(levels: dict[str, Any], root: str, via: Via) -> list[tuple[str, 
     says (recorded into ``levels``)."""
     if not via:
         return [(root, _LAST)]
-    _ensure_path(levels, _path(root, via))
+    _ensure_path(levels, root, _path(root, via))
     return _chain(levels, root, str(via[0][0]))
 
 

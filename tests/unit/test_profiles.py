@@ -310,6 +310,26 @@ def test_people_merged_into_someone_after_its_earlier_merge_move_to_the_survivor
     assert retimed["attributes"] == {"plan": "free", "city": "Oslo"}
 
 
+def test_what_a_stale_marker_forwards_climbs_the_merge_times_the_survivor_has() -> None:
+    """cat was merged into dan at T, by a copy handled after a later one (T + 11 s) that left
+    cat's marker with the later time; eve was merged into cat at T + 10 s, ann into eve at
+    T + 9 s. ann's absorb reaches dan through both markers, which say (eve, T + 10 s), (cat,
+    T + 11 s). dan knows cat's earlier time, so eve went to dan, after dan had its own plan:
+    ann's plan loses. (Found by seed 73 of ``test_merge_orders``.)"""
+    t = RECEIVED
+    cat = {"id": "cat", "attributes": {}, "stamps": {}, "anonymous_ids": [], "created_at": 0,
+           "updated_at": 0}
+    dan = merge(None, "dan", cat, "m0", t // 1000, merged_at_ms=t)
+    dan = apply_identify(dan, "dan", {**identify({"plan": 0}, received_at=t + 4_000),
+                                      "via": [["cat", t + 11_000]]})
+    ann = apply_identify(None, "ann", {**identify({"plan": 1}, received_at=t + 1_000),
+                                       "customer": "ann"})
+    dan = merge(dan, "dan", ann, "m9", t // 1000 + 9, merged_at_ms=t + 9_000,
+                via=[["eve", t + 10_000], ["cat", t + 11_000]])
+    assert dan["levels"]["eve"]["into"] == "dan"
+    assert dan["attributes"] == {"plan": 0}
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["plan", "city"]), st.integers(0, 3),
                           st.integers(-3, 3)), min_size=1, max_size=6),
