@@ -88,6 +88,14 @@ class CustomerRouter:
         alias = self.unit.get(ALIASES, partition, f"{kind}:{value}")
         return routes.resolve(alias, kind, value, self.rt.settings.identify_by)
 
+    def resolve_at(self, partition: int, kind: str, value: str, received_at: int) -> str | None:
+        """Whom the identifier named when an input was accepted: if a merge has moved it since,
+        the person merged away, whose marker forwards the input saying when they were merged
+        (``routes.named_at``; app.core.profiles: the level its writes land on)."""
+        return routes.named_at(self.resolve(partition, kind, value),
+                               self.unit.get(ALIASES, partition, f"held:{kind}:{value}"),
+                               received_at)
+
     def on_raw(self, event: EventT, partition: int, offset: int, index: int,
                item: dict[str, Any]) -> None:
         item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
@@ -104,14 +112,10 @@ class CustomerRouter:
             self.rt.counters["routed_in_place"] += 1
             return
         kind = item.get("customer_kind") or identify_by
-        person = self.resolve(partition, kind, item["customer"])
-        if person is not None and item["op"] == "identify":
-            # To whom the identifier named when the identify was accepted: if a merge has moved
-            # it since, that person's marker forwards it, saying when they were merged, so its
-            # writes land on their level (app.core.profiles), as in accept order.
-            person = routes.named_at(
-                person, self.unit.get(ALIASES, partition, f"held:{kind}:{item['customer']}"),
-                item["received_at"])
+        # (identifies only: their writes land on a level by it; events and deletes follow the
+        # alias as it stands, docs/architecture.md)
+        person = (self.resolve_at(partition, kind, item["customer"], item["received_at"])
+                  if item["op"] == "identify" else self.resolve(partition, kind, item["customer"]))
         self.emit(partition, [routes.route_input(item, person, identify_by)])
 
     def merge(self, partition: int, item: dict[str, Any]) -> None:
@@ -123,10 +127,8 @@ class CustomerRouter:
     def on_side(self, partition: int, item: dict[str, Any]) -> None:
         command = decode_identity_command(item)
         if isinstance(command, MergeResolve):
-            identifier = f"{command.primary_kind}:{command.primary_value}"
-            primary = routes.named_at(
-                self.resolve(partition, command.primary_kind, command.primary_value),
-                self.unit.get(ALIASES, partition, f"held:{identifier}"), command.received_at)
+            primary = self.resolve_at(partition, command.primary_kind, command.primary_value,
+                                      command.received_at)
             self.emit(partition, [routes.second_hop(command, primary)])
         elif isinstance(command, Unalias):
             if routes.names_one_of(self.unit.get(ALIASES, partition, command.identifier),

@@ -44,8 +44,8 @@ def earlier_copy(marker: profiles.Profile, message: MergeFrom) -> list[Output]:
     primary, whose marker forwards it on if that person has been merged since. The marker keeps
     its time: what it forwards meets the level the survivor records."""
     secondary = message.person
-    stand_in = {"id": secondary, "attributes": {}, "stamps": {}, "anonymous_ids": [],
-                "created_at": marker.get("created_at", 0), "updated_at": 0}
+    stand_in = profiles.new_profile(secondary,
+                                    {"received_at": int(marker.get("created_at") or 0) * 1000})
     absorb = Absorb.create(person=message.into, id=message.id, source=secondary, events=[],
                            profile=stand_in, received_at=message.received_at)
     return [Forward(message.into, absorb.item), Count("merges:earlier_copy")]

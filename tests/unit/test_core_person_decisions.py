@@ -13,6 +13,7 @@ from app.core.messages import Absorb, Definition, Delete, Event, Identify, Merge
 from app.core.outputs import Announce, Changed, ClearEvents, Count, Deleted, Forward, NameSeen
 from app.core.outputs import Trigger
 from app.core.person import PersonState, Policy
+from app.core.profiles import cio_id_for
 from tests.unit.core_fakes import NOW, Active, Events, activity, segment
 
 POLICY = Policy(dedup_horizon_s=86_400, retention=history.Retention(0, 100))
@@ -148,8 +149,9 @@ def test_an_earlier_copy_of_the_merge_tells_the_survivor_its_time() -> None:
     out = lifecycle.redirect(marker, earlier)
     assert out == [Forward("p1", Absorb.create(
         person="p1", id="m-1", source="p2", events=[], received_at=3_000,
-        profile={"id": "p2", "attributes": {}, "stamps": {}, "anonymous_ids": [],
-                 "created_at": 5, "updated_at": 0}).item), Count("merges:earlier_copy")]
+        profile={"id": "p2", "cio_id": cio_id_for("p2"), "attributes": {}, "stamps": {},
+                 "anonymous_ids": [], "changes": [], "created_at": 5, "updated_at": 0}).item),
+        Count("merges:earlier_copy")]
 
 
 def test_absorbing_keeps_new_ids_once_and_drops_the_primarys_duplicates() -> None:

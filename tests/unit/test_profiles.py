@@ -266,8 +266,7 @@ def test_a_merge_sent_twice_takes_the_earlier_copys_time_whichever_is_absorbed_f
     ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
     gus = secondary([identify({"plan": "free", "city": "Oslo"}, received_at=RECEIVED + 1_000),
                      identify({"plan": "basic"}, received_at=MERGED_AT + 2_000)])
-    stand_in = {"id": "gus", "attributes": {}, "stamps": {}, "anonymous_ids": [],
-                "created_at": 0, "updated_at": 0}
+    stand_in = new_profile("gus", {})  # (what lifecycle.earlier_copy sends)
 
     def second(profile: dict[str, Any] | None, whom: dict[str, Any]) -> dict[str, Any]:
         return merge(profile, PERSON, whom, "merge-2", MERGED_AT // 1000 + 4,
@@ -303,8 +302,7 @@ def test_people_merged_into_someone_after_its_earlier_merge_move_to_the_survivor
     timed_late = merge(ann, PERSON, gus, "merge-2", MERGED_AT // 1000 + 4,
                        merged_at_ms=MERGED_AT + 4_000)
     assert timed_late["attributes"] == {"plan": "pro", "city": "Oslo"}
-    stand_in = {"id": "gus", "attributes": {}, "stamps": {}, "anonymous_ids": [],
-                "created_at": 0, "updated_at": 0}
+    stand_in = new_profile("gus", {})  # (what lifecycle.earlier_copy sends)
     retimed = absorb(timed_late, stand_in)
     assert retimed["levels"]["eve"]["into"] == PERSON
     assert retimed["attributes"] == {"plan": "free", "city": "Oslo"}
@@ -317,8 +315,7 @@ def test_what_a_stale_marker_forwards_climbs_the_merge_times_the_survivor_has() 
     T + 11 s). dan knows cat's earlier time, so eve went to dan, after dan had its own plan:
     ann's plan loses. (Found by seed 73 of ``test_merge_orders``.)"""
     t = RECEIVED
-    cat = {"id": "cat", "attributes": {}, "stamps": {}, "anonymous_ids": [], "created_at": 0,
-           "updated_at": 0}
+    cat = new_profile("cat", {})
     dan = merge(None, "dan", cat, "m0", t // 1000, merged_at_ms=t)
     dan = apply_identify(dan, "dan", {**identify({"plan": 0}, received_at=t + 4_000),
                                       "via": [["cat", t + 11_000]]})
