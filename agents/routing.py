@@ -8,7 +8,9 @@ runs inside ``process_people`` (:mod:`agents.people`), which reads those topics 
 handed to the person stage of the same unit; every other item is re-keyed by its canonical person
 id onto ``person.events``, one batch record per destination partition. A merge resolves in two
 hops: the secondary's partition names the secondary person, the primary's partition names the
-primary, and the pair goes to the secondary's person partition.
+primary, and the pair goes to the secondary's person partition. Anything whose identifier names
+nobody yet (an email whose alias is still on its way from the identify that set it) waits under
+``pending:`` until it does, for a day of input time at most (:func:`app.core.routes.route_input`).
 
 ``route_anonymous`` reads ``raw.anonymous`` and ``anonymous.links``: activity of an anonymous id
 is kept under that id until an identify links it to a person; then the stored events (of the last
@@ -18,6 +20,7 @@ is kept under that id until an identify links it to a person; then the stored ev
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import islice
 from typing import Any, Callable, Iterable, Sequence
 
 import faust
@@ -38,6 +41,9 @@ from tables.state import UnitOfWork
 
 #: Items per routed record (the HTTP tier's batches are at most this size too).
 MAX_ITEMS_PER_RECORD = 500
+
+#: Parked index keys a unit expires at most (a unit stays bounded after a long quiet spell).
+EXPIRED_PER_UNIT = 1000
 
 
 class Outbox:
@@ -79,8 +85,13 @@ class CustomerRouter:
         self.commands = Outbox(topics.identity_commands.name, topics.identity_commands.partitions)
         self.in_place = in_place
         self.partitions = topics.person_events.partitions
+        #: The newest accept time of a raw item read per partition: the clock parked inputs
+        #: expire by (in input time, so a replay expires what live did).
+        self.newest: dict[int, int] = {}
 
     def flush(self) -> None:
+        for partition, newest_ms in self.newest.items():
+            self.expire(partition, newest_ms)
         self.people.flush(self.rt, self.unit)
         self.commands.flush(self.rt, self.unit)
 
@@ -101,6 +112,8 @@ class CustomerRouter:
         item = normalize(item, topic=event.message.topic, partition=partition, offset=offset,
                          index=index, record_ts_ms=int((event.message.timestamp or 0) * 1000),
                          identifier_field="customer")
+        if item["received_at"] > self.newest.get(partition, 0):
+            self.newest[partition] = item["received_at"]
         if item["op"] == "merge":
             self.merge(partition, item)
             return
@@ -111,12 +124,18 @@ class CustomerRouter:
             self.in_place(partition, offset, index, item)
             self.rt.counters["routed_in_place"] += 1
             return
-        kind = item.get("customer_kind") or identify_by
+        self.route(partition, item)
+
+    def route(self, partition: int, item: dict[str, Any]) -> None:
+        """An event, identify or delete to the person its identifier names, through
+        ``person.events``; it waits if the identifier names nobody yet."""
+        identify_by = self.rt.settings.identify_by
+        kind, value = item.get("customer_kind") or identify_by, item["customer"]
         # (identifies only: their writes land on a level by it; events and deletes follow the
         # alias as it stands, docs/architecture.md)
-        person = (self.resolve_at(partition, kind, item["customer"], item["received_at"])
-                  if item["op"] == "identify" else self.resolve(partition, kind, item["customer"]))
-        self.emit(partition, [routes.route_input(item, person, identify_by)])
+        person = (self.resolve_at(partition, kind, value, item["received_at"])
+                  if item["op"] == "identify" else self.resolve(partition, kind, value))
+        self.emit(partition, [routes.route_input(item, person, identify_by, f"{kind}:{value}")])
 
     def merge(self, partition: int, item: dict[str, Any]) -> None:
         """First hop of a merge, on the secondary identifier's partition."""
@@ -146,15 +165,18 @@ class CustomerRouter:
             self.resume(partition, command.identifier)
 
     def resume(self, partition: int, identifier: str) -> None:
-        """The merges parked on ``identifier``, now that it names someone."""
+        """The inputs parked on ``identifier``, now that it names someone, in the order they
+        were parked (their index keys go when they would have expired: :meth:`expire`)."""
         parked = self.unit.get(ALIASES, partition, f"pending:{identifier}")
         if parked:
             self.unit.delete(ALIASES, partition, f"pending:{identifier}")
             for waiting in parked:
                 if waiting["op"] == "merge":
                     self.merge(partition, waiting)
-                else:
+                elif waiting["op"] == "merge_resolve":
                     self.on_side(partition, waiting)
+                else:
+                    self.route(partition, waiting)
 
     def emit(self, partition: int, outputs: Iterable[routes.RouteOutput]) -> None:
         for output in outputs:
@@ -168,12 +190,38 @@ class CustomerRouter:
                 self.rt.counters[output.name] += output.n
 
     def park(self, partition: int, park: routes.Park) -> None:
-        """Until the alias that names its identifier arrives (:meth:`resume`)."""
-        key = f"pending:{park.identifier}"
-        waiting = routes.parked(self.unit.get(ALIASES, partition, key), park.item)
+        """Until the alias that names its identifier arrives (:meth:`resume`), or the horizon
+        passes (:meth:`expire`)."""
+        key, item = f"pending:{park.identifier}", park.item
+        before = self.unit.get(ALIASES, partition, key)
+        waiting = routes.parked(before, item)
         if waiting is not None:
             self.unit.put(ALIASES, partition, key, waiting)
-        self.rt.counters["merges:parked"] += 1
+            self.unit.put(ALIASES, partition,
+                          routes.parked_key(int(item["received_at"]), park.identifier), 1)
+            if before and len(before) >= routes.MAX_PARKED:  # the oldest made room
+                self.rt.counters[f"unknown_identifier:{before[0]['op']}"] += 1
+        op = item["op"]
+        self.rt.counters["merges:parked" if op in ("merge", "merge_resolve")
+                         else f"parked:{op}"] += 1
+
+    def expire(self, partition: int, newest_ms: int) -> None:
+        """Parked inputs that waited past the horizon: their identifier names nobody (counted
+        ``unknown_identifier``). At most :data:`EXPIRED_PER_UNIT` index keys a unit."""
+        due = [key for key, _ in islice(self.unit.range(
+            ALIASES, partition, routes.PARKED_PREFIX, routes.due_stop(newest_ms)),
+            EXPIRED_PER_UNIT)]
+        for key in due:
+            self.unit.delete(ALIASES, partition, key)
+            pending = f"pending:{routes.identifier_of(key)}"
+            kept, gone = routes.expired(self.unit.get(ALIASES, partition, pending), newest_ms)
+            if gone:
+                if kept:
+                    self.unit.put(ALIASES, partition, pending, kept)
+                else:
+                    self.unit.delete(ALIASES, partition, pending)
+                for item in gone:
+                    self.rt.counters[f"unknown_identifier:{item['op']}"] += 1
 
 
 class AnonymousRouter:

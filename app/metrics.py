@@ -140,7 +140,10 @@ COUNTER_HELP = {
     "triggers": "Campaign triggers, per outcome (sent, skipped_import, skipped_stale).",
     "anonymous_events": "Events of anonymous ids, per outcome.",
     "anonymous_links": "Anonymous ids linked to a person, per outcome.",
-    "unknown_identifier": "Operations naming an identifier no person has, per operation.",
+    "unknown_identifier": "Operations naming an identifier no person took within a day of "
+                          "input time (they wait for one first: parked), per operation.",
+    "parked": "Events, identifies and deletes that named an identifier nobody had yet (an "
+              "email whose alias was still on its way) and waited for it, per operation.",
     "forwarded_to_survivor": "Operations on a merged-away person forwarded to the survivor.",
     "torn_fetches": "Fetches the embedded broker served past records it had acknowledged but not "
                     "yet shown, cut there and fetched again (tables/torn_fetch.py).",

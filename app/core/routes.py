@@ -2,7 +2,7 @@
 router, over the ``aliases`` entries it reads (an identifier's person, merges parked on it).
 
 Each decision returns outputs for :mod:`agents.routing` to carry out: route an item to a person's
-partition, send an identity command, park a merge until its identifier is known, count.
+partition, send an identity command, park an input until its identifier is known, count.
 """
 
 from __future__ import annotations
@@ -15,8 +15,16 @@ from app.core.outputs import Count
 
 Item = dict[str, Any]
 
-#: Merges parked per unknown identifier, at most (the oldest beyond are dropped).
+#: Inputs parked per unknown identifier, at most (the oldest beyond are dropped).
 MAX_PARKED = 100
+
+#: How long an input waits for its identifier to name someone, in accept time: well past the
+#: hop an alias takes from the person who set it (seconds; hours behind a crashed worker).
+PARK_HORIZON_MS = 24 * 3600 * 1000
+
+#: ``aliases`` keys ``parked␟<received_at:013d>␟<identifier>`` index parked inputs by accept
+#: time, so expiring them is a range read of what is due.
+PARKED_PREFIX = "parked\x1f"
 
 
 class Route(NamedTuple):
@@ -73,10 +81,16 @@ def named_at(current: str | None, history: list[list[Any]] | None,
     return current
 
 
-def route_input(item: Item, person: str | None, identify_by: str) -> RouteOutput:
-    """An event, identify or delete whose identifier names ``person`` (None: nobody)."""
-    if person is None:  # an email never seen, with people addressed by id: nobody to act on
-        return Count(f"unknown_identifier:{item['op']}")
+def route_input(item: Item, person: str | None, identify_by: str,
+                identifier: str) -> RouteOutput:
+    """An event, identify or delete whose identifier (``kind:value``) names ``person``.
+
+    None: nobody yet, and the input waits for it. The identify that sets an email reaches the
+    email's partition as an alias, a hop later than an input sent by that email right after it
+    (both answered 200); a person who takes the email later is the one it was meant for too. An
+    identifier nobody takes within :data:`PARK_HORIZON_MS` names nobody (:func:`expired`)."""
+    if person is None:
+        return Park(identifier, item)
     if item["op"] == "identify" and identify_by == "email":
         return Route(person, {**item, "attributes": {"email": item["customer"],
                                                       **item["attributes"]},
@@ -126,14 +140,39 @@ def second_hop(command: MergeResolve, primary: str | None) -> RouteOutput:
 
 
 def parked(waiting: list[Item] | None, item: Item) -> list[Item] | None:
-    """The merges waiting on an identifier once ``item`` joins them (None: it is there already).
+    """The inputs waiting on an identifier once ``item`` joins them (None: it is there already).
 
-    So a merge sent right after the identify that sets an email does not depend on which of the
-    two reaches this partition first."""
+    So a merge or an input sent right after the identify that sets an email does not depend on
+    which of the two reaches this partition first."""
     waiting = waiting or []
     if any(parked["id"] == item["id"] for parked in waiting):
         return None
     return [*waiting, item][-MAX_PARKED:]
+
+
+def parked_key(received_at: int, identifier: str) -> str:
+    return f"{PARKED_PREFIX}{received_at:013d}\x1f{identifier}"
+
+
+def due_stop(newest_ms: int) -> str:
+    """Where the parked index stops being due once inputs accepted at ``newest_ms`` arrive."""
+    return f"{PARKED_PREFIX}{max(newest_ms - PARK_HORIZON_MS, 0):013d}"
+
+
+def identifier_of(key: str) -> str:
+    """The identifier a ``parked␟…`` key is due for."""
+    return key.split("\x1f", 2)[2]
+
+
+def expired(waiting: list[Item] | None, newest_ms: int) -> tuple[list[Item], list[Item]]:
+    """``waiting`` split into (still waiting, waited longer than the horizon), by accept time
+    against the newest input accepted on the partition: a replay expires what live did."""
+    cutoff = newest_ms - PARK_HORIZON_MS
+    kept: list[Item] = []
+    gone: list[Item] = []
+    for item in waiting or ():
+        (gone if int(item["received_at"]) < cutoff else kept).append(item)
+    return kept, gone
 
 
 def names_one_of(current: str | None, person: str, former: tuple[str, ...]) -> bool:

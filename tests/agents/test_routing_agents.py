@@ -24,7 +24,8 @@ from app.producer import OutRecord, partition_for
 from app.segments.catalog import deletion_value
 
 
-from app.topics import ANONYMOUS_HISTORY, HISTORY, PROFILES
+from app.core import routes
+from app.topics import ALIASES, ANONYMOUS_HISTORY, HISTORY, PROFILES
 from tables.changelog import UNIT_KEY, split_key
 from tests.agents.agent_harness import AgentHarness, OnTopic, agent_harness, person_table
 
@@ -145,12 +146,79 @@ async def test_a_customer_at_home_is_taken_in_place_and_the_rest_routed(harness:
     [routed] = h.person_records
     assert [it["customer"] for it in decode_envelope(routed.value)] == [away]
     assert h.rt.counters["routed_in_place"] == 2
-    assert h.rt.counters["unknown_identifier:identify"] == 1   # an email nobody has yet
+    assert h.rt.counters["parked:identify"] == 1   # an email nobody has yet: it waits
     stored = person_table(h.rt.state.tables, HISTORY, 0, home)
     assert [a["name"] for a in stored] == ["e1"]
     assert person_table(h.rt.state.tables, PROFILES, 0, home)["attributes"] == {"plan": "pro"}
     # One unit wrote the people tables and committed the raw record.
     assert any(r.topic.endswith(".changelog.people.l2") for r in h.sent)
+
+
+def identity_commands(h: Harness) -> Any:
+    return OnTopic(h.app.agents["process_people"], h.rt.topics.identity_commands.name)
+
+
+def by_email(op: str, email: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {"op": op, "customer": email, "customer_kind": "email", "received_at": RECEIVED + n,
+            **({"name": f"e{n}"} if op == "event" else {"attributes": {"n": n}}), **extra}
+
+
+async def test_an_input_by_an_email_nobody_has_yet_waits_for_its_alias(harness: Harness) -> None:
+    """The identify that sets an email reaches the email's partition as an alias, a hop later
+    than an input sent by that email right after it: the input waits for the alias, then goes to
+    the person it names, in the order the inputs came (found on three workers:
+    tests/integration/test_person_decisions.py)."""
+    h = harness
+    [person, *_] = next(iter(customers_on_distinct_partitions().values()))
+    email = "late@x.io"
+    async with raw_events(h).test_context() as ag:
+        await ag.put(encode_envelope([by_email("identify", email, 1), by_email("event", email, 2)]),
+                     key=email.encode())
+        await h.settle(lambda: h.commits >= 1)
+    assert h.rt.counters["parked:identify"] == h.rt.counters["parked:event"] == 1
+    assert not h.person_records and "unknown_identifier:identify" not in h.rt.counters
+    aliases = h.rt.state.tables[ALIASES]
+    assert [item["op"] for item in aliases.get(0, f"pending:email:{email}")] == [
+        "identify", "event"]
+    async with identity_commands(h).test_context() as ag:
+        await ag.put(encode_envelope([{"op": "alias", "identifier": f"email:{email}",
+                                       "person": person}]), key=email.encode())
+        await h.settle(lambda: h.commits >= 2)
+    [routed] = h.person_records
+    items = decode_envelope(routed.value)
+    assert [(it["op"], it["person"], it["received_at"]) for it in items] == [
+        ("identify", person, RECEIVED + 1), ("event", person, RECEIVED + 2)]
+    assert aliases.get(0, f"pending:email:{email}") is None
+
+
+async def test_an_input_whose_identifier_nobody_takes_expires_a_day_of_input_time_later(
+        harness: Harness) -> None:
+    """Counted ``unknown_identifier`` once inputs accepted a day later reach the partition (the
+    clock is the inputs' accept time, so a replay expires what live did); an alias arriving after
+    that finds nothing waiting."""
+    h = harness
+    [person, *_] = next(iter(customers_on_distinct_partitions().values()))
+    email, day = "ghost@x.io", routes.PARK_HORIZON_MS
+    aliases = h.rt.state.tables[ALIASES]
+    records = [[by_email("identify", email, 1)],
+               [customer_event(person, day)],        # a day after the identify: not yet
+               [customer_event(person, day + 2)]]    # past it
+    async with raw_events(h).test_context() as ag:
+        for n, items in enumerate(records, start=1):
+            await ag.put(encode_envelope(items), key=b"k")
+            await h.settle(lambda n=n: h.commits >= n)  # type: ignore[misc]
+            expired = h.rt.counters.get("unknown_identifier:identify", 0)
+            assert expired == (n == 3), (n, expired)
+            waiting = aliases.get(0, f"pending:email:{email}")
+            assert (waiting is None) == (n == 3), (n, waiting)
+    index = list(aliases.store(0).range(routes.PARKED_PREFIX, routes.PARKED_PREFIX + "~"))
+    assert index == []
+    async with identity_commands(h).test_context() as ag:
+        await ag.put(encode_envelope([{"op": "alias", "identifier": f"email:{email}",
+                                       "person": person}]), key=email.encode())
+        await h.settle(lambda: h.commits >= 4)
+    assert [it["op"] for r in h.person_records for it in decode_envelope(r.value)] == [
+        "event", "event"]
 
 
 async def test_an_item_taken_in_place_is_remembered_at_its_raw_position(harness: Harness) -> None:

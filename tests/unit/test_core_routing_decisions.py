@@ -28,10 +28,10 @@ def test_an_identifier_names_its_alias_else_itself_when_people_go_by_that_kind()
     assert routes.resolve(None, "email", "x@y", "id") is None
 
 
-def test_an_input_goes_to_its_person_or_is_counted_as_unknown() -> None:
+def test_an_input_goes_to_its_person_or_waits_for_its_identifier() -> None:
     item = {"op": "identify", "customer": "x@y", "attributes": {"a": 1}}
-    assert routes.route_input(item, None, "id") == Count("unknown_identifier:identify")
-    routed = routes.route_input(item, "p1", "email")
+    assert routes.route_input(item, None, "id", "email:x@y") == routes.Park("email:x@y", item)
+    routed = routes.route_input(item, "p1", "email", "email:x@y")
     assert isinstance(routed, routes.Route) and list(routed.item) == [
         "op", "customer", "attributes", "person"]
     assert routed.item["attributes"] == {"email": "x@y", "a": 1}
@@ -66,11 +66,28 @@ def test_a_merge_hops_to_the_primary_or_parks_on_an_unknown_identifier() -> None
         "op": "merge_from", "id": ID, "person": "p2", "into": "p1", "received_at": 5})
 
 
-def test_parked_merges_are_kept_once_each_and_bounded() -> None:
+def test_parked_inputs_are_kept_once_each_and_bounded() -> None:
     waiting = [{"id": str(n)} for n in range(routes.MAX_PARKED)]
     assert routes.parked(waiting, {"id": "3"}) is None
     grown = routes.parked(waiting, {"id": "new"})
     assert grown is not None and len(grown) == routes.MAX_PARKED and grown[-1] == {"id": "new"}
+
+
+def test_parked_inputs_expire_a_horizon_of_input_time_after_they_were_accepted() -> None:
+    """By accept time against the newest input of the partition, not by a clock: a replay of an
+    old log expires what live did."""
+    horizon = routes.PARK_HORIZON_MS
+    old, young = {"id": "a", "received_at": 1_000}, {"id": "b", "received_at": 5_000}
+    assert routes.expired([old, young], 1_000 + horizon) == ([old, young], [])
+    assert routes.expired([old, young], 1_001 + horizon) == ([young], [old])
+    assert routes.expired(None, 10**13) == ([], [])
+    # The index: due keys sort by accept time and stop before the first one still waiting.
+    keys = sorted(routes.parked_key(at, "email:x@y") for at in (999, 1_000, 1_001))
+    assert [key < routes.due_stop(1_000 + horizon) for key in keys] == [True, False, False]
+    assert [key < routes.due_stop(1_001 + horizon) for key in keys] == [True, True, False]
+    assert all(key.startswith(routes.PARKED_PREFIX) for key in keys)
+    assert routes.identifier_of(keys[0]) == "email:x@y"
+    assert routes.due_stop(0) == routes.PARKED_PREFIX + "0" * 13
 
 
 def test_a_merge_goes_to_whom_its_primary_identifier_named_when_it_was_accepted() -> None:
