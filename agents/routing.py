@@ -166,11 +166,14 @@ class CustomerRouter:
 
     def resume(self, partition: int, identifier: str) -> None:
         """The inputs parked on ``identifier``, now that it names someone, in the order they
-        were parked (their index keys go when they would have expired: :meth:`expire`)."""
+        were parked. Nothing of their wait stays (a replay in which the alias came first has
+        none)."""
         parked = self.unit.get(ALIASES, partition, f"pending:{identifier}")
         if parked:
             self.unit.delete(ALIASES, partition, f"pending:{identifier}")
             for waiting in parked:
+                self.unit.delete(ALIASES, partition,
+                                 routes.parked_key(int(waiting["received_at"]), identifier))
                 if waiting["op"] == "merge":
                     self.merge(partition, waiting)
                 elif waiting["op"] == "merge_resolve":
@@ -200,7 +203,10 @@ class CustomerRouter:
             self.unit.put(ALIASES, partition,
                           routes.parked_key(int(item["received_at"]), park.identifier), 1)
             if before and len(before) >= routes.MAX_PARKED:  # the oldest made room
-                self.rt.counters[f"unknown_identifier:{before[0]['op']}"] += 1
+                oldest = before[0]
+                self.unit.delete(ALIASES, partition,
+                                 routes.parked_key(int(oldest["received_at"]), park.identifier))
+                self.rt.counters[f"unknown_identifier:{oldest['op']}"] += 1
         op = item["op"]
         self.rt.counters["merges:parked" if op in ("merge", "merge_resolve")
                          else f"parked:{op}"] += 1

@@ -232,20 +232,37 @@ def _settle(base: Profile, own: dict[str, Written], levels: dict[str, Any],
     """``base`` with its levels replaced and the winning values of ``names`` recomputed; each
     value that changed is kept as a change."""
     attributes = dict(base["attributes"])
-    changes = list(base.get("changes", []))
+    entries: list[dict[str, Any]] = []
     for name in sorted(set(names)):
         written = own.get(name) if not levels else _resolve(own, levels, base["id"], name)
         if written is None or written[0] is None:
             continue
         old = attributes.get(name)
         if old != written[3] or name not in attributes:
-            changes.append({"name": name, "old": old, "new": written[3], "at": at,
+            entries.append({"name": name, "old": old, "new": written[3], "at": at,
                             "source": source, "id": write_id})
             attributes[name] = written[3]
-    profile = {**base, "attributes": attributes, "stamps": own, "changes": changes[-MAX_CHANGES:]}
+    changes = base.get("changes", [])
+    if entries:
+        changes = _logged(changes, entries, at, write_id)
+    profile = {**base, "attributes": attributes, "stamps": own, "changes": changes}
     if levels:
         profile["levels"] = levels
     return profile
+
+
+def _logged(changes: list[dict[str, Any]], entries: list[dict[str, Any]], at: int,
+            write_id: str) -> list[dict[str, Any]]:
+    """``changes`` with one write's ``entries`` placed by (accept second, write id), not
+    appended: writes reaching a person by different paths (its own id, an email, a merge
+    marker) arrive in any order, and a replay's log must be the live one. (When such writes
+    race for one attribute, which of them changed it still follows arrival: a limit.)"""
+    key = (at, write_id)
+    position = len(changes)
+    while position and (int(changes[position - 1].get("at") or 0),
+                        str(changes[position - 1].get("id") or "")) > key:
+        position -= 1
+    return [*changes[:position], *entries, *changes[position:]][-MAX_CHANGES:]
 
 
 def _path(profile_id: str, via: Via) -> list[tuple[str, float]]:

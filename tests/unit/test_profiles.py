@@ -179,6 +179,24 @@ def absorb(primary: dict[str, Any] | None, gus: dict[str, Any]) -> dict[str, Any
     return merge(primary, PERSON, gus, "merge-1", MERGED_AT // 1000, merged_at_ms=MERGED_AT)
 
 
+def test_the_change_log_is_in_accept_order_whichever_path_delivered_a_write_first() -> None:
+    """Writes by a person's own id, by an email and through a merge marker reach the person by
+    different paths, in any order: the log of attribute changes is placed by accept time and
+    write id, so a replay keeps the live one (for writes of different attributes)."""
+    ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
+    gus = secondary([identify({"city": "Oslo"}, received_at=RECEIVED + 1_000)])
+    by_id = identify({"plan": "basic"}, received_at=MERGED_AT + 1_000, event_id="01B")
+    by_email = identify({"x": 3}, received_at=MERGED_AT + 2_000, event_id="01C")
+    logs = []
+    for first, second in ((by_id, by_email), (by_email, by_id)):
+        merged = absorb(ann, gus)
+        profile = apply_identify(apply_identify(merged, PERSON, forward(first)), PERSON,
+                                 forward(second))
+        logs.append([(change["name"], change["new"]) for change in profile["changes"]])
+    assert logs[0] == logs[1] == [("plan", "pro"), ("city", "Oslo"), ("plan", "basic"),
+                                  ("x", 3)]
+
+
 def test_the_primary_wins_over_what_the_secondary_was_sent_before_the_merge() -> None:
     ann = fold([identify({"plan": "pro"}, received_at=RECEIVED)])
     gus = secondary([identify({"plan": "free", "city": "Oslo"}, received_at=RECEIVED + 1_000)])
