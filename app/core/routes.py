@@ -1,5 +1,5 @@
 """Which person a raw item belongs to, and a merge's two hops: pure decisions of the customer
-router, over the ``aliases`` entries it reads (an identifier's person, merges parked on it).
+router, over the ``aliases`` entries it reads (an identifier's person, inputs parked on it).
 
 Each decision returns outputs for :mod:`agents.routing` to carry out: route an item to a person's
 partition, send an identity command, park an input until its identifier is known, count.

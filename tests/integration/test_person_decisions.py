@@ -16,9 +16,11 @@ from ulid import ULID
 
 from app.ops.digest import table_contents
 from app.topics import DEDUP, PROFILES
+from tests.integration.test_operations import metrics_text
 from tests.integration.test_replay_and_restart import (changes_with_causes, digest_lines,
                                                      run_cli, state_differences)
 from tests.support.harness import Deployment, Worker, eventually, free_port
+from tests.support.prometheus import samples
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +49,6 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, *,
     async with session.request(method, url, headers=headers, **kwargs) as response:
         body = await response.json(content_type=None)
         return response.status, body
-
-
-async def call_text(session: aiohttp.ClientSession, url: str, *,
-                    headers: dict[str, str]) -> tuple[int, str]:
-    async with session.get(url, headers=headers) as response:
-        return response.status, await response.text()
 
 
 def csv_of(rows: list[tuple[str, str, str]]) -> str:
@@ -264,12 +260,10 @@ async def merged_pairs(d: Deployment, workers: list[Worker], *, twice: bool) -> 
         # alias did (it waits for it: counted parked).
         merges: Counter[str] = Counter()
         for w in workers:
-            status, text = await call_text(session, f"{w.url}/metrics", headers=d.app_auth)
-            assert status == 200
-            for line in text.splitlines():
-                assert not line.startswith("eventide_unknown_identifier_total{"), (w.url, line)
-                if line.startswith("eventide_merges_total{"):
-                    merges[line.split('"')[1]] += int(float(line.rsplit(" ", 1)[1]))
+            text = await metrics_text(session, w.url, d)
+            assert not samples(text, "eventide_unknown_identifier_total"), w.url
+            for sample in samples(text, "eventide_merges_total"):
+                merges[str(sample.label("kind"))] += int(sample.value)
         assert merges["done"] == MERGED_PAIRS, merges
         return merges
 
